@@ -1,0 +1,175 @@
+package schemas
+
+// Code is an error code that crosses the wire (PROTOCOL.md §9). The peer gets
+// the code and a short fixed description; the detail goes to the sender's log.
+//
+// The list is append-only: never reorder, rename or remove a code, and give a
+// new code the next number. Numbers travel in the Nats-Service-Error-Code
+// header; names travel in the Miap-Error header and in JSON bodies.
+type Code uint16
+
+// The codes. Do not reorder; append at the end.
+const (
+	CodeOK               Code = iota // no error
+	CodeMalformed                    // a frame or document could not be parsed
+	CodeTooLarge                     // a size limit was exceeded
+	CodeBadVersion                   // unknown protocol or schema version
+	CodeUnknownKey                   // the key id is unknown, not yet valid or retired
+	CodeBadMAC                       // the MAC does not verify
+	CodeStale                        // the timestamp is older than the window
+	CodeClockSkew                    // the timestamp is ahead of the server clock; Miap-Server-Time tells it
+	CodeReplay                       // the nonce was seen before
+	CodeBadSession                   // the session key is unknown, used or expired
+	CodeIDMismatch                   // the returned ID is not the one the broker minted
+	CodeBadTicket                    // the broker ticket does not verify or names another party
+	CodeDigestMismatch               // the content does not match its SHA-256 or length
+	CodeExpired                      // the transaction's deadline has passed
+	CodeStoreUnavailable             // the nonce, session or profile store failed: retry later
+	CodeQuarantine                   // the nonce store lost its state: retry after the window
+	CodeUnknownRecipient             // no client or address matches the recipient
+	CodeUnknownSender                // the sender is not a known client where one is required
+	CodeNoRoute                      // no live gateway can take the message now
+	CodeQuotaExceeded                // the sender's quota is used up
+	CodeNotAllowed                   // the party may not do this
+	CodeBusy                         // the fabric cannot take it now: retry later
+	CodeInternal                     // an unexpected failure
+	CodeUnknownTx                    // no such transaction
+	CodeConversionFailed             // a processor could not convert the content
+	CodeDuplicate                    // the message id was already used for another message
+	CodeUnsupported                  // the destination cannot take this kind of content
+	CodeUnauthorized                 // a client credential was missing or wrong
+	codeEnd                          // keep last; not a code
+)
+
+var codeNames = [...]string{
+	CodeOK:               "OK",
+	CodeMalformed:        "MALFORMED",
+	CodeTooLarge:         "TOO_LARGE",
+	CodeBadVersion:       "BAD_VERSION",
+	CodeUnknownKey:       "UNKNOWN_KEY",
+	CodeBadMAC:           "BAD_MAC",
+	CodeStale:            "STALE",
+	CodeClockSkew:        "CLOCK_SKEW",
+	CodeReplay:           "REPLAY",
+	CodeBadSession:       "BAD_SESSION",
+	CodeIDMismatch:       "ID_MISMATCH",
+	CodeBadTicket:        "BAD_TICKET",
+	CodeDigestMismatch:   "DIGEST_MISMATCH",
+	CodeExpired:          "EXPIRED",
+	CodeStoreUnavailable: "STORE_UNAVAILABLE",
+	CodeQuarantine:       "QUARANTINE",
+	CodeUnknownRecipient: "UNKNOWN_RECIPIENT",
+	CodeUnknownSender:    "UNKNOWN_SENDER",
+	CodeNoRoute:          "NO_ROUTE",
+	CodeQuotaExceeded:    "QUOTA_EXCEEDED",
+	CodeNotAllowed:       "NOT_ALLOWED",
+	CodeBusy:             "BUSY",
+	CodeInternal:         "INTERNAL",
+	CodeUnknownTx:        "UNKNOWN_TX",
+	CodeConversionFailed: "CONVERSION_FAILED",
+	CodeDuplicate:        "DUPLICATE",
+	CodeUnsupported:      "UNSUPPORTED",
+	CodeUnauthorized:     "UNAUTHORIZED",
+}
+
+var codeText = [...]string{
+	CodeOK:               "ok",
+	CodeMalformed:        "malformed frame or document",
+	CodeTooLarge:         "size limit exceeded",
+	CodeBadVersion:       "unsupported version",
+	CodeUnknownKey:       "unknown or retired key id",
+	CodeBadMAC:           "authentication failed",
+	CodeStale:            "timestamp outside the window",
+	CodeClockSkew:        "timestamp ahead of server time",
+	CodeReplay:           "replayed frame",
+	CodeBadSession:       "invalid session key",
+	CodeIDMismatch:       "transaction id mismatch",
+	CodeBadTicket:        "invalid broker ticket",
+	CodeDigestMismatch:   "content digest mismatch",
+	CodeExpired:          "transaction expired",
+	CodeStoreUnavailable: "store unavailable, retry later",
+	CodeQuarantine:       "replay protection recovering, retry later",
+	CodeUnknownRecipient: "unknown recipient",
+	CodeUnknownSender:    "unknown sender",
+	CodeNoRoute:          "no gateway available for the recipient",
+	CodeQuotaExceeded:    "quota exceeded",
+	CodeNotAllowed:       "not allowed",
+	CodeBusy:             "busy, retry later",
+	CodeInternal:         "internal error",
+	CodeUnknownTx:        "unknown transaction",
+	CodeConversionFailed: "content conversion failed",
+	CodeDuplicate:        "message id already used",
+	CodeUnsupported:      "content not supported by the destination",
+	CodeUnauthorized:     "missing or wrong credentials",
+}
+
+// String returns the code's wire name, such as "BAD_MAC".
+func (c Code) String() string {
+	if int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	return "UNKNOWN_CODE"
+}
+
+// Text returns the fixed description sent to peers with the code.
+func (c Code) Text() string {
+	if int(c) < len(codeText) {
+		return codeText[c]
+	}
+	return "unknown error"
+}
+
+// Retryable reports whether a sender should retry the same message later
+// (the temporary failures: 4xx in SMTP, ESME_RTHROTTLED in SMPP, 503 in HTTP).
+func (c Code) Retryable() bool {
+	switch c {
+	case CodeStoreUnavailable, CodeQuarantine, CodeNoRoute, CodeBusy, CodeInternal, CodeClockSkew:
+		return true
+	}
+	return false
+}
+
+// ParseCode maps a wire name back to its code; unknown names give CodeInternal, false.
+func ParseCode(name string) (Code, bool) {
+	for i, n := range codeNames {
+		if n == name {
+			return Code(i), true
+		}
+	}
+	return CodeInternal, false
+}
+
+// Codes returns every defined code in order.
+func Codes() []Code {
+	out := make([]Code, codeEnd)
+	for i := range out {
+		out[i] = Code(i)
+	}
+	return out
+}
+
+// Error is an error carrying a wire code; Detail stays local (logs), only
+// Code crosses the wire.
+type Error struct {
+	Code   Code
+	Detail string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	s := e.Code.String()
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with the given code and detail.
+func Errorf(code Code, err error, detail string) *Error {
+	return &Error{Code: code, Detail: detail, Err: err}
+}

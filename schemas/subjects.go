@@ -1,0 +1,62 @@
+package schemas
+
+// NATS subjects (PROTOCOL.md §4). Brokers, gateways and processors subscribe in
+// queue groups, so any number of instances share the load.
+const (
+	// SubjectPrefix starts every UIMS subject; `nats sub 'uims.>'` shows the fabric.
+	SubjectPrefix = "uims"
+
+	// SubjectBrokerLogin is the strict-mode TSCS login (PROTOCOL.md §6.1).
+	SubjectBrokerLogin = "uims.broker.login"
+	// SubjectBrokerIMI takes a signed IMI and answers with the routed IMI (§6.2, §6.3).
+	SubjectBrokerIMI = "uims.broker.imi"
+	// SubjectBrokerRouteAck takes the originator's acknowledgement of a routed IMI (§6.4).
+	SubjectBrokerRouteAck = "uims.broker.routeack"
+	// SubjectBrokerAck takes delivery, read and non-delivery acknowledgements (§6.8).
+	SubjectBrokerAck = "uims.broker.ack"
+	// SubjectBrokerConv takes a processor's report of converted content (§6.7).
+	SubjectBrokerConv = "uims.broker.conv"
+	// SubjectBrokerStatus answers status queries for a message (§6.10).
+	SubjectBrokerStatus = "uims.broker.status"
+	// SubjectBrokerClient resolves a client credential or address to a profile (§6.11).
+	SubjectBrokerClient = "uims.broker.client"
+	// SubjectBrokerAnnounce takes gateway and processor heartbeats (§6.12).
+	SubjectBrokerAnnounce = "uims.broker.announce"
+
+	// BrokerService is the nats micro service name of the broker.
+	BrokerService = "uims-broker"
+	// BrokerQueue is the queue group every broker instance joins.
+	BrokerQueue = "uims-broker"
+
+	// SubjectProfilesChanged is published (core NATS, no queue) when profiles
+	// change, so that brokers drop their profile caches.
+	SubjectProfilesChanged = "uims.profiles.changed"
+
+	// SubjectTrace carries protocol-step events for observers:
+	// uims.trace.<party>.<step>. Nothing depends on them being received.
+	SubjectTrace = "uims.trace"
+
+	// StatusStream is the JetStream stream that holds status notifications
+	// for originating gateways until they acknowledge them (§6.9).
+	StatusStream = "UIMS_STATUS"
+	// StatusSubjects is the subject filter of StatusStream.
+	StatusSubjects = "uims.gw.*.status"
+)
+
+// GatewayIM is the subject on which gateway gw takes instant messages (§6.6).
+func GatewayIM(gw string) string { return "uims.gw." + gw + ".im" }
+
+// GatewayLogin is the strict-mode login subject of gateway gw (§6.5).
+func GatewayLogin(gw string) string { return "uims.gw." + gw + ".login" }
+
+// StatusFor is the subject of status notifications for originating gateway gw (§6.9).
+func StatusFor(gw string) string { return "uims.gw." + gw + ".status" }
+
+// ProcessorIM is the subject of the processor for one conversion (§6.7).
+func ProcessorIM(conversion string) string { return "uims.proc." + conversion }
+
+// ProcessorLogin is the strict-mode login subject of a conversion's processor.
+func ProcessorLogin(conversion string) string { return "uims.proc." + conversion + ".login" }
+
+// TraceSubject is the subject of a trace event.
+func TraceSubject(party, step string) string { return SubjectTrace + "." + party + "." + step }

@@ -1,0 +1,321 @@
+package schemas
+
+// Version is the schema version carried in the "v" field of every document.
+const Version = 1
+
+// Media known to UIMS. A gateway announces the medium it serves.
+const (
+	MediumWeb   = "web"
+	MediumEmail = "email"
+	MediumSMS   = "sms"
+	MediumFax   = "fax"
+	MediumVoice = "voice"
+	MediumBot   = "bot"
+)
+
+// Statuses of a message, in the order they normally happen. A message ends in
+// exactly one terminal status reported to its sender: delivered (possibly
+// followed by read) or failed.
+const (
+	StatusAccepted    = "accepted"    // the originating gateway took it from its client
+	StatusRouted      = "routed"      // the broker chose the destination and signed the route
+	StatusTransferred = "transferred" // the destination gateway accepted the content
+	StatusDelivered   = "delivered"   // the destination handed it to the recipient
+	StatusRead        = "read"        // the recipient opened it
+	StatusFailed      = "failed"      // non-delivery, with a reason
+)
+
+// Terminal reports whether a status ends a transaction (read may still follow delivered).
+func Terminal(status string) bool {
+	return status == StatusDelivered || status == StatusRead || status == StatusFailed
+}
+
+// Limits (PROTOCOL.md §10).
+const (
+	// MaxIMI is the largest IMI or routed IMI document, in bytes.
+	MaxIMI = 8 << 10
+	// MaxControl is the largest body of any other control document.
+	MaxControl = 16 << 10
+)
+
+// Endpoint names one side of a message on its medium.
+type Endpoint struct {
+	Medium  string `json:"medium"`
+	Address string `json:"address"`
+	// Client is the UIMS client id when the gateway authenticated the sender
+	// (bearer token, SMTP AUTH, SMPP bind); empty for an outside sender.
+	Client string `json:"client,omitempty"`
+	// Name is a display name, if the medium has one.
+	Name string `json:"name,omitempty"`
+}
+
+// Content describes message content without carrying it (PROTOCOL.md §6.6).
+type Content struct {
+	// Type is a MIME content type with parameters, e.g. "text/plain; charset=utf-8"
+	// or "multipart/mixed; boundary=x". Content bytes are the decoded body.
+	Type string `json:"type"`
+	// Length is the exact content length in bytes.
+	Length int64 `json:"length"`
+	// SHA256 is the lowercase hex SHA-256 of the content bytes.
+	SHA256 string `json:"sha256"`
+	// Ref names the content in the JetStream object store when it is larger
+	// than a NATS message can carry; empty when the content travels inline.
+	Ref string `json:"ref,omitempty"`
+	// Attachments lists attached parts (name, type, size) for display and
+	// routing; the bytes stay in the content.
+	Attachments []Attachment `json:"attachments,omitempty"`
+}
+
+// Attachment describes one attached part of multipart content.
+type Attachment struct {
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Length int64  `json:"length"`
+}
+
+// IMI is the instant message meta information that the originating gateway
+// extracts from a message and sends to the brokers (patent: IMI; PROTOCOL.md §6.2).
+// It never carries the content itself.
+type IMI struct {
+	V int `json:"v"`
+	// MsgID is the message id: 128 bits as 32 lowercase hex digits, chosen at
+	// the edge and reused on every retry.
+	MsgID string `json:"msg_id"`
+	// Gateway is the originating gateway's party id; Instance its instance.
+	Gateway  string `json:"gateway"`
+	Instance string `json:"instance,omitempty"`
+	// From is the sender as the originating gateway knows it.
+	From Endpoint `json:"from"`
+	// To is the recipient as the sender wrote it: a client id or an address
+	// (e-mail address, phone number).
+	To string `json:"to"`
+	// Subject, if the medium has one.
+	Subject string  `json:"subject,omitempty"`
+	Content Content `json:"content"`
+	// Created is when the gateway accepted the message, Unix milliseconds.
+	Created int64 `json:"created"`
+	// InReplyTo is the message id this one answers, if known.
+	InReplyTo string `json:"in_reply_to,omitempty"`
+	// Meta carries medium-specific hints that travel end to end (e.g.
+	// "email.message_id", "sms.registered_delivery"); small strings only.
+	Meta map[string]string `json:"meta,omitempty"`
+}
+
+// Hop is one gateway or processor on a route.
+type Hop struct {
+	// Gateway is the destination party id (e.g. "web", "email").
+	Gateway string `json:"gateway"`
+	Medium  string `json:"medium"`
+	// Address is the recipient's address on that medium.
+	Address string `json:"address"`
+}
+
+// RoutedIMI is the broker's modified meta information (patent: IMI'; PROTOCOL.md §6.3).
+// Its exact bytes are what the inner digest ID, the outer digest and the
+// destination ticket cover, and what the originator forwards with the content.
+type RoutedIMI struct {
+	V   int `json:"v"`
+	IMI IMI `json:"imi"`
+	// Tx is the transaction id (the broker's handle on this message).
+	Tx string `json:"tx"`
+	// Sender and Recipient are client ids when known.
+	Sender    string `json:"sender,omitempty"`
+	Recipient string `json:"recipient,omitempty"`
+	// RecipientName is the recipient's display name, for receipts.
+	RecipientName string `json:"recipient_name,omitempty"`
+	// Dest is where the content goes.
+	Dest Hop `json:"dest"`
+	// Conversions is the chain of processors the content passes first, in order.
+	Conversions []string `json:"conversions,omitempty"`
+	// Routed is when the broker signed the route; Deadline is when the
+	// transfer must be done (Unix ms). A missing acknowledgement becomes a
+	// non-delivery report at Deadline.
+	Routed   int64 `json:"routed"`
+	Deadline int64 `json:"deadline"`
+	// Attempt counts routes for this transaction (1, then 2... on reroute).
+	Attempt int `json:"attempt"`
+	// Receipts says which receipts the sender wants: "delivery", "read", "failure".
+	Receipts []string `json:"receipts,omitempty"`
+	// Options carries recipient-side delivery options from the profile
+	// (e.g. "sms.long": "segment" | "shorten").
+	Options map[string]string `json:"options,omitempty"`
+}
+
+// Ack is a destination gateway's acknowledgement to the brokers (patent:
+// delivery / read / non-delivery acknowledgement; PROTOCOL.md §6.8). The
+// inner digest ID travels with it in the Miap-Id header.
+type Ack struct {
+	V       int    `json:"v"`
+	Tx      string `json:"tx"`
+	MsgID   string `json:"msg_id"`
+	Gateway string `json:"gateway"`
+	// Status is delivered, read or failed.
+	Status string `json:"status"`
+	// Code and Reason explain a failure.
+	Code   string `json:"code,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	At     int64  `json:"at"`
+}
+
+// AckReply is the broker's answer to an Ack.
+type AckReply struct {
+	V  int    `json:"v"`
+	Tx string `json:"tx"`
+	// State is the transaction state after the acknowledgement.
+	State string `json:"state"`
+	// Duplicate is true when the same acknowledgement had already been applied.
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+// StatusEvent tells the originating gateway what happened to a message
+// (PROTOCOL.md §6.9); the gateway tells its client in the client's medium.
+type StatusEvent struct {
+	V      int    `json:"v"`
+	Tx     string `json:"tx"`
+	MsgID  string `json:"msg_id"`
+	Status string `json:"status"`
+	Code   string `json:"code,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	At     int64  `json:"at"`
+	// Sender is the client id of the sender, From its endpoint, so that the
+	// originating gateway can find whom to tell without state of its own.
+	Sender string   `json:"sender,omitempty"`
+	From   Endpoint `json:"from"`
+	// To is the recipient as the sender wrote it; Dest where it went.
+	To      string `json:"to,omitempty"`
+	Dest    Hop    `json:"dest"`
+	Subject string `json:"subject,omitempty"`
+	// Meta echoes the IMI's Meta (e.g. the SMPP message id to put in a receipt).
+	Meta map[string]string `json:"meta,omitempty"`
+}
+
+// HistoryEntry is one status change with its time.
+type HistoryEntry struct {
+	Status string `json:"status"`
+	At     int64  `json:"at"`
+	Code   string `json:"code,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Party is who caused the change (gateway or broker instance).
+	Party string `json:"party,omitempty"`
+}
+
+// StatusQuery asks the brokers for a message's status (PROTOCOL.md §6.10).
+type StatusQuery struct {
+	V     int    `json:"v"`
+	MsgID string `json:"msg_id"`
+}
+
+// TxStatus is the brokers' view of one transaction.
+type TxStatus struct {
+	V       int            `json:"v"`
+	Tx      string         `json:"tx"`
+	MsgID   string         `json:"msg_id"`
+	State   string         `json:"state"`
+	Sender  string         `json:"sender,omitempty"`
+	To      string         `json:"to,omitempty"`
+	Dest    Hop            `json:"dest"`
+	History []HistoryEntry `json:"history"`
+}
+
+// ConvReport is a processor's report of converted content to the brokers
+// (PROTOCOL.md §6.7). The broker answers with a new ticket for the next hop.
+type ConvReport struct {
+	V          int     `json:"v"`
+	Tx         string  `json:"tx"`
+	MsgID      string  `json:"msg_id"`
+	Conversion string  `json:"conversion"`
+	Step       int     `json:"step"`
+	Content    Content `json:"content"`
+}
+
+// ClientQuery asks the brokers to resolve a client (PROTOCOL.md §6.11):
+// by a credential (Kind "token", "smpp", "smtp") or by an address on a medium
+// (Kind "address"). Secrets are compared by the broker, never returned.
+type ClientQuery struct {
+	V      int    `json:"v"`
+	Kind   string `json:"kind"`
+	Medium string `json:"medium,omitempty"`
+	User   string `json:"user,omitempty"`
+	Secret string `json:"secret,omitempty"`
+}
+
+// ClientInfo is the public part of a profile, returned to gateways.
+type ClientInfo struct {
+	V         int               `json:"v"`
+	ID        string            `json:"id"`
+	Name      string            `json:"name,omitempty"`
+	Addresses map[string]string `json:"addresses,omitempty"`
+	Prefer    []string          `json:"prefer,omitempty"`
+	Receipts  ReceiptPrefs      `json:"receipts"`
+}
+
+// Announce is a gateway or processor heartbeat (PROTOCOL.md §6.12). Brokers
+// route only to parties whose announcement has not expired.
+type Announce struct {
+	V        int    `json:"v"`
+	Gateway  string `json:"gateway"`
+	Medium   string `json:"medium"`
+	Instance string `json:"instance"`
+	// Accepts lists content types the gateway delivers as they are
+	// ("text/plain", "text/*", "*/*"); others need a conversion.
+	Accepts []string `json:"accepts,omitempty"`
+	// Conversions lists what a processor converts (e.g. "html2text").
+	Conversions []string `json:"conversions,omitempty"`
+	// Domains and Prefixes say which outside addresses the gateway can reach
+	// ("*" for any), for recipients that are not clients.
+	Reach []string `json:"reach,omitempty"`
+	// TTL is how long the announcement is valid, in milliseconds.
+	TTL int64 `json:"ttl"`
+	At  int64 `json:"at"`
+}
+
+// ReceiptPrefs says which receipts a client wants for the messages it sends.
+type ReceiptPrefs struct {
+	Delivery bool `json:"delivery" yaml:"delivery"`
+	Read     bool `json:"read" yaml:"read"`
+	Failure  bool `json:"failure" yaml:"failure"`
+}
+
+// SMPPCredentials let an application bind to the SMS gateway as a client.
+type SMPPCredentials struct {
+	SystemID string `json:"system_id" yaml:"system_id"`
+	Password string `json:"password" yaml:"password"`
+}
+
+// SMTPCredentials let a mail client submit as a client (AUTH PLAIN).
+type SMTPCredentials struct {
+	Username string `json:"username" yaml:"username"`
+	Password string `json:"password" yaml:"password"`
+}
+
+// Profile is a client profile (patent: client profile database). Brokers
+// own profiles; gateways see only ClientInfo.
+type Profile struct {
+	V    int    `json:"v" yaml:"-"`
+	ID   string `json:"id" yaml:"id"`
+	Name string `json:"name,omitempty" yaml:"name"`
+	// Token is the bearer token for the HTTP API and the web page.
+	Token string `json:"token,omitempty" yaml:"token"`
+	// Addresses maps a medium to the client's address on it.
+	Addresses map[string]string `json:"addresses,omitempty" yaml:"addresses"`
+	// Prefer is the delivery order of media; the first with a live gateway wins,
+	// the next ones are fallbacks.
+	Prefer   []string         `json:"prefer,omitempty" yaml:"prefer"`
+	SMPP     *SMPPCredentials `json:"smpp,omitempty" yaml:"smpp"`
+	SMTP     *SMTPCredentials `json:"smtp,omitempty" yaml:"smtp"`
+	Receipts *ReceiptPrefs    `json:"receipts,omitempty" yaml:"receipts"`
+	// Quota is the most messages the client may send per UTC day; 0 is unlimited.
+	Quota int64 `json:"quota,omitempty" yaml:"quota"`
+	// Options are recipient-side delivery options (e.g. "sms.long": "shorten").
+	Options map[string]string `json:"options,omitempty" yaml:"options"`
+	// Operator marks a client allowed into the operator view.
+	Operator bool `json:"operator,omitempty" yaml:"operator"`
+}
+
+// ReceiptsOrDefault returns the profile's receipt preferences; all on by default.
+func (p *Profile) ReceiptsOrDefault() ReceiptPrefs {
+	if p.Receipts == nil {
+		return ReceiptPrefs{Delivery: true, Read: true, Failure: true}
+	}
+	return *p.Receipts
+}
