@@ -176,8 +176,7 @@ func (e *Engine) Verify(f *Frame, want Purpose) error {
 	if k == nil || k.sub[want] == nil {
 		return fmt.Errorf("%w: party %q kid %q", ErrUnknownKey, f.Party, f.Kid)
 	}
-	var buf [MACSize]byte
-	if !equalMAC(f.MAC, computeMAC(buf[:0], k.sub[want], f)) {
+	if !checkMAC(k.sub[want], f) {
 		return fmt.Errorf("%w: %s frame of %q", ErrBadMAC, want, f.Party)
 	}
 	return nil
@@ -248,9 +247,8 @@ func (e *Engine) CheckID(kid string, routed, session, id []byte) error {
 	if k == nil {
 		return fmt.Errorf("%w: broker kid %q", ErrUnknownKey, kid)
 	}
-	f := Frame{Purpose: PurposeID, Kid: kid, Session: session, Body: routed}
-	var buf [MACSize]byte
-	if !equalMAC(id, computeMAC(buf[:0], k.sub[PurposeID], &f)) {
+	f := Frame{Purpose: PurposeID, Kid: kid, Session: session, Body: routed, MAC: id}
+	if !checkMAC(k.sub[PurposeID], &f) {
 		return ErrIDMismatch
 	}
 	return nil

@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
-	"hash"
 )
 
 // Version is the protocol version this package speaks (§2).
@@ -33,7 +32,7 @@ const (
 	PurposeQuery      Purpose = 15 // gateway → broker: status or client query
 	PurposeQueryReply Purpose = 16 // broker → gateway: answer to a query
 	PurposeAnnounce   Purpose = 17 // gateway → broker: heartbeat
-	purposeEnd
+	purposeEnd        Purpose = 18 // keep last; not a purpose
 )
 
 var purposeNames = [...]string{
@@ -222,21 +221,26 @@ func appendInt(dst []byte, tag byte, v int64) []byte {
 	return binary.BigEndian.AppendUint64(dst, uint64(v))
 }
 
-// writeMACInput streams the same bytes as AppendMACInput into h; the body
-// is hashed in place, never copied.
-func writeMACInput(h hash.Hash, f *Frame) {
-	var buf [512]byte
-	h.Write(appendMACHead(buf[:0], f))
-	h.Write(f.Body)
+
+// computeMAC returns HMAC(key, MACInput(f)) appended to dst. The body is
+// hashed in place, never copied.
+func computeMAC(dst []byte, sk *subkey, f *Frame) []byte {
+	m := sk.get()
+	m.h.Write(appendMACHead(m.buf[:0], f))
+	m.h.Write(f.Body)
+	dst = append(dst, m.h.Sum(m.sum[:0])...)
+	sk.put(m)
+	return dst
 }
 
-// computeMAC returns HMAC(key, MACInput(f)) appended to dst.
-func computeMAC(dst []byte, sk *subkey, f *Frame) []byte {
-	h := sk.get()
-	writeMACInput(h, f)
-	dst = h.Sum(dst)
-	sk.put(h)
-	return dst
+// checkMAC recomputes f's MAC and compares it in constant time.
+func checkMAC(sk *subkey, f *Frame) bool {
+	m := sk.get()
+	m.h.Write(appendMACHead(m.buf[:0], f))
+	m.h.Write(f.Body)
+	ok := equalMAC(f.MAC, m.h.Sum(m.sum[:0]))
+	sk.put(m)
+	return ok
 }
 
 // equalMAC compares MACs in constant time.

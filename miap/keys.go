@@ -58,21 +58,29 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 // letters, digits, '-' and '_', 1 to 64 characters, usable as a NATS subject token.
 func ValidName(s string) bool { return nameRE.MatchString(s) }
 
-// subkey is one derived HMAC key with a pool of ready hashes.
+// subkey is one derived HMAC key with a pool of ready MAC states.
 type subkey struct {
 	key  []byte
 	pool sync.Pool
 }
 
-func (s *subkey) get() hash.Hash {
-	if h, ok := s.pool.Get().(hash.Hash); ok {
-		h.Reset()
-		return h
-	}
-	return hmac.New(sha256.New, s.key)
+// macState is a reusable HMAC with scratch space for the MAC input head
+// and the sum, so that signing and verifying do not allocate.
+type macState struct {
+	h   hash.Hash
+	buf [512]byte
+	sum [MACSize]byte
 }
 
-func (s *subkey) put(h hash.Hash) { s.pool.Put(h) }
+func (s *subkey) get() *macState {
+	if m, ok := s.pool.Get().(*macState); ok {
+		m.h.Reset()
+		return m
+	}
+	return &macState{h: hmac.New(sha256.New, s.key)}
+}
+
+func (s *subkey) put(m *macState) { s.pool.Put(m) }
 
 // key is a master key with its subkeys.
 type key struct {

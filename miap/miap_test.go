@@ -38,6 +38,17 @@ func testKeys(t testing.TB) *miap.Keyring {
 	return kr
 }
 
+// counterRand is a deterministic, endless randomness source for tests.
+type counterRand struct{ n byte }
+
+func (r *counterRand) Read(b []byte) (int, error) {
+	for i := range b {
+		r.n++
+		b[i] = r.n
+	}
+	return len(b), nil
+}
+
 type clock struct{ t time.Time }
 
 func (c *clock) Now() time.Time          { return c.t }
@@ -45,7 +56,7 @@ func (c *clock) Advance(d time.Duration) { c.t = c.t.Add(d) }
 
 func testEngine(t testing.TB, c *clock) *miap.Engine {
 	t.Helper()
-	e, err := miap.New(miap.Config{Keys: testKeys(t), Now: c.Now, Rand: bytes.NewReader(bytes.Repeat([]byte{7}, 1<<20))})
+	e, err := miap.New(miap.Config{Keys: testKeys(t), Now: c.Now, Rand: &counterRand{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,4 +390,13 @@ func TestKeyringRejects(t *testing.T) {
 			t.Errorf("case %d: %v", i, err)
 		}
 	}
+}
+
+func decodeStd(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
