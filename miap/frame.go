@@ -221,7 +221,6 @@ func appendInt(dst []byte, tag byte, v int64) []byte {
 	return binary.BigEndian.AppendUint64(dst, uint64(v))
 }
 
-
 // computeMAC returns HMAC(key, MACInput(f)) appended to dst. The body is
 // hashed in place, never copied.
 func computeMAC(dst []byte, sk *subkey, f *Frame) []byte {
