@@ -261,7 +261,11 @@ func (r *Reassembler) finish(k partKey, m *pendingMsg, now time.Time) Message {
 	}
 	msg.Partial = msg.Missing != nil
 
-	for len(r.done) >= r.maxPending() && len(r.doneQ) > 0 {
+	// Bound the memory: at most MaxPending remembered messages, and a queue
+	// of at most twice that (it also holds stale entries for keys forgotten
+	// early by Add).
+	for len(r.doneQ) > 0 && (len(r.done) >= r.maxPending() || len(r.doneQ) >= 2*r.maxPending() ||
+		!now.Before(r.doneQ[0].expires)) {
 		r.dropOldestDone()
 	}
 	r.done[k] = d

@@ -209,7 +209,25 @@ func TestReassembleDoneMemoryBounded(t *testing.T) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.done) > r.MaxPending || len(r.doneQ) > r.MaxPending {
+	if len(r.done) > r.MaxPending || len(r.doneQ) > 2*r.MaxPending {
+		t.Fatalf("done %d queue %d", len(r.done), len(r.doneQ))
+	}
+}
+
+// A key completed again and again after its memory window, with Expire
+// never called, must not grow the eviction queue without bound.
+func TestReassembleDoneQueueBounded(t *testing.T) {
+	r, clk := newTestReassembler()
+	for range 100 {
+		addAll(t, r, []Part{{Ref: 1, Total: 2, Seq: 1}, {Ref: 1, Total: 2, Seq: 2}}, 0, 1)
+		clk.Advance(2 * time.Minute)
+	}
+	if s := r.Stats(); s.Completed != 100 || s.Duplicates != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.done) > 1 || len(r.doneQ) > 2 {
 		t.Fatalf("done %d queue %d", len(r.done), len(r.doneQ))
 	}
 }

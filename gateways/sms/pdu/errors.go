@@ -56,6 +56,10 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	if e.Header.ID == 0 {
+		// The header was not read far enough to know the command.
+		return fmt.Sprintf("%v (status %s)", e.Err, e.Status)
+	}
 	return fmt.Sprintf("%v (%s seq %d, status %s)", e.Err, e.Header.ID, e.Header.Sequence, e.Status)
 }
 

@@ -441,3 +441,14 @@ func TestStrings(t *testing.T) {
 		t.Error("response bit")
 	}
 }
+
+func TestMessageContent(t *testing.T) {
+	m := MessageFields{ShortMessage: []byte("short")}
+	if string(m.Message()) != "short" {
+		t.Fatal("short_message")
+	}
+	m.TLVs.SetMessagePayload([]byte("payload"))
+	if string(m.Message()) != "payload" {
+		t.Fatal("message_payload")
+	}
+}

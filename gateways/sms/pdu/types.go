@@ -205,7 +205,9 @@ func (o *Outbind) decodeBody(d *decoder, _ Status) {
 }
 
 // MessageFields is the body of submit_sm (§4.4.1) and deliver_sm (§4.6.1),
-// in wire order. sm_length is not stored: it is len(ShortMessage). In
+// in wire order. sm_length is not stored: it is len(ShortMessage). The
+// codec does not check that short_message and message_payload are not both
+// used. In
 // deliver_sm the schedule_delivery_time, validity_period,
 // replace_if_present_flag and sm_default_msg_id fields are unused and should
 // be zero.
@@ -228,6 +230,16 @@ type MessageFields struct {
 	SMDefaultMsgID       uint8
 	ShortMessage         []byte // at most MaxShortMessage octets
 	TLVs                 TLVs
+}
+
+// Message returns the message content: the message_payload TLV when
+// present (sm_length is then 0, §5.3.2.32), else short_message. With
+// esm_class UDHI it starts with the UDH.
+func (m *MessageFields) Message() []byte {
+	if p, ok := m.TLVs.MessagePayload(); ok {
+		return p
+	}
+	return m.ShortMessage
 }
 
 func (m *MessageFields) appendBody(e *encoder, _ Status) {
