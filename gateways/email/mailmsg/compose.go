@@ -170,16 +170,25 @@ func Compose(o Outgoing) ([]byte, error) {
 }
 
 // writeFields writes fields, in order, as a header block followed by the
-// blank line, folding long values (go-message's textproto).
+// blank line. Each field is formatted and folded by go-message's textproto;
+// the field name keeps the caller's spelling ("MIME-Version", not the
+// canonical "Mime-Version").
 func writeFields(buf *bytes.Buffer, fields []Field) error {
-	var h textproto.Header
-	// textproto.Header.Add prepends: add in reverse order.
-	for i := len(fields) - 1; i >= 0; i-- {
-		h.Add(fields[i].Key, fields[i].Value)
+	var fb bytes.Buffer
+	for _, f := range fields {
+		var h textproto.Header
+		h.Add(f.Key, f.Value)
+		fb.Reset()
+		if err := textproto.WriteHeader(&fb, h); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidHeader, err)
+		}
+		b := fb.Bytes()[:fb.Len()-2] // drop the blank line
+		if len(b) >= len(f.Key) && strings.EqualFold(string(b[:len(f.Key)]), f.Key) {
+			copy(b, f.Key)
+		}
+		buf.Write(b)
 	}
-	if err := textproto.WriteHeader(buf, h); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidHeader, err)
-	}
+	buf.WriteString("\r\n")
 	return nil
 }
 

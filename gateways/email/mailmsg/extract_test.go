@@ -109,8 +109,8 @@ PHA+Q2Fm6SBjcuhtZTwvcD4=
 			subject:     "Quarterly report",
 		},
 		{
-			name: "iso-8859-1 8bit",
-			mail: stdHeader + "Content-Type: text/plain; charset=\"iso-8859-1\"\nContent-Transfer-Encoding: 8bit\n\nCaf\xe9 cr\xe8me\n",
+			name:        "iso-8859-1 8bit",
+			mail:        stdHeader + "Content-Type: text/plain; charset=\"iso-8859-1\"\nContent-Transfer-Encoding: 8bit\n\nCaf\xe9 cr\xe8me\n",
 			contentType: "text/plain; charset=utf-8",
 			content:     "Café crème\r\n",
 			text:        "Café crème\r\n",
@@ -230,8 +230,8 @@ Content-Transfer-Encoding: base64
 			attachments: []wantAttachment{{"", "image/tiff", tiffData}},
 		},
 		{
-			name: "lf line endings and digest",
-			mail: strings.ReplaceAll(stdHeader, "\n", "\r\n") + "Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nSubject: inner\r\n\r\ninner body\r\n--d--\r\n",
+			name:        "lf line endings and digest",
+			mail:        strings.ReplaceAll(stdHeader, "\n", "\r\n") + "Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nSubject: inner\r\n\r\ninner body\r\n--d--\r\n",
 			contentType: "multipart/digest; boundary=d",
 			subject:     "Quarterly report",
 			attachments: []wantAttachment{{"", "message/rfc822", []byte("Subject: inner\r\n\r\ninner body")}},
