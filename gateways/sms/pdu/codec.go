@@ -148,7 +148,7 @@ func splitFrame(frame []byte) (Header, []byte, error) {
 	h := parseHeader(frame)
 	switch {
 	case h.Length < HeaderLen:
-		e := failure(ESME_RINVCMDLEN, ErrCommandLengthTooSmall, "command_length %d below header size %d", h.Length, HeaderLen)
+		e := failure(ESME_RINVCMDLEN, ErrCommandLengthTooSmall, "%d < %d", h.Length, HeaderLen)
 		e.Header = h
 		return h, nil, e
 	case uint64(h.Length) > uint64(len(frame)):

@@ -54,7 +54,7 @@ func (r *Reader) ReadFrame() ([]byte, error) {
 	}
 	h := Header{Length: binary.BigEndian.Uint32(r.hdr[:4])}
 	if h.Length < HeaderLen {
-		e := failure(ESME_RINVCMDLEN, ErrCommandLengthTooSmall, "command_length %d below header size %d", h.Length, HeaderLen)
+		e := failure(ESME_RINVCMDLEN, ErrCommandLengthTooSmall, "%d < %d", h.Length, HeaderLen)
 		e.Header = h
 		return nil, e
 	}
@@ -64,7 +64,7 @@ func (r *Reader) ReadFrame() ([]byte, error) {
 	}
 	h = parseHeader(r.hdr[:])
 	if h.Length > r.max {
-		e := failure(ESME_RINVCMDLEN, ErrCommandLengthTooLarge, "command_length %d above limit %d", h.Length, r.max)
+		e := failure(ESME_RINVCMDLEN, ErrCommandLengthTooLarge, "%d > %d", h.Length, r.max)
 		e.Header = h
 		return nil, e
 	}
