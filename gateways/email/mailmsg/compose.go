@@ -55,6 +55,11 @@ const dateLayout = "Mon, 02 Jan 2006 15:04:05 -0700"
 // maxLine is the RFC 5322 line limit without CRLF.
 const maxLine = 998
 
+// maxWord is the longest run without white space a header value may have:
+// folding happens only at white space, so longer runs could not be kept
+// under maxLine.
+const maxWord = 900
+
 // managedFields are the header fields Compose sets itself.
 var managedFields = map[string]bool{
 	"From": true, "To": true, "Cc": true, "Bcc": true, "Reply-To": true,
@@ -182,6 +187,9 @@ func writeFields(buf *bytes.Buffer, fields []Field) error {
 		if err := textproto.WriteHeader(&fb, h); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidHeader, err)
 		}
+		if longestWord(f.Value) > maxWord {
+			return fmt.Errorf("%w: %s has a word longer than %d octets", ErrInvalidHeader, f.Key, maxWord)
+		}
 		b := fb.Bytes()[:fb.Len()-2] // drop the blank line
 		if len(b) >= len(f.Key) && strings.EqualFold(string(b[:len(f.Key)]), f.Key) {
 			copy(b, f.Key)
@@ -218,6 +226,9 @@ func formatAddresses(field string, list []mail.Address) (string, error) {
 		}
 		if err := checkText(field, a.Address); err != nil {
 			return "", err
+		}
+		if len(a.Address) > 254 {
+			return "", fmt.Errorf("%w: address longer than 254 octets in %s", ErrInvalidHeader, field)
 		}
 		s := a.String()
 		parsed, err := gomail.ParseAddress(s)
@@ -303,9 +314,6 @@ func checkExtraField(f Field) error {
 		if f.Value[i] >= 0x80 {
 			return fmt.Errorf("%w: non-ASCII value in %s", ErrInvalidHeader, f.Key)
 		}
-	}
-	if longestWord(f.Value) > 900 {
-		return fmt.Errorf("%w: unfoldable value in %s", ErrInvalidHeader, f.Key)
 	}
 	return nil
 }
@@ -394,7 +402,7 @@ func needsEncodedWords(s string) bool {
 			return true
 		}
 	}
-	return longestWord(s) > 900
+	return longestWord(s) > maxWord
 }
 
 // isComposite reports media types whose body must not be transfer-encoded

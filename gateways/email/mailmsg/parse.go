@@ -208,7 +208,8 @@ func (p *parser) parseEntity(hdr, body []byte, depth int, path []int, def string
 		e.children = append(e.children, child)
 	}
 	if len(e.children) == 0 {
-		p.warn.add("multipart entity with no parts")
+		// RFC 2046 section 5.1.1 requires at least one body part.
+		return nil, malformed("multipart entity without parts")
 	}
 	return e, nil
 }
