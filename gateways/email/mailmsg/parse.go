@@ -429,7 +429,7 @@ func (p *parser) crossCheck(e *entity) error {
 	mr := multipart.NewReader(bytes.NewReader(e.content), e.params["boundary"])
 	for i := 0; ; i++ {
 		part, err := mr.NextRawPart()
-		if errors.Is(err, io.EOF) {
+		if err == io.EOF { // not errors.Is: mime/multipart wraps io.EOF in real errors
 			if i != len(e.children) {
 				return malformed("ambiguous multipart structure: %d parts, strict parser found %d", len(e.children), i)
 			}
