@@ -126,7 +126,7 @@ type RoutedIMI struct {
 	// Dest is where the content goes.
 	Dest Hop `json:"dest"`
 	// Conversions is the chain of processors the content passes first, in order.
-	Conversions []string `json:"conversions,omitempty"`
+	Conversions []Step `json:"conversions,omitempty"`
 	// Routed is when the broker signed the route; Deadline is when the
 	// transfer must be done (Unix ms). A missing acknowledgement becomes a
 	// non-delivery report at Deadline.
@@ -139,6 +139,15 @@ type RoutedIMI struct {
 	// Options carries recipient-side delivery options from the profile
 	// (e.g. "sms.long": "segment" | "shorten").
 	Options map[string]string `json:"options,omitempty"`
+}
+
+// Step is one conversion on a route.
+type Step struct {
+	Conversion string `json:"conversion"`
+	// Processor is the processor's party id (the ticket for the step names it).
+	Processor string `json:"processor"`
+	// To is the content type the step produces.
+	To string `json:"to"`
 }
 
 // Ack is a destination gateway's acknowledgement to the brokers (patent:
@@ -259,14 +268,24 @@ type Announce struct {
 	// Accepts lists content types the gateway delivers as they are
 	// ("text/plain", "text/*", "*/*"); others need a conversion.
 	Accepts []string `json:"accepts,omitempty"`
-	// Conversions lists what a processor converts (e.g. "html2text").
-	Conversions []string `json:"conversions,omitempty"`
+	// Conversions lists what a processor converts.
+	Conversions []Conversion `json:"conversions,omitempty"`
 	// Domains and Prefixes say which outside addresses the gateway can reach
 	// ("*" for any), for recipients that are not clients.
 	Reach []string `json:"reach,omitempty"`
 	// TTL is how long the announcement is valid, in milliseconds.
 	TTL int64 `json:"ttl"`
 	At  int64 `json:"at"`
+}
+
+// Conversion is one content conversion a processor offers.
+type Conversion struct {
+	// Name is the conversion's name and subject token (uims.proc.<name>).
+	Name string `json:"name"`
+	// From is the content type pattern it takes ("text/html", "image/*").
+	From string `json:"from"`
+	// To is the content type it produces ("text/plain; charset=utf-8").
+	To string `json:"to"`
 }
 
 // ReceiptPrefs says which receipts a client wants for the messages it sends.

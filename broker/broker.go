@@ -1,0 +1,429 @@
+// Package broker is the UIMS instant message broker (patent: instant message
+// broker, figures 2, 4 and 5). It sees only meta information, never
+// content: it checks MIAP authenticity, reads client profiles, picks the
+// destination gateway and the conversions, keeps the transaction with its
+// deadline, does accounting, and signs routes, tickets, receipts and
+// notifications (../miap/PROTOCOL.md §6).
+//
+// A broker is a nats micro service named uims-broker in a queue group. It
+// keeps no state of its own that matters: profiles, nonces, session keys
+// and transactions live in Redis, status notifications in a JetStream
+// stream, so any number of replicas share the load and any may stop.
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/miapredis"
+	"github.com/uims/uims/schemas"
+)
+
+// Config configures a Broker. The zero value is usable.
+type Config struct {
+	// Instance names this replica; default a random id.
+	Instance string
+	// Version is reported by the micro service.
+	Version string
+	// Deadline is how long an originator has to transfer a routed message and
+	// the destination to acknowledge it; default 30 s. A missing
+	// acknowledgement becomes a non-delivery report at the deadline.
+	Deadline time.Duration
+	// DeliveryDeadline is how long a destination that took a message for
+	// later delivery ("transferred") has to report the outcome; default 24 h.
+	DeliveryDeadline time.Duration
+	// Grace is added to a deadline before the sweeper acts, so that an
+	// acknowledgement sent just before the deadline still counts; default 10 s.
+	Grace time.Duration
+	// Workers bounds the requests handled at once; default 256.
+	Workers int
+	// Queue bounds the requests waiting for a worker; beyond it the broker
+	// answers BUSY at once. Default 4096.
+	Queue int
+	// SweepInterval is how often expired transactions are looked for; default 500 ms.
+	SweepInterval time.Duration
+	// Retention is how long finished transactions stay queryable; default 7 days.
+	Retention time.Duration
+	// NoTrace turns off the protocol-step events on uims.trace.>.
+	NoTrace bool
+	// Now is the clock; default time.Now. It must match the MIAP engine's.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Instance == "" {
+		var b [4]byte
+		rand.Read(b[:])
+		c.Instance = "broker-" + hex.EncodeToString(b[:])
+	}
+	if c.Version == "" {
+		c.Version = "0.1.0"
+	}
+	if c.Deadline == 0 {
+		c.Deadline = 30 * time.Second
+	}
+	if c.DeliveryDeadline == 0 {
+		c.DeliveryDeadline = 24 * time.Hour
+	}
+	if c.Grace == 0 {
+		c.Grace = 10 * time.Second
+	}
+	if c.Workers == 0 {
+		c.Workers = 256
+	}
+	if c.Queue == 0 {
+		c.Queue = 4096
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = 500 * time.Millisecond
+	}
+	if c.Retention == 0 {
+		c.Retention = 7 * 24 * time.Hour
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Broker is one broker replica.
+type Broker struct {
+	cfg      Config
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	rdb      redis.UniversalClient
+	guard    *miap.Guard
+	store    *miapredis.Store
+	profiles *Profiles
+	reg      *registry
+	log      zerolog.Logger
+
+	work    chan job
+	ready   chan struct{}
+	mu      sync.Mutex
+	stats   map[string]*endpointStats
+	pending sync.WaitGroup
+}
+
+type job struct {
+	req micro.Request
+	fn  func(context.Context, micro.Request)
+}
+
+// handler handles one request; an error is answered by the wrapper with
+// its wire code and logged with its detail.
+type handler func(ctx context.Context, req micro.Request) error
+
+// New returns a broker. engine must hold every gateway's K1 and the K2 keys.
+func New(nc *nats.Conn, rdb redis.UniversalClient, engine *miap.Engine, cfg Config, log zerolog.Logger) (*Broker, error) {
+	cfg.setDefaults()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("broker: jetstream: %w", err)
+	}
+	b := &Broker{cfg: cfg, nc: nc, js: js, rdb: rdb, store: miapredis.New(rdb),
+		profiles: NewProfiles(rdb, cfg.Now), reg: newRegistry(),
+		log:   log.With().Str("role", "broker").Str("instance", cfg.Instance).Logger(),
+		work:  make(chan job, cfg.Queue),
+		ready: make(chan struct{}),
+		stats: make(map[string]*endpointStats),
+	}
+	b.guard = miap.NewGuard(engine, b.store, b.recordEpoch)
+	return b, nil
+}
+
+// Profiles returns the broker's profile database.
+func (b *Broker) Profiles() *Profiles { return b.profiles }
+
+// Ready is closed once the broker serves requests.
+func (b *Broker) Ready() <-chan struct{} { return b.ready }
+
+// Instance returns the replica's instance name.
+func (b *Broker) Instance() string { return b.cfg.Instance }
+
+// Run serves until ctx is done, then drains in-flight requests.
+func (b *Broker) Run(ctx context.Context) error {
+	if err := EnsureStreams(ctx, b.js); err != nil {
+		return err
+	}
+	if err := b.startGuard(ctx); err != nil {
+		return err
+	}
+	for range b.cfg.Workers {
+		go func() {
+			for j := range b.work {
+				j.fn(ctx, j.req)
+				b.pending.Done()
+			}
+		}()
+	}
+	annSub, err := b.nc.Subscribe(schemas.SubjectBrokerAnnounce, b.handleAnnounce)
+	if err != nil {
+		return fmt.Errorf("broker: subscribe announce: %w", err)
+	}
+	defer annSub.Unsubscribe()
+	profSub, err := b.nc.Subscribe(schemas.SubjectProfilesChanged, func(*nats.Msg) { b.profiles.Invalidate() })
+	if err != nil {
+		return fmt.Errorf("broker: subscribe profiles: %w", err)
+	}
+	defer profSub.Unsubscribe()
+
+	svc, err := micro.AddService(b.nc, micro.Config{
+		Name:        schemas.BrokerService,
+		Version:     b.cfg.Version,
+		Description: "UIMS instant message broker: MIAP, routing, transactions, accounting",
+		QueueGroup:  schemas.BrokerQueue,
+		Metadata:    map[string]string{"instance": b.cfg.Instance},
+		StatsHandler: func(e *micro.Endpoint) any {
+			return b.endpointStats(e.Name)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("broker: micro service: %w", err)
+	}
+	endpoints := []struct {
+		name, subject string
+		fn            handler
+	}{
+		{"login", schemas.SubjectBrokerLogin, b.handleLogin},
+		{"imi", schemas.SubjectBrokerIMI, b.handleIMI},
+		{"routeack", schemas.SubjectBrokerRouteAck, b.handleRouteAck},
+		{"ack", schemas.SubjectBrokerAck, b.handleAck},
+		{"conv", schemas.SubjectBrokerConv, b.handleConv},
+		{"status", schemas.SubjectBrokerStatus, b.handleStatus},
+		{"client", schemas.SubjectBrokerClient, b.handleClient},
+	}
+	for _, ep := range endpoints {
+		fn := b.instrument(ep.name, ep.fn)
+		h := micro.HandlerFunc(func(req micro.Request) { b.dispatch(req, fn) })
+		if err := svc.AddEndpoint(ep.name, h, micro.WithEndpointSubject(ep.subject)); err != nil {
+			svc.Stop()
+			return fmt.Errorf("broker: endpoint %s: %w", ep.name, err)
+		}
+	}
+	b.log.Info().Str("service", schemas.BrokerService).Str("queue", schemas.BrokerQueue).Msg("broker serving")
+	close(b.ready)
+
+	sweepDone := make(chan struct{})
+	go func() { b.sweep(ctx); close(sweepDone) }()
+	go b.keepAlive(ctx)
+
+	<-ctx.Done()
+	err = svc.Stop() // drains: in-flight requests are handed to workers
+	b.pending.Wait()
+	close(b.work)
+	<-sweepDone
+	b.log.Info().Msg("broker stopped")
+	return err
+}
+
+// dispatch hands a request to a worker; nats calls handlers one at a time
+// per subscription, so the work happens elsewhere. A full queue answers
+// BUSY at once: the gateway tells its client to retry.
+func (b *Broker) dispatch(req micro.Request, fn func(context.Context, micro.Request)) {
+	b.pending.Add(1)
+	select {
+	case b.work <- job{req: req, fn: fn}:
+	default:
+		b.pending.Done()
+		b.replyError(req, schemas.Errorf(schemas.CodeBusy, nil, "work queue full"))
+	}
+}
+
+// EnsureStreams creates the JetStream streams and buckets the broker uses.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        schemas.StatusStream,
+		Description: "status notifications for originating gateways (PROTOCOL.md §6.9)",
+		Subjects:    []string{schemas.StatusSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      7 * 24 * time.Hour,
+		Duplicates:  10 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("broker: status stream: %w", err)
+	}
+	_, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      epochBucket,
+		Description: "MIAP nonce store epoch marker (PROTOCOL.md §7.4)",
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("broker: epoch bucket: %w", err)
+	}
+	return nil
+}
+
+const (
+	epochBucket = "uims_miap"
+	epochKey    = "epoch"
+	aliveEvery  = 5 * time.Second
+)
+
+type epochMarker struct {
+	Epoch      string `json:"epoch"`
+	AliveUntil int64  `json:"alive_until"`
+}
+
+// startGuard compares the nonce store's epoch with the one recorded in
+// JetStream (which survives a Redis that lost its data) and quarantines if
+// they differ (PROTOCOL.md §7.4).
+func (b *Broker) startGuard(ctx context.Context) error {
+	kv, err := b.js.KeyValue(ctx, epochBucket)
+	if err != nil {
+		return fmt.Errorf("broker: epoch bucket: %w", err)
+	}
+	var m epochMarker
+	if e, err := kv.Get(ctx, epochKey); err == nil {
+		json.Unmarshal(e.Value(), &m)
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("broker: read epoch marker: %w", err)
+	}
+	epoch, err := b.guard.Start(ctx, m.Epoch, time.UnixMilli(m.AliveUntil))
+	if err != nil {
+		return fmt.Errorf("broker: nonce store: %w", err)
+	}
+	if q := b.guard.QuarantineUntil(); !q.IsZero() {
+		b.log.Warn().Str("known_epoch", m.Epoch).Str("store_epoch", epoch).Time("until", q).
+			Msg("nonce store lost its state: refusing frames it could have seen (PROTOCOL.md §7.4)")
+	}
+	b.recordEpoch(epoch)
+	return nil
+}
+
+func (b *Broker) recordEpoch(epoch string) {
+	kv, err := b.js.KeyValue(context.Background(), epochBucket)
+	if err != nil {
+		return
+	}
+	m, _ := json.Marshal(epochMarker{Epoch: epoch, AliveUntil: b.cfg.Now().Add(2 * aliveEvery).UnixMilli()})
+	if _, err := kv.Put(context.Background(), epochKey, m); err != nil {
+		b.log.Warn().Err(err).Msg("cannot record epoch marker")
+	}
+}
+
+func (b *Broker) keepAlive(ctx context.Context) {
+	t := time.NewTicker(aliveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if e := b.guard.Epoch(); e != "" {
+				b.recordEpoch(e)
+			}
+		}
+	}
+}
+
+// replyError answers with a MIAP error: the code crosses the wire, the
+// detail stays in the log (PROTOCOL.md §9).
+func (b *Broker) replyError(req micro.Request, err error) {
+	code := miap.CodeOf(err)
+	h := micro.Headers{miap.HdrError: {code.String()}}
+	var se *miap.SkewError
+	if errors.As(err, &se) {
+		h[miap.HdrServerTS] = []string{strconv.FormatInt(se.ServerTime, 10)}
+	}
+	if q := b.guard.QuarantineUntil(); code == schemas.CodeQuarantine && !q.IsZero() {
+		h[miap.HdrServerTS] = []string{strconv.FormatInt(b.cfg.Now().UnixMilli(), 10)}
+		h["Retry-After-Ms"] = []string{strconv.FormatInt(max(0, time.Until(q).Milliseconds()), 10)}
+	}
+	req.Error(strconv.Itoa(int(code)), code.String()+": "+code.Text(), nil, micro.WithHeaders(h))
+}
+
+// reply answers with a signed frame.
+func (b *Broker) reply(req micro.Request, f *miap.Frame, extra map[string][]string) error {
+	if err := b.guard.Sign(f); err != nil {
+		return err
+	}
+	h := micro.Headers{}
+	f.PutHeader(h)
+	for k, v := range extra {
+		h[k] = v
+	}
+	return req.Respond(f.Body, micro.WithHeaders(h))
+}
+
+// trace publishes a protocol-step event for observers (operator view).
+func (b *Broker) trace(step, msgID, tx, party, result string, extra map[string]any) {
+	if b.cfg.NoTrace {
+		return
+	}
+	ev := map[string]any{"step": step, "msg_id": msgID, "tx": tx, "party": party, "by": b.cfg.Instance,
+		"result": result, "at": b.cfg.Now().UnixMilli()}
+	for k, v := range extra {
+		ev[k] = v
+	}
+	data, _ := json.Marshal(ev)
+	b.nc.Publish(schemas.TraceSubject("broker", step), data)
+}
+
+// endpointStats are the custom stats shown by `nats micro stats uims-broker`.
+type endpointStats struct {
+	mu    sync.Mutex
+	codes map[string]int64
+}
+
+// instrument wraps a handler: errors are answered with their code,
+// counted per endpoint and code, and logged with their detail.
+func (b *Broker) instrument(name string, fn handler) func(context.Context, micro.Request) {
+	b.mu.Lock()
+	st := &endpointStats{codes: map[string]int64{}}
+	b.stats[name] = st
+	b.mu.Unlock()
+	return func(ctx context.Context, req micro.Request) {
+		err := fn(ctx, req)
+		if err == nil {
+			return
+		}
+		code := miap.CodeOf(err)
+		st.mu.Lock()
+		st.codes[code.String()]++
+		st.mu.Unlock()
+		ev := b.log.Info()
+		switch code {
+		case schemas.CodeBadMAC, schemas.CodeReplay, schemas.CodeIDMismatch, schemas.CodeBadTicket, schemas.CodeNotAllowed, schemas.CodeBadSession, schemas.CodeUnknownKey:
+			ev = b.log.Warn().Bool("security", true)
+		case schemas.CodeInternal, schemas.CodeStoreUnavailable:
+			ev = b.log.Error()
+		}
+		ev.Str("endpoint", name).Str("code", code.String()).Err(err).Str("party", req.Headers().Get(miap.HdrParty)).Msg("refused")
+		b.replyError(req, err)
+	}
+}
+
+func (b *Broker) endpointStats(name string) any {
+	b.mu.Lock()
+	st := b.stats[name]
+	b.mu.Unlock()
+	out := map[string]any{"instance": b.cfg.Instance}
+	if st != nil {
+		st.mu.Lock()
+		codes := make(map[string]int64, len(st.codes))
+		for k, v := range st.codes {
+			codes[k] = v
+		}
+		st.mu.Unlock()
+		out["rejections"] = codes
+	}
+	if name == "imi" {
+		out["gateways"] = b.reg.snapshot(b.cfg.Now().UnixMilli())
+	}
+	return out
+}

@@ -1,0 +1,119 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/schemas"
+)
+
+// handleAnnounce records a gateway or processor heartbeat (PROTOCOL.md
+// §6.12). Every broker hears every heartbeat (no queue group); the frame is
+// verified but its nonce is not claimed, since all brokers see the same
+// frame: the registry ignores announcements not newer than the last one.
+func (b *Broker) handleAnnounce(m *nats.Msg) {
+	f, err := miap.ParseHeader(m.Header, m.Data)
+	if err == nil {
+		err = b.guard.Verify(f, miap.PurposeAnnounce)
+	}
+	var a schemas.Announce
+	if err == nil {
+		err = json.Unmarshal(f.Body, &a)
+	}
+	if err == nil && (a.Gateway != f.Party || a.Instance == "" || a.TTL < 0 || a.TTL > 10*60_000) {
+		err = fmt.Errorf("broker: announcement of %q signed by %q", a.Gateway, f.Party)
+	}
+	if err != nil {
+		b.log.Warn().Err(err).Bool("security", true).Msg("announce refused")
+		return
+	}
+	b.reg.add(&a)
+}
+
+// notify publishes a signed status notification for originating gateway og
+// into the status stream, where it waits until the gateway takes it
+// (PROTOCOL.md §6.9). The publish is asynchronous; a failed publish is
+// retried, and logged if it keeps failing.
+func (b *Broker) notify(og string, ev *schemas.StatusEvent, id []byte) {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return
+	}
+	f := &miap.Frame{Purpose: miap.PurposeNotify, Party: og, ID: id, Body: body}
+	if err := b.guard.Sign(f); err != nil {
+		b.log.Error().Err(err).Str("og", og).Msg("cannot sign notification")
+		return
+	}
+	msg := nats.NewMsg(schemas.StatusFor(og))
+	f.PutHeader(msg.Header)
+	msg.Data = body
+	dedup := ev.MsgID + ":" + ev.Status
+	go func() {
+		for attempt := 1; ; attempt++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(dedup))
+			cancel()
+			if err == nil {
+				return
+			}
+			if attempt == 5 {
+				b.log.Error().Err(err).Str("msg_id", ev.MsgID).Str("status", ev.Status).Msg("notification not stored; the status query still answers")
+				return
+			}
+			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		}
+	}()
+	b.trace("notify", ev.MsgID, ev.Tx, og, ev.Status, nil)
+}
+
+// sweep turns transactions whose deadline passed into non-delivery reports
+// (BRIEF §3). ZREM in the sweep script makes exactly one replica act on
+// each transaction.
+func (b *Broker) sweep(ctx context.Context) {
+	t := time.NewTicker(b.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := b.cfg.Now().UnixMilli()
+		ids, err := b.rdb.ZRangeByScore(ctx, keyDeadlines, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now, 10), Count: 500}).Result()
+		if err != nil {
+			if ctx.Err() == nil {
+				b.log.Warn().Err(err).Msg("sweep: cannot read deadlines")
+			}
+			continue
+		}
+		for _, id := range ids {
+			b.expire(ctx, id, now)
+		}
+	}
+}
+
+func (b *Broker) expire(ctx context.Context, msgID string, now int64) {
+	reason := "no acknowledgement from the destination before the deadline"
+	res, err := sweepScript.Run(ctx, b.rdb, []string{keyTx + msgID, keyTxHistory + msgID, keyDeadlines, keyUsage},
+		msgID, historyJSON(schemas.StatusFailed, now, schemas.CodeExpired.String(), reason, b.cfg.Instance)).Result()
+	if err != nil {
+		b.log.Warn().Err(err).Str("msg_id", msgID).Msg("sweep")
+		return
+	}
+	out, err := scriptReply(res)
+	if err != nil || out[0] != "failed" || len(out) < 5 {
+		return
+	}
+	tx := &txRecord{Note: out[2], OG: out[3]}
+	ev := b.statusEvent(tx, schemas.StatusFailed, schemas.CodeExpired.String(), reason+" ("+out[4]+")", now)
+	b.log.Info().Str("msg_id", msgID).Str("was", out[1]).Str("dg", out[4]).Msg("deadline passed: non-delivery report")
+	b.notify(tx.OG, ev, nil)
+}

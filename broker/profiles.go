@@ -1,0 +1,356 @@
+package broker
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/schemas"
+)
+
+// Redis keys of the client profile database. Every broker key carries the
+// hash tag {uims}, so that the broker's Lua scripts stay atomic on a Redis
+// Cluster (all UIMS keys then live in one slot; see README "Redis").
+const (
+	keyPrefix     = "{uims}:"
+	keyClient     = keyPrefix + "client:" // + id → JSON profile
+	keyClients    = keyPrefix + "clients" // set of ids
+	keyAddr       = keyPrefix + "addr:"   // + medium:address → id
+	keyToken      = keyPrefix + "token:"  // + sha256(token) → id
+	keySMPP       = keyPrefix + "smpp:"   // + system_id → id
+	keySMTP       = keyPrefix + "smtp:"   // + username → id
+	profileMaxAge = 30 * time.Second
+)
+
+// ErrNoClient is returned when no profile matches.
+var ErrNoClient = errors.New("broker: no such client")
+
+// Profiles is the client profile database on Redis, with a read cache that
+// is dropped when any broker publishes a change on schemas.SubjectProfilesChanged.
+type Profiles struct {
+	rdb   redis.UniversalClient
+	now   func() time.Time
+	mu    sync.RWMutex
+	cache map[string]cached // "id:x", "addr:m:a", "token:h" ...
+}
+
+type cached struct {
+	p   *schemas.Profile
+	at  time.Time
+	neg bool // a cached miss
+}
+
+// NewProfiles returns the profile database on rdb.
+func NewProfiles(rdb redis.UniversalClient, now func() time.Time) *Profiles {
+	if now == nil {
+		now = time.Now
+	}
+	return &Profiles{rdb: rdb, now: now, cache: make(map[string]cached)}
+}
+
+// Invalidate drops the cache.
+func (ps *Profiles) Invalidate() {
+	ps.mu.Lock()
+	clear(ps.cache)
+	ps.mu.Unlock()
+}
+
+// NormalizeAddress returns the canonical form of an address on a medium:
+// e-mail addresses in lower case; phone numbers as digits with a leading '+'
+// (international form, with or without '+' on input); others trimmed.
+func NormalizeAddress(medium, addr string) string {
+	addr = strings.TrimSpace(addr)
+	switch medium {
+	case schemas.MediumEmail:
+		return strings.ToLower(addr)
+	case schemas.MediumSMS, schemas.MediumFax, schemas.MediumVoice:
+		var b strings.Builder
+		b.WriteByte('+')
+		s := strings.TrimPrefix(strings.TrimPrefix(addr, "+"), "00")
+		for _, r := range s {
+			if r >= '0' && r <= '9' {
+				b.WriteRune(r)
+			} else if r != ' ' && r != '-' && r != '(' && r != ')' && r != '.' {
+				return addr // not a phone number
+			}
+		}
+		return b.String()
+	}
+	return addr
+}
+
+// GuessMedium says on which medium an address written by a sender lives:
+// e-mail for user@domain, SMS for phone numbers, web otherwise.
+func GuessMedium(addr string) string {
+	switch {
+	case strings.Contains(addr, "@"):
+		return schemas.MediumEmail
+	case isPhone(addr):
+		return schemas.MediumSMS
+	}
+	return schemas.MediumWeb
+}
+
+func isPhone(s string) bool {
+	s = strings.TrimPrefix(strings.TrimSpace(s), "+")
+	digits := 0
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
+			digits++
+		case r == ' ' || r == '-' || r == '(' || r == ')' || r == '.':
+		default:
+			return false
+		}
+	}
+	return digits >= 3
+}
+
+func tokenHash(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+// Put stores a profile and its indexes (addresses, token, SMPP and SMTP
+// credentials), replacing any earlier version and its stale indexes.
+func (ps *Profiles) Put(ctx context.Context, p *schemas.Profile) error {
+	if !miap.ValidName(p.ID) {
+		return fmt.Errorf("broker: invalid client id %q (lowercase letters, digits, '-', '_')", p.ID)
+	}
+	p.V = schemas.Version
+	old, err := ps.load(ctx, p.ID)
+	if err != nil && !errors.Is(err, ErrNoClient) {
+		return err
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	pipe := ps.rdb.TxPipeline()
+	if old != nil {
+		for _, k := range indexKeys(old) {
+			pipe.Del(ctx, k)
+		}
+	}
+	pipe.Set(ctx, keyClient+p.ID, b, 0)
+	pipe.SAdd(ctx, keyClients, p.ID)
+	for _, k := range indexKeys(p) {
+		pipe.Set(ctx, k, p.ID, 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("broker: store profile %s: %w", p.ID, err)
+	}
+	ps.Invalidate()
+	return nil
+}
+
+// Delete removes a profile and its indexes.
+func (ps *Profiles) Delete(ctx context.Context, id string) error {
+	old, err := ps.load(ctx, id)
+	if err != nil {
+		return err
+	}
+	pipe := ps.rdb.TxPipeline()
+	for _, k := range indexKeys(old) {
+		pipe.Del(ctx, k)
+	}
+	pipe.Del(ctx, keyClient+id)
+	pipe.SRem(ctx, keyClients, id)
+	_, err = pipe.Exec(ctx)
+	ps.Invalidate()
+	return err
+}
+
+func indexKeys(p *schemas.Profile) []string {
+	var keys []string
+	for m, a := range p.Addresses {
+		if a != "" {
+			keys = append(keys, keyAddr+m+":"+NormalizeAddress(m, a))
+		}
+	}
+	if p.Token != "" {
+		keys = append(keys, keyToken+tokenHash(p.Token))
+	}
+	if p.SMPP != nil && p.SMPP.SystemID != "" {
+		keys = append(keys, keySMPP+p.SMPP.SystemID)
+	}
+	if p.SMTP != nil && p.SMTP.Username != "" {
+		keys = append(keys, keySMTP+strings.ToLower(p.SMTP.Username))
+	}
+	return keys
+}
+
+// List returns every profile, sorted by id.
+func (ps *Profiles) List(ctx context.Context) ([]*schemas.Profile, error) {
+	ids, err := ps.rdb.SMembers(ctx, keyClients).Result()
+	if err != nil {
+		return nil, fmt.Errorf("broker: list profiles: %w", err)
+	}
+	sort.Strings(ids)
+	out := make([]*schemas.Profile, 0, len(ids))
+	for _, id := range ids {
+		p, err := ps.load(ctx, id)
+		if err == nil {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func (ps *Profiles) load(ctx context.Context, id string) (*schemas.Profile, error) {
+	b, err := ps.rdb.Get(ctx, keyClient+id).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNoClient
+	}
+	if err != nil {
+		return nil, fmt.Errorf("broker: read profile %s: %w", id, err)
+	}
+	var p schemas.Profile
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("broker: profile %s: %w", id, err)
+	}
+	return &p, nil
+}
+
+// cachedLookup resolves key through the cache, then through fetch.
+func (ps *Profiles) cachedLookup(ctx context.Context, key string, fetch func() (*schemas.Profile, error)) (*schemas.Profile, error) {
+	now := ps.now()
+	ps.mu.RLock()
+	c, ok := ps.cache[key]
+	ps.mu.RUnlock()
+	if ok && now.Sub(c.at) < profileMaxAge {
+		if c.neg {
+			return nil, ErrNoClient
+		}
+		return c.p, nil
+	}
+	p, err := fetch()
+	if err != nil && !errors.Is(err, ErrNoClient) {
+		return nil, err
+	}
+	ps.mu.Lock()
+	if len(ps.cache) > 100_000 {
+		clear(ps.cache)
+	}
+	ps.cache[key] = cached{p: p, at: now, neg: p == nil}
+	ps.mu.Unlock()
+	if p == nil {
+		return nil, ErrNoClient
+	}
+	return p, nil
+}
+
+// ByID returns the profile of client id.
+func (ps *Profiles) ByID(ctx context.Context, id string) (*schemas.Profile, error) {
+	if !miap.ValidName(id) {
+		return nil, ErrNoClient
+	}
+	return ps.cachedLookup(ctx, "id:"+id, func() (*schemas.Profile, error) { return ps.load(ctx, id) })
+}
+
+func (ps *Profiles) byIndex(ctx context.Context, key string) (*schemas.Profile, error) {
+	return ps.cachedLookup(ctx, key, func() (*schemas.Profile, error) {
+		id, err := ps.rdb.Get(ctx, key).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil, ErrNoClient
+		}
+		if err != nil {
+			return nil, fmt.Errorf("broker: profile index: %w", err)
+		}
+		return ps.load(ctx, id)
+	})
+}
+
+// ByAddress returns the client with address addr on medium.
+func (ps *Profiles) ByAddress(ctx context.Context, medium, addr string) (*schemas.Profile, error) {
+	return ps.byIndex(ctx, keyAddr+medium+":"+NormalizeAddress(medium, addr))
+}
+
+// ByToken returns the client whose bearer token is token.
+func (ps *Profiles) ByToken(ctx context.Context, token string) (*schemas.Profile, error) {
+	if token == "" {
+		return nil, ErrNoClient
+	}
+	p, err := ps.byIndex(ctx, keyToken+tokenHash(token))
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare([]byte(p.Token), []byte(token)) != 1 {
+		return nil, ErrNoClient
+	}
+	return p, nil
+}
+
+// BySMPP returns the client that binds with systemID and password.
+func (ps *Profiles) BySMPP(ctx context.Context, systemID, password string) (*schemas.Profile, error) {
+	p, err := ps.byIndex(ctx, keySMPP+systemID)
+	if err != nil {
+		return nil, err
+	}
+	if p.SMPP == nil || subtle.ConstantTimeCompare([]byte(p.SMPP.Password), []byte(password)) != 1 {
+		return nil, ErrNoClient
+	}
+	return p, nil
+}
+
+// BySMTP returns the client that authenticates with username and password.
+func (ps *Profiles) BySMTP(ctx context.Context, username, password string) (*schemas.Profile, error) {
+	p, err := ps.byIndex(ctx, keySMTP+strings.ToLower(username))
+	if err != nil {
+		return nil, err
+	}
+	if p.SMTP == nil || subtle.ConstantTimeCompare([]byte(p.SMTP.Password), []byte(password)) != 1 {
+		return nil, ErrNoClient
+	}
+	return p, nil
+}
+
+// ProfileFile is the YAML profile file (UIMS_PROFILES).
+type ProfileFile struct {
+	Clients []*schemas.Profile `yaml:"clients"`
+}
+
+// ReadProfiles parses a YAML profile file.
+func ReadProfiles(r io.Reader) ([]*schemas.Profile, error) {
+	var pf ProfileFile
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(&pf); err != nil {
+		return nil, fmt.Errorf("broker: profiles: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, p := range pf.Clients {
+		if !miap.ValidName(p.ID) {
+			return nil, fmt.Errorf("broker: profiles: invalid client id %q", p.ID)
+		}
+		if seen[p.ID] {
+			return nil, fmt.Errorf("broker: profiles: duplicate client id %q", p.ID)
+		}
+		seen[p.ID] = true
+		if p.Addresses == nil {
+			p.Addresses = map[string]string{}
+		}
+		if p.Addresses[schemas.MediumWeb] == "" {
+			p.Addresses[schemas.MediumWeb] = p.ID
+		}
+	}
+	return pf.Clients, nil
+}
+
+// Info returns the public part of a profile.
+func Info(p *schemas.Profile) *schemas.ClientInfo {
+	return &schemas.ClientInfo{V: schemas.Version, ID: p.ID, Name: p.Name, Addresses: p.Addresses, Prefer: p.Prefer, Receipts: p.ReceiptsOrDefault()}
+}

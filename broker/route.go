@@ -1,0 +1,105 @@
+package broker
+
+import (
+	"context"
+	"errors"
+
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/schemas"
+)
+
+// defaultPrefer is the delivery order for clients that state none.
+var defaultPrefer = [...]string{schemas.MediumWeb, schemas.MediumEmail, schemas.MediumSMS, schemas.MediumFax, schemas.MediumVoice, schemas.MediumBot}
+
+// decision is a routing decision (patent phase 2).
+type decision struct {
+	recipient *schemas.Profile // nil for an outside address
+	dest      schemas.Hop
+	steps     []schemas.Step
+}
+
+// resolveRecipient finds the client a message is for: by client id, then by
+// address on the medium the address looks like. It returns nil, medium and
+// the normalised address for an outside address.
+func (b *Broker) resolveRecipient(ctx context.Context, to string) (*schemas.Profile, string, string, error) {
+	if miap.ValidName(to) {
+		p, err := b.profiles.ByID(ctx, to)
+		if err == nil {
+			return p, "", "", nil
+		}
+		if !errors.Is(err, ErrNoClient) {
+			return nil, "", "", err
+		}
+	}
+	medium := GuessMedium(to)
+	p, err := b.profiles.ByAddress(ctx, medium, to)
+	if err == nil {
+		return p, "", "", nil
+	}
+	if !errors.Is(err, ErrNoClient) {
+		return nil, "", "", err
+	}
+	return nil, medium, NormalizeAddress(medium, to), nil
+}
+
+// route picks the destination gateway, address and conversions for a
+// message from the recipient's profile and the live gateways (patent phase 2):
+// the first medium in the recipient's preference order that has a live
+// gateway able to take the content, directly or through a processor.
+func (b *Broker) route(ctx context.Context, imi *schemas.IMI) (*decision, error) {
+	now := b.cfg.Now().UnixMilli()
+	rcpt, medium, addr, err := b.resolveRecipient(ctx, imi.To)
+	if err != nil {
+		return nil, schemas.Errorf(schemas.CodeStoreUnavailable, err, "profile lookup")
+	}
+	if rcpt == nil {
+		// An outside address: a gateway of its medium that reaches it.
+		if medium == schemas.MediumWeb {
+			return nil, schemas.Errorf(schemas.CodeUnknownRecipient, nil, "no client "+imi.To)
+		}
+		for _, gw := range b.reg.gateways(medium, now) {
+			if !reaches(gw.Reach, addr) {
+				continue
+			}
+			if steps, ok := b.plan(imi.Content.Type, gw, now); ok {
+				return &decision{dest: schemas.Hop{Gateway: gw.Gateway, Medium: medium, Address: addr}, steps: steps}, nil
+			}
+		}
+		return nil, schemas.Errorf(schemas.CodeNoRoute, nil, "no live "+medium+" gateway reaches "+addr)
+	}
+	prefer := rcpt.Prefer
+	if len(prefer) == 0 {
+		prefer = defaultPrefer[:]
+	}
+	tried := 0
+	for _, m := range prefer {
+		a := rcpt.Addresses[m]
+		if a == "" {
+			continue
+		}
+		tried++
+		for _, gw := range b.reg.gateways(m, now) {
+			if steps, ok := b.plan(imi.Content.Type, gw, now); ok {
+				return &decision{recipient: rcpt, dest: schemas.Hop{Gateway: gw.Gateway, Medium: m, Address: NormalizeAddress(m, a)}, steps: steps}, nil
+			}
+		}
+	}
+	if tried == 0 {
+		return nil, schemas.Errorf(schemas.CodeUnknownRecipient, nil, "client "+rcpt.ID+" has no address")
+	}
+	return nil, schemas.Errorf(schemas.CodeNoRoute, nil, "no live gateway for "+rcpt.ID)
+}
+
+// plan returns the conversions needed for gw to take content of type ctype:
+// none if it accepts it, one processor step if a live processor converts
+// it into a type gw accepts.
+func (b *Broker) plan(ctype string, gw *schemas.Announce, now int64) ([]schemas.Step, bool) {
+	if len(gw.Accepts) == 0 || accepts(gw.Accepts, ctype) {
+		return nil, true
+	}
+	c, proc, ok := b.reg.conversion(ctype, gw.Accepts, now)
+	if !ok {
+		return nil, false
+	}
+	return []schemas.Step{{Conversion: c.Name, Processor: proc, To: c.To}}, true
+}

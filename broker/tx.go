@@ -1,0 +1,204 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/uims/uims/schemas"
+)
+
+// Transaction keys (PROTOCOL.md §6.3). A transaction is keyed by message id:
+// a retry of the same message finds the same transaction.
+const (
+	keyTx        = keyPrefix + "tx:"  // + msgid → hash
+	keyTxHistory = keyPrefix + "txh:" // + msgid → list of HistoryEntry JSON
+	keyDeadlines = keyPrefix + "deadlines"
+	keyUsage     = keyPrefix + "usage:" // + client → hash "<medium>.<sent|received|failed>"
+	keyQuota     = keyPrefix + "quota:" // + client:yyyymmdd → count
+	keyRecent    = keyPrefix + "recent" // capped list of recent msgids (operator view)
+)
+
+// Transaction fields.
+const (
+	fFingerprint = "fp"     // og|sha256|length: a retry must match it
+	fRouted      = "routed" // the routed IMI bytes
+	fID          = "id"     // inner digest ID, base64url
+	fKid2        = "kid2"   // K2 key id of the ID
+	fSession     = "sess"   // C_ack, base64url
+	fOG          = "og"
+	fDG          = "dg" // the party the ticket names now (processor or destination)
+	fDest        = "dest"
+	fState       = "state"
+	fSender      = "sender"
+	fRecipient   = "recipient"
+	fMedium      = "medium"
+	fDeadline    = "deadline"
+	fNote        = "note" // StatusEvent template for notifications
+	fCreated     = "created"
+)
+
+var createScript = redis.NewScript(`
+local tx = KEYS[1]
+if redis.call('EXISTS', tx) == 1 then
+  local v = redis.call('HMGET', tx, 'fp', 'routed', 'id', 'sess', 'state', 'kid2')
+  return {'exists', v[1] or '', v[2] or '', v[3] or '', v[4] or '', v[5] or '', v[6] or ''}
+end
+local limit = tonumber(ARGV[4])
+if limit > 0 then
+  local n = redis.call('INCR', KEYS[4])
+  if n == 1 then redis.call('EXPIRE', KEYS[4], 172800) end
+  if n > limit then
+    redis.call('DECR', KEYS[4])
+    return {'quota'}
+  end
+end
+local nhist = tonumber(ARGV[6])
+local fields = {}
+for i = 7 + nhist, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', tx, unpack(fields))
+redis.call('EXPIRE', tx, tonumber(ARGV[5]))
+for i = 7, 6 + nhist do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
+redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[2])
+redis.call('LPUSH', KEYS[5], ARGV[2])
+redis.call('LTRIM', KEYS[5], 0, 999)
+return {'created'}
+`)
+
+// transitionScript applies an acknowledged status (PROTOCOL.md §6.8):
+// routed → transferred | delivered | read | failed; transferred → delivered
+// | read | failed; delivered → read. The same status again is a duplicate
+// (no effect); any other change is refused, so a message never has two
+// terminal outcomes.
+var transitionScript = redis.NewScript(`
+local tx = KEYS[1]
+local state = redis.call('HGET', tx, 'state')
+if not state then return {'unknown', ''} end
+local new = ARGV[1]
+if new == state then return {'duplicate', state} end
+local ok = false
+if state == 'routed' then ok = (new == 'transferred' or new == 'delivered' or new == 'read' or new == 'failed')
+elseif state == 'transferred' then ok = (new == 'delivered' or new == 'read' or new == 'failed')
+elseif state == 'delivered' then ok = (new == 'read') end
+if not ok then return {'refused', state} end
+redis.call('HSET', tx, 'state', new)
+redis.call('RPUSH', KEYS[2], ARGV[3])
+if new == 'transferred' then
+  redis.call('ZADD', KEYS[3], tonumber(ARGV[5]), ARGV[4])
+elseif new == 'delivered' or new == 'read' or new == 'failed' then
+  redis.call('ZREM', KEYS[3], ARGV[4])
+end
+local medium = ARGV[6]
+if new == 'failed' then
+  if KEYS[4] ~= '' then redis.call('HINCRBY', KEYS[4], medium .. '.failed', 1) end
+elseif (new == 'delivered') or (new == 'read' and state ~= 'delivered') then
+  if KEYS[4] ~= '' then redis.call('HINCRBY', KEYS[4], medium .. '.sent', 1) end
+  if KEYS[5] ~= '' then redis.call('HINCRBY', KEYS[5], medium .. '.received', 1) end
+end
+return {'applied', state}
+`)
+
+// sweepScript takes one expired transaction: ZREM decides which broker
+// replica acts (exactly one gets 1), then the transaction fails unless it
+// already ended.
+var sweepScript = redis.NewScript(`
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return {'gone'} end
+local v = redis.call('HMGET', KEYS[1], 'state', 'note', 'og', 'sender', 'medium', 'dg')
+local state = v[1]
+if not state then return {'gone'} end
+if state == 'delivered' or state == 'read' or state == 'failed' then return {'terminal'} end
+redis.call('HSET', KEYS[1], 'state', 'failed')
+redis.call('RPUSH', KEYS[2], ARGV[2])
+if v[4] and v[4] ~= '' then redis.call('HINCRBY', KEYS[4] .. v[4], (v[5] or '') .. '.failed', 1) end
+return {'failed', state, v[2] or '', v[3] or '', v[6] or ''}
+`)
+
+func historyJSON(status string, at int64, code, reason, party string) string {
+	b, _ := json.Marshal(schemas.HistoryEntry{Status: status, At: at, Code: code, Reason: reason, Party: party})
+	return string(b)
+}
+
+func usageKey(client string) string {
+	if client == "" {
+		return ""
+	}
+	return keyUsage + client
+}
+
+// txRecord is a stored transaction as the handlers need it.
+type txRecord struct {
+	Routed    []byte
+	ID        string
+	Kid2      string
+	Session   string
+	OG        string
+	DG        string
+	State     string
+	Sender    string
+	Recipient string
+	Medium    string
+	Note      string
+	Deadline  int64
+}
+
+var txFields = []string{fRouted, fID, fKid2, fSession, fOG, fDG, fState, fSender, fRecipient, fMedium, fNote, fDeadline}
+
+// queueLoad queues the read of a transaction on a pipeline.
+func queueLoad(ctx context.Context, pipe redis.Pipeliner, msgID string) func() (*txRecord, error) {
+	cmd := pipe.HMGet(ctx, keyTx+msgID, txFields...)
+	return func() (*txRecord, error) {
+		v, err := cmd.Result()
+		if err != nil {
+			return nil, fmt.Errorf("broker: load tx: %w", err)
+		}
+		str := func(i int) string {
+			s, _ := v[i].(string)
+			return s
+		}
+		if str(6) == "" {
+			return nil, nil
+		}
+		dl, _ := strconv.ParseInt(str(11), 10, 64)
+		return &txRecord{Routed: []byte(str(0)), ID: str(1), Kid2: str(2), Session: str(3), OG: str(4), DG: str(5),
+			State: str(6), Sender: str(7), Recipient: str(8), Medium: str(9), Note: str(10), Deadline: dl}, nil
+	}
+}
+
+// history returns a transaction's status history.
+func history(ctx context.Context, rdb redis.UniversalClient, msgID string) ([]schemas.HistoryEntry, error) {
+	raw, err := rdb.LRange(ctx, keyTxHistory+msgID, 0, -1).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]schemas.HistoryEntry, 0, len(raw))
+	for _, s := range raw {
+		var h schemas.HistoryEntry
+		if json.Unmarshal([]byte(s), &h) == nil {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+func day(t time.Time) string { return t.UTC().Format("20060102") }
+
+var errScript = errors.New("broker: unexpected script reply")
+
+func scriptReply(v any) ([]string, error) {
+	arr, ok := v.([]any)
+	if !ok || len(arr) == 0 {
+		return nil, errScript
+	}
+	out := make([]string, len(arr))
+	for i, x := range arr {
+		s, _ := x.(string)
+		out[i] = s
+	}
+	return out, nil
+}

@@ -1,0 +1,387 @@
+// Package kit is what every UIMS gateway shares (patent: instant message
+// gateway, originator and receiver; ../../miap/PROTOCOL.md §6): it
+// originates messages for its medium (meta information to the brokers,
+// routed IMI verified, content transferred directly to the destination),
+// receives messages for its medium (ticket, digest and expiry checked,
+// duplicates dropped, delivered, acknowledged to the brokers) and hands
+// status notifications to the medium.
+//
+// A medium plugs in through the small Medium interface; the conformance
+// suite in kittest checks any implementation.
+package kit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/schemas"
+)
+
+// Medium is what a gateway plugs into the kit.
+type Medium interface {
+	// Deliver hands a message to its recipient (patent step S9) and returns
+	// once the gateway owns it durably: schemas.StatusDelivered when the
+	// recipient has it, schemas.StatusTransferred when delivery goes on
+	// later (the medium then reports the outcome with Kit.Ack). Deliver must
+	// be idempotent per message id: the same message again must not be
+	// delivered twice and must report the first outcome.
+	Deliver(ctx context.Context, d *Delivery) (string, error)
+	// Notify tells the local sender of a message what happened to it, in
+	// the medium's own way (a DSN, an SMPP receipt, a web event). It may be
+	// called more than once for the same event and must be idempotent.
+	Notify(ctx context.Context, ev *schemas.StatusEvent) error
+}
+
+// Delivery is a message arrived for this gateway's medium.
+type Delivery struct {
+	Routed *schemas.RoutedIMI
+	// Ref is what Kit.Ack needs later (read receipts, late outcomes); the
+	// medium stores it with the message.
+	Ref AckRef
+	// Type is the content type after conversions; Content the bytes.
+	Type    string
+	Content []byte
+}
+
+// AckRef identifies a delivered message to the brokers: the inner digest ID
+// proves the destination took part in the broker's transaction.
+type AckRef struct {
+	MsgID string `json:"msg_id"`
+	Tx    string `json:"tx"`
+	ID    string `json:"id"` // base64url
+}
+
+// Config configures a Kit.
+type Config struct {
+	// Gateway is the party id (key owner), e.g. "web"; Medium the medium.
+	Gateway string
+	Medium  string
+	// Instance names this process; default a random id.
+	Instance string
+	// Strict selects the strict MIAP mode (a TSCS login round trip before
+	// each step, PROTOCOL.md §6); default fast.
+	Strict bool
+	// Accepts lists content types delivered as they are; others need a
+	// conversion. Empty means any.
+	Accepts []string
+	// Reach lists outside addresses the gateway can deliver to ("*",
+	// "@domain", "+prefix"); empty for none.
+	Reach []string
+	// RequestTimeout bounds each request to the brokers; default 5 s.
+	RequestTimeout time.Duration
+	// TransferTimeout bounds a transfer to the destination; default 15 s.
+	TransferTimeout time.Duration
+	// Heartbeat is the announce interval; default 1 s (TTL 3 intervals).
+	Heartbeat time.Duration
+	// Workers bounds concurrent incoming transfers; default 128.
+	Workers int
+	// NoTrace turns off protocol-step events.
+	NoTrace bool
+	// MIAP freshness; defaults as in package miap.
+	Window, Skew time.Duration
+}
+
+func (c *Config) setDefaults() error {
+	if !miap.ValidName(c.Gateway) {
+		return fmt.Errorf("kit: invalid gateway id %q", c.Gateway)
+	}
+	if c.Medium == "" {
+		c.Medium = c.Gateway
+	}
+	if c.Instance == "" {
+		var b [4]byte
+		rand.Read(b[:])
+		c.Instance = c.Gateway + "-" + hex.EncodeToString(b[:])
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 5 * time.Second
+	}
+	if c.TransferTimeout == 0 {
+		c.TransferTimeout = 15 * time.Second
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = time.Second
+	}
+	if c.Workers == 0 {
+		c.Workers = 128
+	}
+	return nil
+}
+
+// Kit is one gateway instance's connection to the fabric.
+type Kit struct {
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	eng    *miap.Engine
+	medium Medium
+	log    zerolog.Logger
+	offset atomic.Int64 // ms to add to the local clock (CLOCK_SKEW correction)
+
+	work    chan *nats.Msg
+	wg      sync.WaitGroup
+	running atomic.Bool
+}
+
+// New returns a kit for one gateway. keys must hold the gateway's own K1.
+func New(nc *nats.Conn, keys *miap.Keyring, medium Medium, cfg Config, log zerolog.Logger) (*Kit, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if !keys.Has(cfg.Gateway) {
+		return nil, fmt.Errorf("kit: no key for gateway %q", cfg.Gateway)
+	}
+	k := &Kit{cfg: cfg, nc: nc, medium: medium,
+		log:  log.With().Str("role", "gateway").Str("gateway", cfg.Gateway).Str("instance", cfg.Instance).Logger(),
+		work: make(chan *nats.Msg, 4*cfg.Workers)}
+	eng, err := miap.New(miap.Config{Keys: keys, Now: k.now, Window: cfg.Window, Skew: cfg.Skew})
+	if err != nil {
+		return nil, err
+	}
+	k.eng = eng
+	if k.js, err = jetstream.New(nc); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *Kit) now() time.Time {
+	return time.Now().Add(time.Duration(k.offset.Load()) * time.Millisecond)
+}
+
+// Gateway returns the gateway's party id.
+func (k *Kit) Gateway() string { return k.cfg.Gateway }
+
+// Instance returns the instance name.
+func (k *Kit) Instance() string { return k.cfg.Instance }
+
+// Conn returns the NATS connection.
+func (k *Kit) Conn() *nats.Conn { return k.nc }
+
+// JetStream returns the JetStream context.
+func (k *Kit) JetStream() jetstream.JetStream { return k.js }
+
+// Logger returns the kit's logger.
+func (k *Kit) Logger() zerolog.Logger { return k.log }
+
+// Run receives messages and notifications and announces the gateway until
+// ctx is done. Ready reports when it serves.
+func (k *Kit) Run(ctx context.Context, ready func()) error {
+	if err := EnsureStreams(ctx, k.js); err != nil {
+		return err
+	}
+	imSub, err := k.nc.QueueSubscribe(schemas.GatewayIM(k.cfg.Gateway), "uims-gw-"+k.cfg.Gateway, func(m *nats.Msg) {
+		select {
+		case k.work <- m:
+		default:
+			respondError(m, schemas.CodeBusy)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("kit: subscribe: %w", err)
+	}
+	loginSub, err := k.nc.QueueSubscribe(schemas.GatewayLogin(k.cfg.Gateway), "uims-gw-"+k.cfg.Gateway, k.handleLogin)
+	if err != nil {
+		return fmt.Errorf("kit: subscribe: %w", err)
+	}
+	for range k.cfg.Workers {
+		k.wg.Add(1)
+		go func() {
+			defer k.wg.Done()
+			for m := range k.work {
+				k.handleIM(ctx, m)
+			}
+		}()
+	}
+	statusDone := make(chan error, 1)
+	go func() { statusDone <- k.consumeStatus(ctx) }()
+	ackDone := make(chan error, 1)
+	go func() { ackDone <- k.consumeAcks(ctx) }()
+	k.announce(ctx, k.cfg.Heartbeat*3)
+	k.nc.Flush()
+	k.running.Store(true)
+	if ready != nil {
+		ready()
+	}
+	k.log.Info().Str("subject", schemas.GatewayIM(k.cfg.Gateway)).Bool("strict", k.cfg.Strict).Msg("gateway serving")
+	t := time.NewTicker(k.cfg.Heartbeat)
+	defer t.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-t.C:
+			k.announce(ctx, k.cfg.Heartbeat*3)
+		case err := <-statusDone:
+			if ctx.Err() == nil {
+				k.log.Error().Err(err).Msg("status consumer stopped")
+			}
+			statusDone = nil
+		}
+	}
+	k.running.Store(false)
+	k.announce(context.Background(), 0) // goodbye: brokers stop routing here at once
+	imSub.Drain()
+	loginSub.Drain()
+	close(k.work)
+	k.wg.Wait()
+	<-ackDone
+	return nil
+}
+
+// announce publishes a signed heartbeat (PROTOCOL.md §6.12).
+func (k *Kit) announce(ctx context.Context, ttl time.Duration) {
+	a := schemas.Announce{V: schemas.Version, Gateway: k.cfg.Gateway, Medium: k.cfg.Medium, Instance: k.cfg.Instance,
+		Accepts: k.cfg.Accepts, Reach: k.cfg.Reach, TTL: ttl.Milliseconds(), At: k.now().UnixMilli()}
+	k.publishAnnounce(&a)
+}
+
+func (k *Kit) publishAnnounce(a *schemas.Announce) {
+	body, _ := json.Marshal(a)
+	f := &miap.Frame{Purpose: miap.PurposeAnnounce, Party: k.cfg.Gateway, Body: body}
+	if err := k.eng.Sign(f); err != nil {
+		k.log.Error().Err(err).Msg("cannot sign announcement")
+		return
+	}
+	m := nats.NewMsg(schemas.SubjectBrokerAnnounce)
+	f.PutHeader(m.Header)
+	m.Data = body
+	k.nc.PublishMsg(m)
+}
+
+// Streams of the gateway kit.
+const (
+	// AckStream holds acknowledgements that could not reach a broker yet.
+	AckStream   = "UIMS_ACKS"
+	ackSubjects = "uims.acks.>"
+)
+
+func ackSubject(gw string) string { return "uims.acks." + gw }
+
+// EnsureStreams creates the streams the kit uses.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        AckStream,
+		Description: "acknowledgements waiting for a broker (BRIEF §3)",
+		Subjects:    []string{ackSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.WorkQueuePolicy,
+		MaxAge:      7 * 24 * time.Hour,
+		Duplicates:  10 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("kit: ack stream: %w", err)
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        schemas.StatusStream,
+		Description: "status notifications for originating gateways (PROTOCOL.md §6.9)",
+		Subjects:    []string{schemas.StatusSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      7 * 24 * time.Hour,
+		Duplicates:  10 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("kit: status stream: %w", err)
+	}
+	return nil
+}
+
+// request sends a signed frame to subject and returns the verified reply
+// frame of purpose want. Errors are *schemas.Error.
+func (k *Kit) request(ctx context.Context, subject string, f *miap.Frame, want miap.Purpose, extra map[string][]string) (*miap.Frame, *nats.Msg, error) {
+	for attempt := 0; ; attempt++ {
+		f.TS, f.Nonce, f.MAC = 0, [miap.NonceSize]byte{}, nil
+		if err := k.eng.Sign(f); err != nil {
+			return nil, nil, schemas.Errorf(schemas.CodeInternal, err, "sign")
+		}
+		m := nats.NewMsg(subject)
+		f.PutHeader(m.Header)
+		for key, v := range extra {
+			m.Header[key] = v
+		}
+		m.Data = f.Body
+		rctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
+		reply, err := k.nc.RequestMsgWithContext(rctx, m)
+		cancel()
+		if err != nil {
+			return nil, nil, natsError(err, "broker")
+		}
+		if e := schemas.ErrorFromHeader(reply.Header); e != nil {
+			// CLOCK_SKEW: correct the clock from the server time and retry once (§7.1).
+			if e.Code == schemas.CodeClockSkew && attempt == 0 {
+				if st := reply.Header.Get(schemas.HdrServerTime); st != "" {
+					var server int64
+					fmt.Sscan(st, &server)
+					k.offset.Add(server - k.now().UnixMilli())
+					k.log.Warn().Int64("offset_ms", k.offset.Load()).Msg("clock ahead of the brokers: corrected")
+					continue
+				}
+			}
+			return nil, reply, e
+		}
+		rf, err := miap.ParseHeader(reply.Header, reply.Data)
+		if err == nil {
+			err = k.eng.Verify(rf, want)
+		}
+		if err == nil && (rf.Party != k.cfg.Gateway || rf.Nonce != f.Nonce) {
+			err = fmt.Errorf("%w: reply not bound to our request", miap.ErrBadMAC)
+		}
+		if err != nil {
+			return nil, reply, schemas.Errorf(miap.CodeOf(err), err, "broker reply")
+		}
+		return rf, reply, nil
+	}
+}
+
+// natsError maps a request failure to a retryable code.
+func natsError(err error, who string) *schemas.Error {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return schemas.Errorf(schemas.CodeBusy, err, "no "+who+" available")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return schemas.Errorf(schemas.CodeBusy, err, who+" did not answer in time")
+	case errors.Is(err, context.Canceled):
+		return schemas.Errorf(schemas.CodeBusy, err, "cancelled")
+	}
+	return schemas.Errorf(schemas.CodeBusy, err, who)
+}
+
+// respondError answers a request with an error code.
+func respondError(m *nats.Msg, c schemas.Code) {
+	if m.Reply == "" {
+		return
+	}
+	r := nats.NewMsg(m.Reply)
+	for k, v := range schemas.ErrorHeader(c) {
+		r.Header[k] = v
+	}
+	m.RespondMsg(r)
+}
+
+// trace publishes a protocol-step event for observers.
+func (k *Kit) trace(step, msgID, tx, result string, extra map[string]any) {
+	if k.cfg.NoTrace {
+		return
+	}
+	ev := map[string]any{"step": step, "msg_id": msgID, "tx": tx, "party": k.cfg.Gateway, "by": k.cfg.Instance,
+		"result": result, "at": k.now().UnixMilli()}
+	for key, v := range extra {
+		ev[key] = v
+	}
+	data, _ := json.Marshal(ev)
+	k.nc.Publish(schemas.TraceSubject(k.cfg.Gateway, step), data)
+}

@@ -1,0 +1,246 @@
+package kit
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/schemas"
+)
+
+// Ticket headers on a broker reply (PROTOCOL.md §6.3).
+const (
+	hdrTicketParty = "Miap-Ticket-Party"
+	hdrTicketKid   = "Miap-Ticket-Kid"
+	hdrTicketTS    = "Miap-Ticket-Ts"
+	hdrTicketMAC   = "Miap-Ticket-Mac"
+)
+
+// Submission is a message a gateway's client sent (patent step S1).
+type Submission struct {
+	// MsgID is the message id, 32 lowercase hex; a retry of the same
+	// message must reuse it. Empty: the kit chooses one.
+	MsgID   string
+	From    schemas.Endpoint
+	To      string
+	Subject string
+	// Type and Content are the content (decoded body) and its MIME type.
+	Type        string
+	Content     []byte
+	Attachments []schemas.Attachment
+	InReplyTo   string
+	Meta        map[string]string
+}
+
+// Result is what happened to a submission once the destination took it.
+type Result struct {
+	MsgID  string
+	Tx     string
+	Dest   schemas.Hop
+	Status string // transferred or delivered
+	// Receipt is the broker-signed status relayed by the destination, when
+	// the destination acknowledged at once.
+	Receipt *schemas.StatusEvent
+}
+
+// NewMsgID returns a fresh 128-bit message id.
+func NewMsgID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Send originates a message (patent steps S2 to S8; PROTOCOL.md §6.1 to
+// §6.6): it extracts the IMI, asks the brokers for a route, checks the
+// outer digest, and transfers the content to the destination (through the
+// processors the route names). It returns once the destination took the
+// message. Errors are *schemas.Error; Code.Retryable() tells the caller
+// whether its client should retry.
+func (k *Kit) Send(ctx context.Context, s *Submission) (*Result, error) {
+	if s.MsgID == "" {
+		s.MsgID = NewMsgID()
+	}
+	sum := sha256.Sum256(s.Content)
+	ctype := s.Type
+	if ctype == "" {
+		ctype = "text/plain; charset=utf-8"
+	}
+	imi := schemas.IMI{V: schemas.Version, MsgID: s.MsgID, Gateway: k.cfg.Gateway, Instance: k.cfg.Instance,
+		From: s.From, To: s.To, Subject: s.Subject, InReplyTo: s.InReplyTo, Meta: s.Meta,
+		Content: schemas.Content{Type: ctype, Length: int64(len(s.Content)), SHA256: hex.EncodeToString(sum[:]), Attachments: s.Attachments},
+		Created: k.now().UnixMilli()}
+	if imi.From.Medium == "" {
+		imi.From.Medium = k.cfg.Medium
+	}
+	if err := imi.Validate(); err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(&imi)
+	if err != nil {
+		return nil, schemas.Errorf(schemas.CodeInternal, err, "encode imi")
+	}
+	if len(body) > schemas.MaxIMI {
+		return nil, schemas.Errorf(schemas.CodeTooLarge, nil, fmt.Sprintf("meta information of %d bytes", len(body)))
+	}
+	k.trace("accepted", imi.MsgID, "", "ok", nil)
+
+	// Set-up: in strict mode a TSCS login first (§6.1).
+	var session []byte
+	if k.cfg.Strict {
+		lf, _, err := k.request(ctx, schemas.SubjectBrokerLogin, &miap.Frame{Purpose: miap.PurposeLogin, Party: k.cfg.Gateway}, miap.PurposeLoginAck, nil)
+		if err != nil {
+			return nil, err
+		}
+		session = lf.Session
+		k.trace("login", imi.MsgID, "", "ok", nil)
+	}
+	mode := map[string][]string{miap.HdrMode: {modeName(k.cfg.Strict)}}
+	rf, reply, err := k.request(ctx, schemas.SubjectBrokerIMI, &miap.Frame{Purpose: miap.PurposeIMI, Party: k.cfg.Gateway, Session: session, Body: body}, miap.PurposeRoute, mode)
+	if err != nil {
+		k.trace("imi", imi.MsgID, "", errCode(err), nil)
+		return nil, err
+	}
+	// The outer digest verified; the routed IMI must carry our IMI (§6.3).
+	var routed schemas.RoutedIMI
+	if err := json.Unmarshal(rf.Body, &routed); err != nil {
+		return nil, schemas.Errorf(schemas.CodeMalformed, err, "routed imi")
+	}
+	if routed.IMI.MsgID != imi.MsgID || routed.IMI.Content.SHA256 != imi.Content.SHA256 || routed.IMI.Gateway != k.cfg.Gateway || len(rf.ID) != miap.MACSize {
+		return nil, schemas.Errorf(schemas.CodeBadMAC, nil, "routed imi is not for our message")
+	}
+	k.log.Info().Str("msg_id", imi.MsgID).Str("tx", routed.Tx).Str("dest", routed.Dest.Gateway).Msg("route verified")
+	k.trace("route", imi.MsgID, routed.Tx, "verified", map[string]any{"dest": routed.Dest.Gateway})
+
+	if k.cfg.Strict { // the originator acknowledges the broker IMI (§6.4)
+		ack, _ := json.Marshal(map[string]any{"v": 1, "tx": routed.Tx})
+		if _, _, err := k.request(ctx, schemas.SubjectBrokerRouteAck, &miap.Frame{Purpose: miap.PurposeRouteAck, Party: k.cfg.Gateway, ID: rf.ID, Body: ack}, miap.PurposeQueryReply, nil); err != nil {
+			return nil, err
+		}
+	}
+	ticket, err := ticketFrom(reply.Header, rf, imi.Content, routed.Deadline)
+	if err != nil {
+		return nil, err
+	}
+	res, err := k.transfer(ctx, &routed, ticket, s.Content)
+	if err != nil {
+		k.trace("transfer", imi.MsgID, routed.Tx, errCode(err), nil)
+		return nil, err
+	}
+	k.trace("transfer", imi.MsgID, routed.Tx, res.Status, nil)
+	return res, nil
+}
+
+func modeName(strict bool) string {
+	if strict {
+		return "strict"
+	}
+	return "fast"
+}
+
+func errCode(err error) string { return miap.CodeOf(err).String() }
+
+// ticketFrom rebuilds the broker's ticket for the first hop from a reply's
+// ticket headers and the routed IMI (§6.3).
+func ticketFrom(h nats.Header, rf *miap.Frame, c schemas.Content, deadline int64) (*miap.Frame, error) {
+	sha, err := hex.DecodeString(c.SHA256)
+	if err != nil {
+		return nil, schemas.Errorf(schemas.CodeMalformed, err, "content digest")
+	}
+	ts, err := strconv.ParseInt(h.Get(hdrTicketTS), 10, 64)
+	if err != nil {
+		return nil, schemas.Errorf(schemas.CodeMalformed, err, "ticket time")
+	}
+	mac, err := miap.DecodeB64(h.Get(hdrTicketMAC))
+	if err != nil || len(mac) != miap.MACSize {
+		return nil, schemas.Errorf(schemas.CodeMalformed, err, "ticket MAC")
+	}
+	return &miap.Frame{Purpose: miap.PurposeTicket, Party: h.Get(hdrTicketParty), Kid: h.Get(hdrTicketKid), TS: ts,
+		ID: rf.ID, Peer: h.Get("Miap-Party"), CType: c.Type, CLen: c.Length, CSHA: sha, Expiry: deadline, Body: rf.Body, MAC: mac}, nil
+}
+
+// transfer sends the instant message to the first hop (§6.5, §6.6).
+func (k *Kit) transfer(ctx context.Context, routed *schemas.RoutedIMI, ticket *miap.Frame, content []byte) (*Result, error) {
+	subject := schemas.GatewayIM(routed.Dest.Gateway)
+	login := schemas.GatewayLogin(routed.Dest.Gateway)
+	if len(routed.Conversions) > 0 {
+		subject = schemas.ProcessorIM(routed.Conversions[0].Conversion)
+		login = schemas.ProcessorLogin(routed.Conversions[0].Conversion)
+	}
+	deadline := time.UnixMilli(routed.Deadline)
+	tctx, cancel := context.WithDeadline(ctx, minTime(deadline, time.Now().Add(k.cfg.TransferTimeout)))
+	defer cancel()
+	m := nats.NewMsg(subject)
+	m.Data = miap.AppendTransfer(m.Header, ticket, content)
+	if k.cfg.Strict { // the login to the destination: the ticket opens a session (§6.5)
+		lm := nats.NewMsg(login)
+		ticket.PutHeader(lm.Header)
+		lm.Data = ticket.Body
+		lr, err := k.nc.RequestMsgWithContext(tctx, lm)
+		if err != nil {
+			return nil, natsError(err, "destination")
+		}
+		if e := schemas.ErrorFromHeader(lr.Header); e != nil {
+			return nil, e
+		}
+		m.Header.Set(miap.HdrGwSess, lr.Header.Get(miap.HdrGwSess))
+	}
+	reply, err := k.nc.RequestMsgWithContext(tctx, m)
+	if err != nil {
+		return nil, natsError(err, "destination "+routed.Dest.Gateway)
+	}
+	if e := schemas.ErrorFromHeader(reply.Header); e != nil {
+		return nil, e
+	}
+	res := &Result{MsgID: routed.IMI.MsgID, Tx: routed.Tx, Dest: routed.Dest, Status: reply.Header.Get(schemas.HdrStatus)}
+	if res.Status == "" {
+		res.Status = schemas.StatusTransferred
+	}
+	// The destination relays the broker's receipt; we check it ourselves (§6.8).
+	if r := reply.Header.Get(miap.HdrReceipt); r != "" {
+		ev, err := k.openReceipt(r, ticket.ID)
+		if err != nil {
+			k.log.Warn().Err(err).Str("msg_id", res.MsgID).Bool("security", true).Msg("receipt does not verify; waiting for the notification")
+		} else {
+			res.Receipt = ev
+			res.Status = ev.Status
+		}
+	}
+	return res, nil
+}
+
+func (k *Kit) openReceipt(b64 string, id []byte) (*schemas.StatusEvent, error) {
+	raw, err := miap.DecodeB64(b64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: receipt: %w", miap.ErrMalformed, err)
+	}
+	f, err := miap.ParseCompact(raw)
+	if err != nil {
+		return nil, err
+	}
+	if f.Party != k.cfg.Gateway || !miap.EqualID(f.ID, id) {
+		return nil, fmt.Errorf("%w: receipt for another transfer", miap.ErrBadMAC)
+	}
+	if err := k.eng.Verify(f, miap.PurposeReceipt); err != nil {
+		return nil, err
+	}
+	var ev schemas.StatusEvent
+	if err := json.Unmarshal(f.Body, &ev); err != nil {
+		return nil, fmt.Errorf("%w: receipt body: %w", miap.ErrMalformed, err)
+	}
+	return &ev, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,292 @@
+package kit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/schemas"
+)
+
+// handleLogin is the destination's side of the strict-mode login (§6.5):
+// the originator presents the broker's ticket (without content) and gets a
+// single-transfer session token.
+func (k *Kit) handleLogin(m *nats.Msg) {
+	f, err := miap.ParseHeader(m.Header, m.Data)
+	if err == nil && f.Party != k.cfg.Gateway {
+		err = miap.ErrBadTicket
+	}
+	if err == nil {
+		err = k.eng.Verify(f, miap.PurposeTicket)
+	}
+	if err != nil {
+		k.log.Warn().Err(err).Bool("security", true).Msg("transfer login refused")
+		respondError(m, miap.CodeOf(err))
+		return
+	}
+	tok, err := k.eng.SessionToken(k.cfg.Gateway, f.ID)
+	if err != nil {
+		respondError(m, schemas.CodeInternal)
+		return
+	}
+	r := nats.NewMsg(m.Reply)
+	r.Header.Set(miap.HdrGwSess, miap.EncodeB64(tok))
+	m.RespondMsg(r)
+}
+
+// handleIM receives an instant message (patent steps S8 to S10; §6.6):
+// ticket, content digest and expiry are checked, the medium delivers, and
+// the outcome is acknowledged to the brokers before the originator is told.
+func (k *Kit) handleIM(ctx context.Context, m *nats.Msg) {
+	tr, routed, err := k.openIM(m)
+	if err != nil {
+		code := miap.CodeOf(err)
+		k.log.Warn().Err(err).Str("code", code.String()).Bool("security", true).Msg("transfer refused")
+		k.trace("receive", "", "", code.String(), nil)
+		respondError(m, code)
+		return
+	}
+	ref := AckRef{MsgID: routed.IMI.MsgID, Tx: routed.Tx, ID: miap.EncodeB64(tr.Ticket.ID)}
+	d := &Delivery{Routed: routed, Ref: ref, Type: tr.Ticket.CType, Content: tr.Content}
+	dctx, cancel := context.WithTimeout(ctx, k.cfg.TransferTimeout)
+	status, err := k.medium.Deliver(dctx, d)
+	cancel()
+	if err != nil {
+		code := miap.CodeOf(err)
+		k.log.Warn().Err(err).Str("msg_id", ref.MsgID).Str("code", code.String()).Msg("delivery failed")
+		k.trace("deliver", ref.MsgID, ref.Tx, code.String(), nil)
+		if !code.Retryable() {
+			// A permanent failure is the destination's to report (§6.8).
+			k.Ack(ctx, ref, schemas.StatusFailed, code.String(), err.Error())
+		}
+		respondError(m, code)
+		return
+	}
+	k.log.Info().Str("msg_id", ref.MsgID).Str("tx", ref.Tx).Str("status", status).Msg("delivered")
+	k.trace("deliver", ref.MsgID, ref.Tx, status, nil)
+	r := nats.NewMsg(m.Reply)
+	r.Header.Set(schemas.HdrStatus, status)
+	receipt, err := k.ackNow(ctx, ref, status, "", "")
+	switch {
+	case err == nil:
+		r.Header.Set(miap.HdrReceipt, receipt)
+	case miap.CodeOf(err).Retryable():
+		k.queueAck(ctx, ref, status, "", "") // the outbox delivers it later
+	default:
+		k.log.Warn().Err(err).Str("msg_id", ref.MsgID).Msg("broker refused the acknowledgement")
+	}
+	m.RespondMsg(r)
+}
+
+func (k *Kit) openIM(m *nats.Msg) (*miap.Transfer, *schemas.RoutedIMI, error) {
+	tr, err := k.eng.OpenTransfer(k.cfg.Gateway, m.Header, m.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	var routed schemas.RoutedIMI
+	if err := json.Unmarshal(tr.Routed(), &routed); err != nil {
+		return nil, nil, fmt.Errorf("%w: routed imi: %w", miap.ErrMalformed, err)
+	}
+	if routed.Dest.Gateway != k.cfg.Gateway {
+		return nil, nil, fmt.Errorf("%w: routed to %q", miap.ErrBadTicket, routed.Dest.Gateway)
+	}
+	if k.cfg.Strict || m.Header.Get(miap.HdrGwSess) != "" {
+		tok, err := miap.DecodeB64(m.Header.Get(miap.HdrGwSess))
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", miap.ErrBadSession, err)
+		}
+		if err := k.eng.CheckSessionToken(k.cfg.Gateway, tr.Ticket.ID, tok); err != nil {
+			return nil, nil, err
+		}
+	}
+	return tr, &routed, nil
+}
+
+// Ack reports a delivered, read or failed message to the brokers (§6.8).
+// If no broker can take it now, it waits in the durable ack outbox and is
+// retried until one does.
+func (k *Kit) Ack(ctx context.Context, ref AckRef, status, code, reason string) error {
+	_, err := k.ackNow(ctx, ref, status, code, reason)
+	if err != nil && miap.CodeOf(err).Retryable() {
+		return k.queueAck(ctx, ref, status, code, reason)
+	}
+	return err
+}
+
+// ackNow sends one acknowledgement and returns the receipt for the originator.
+func (k *Kit) ackNow(ctx context.Context, ref AckRef, status, code, reason string) (string, error) {
+	id, err := miap.DecodeB64(ref.ID)
+	if err != nil || len(id) != miap.MACSize {
+		return "", schemas.Errorf(schemas.CodeMalformed, err, "ack reference")
+	}
+	body, _ := json.Marshal(schemas.Ack{V: schemas.Version, Tx: ref.Tx, MsgID: ref.MsgID, Gateway: k.cfg.Gateway,
+		Status: status, Code: code, Reason: truncate(reason, 1024), At: k.now().UnixMilli()})
+	var session []byte
+	if k.cfg.Strict {
+		lf, _, err := k.request(ctx, schemas.SubjectBrokerLogin, &miap.Frame{Purpose: miap.PurposeLogin, Party: k.cfg.Gateway}, miap.PurposeLoginAck, nil)
+		if err != nil {
+			return "", err
+		}
+		session = lf.Session
+	}
+	_, reply, err := k.request(ctx, schemas.SubjectBrokerAck, &miap.Frame{Purpose: miap.PurposeAck, Party: k.cfg.Gateway, ID: id, Session: session, Body: body}, miap.PurposeAckReply, nil)
+	if err != nil {
+		return "", err
+	}
+	k.trace("ack", ref.MsgID, ref.Tx, status, nil)
+	return reply.Header.Get(miap.HdrReceipt), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+type queuedAck struct {
+	Ref    AckRef `json:"ref"`
+	Status string `json:"status"`
+	Code   string `json:"code,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (k *Kit) queueAck(ctx context.Context, ref AckRef, status, code, reason string) error {
+	b, _ := json.Marshal(queuedAck{Ref: ref, Status: status, Code: code, Reason: reason})
+	pctx, cancel := context.WithTimeout(context.Background(), k.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := k.js.Publish(pctx, ackSubject(k.cfg.Gateway), b, jetstream.WithMsgID(ref.MsgID+":"+status)); err != nil {
+		k.log.Error().Err(err).Str("msg_id", ref.MsgID).Msg("cannot queue acknowledgement")
+		return schemas.Errorf(schemas.CodeBusy, err, "ack outbox")
+	}
+	k.log.Warn().Str("msg_id", ref.MsgID).Str("status", status).Msg("acknowledgement queued for retry")
+	return nil
+}
+
+// consumeAcks retries queued acknowledgements until a broker takes them.
+func (k *Kit) consumeAcks(ctx context.Context) error {
+	cons, err := k.js.CreateOrUpdateConsumer(ctx, AckStream, jetstream.ConsumerConfig{
+		Durable: "acks-" + k.cfg.Gateway, FilterSubject: ackSubject(k.cfg.Gateway),
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: -1,
+		BackOff: nil,
+	})
+	if err != nil {
+		return fmt.Errorf("kit: ack consumer: %w", err)
+	}
+	return k.consume(ctx, cons, func(msg jetstream.Msg) {
+		var q queuedAck
+		if err := json.Unmarshal(msg.Data(), &q); err != nil {
+			msg.Term()
+			return
+		}
+		_, err := k.ackNow(ctx, q.Ref, q.Status, q.Code, q.Reason)
+		switch {
+		case err == nil:
+			msg.Ack()
+		case miap.CodeOf(err).Retryable():
+			msg.NakWithDelay(2 * time.Second)
+		default:
+			k.log.Warn().Err(err).Str("msg_id", q.Ref.MsgID).Msg("queued acknowledgement refused")
+			msg.Term()
+		}
+	})
+}
+
+// consumeStatus hands the brokers' status notifications for messages this
+// gateway originated to the medium (§6.9); the JetStream ack is the
+// originator's final acknowledgement.
+func (k *Kit) consumeStatus(ctx context.Context) error {
+	cons, err := k.js.CreateOrUpdateConsumer(ctx, schemas.StatusStream, jetstream.ConsumerConfig{
+		Durable: "status-" + k.cfg.Gateway, FilterSubject: schemas.StatusFor(k.cfg.Gateway),
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: -1,
+	})
+	if err != nil {
+		return fmt.Errorf("kit: status consumer: %w", err)
+	}
+	return k.consume(ctx, cons, func(msg jetstream.Msg) {
+		f, err := miap.ParseHeader(msg.Headers(), msg.Data())
+		if err == nil && f.Party != k.cfg.Gateway {
+			err = fmt.Errorf("%w: notification for %q", miap.ErrBadMAC, f.Party)
+		}
+		if err == nil {
+			err = k.eng.Verify(f, miap.PurposeNotify)
+		}
+		var ev schemas.StatusEvent
+		if err == nil {
+			err = json.Unmarshal(f.Body, &ev)
+		}
+		if err != nil {
+			k.log.Warn().Err(err).Bool("security", true).Msg("notification refused")
+			msg.Term()
+			return
+		}
+		if err := k.medium.Notify(ctx, &ev); err != nil {
+			k.log.Warn().Err(err).Str("msg_id", ev.MsgID).Msg("notify failed; will retry")
+			msg.NakWithDelay(time.Second)
+			return
+		}
+		k.trace("notified", ev.MsgID, ev.Tx, ev.Status, nil)
+		msg.DoubleAck(ctx)
+	})
+}
+
+// consume runs handle on every message of cons with bounded concurrency
+// until ctx is done.
+func (k *Kit) consume(ctx context.Context, cons jetstream.Consumer, handle func(jetstream.Msg)) error {
+	sem := make(chan struct{}, 32)
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		sem <- struct{}{}
+		go func() { defer func() { <-sem }(); handle(msg) }()
+	}, jetstream.PullMaxMessages(64))
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	cc.Drain()
+	<-cc.Closed()
+	for range cap(sem) {
+		sem <- struct{}{}
+	}
+	return nil
+}
+
+// Query asks the brokers for a message's status and history (§6.10).
+func (k *Kit) Query(ctx context.Context, msgID string) (*schemas.TxStatus, error) {
+	body, _ := json.Marshal(schemas.StatusQuery{V: schemas.Version, MsgID: msgID})
+	rf, _, err := k.request(ctx, schemas.SubjectBrokerStatus, &miap.Frame{Purpose: miap.PurposeQuery, Party: k.cfg.Gateway, Body: body}, miap.PurposeQueryReply, nil)
+	if err != nil {
+		return nil, err
+	}
+	var st schemas.TxStatus
+	if err := json.Unmarshal(rf.Body, &st); err != nil {
+		return nil, schemas.Errorf(schemas.CodeMalformed, err, "status reply")
+	}
+	return &st, nil
+}
+
+// Client resolves a client credential or address through the brokers (§6.11).
+func (k *Kit) Client(ctx context.Context, q schemas.ClientQuery) (*schemas.ClientInfo, error) {
+	q.V = schemas.Version
+	body, _ := json.Marshal(q)
+	rf, _, err := k.request(ctx, schemas.SubjectBrokerClient, &miap.Frame{Purpose: miap.PurposeQuery, Party: k.cfg.Gateway, Body: body}, miap.PurposeQueryReply, nil)
+	if err != nil {
+		return nil, err
+	}
+	var ci schemas.ClientInfo
+	if err := json.Unmarshal(rf.Body, &ci); err != nil {
+		return nil, schemas.Errorf(schemas.CodeMalformed, err, "client reply")
+	}
+	return &ci, nil
+}
+
+// IsCode reports whether err carries code c.
+func IsCode(err error, c schemas.Code) bool {
+	var se *schemas.Error
+	return errors.As(err, &se) && se.Code == c
+}

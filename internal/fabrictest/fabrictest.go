@@ -1,0 +1,157 @@
+// Package fabrictest assembles a real UIMS fabric for tests: an embedded
+// nats-server with JetStream on a random port, a real redis-server, MIAP
+// keys, brokers and gateway kits, each stopped when the test ends.
+package fabrictest
+
+import (
+	"context"
+	"crypto/rand"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/uims/uims/broker"
+	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/internal/natstest"
+	"github.com/uims/uims/internal/redistest"
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/schemas"
+)
+
+// Fabric is a running test fabric.
+type Fabric struct {
+	T     testing.TB
+	NATS  *server.Server
+	Redis *redistest.Server
+	RDB   *redis.Client
+	Keys  *miap.KeyFile
+	Log   zerolog.Logger
+}
+
+// Parties are the parties that get keys by default.
+var Parties = []string{"web", "email", "sms", "proc", "test", "peer"}
+
+// New starts NATS and Redis and makes keys for Parties and the broker.
+func New(t testing.TB) *Fabric {
+	t.Helper()
+	srv, rdb := redistest.Run(t)
+	f := &Fabric{T: t, NATS: natstest.Run(t), Redis: srv, RDB: rdb, Keys: &miap.KeyFile{MIAP: 1},
+		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
+	for _, p := range append([]string{miap.BrokerParty}, Parties...) {
+		e, err := miap.NewKeyEntry(rand.Reader, p, p+"-1", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Keys.Keys = append(f.Keys.Keys, e)
+	}
+	return f
+}
+
+// Conn returns a new NATS connection.
+func (f *Fabric) Conn(name string) *nats.Conn { return natstest.Connect(f.T, f.NATS, name) }
+
+// Keyring returns the keyring of one party (or every key for the broker).
+func (f *Fabric) Keyring(party string) *miap.Keyring {
+	kf := f.Keys
+	if party != miap.BrokerParty {
+		kf = kf.For(party)
+	}
+	kr, err := kf.Keyring()
+	if err != nil {
+		f.T.Fatal(err)
+	}
+	return kr
+}
+
+// Running is a component running in the background.
+type Running struct {
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// Stop stops the component and waits for it.
+func (r *Running) Stop() {
+	r.once.Do(func() {
+		r.cancel()
+		<-r.done
+	})
+}
+
+func run(t testing.TB, fn func(ctx context.Context) error) *Running {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Running{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- fn(ctx) }()
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// StartBroker starts a broker replica and waits until it serves.
+func (f *Fabric) StartBroker(cfg broker.Config) (*broker.Broker, *Running) {
+	f.T.Helper()
+	eng, err := miap.New(miap.Config{Keys: f.Keyring(miap.BrokerParty), Now: cfg.Now})
+	if err != nil {
+		f.T.Fatal(err)
+	}
+	b, err := broker.New(f.Conn("broker"), f.RDB, eng, cfg, f.Log)
+	if err != nil {
+		f.T.Fatal(err)
+	}
+	r := run(f.T, b.Run)
+	select {
+	case <-b.Ready():
+	case err := <-r.done:
+		f.T.Fatalf("broker stopped: %v", err)
+	case <-time.After(15 * time.Second):
+		f.T.Fatal("broker not ready")
+	}
+	return b, r
+}
+
+// PutProfiles stores client profiles.
+func (f *Fabric) PutProfiles(ps ...*schemas.Profile) {
+	f.T.Helper()
+	store := broker.NewProfiles(f.RDB, nil)
+	for _, p := range ps {
+		if err := store.Put(context.Background(), p); err != nil {
+			f.T.Fatal(err)
+		}
+	}
+	f.Conn("profiles").Publish(schemas.SubjectProfilesChanged, nil)
+}
+
+// StartKit starts a gateway kit for medium and waits until brokers know it.
+func (f *Fabric) StartKit(m kit.Medium, cfg kit.Config) (*kit.Kit, *Running) {
+	f.T.Helper()
+	k, err := kit.New(f.Conn("gw-"+cfg.Gateway), f.Keyring(cfg.Gateway), m, cfg, f.Log)
+	if err != nil {
+		f.T.Fatal(err)
+	}
+	ready := make(chan struct{})
+	r := run(f.T, func(ctx context.Context) error { return k.Run(ctx, func() { close(ready) }) })
+	select {
+	case <-ready:
+	case err := <-r.done:
+		f.T.Fatalf("kit stopped: %v", err)
+	case <-time.After(15 * time.Second):
+		f.T.Fatal("kit not ready")
+	}
+	return k, r
+}
+
+// Eventually polls cond until it holds or the timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,87 @@
+package miap
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"strconv"
+)
+
+// Transfer is an instant message in transit (patent: IM = IMI' + content;
+// PROTOCOL.md §6.6): the routed IMI, the content, and the broker's ticket
+// that authorises this hop.
+type Transfer struct {
+	// Ticket is the broker's ticket frame; Ticket.Body is the routed IMI.
+	Ticket  *Frame
+	Content []byte
+}
+
+// Routed returns the routed IMI bytes.
+func (t *Transfer) Routed() []byte { return t.Ticket.Body }
+
+// AppendTransfer writes an instant message: the ticket frame into h, and
+// returns the body routed IMI ‖ content with Miap-Imi-Len set (§6.6).
+func AppendTransfer(h map[string][]string, ticket *Frame, content []byte) []byte {
+	ticket.PutHeader(h)
+	h[HdrIMILen] = []string{strconv.Itoa(len(ticket.Body))}
+	body := make([]byte, 0, len(ticket.Body)+len(content))
+	body = append(body, ticket.Body...)
+	return append(body, content...)
+}
+
+// OpenTransfer reads and checks an instant message received by party
+// (§6.6), in this order: syntax, ticket (purpose, addressee, expiry, key,
+// MAC), then the content's length and SHA-256 against the ticket.
+func (e *Engine) OpenTransfer(party string, h map[string][]string, body []byte) (*Transfer, error) {
+	n, err := strconv.Atoi(get(h, HdrIMILen))
+	if err != nil || n < 0 || n > len(body) || n > MaxRouted {
+		return nil, fmt.Errorf("%w: %s %q", ErrMalformed, HdrIMILen, get(h, HdrIMILen))
+	}
+	f, err := ParseHeader(h, body[:n:n])
+	if err != nil {
+		return nil, err
+	}
+	if f.Party != party {
+		return nil, fmt.Errorf("%w: ticket for %q presented to %q", ErrBadTicket, f.Party, party)
+	}
+	if err := e.Verify(f, PurposeTicket); err != nil {
+		if CodeOf(err) == CodeOf(ErrBadMAC) || CodeOf(err) == CodeOf(ErrUnknownKey) {
+			return nil, fmt.Errorf("%w: %w", ErrBadTicket, err)
+		}
+		return nil, err
+	}
+	content := body[n:]
+	if int64(len(content)) != f.CLen {
+		return nil, fmt.Errorf("%w: %d bytes, ticket says %d", ErrDigest, len(content), f.CLen)
+	}
+	sum := sha256.Sum256(content)
+	if !equalMAC(sum[:], f.CSHA) {
+		return nil, fmt.Errorf("%w: SHA-256 differs from the ticket's", ErrDigest)
+	}
+	return &Transfer{Ticket: f, Content: content}, nil
+}
+
+// SessionToken is a destination's stateless, single-transfer session key
+// for strict mode (§6.5): a gw-session frame in compact form, bound to the
+// transaction's ID and checkable by any instance of the destination.
+func (e *Engine) SessionToken(party string, id []byte) ([]byte, error) {
+	f := &Frame{Purpose: PurposeGwSession, Party: party, ID: id}
+	if err := e.Sign(f); err != nil {
+		return nil, err
+	}
+	return AppendCompact(nil, f), nil
+}
+
+// CheckSessionToken checks a token made by SessionToken for party and id.
+func (e *Engine) CheckSessionToken(party string, id, token []byte) error {
+	f, err := ParseCompact(token)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSession, err)
+	}
+	if f.Party != party || !EqualID(f.ID, id) {
+		return fmt.Errorf("%w: token for another transfer", ErrBadSession)
+	}
+	if err := e.Verify(f, PurposeGwSession); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSession, err)
+	}
+	return nil
+}
