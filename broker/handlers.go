@@ -13,16 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/schemas"
-)
-
-// Ticket headers on a route or conversion reply (PROTOCOL.md §6.3): the
-// originator rebuilds the ticket frame from the routed IMI and these.
-const (
-	HdrTicketParty = "Miap-Ticket-Party"
-	HdrTicketKid   = "Miap-Ticket-Kid"
-	HdrTicketTS    = "Miap-Ticket-Ts"
-	HdrTicketMAC   = "Miap-Ticket-Mac"
 )
 
 // frame parses and verifies the MIAP frame of a request as purpose want,
@@ -236,12 +228,7 @@ func (b *Broker) ticket(party, peer string, id []byte, c schemas.Content, expiry
 	if err := b.guard.Sign(t); err != nil {
 		return nil, err
 	}
-	return map[string][]string{
-		HdrTicketParty: {party},
-		HdrTicketKid:   {t.Kid},
-		HdrTicketTS:    {strconv.FormatInt(t.TS, 10)},
-		HdrTicketMAC:   {miap.EncodeB64(t.MAC)},
-	}, nil
+	return miapnats.TicketHeader(t), nil
 }
 
 // handleRouteAck records the originator's acknowledgement of a routed IMI

@@ -15,7 +15,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -26,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/schemas"
 )
 
@@ -128,7 +128,8 @@ type Kit struct {
 	eng    *miap.Engine
 	medium Medium
 	log    zerolog.Logger
-	offset atomic.Int64 // ms to add to the local clock (CLOCK_SKEW correction)
+	clock  miapnats.Clock
+	client *miapnats.Client
 
 	work    chan *nats.Msg
 	wg      sync.WaitGroup
@@ -146,20 +147,19 @@ func New(nc *nats.Conn, keys *miap.Keyring, medium Medium, cfg Config, log zerol
 	k := &Kit{cfg: cfg, nc: nc, medium: medium,
 		log:  log.With().Str("role", "gateway").Str("gateway", cfg.Gateway).Str("instance", cfg.Instance).Logger(),
 		work: make(chan *nats.Msg, 4*cfg.Workers)}
-	eng, err := miap.New(miap.Config{Keys: keys, Now: k.now, Window: cfg.Window, Skew: cfg.Skew})
+	eng, err := miap.New(miap.Config{Keys: keys, Now: k.clock.Now, Window: cfg.Window, Skew: cfg.Skew})
 	if err != nil {
 		return nil, err
 	}
 	k.eng = eng
+	k.client = &miapnats.Client{NC: nc, Eng: eng, Clock: &k.clock, Party: cfg.Gateway, Timeout: cfg.RequestTimeout}
 	if k.js, err = jetstream.New(nc); err != nil {
 		return nil, err
 	}
 	return k, nil
 }
 
-func (k *Kit) now() time.Time {
-	return time.Now().Add(time.Duration(k.offset.Load()) * time.Millisecond)
-}
+func (k *Kit) now() time.Time { return k.clock.Now() }
 
 // Gateway returns the gateway's party id.
 func (k *Kit) Gateway() string { return k.cfg.Gateway }
@@ -186,7 +186,7 @@ func (k *Kit) Run(ctx context.Context, ready func()) error {
 		select {
 		case k.work <- m:
 		default:
-			respondError(m, schemas.CodeBusy)
+			miapnats.RespondError(m, schemas.CodeBusy)
 		}
 	})
 	if err != nil {
@@ -300,76 +300,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	return nil
 }
 
-// request sends a signed frame to subject and returns the verified reply
-// frame of purpose want. Errors are *schemas.Error.
+// request sends a signed frame to the brokers and returns the verified reply.
 func (k *Kit) request(ctx context.Context, subject string, f *miap.Frame, want miap.Purpose, extra map[string][]string) (*miap.Frame, *nats.Msg, error) {
-	for attempt := 0; ; attempt++ {
-		f.TS, f.Nonce, f.MAC = 0, [miap.NonceSize]byte{}, nil
-		if err := k.eng.Sign(f); err != nil {
-			return nil, nil, schemas.Errorf(schemas.CodeInternal, err, "sign")
-		}
-		m := nats.NewMsg(subject)
-		f.PutHeader(m.Header)
-		for key, v := range extra {
-			m.Header[key] = v
-		}
-		m.Data = f.Body
-		rctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
-		reply, err := k.nc.RequestMsgWithContext(rctx, m)
-		cancel()
-		if err != nil {
-			return nil, nil, natsError(err, "broker")
-		}
-		if e := schemas.ErrorFromHeader(reply.Header); e != nil {
-			// CLOCK_SKEW: correct the clock from the server time and retry once (§7.1).
-			if e.Code == schemas.CodeClockSkew && attempt == 0 {
-				if st := reply.Header.Get(schemas.HdrServerTime); st != "" {
-					var server int64
-					fmt.Sscan(st, &server)
-					k.offset.Add(server - k.now().UnixMilli())
-					k.log.Warn().Int64("offset_ms", k.offset.Load()).Msg("clock ahead of the brokers: corrected")
-					continue
-				}
-			}
-			return nil, reply, e
-		}
-		rf, err := miap.ParseHeader(reply.Header, reply.Data)
-		if err == nil {
-			err = k.eng.Verify(rf, want)
-		}
-		if err == nil && (rf.Party != k.cfg.Gateway || rf.Nonce != f.Nonce) {
-			err = fmt.Errorf("%w: reply not bound to our request", miap.ErrBadMAC)
-		}
-		if err != nil {
-			return nil, reply, schemas.Errorf(miap.CodeOf(err), err, "broker reply")
-		}
-		return rf, reply, nil
-	}
-}
-
-// natsError maps a request failure to a retryable code.
-func natsError(err error, who string) *schemas.Error {
-	switch {
-	case errors.Is(err, nats.ErrNoResponders):
-		return schemas.Errorf(schemas.CodeBusy, err, "no "+who+" available")
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return schemas.Errorf(schemas.CodeBusy, err, who+" did not answer in time")
-	case errors.Is(err, context.Canceled):
-		return schemas.Errorf(schemas.CodeBusy, err, "cancelled")
-	}
-	return schemas.Errorf(schemas.CodeBusy, err, who)
-}
-
-// respondError answers a request with an error code.
-func respondError(m *nats.Msg, c schemas.Code) {
-	if m.Reply == "" {
-		return
-	}
-	r := nats.NewMsg(m.Reply)
-	for k, v := range schemas.ErrorHeader(c) {
-		r.Header[k] = v
-	}
-	m.RespondMsg(r)
+	return k.client.Request(ctx, subject, f, want, extra)
 }
 
 // trace publishes a protocol-step event for observers.

@@ -54,6 +54,12 @@ func (m *inbox) statuses(msgID string) []string {
 }
 
 func TestSendDeliverReadAcrossTheFabric(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fast", true: "strict"}[strict], func(t *testing.T) { testSendDeliverRead(t, strict) })
+	}
+}
+
+func testSendDeliverRead(t *testing.T, strict bool) {
 	f := fabrictest.New(t)
 	f.StartBroker(broker.Config{})
 	f.PutProfiles(
@@ -61,8 +67,8 @@ func TestSendDeliverReadAcrossTheFabric(t *testing.T) {
 		&schemas.Profile{ID: "bob", Addresses: map[string]string{"web": "bob"}, Prefer: []string{"web"}},
 	)
 	og, dg := newInbox(), newInbox()
-	ogKit, _ := f.StartKit(og, kit.Config{Gateway: "test", Medium: "test"})
-	dgKit, _ := f.StartKit(dg, kit.Config{Gateway: "peer", Medium: "web"})
+	ogKit, _ := f.StartKit(og, kit.Config{Gateway: "test", Medium: "test", Strict: strict})
+	dgKit, _ := f.StartKit(dg, kit.Config{Gateway: "peer", Medium: "web", Strict: strict})
 	ctx := context.Background()
 	var res *kit.Result
 	fabrictest.Eventually(t, 5*time.Second, "a route to bob", func() bool {
@@ -97,6 +103,9 @@ func TestSendDeliverReadAcrossTheFabric(t *testing.T) {
 		got = append(got, h.Status)
 	}
 	want := []string{"accepted", "routed", "delivered", "read"}
+	if strict { // the originator's acknowledgement of the routed IMI (PROTOCOL.md §6.4)
+		want = []string{"accepted", "routed", "route-acknowledged", "delivered", "read"}
+	}
 	if len(got) != len(want) {
 		t.Fatalf("history %v, want %v", got, want)
 	}

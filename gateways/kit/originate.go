@@ -7,21 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/schemas"
-)
-
-// Ticket headers on a broker reply (PROTOCOL.md §6.3).
-const (
-	hdrTicketParty = "Miap-Ticket-Party"
-	hdrTicketKid   = "Miap-Ticket-Kid"
-	hdrTicketTS    = "Miap-Ticket-Ts"
-	hdrTicketMAC   = "Miap-Ticket-Mac"
 )
 
 // Submission is a message a gateway's client sent (patent step S1).
@@ -125,7 +115,7 @@ func (k *Kit) Send(ctx context.Context, s *Submission) (*Result, error) {
 			return nil, err
 		}
 	}
-	ticket, err := ticketFrom(reply.Header, rf, imi.Content, routed.Deadline)
+	ticket, err := miapnats.TicketFrom(reply.Header, rf.ID, k.cfg.Gateway, imi.Content.Type, imi.Content.Length, sum[:], routed.Deadline, rf.Body)
 	if err != nil {
 		return nil, err
 	}
@@ -147,25 +137,6 @@ func modeName(strict bool) string {
 
 func errCode(err error) string { return miap.CodeOf(err).String() }
 
-// ticketFrom rebuilds the broker's ticket for the first hop from a reply's
-// ticket headers and the routed IMI (§6.3).
-func ticketFrom(h nats.Header, rf *miap.Frame, c schemas.Content, deadline int64) (*miap.Frame, error) {
-	sha, err := hex.DecodeString(c.SHA256)
-	if err != nil {
-		return nil, schemas.Errorf(schemas.CodeMalformed, err, "content digest")
-	}
-	ts, err := strconv.ParseInt(h.Get(hdrTicketTS), 10, 64)
-	if err != nil {
-		return nil, schemas.Errorf(schemas.CodeMalformed, err, "ticket time")
-	}
-	mac, err := miap.DecodeB64(h.Get(hdrTicketMAC))
-	if err != nil || len(mac) != miap.MACSize {
-		return nil, schemas.Errorf(schemas.CodeMalformed, err, "ticket MAC")
-	}
-	return &miap.Frame{Purpose: miap.PurposeTicket, Party: h.Get(hdrTicketParty), Kid: h.Get(hdrTicketKid), TS: ts,
-		ID: rf.ID, Peer: h.Get("Miap-Party"), CType: c.Type, CLen: c.Length, CSHA: sha, Expiry: deadline, Body: rf.Body, MAC: mac}, nil
-}
-
 // transfer sends the instant message to the first hop (§6.5, §6.6).
 func (k *Kit) transfer(ctx context.Context, routed *schemas.RoutedIMI, ticket *miap.Frame, content []byte) (*Result, error) {
 	subject := schemas.GatewayIM(routed.Dest.Gateway)
@@ -177,27 +148,9 @@ func (k *Kit) transfer(ctx context.Context, routed *schemas.RoutedIMI, ticket *m
 	deadline := time.UnixMilli(routed.Deadline)
 	tctx, cancel := context.WithDeadline(ctx, minTime(deadline, time.Now().Add(k.cfg.TransferTimeout)))
 	defer cancel()
-	m := nats.NewMsg(subject)
-	m.Data = miap.AppendTransfer(m.Header, ticket, content)
-	if k.cfg.Strict { // the login to the destination: the ticket opens a session (§6.5)
-		lm := nats.NewMsg(login)
-		ticket.PutHeader(lm.Header)
-		lm.Data = ticket.Body
-		lr, err := k.nc.RequestMsgWithContext(tctx, lm)
-		if err != nil {
-			return nil, natsError(err, "destination")
-		}
-		if e := schemas.ErrorFromHeader(lr.Header); e != nil {
-			return nil, e
-		}
-		m.Header.Set(miap.HdrGwSess, lr.Header.Get(miap.HdrGwSess))
-	}
-	reply, err := k.nc.RequestMsgWithContext(tctx, m)
+	reply, err := k.client.Transfer(tctx, subject, login, k.cfg.Strict, ticket, content)
 	if err != nil {
-		return nil, natsError(err, "destination "+routed.Dest.Gateway)
-	}
-	if e := schemas.ErrorFromHeader(reply.Header); e != nil {
-		return nil, e
+		return nil, err
 	}
 	res := &Result{MsgID: routed.IMI.MsgID, Tx: routed.Tx, Dest: routed.Dest, Status: reply.Header.Get(schemas.HdrStatus)}
 	if res.Status == "" {

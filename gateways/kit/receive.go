@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/schemas"
 )
 
@@ -27,12 +28,12 @@ func (k *Kit) handleLogin(m *nats.Msg) {
 	}
 	if err != nil {
 		k.log.Warn().Err(err).Bool("security", true).Msg("transfer login refused")
-		respondError(m, miap.CodeOf(err))
+		miapnats.RespondError(m, miap.CodeOf(err))
 		return
 	}
 	tok, err := k.eng.SessionToken(k.cfg.Gateway, f.ID)
 	if err != nil {
-		respondError(m, schemas.CodeInternal)
+		miapnats.RespondError(m, schemas.CodeInternal)
 		return
 	}
 	r := nats.NewMsg(m.Reply)
@@ -49,7 +50,7 @@ func (k *Kit) handleIM(ctx context.Context, m *nats.Msg) {
 		code := miap.CodeOf(err)
 		k.log.Warn().Err(err).Str("code", code.String()).Bool("security", true).Msg("transfer refused")
 		k.trace("receive", "", "", code.String(), nil)
-		respondError(m, code)
+		miapnats.RespondError(m, code)
 		return
 	}
 	ref := AckRef{MsgID: routed.IMI.MsgID, Tx: routed.Tx, ID: miap.EncodeB64(tr.Ticket.ID)}
@@ -65,7 +66,7 @@ func (k *Kit) handleIM(ctx context.Context, m *nats.Msg) {
 			// A permanent failure is the destination's to report (§6.8).
 			k.Ack(ctx, ref, schemas.StatusFailed, code.String(), err.Error())
 		}
-		respondError(m, code)
+		miapnats.RespondError(m, code)
 		return
 	}
 	k.log.Info().Str("msg_id", ref.MsgID).Str("tx", ref.Tx).Str("status", status).Msg("delivered")
