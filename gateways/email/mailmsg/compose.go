@@ -227,6 +227,9 @@ func formatAddresses(field string, list []mail.Address) (string, error) {
 		if err := checkText(field, a.Address); err != nil {
 			return "", err
 		}
+		if strings.ContainsRune(a.Address, '\t') {
+			return "", fmt.Errorf("%w: control character in address in %s", ErrInvalidHeader, field)
+		}
 		if len(a.Address) > 254 {
 			return "", fmt.Errorf("%w: address longer than 254 octets in %s", ErrInvalidHeader, field)
 		}
@@ -303,6 +306,9 @@ func checkExtraField(f Field) error {
 			}
 			return fmt.Errorf("%w: field name %q", ErrInvalidHeader, f.Key)
 		}
+	}
+	if len(f.Key) > 76 {
+		return fmt.Errorf("%w: over-long field name", ErrInvalidHeader)
 	}
 	if managedFields[nettextproto.CanonicalMIMEHeaderKey(f.Key)] {
 		return fmt.Errorf("%w: field %s is set by Compose", ErrInvalidHeader, f.Key)

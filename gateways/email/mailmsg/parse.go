@@ -45,7 +45,7 @@ const maxWarnings = 32
 
 func (w *warnings) add(format string, args ...any) {
 	if len(w.list) < maxWarnings {
-		w.list = append(w.list, fmt.Sprintf(format, args...))
+		w.list = append(w.list, cleanValue(fmt.Sprintf(format, args...)))
 	}
 }
 
