@@ -83,9 +83,11 @@ type Attachment struct {
 // ErrTooManyHeaders. A message that cannot be parsed safely fails with an
 // error wrapping ErrMalformed (unparseable header, From that is not an
 // address list, multipart body without or with broken delimiters, unknown
-// top-level transfer encoding). Bad base64 or quoted-printable, unknown
-// charsets, bad To/Cc/Date/Message-ID fields are repaired best-effort and
-// reported in Message.Warnings.
+// top-level transfer encoding, a multipart body that Go's mime/multipart
+// would reject or split differently, so that Content always parses for
+// consumers, or one with no part at all). Bad base64 or quoted-printable,
+// unknown charsets, bad To/Cc/Date/Message-ID fields are repaired
+// best-effort and reported in Message.Warnings.
 func Extract(r io.Reader, lim Limits) (*Message, error) {
 	lim = lim.withDefaults()
 	raw, err := readLimited(r, lim.MaxBytes)

@@ -593,3 +593,45 @@ func TestMalformed(t *testing.T) {
 		t.Errorf("lenient quoted-printable: %q %v", m.Content, err)
 	}
 }
+
+func TestSanitizeFilename(t *testing.T) {
+	for in, want := range map[string]string{
+		"report.pdf":             "report.pdf",
+		"../../etc/passwd":       "passwd",
+		`..\..\x`:                "x",
+		"/abs":                   "abs",
+		`C:\x`:                   "x",
+		"a\x00b.txt":             "ab.txt",
+		"a\r\nb.txt":             "ab.txt",
+		"dir/":                   "",
+		"...":                    "",
+		" spaced .txt. ":         "spaced .txt",
+		"com1":                   "_com1",
+		"LPT9.log":               "_LPT9.log",
+		"inv\xffalid.txt":        "inv_alid.txt",
+		"a:b|c?.txt":             "a_b_c_.txt",
+		"zero\u200bwidth.txt":    "zerowidth.txt",
+		strings.Repeat("x", 400): strings.Repeat("x", MaxFilenameBytes),
+	} {
+		if got := SanitizeFilename(in); got != want {
+			t.Errorf("SanitizeFilename(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestExtractGroupsAndDefaults(t *testing.T) {
+	m, err := Extract(strings.NewReader("From: a@example.org\r\nTo: undisclosed-recipients:;\r\nCc: team: x@example.org, y@example.org;\r\n\r\nhi"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.To) != 0 || len(m.Cc) != 2 || len(m.Warnings) != 0 {
+		t.Errorf("To %+v Cc %+v warnings %q", m.To, m.Cc, m.Warnings)
+	}
+	l := DefaultLimits()
+	if l.MaxBytes != DefaultMaxBytes || l.MaxDepth != 10 || l.MaxParts != 100 || l.MaxHeaderBytes != DefaultMaxHeaderBytes || l.MaxHeaders != DefaultMaxHeaders {
+		t.Errorf("DefaultLimits = %+v", l)
+	}
+	if got := (Limits{MaxDepth: 1 << 20}).withDefaults().MaxDepth; got != HardMaxDepth {
+		t.Errorf("MaxDepth not capped: %d", got)
+	}
+}
