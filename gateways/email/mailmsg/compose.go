@@ -60,12 +60,16 @@ const maxLine = 998
 // under maxLine.
 const maxWord = 900
 
-// managedFields are the header fields Compose sets itself.
-var managedFields = map[string]bool{
-	"From": true, "To": true, "Cc": true, "Bcc": true, "Reply-To": true,
-	"Subject": true, "Date": true, "Message-Id": true, "In-Reply-To": true,
-	"References": true, "Mime-Version": true, "Content-Type": true,
-	"Content-Transfer-Encoding": true,
+// isManagedField reports the header fields Compose sets itself (canonical
+// key).
+func isManagedField(key string) bool {
+	switch key {
+	case "From", "To", "Cc", "Bcc", "Reply-To", "Subject", "Date", "Message-Id",
+		"In-Reply-To", "References", "Mime-Version", "Content-Type",
+		"Content-Transfer-Encoding":
+		return true
+	}
+	return false
 }
 
 // Compose builds an RFC 5322 message with CRLF line endings from o.
@@ -310,7 +314,7 @@ func checkExtraField(f Field) error {
 	if len(f.Key) > 76 {
 		return fmt.Errorf("%w: over-long field name", ErrInvalidHeader)
 	}
-	if managedFields[nettextproto.CanonicalMIMEHeaderKey(f.Key)] {
+	if isManagedField(nettextproto.CanonicalMIMEHeaderKey(f.Key)) {
 		return fmt.Errorf("%w: field %s is set by Compose", ErrInvalidHeader, f.Key)
 	}
 	if err := checkText(f.Key, f.Value); err != nil {
