@@ -155,3 +155,86 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Inbox is a gateway medium that records deliveries and notifications in
+// memory: the simplest medium, for tests of the fabric itself.
+type Inbox struct {
+	mu        sync.Mutex
+	Delivered map[string]*kit.Delivery
+	Count     map[string]int
+	Notes     []schemas.StatusEvent
+	// Status is what Deliver reports; default delivered.
+	Status string
+	// Fail, if set, makes Deliver fail with it.
+	Fail error
+}
+
+// NewInbox returns an empty Inbox.
+func NewInbox() *Inbox {
+	return &Inbox{Delivered: map[string]*kit.Delivery{}, Count: map[string]int{}}
+}
+
+// Deliver implements kit.Medium; a second delivery of a message id is a no-op.
+func (m *Inbox) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.Fail != nil {
+		return "", m.Fail
+	}
+	if _, dup := m.Delivered[d.Routed.IMI.MsgID]; !dup {
+		m.Delivered[d.Routed.IMI.MsgID] = d
+	}
+	m.Count[d.Routed.IMI.MsgID]++
+	if m.Status != "" {
+		return m.Status, nil
+	}
+	return schemas.StatusDelivered, nil
+}
+
+// Notify implements kit.Medium.
+func (m *Inbox) Notify(ctx context.Context, ev *schemas.StatusEvent) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.Notes = append(m.Notes, *ev)
+	return nil
+}
+
+// Get returns the delivery of a message id.
+func (m *Inbox) Get(msgID string) *kit.Delivery {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.Delivered[msgID]
+}
+
+// Len returns the number of distinct messages delivered.
+func (m *Inbox) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.Delivered)
+}
+
+// Statuses returns the notified statuses of a message, in order.
+func (m *Inbox) Statuses(msgID string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, n := range m.Notes {
+		if n.MsgID == msgID {
+			out = append(out, n.Status)
+		}
+	}
+	return out
+}
+
+// Note returns the last notification of a message.
+func (m *Inbox) Note(msgID string) *schemas.StatusEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := len(m.Notes) - 1; i >= 0; i-- {
+		if m.Notes[i].MsgID == msgID {
+			n := m.Notes[i]
+			return &n
+		}
+	}
+	return nil
+}

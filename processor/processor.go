@@ -1,0 +1,297 @@
+// Package processor is the UIMS message processor (patent: message
+// processor 7): a nats micro service that converts content on its way from
+// the originating to the destination gateway when the broker's route names
+// a conversion (../miap/PROTOCOL.md §6.7). It processes the content, not
+// the meta information: it reports the converted content's type, length and
+// digest to the brokers, which sign the ticket for the next hop.
+//
+// A conversion is a Converter registered by name in Config.Conversions;
+// adding one is a local change: write the Converter, list it.
+package processor
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/miapnats"
+	"github.com/uims/uims/schemas"
+)
+
+// Content is content with its MIME type.
+type Content struct {
+	Type string
+	Data []byte
+}
+
+// Converter converts content. Options are the recipient's delivery options
+// from the routed IMI (for example a length limit).
+type Converter interface {
+	Convert(ctx context.Context, in Content, opts map[string]string) (Content, error)
+}
+
+// ConverterFunc adapts a function to Converter.
+type ConverterFunc func(ctx context.Context, in Content, opts map[string]string) (Content, error)
+
+// Convert calls f.
+func (f ConverterFunc) Convert(ctx context.Context, in Content, opts map[string]string) (Content, error) {
+	return f(ctx, in, opts)
+}
+
+var _ Converter = ConverterFunc(nil)
+
+// Conversion is one named conversion this processor offers.
+type Conversion struct {
+	schemas.Conversion
+	Converter Converter
+}
+
+// Config configures a Processor.
+type Config struct {
+	// Party is the processor's party id (its K1 key owner); default "proc".
+	Party string
+	// Instance names this process; default random.
+	Instance    string
+	Version     string
+	Conversions []Conversion
+	Strict      bool
+	// RequestTimeout bounds requests to the brokers; default 5 s.
+	RequestTimeout time.Duration
+	// Heartbeat is the announce interval; default 1 s.
+	Heartbeat time.Duration
+	// Workers bounds concurrent conversions; default 32.
+	Workers int
+	NoTrace bool
+}
+
+// Processor is one processor instance.
+type Processor struct {
+	cfg    Config
+	nc     *nats.Conn
+	eng    *miap.Engine
+	clock  miapnats.Clock
+	client *miapnats.Client
+	log    zerolog.Logger
+	sem    chan struct{}
+	wg     sync.WaitGroup
+}
+
+// New returns a processor. keys must hold the processor party's K1.
+func New(nc *nats.Conn, keys *miap.Keyring, cfg Config, log zerolog.Logger) (*Processor, error) {
+	if cfg.Party == "" {
+		cfg.Party = "proc"
+	}
+	if cfg.Instance == "" {
+		var b [4]byte
+		rand.Read(b[:])
+		cfg.Instance = cfg.Party + "-" + hex.EncodeToString(b[:])
+	}
+	if cfg.Version == "" {
+		cfg.Version = "0.1.0"
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 32
+	}
+	if !keys.Has(cfg.Party) {
+		return nil, fmt.Errorf("processor: no key for party %q", cfg.Party)
+	}
+	for _, c := range cfg.Conversions {
+		if !miap.ValidName(c.Name) || c.Converter == nil {
+			return nil, fmt.Errorf("processor: invalid conversion %q", c.Name)
+		}
+	}
+	p := &Processor{cfg: cfg, nc: nc, sem: make(chan struct{}, cfg.Workers),
+		log: log.With().Str("role", "processor").Str("instance", cfg.Instance).Logger()}
+	eng, err := miap.New(miap.Config{Keys: keys, Now: p.clock.Now})
+	if err != nil {
+		return nil, err
+	}
+	p.eng = eng
+	p.client = &miapnats.Client{NC: nc, Eng: eng, Clock: &p.clock, Party: cfg.Party, Timeout: cfg.RequestTimeout}
+	return p, nil
+}
+
+// Run serves until ctx is done. ready, if not nil, is called once serving.
+func (p *Processor) Run(ctx context.Context, ready func()) error {
+	svc, err := micro.AddService(p.nc, micro.Config{
+		Name: "uims-processor", Version: p.cfg.Version, QueueGroup: "uims-proc",
+		Description: "UIMS message processor: content conversions",
+		Metadata:    map[string]string{"instance": p.cfg.Instance, "party": p.cfg.Party},
+	})
+	if err != nil {
+		return fmt.Errorf("processor: micro service: %w", err)
+	}
+	var convs []schemas.Conversion
+	for _, c := range p.cfg.Conversions {
+		c := c
+		convs = append(convs, c.Conversion)
+		h := func(req micro.Request) { p.dispatch(ctx, req, c) }
+		if err := svc.AddEndpoint(c.Name, micro.HandlerFunc(h), micro.WithEndpointSubject(schemas.ProcessorIM(c.Name))); err != nil {
+			svc.Stop()
+			return err
+		}
+		login := func(req micro.Request) { p.login(req) }
+		if err := svc.AddEndpoint(c.Name+"-login", micro.HandlerFunc(login), micro.WithEndpointSubject(schemas.ProcessorLogin(c.Name))); err != nil {
+			svc.Stop()
+			return err
+		}
+	}
+	p.announce(convs, p.cfg.Heartbeat*3)
+	p.nc.Flush()
+	if ready != nil {
+		ready()
+	}
+	p.log.Info().Int("conversions", len(convs)).Msg("processor serving")
+	t := time.NewTicker(p.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			p.announce(convs, 0)
+			err := svc.Stop()
+			p.wg.Wait()
+			return err
+		case <-t.C:
+			p.announce(convs, p.cfg.Heartbeat*3)
+		}
+	}
+}
+
+func (p *Processor) announce(convs []schemas.Conversion, ttl time.Duration) {
+	body, _ := json.Marshal(schemas.Announce{V: schemas.Version, Gateway: p.cfg.Party, Medium: "processor", Instance: p.cfg.Instance,
+		Conversions: convs, TTL: ttl.Milliseconds(), At: p.clock.Now().UnixMilli()})
+	f := &miap.Frame{Purpose: miap.PurposeAnnounce, Party: p.cfg.Party, Body: body}
+	if err := p.eng.Sign(f); err != nil {
+		return
+	}
+	m := nats.NewMsg(schemas.SubjectBrokerAnnounce)
+	f.PutHeader(m.Header)
+	m.Data = body
+	p.nc.PublishMsg(m)
+}
+
+// respondError answers a request with a wire code (PROTOCOL.md §9).
+func respondError(req micro.Request, c schemas.Code) {
+	req.Error(strconv.Itoa(int(c)), c.String()+": "+c.Text(), nil, micro.WithHeaders(micro.Headers{schemas.HdrError: {c.String()}}))
+}
+
+// login answers a strict-mode transfer login (§6.5) like a destination does.
+func (p *Processor) login(req micro.Request) {
+	f, err := miap.ParseHeader(req.Headers(), req.Data())
+	if err == nil && f.Party != p.cfg.Party {
+		err = miap.ErrBadTicket
+	}
+	if err == nil {
+		err = p.eng.Verify(f, miap.PurposeTicket)
+	}
+	if err != nil {
+		respondError(req, miap.CodeOf(err))
+		return
+	}
+	tok, err := p.eng.SessionToken(p.cfg.Party, f.ID)
+	if err != nil {
+		respondError(req, schemas.CodeInternal)
+		return
+	}
+	req.Respond(nil, micro.WithHeaders(micro.Headers{miap.HdrGwSess: {miap.EncodeB64(tok)}}))
+}
+
+func (p *Processor) dispatch(ctx context.Context, req micro.Request, c Conversion) {
+	select {
+	case p.sem <- struct{}{}:
+	default:
+		respondError(req, schemas.CodeBusy)
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer func() { <-p.sem; p.wg.Done() }()
+		reply, err := p.process(ctx, nats.Header(req.Headers()), req.Data(), c)
+		if err != nil {
+			code := miap.CodeOf(err)
+			p.log.Warn().Err(err).Str("conversion", c.Name).Str("code", code.String()).Msg("conversion refused")
+			respondError(req, code)
+			return
+		}
+		// The next hop's answer (with its receipt) goes back to the originator as it is.
+		req.Respond(reply.Data, micro.WithHeaders(micro.Headers(reply.Header)))
+	}()
+}
+
+// process converts one instant message and forwards it (§6.7).
+func (p *Processor) process(ctx context.Context, h nats.Header, body []byte, c Conversion) (*nats.Msg, error) {
+	tr, err := p.eng.OpenTransfer(p.cfg.Party, h, body)
+	if err != nil {
+		return nil, err
+	}
+	if p.cfg.Strict || h.Get(miap.HdrGwSess) != "" {
+		tok, err := miap.DecodeB64(h.Get(miap.HdrGwSess))
+		if err == nil {
+			err = p.eng.CheckSessionToken(p.cfg.Party, tr.Ticket.ID, tok)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", miap.ErrBadSession, err)
+		}
+	}
+	var routed schemas.RoutedIMI
+	if err := json.Unmarshal(tr.Routed(), &routed); err != nil {
+		return nil, fmt.Errorf("%w: routed imi: %w", miap.ErrMalformed, err)
+	}
+	step := -1
+	for i, s := range routed.Conversions {
+		if s.Processor == p.cfg.Party && s.Conversion == c.Name {
+			step = i
+			break
+		}
+	}
+	if step < 0 {
+		return nil, schemas.Errorf(schemas.CodeNotAllowed, nil, "conversion "+c.Name+" is not on this route")
+	}
+	deadline := time.UnixMilli(routed.Deadline)
+	cctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	out, err := c.Converter.Convert(cctx, Content{Type: tr.Ticket.CType, Data: tr.Content}, routed.Options)
+	if err != nil {
+		return nil, schemas.Errorf(schemas.CodeConversionFailed, err, c.Name)
+	}
+	sum := sha256.Sum256(out.Data)
+	oc := schemas.Content{Type: out.Type, Length: int64(len(out.Data)), SHA256: hex.EncodeToString(sum[:])}
+	report, _ := json.Marshal(schemas.ConvReport{V: schemas.Version, Tx: routed.Tx, MsgID: routed.IMI.MsgID, Conversion: c.Name, Step: step, Content: oc})
+	rf, reply, err := p.client.Request(cctx, schemas.SubjectBrokerConv, &miap.Frame{Purpose: miap.PurposeConv, Party: p.cfg.Party,
+		ID: tr.Ticket.ID, CType: oc.Type, CLen: oc.Length, CSHA: sum[:], Body: report}, miap.PurposeConvReply, nil)
+	if err != nil {
+		return nil, err
+	}
+	ticket, err := miapnats.TicketFrom(reply.Header, rf.ID, p.cfg.Party, oc.Type, oc.Length, sum[:], routed.Deadline, rf.Body)
+	if err != nil {
+		return nil, err
+	}
+	subject, login := schemas.GatewayIM(routed.Dest.Gateway), schemas.GatewayLogin(routed.Dest.Gateway)
+	if step+1 < len(routed.Conversions) {
+		next := routed.Conversions[step+1].Conversion
+		subject, login = schemas.ProcessorIM(next), schemas.ProcessorLogin(next)
+	}
+	p.log.Info().Str("msg_id", routed.IMI.MsgID).Str("conversion", c.Name).Int64("in", tr.Ticket.CLen).Int64("out", oc.Length).Msg("converted")
+	fwd, err := p.client.Transfer(cctx, subject, login, p.cfg.Strict, ticket, out.Data)
+	if fwd != nil {
+		return fwd, nil // the next hop's answer, error or not, goes back as it is
+	}
+	return nil, err
+}
