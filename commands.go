@@ -1,0 +1,415 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/uims/uims/broker"
+	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/gateways/web"
+	"github.com/uims/uims/internal/system"
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/processor"
+	"github.com/uims/uims/schemas"
+)
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// common flags
+type opts struct {
+	fs                  *flag.FlagSet
+	logFormat, logLevel string
+	natsURL, keys       string
+	redisURL            string
+	strict              bool
+}
+
+func newOpts(name string) *opts {
+	o := &opts{fs: flag.NewFlagSet("uims "+name, flag.ExitOnError)}
+	o.fs.StringVar(&o.logFormat, "log-format", env("UIMS_LOG_FORMAT", "console"), "log format: console or json (UIMS_LOG_FORMAT)")
+	o.fs.StringVar(&o.logLevel, "log-level", env("UIMS_LOG_LEVEL", "info"), "log level (UIMS_LOG_LEVEL)")
+	return o
+}
+
+func (o *opts) client() {
+	o.fs.StringVar(&o.natsURL, "nats", env("UIMS_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (UIMS_NATS_URL)")
+	o.fs.StringVar(&o.keys, "keys", env("UIMS_KEYS", "uims-data/keys.json"), "MIAP key file (UIMS_KEYS)")
+	o.fs.BoolVar(&o.strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
+}
+
+func (o *opts) logger() zerolog.Logger {
+	l, err := system.Logger(o.logFormat, o.logLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	return l
+}
+
+func (o *opts) connect(name string) (*nats.Conn, error) {
+	return nats.Connect(o.natsURL, nats.Name("uims-"+name), nats.MaxReconnects(-1))
+}
+
+func (o *opts) keyring(party string) (*miap.Keyring, error) {
+	kf, err := miap.ReadKeyFile(o.keys)
+	if err != nil {
+		return nil, err
+	}
+	if party != miap.BrokerParty {
+		kf = kf.For(party)
+	}
+	return kf.Keyring()
+}
+
+func cmdRun(ctx context.Context, args []string) error {
+	o := newOpts("run")
+	var cfg system.Config
+	o.fs.StringVar(&cfg.HTTPAddr, "http", env("UIMS_HTTP_ADDR", "127.0.0.1:8080"), "HTTP API and web page address (UIMS_HTTP_ADDR)")
+	o.fs.StringVar(&cfg.NATSAddr, "nats", env("UIMS_NATS_ADDR", "127.0.0.1:4222"), "embedded NATS client address (UIMS_NATS_ADDR)")
+	o.fs.StringVar(&cfg.RedisURL, "redis", env("UIMS_REDIS_URL", ""), "Redis URL; empty: embedded, not durable (UIMS_REDIS_URL)")
+	o.fs.StringVar(&cfg.DataDir, "data", env("UIMS_DATA_DIR", "uims-data"), "data folder: JetStream, keys (UIMS_DATA_DIR)")
+	o.fs.StringVar(&cfg.KeysFile, "keys", env("UIMS_KEYS", ""), "MIAP key file, generated when absent (UIMS_KEYS; default <data>/keys.json)")
+	o.fs.StringVar(&cfg.ProfilesFile, "profiles", env("UIMS_PROFILES", ""), "YAML client profiles; empty: demo clients alice and bob (UIMS_PROFILES)")
+	o.fs.BoolVar(&cfg.Strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
+	o.fs.Parse(args)
+	cfg.Version = version
+	log := o.logger()
+	cfg.Ready = func(a system.Addrs) {
+		fmt.Fprintf(os.Stderr, `
+UIMS is running.
+  web page and API   http://%s   (demo tokens: alice-token, bob-token)
+  NATS               %s   (watch: nats sub 'uims.>' ; nats micro ls)
+  send a message     uims send --from alice --to bob "hello"
+                     curl -H 'Authorization: Bearer alice-token' -d '{"to":"bob","text":"hello"}' http://%s/api/v1/messages
+`, a.HTTP, a.NATS, a.HTTP)
+	}
+	return system.Run(ctx, cfg, log)
+}
+
+func cmdBroker(ctx context.Context, args []string) error {
+	o := newOpts("broker")
+	o.client()
+	var cfg broker.Config
+	o.fs.StringVar(&o.redisURL, "redis", env("UIMS_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL (UIMS_REDIS_URL)")
+	o.fs.StringVar(&cfg.Instance, "instance", env("UIMS_INSTANCE", ""), "instance name (UIMS_INSTANCE)")
+	o.fs.DurationVar(&cfg.Deadline, "deadline", 30*time.Second, "transfer and acknowledgement deadline")
+	o.fs.Parse(args)
+	cfg.Version = version
+	log := o.logger()
+	kr, err := o.keyring(miap.BrokerParty)
+	if err != nil {
+		return err
+	}
+	eng, err := miap.New(miap.Config{Keys: kr})
+	if err != nil {
+		return err
+	}
+	rdb, closeStore, err := system.OpenStore(o.redisURL, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	nc, err := o.connect("broker")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	b, err := broker.New(nc, rdb, eng, cfg, log)
+	if err != nil {
+		return err
+	}
+	return b.Run(ctx)
+}
+
+func cmdGateway(ctx context.Context, args []string) error {
+	if len(args) < 1 || strings.HasPrefix(args[0], "-") {
+		return errors.New("which gateway? uims gateway web")
+	}
+	medium := args[0]
+	o := newOpts("gateway " + medium)
+	o.client()
+	httpAddr := o.fs.String("http", env("UIMS_HTTP_ADDR", "127.0.0.1:8080"), "HTTP address (web) (UIMS_HTTP_ADDR)")
+	o.fs.Parse(args[1:])
+	log := o.logger()
+	kr, err := o.keyring(medium)
+	if err != nil {
+		return err
+	}
+	nc, err := o.connect("gateway-" + medium)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	switch medium {
+	case "web":
+		g, err := web.New(web.Config{Addr: *httpAddr, Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
+		if err != nil {
+			return err
+		}
+		return g.Run(ctx, nil)
+	}
+	return fmt.Errorf("unknown gateway %q", medium)
+}
+
+func cmdProcessor(ctx context.Context, args []string) error {
+	o := newOpts("processor")
+	o.client()
+	o.fs.Parse(args)
+	log := o.logger()
+	kr, err := o.keyring("proc")
+	if err != nil {
+		return err
+	}
+	nc, err := o.connect("processor")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	p, err := processor.New(nc, kr, processor.Config{Version: version, Strict: o.strict,
+		Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, log)
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx, nil)
+}
+
+// noMedium is the medium of the command-line originator: it receives nothing.
+type noMedium struct{}
+
+func (noMedium) Deliver(context.Context, *kit.Delivery) (string, error) {
+	return "", &schemas.Error{Code: schemas.CodeUnsupported}
+}
+func (noMedium) Notify(context.Context, *schemas.StatusEvent) error { return nil }
+
+func cmdSend(ctx context.Context, args []string) error {
+	o := newOpts("send")
+	o.client()
+	from := o.fs.String("from", "", "sending client id (required)")
+	to := o.fs.String("to", "", "recipient: client id, e-mail address or phone number (required)")
+	subject := o.fs.String("subject", "", "subject")
+	html := o.fs.Bool("html", false, "the text is HTML")
+	wait := o.fs.Duration("wait", time.Minute, "how long to wait for the final status")
+	read := o.fs.Bool("wait-read", false, "wait for the read receipt too")
+	o.fs.Parse(args)
+	text := strings.Join(o.fs.Args(), " ")
+	if *from == "" || *to == "" || text == "" {
+		return errors.New(`usage: uims send --from alice --to bob "hello"`)
+	}
+	log := o.logger().Level(zerolog.WarnLevel)
+	kr, err := o.keyring("cli")
+	if err != nil {
+		return fmt.Errorf("%w (run 'uims run' first, or point --keys/UIMS_KEYS at its key file)", err)
+	}
+	nc, err := o.connect("send")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	k, err := kit.New(nc, kr, noMedium{}, kit.Config{Gateway: "cli", Medium: "cli", Strict: o.strict}, log)
+	if err != nil {
+		return err
+	}
+	ctype := "text/plain; charset=utf-8"
+	if *html {
+		ctype = "text/html; charset=utf-8"
+	}
+	res, err := k.Send(ctx, &kit.Submission{From: schemas.Endpoint{Medium: "cli", Address: *from, Client: *from},
+		To: *to, Subject: *subject, Type: ctype, Content: []byte(text)})
+	if err != nil {
+		return err
+	}
+	fmt.Println(res.MsgID)
+	fmt.Printf("%s  %s → %s:%s\n", res.Status, *from, res.Dest.Gateway, res.Dest.Address)
+	deadline := time.Now().Add(*wait)
+	seen := map[string]bool{res.Status: true}
+	for time.Now().Before(deadline) {
+		st, err := k.Query(ctx, res.MsgID)
+		if err == nil {
+			for _, h := range st.History {
+				if !seen[h.Status] && h.Status != schemas.StatusAccepted && h.Status != schemas.StatusRouted {
+					seen[h.Status] = true
+					fmt.Printf("%s  %s %s\n", h.Status, time.UnixMilli(h.At).Format(time.TimeOnly), h.Reason)
+				}
+			}
+			if st.State == schemas.StatusFailed || st.State == schemas.StatusRead || (st.State == schemas.StatusDelivered && !*read) {
+				fmt.Println("final:", st.State)
+				if st.State == schemas.StatusFailed {
+					os.Exit(1)
+				}
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("no final status after %v", *wait)
+}
+
+func cmdProfile(ctx context.Context, args []string) error {
+	o := newOpts("profile")
+	o.fs.StringVar(&o.redisURL, "redis", env("UIMS_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL (UIMS_REDIS_URL)")
+	o.fs.StringVar(&o.natsURL, "nats", env("UIMS_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL, to tell the brokers (UIMS_NATS_URL)")
+	o.fs.Parse(args)
+	rest := o.fs.Args()
+	if len(rest) == 0 {
+		return errors.New("usage: uims profile list | put FILE | delete ID")
+	}
+	rdb, err := broker.OpenRedis(o.redisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	store := broker.NewProfiles(rdb, nil)
+	notify := func() {
+		if nc, err := o.connect("profile"); err == nil {
+			nc.Publish(schemas.SubjectProfilesChanged, nil)
+			nc.Flush()
+			nc.Close()
+		}
+	}
+	switch rest[0] {
+	case "list":
+		ps, err := store.List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			var addrs []string
+			for m, a := range p.Addresses {
+				addrs = append(addrs, m+"="+a)
+			}
+			sort.Strings(addrs)
+			fmt.Printf("%-12s %-20s %s prefer=%s\n", p.ID, p.Name, strings.Join(addrs, " "), strings.Join(p.Prefer, ","))
+		}
+		return nil
+	case "put":
+		if len(rest) < 2 {
+			return errors.New("usage: uims profile put FILE")
+		}
+		f, err := os.Open(rest[1])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		ps, err := broker.ReadProfiles(f)
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if err := store.Put(ctx, p); err != nil {
+				return err
+			}
+		}
+		notify()
+		fmt.Printf("%d profiles stored\n", len(ps))
+		return nil
+	case "delete":
+		if len(rest) < 2 {
+			return errors.New("usage: uims profile delete ID")
+		}
+		if err := store.Delete(ctx, rest[1]); err != nil {
+			return err
+		}
+		notify()
+		return nil
+	}
+	return fmt.Errorf("unknown profile command %q", rest[0])
+}
+
+func cmdKeys(ctx context.Context, args []string) error {
+	o := newOpts("keys")
+	file := o.fs.String("keys", env("UIMS_KEYS", "uims-data/keys.json"), "key file (UIMS_KEYS)")
+	out := o.fs.String("out", "", "output file (export)")
+	overlap := o.fs.Duration("overlap", 24*time.Hour, "how long the old key stays valid after a rotation")
+	o.fs.Parse(args)
+	rest := o.fs.Args()
+	if len(rest) == 0 {
+		return errors.New("usage: uims keys generate | show | export PARTY | rotate PARTY")
+	}
+	log := o.logger()
+	switch rest[0] {
+	case "generate":
+		_, err := system.LoadOrCreateKeys(*file, append(system.Parties, rest[1:]...), log)
+		return err
+	case "show":
+		kf, err := miap.ReadKeyFile(*file)
+		if err != nil {
+			return err
+		}
+		for _, e := range kf.Keys {
+			fmt.Printf("%-8s %-20s not_before=%s not_after=%s\n", e.Party, e.Kid, fmtTime(e.NotBefore), fmtTime(e.NotAfter))
+		}
+		return nil
+	case "export":
+		if len(rest) < 2 || *out == "" {
+			return errors.New("usage: uims keys export PARTY --out FILE")
+		}
+		kf, err := miap.ReadKeyFile(*file)
+		if err != nil {
+			return err
+		}
+		sub := kf.For(rest[1])
+		if len(sub.Keys) == 0 {
+			return fmt.Errorf("no keys for party %q", rest[1])
+		}
+		return miap.WriteKeyFile(*out, sub)
+	case "rotate":
+		if len(rest) < 2 {
+			return errors.New("usage: uims keys rotate PARTY")
+		}
+		kf, err := miap.ReadKeyFile(*file)
+		if err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		party := rest[1]
+		found := false
+		for i := range kf.Keys {
+			if kf.Keys[i].Party == party && (kf.Keys[i].NotAfter.IsZero() || kf.Keys[i].NotAfter.After(now)) {
+				found = true
+				if party != miap.BrokerParty { // K2 stays until its IDs are done (PROTOCOL.md §3.4)
+					kf.Keys[i].NotAfter = now.Add(*overlap)
+				}
+			}
+		}
+		if !found {
+			return fmt.Errorf("no current key for party %q", party)
+		}
+		e, err := miap.NewKeyEntry(rand.Reader, party, party+"-"+now.Format("20060102T150405"), now)
+		if err != nil {
+			return err
+		}
+		kf.Keys = append(kf.Keys, e)
+		if err := miap.WriteKeyFile(*file, kf); err != nil {
+			return err
+		}
+		fmt.Printf("new key %s for %s; distribute the file, then restart brokers and the %s gateway\n", e.Kid, party, party)
+		return nil
+	}
+	return fmt.Errorf("unknown keys command %q", rest[0])
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
+}

@@ -1,0 +1,368 @@
+package web
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/schemas"
+)
+
+// Handler returns the gateway's HTTP handler: the API under /api/v1/ and
+// the page at /.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/messages", g.auth(g.postMessage))
+	mux.HandleFunc("GET /api/v1/messages/{id}", g.auth(g.getMessage))
+	mux.HandleFunc("POST /api/v1/messages/{id}/read", g.auth(g.postRead))
+	mux.HandleFunc("GET /api/v1/messages/{id}/content", g.auth(g.getContent))
+	mux.HandleFunc("GET /api/v1/inbox", g.auth(g.getInbox))
+	mux.HandleFunc("GET /api/v1/events", g.auth(g.getEvents))
+	mux.HandleFunc("GET /api/v1/me", g.auth(func(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
+		writeJSON(w, http.StatusOK, c)
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	for p, h := range g.cfg.Extra {
+		mux.Handle(p, h)
+	}
+	sub, _ := fs.Sub(static, "static")
+	mux.Handle("GET /", http.FileServerFS(sub))
+	return mux
+}
+
+// apiError is the JSON error body.
+type apiError struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code schemas.Code, msg string) {
+	if code.Retryable() {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, apiError{Error: msg, Code: code.String()})
+}
+
+// httpStatus maps a wire code to an HTTP status: temporary failures are 503
+// with Retry-After, so clients retry, as mail and SMS clients do on 4xx
+// and ESME_RTHROTTLED (BRIEF §3).
+func httpStatus(c schemas.Code) int {
+	switch c {
+	case schemas.CodeUnknownRecipient:
+		return http.StatusNotFound
+	case schemas.CodeUnauthorized:
+		return http.StatusUnauthorized
+	case schemas.CodeNotAllowed, schemas.CodeUnknownSender:
+		return http.StatusForbidden
+	case schemas.CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case schemas.CodeQuotaExceeded:
+		return http.StatusTooManyRequests
+	case schemas.CodeDuplicate:
+		return http.StatusConflict
+	case schemas.CodeMalformed, schemas.CodeBadVersion, schemas.CodeUnsupported:
+		return http.StatusBadRequest
+	case schemas.CodeUnknownTx:
+		return http.StatusNotFound
+	}
+	if c.Retryable() {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadGateway
+}
+
+func fail(w http.ResponseWriter, err error) {
+	var se *schemas.Error
+	if !errors.As(err, &se) {
+		se = &schemas.Error{Code: schemas.CodeInternal}
+	}
+	msg := se.Code.Text()
+	if se.Code == schemas.CodeUnknownRecipient || se.Code == schemas.CodeMalformed || se.Code == schemas.CodeTooLarge {
+		if se.Detail != "" {
+			msg += ": " + se.Detail
+		}
+	}
+	writeError(w, httpStatus(se.Code), se.Code, msg)
+}
+
+// auth resolves the bearer token to a client through the brokers, with a
+// short cache.
+func (g *Gateway) auth(h func(http.ResponseWriter, *http.Request, *schemas.ClientInfo)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			tok = r.URL.Query().Get("access_token") // EventSource cannot set headers
+		}
+		if tok == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="uims"`)
+			writeError(w, http.StatusUnauthorized, schemas.CodeUnauthorized, "missing bearer token")
+			return
+		}
+		c, err := g.client(r.Context(), tok)
+		if err != nil {
+			if kit.IsCode(err, schemas.CodeUnauthorized) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="uims", error="invalid_token"`)
+				writeError(w, http.StatusUnauthorized, schemas.CodeUnauthorized, "invalid bearer token")
+				return
+			}
+			fail(w, err)
+			return
+		}
+		h(w, r, c)
+	}
+}
+
+func (g *Gateway) client(ctx context.Context, token string) (*schemas.ClientInfo, error) {
+	key := sha256.Sum256([]byte(token))
+	k := hex.EncodeToString(key[:])
+	g.mu.Lock()
+	e, ok := g.tokens[k]
+	g.mu.Unlock()
+	if ok && time.Since(e.at) < 30*time.Second {
+		return e.client, nil
+	}
+	c, err := g.kit.Client(ctx, schemas.ClientQuery{Kind: "token", Secret: token})
+	if err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	if len(g.tokens) > 10000 {
+		clear(g.tokens)
+	}
+	g.tokens[k] = tokenEntry{client: c, at: time.Now()}
+	g.mu.Unlock()
+	return c, nil
+}
+
+// SendRequest is the body of POST /api/v1/messages.
+type SendRequest struct {
+	To      string `json:"to"`
+	Subject string `json:"subject,omitempty"`
+	Text    string `json:"text,omitempty"`
+	HTML    string `json:"html,omitempty"`
+}
+
+// SendResponse is the answer to POST /api/v1/messages.
+type SendResponse struct {
+	ID     string      `json:"id"`
+	Status string      `json:"status"`
+	Dest   schemas.Hop `json:"dest"`
+}
+
+func (g *Gateway) postMessage(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
+	r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBody)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	var req SendRequest
+	if err := dec.Decode(&req); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, schemas.CodeTooLarge, fmt.Sprintf("body over %d bytes", mbe.Limit))
+			return
+		}
+		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "malformed JSON: "+err.Error())
+		return
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "malformed JSON: trailing data")
+		return
+	}
+	req.To = strings.TrimSpace(req.To)
+	switch {
+	case req.To == "":
+		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "missing \"to\"")
+		return
+	case req.Text == "" && req.HTML == "":
+		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "missing \"text\" or \"html\"")
+		return
+	case !utf8.ValidString(req.Text) || !utf8.ValidString(req.HTML) || strings.ContainsAny(req.Subject, "\r\n\x00"):
+		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "text must be UTF-8 and the subject one line")
+		return
+	}
+	s := &kit.Submission{From: schemas.Endpoint{Medium: schemas.MediumWeb, Address: c.ID, Client: c.ID, Name: c.Name},
+		To: req.To, Subject: req.Subject, Type: "text/plain; charset=utf-8", Content: []byte(req.Text)}
+	if req.HTML != "" {
+		s.Type, s.Content = "text/html; charset=utf-8", []byte(req.HTML)
+	}
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		// A client retry reuses the message id, so every hop sees one message.
+		sum := sha256.Sum256([]byte(c.ID + "\x00" + key))
+		s.MsgID = hex.EncodeToString(sum[:16])
+	}
+	res, err := g.kit.Send(r.Context(), s)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, SendResponse{ID: res.MsgID, Status: res.Status, Dest: res.Dest})
+}
+
+func (g *Gateway) getMessage(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
+	id := r.PathValue("id")
+	if !schemas.ValidMsgID(id) {
+		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "bad message id")
+		return
+	}
+	st, err := g.kit.Query(r.Context(), id)
+	if err == nil && st.Sender != c.ID && !(st.Dest.Gateway == g.cfg.Gateway && st.Dest.Address == c.ID) {
+		err = &schemas.Error{Code: schemas.CodeUnknownTx}
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (g *Gateway) postRead(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
+	id := r.PathValue("id")
+	if !schemas.ValidMsgID(id) {
+		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "bad message id")
+		return
+	}
+	s, err := g.inbox.get(r.Context(), c.ID, id)
+	if err != nil {
+		writeError(w, http.StatusNotFound, schemas.CodeUnknownTx, "no such message in your inbox")
+		return
+	}
+	if s.ReadAt == 0 {
+		now := time.Now().UnixMilli()
+		// The read receipt travels back to the sender through the brokers.
+		if err := g.kit.Ack(r.Context(), s.Ref, schemas.StatusRead, "", ""); err != nil {
+			fail(w, err)
+			return
+		}
+		if err := g.inbox.markRead(r.Context(), c.ID, id, now); err != nil {
+			fail(w, schemas.Errorf(schemas.CodeBusy, err, "inbox"))
+			return
+		}
+		s.ReadAt = now
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "read_at": s.ReadAt})
+}
+
+func (g *Gateway) getContent(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
+	s, err := g.inbox.get(r.Context(), c.ID, r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, schemas.CodeUnknownTx, "no such message in your inbox")
+		return
+	}
+	body := s.Content
+	if body == nil {
+		body = []byte(s.Text)
+		if s.HTML != "" {
+			body = []byte(s.HTML)
+		}
+	}
+	w.Header().Set("Content-Type", s.Type)
+	w.Header().Set("Content-Disposition", "attachment")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Write(body)
+}
+
+func (g *Gateway) getInbox(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
+	limit := 200
+	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && n > 0 && n <= 1000 {
+		limit = n
+	}
+	msgs, err := g.inbox.list(r.Context(), c.ID, limit)
+	if err != nil {
+		fail(w, schemas.Errorf(schemas.CodeBusy, err, "inbox"))
+		return
+	}
+	if msgs == nil {
+		msgs = []Message{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"messages": msgs})
+}
+
+// getEvents streams the client's live events as Server-Sent Events.
+func (g *Gateway) getEvents(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, schemas.CodeInternal, "streaming unsupported")
+		return
+	}
+	ch := make(chan *nats.Msg, 256)
+	sub, err := g.nc.ChanSubscribe(EventsSubject(c.ID), ch)
+	if err != nil {
+		fail(w, schemas.Errorf(schemas.CodeBusy, err, "events"))
+		return
+	}
+	defer sub.Unsubscribe()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, ": connected\n\n")
+	fl.Flush()
+	ping := time.NewTicker(15 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-ping.C:
+			io.WriteString(w, ": ping\n\n")
+		case m := <-ch:
+			var ev Event
+			json.Unmarshal(m.Data, &ev)
+			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Type, m.Data)
+		}
+		fl.Flush()
+	}
+}
+
+// Deliver implements kit.Medium: the message goes into the recipient's
+// durable inbox; delivered means stored there.
+func (g *Gateway) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
+	client := d.Routed.Recipient
+	if client == "" {
+		client = d.Routed.Dest.Address
+	}
+	if client == "" {
+		return "", schemas.Errorf(schemas.CodeUnknownRecipient, nil, "no web client")
+	}
+	if _, err := g.inbox.deliver(ctx, client, entry(d)); err != nil {
+		return "", schemas.Errorf(schemas.CodeBusy, err, "inbox")
+	}
+	return schemas.StatusDelivered, nil
+}
+
+// Notify implements kit.Medium: the sender's open pages get a status event.
+func (g *Gateway) Notify(ctx context.Context, ev *schemas.StatusEvent) error {
+	if ev.Sender == "" {
+		return nil
+	}
+	g.inbox.event(ev.Sender, &Event{Type: "status", Status: ev})
+	return nil
+}
+
+func decodeBase64(b []byte) ([]byte, error) {
+	return base64.StdEncoding.DecodeString(strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == ' ' {
+			return -1
+		}
+		return r
+	}, string(b)))
+}

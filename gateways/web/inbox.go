@@ -1,0 +1,267 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/schemas"
+)
+
+// The inbox lives in one JetStream stream (BRIEF §3: a message waiting for
+// an outside party sits in a stream): uims.inbox.<client>.<msgid> holds a
+// delivered message, uims.read.<client>.<msgid> the read marker. The
+// stream's duplicate window (longer than any ticket) makes a redelivered
+// message a no-op.
+const (
+	InboxStream = "UIMS_INBOX"
+	maxText     = 1 << 20
+)
+
+func inboxSubject(client, msgID string) string { return "uims.inbox." + client + "." + msgID }
+func readSubject(client, msgID string) string  { return "uims.read." + client + "." + msgID }
+
+// EventsSubject is the core NATS subject of a client's live events; every
+// web gateway instance holding an event stream for the client hears them.
+func EventsSubject(client string) string { return "uims.web.events." + client }
+
+// Message is an inbox entry as the API shows it.
+type Message struct {
+	ID          string               `json:"id"`
+	From        schemas.Endpoint     `json:"from"`
+	To          string               `json:"to"`
+	Subject     string               `json:"subject,omitempty"`
+	Medium      string               `json:"medium"` // the medium it came from
+	Type        string               `json:"type"`
+	Text        string               `json:"text"`
+	HTML        string               `json:"html,omitempty"`
+	Attachments []schemas.Attachment `json:"attachments,omitempty"`
+	Partial     bool                 `json:"partial,omitempty"`
+	At          int64                `json:"at"`
+	ReadAt      int64                `json:"read_at,omitempty"`
+}
+
+// stored is the inbox entry in the stream.
+type stored struct {
+	Message
+	Ref     kit.AckRef `json:"ref"`
+	Content []byte     `json:"content,omitempty"`
+}
+
+// Event is a live event for a client.
+type Event struct {
+	Type    string               `json:"type"` // "message" or "status"
+	Message *Message             `json:"message,omitempty"`
+	Status  *schemas.StatusEvent `json:"status,omitempty"`
+}
+
+type inbox struct {
+	js jetstream.JetStream
+	nc *nats.Conn
+}
+
+func (in *inbox) ensure(ctx context.Context) error {
+	_, err := in.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        InboxStream,
+		Description: "web inboxes and read markers",
+		Subjects:    []string{"uims.inbox.>", "uims.read.>"},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      30 * 24 * time.Hour,
+		Duplicates:  10 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("web: inbox stream: %w", err)
+	}
+	return nil
+}
+
+// entry builds an inbox entry from a delivery: the text, the HTML and the
+// attachments of multipart content.
+func entry(d *kit.Delivery) *stored {
+	imi := &d.Routed.IMI
+	s := &stored{Message: Message{ID: imi.MsgID, From: imi.From, To: imi.To, Subject: imi.Subject, Medium: imi.From.Medium,
+		Type: d.Type, At: time.Now().UnixMilli(), Partial: imi.Meta["partial"] == "true"}, Ref: d.Ref}
+	mt, params, err := mime.ParseMediaType(d.Type)
+	switch {
+	case err == nil && strings.HasPrefix(mt, "multipart/"):
+		s.Text, s.HTML, s.Attachments = parseMultipart(d.Content, params["boundary"], 0)
+		s.Content = d.Content
+	case err == nil && mt == "text/plain":
+		s.Text = string(d.Content)
+	case err == nil && mt == "text/html":
+		s.HTML = string(d.Content)
+		s.Text = "(HTML message)"
+	default:
+		s.Attachments = []schemas.Attachment{{Name: "content", Type: d.Type, Length: int64(len(d.Content))}}
+		s.Content = d.Content
+	}
+	if len(s.Text) > maxText {
+		s.Text = s.Text[:maxText]
+	}
+	return s
+}
+
+// parseMultipart returns the first text/plain and text/html parts and the
+// other parts as attachments, descending into nested multiparts.
+func parseMultipart(body []byte, boundary string, depth int) (text, html string, atts []schemas.Attachment) {
+	if boundary == "" || depth > 5 {
+		return "", "", nil
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), boundary)
+	for i := 0; i < 100; i++ {
+		p, err := mr.NextPart()
+		if err != nil {
+			break
+		}
+		data, _ := io.ReadAll(io.LimitReader(p, maxText+1))
+		mt, params, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
+		if mt == "" {
+			mt = "text/plain"
+		}
+		name := p.FileName()
+		switch {
+		case strings.HasPrefix(mt, "multipart/"):
+			t, h, a := parseMultipart(data, params["boundary"], depth+1)
+			if text == "" {
+				text = t
+			}
+			if html == "" {
+				html = h
+			}
+			atts = append(atts, a...)
+		case mt == "text/plain" && name == "" && text == "":
+			text = decodePart(data, p.Header.Get("Content-Transfer-Encoding"))
+		case mt == "text/html" && name == "" && html == "":
+			html = decodePart(data, p.Header.Get("Content-Transfer-Encoding"))
+		default:
+			if name == "" {
+				name = fmt.Sprintf("part-%d", i+1)
+			}
+			atts = append(atts, schemas.Attachment{Name: name, Type: mt, Length: int64(len(data))})
+		}
+	}
+	return text, html, atts
+}
+
+func decodePart(data []byte, cte string) string {
+	// mime/multipart decodes quoted-printable itself; base64 text parts are rare.
+	if strings.EqualFold(strings.TrimSpace(cte), "base64") {
+		if b, err := decodeBase64(data); err == nil {
+			return string(b)
+		}
+	}
+	return string(data)
+}
+
+// deliver stores a message in the recipient's inbox (idempotent per message
+// id) and tells the recipient's live event streams.
+func (in *inbox) deliver(ctx context.Context, client string, s *stored) (bool, error) {
+	data, err := json.Marshal(s)
+	if err != nil {
+		return false, err
+	}
+	ack, err := in.js.Publish(ctx, inboxSubject(client, s.ID), data, jetstream.WithMsgID(s.ID))
+	if err != nil {
+		return false, fmt.Errorf("web: store in inbox: %w", err)
+	}
+	if !ack.Duplicate {
+		in.event(client, &Event{Type: "message", Message: &s.Message})
+	}
+	return ack.Duplicate, nil
+}
+
+func (in *inbox) event(client string, ev *Event) {
+	data, _ := json.Marshal(ev)
+	in.nc.Publish(EventsSubject(client), data)
+}
+
+// get returns one inbox entry of client.
+func (in *inbox) get(ctx context.Context, client, msgID string) (*stored, error) {
+	st, err := in.js.Stream(ctx, InboxStream)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := st.GetLastMsgForSubject(ctx, inboxSubject(client, msgID))
+	if err != nil {
+		return nil, err
+	}
+	var s stored
+	if err := json.Unmarshal(raw.Data, &s); err != nil {
+		return nil, err
+	}
+	if r, err := st.GetLastMsgForSubject(ctx, readSubject(client, msgID)); err == nil {
+		fmt.Sscan(string(r.Data), &s.ReadAt)
+	}
+	return &s, nil
+}
+
+// markRead records that client read msgID.
+func (in *inbox) markRead(ctx context.Context, client, msgID string, at int64) error {
+	_, err := in.js.Publish(ctx, readSubject(client, msgID), []byte(fmt.Sprint(at)), jetstream.WithMsgID("read:"+msgID))
+	return err
+}
+
+// list returns the newest limit entries of client's inbox, newest first.
+func (in *inbox) list(ctx context.Context, client string, limit int) ([]Message, error) {
+	cons, err := in.js.OrderedConsumer(ctx, InboxStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"uims.inbox." + client + ".*", "uims.read." + client + ".*"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pending := int(info.NumPending)
+	var out []Message
+	read := map[string]int64{}
+	for pending > 0 {
+		batch, err := cons.Fetch(min(pending, 256), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			if strings.HasPrefix(m.Subject(), "uims.read.") {
+				var at int64
+				fmt.Sscan(string(m.Data()), &at)
+				read[m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:]] = at
+				continue
+			}
+			var s stored
+			if json.Unmarshal(m.Data(), &s) == nil {
+				out = append(out, s.Message)
+			}
+		}
+		if n == 0 {
+			break
+		}
+		pending -= n
+	}
+	for i := range out {
+		out[i].ReadAt = read[out[i].ID]
+	}
+	// newest first, at most limit
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+var errNotFound = errors.New("web: not found")

@@ -1,0 +1,145 @@
+// Package web is the UIMS web gateway (patent: WWW medium): a JSON HTTP API
+// with bearer tokens, a durable inbox per client in a JetStream stream,
+// live events over Server-Sent Events, and the browser page served from
+// embedded assets. It originates messages for web clients and receives
+// messages for them through the gateway kit.
+package web
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/schemas"
+)
+
+//go:embed static
+var static embed.FS
+
+// Config configures the web gateway.
+type Config struct {
+	// Gateway is the party id; default "web".
+	Gateway string
+	// Addr is the HTTP listen address; default 127.0.0.1:8080.
+	Addr string
+	// Kit configures the gateway kit (mode, timeouts); Gateway and Medium
+	// are set from this Config.
+	Kit kit.Config
+	// MaxBody bounds a request body; default 2 MiB.
+	MaxBody int64
+	// OperatorToken opens the operator view; empty disables it.
+	OperatorToken string
+	// Handler, if set, is mounted under /ops/ (metrics, operator view).
+	Extra map[string]http.Handler
+}
+
+// Gateway is one web gateway instance.
+type Gateway struct {
+	cfg   Config
+	nc    *nats.Conn
+	kit   *kit.Kit
+	inbox *inbox
+	log   zerolog.Logger
+	srv   *http.Server
+	ln    net.Listener
+
+	mu     sync.Mutex
+	tokens map[string]tokenEntry
+}
+
+type tokenEntry struct {
+	client *schemas.ClientInfo
+	at     time.Time
+}
+
+// New returns a web gateway. keys must hold the gateway's K1.
+func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Gateway, error) {
+	if cfg.Gateway == "" {
+		cfg.Gateway = "web"
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8080"
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 2 << 20
+	}
+	g := &Gateway{cfg: cfg, nc: nc, log: log.With().Str("gateway", cfg.Gateway).Logger(), tokens: map[string]tokenEntry{}}
+	kc := cfg.Kit
+	kc.Gateway, kc.Medium = cfg.Gateway, schemas.MediumWeb
+	k, err := kit.New(nc, keys, g, kc, log)
+	if err != nil {
+		return nil, err
+	}
+	g.kit = k
+	js, _ := jetstream.New(nc)
+	g.inbox = &inbox{js: js, nc: nc}
+	return g, nil
+}
+
+// Kit returns the gateway's kit.
+func (g *Gateway) Kit() *kit.Kit { return g.kit }
+
+// Addr returns the bound HTTP address once Run is serving.
+func (g *Gateway) Addr() string {
+	if g.ln == nil {
+		return g.cfg.Addr
+	}
+	return g.ln.Addr().String()
+}
+
+// Run serves HTTP and the kit until ctx is done.
+func (g *Gateway) Run(ctx context.Context, ready func()) error {
+	if err := g.inbox.ensure(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", g.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("web: listen: %w", err)
+	}
+	g.ln = ln
+	g.srv = &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	kitReady := make(chan struct{})
+	kitDone := make(chan error, 1)
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { kitDone <- g.kit.Run(kctx, func() { close(kitReady) }) }()
+	select {
+	case <-kitReady:
+	case err := <-kitDone:
+		ln.Close()
+		return err
+	}
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- g.srv.Serve(ln) }()
+	g.log.Info().Str("addr", ln.Addr().String()).Msg("web gateway listening")
+	if ready != nil {
+		ready()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-srvDone:
+		cancel()
+		<-kitDone
+		return err
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	g.srv.Shutdown(sctx)
+	cancel()
+	err = <-kitDone
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

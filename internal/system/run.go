@@ -1,0 +1,223 @@
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/uims/uims/broker"
+	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/gateways/web"
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/processor"
+)
+
+// Config is the configuration of `uims run` (README "Configuration").
+type Config struct {
+	HTTPAddr     string // UIMS_HTTP_ADDR
+	NATSAddr     string // UIMS_NATS_ADDR: the embedded server's client port
+	RedisURL     string // UIMS_REDIS_URL; empty: embedded, not durable
+	DataDir      string // UIMS_DATA_DIR
+	KeysFile     string // UIMS_KEYS; default <DataDir>/keys.json
+	ProfilesFile string // UIMS_PROFILES; empty: demo clients
+	Strict       bool   // UIMS_MIAP_MODE=strict
+	Window       time.Duration
+	Version      string
+	// Ready, if set, is called with the running system's addresses.
+	Ready func(Addrs)
+}
+
+// Addrs are where a running system listens.
+type Addrs struct {
+	HTTP string
+	NATS string
+}
+
+func (c *Config) setDefaults() {
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:8080"
+	}
+	if c.NATSAddr == "" {
+		c.NATSAddr = "127.0.0.1:4222"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "uims-data"
+	}
+	if c.KeysFile == "" {
+		c.KeysFile = filepath.Join(c.DataDir, "keys.json")
+	}
+}
+
+// component is one part of the running system.
+type component struct {
+	name string
+	run  func(ctx context.Context, ready func()) error
+}
+
+// Run runs the whole fabric in this process until ctx is done.
+func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	cfg.setDefaults()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("system: data dir: %w", err)
+	}
+	kf, err := LoadOrCreateKeys(cfg.KeysFile, Parties, log)
+	if err != nil {
+		return err
+	}
+	ns, err := StartNATS(cfg.NATSAddr, cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	rdb, closeStore, err := OpenStore(cfg.RedisURL, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	connect := func(name string) (*nats.Conn, error) {
+		return nats.Connect(ns.ClientURL(), nats.Name("uims-"+name), nats.InProcessServer(ns), nats.MaxReconnects(-1))
+	}
+	var conns []*nats.Conn
+	defer func() {
+		for _, nc := range conns {
+			nc.Close()
+		}
+	}()
+	conn := func(name string) *nats.Conn {
+		nc, cerr := connect(name)
+		if cerr != nil && err == nil {
+			err = cerr
+		}
+		conns = append(conns, nc)
+		return nc
+	}
+	all, err := kf.Keyring()
+	if err != nil {
+		return err
+	}
+	keyring := func(party string) *miap.Keyring {
+		kr, kerr := kf.For(party).Keyring()
+		if kerr != nil && err == nil {
+			err = kerr
+		}
+		return kr
+	}
+	loader := conn("profiles")
+	if err != nil {
+		return err
+	}
+	ps, err := LoadProfiles(ctx, rdb, loader, cfg.ProfilesFile)
+	if err != nil {
+		return err
+	}
+	log.Info().Int("clients", len(ps)).Str("file", cfg.ProfilesFile).Msg("profiles loaded")
+
+	eng, err := miap.New(miap.Config{Keys: all, Window: cfg.Window})
+	if err != nil {
+		return err
+	}
+	b, err := broker.New(conn("broker"), rdb, eng, broker.Config{Version: cfg.Version}, log)
+	if err != nil {
+		return err
+	}
+	proc, err := processor.New(conn("processor"), keyring("proc"), processor.Config{Version: cfg.Version, Strict: cfg.Strict,
+		Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, log)
+	if err != nil {
+		return err
+	}
+	wg, err := web.New(web.Config{Addr: cfg.HTTPAddr, Kit: kit.Config{Strict: cfg.Strict, Window: cfg.Window}}, conn("web"), keyring("web"), log)
+	if err != nil {
+		return err
+	}
+	comps := []component{
+		{"broker", func(ctx context.Context, ready func()) error {
+			go func() {
+				select {
+				case <-b.Ready():
+					ready()
+				case <-ctx.Done():
+				}
+			}()
+			return b.Run(ctx)
+		}},
+		{"processor", proc.Run},
+		{"web", wg.Run},
+	}
+	if err := runAll(ctx, comps, log, func() {
+		log.Info().Str("web", "http://"+wg.Addr()).Str("nats", ns.ClientURL()).Bool("strict", cfg.Strict).Msg("UIMS is running")
+		if cfg.Ready != nil {
+			cfg.Ready(Addrs{HTTP: wg.Addr(), NATS: ns.ClientURL()})
+		}
+	}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// runAll starts the components in order, each after the previous one is
+// ready, calls up once all are, and stops them in reverse order when ctx is
+// done or one fails.
+func runAll(ctx context.Context, comps []component, log zerolog.Logger, up func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		name string
+		err  error
+	}
+	done := make(chan result, len(comps))
+	cancels := make([]context.CancelFunc, len(comps))
+	var wg sync.WaitGroup
+	var first error
+	for i, c := range comps {
+		cctx, ccancel := context.WithCancel(context.Background())
+		cancels[i] = ccancel
+		ready := make(chan struct{})
+		var once sync.Once
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.run(cctx, func() { once.Do(func() { close(ready) }) })
+			done <- result{c.name, err}
+		}()
+		select {
+		case <-ready:
+			log.Debug().Str("component", c.name).Msg("ready")
+		case r := <-done:
+			first = fmt.Errorf("system: %s: %w", r.name, r.err)
+		case <-ctx.Done():
+			first = ctx.Err()
+		}
+		if first != nil {
+			break
+		}
+	}
+	if first == nil {
+		up()
+		select {
+		case <-ctx.Done():
+		case r := <-done:
+			if r.err != nil {
+				first = fmt.Errorf("system: %s stopped: %w", r.name, r.err)
+			} else {
+				first = fmt.Errorf("system: %s stopped", r.name)
+			}
+		}
+	}
+	for i := len(cancels) - 1; i >= 0; i-- {
+		cancels[i]()
+		// give each component a moment to drain before the next one stops
+		time.Sleep(50 * time.Millisecond)
+	}
+	wg.Wait()
+	if errors.Is(first, context.Canceled) {
+		return nil
+	}
+	return first
+}

@@ -1,0 +1,191 @@
+// Package system assembles UIMS processes from the components: the whole
+// fabric in one process for `uims run` (embedded NATS with JetStream, the
+// profile store, broker, processor and every gateway that needs no outside
+// service), and the single-role processes of a scaled deployment. It is the
+// only place, with package main, that imports every component.
+package system
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/uims/uims/broker"
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/schemas"
+)
+
+// Parties are the parties a generated key file holds keys for.
+var Parties = []string{"web", "email", "sms", "proc", "cli"}
+
+// StartNATS starts an embedded nats-server with JetStream (data under dir,
+// fsync on every write: an acknowledgement means stored) listening on addr.
+func StartNATS(addr, dir string, log zerolog.Logger) (*server.Server, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("system: nats address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("system: nats port %q: %w", portStr, err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	opts := &server.Options{ServerName: "uims", Host: host, Port: port, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: filepath.Join(dir, "nats"), MaxPayload: 8 << 20, SyncAlways: true}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("system: nats: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("system: nats not ready on %s (is the port taken?)", addr)
+	}
+	log.Info().Str("url", ns.ClientURL()).Str("store", opts.StoreDir).Msg("embedded NATS with JetStream started (sync always)")
+	return ns, nil
+}
+
+// OpenStore returns the profile, nonce and transaction store: Redis at url,
+// or, when url is empty, an embedded Redis-compatible store in this process,
+// which is NOT durable. The returned stop function closes it.
+func OpenStore(url string, log zerolog.Logger) (redis.UniversalClient, func(), error) {
+	if url != "" {
+		rdb, err := broker.OpenRedis(url)
+		if err != nil {
+			return nil, nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			rdb.Close()
+			return nil, nil, fmt.Errorf("system: redis %s: %w", url, err)
+		}
+		return rdb, func() { rdb.Close() }, nil
+	}
+	mr := miniredis.NewMiniRedis()
+	if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+		return nil, nil, fmt.Errorf("system: embedded store: %w", err)
+	}
+	log.Warn().Str("addr", mr.Addr()).Msg("embedded in-memory store (miniredis): NOT durable, profiles reload from the profile file at start; set UIMS_REDIS_URL for Redis")
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), PoolSize: 256})
+	return rdb, func() { rdb.Close(); mr.Close() }, nil
+}
+
+// LoadOrCreateKeys reads the key file at path, creating it with a key for
+// each party and the broker key K2 when it does not exist, and adding keys
+// for parties it lacks.
+func LoadOrCreateKeys(path string, parties []string, log zerolog.Logger) (*miap.KeyFile, error) {
+	kf, err := miap.ReadKeyFile(path)
+	created := false
+	if errors.Is(err, os.ErrNotExist) {
+		kf, created, err = &miap.KeyFile{MIAP: 1}, true, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	for _, e := range kf.Keys {
+		have[e.Party] = true
+	}
+	added := false
+	for _, p := range append([]string{miap.BrokerParty}, parties...) {
+		if have[p] {
+			continue
+		}
+		e, err := miap.NewKeyEntry(rand.Reader, p, p+"-"+time.Now().UTC().Format("20060102"), time.Time{})
+		if err != nil {
+			return nil, err
+		}
+		kf.Keys = append(kf.Keys, e)
+		added = true
+	}
+	if added {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		if err := miap.WriteKeyFile(path, kf); err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info().Str("file", path).Msg("generated MIAP keys (keep this file secret)")
+		} else {
+			log.Info().Str("file", path).Msg("added MIAP keys for new parties")
+		}
+	}
+	return kf, nil
+}
+
+// DemoProfiles are seeded when no profile file is given.
+func DemoProfiles() []*schemas.Profile {
+	return []*schemas.Profile{
+		{ID: "alice", Name: "Alice Example", Token: "alice-token",
+			Addresses: map[string]string{"web": "alice", "email": "alice@example.test", "sms": "+15550100"},
+			Prefer:    []string{"web", "email", "sms"},
+			SMPP:      &schemas.SMPPCredentials{SystemID: "alice", Password: "alice-smpp"},
+			SMTP:      &schemas.SMTPCredentials{Username: "alice", Password: "alice-smtp"}},
+		{ID: "bob", Name: "Bob Example", Token: "bob-token",
+			Addresses: map[string]string{"web": "bob", "email": "bob@example.test", "sms": "+15550101"},
+			Prefer:    []string{"web", "email", "sms"},
+			SMPP:      &schemas.SMPPCredentials{SystemID: "bob", Password: "bob-smpp"},
+			SMTP:      &schemas.SMTPCredentials{Username: "bob", Password: "bob-smtp"}},
+		{ID: "operator", Name: "Operator", Token: "operator-token", Operator: true},
+	}
+}
+
+// LoadProfiles stores the profiles of the file at path (or the demo
+// profiles when path is empty) and tells the brokers.
+func LoadProfiles(ctx context.Context, rdb redis.UniversalClient, nc *nats.Conn, path string) ([]*schemas.Profile, error) {
+	ps := DemoProfiles()
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("system: profiles: %w", err)
+		}
+		defer f.Close()
+		if ps, err = broker.ReadProfiles(f); err != nil {
+			return nil, err
+		}
+	}
+	store := broker.NewProfiles(rdb, nil)
+	for _, p := range ps {
+		if err := store.Put(ctx, p); err != nil {
+			return nil, err
+		}
+	}
+	if nc != nil {
+		nc.Publish(schemas.SubjectProfilesChanged, nil)
+	}
+	return ps, nil
+}
+
+// Logger returns a zerolog logger writing console or JSON lines to stderr.
+func Logger(format, level string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		lvl = zerolog.InfoLevel
+	}
+	var l zerolog.Logger
+	switch format {
+	case "json":
+		l = zerolog.New(os.Stderr)
+	case "console", "":
+		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"})
+	default:
+		return l, fmt.Errorf("system: log format %q (console or json)", format)
+	}
+	return l.Level(lvl).With().Timestamp().Logger(), nil
+}

@@ -1,0 +1,63 @@
+// Command uims runs the Unified Instant Messaging System: the whole fabric
+// in one process (uims run) or one role per process (uims broker, uims
+// gateway <medium>, uims processor), and the tools around it (send,
+// profile, keys, bench). Configuration comes from flags and UIMS_*
+// environment variables; see README.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+var commands = []struct {
+	name, help string
+	run        func(ctx context.Context, args []string) error
+}{
+	{"run", "run the whole fabric in this process (embedded NATS, store, broker, processor, gateways)", cmdRun},
+	{"broker", "run a broker replica against NATS and Redis", cmdBroker},
+	{"gateway", "run one gateway (web) against NATS", cmdGateway},
+	{"processor", "run a message processor against NATS", cmdProcessor},
+	{"send", "send a message as a client and print its id and final status", cmdSend},
+	{"profile", "list, load or delete client profiles (list | put FILE | delete ID)", cmdProfile},
+	{"keys", "generate, show, export or rotate MIAP keys (generate | show | export PARTY | rotate PARTY)", cmdKeys},
+	{"version", "print the version", func(context.Context, []string) error { fmt.Println("uims", version); return nil }},
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: uims <command> [flags]\n\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(os.Stderr, "  %-10s %s\n", c.name, c.help)
+	}
+	fmt.Fprintln(os.Stderr, "\nRun 'uims <command> -h' for the flags of a command.")
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	for _, c := range commands {
+		if c.name == os.Args[1] {
+			if err := c.run(ctx, os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, "uims "+c.name+":", err)
+				os.Exit(1)
+			}
+			return
+		}
+	}
+	usage()
+	os.Exit(2)
+}
