@@ -1,0 +1,41 @@
+# UIMS: make run starts the whole fabric; make test runs every test.
+GO        ?= go
+FUZZTIME  ?= 60s
+BIN       ?= bin/uims
+
+.PHONY: all build run test test-short vet fuzz bench vectors clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) .
+
+run: build
+	./$(BIN) run
+
+# Installs what the tests need when it can (redis-server, python3), then runs
+# every test with the race detector.
+test:
+	scripts/test.sh
+
+test-short:
+	$(GO) test -short ./...
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+
+# Runs every fuzz target for FUZZTIME (default 60s each).
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+# A short benchmark run; see docs/BENCHMARKS.md for the full one.
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=2000x ./miap/...
+
+# Rewrites miap/testdata/vectors.json after a deliberate protocol change.
+vectors:
+	$(GO) test ./miap/ -run 'TestVectors$$' -args -update
+
+clean:
+	rm -rf bin
