@@ -18,20 +18,34 @@ type Transfer struct {
 // Routed returns the routed IMI bytes.
 func (t *Transfer) Routed() []byte { return t.Ticket.Body }
 
+// HdrContentRef names content carried by reference in the object store
+// instead of inline (§10).
+const HdrContentRef = "Miap-Content-Ref"
+
 // AppendTransfer writes an instant message: the ticket frame into h, and
-// returns the body routed IMI ‖ content with Miap-Imi-Len set (§6.6).
-func AppendTransfer(h map[string][]string, ticket *Frame, content []byte) []byte {
+// returns the body routed IMI ‖ content with Miap-Imi-Len set (§6.6). A
+// non-empty ref sends the content by reference: the body then holds the
+// routed IMI only.
+func AppendTransfer(h map[string][]string, ticket *Frame, content []byte, ref string) []byte {
 	ticket.PutHeader(h)
 	h[HdrIMILen] = []string{strconv.Itoa(len(ticket.Body))}
+	if ref != "" {
+		h[HdrContentRef] = []string{ref}
+		content = nil
+	}
 	body := make([]byte, 0, len(ticket.Body)+len(content))
 	body = append(body, ticket.Body...)
 	return append(body, content...)
 }
 
+// Fetch returns content stored by reference (§10).
+type Fetch func(ref string) ([]byte, error)
+
 // OpenTransfer reads and checks an instant message received by party
 // (§6.6), in this order: syntax, ticket (purpose, addressee, expiry, key,
-// MAC), then the content's length and SHA-256 against the ticket.
-func (e *Engine) OpenTransfer(party string, h map[string][]string, body []byte) (*Transfer, error) {
+// MAC), then the content's length and SHA-256 against the ticket. Content
+// sent by reference is fetched with fetch after the ticket verified.
+func (e *Engine) OpenTransfer(party string, h map[string][]string, body []byte, fetch Fetch) (*Transfer, error) {
 	n, err := strconv.Atoi(get(h, HdrIMILen))
 	if err != nil || n < 0 || n > len(body) || n > MaxRouted {
 		return nil, fmt.Errorf("%w: %s %q", ErrMalformed, HdrIMILen, get(h, HdrIMILen))
@@ -50,6 +64,14 @@ func (e *Engine) OpenTransfer(party string, h map[string][]string, body []byte) 
 		return nil, err
 	}
 	content := body[n:]
+	if ref := get(h, HdrContentRef); ref != "" {
+		if len(content) != 0 || fetch == nil || len(ref) > maxName {
+			return nil, fmt.Errorf("%w: content both inline and by reference, or no store", ErrMalformed)
+		}
+		if content, err = fetch(ref); err != nil {
+			return nil, fmt.Errorf("%w: fetch %s: %w", ErrDigest, ref, err)
+		}
+	}
 	if int64(len(content)) != f.CLen {
 		return nil, fmt.Errorf("%w: %d bytes, ticket says %d", ErrDigest, len(content), f.CLen)
 	}

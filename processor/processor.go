@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
@@ -77,14 +78,15 @@ type Config struct {
 
 // Processor is one processor instance.
 type Processor struct {
-	cfg    Config
-	nc     *nats.Conn
-	eng    *miap.Engine
-	clock  miapnats.Clock
-	client *miapnats.Client
-	log    zerolog.Logger
-	sem    chan struct{}
-	wg     sync.WaitGroup
+	cfg     Config
+	nc      *nats.Conn
+	eng     *miap.Engine
+	clock   miapnats.Clock
+	client  *miapnats.Client
+	log     zerolog.Logger
+	content *miapnats.ContentStore
+	sem     chan struct{}
+	wg      sync.WaitGroup
 }
 
 // New returns a processor. keys must hold the processor party's K1.
@@ -124,7 +126,12 @@ func New(nc *nats.Conn, keys *miap.Keyring, cfg Config, log zerolog.Logger) (*Pr
 		return nil, err
 	}
 	p.eng = eng
-	p.client = &miapnats.Client{NC: nc, Eng: eng, Clock: &p.clock, Party: cfg.Party, Timeout: cfg.RequestTimeout}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	p.content = miapnats.NewContentStore(js)
+	p.client = &miapnats.Client{NC: nc, Eng: eng, Clock: &p.clock, Party: cfg.Party, Timeout: cfg.RequestTimeout, Content: p.content}
 	return p, nil
 }
 
@@ -237,7 +244,7 @@ func (p *Processor) dispatch(ctx context.Context, req micro.Request, c Conversio
 
 // process converts one instant message and forwards it (§6.7).
 func (p *Processor) process(ctx context.Context, h nats.Header, body []byte, c Conversion) (*nats.Msg, error) {
-	tr, err := p.eng.OpenTransfer(p.cfg.Party, h, body)
+	tr, err := p.eng.OpenTransfer(p.cfg.Party, h, body, p.content.Fetch(ctx))
 	if err != nil {
 		return nil, err
 	}

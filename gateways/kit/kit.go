@@ -122,14 +122,15 @@ func (c *Config) setDefaults() error {
 
 // Kit is one gateway instance's connection to the fabric.
 type Kit struct {
-	cfg    Config
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	eng    *miap.Engine
-	medium Medium
-	log    zerolog.Logger
-	clock  miapnats.Clock
-	client *miapnats.Client
+	cfg     Config
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	eng     *miap.Engine
+	medium  Medium
+	log     zerolog.Logger
+	clock   miapnats.Clock
+	client  *miapnats.Client
+	content *miapnats.ContentStore
 
 	work    chan *nats.Msg
 	wg      sync.WaitGroup
@@ -152,10 +153,11 @@ func New(nc *nats.Conn, keys *miap.Keyring, medium Medium, cfg Config, log zerol
 		return nil, err
 	}
 	k.eng = eng
-	k.client = &miapnats.Client{NC: nc, Eng: eng, Clock: &k.clock, Party: cfg.Gateway, Timeout: cfg.RequestTimeout}
 	if k.js, err = jetstream.New(nc); err != nil {
 		return nil, err
 	}
+	k.content = miapnats.NewContentStore(k.js)
+	k.client = &miapnats.Client{NC: nc, Eng: eng, Clock: &k.clock, Party: cfg.Gateway, Timeout: cfg.RequestTimeout, Content: k.content}
 	return k, nil
 }
 

@@ -2,7 +2,6 @@ package kit_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,47 +10,6 @@ import (
 	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/schemas"
 )
-
-// inbox is a medium that records deliveries and notifications in memory.
-type inbox struct {
-	mu        sync.Mutex
-	delivered map[string]*kit.Delivery
-	count     map[string]int
-	notes     []schemas.StatusEvent
-}
-
-func newInbox() *inbox {
-	return &inbox{delivered: map[string]*kit.Delivery{}, count: map[string]int{}}
-}
-
-func (m *inbox) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, dup := m.delivered[d.Routed.IMI.MsgID]; !dup {
-		m.delivered[d.Routed.IMI.MsgID] = d
-	}
-	m.count[d.Routed.IMI.MsgID]++
-	return schemas.StatusDelivered, nil
-}
-
-func (m *inbox) Notify(ctx context.Context, ev *schemas.StatusEvent) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.notes = append(m.notes, *ev)
-	return nil
-}
-
-func (m *inbox) statuses(msgID string) []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []string
-	for _, n := range m.notes {
-		if n.MsgID == msgID {
-			out = append(out, n.Status)
-		}
-	}
-	return out
-}
 
 func TestSendDeliverReadAcrossTheFabric(t *testing.T) {
 	for _, strict := range []bool{false, true} {
@@ -66,7 +24,7 @@ func testSendDeliverRead(t *testing.T, strict bool) {
 		&schemas.Profile{ID: "alice", Addresses: map[string]string{"test": "alice"}},
 		&schemas.Profile{ID: "bob", Addresses: map[string]string{"web": "bob"}, Prefer: []string{"web"}},
 	)
-	og, dg := newInbox(), newInbox()
+	og, dg := fabrictest.NewInbox(), fabrictest.NewInbox()
 	ogKit, _ := f.StartKit(og, kit.Config{Gateway: "test", Medium: "test", Strict: strict})
 	dgKit, _ := f.StartKit(dg, kit.Config{Gateway: "peer", Medium: "web", Strict: strict})
 	ctx := context.Background()
@@ -80,7 +38,7 @@ func testSendDeliverRead(t *testing.T, strict bool) {
 	if res.Status != schemas.StatusDelivered || res.Receipt == nil || res.Dest.Gateway != "peer" {
 		t.Fatalf("result %+v", res)
 	}
-	d := dg.delivered[res.MsgID]
+	d := dg.Get(res.MsgID)
 	if d == nil || string(d.Content) != "hello bob" || d.Routed.Sender != "alice" || d.Routed.Recipient != "bob" {
 		t.Fatalf("delivery %+v", d)
 	}
@@ -88,10 +46,10 @@ func testSendDeliverRead(t *testing.T, strict bool) {
 		t.Fatal(err)
 	}
 	fabrictest.Eventually(t, 5*time.Second, "delivered and read notifications", func() bool {
-		s := og.statuses(res.MsgID)
+		s := og.Statuses(res.MsgID)
 		return len(s) == 2
 	})
-	if s := og.statuses(res.MsgID); s[0] != schemas.StatusDelivered || s[1] != schemas.StatusRead {
+	if s := og.Statuses(res.MsgID); s[0] != schemas.StatusDelivered || s[1] != schemas.StatusRead {
 		t.Fatalf("notifications %v", s)
 	}
 	st, err := ogKit.Query(ctx, res.MsgID)
@@ -113,5 +71,32 @@ func testSendDeliverRead(t *testing.T, strict bool) {
 		if got[i] != want[i] {
 			t.Fatalf("history %v, want %v", got, want)
 		}
+	}
+}
+
+// Content larger than a NATS message travels by reference through the
+// object store (PROTOCOL.md §10) and is still checked against its ticket.
+func TestLargeContentByReference(t *testing.T) {
+	f := fabrictest.New(t)
+	f.StartBroker(broker.Config{})
+	f.PutProfiles(&schemas.Profile{ID: "alice", Addresses: map[string]string{"test": "alice"}},
+		&schemas.Profile{ID: "bob", Addresses: map[string]string{"web": "bob"}})
+	og, dg := fabrictest.NewInbox(), fabrictest.NewInbox()
+	ogKit, _ := f.StartKit(og, kit.Config{Gateway: "test", Medium: "test"})
+	f.StartKit(dg, kit.Config{Gateway: "peer", Medium: "web"})
+	big := make([]byte, 9<<20) // over the 8 MiB max payload of the test server
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	var res *kit.Result
+	fabrictest.Eventually(t, 10*time.Second, "a route to bob", func() bool {
+		var err error
+		res, err = ogKit.Send(context.Background(), &kit.Submission{From: schemas.Endpoint{Medium: "test", Address: "alice", Client: "alice"},
+			To: "bob", Type: "application/octet-stream", Content: big})
+		return err == nil
+	})
+	d := dg.Get(res.MsgID)
+	if d == nil || len(d.Content) != len(big) || d.Content[12345] != big[12345] {
+		t.Fatalf("large content not delivered intact")
 	}
 }

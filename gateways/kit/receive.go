@@ -86,7 +86,7 @@ func (k *Kit) handleIM(ctx context.Context, m *nats.Msg) {
 }
 
 func (k *Kit) openIM(m *nats.Msg) (*miap.Transfer, *schemas.RoutedIMI, error) {
-	tr, err := k.eng.OpenTransfer(k.cfg.Gateway, m.Header, m.Data)
+	tr, err := k.eng.OpenTransfer(k.cfg.Gateway, m.Header, m.Data, k.content.Fetch(context.Background()))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -50,7 +50,13 @@ type Client struct {
 	Clock   *Clock
 	Party   string
 	Timeout time.Duration
+	// Content, if set, carries content too large for a NATS message.
+	Content *ContentStore
 }
+
+// headroom is what an instant message needs besides the content: headers
+// and the routed IMI's framing.
+const headroom = 32 << 10
 
 // Request signs f (fresh time and nonce) and sends it to subject. The reply
 // must be a frame of purpose want, for this party, echoing the request's
@@ -103,7 +109,15 @@ func (c *Client) Request(ctx context.Context, subject string, f *miap.Frame, wan
 // destination's reply; an error reply is returned as *schemas.Error.
 func (c *Client) Transfer(ctx context.Context, subject, loginSubject string, strict bool, ticket *miap.Frame, content []byte) (*nats.Msg, error) {
 	m := nats.NewMsg(subject)
-	m.Data = miap.AppendTransfer(m.Header, ticket, content)
+	ref := ""
+	if c.Content != nil && len(content)+len(ticket.Body)+headroom > int(c.NC.MaxPayload()) {
+		// Too large for one NATS message: by reference through the object store (§10).
+		ref = objectName(ticket.ID, len(content))
+		if err := c.Content.Put(ctx, ref, content); err != nil {
+			return nil, schemas.Errorf(schemas.CodeBusy, err, "content store")
+		}
+	}
+	m.Data = miap.AppendTransfer(m.Header, ticket, content, ref)
 	if strict {
 		lm := nats.NewMsg(loginSubject)
 		ticket.PutHeader(lm.Header)
