@@ -331,10 +331,10 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 	case "unknown":
 		return schemas.Errorf(schemas.CodeUnknownTx, nil, "")
 	case "refused":
-		state = out[1]
-		if state == schemas.StatusFailed {
+		if out[1] == schemas.StatusFailed {
 			return schemas.Errorf(schemas.CodeExpired, nil, "transaction already failed")
 		}
+		return schemas.Errorf(schemas.CodeNotAllowed, nil, fmt.Sprintf("%s after %s", ack.Status, out[1]))
 	}
 	ev := b.statusEvent(tx, ack.Status, ack.Code, ack.Reason, now)
 	if out[0] == "applied" {

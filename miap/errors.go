@@ -51,6 +51,8 @@ func CodeOf(err error) schemas.Code {
 		return schemas.CodeOK
 	case errors.As(err, &se):
 		return se.Code
+	case errors.Is(err, ErrBadTicket): // before BAD_MAC: a ticket that does not verify wraps its cause
+		return schemas.CodeBadTicket
 	case errors.Is(err, ErrMalformed), errors.Is(err, ErrWrongPurpose):
 		return schemas.CodeMalformed
 	case errors.Is(err, ErrTooLarge):
@@ -71,8 +73,6 @@ func CodeOf(err error) schemas.Code {
 		return schemas.CodeBadSession
 	case errors.Is(err, ErrIDMismatch):
 		return schemas.CodeIDMismatch
-	case errors.Is(err, ErrBadTicket):
-		return schemas.CodeBadTicket
 	case errors.Is(err, ErrDigest):
 		return schemas.CodeDigestMismatch
 	case errors.Is(err, ErrExpired):
