@@ -101,6 +101,26 @@ UIMS is running.
 	return system.Run(ctx, cfg, log)
 }
 
+func cmdNATS(ctx context.Context, args []string) error {
+	o := newOpts("nats")
+	addr := o.fs.String("addr", env("UIMS_NATS_ADDR", "127.0.0.1:4222"), "client address (UIMS_NATS_ADDR)")
+	data := o.fs.String("data", env("UIMS_DATA_DIR", "uims-data"), "JetStream data folder (UIMS_DATA_DIR)")
+	var cc system.ClusterConfig
+	o.fs.StringVar(&cc.Listen, "cluster", "", "cluster route address host:port (empty: no cluster)")
+	o.fs.StringVar(&cc.Routes, "routes", "", "comma-separated routes to the other members (nats://host:port)")
+	o.fs.StringVar(&cc.Name, "name", "uims", "server name, unique in the cluster")
+	o.fs.Parse(args)
+	log := o.logger()
+	ns, err := system.StartClusterNATS(*addr, *data, cc, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	return nil
+}
+
 func cmdBroker(ctx context.Context, args []string) error {
 	o := newOpts("broker")
 	o.client()

@@ -24,6 +24,7 @@ var commands = []struct {
 	run        func(ctx context.Context, args []string) error
 }{
 	{"run", "run the whole fabric in this process (embedded NATS, store, broker, processor, gateways)", cmdRun},
+	{"nats", "run a NATS server with JetStream, alone or as a cluster member (for scripts/topology.sh)", cmdNATS},
 	{"broker", "run a broker replica against NATS and Redis", cmdBroker},
 	{"gateway", "run one gateway (web) against NATS", cmdGateway},
 	{"processor", "run a message processor against NATS", cmdProcessor},

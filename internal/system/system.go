@@ -30,9 +30,21 @@ import (
 // Parties are the parties a generated key file holds keys for.
 var Parties = []string{"web", "email", "sms", "proc", "cli"}
 
+// ClusterConfig makes an embedded server a member of a NATS cluster.
+type ClusterConfig struct {
+	Name   string // server name
+	Listen string // cluster route listen address, host:port
+	Routes string // comma-separated nats://host:port of the other members
+}
+
 // StartNATS starts an embedded nats-server with JetStream (data under dir,
 // fsync on every write: an acknowledgement means stored) listening on addr.
 func StartNATS(addr, dir string, log zerolog.Logger) (*server.Server, error) {
+	return StartClusterNATS(addr, dir, ClusterConfig{}, log)
+}
+
+// StartClusterNATS is StartNATS joining a cluster (`uims nats`).
+func StartClusterNATS(addr, dir string, cc ClusterConfig, log zerolog.Logger) (*server.Server, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("system: nats address %q: %w", addr, err)
@@ -46,6 +58,16 @@ func StartNATS(addr, dir string, log zerolog.Logger) (*server.Server, error) {
 	}
 	opts := &server.Options{ServerName: "uims", Host: host, Port: port, NoSigs: true, NoLog: true,
 		JetStream: true, StoreDir: filepath.Join(dir, "nats"), MaxPayload: 8 << 20, SyncAlways: true}
+	if cc.Listen != "" {
+		ch, cp, err := net.SplitHostPort(cc.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("system: cluster address %q: %w", cc.Listen, err)
+		}
+		opts.Cluster.Name, opts.Cluster.Host = "uims", ch
+		opts.Cluster.Port, _ = strconv.Atoi(cp)
+		opts.Routes = server.RoutesFromStr(cc.Routes)
+		opts.ServerName = cc.Name
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("system: nats: %w", err)
