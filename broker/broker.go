@@ -112,6 +112,8 @@ type Broker struct {
 	log      zerolog.Logger
 
 	work    chan job
+	workMu  sync.RWMutex // guards stopped; held for reading while sending on work
+	stopped bool
 	ready   chan struct{}
 	mu      sync.Mutex
 	stats   map[string]*endpointStats
@@ -222,7 +224,10 @@ func (b *Broker) Run(ctx context.Context) error {
 	go b.keepAlive(ctx)
 
 	<-ctx.Done()
-	err = svc.Stop() // drains: in-flight requests are handed to workers
+	err = svc.Stop() // drains the subscriptions; late requests are answered BUSY below
+	b.workMu.Lock()
+	b.stopped = true
+	b.workMu.Unlock()
 	b.pending.Wait()
 	close(b.work)
 	<-sweepDone
@@ -234,6 +239,12 @@ func (b *Broker) Run(ctx context.Context) error {
 // per subscription, so the work happens elsewhere. A full queue answers
 // BUSY at once: the gateway tells its client to retry.
 func (b *Broker) dispatch(req micro.Request, fn func(context.Context, micro.Request)) {
+	b.workMu.RLock()
+	defer b.workMu.RUnlock()
+	if b.stopped {
+		b.replyError(req, schemas.Errorf(schemas.CodeBusy, nil, "broker stopping"))
+		return
+	}
 	b.pending.Add(1)
 	select {
 	case b.work <- job{req: req, fn: fn}:

@@ -133,6 +133,8 @@ type Kit struct {
 	content *miapnats.ContentStore
 
 	work    chan *nats.Msg
+	workMu  sync.RWMutex // guards stopped; held for reading while sending on work
+	stopped bool
 	wg      sync.WaitGroup
 	running atomic.Bool
 }
@@ -185,6 +187,12 @@ func (k *Kit) Run(ctx context.Context, ready func()) error {
 		return err
 	}
 	imSub, err := k.nc.QueueSubscribe(schemas.GatewayIM(k.cfg.Gateway), "uims-gw-"+k.cfg.Gateway, func(m *nats.Msg) {
+		k.workMu.RLock()
+		defer k.workMu.RUnlock()
+		if k.stopped {
+			miapnats.RespondError(m, schemas.CodeBusy)
+			return
+		}
 		select {
 		case k.work <- m:
 		default:
@@ -238,6 +246,9 @@ loop:
 	k.announce(context.Background(), 0) // goodbye: brokers stop routing here at once
 	imSub.Drain()
 	loginSub.Drain()
+	k.workMu.Lock()
+	k.stopped = true
+	k.workMu.Unlock()
 	close(k.work)
 	k.wg.Wait()
 	<-ackDone
