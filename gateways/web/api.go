@@ -39,9 +39,10 @@ func (g *Gateway) Handler() http.Handler {
 	for p, h := range g.cfg.Extra {
 		mux.Handle(p, h)
 	}
+	g.mountOps(mux) // ops.go: /ops/api/... and /metrics
 	sub, _ := fs.Sub(static, "static")
 	mux.Handle("GET /", http.FileServerFS(sub))
-	return mux
+	return g.httpm.instrument(mux)
 }
 
 // apiError is the JSON error body.

@@ -17,6 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
 	"github.com/uims/uims/gateways/kit"
@@ -42,6 +44,15 @@ type Config struct {
 	OperatorToken string
 	// Handler, if set, is mounted under /ops/ (metrics, operator view).
 	Extra map[string]http.Handler
+	// Metrics is where the gateway registers its Prometheus collectors and
+	// what GET /metrics serves; nil: a registry of its own with the Go and
+	// process collectors. Never the global default registry.
+	Metrics *prometheus.Registry
+	// NoObserver turns off the fabric observer behind the operator view
+	// and the uims_fabric_* metrics (ops.go, observer.go).
+	NoObserver bool
+	// Observer bounds the observer's memory.
+	Observer ObserverConfig
 }
 
 // Gateway is one web gateway instance.
@@ -56,6 +67,10 @@ type Gateway struct {
 
 	mu     sync.Mutex
 	tokens map[string]tokenEntry
+
+	obs      *Observer
+	gatherer prometheus.Gatherer
+	httpm    *httpMetrics
 }
 
 type tokenEntry struct {
@@ -82,6 +97,15 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 		return nil, err
 	}
 	g.kit = k
+	reg := cfg.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	g.gatherer, g.httpm = reg, newHTTPMetrics(reg)
+	if !cfg.NoObserver {
+		g.obs = NewObserver(nc, k.Query, newFabricMetrics(reg), cfg.Observer, log)
+	}
 	js, _ := jetstream.New(nc)
 	g.inbox = &inbox{js: js, nc: nc}
 	return g, nil
@@ -119,6 +143,19 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	case err := <-kitDone:
 		ln.Close()
 		return err
+	}
+	if g.obs != nil {
+		obsReady := make(chan struct{})
+		go func() {
+			if err := g.obs.Run(kctx, func() { close(obsReady) }); err != nil {
+				g.log.Warn().Err(err).Msg("fabric observer stopped")
+			}
+		}()
+		select {
+		case <-obsReady:
+		case <-time.After(5 * time.Second):
+			g.log.Warn().Msg("fabric observer not subscribed yet")
+		}
 	}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- g.srv.Serve(ln) }()

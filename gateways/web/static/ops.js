@@ -1,0 +1,594 @@
+// UIMS operator view: the fabric as a live picture, throughput and latency,
+// recent transactions, and one message's MIAP timeline (patent figure 5 for
+// a real message). Plain JavaScript, no build step; it reads /ops/api/.
+'use strict';
+
+const SVGNS = 'http://www.w3.org/2000/svg';
+const MEDIA = { web: 'Web', email: 'E-mail', sms: 'SMS', fax: 'Fax', voice: 'Voice', bot: 'Bot', processor: 'Processor' };
+const MEDIUM_COLOR = { web: '#2454d6', email: '#6a2bb8', sms: '#1d7a46', fax: '#7a4a14', voice: '#a04d00', bot: '#0d6565', processor: '#5d6679' };
+const FINAL = { read: true, failed: true, rejected: true };
+
+const state = { token: null, es: null, version: -1, selected: null, timeline: null, loadingTl: false, q: '', txTimer: null };
+
+const $ = (id) => document.getElementById(id);
+
+function h(tag, attrs, ...kids) {
+  const el = document.createElement(tag);
+  setAttrs(el, attrs);
+  append(el, kids);
+  return el;
+}
+
+function s(tag, attrs, ...kids) {
+  const el = document.createElementNS(SVGNS, tag);
+  setAttrs(el, attrs);
+  append(el, kids);
+  return el;
+}
+
+function setAttrs(el, attrs) {
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'on') for (const [ev, fn] of Object.entries(v)) el.addEventListener(ev, fn);
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+}
+
+function append(el, kids) {
+  for (const kid of kids.flat()) {
+    if (kid === null || kid === undefined || kid === false) continue;
+    el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  }
+}
+
+function when(ms) {
+  if (!ms) return '';
+  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+function preciseTime(ms) {
+  const d = new Date(ms);
+  return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false }) + '.' + String(d.getMilliseconds()).padStart(3, '0');
+}
+
+function fmtMs(ms) {
+  if (ms === null || ms === undefined) return '';
+  if (ms < 1) return ms.toFixed(2) + ' ms';
+  if (ms < 100) return ms.toFixed(1) + ' ms';
+  if (ms < 10000) return Math.round(ms) + ' ms';
+  return (ms / 1000).toFixed(1) + ' s';
+}
+
+function fmtRate(r) { return r >= 10 ? r.toFixed(0) : r >= 1 ? r.toFixed(1) : r.toFixed(2); }
+
+const isCode = (r) => /^[A-Z][A-Z_]+$/.test(r || '') && r !== 'OK';
+
+// ---- API and sign in ----
+
+class ApiError extends Error {
+  constructor(status, code, message) { super(message || 'HTTP ' + status); this.status = status; this.code = code; }
+}
+
+async function api(path) {
+  let r;
+  try {
+    r = await fetch(path, { headers: { Authorization: 'Bearer ' + state.token } });
+  } catch (e) {
+    throw new ApiError(0, 'NETWORK', 'Cannot reach the gateway.');
+  }
+  let data = null;
+  try { data = await r.json(); } catch (e) { /* not JSON */ }
+  if (!r.ok) {
+    if (r.status === 401 && state.es) signOut('The operator token is no longer accepted. Sign in again.');
+    throw new ApiError(r.status, data && data.code, data && data.error);
+  }
+  return data;
+}
+
+async function signIn(token, quiet) {
+  state.token = token;
+  const fabric = await api('/ops/api/fabric');
+  sessionStorage.setItem('uims.ops.token', token);
+  $('signin').hidden = true;
+  $('app').hidden = false;
+  $('who').hidden = false;
+  renderFabric(fabric);
+  connect();
+  await loadTransactions();
+  const m = /msg=([0-9a-fA-F]+)/.exec(location.hash);
+  if (m) selectMessage(m[1].toLowerCase(), true);
+  else if (!quiet) $('fabric-h').setAttribute('tabindex', '-1'), $('fabric-h').focus();
+}
+
+function signOut(message) {
+  if (state.es) state.es.close();
+  Object.assign(state, { token: null, es: null, version: -1, selected: null, timeline: null });
+  sessionStorage.removeItem('uims.ops.token');
+  $('app').hidden = true;
+  $('who').hidden = true;
+  $('signin').hidden = false;
+  $('signin-error').textContent = message || '';
+  $('signin-error').hidden = !message;
+  $('token').value = '';
+  $('token').focus();
+}
+
+async function onSignIn(ev) {
+  ev.preventDefault();
+  const input = $('token'), err = $('signin-error');
+  const token = input.value.trim();
+  err.hidden = true;
+  input.removeAttribute('aria-invalid');
+  if (!token) {
+    input.setAttribute('aria-invalid', 'true');
+    err.textContent = 'Enter the operator token.';
+    err.hidden = false;
+    return input.focus();
+  }
+  $('signin-button').disabled = true;
+  try {
+    await signIn(token);
+  } catch (e) {
+    input.setAttribute('aria-invalid', 'true');
+    err.textContent = e.status === 401 ? 'This operator token is not valid.' :
+      e.status === 404 ? 'The operator view is off: this gateway has no operator token configured.' : e.message;
+    err.hidden = false;
+    input.focus();
+  } finally {
+    $('signin-button').disabled = false;
+  }
+}
+
+// ---- live stream ----
+
+function setLive(text, cls) {
+  $('live').textContent = text;
+  $('live').className = 'live ' + (cls || '');
+}
+
+function connect() {
+  if (state.es) state.es.close();
+  const es = new EventSource('/ops/api/stream?access_token=' + encodeURIComponent(state.token));
+  state.es = es;
+  setLive('connecting');
+  es.addEventListener('open', () => setLive('live', 'on'));
+  es.addEventListener('error', () => { if (es === state.es) setLive('reconnecting', 'off'); });
+  es.addEventListener('snapshot', (e) => {
+    const snap = JSON.parse(e.data);
+    renderFabric(snap.fabric);
+    renderStats(snap.stats);
+    if (snap.version !== state.version) {
+      state.version = snap.version;
+      loadTransactions();
+      if (state.selected && !(state.timeline && FINAL[state.timeline.state] && Date.now() - state.timeline.last > 5000)) {
+        loadTimeline(state.selected, true);
+      }
+    }
+  });
+}
+
+// ---- fabric picture ----
+
+function nodeLabel(n) {
+  if (n.kind === 'broker') return 'Brokers';
+  if (n.kind === 'processor') return 'Processor ' + n.name;
+  return (MEDIA[n.medium] || n.medium || n.name) + ' gateway';
+}
+
+function layout(nodes) {
+  const W = 720, H = 430, cx = W / 2, cy = H / 2;
+  const pos = {};
+  const others = nodes.filter((n) => n.kind !== 'broker');
+  for (const n of nodes) if (n.kind === 'broker') pos[n.id] = { x: cx, y: cy, w: 170, h: 78 };
+  const k = others.length;
+  others.forEach((n, i) => {
+    const a = Math.PI + (2 * Math.PI * i) / Math.max(k, 1) + (k === 2 ? 0 : k % 2 ? Math.PI / 2 / k : 0);
+    pos[n.id] = { x: cx + 262 * Math.cos(a), y: cy + 150 * Math.sin(a), w: 150, h: 62 };
+  });
+  return pos;
+}
+
+// border returns where the segment from a's centre towards b leaves a's box.
+function border(a, b) {
+  const dx = b.x - a.x, dy = b.y - a.y;
+  if (!dx && !dy) return { x: a.x, y: a.y };
+  const t = Math.min(dx ? (a.w / 2 + 4) / Math.abs(dx) : Infinity, dy ? (a.h / 2 + 4) / Math.abs(dy) : Infinity);
+  return { x: a.x + dx * t, y: a.y + dy * t };
+}
+
+function renderFabric(f) {
+  const svg = $('graph');
+  const pos = layout(f.nodes);
+  const nodes = Object.fromEntries(f.nodes.map((n) => [n.id, n]));
+  const kids = [svg.querySelector('title'), svg.querySelector('desc'), s('defs', {},
+    marker('arrow', '#2454d6'), marker('arrow-idle', '#9aa3b5'))];
+  // edges between a node and the brokers: one line each way; transfers: arcs
+  const pairs = {};
+  const arcs = [];
+  for (const e of f.edges) {
+    if (!pos[e.from] || !pos[e.to]) continue;
+    if (e.kind === 'im') { arcs.push(e); continue; }
+    const key = e.from + '>' + e.to;
+    (pairs[key] = pairs[key] || []).push(e);
+  }
+  const edgeGroup = s('g', {});
+  const labelGroup = s('g', {});
+  for (const [key, es] of Object.entries(pairs)) {
+    const [from, to] = key.split('>');
+    const a = pos[from], b = pos[to];
+    const rate = es.reduce((t, e) => t + e.rate, 0);
+    // offset the two directions so both stay visible
+    const dx = b.x - a.x, dy = b.y - a.y, len = Math.hypot(dx, dy) || 1;
+    const off = 6, ox = -dy / len * off, oy = dx / len * off;
+    const p = border(a, b), q = border(b, a);
+    const active = rate > 0;
+    edgeGroup.append(s('line', { x1: p.x + ox, y1: p.y + oy, x2: q.x + ox, y2: q.y + oy,
+      stroke: active ? '#2454d6' : '#9aa3b5', 'stroke-width': width(rate), 'stroke-dasharray': active ? null : '5 4',
+      'marker-end': active ? 'url(#arrow)' : 'url(#arrow-idle)' }, s('title', {}, es.map(edgeText).join(', '))));
+    const mx = (p.x + q.x) / 2 + ox * 3.2, my = (p.y + q.y) / 2 + oy * 3.2;
+    labelGroup.append(label(mx, my, es.map(edgeText), active));
+  }
+  for (const e of arcs) {
+    const a = pos[e.from], b = pos[e.to];
+    const active = e.rate > 0;
+    const attrs = { fill: 'none', stroke: active ? '#1d7a46' : '#9aa3b5', 'stroke-width': width(e.rate),
+      'stroke-dasharray': active ? null : '5 4', 'marker-end': active ? 'url(#arrow-im)' : 'url(#arrow-idle)' };
+    let d, lx, ly;
+    const cx = 360, cy = 215;
+    if (e.from === e.to) { // a gateway delivering to itself: a loop on the outside
+      const ux = (a.x - cx) || -1, uy = (a.y - cy), ul = Math.hypot(ux, uy) || 1;
+      const nx = ux / ul, ny = uy / ul;
+      const sx = a.x + nx * a.w / 2.2 - ny * 18, sy = a.y + ny * a.h / 2.2 + nx * 18;
+      const ex = a.x + nx * a.w / 2.2 + ny * 18, ey = a.y + ny * a.h / 2.2 - nx * 18;
+      const c1x = sx + nx * 70 - ny * 30, c1y = sy + ny * 70 + nx * 30;
+      const c2x = ex + nx * 70 + ny * 30, c2y = ey + ny * 70 - nx * 30;
+      d = `M${sx},${sy} C${c1x},${c1y} ${c2x},${c2y} ${ex},${ey}`;
+      lx = a.x + nx * (a.w / 2 + 58); ly = a.y + ny * (a.h / 2 + 52);
+    } else {
+      const mx = (a.x + b.x) / 2, my = (a.y + b.y) / 2;
+      const ux = mx - cx, uy = my - cy, ul = Math.hypot(ux, uy) || 1;
+      const kx = mx + ux / ul * 90, ky = my + uy / ul * 90;
+      const p = border(a, { x: kx, y: ky }), q = border(b, { x: kx, y: ky });
+      d = `M${p.x},${p.y} Q${kx},${ky} ${q.x},${q.y}`;
+      lx = (p.x + 2 * kx + q.x) / 4; ly = (p.y + 2 * ky + q.y) / 4;
+    }
+    edgeGroup.append(s('path', Object.assign({ d }, attrs), s('title', {}, edgeText(e))));
+    labelGroup.append(label(lx, ly, [edgeText(e)], active, true));
+  }
+  kids[2].append(marker('arrow-im', '#1d7a46'));
+  kids.push(edgeGroup);
+  for (const n of f.nodes) kids.push(drawNode(n, pos[n.id]));
+  kids.push(labelGroup);
+  if (f.nodes.length <= 1 && !f.edges.length) {
+    kids.push(s('text', { x: 360, y: 330, 'text-anchor': 'middle', fill: '#5d6679', 'font-size': 13 }, 'Waiting for gateways to announce themselves…'));
+  }
+  svg.replaceChildren(...kids);
+  $('graph-desc').textContent = f.nodes.map((n) => nodeLabel(n) + ' with ' + n.instances.length + ' instance' + (n.instances.length === 1 ? '' : 's')).join('; ') +
+    '. ' + f.edges.map((e) => (nodes[e.from] ? nodes[e.from].name : e.from) + ' to ' + (nodes[e.to] ? nodes[e.to].name : e.to) + ': ' + edgeText(e)).join('; ');
+  renderBrokers(f.nodes.find((n) => n.kind === 'broker'));
+}
+
+function marker(id, color) {
+  return s('marker', { id, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
+    s('path', { d: 'M0,0 L10,5 L0,10 z', fill: color }));
+}
+
+function width(rate) { return (1.6 + Math.min(4, Math.log2(1 + rate))).toFixed(2); }
+
+function edgeText(e) {
+  const name = { imi: 'IMI', im: 'IM', ack: 'ack', status: 'status', conv: 'conv', login: 'login', routeack: 'route ack' }[e.kind] || e.kind;
+  return name + ' ' + fmtRate(e.rate) + '/s';
+}
+
+function label(x, y, lines, active, green) {
+  const g = s('g', {});
+  const w = Math.max(...lines.map((l) => l.length)) * 6.6 + 10, hh = lines.length * 14 + 6;
+  g.append(s('rect', { x: x - w / 2, y: y - hh / 2, width: w, height: hh, rx: 5, fill: '#fff', stroke: active ? (green ? '#9fd3b4' : '#b9c8f3') : '#dfe3ea' }));
+  lines.forEach((l, i) => g.append(s('text', { x, y: y - hh / 2 + 14 + i * 14, 'text-anchor': 'middle', 'font-size': 11.5,
+    fill: active ? (green ? '#1d6b3f' : '#1f46b5') : '#5d6679' }, l)));
+  return g;
+}
+
+function drawNode(n, p) {
+  const g = s('g', { class: 'node', 'data-id': n.id });
+  const x = p.x - p.w / 2, y = p.y - p.h / 2;
+  const broker = n.kind === 'broker';
+  const color = broker ? '#141a2a' : (MEDIUM_COLOR[n.medium] || '#5d6679');
+  g.append(s('title', {}, nodeLabel(n) + (n.queue ? '\nqueue: ' + n.queue : '') + '\n' + n.instances.map((i) => i.id + (i.version ? ' v' + i.version : '')).join('\n')));
+  g.append(s('rect', { x, y, width: p.w, height: p.h, rx: 10, fill: broker ? '#141a2a' : '#fff', stroke: color, 'stroke-width': broker ? 0 : 1.6 }));
+  if (!broker) g.append(s('rect', { x, y, width: 6, height: p.h, rx: 3, fill: color }));
+  const ink = broker ? '#fff' : '#1d2330', sub = broker ? '#aeb8d0' : '#5d6679';
+  g.append(s('text', { x: p.x, y: y + 22, 'text-anchor': 'middle', 'font-weight': 700, 'font-size': 14, fill: ink }, nodeLabel(n)));
+  const count = n.instances.length;
+  g.append(s('text', { x: p.x, y: y + 39, 'text-anchor': 'middle', 'font-size': 11.5, fill: sub },
+    (broker ? n.name : n.name) + ' · ' + count + ' instance' + (count === 1 ? '' : 's')));
+  // one dot per instance (up to 12)
+  const dots = Math.min(count, 12);
+  for (let i = 0; i < dots; i++) {
+    const fresh = n.instances[i].age_ms < 5000;
+    g.append(s('circle', { cx: p.x - (dots - 1) * 6 + i * 12, cy: y + p.h - 12, r: 4, fill: fresh ? '#3ccf7a' : '#f0a43a' },
+      s('title', {}, n.instances[i].id)));
+  }
+  if (!count) g.append(s('text', { x: p.x, y: y + p.h - 8, 'text-anchor': 'middle', 'font-size': 11, fill: '#f0a43a' }, 'no live instance'));
+  return g;
+}
+
+function renderBrokers(b) {
+  const box = $('brokers');
+  if (!b || !b.endpoints || !b.endpoints.length) { box.replaceChildren(); return; }
+  const rej = Object.entries(b.rejections || {}).sort((x, y) => y[1] - x[1]);
+  box.replaceChildren(
+    h('table', { class: 'mini', 'aria-label': 'Broker endpoints over all instances' },
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Broker endpoint'), h('th', { scope: 'col', class: 'n' }, 'Requests'),
+        h('th', { scope: 'col', class: 'n' }, 'Refused'), h('th', { scope: 'col', class: 'n' }, 'Average'))),
+      h('tbody', {}, b.endpoints.map((e) => h('tr', {}, h('td', {}, e.name), h('td', { class: 'n' }, e.requests),
+        h('td', { class: 'n' }, e.errors), h('td', { class: 'n' }, fmtMs(e.avg_ms)))))),
+    h('p', { class: 'caption' }, 'MIAP refusals by code: ', rej.length ? rej.map(([c, n]) => c + ' ' + n).join(', ') : 'none'));
+}
+
+// ---- throughput and latency ----
+
+function renderStats(st) {
+  const fig = (k, v, unit) => h('div', { class: 'figure' }, h('div', { class: 'v' }, v, unit ? h('small', {}, ' ' + unit) : null), h('div', { class: 'k' }, k));
+  $('figures').replaceChildren(
+    fig('delivered per second, last minute', fmtRate(st.rate)),
+    fig('latency p50', st.p50_ms ? fmtMs(st.p50_ms) : '–'),
+    fig('latency p99', st.p99_ms ? fmtMs(st.p99_ms) : '–'),
+    fig('accepted, last minute', st.accepted),
+    fig('read, last minute', st.read),
+    fig('failed / rejected, last minute', st.failed + ' / ' + st.rejected));
+  const svg = $('chart');
+  const W = 520, H = 220, L = 40, R = 48, T = 12, B = 26;
+  const pts = st.points || [];
+  const step = st.step_s || 10;
+  const rates = pts.map((p) => p.delivered / step);
+  const maxRate = nice(Math.max(1, ...rates));
+  const maxLat = nice(Math.max(1, ...pts.map((p) => p.p99_ms)));
+  const pw = (W - L - R) / Math.max(pts.length, 1);
+  const y = (v, max) => T + (H - T - B) * (1 - v / max);
+  const kids = [svg.querySelector('title'), svg.querySelector('desc')];
+  for (let i = 0; i <= 4; i++) {
+    const yy = T + (H - T - B) * i / 4;
+    kids.push(s('line', { x1: L, x2: W - R, y1: yy, y2: yy, stroke: '#eceff4' }));
+    kids.push(s('text', { x: L - 6, y: yy + 4, 'text-anchor': 'end', 'font-size': 10.5, fill: '#5d6679' }, fmtRate(maxRate * (1 - i / 4))));
+    kids.push(s('text', { x: W - R + 6, y: yy + 4, 'font-size': 10.5, fill: '#a04d00' }, fmtMs(maxLat * (1 - i / 4))));
+  }
+  kids.push(s('text', { x: L - 6, y: H - 6, 'text-anchor': 'end', 'font-size': 10.5, fill: '#5d6679' }, 'msg/s'));
+  pts.forEach((p, i) => {
+    const r = rates[i];
+    if (r > 0) kids.push(s('rect', { x: L + i * pw + 1, y: y(r, maxRate), width: Math.max(pw - 2, 1), height: H - B - y(r, maxRate), fill: '#b9c8f3' },
+      s('title', {}, when(p.t) + ': ' + p.delivered + ' delivered, p50 ' + fmtMs(p.p50_ms) + ', p99 ' + fmtMs(p.p99_ms))));
+  });
+  for (const [key, color, dash] of [['p50_ms', '#2454d6', null], ['p99_ms', '#a04d00', '4 3']]) {
+    const line = pts.map((p, i) => p[key] > 0 ? [L + i * pw + pw / 2, y(p[key], maxLat)] : null);
+    let d = '';
+    let pen = false;
+    for (const q of line) {
+      if (!q) { pen = false; continue; }
+      d += (pen ? 'L' : 'M') + q[0].toFixed(1) + ',' + q[1].toFixed(1);
+      pen = true;
+    }
+    if (d) kids.push(s('path', { d, fill: 'none', stroke: color, 'stroke-width': 2, 'stroke-dasharray': dash }));
+    line.forEach((q) => { if (q) kids.push(s('circle', { cx: q[0], cy: q[1], r: 2.6, fill: color })); });
+  }
+  if (pts.length) {
+    const mins = Math.round(pts.length * step / 60);
+    kids.push(s('text', { x: L, y: H - 8, 'font-size': 10.5, fill: '#5d6679' }, '−' + mins + ' min'));
+    kids.push(s('text', { x: W - R, y: H - 8, 'text-anchor': 'end', 'font-size': 10.5, fill: '#5d6679' }, 'now'));
+  }
+  kids.push(s('g', { 'font-size': 10.5 },
+    s('rect', { x: L + 130, y: H - 16, width: 10, height: 8, fill: '#b9c8f3' }), s('text', { x: L + 144, y: H - 8, fill: '#5d6679' }, 'delivered/s'),
+    s('line', { x1: L + 218, x2: L + 236, y1: H - 12, y2: H - 12, stroke: '#2454d6', 'stroke-width': 2 }), s('text', { x: L + 240, y: H - 8, fill: '#5d6679' }, 'p50'),
+    s('line', { x1: L + 270, x2: L + 288, y1: H - 12, y2: H - 12, stroke: '#a04d00', 'stroke-width': 2, 'stroke-dasharray': '4 3' }), s('text', { x: L + 292, y: H - 8, fill: '#5d6679' }, 'p99')));
+  svg.replaceChildren(...kids);
+  $('chart-desc').textContent = 'Last minute: ' + fmtRate(st.rate) + ' delivered per second, latency p50 ' + fmtMs(st.p50_ms) + ', p99 ' + fmtMs(st.p99_ms) + '.';
+}
+
+function nice(v) {
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
+}
+
+// ---- transactions ----
+
+async function loadTransactions() {
+  try {
+    const data = await api('/ops/api/transactions?limit=50&q=' + encodeURIComponent(state.q));
+    renderTransactions(data.transactions || []);
+  } catch (e) {
+    $('txs-empty').textContent = 'Transactions could not be loaded: ' + e.message;
+    $('txs-empty').hidden = false;
+  }
+}
+
+function renderTransactions(txs) {
+  const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.msg : null;
+  $('txs').replaceChildren(...txs.map((t) => {
+    const open = h('button', { type: 'button', class: 'link mono', 'data-msg': t.msg_id, 'aria-label': 'Timeline of message ' + t.msg_id,
+      on: { click: (e) => { e.stopPropagation(); selectMessage(t.msg_id); } } }, t.msg_id.slice(0, 12) + '…');
+    return h('tr', { 'data-msg': t.msg_id, 'aria-selected': state.selected === t.msg_id ? 'true' : 'false', on: { click: () => selectMessage(t.msg_id) } },
+      h('td', {}, when(t.first)),
+      h('td', {}, open),
+      h('td', {}, t.sender || (t.origin ? '(' + t.origin + ')' : '')),
+      h('td', {}, t.to || t.recipient || ''),
+      h('td', {}, (t.origin || '?') + ' → ' + (t.dest || '?')),
+      h('td', {}, h('span', { class: 'state ' + t.state }, t.state || '?'), t.code ? h('span', { class: 'res-bad' }, ' ' + t.code) : null),
+      h('td', { class: 'n' }, t.latency_ms ? fmtMs(t.latency_ms) : ''),
+      h('td', { class: 'n' }, t.steps));
+  }));
+  $('txs-empty').textContent = state.q ? 'No recent transaction matches “' + state.q + '”.' : 'No transactions yet.';
+  $('txs-empty').hidden = txs.length > 0;
+  if (focused) {
+    const again = $('txs').querySelector('button[data-msg="' + CSS.escape(focused) + '"]');
+    if (again) again.focus();
+  }
+}
+
+function onSearch() {
+  clearTimeout(state.txTimer);
+  state.txTimer = setTimeout(() => {
+    state.q = $('q').value.trim();
+    loadTransactions();
+  }, 200);
+}
+
+// ---- one message's MIAP timeline ----
+
+function selectMessage(id, quiet) {
+  state.selected = id;
+  state.timeline = null;
+  history.replaceState(null, '', '#msg=' + id);
+  for (const tr of $('txs').querySelectorAll('tr')) tr.setAttribute('aria-selected', tr.dataset.msg === id ? 'true' : 'false');
+  loadTimeline(id, false).then(() => { if (!quiet) $('timeline-h').focus(); });
+}
+
+async function loadTimeline(id, background) {
+  if (state.loadingTl && background) return;
+  state.loadingTl = true;
+  try {
+    const tl = await api('/ops/api/messages/' + encodeURIComponent(id));
+    if (state.selected !== id) return;
+    state.timeline = tl;
+    renderTimeline(tl);
+  } catch (e) {
+    if (state.selected !== id || background) return;
+    $('timeline-body').replaceChildren(h('p', { class: 'error', role: 'alert' },
+      e.status === 404 ? 'No trace events and no transaction are known for message ' + id + '.' : 'The timeline could not be loaded: ' + e.message));
+  } finally {
+    state.loadingTl = false;
+  }
+}
+
+// arrow maps a trace event to an arrow of the sequence diagram: the step as
+// the patent's figure 5 draws it.
+function arrow(ev, hasProc) {
+  const r = ev.result;
+  switch ((ev.source === 'broker' ? 'broker.' : '') + ev.step) {
+    case 'accepted': return ['sender', 'og', 'submit to the originating gateway', 'accepted'];
+    case 'login': return ['og', 'broker', 'TSCS login', 'session key C_ack issued'];
+    case 'broker.login': return ['og', 'broker', 'TSCS login', r];
+    case 'imi': return ['og', 'broker', 'IMI, signed (MAC, nonce)', isCode(r) ? 'refused: ' + r : r];
+    case 'broker.imi': return ['og', 'broker', 'IMI, signed (MAC, nonce)', 'verified, routed to ' + (ev.dest || '?') + (ev.id ? ', ID ' + ev.id + '…' : '')];
+    case 'route': return ['broker', 'og', 'IMI′ + ID, outer digest', r === 'verified' ? 'outer digest verified' : r];
+    case 'broker.routeack': return ['og', 'broker', 'acknowledge IMI′', r];
+    case 'transfer': return ['og', hasProc ? 'proc' : 'dg', 'IM: IMI′ + content + ticket', isCode(r) ? 'refused: ' + r : r];
+    case 'broker.conv': return ['proc', 'broker', 'conversion report (' + (ev.conversion || '') + ')', r];
+    case 'receive': return ['og', 'dg', 'IM', 'refused: ' + r];
+    case 'deliver': return ['dg', 'recipient', 'deliver to the client', r];
+    case 'broker.ack': return ['dg', 'broker', 'acknowledgement: ' + (ev.status || '') + ' + ID',
+      ev.id_match ? 'ID compared: match · ' + r : isCode(r) ? 'refused: ' + r : r];
+    case 'ack': return ['broker', 'dg', 'signed receipt', r];
+    case 'broker.notify': return ['broker', 'og', 'notification: ' + r, 'queued for the originator'];
+    case 'notified': return ['og', 'sender', 'status to the client: ' + r, 'told'];
+    default: return ['broker', 'broker', ev.step, r];
+  }
+}
+
+function renderTimeline(tl) {
+  const events = (tl.events || []).slice().sort((a, b) => a.seen - b.seen);
+  const hasProc = events.some((e) => e.step === 'conv');
+  const first = events.length ? events[0].seen : 0;
+  const head = h('div', { class: 'tl-head' },
+    h('span', {}, h('b', {}, 'message'), h('span', { class: 'mono' }, tl.msg_id)),
+    tl.tx ? h('span', {}, h('b', {}, 'transaction'), h('span', { class: 'mono' }, tl.tx)) : null,
+    h('span', {}, h('b', {}, 'from'), tl.sender || '?', ' via ', tl.origin || '?'),
+    h('span', {}, h('b', {}, 'to'), tl.to || tl.recipient || '?', ' via ', tl.dest || '?'),
+    h('span', {}, h('b', {}, 'state'), h('span', { class: 'state ' + tl.state, id: 'tl-state' }, tl.state || '?')),
+    tl.latency_ms ? h('span', {}, h('b', {}, 'accepted → delivered'), fmtMs(tl.latency_ms)) : null);
+  const parts = [head];
+  if (events.length) {
+    parts.push(sequence(tl, events, hasProc, first));
+    parts.push(h('div', { class: 'scroll' }, h('table', { class: 'mini', id: 'steps', 'aria-label': 'Protocol steps of message ' + tl.msg_id },
+      h('thead', {}, h('tr', {}, ['Time', '+', 'Step', 'Published by', 'Party', 'Result', 'Details'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, events.map((e) => h('tr', { 'data-step': (e.source === 'broker' ? 'broker.' : '') + e.step },
+        h('td', { class: 'mono' }, preciseTime(e.at)),
+        h('td', { class: 'n mono' }, '+' + fmtMs((e.seen - first) / 1000)),
+        h('td', {}, (e.source === 'broker' ? 'broker ' : 'gateway ') + e.step),
+        h('td', {}, e.source === 'broker' ? e.by || 'broker' : e.source + (e.by ? ' (' + e.by + ')' : '')),
+        h('td', {}, e.party),
+        h('td', { class: isCode(e.result) ? 'res-bad' : 'res-ok' }, e.result),
+        h('td', {}, details(e))))))));
+  } else {
+    parts.push(h('p', { class: 'help' }, 'This message is no longer in the gateway\'s memory of trace events; the brokers\' transaction history follows.'));
+  }
+  if (tl.history && tl.history.length) {
+    parts.push(h('h3', { class: 'help' }, 'Brokers\' transaction history'));
+    parts.push(h('table', { class: 'mini', 'aria-label': 'Transaction history' },
+      h('thead', {}, h('tr', {}, ['Time', 'Status', 'Party', 'Code', 'Reason'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, tl.history.map((e) => h('tr', {}, h('td', { class: 'mono' }, preciseTime(e.at)), h('td', {}, e.status),
+        h('td', {}, e.party || ''), h('td', {}, e.code || ''), h('td', {}, e.reason || ''))))));
+  }
+  $('timeline-body').replaceChildren(...parts);
+}
+
+function details(e) {
+  const d = [];
+  if (e.dest) d.push('dest ' + e.dest);
+  if (e.id) d.push('ID ' + e.id + '…');
+  if (e.status) d.push('status ' + e.status);
+  if (e.id_match !== undefined && e.id_match !== null) d.push('ID match ' + (e.id_match ? 'yes' : 'no'));
+  if (e.conversion) d.push('conversion ' + e.conversion);
+  return d.join(', ');
+}
+
+function sequence(tl, events, hasProc, first) {
+  const lanes = [['sender', 'Sender', tl.sender || ''], ['og', 'Originating gateway', tl.origin || ''], ['broker', 'Broker', brokerName(events)]];
+  if (hasProc) lanes.push(['proc', 'Processor', (events.find((e) => e.step === 'conv') || {}).party || '']);
+  lanes.push(['dg', 'Destination gateway', tl.dest || ''], ['recipient', 'Recipient', tl.recipient || tl.to || '']);
+  const W = 1000, L = 92, R = 40, top = 58, row = 40;
+  const H = top + events.length * row + 24;
+  const x = {};
+  lanes.forEach(([id], i) => { x[id] = L + (W - L - R) * (i + 0.5) / lanes.length; });
+  const kids = [s('title', {}, 'MIAP timeline of message ' + tl.msg_id),
+    s('defs', {}, marker('seq-ok', '#2454d6'), marker('seq-bad', '#b42318'))];
+  for (const [id, name, sub] of lanes) {
+    kids.push(s('rect', { x: x[id] - 78, y: 8, width: 156, height: 38, rx: 7, fill: id === 'broker' ? '#141a2a' : '#fff', stroke: '#c4cad6' }));
+    kids.push(s('text', { x: x[id], y: 24, 'text-anchor': 'middle', 'font-size': 12.5, 'font-weight': 700, fill: id === 'broker' ? '#fff' : '#1d2330' }, name));
+    kids.push(s('text', { x: x[id], y: 39, 'text-anchor': 'middle', 'font-size': 11, fill: id === 'broker' ? '#aeb8d0' : '#5d6679' }, sub.length > 24 ? sub.slice(0, 23) + '…' : sub));
+    kids.push(s('line', { x1: x[id], x2: x[id], y1: 46, y2: H - 8, stroke: '#c4cad6', 'stroke-dasharray': '3 4' }));
+  }
+  events.forEach((e, i) => {
+    const [from, to, text, result] = arrow(e, hasProc);
+    const yy = top + i * row + 26;
+    const bad = isCode(e.result);
+    const color = bad ? '#b42318' : '#2454d6';
+    kids.push(s('text', { x: 8, y: yy + 4, 'font-size': 11, fill: '#5d6679', class: 'mono' }, '+' + fmtMs((e.seen - first) / 1000)));
+    const x1 = x[from] !== undefined ? x[from] : x.broker, x2 = x[to] !== undefined ? x[to] : x.broker;
+    if (x1 === x2) {
+      kids.push(s('rect', { x: x1 - 60, y: yy - 10, width: 120, height: 16, rx: 4, fill: '#eef0f4' }));
+    } else {
+      const dir = x2 > x1 ? 1 : -1;
+      kids.push(s('line', { x1: x1 + dir * 3, x2: x2 - dir * 3, y1: yy, y2: yy, stroke: color, 'stroke-width': 1.8, 'marker-end': bad ? 'url(#seq-bad)' : 'url(#seq-ok)' }));
+    }
+    const mid = (x1 + x2) / 2;
+    kids.push(s('text', { x: mid, y: yy - 6, 'text-anchor': 'middle', 'font-size': 12, 'font-weight': 600, fill: '#1d2330' }, text));
+    kids.push(s('text', { x: mid, y: yy + 14, 'text-anchor': 'middle', 'font-size': 11, fill: bad ? '#b42318' : '#1d7a46' }, result));
+  });
+  return s('svg', { class: 'seq', id: 'seq', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'Sequence of the protocol steps of message ' + tl.msg_id }, kids);
+}
+
+function brokerName(events) {
+  const by = [...new Set(events.filter((e) => e.source === 'broker' && e.by).map((e) => e.by))];
+  return by.join(', ');
+}
+
+// ---- start ----
+
+document.addEventListener('DOMContentLoaded', () => {
+  $('signin-form').addEventListener('submit', onSignIn);
+  $('signout').addEventListener('click', () => signOut());
+  $('search').addEventListener('submit', (e) => { e.preventDefault(); clearTimeout(state.txTimer); state.q = $('q').value.trim(); loadTransactions(); });
+  $('q').addEventListener('input', onSearch);
+  window.addEventListener('hashchange', () => {
+    const m = /msg=([0-9a-fA-F]+)/.exec(location.hash);
+    if (m && state.token && m[1].toLowerCase() !== state.selected) selectMessage(m[1].toLowerCase());
+  });
+  const saved = sessionStorage.getItem('uims.ops.token');
+  if (saved) {
+    signIn(saved, true).catch(() => signOut('Sign in again.'));
+  } else {
+    $('signin').hidden = false;
+    $('token').focus();
+  }
+});
