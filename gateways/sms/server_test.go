@@ -1,0 +1,472 @@
+package sms_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/gateways/sms"
+	"github.com/uims/uims/gateways/sms/dlr"
+	"github.com/uims/uims/gateways/sms/gsm"
+	"github.com/uims/uims/gateways/sms/pdu"
+	"github.com/uims/uims/internal/fabrictest"
+	"github.com/uims/uims/schemas"
+)
+
+func TestBindWithWrongPassword(t *testing.T) {
+	e := newEnv(t, sms.Config{})
+	c := dialESME(t, e.addr())
+	if st := c.bind(pdu.CmdBindTransceiver, "alice", "wrong"); st != pdu.ESME_RBINDFAIL {
+		t.Fatalf("wrong password: %s, want ESME_RBINDFAIL", st)
+	}
+	if st := c.bind(pdu.CmdBindTransceiver, "nobody", "x"); st != pdu.ESME_RBINDFAIL {
+		t.Fatalf("unknown system_id: %s, want ESME_RBINDFAIL", st)
+	}
+	// The session stays open for another attempt (§4.1), and binds.
+	c.mustBind(pdu.CmdBindTransceiver, "alice", "alice-pw")
+	if st := c.bind(pdu.CmdBindTransceiver, "alice", "alice-pw"); st != pdu.ESME_RALYBND {
+		t.Fatalf("second bind: %s, want ESME_RALYBND", st)
+	}
+	// Three failures close the connection.
+	c2 := dialESME(t, e.addr())
+	for range 3 {
+		c2.bind(pdu.CmdBindTransmitter, "alice", "guess")
+	}
+	select {
+	case <-c2.closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection still open after three failed binds")
+	}
+}
+
+// An application submits to bob, who reads the web inbox: submit_sm_resp
+// carries the UIMS message id once the inbox took the message, and the
+// delivery receipt comes back as deliver_sm with the receipt TLVs.
+func TestSubmitToWebInboxWithReceipt(t *testing.T) {
+	e := newEnv(t, sms.Config{})
+	c := dialESME(t, e.addr())
+	c.mustBind(pdu.CmdBindTransceiver, "alice", "alice-pw")
+	var r *pdu.SubmitSMResp
+	fabrictest.Eventually(t, 10*time.Second, "a route to bob", func() bool {
+		r = c.submit(textMsg("15550100", "+1 555 0101", "Hello Bob {SMS}", 1))
+		return r.Status == pdu.ESME_ROK
+	})
+	if !schemas.ValidMsgID(r.MessageID) {
+		t.Fatalf("message id %q is not a UIMS message id", r.MessageID)
+	}
+	d := e.web.Get(r.MessageID)
+	if d == nil {
+		t.Fatal("not in bob's inbox")
+	}
+	if string(d.Content) != "Hello Bob {SMS}" || d.Routed.Recipient != "bob" || d.Routed.IMI.From.Address != "+15550100" ||
+		d.Routed.IMI.From.Client != "alice" || d.Routed.IMI.From.Medium != "sms" {
+		t.Fatalf("delivery %q from %+v to %s", d.Content, d.Routed.IMI.From, d.Routed.Recipient)
+	}
+	rc := c.next(10 * time.Second)
+	if rc.ESMClass != pdu.ESMClassDeliveryReceipt {
+		t.Fatalf("esm_class 0x%02X, want a receipt", rc.ESMClass)
+	}
+	id, _ := rc.TLVs.ReceiptedMessageID()
+	st, _ := rc.TLVs.MessageState()
+	text, err := dlr.Parse(string(rc.ShortMessage))
+	if err != nil || id != r.MessageID || text.ID != r.MessageID || st != pdu.StateDelivered || text.Stat != dlr.StatDelivered {
+		t.Fatalf("receipt %q id %q state %d (%v)", rc.ShortMessage, id, st, err)
+	}
+	if rc.SourceAddr != "+1 555 0101" || rc.DestinationAddr != "15550100" {
+		t.Fatalf("receipt addressed from %q to %q", rc.SourceAddr, rc.DestinationAddr)
+	}
+	// No receipt when registered_delivery does not ask for one.
+	r2 := c.submit(textMsg("15550100", "15550101", "no receipt please", 0))
+	if r2.Status != pdu.ESME_ROK {
+		t.Fatal(r2.Status)
+	}
+	select {
+	case x := <-c.Delivered:
+		t.Fatalf("unexpected deliver_sm %q", x.ShortMessage)
+	case <-time.After(500 * time.Millisecond):
+	}
+	// query_sm answers from the brokers' transaction.
+	q := c.call(&pdu.QuerySM{MessageID: r.MessageID, SourceAddrTON: 1, SourceAddrNPI: 1, SourceAddr: "15550100"}).(*pdu.QuerySMResp)
+	if q.Status != pdu.ESME_ROK || q.MessageState != pdu.StateDelivered || q.FinalDate == "" {
+		t.Fatalf("query_sm_resp %+v", q)
+	}
+}
+
+func TestSubmitErrors(t *testing.T) {
+	e := newEnv(t, sms.Config{})
+	c := dialESME(t, e.addr())
+	// Before bind: §2.3.
+	if r := c.submit(textMsg("15550100", "15550101", "x", 0)); r.Status != pdu.ESME_RINVBNDSTS {
+		t.Fatalf("submit before bind: %s", r.Status)
+	}
+	c.mustBind(pdu.CmdBindTransmitter, "alice", "alice-pw")
+	fabrictest.Eventually(t, 10*time.Second, "the fabric serving", func() bool {
+		return c.submit(textMsg("15550100", "bob", "warm up", 0)).Status == pdu.ESME_ROK
+	})
+	cases := []struct {
+		name string
+		m    pdu.MessageFields
+		want pdu.Status
+	}{
+		{"unknown client id", pdu.MessageFields{DestAddrTON: 5, DestinationAddr: "nobody", ShortMessage: []byte("x")}, pdu.ESME_RINVDSTADR},
+		{"empty destination", pdu.MessageFields{ShortMessage: []byte("x")}, pdu.ESME_RINVDSTADR},
+		{"binary data_coding", pdu.MessageFields{DestinationAddr: "15550101", DataCoding: 4, ShortMessage: []byte{1, 2}}, pdu.ESME_RINVDCS},
+		{"odd UCS-2", pdu.MessageFields{DestinationAddr: "15550101", DataCoding: 8, ShortMessage: []byte{0, 'a', 0}}, pdu.ESME_RINVMSGLEN},
+		{"bad UDH", pdu.MessageFields{DestinationAddr: "15550101", ESMClass: pdu.ESMClassUDHI, ShortMessage: []byte{9, 0, 3, 1}}, pdu.ESME_RINVESMCLASS},
+		{"receipt type", pdu.MessageFields{DestinationAddr: "15550101", ESMClass: pdu.ESMClassDeliveryReceipt, ShortMessage: []byte("x")}, pdu.ESME_RINVESMCLASS},
+		{"scheduled", pdu.MessageFields{DestinationAddr: "15550101", ScheduleDeliveryTime: "000000010000000R", ShortMessage: []byte("x")}, pdu.ESME_RINVSCHED},
+		{"bad SAR", func() pdu.MessageFields {
+			m := pdu.MessageFields{DestinationAddr: "15550101", ShortMessage: []byte("x")}
+			m.TLVs.SetSAR(pdu.SAR{Ref: 1, Total: 2, Seq: 3})
+			return m
+		}(), pdu.ESME_RINVOPTPARAMVAL},
+	}
+	for _, tc := range cases {
+		if r := c.submit(tc.m); r.Status != tc.want || r.MessageID != "" {
+			t.Errorf("%s: %s %q, want %s", tc.name, r.Status, r.MessageID, tc.want)
+		}
+	}
+	// A transmitter cannot query others' messages.
+	q := c.call(&pdu.QuerySM{MessageID: strings.Repeat("ab", 16)}).(*pdu.QuerySMResp)
+	if q.Status != pdu.ESME_RQUERYFAIL {
+		t.Fatalf("query of an unknown message: %s", q.Status)
+	}
+	if st := c.enquire(); st != pdu.ESME_ROK {
+		t.Fatal("session broken after rejections")
+	}
+}
+
+// Bad input (SMPP 3.4 §3.2, §4.3): each is answered with generic_nack or
+// a clear status; the session goes on where the framing allows, and
+// other sessions are never affected.
+func TestMalformedInput(t *testing.T) {
+	e := newEnv(t, sms.Config{})
+	other := dialESME(t, e.addr())
+	other.mustBind(pdu.CmdBindTransceiver, "carol", "carol-pw")
+
+	c := dialESME(t, e.addr())
+	c.mustBind(pdu.CmdBindTransceiver, "alice", "alice-pw")
+
+	// Unknown command: generic_nack ESME_RINVCMDID with the same sequence.
+	ch := c.expect(900)
+	c.writeRaw(header(16, 0x00000099, 0, 900))
+	if r := c.wait(ch); r.CommandID() != pdu.CmdGenericNack || r.Hdr().Status != pdu.ESME_RINVCMDID {
+		t.Fatalf("unknown command: %s %s", r.CommandID(), r.Hdr().Status)
+	}
+	// replace_sm is not supported: generic_nack too.
+	ch = c.expect(901)
+	c.writeRaw(append(header(20, uint32(pdu.CmdReplaceSM), 0, 901), 0, 0, 0, 0))
+	if r := c.wait(ch); r.CommandID() != pdu.CmdGenericNack {
+		t.Fatalf("replace_sm: %s", r.CommandID())
+	}
+	// A body cut short (command_length matches, mandatory fields missing).
+	ch = c.expect(902)
+	c.writeRaw(append(header(16+3, uint32(pdu.CmdSubmitSM), 0, 902), 0, 1, 1))
+	if r := c.wait(ch); r.CommandID() != pdu.CmdSubmitSMResp || r.Hdr().Status == pdu.ESME_ROK {
+		t.Fatalf("truncated submit_sm: %s %s", r.CommandID(), r.Hdr().Status)
+	}
+	// command_length larger than the body: trailing octets.
+	good, _ := pdu.Marshal(&pdu.EnquireLink{Header: pdu.Header{Sequence: 903}})
+	bad := append(header(uint32(len(good)+4), uint32(pdu.CmdEnquireLink), 0, 903), 1, 2, 3, 4)
+	ch = c.expect(903)
+	c.writeRaw(bad)
+	if r := c.wait(ch); r.Hdr().Status != pdu.ESME_RINVCMDLEN {
+		t.Fatalf("trailing octets: %s %s", r.CommandID(), r.Hdr().Status)
+	}
+	// sm_length beyond the body.
+	m, _ := pdu.Marshal(&pdu.SubmitSM{Header: pdu.Header{Sequence: 904}, MessageFields: textMsg("1", "15550101", "abc", 0)})
+	m[len(m)-4] = 200 // sm_length
+	ch = c.expect(904)
+	c.writeRaw(m)
+	if r := c.wait(ch); r.CommandID() != pdu.CmdSubmitSMResp || r.Hdr().Status != pdu.ESME_RINVMSGLEN {
+		t.Fatalf("bad sm_length: %s %s", r.CommandID(), r.Hdr().Status)
+	}
+	if st := c.enquire(); st != pdu.ESME_ROK {
+		t.Fatal("session broken after malformed PDUs")
+	}
+	if r := c.submit(textMsg("15550100", "15550101", "still here", 0)); r.Status != pdu.ESME_ROK {
+		t.Fatalf("submit after malformed PDUs: %s", r.Status)
+	}
+
+	// command_length below the header: the framing is lost; generic_nack
+	// and the connection closes.
+	c.writeRaw(header(8, uint32(pdu.CmdSubmitSM), 0, 905))
+	select {
+	case <-c.closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection not closed after command_length 8")
+	}
+	if len(c.nacks) == 0 || c.nacks[len(c.nacks)-1].Status != pdu.ESME_RINVCMDLEN {
+		t.Fatalf("no generic_nack ESME_RINVCMDLEN before closing: %v", c.nacks)
+	}
+	// command_length above the limit, then a PDU truncated by the peer
+	// closing its side.
+	c3 := dialESME(t, e.addr())
+	c3.writeRaw(header(1<<30, uint32(pdu.CmdSubmitSM), 0, 1))
+	select {
+	case <-c3.closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection not closed after a huge command_length")
+	}
+	c4 := dialESME(t, e.addr())
+	c4.writeRaw(header(100, uint32(pdu.CmdSubmitSM), 0, 1)[:10])
+	c4.conn.(interface{ CloseWrite() error }).CloseWrite()
+	<-c4.closed
+
+	// The other session never noticed.
+	if st := other.enquire(); st != pdu.ESME_ROK {
+		t.Fatal("other session broken")
+	}
+	c5 := dialESME(t, e.addr())
+	c5.mustBind(pdu.CmdBindTransmitter, "alice", "alice-pw")
+	if r := c5.submit(textMsg("15550100", "15550101", "new session", 0)); r.Status != pdu.ESME_ROK {
+		t.Fatalf("new session: %s", r.Status)
+	}
+}
+
+// More requests than the window allows are throttled, not queued without
+// bound.
+func TestWindowThrottles(t *testing.T) {
+	e := newEnv(t, sms.Config{Window: 1})
+	c := dialESME(t, e.addr())
+	c.mustBind(pdu.CmdBindTransmitter, "alice", "alice-pw")
+	fabrictest.Eventually(t, 10*time.Second, "the fabric serving", func() bool {
+		return c.submit(textMsg("15550100", "bob", "warm up", 0)).Status == pdu.ESME_ROK
+	})
+	var chans []chan pdu.PDU
+	for i := range 8 {
+		chans = append(chans, c.start(&pdu.SubmitSM{MessageFields: textMsg("15550100", "bob", fmt.Sprint("burst ", i), 0)}))
+	}
+	ok, throttled := 0, 0
+	for _, ch := range chans {
+		switch st := c.wait(ch).Hdr().Status; st {
+		case pdu.ESME_ROK:
+			ok++
+		case pdu.ESME_RTHROTTLED:
+			throttled++
+		default:
+			t.Fatalf("status %s", st)
+		}
+	}
+	if ok == 0 || throttled == 0 {
+		t.Fatalf("ok %d throttled %d: want both", ok, throttled)
+	}
+}
+
+// Concatenated submissions (UDH and SAR) are reassembled and sent once; a
+// repeated part changes nothing; missing parts are awaited until the
+// timeout, then the partial message is delivered marked as partial, once.
+func TestConcatenatedSubmissions(t *testing.T) {
+	e := newEnv(t, sms.Config{ReassemblyTimeout: 2 * time.Second})
+	c := dialESME(t, e.addr())
+	c.mustBind(pdu.CmdBindTransceiver, "alice", "alice-pw")
+	fabrictest.Eventually(t, 10*time.Second, "the fabric serving", func() bool {
+		return c.submit(textMsg("15550100", "bob", "warm up", 0)).Status == pdu.ESME_ROK
+	})
+	base := e.web.Len()
+
+	text := strings.Repeat("Concatenated GSM text with € and [brackets]. ", 8)
+	segs, coding := gsm.Split(text, 42)
+	if len(segs) < 3 || coding != gsm.CodingGSM7 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	var ids []string
+	for i, s := range segs {
+		m := textMsg("15550100", "15550101", "", 1)
+		m.ESMClass, m.ShortMessage = pdu.ESMClassUDHI, s.ShortMessage()
+		r := c.submit(m)
+		if r.Status != pdu.ESME_ROK {
+			t.Fatalf("part %d: %s", i+1, r.Status)
+		}
+		ids = append(ids, r.MessageID)
+		if i == 0 { // a repeated part
+			if r2 := c.submit(m); r2.Status != pdu.ESME_ROK || r2.MessageID != r.MessageID {
+				t.Fatalf("repeated part: %s %q", r2.Status, r2.MessageID)
+			}
+		}
+	}
+	msgID := strings.Split(ids[0], "-")[0]
+	for i, id := range ids {
+		if id != fmt.Sprintf("%s-%d", msgID, i+1) {
+			t.Fatalf("part ids %v", ids)
+		}
+	}
+	d := e.web.Get(msgID)
+	if d == nil || string(d.Content) != text {
+		t.Fatalf("reassembled %v", d)
+	}
+	// One receipt per part id.
+	got := map[string]bool{}
+	for range segs {
+		rc := c.next(10 * time.Second)
+		id, _ := rc.TLVs.ReceiptedMessageID()
+		got[id] = true
+	}
+	for _, id := range ids {
+		if !got[id] {
+			t.Fatalf("receipts for %v, want %v", got, ids)
+		}
+	}
+	// A part repeated after completion is answered, not sent again.
+	m := textMsg("15550100", "15550101", "", 1)
+	m.ESMClass, m.ShortMessage = pdu.ESMClassUDHI, segs[1].ShortMessage()
+	if r := c.submit(m); r.Status != pdu.ESME_ROK || r.MessageID != ids[1] {
+		t.Fatalf("late repeat: %s %q", r.Status, r.MessageID)
+	}
+
+	// SAR TLVs instead of a UDH, UCS-2, part 2 of 3 never comes.
+	ucs := []string{"Часть один ", "часть два ", "часть три 🎉"}
+	var sarID string
+	for i, p := range ucs {
+		if i == 1 {
+			continue
+		}
+		m := textMsg("15550100", "15550101", "", 0)
+		m.DataCoding, m.ShortMessage = 8, gsm.EncodeUCS2(p)
+		m.TLVs.SetSAR(pdu.SAR{Ref: 777, Total: 3, Seq: uint8(i + 1)})
+		r := c.submit(m)
+		if r.Status != pdu.ESME_ROK {
+			t.Fatalf("sar part %d: %s", i+1, r.Status)
+		}
+		sarID = strings.Split(r.MessageID, "-")[0]
+	}
+	fabrictest.Eventually(t, 15*time.Second, "the partial message", func() bool { return e.web.Get(sarID) != nil })
+	p := e.web.Get(sarID)
+	if string(p.Content) != "Часть один часть три 🎉" || p.Routed.IMI.Meta["sms.partial"] != "missing 2 of 3" ||
+		!strings.Contains(p.Routed.IMI.Subject, "partial") {
+		t.Fatalf("partial %q meta %v subject %q", p.Content, p.Routed.IMI.Meta, p.Routed.IMI.Subject)
+	}
+	time.Sleep(3 * time.Second) // more expiry rounds: never twice
+	if n := e.web.Count[sarID]; n != 1 {
+		t.Fatalf("partial delivered %d times", n)
+	}
+	// A bad concatenation IE (part 3 of 2) is ignored: a single message.
+	m = textMsg("15550100", "15550101", "", 0)
+	m.ESMClass, m.ShortMessage = pdu.ESMClassUDHI, append([]byte{5, 0, 3, 9, 2, 3}, "odd part"...)
+	r := c.submit(m)
+	if r.Status != pdu.ESME_ROK || e.web.Get(r.MessageID) == nil || string(e.web.Get(r.MessageID).Content) != "odd part" {
+		t.Fatalf("bad concat IE: %s", r.Status)
+	}
+	if e.web.Len() != base+3 {
+		t.Fatalf("%d messages in the inbox, want %d", e.web.Len(), base+3)
+	}
+}
+
+// A receipt that arrives while the application is not bound waits in
+// JetStream and is delivered when it binds again, also after the gateway
+// restarted.
+func TestReceiptForUnboundApplication(t *testing.T) {
+	e := newEnv(t, sms.Config{}, func(e *env) { e.web.Status = schemas.StatusTransferred }) // bob's inbox reports later
+	c := dialESME(t, e.addr())
+	c.mustBind(pdu.CmdBindTransmitter, "alice", "alice-pw")
+	var r *pdu.SubmitSMResp
+	fabrictest.Eventually(t, 10*time.Second, "a route to bob", func() bool {
+		r = c.submit(textMsg("15550100", "15550101", "tell me when", 1))
+		return r.Status == pdu.ESME_ROK
+	})
+	c.unbind()
+	d := e.web.Get(r.MessageID)
+	if err := e.webKit.Ack(context.Background(), d.Ref, schemas.StatusDelivered, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	// The notification reaches the gateway and waits in the queue stream.
+	js := e.gw.Kit().JetStream()
+	fabrictest.Eventually(t, 10*time.Second, "the receipt queued", func() bool {
+		s, err := js.Stream(context.Background(), sms.QueueStream)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(context.Background())
+		return err == nil && info.State.Msgs == 1
+	})
+	rx := dialESME(t, e.addr())
+	rx.mustBind(pdu.CmdBindReceiver, "alice", "alice-pw")
+	rc := rx.next(10 * time.Second)
+	if id, _ := rc.TLVs.ReceiptedMessageID(); id != r.MessageID || rc.ESMClass != pdu.ESMClassDeliveryReceipt {
+		t.Fatalf("receipt %q", rc.ShortMessage)
+	}
+	select {
+	case x := <-rx.Delivered:
+		t.Fatalf("receipt delivered twice: %q", x.ShortMessage)
+	case <-time.After(time.Second):
+	}
+}
+
+// Messages for an application: delivered as deliver_sm when it is bound
+// (receiver), kept while it is not; the deliver_sm_resp is the delivery
+// acknowledgement. Long texts arrive in UDH parts.
+func TestDeliverToApplication(t *testing.T) {
+	e := newEnv(t, sms.Config{})
+	// carol binds once, so the gateway knows her as an application.
+	c := dialESME(t, e.addr())
+	c.mustBind(pdu.CmdBindReceiver, "carol", "carol-pw")
+	res := e.sendFrom(t, "dave", "carol", "Hello Carol")
+	if res.Status != schemas.StatusTransferred {
+		t.Fatalf("status %s", res.Status)
+	}
+	d := c.next(10 * time.Second)
+	if string(d.ShortMessage) != "Hello Carol" || d.DestinationAddr != "15550102" || d.SourceAddr != "dave" || d.SourceAddrTON != 5 {
+		t.Fatalf("deliver_sm %q from %q to %q", d.ShortMessage, d.SourceAddr, d.DestinationAddr)
+	}
+	fabrictest.Eventually(t, 10*time.Second, "delivered at dave", func() bool {
+		return slices.Contains(e.test.Statuses(res.MsgID), schemas.StatusDelivered)
+	})
+
+	// Not bound: the message waits; an application that defers
+	// (ESME_RX_T_APPN) gets it again later.
+	c.unbind()
+	long := strings.Repeat("Ünïcödé ✓ ", 12) // UCS-2, 120 units: 2 parts
+	res2 := e.sendFrom(t, "dave", "+1-555-0102", long)
+	time.Sleep(300 * time.Millisecond)
+	c2 := dialESME(t, e.addr())
+	c2.setStatus(pdu.ESME_RX_T_APPN)
+	c2.mustBind(pdu.CmdBindTransceiver, "carol", "carol-pw")
+	time.Sleep(500 * time.Millisecond)
+	c2.setStatus(pdu.ESME_ROK)
+	var parts []*pdu.DeliverSM
+	for range 2 {
+		parts = append(parts, c2.next(15*time.Second))
+	}
+	var payload []byte
+	for i, p := range parts {
+		u, rest, err := gsm.ParseUDH(p.ShortMessage)
+		if err != nil || p.ESMClass&pdu.ESMClassUDHI == 0 || p.DataCoding != 8 || u.Concat.Total != 2 || int(u.Concat.Seq) != i+1 {
+			t.Fatalf("part %d: esm 0x%02X dcs %d %+v %v", i+1, p.ESMClass, p.DataCoding, u.Concat, err)
+		}
+		payload = append(payload, rest...)
+	}
+	if s, _ := gsm.DecodeUCS2(payload); s != long {
+		t.Fatalf("reassembled %q", s)
+	}
+	fabrictest.Eventually(t, 10*time.Second, "delivered at dave", func() bool {
+		return slices.Contains(e.test.Statuses(res2.MsgID), schemas.StatusDelivered)
+	})
+
+	// A permanent rejection by the application is a non-delivery report.
+	c2.setStatus(pdu.ESME_RX_P_APPN)
+	res3 := e.sendFrom(t, "dave", "carol", "refuse me")
+	fabrictest.Eventually(t, 10*time.Second, "failed at dave", func() bool {
+		return slices.Contains(e.test.Statuses(res3.MsgID), schemas.StatusFailed)
+	})
+}
+
+// Without an SMS centre, a message for a phone number whose client has no
+// application gets a clear non-delivery report.
+func TestNoCentreNoApplication(t *testing.T) {
+	e := newEnv(t, sms.Config{})
+	f := e.f
+	f.PutProfiles(&schemas.Profile{ID: "erin", Addresses: map[string]string{"sms": "+15550199"}})
+	var err error
+	fabrictest.Eventually(t, 10*time.Second, "a decision", func() bool {
+		_, err = e.testKit.Send(context.Background(), &kit.Submission{
+			From: schemas.Endpoint{Medium: "test", Address: "dave", Client: "dave"}, To: "erin", Content: []byte("hi")})
+		return err != nil && !strings.Contains(err.Error(), "NO_ROUTE")
+	})
+	if !strings.Contains(err.Error(), "UNKNOWN_RECIPIENT") {
+		t.Fatalf("error %v", err)
+	}
+}

@@ -1,0 +1,438 @@
+// Package sms is the UIMS SMS gateway (patent: instant message gateway for
+// the GSM/SMS medium). It originates and receives messages for the "sms"
+// medium through the gateway kit and speaks SMPP 3.4 on two sides:
+//
+//   - an SMPP server for applications (ESMEs) that bind with the SMPP
+//     credentials of their client profile: submit_sm goes into the fabric
+//     (submit_sm_resp only once the destination took the message),
+//     messages for a bound application go out as deliver_sm, and delivery
+//     receipts go back to the application that asked for them;
+//   - an SMPP client (github.com/linxGnu/gosmpp) to an upstream SMS centre
+//     for phone numbers no application owns: submit_sm with registered
+//     delivery, receipts matched to our message id, mobile-originated
+//     messages into the fabric.
+//
+// Everything that waits for an outside party (messages and receipts for an
+// unbound application, the SMS centre's message ids awaiting receipts)
+// lives in JetStream, never only in memory (BRIEF §3). The codecs are in
+// the subpackages pdu (SMPP 3.4 PDUs), gsm (GSM 03.38, UCS-2, UDH,
+// reassembly) and dlr (receipt text, message id matching).
+package sms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/gateways/sms/gsm"
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/schemas"
+)
+
+// Config configures a Gateway. The zero value (with an SMSC left empty)
+// serves applications on 127.0.0.1:2775.
+type Config struct {
+	// Gateway is the party id (MIAP key owner); default "sms".
+	Gateway string
+	// Instance names this process; default a random id.
+	Instance string
+	// Strict selects the strict MIAP mode of the kit.
+	Strict bool
+	// Addr is the SMPP listen address for applications; default
+	// 127.0.0.1:2775 (uims run: UIMS_SMPP_ADDR). Port 0 picks a free one
+	// (see Gateway.Addr).
+	Addr string
+	// SystemID is the system_id this SMSC returns in bind responses
+	// (SMPP 3.4 §4.1.2); default "uims".
+	SystemID string
+	// Window bounds the requests outstanding per session in each
+	// direction: submit_sm being handled (beyond it the application gets
+	// ESME_RTHROTTLED) and deliver_sm waiting for deliver_sm_resp;
+	// default 10.
+	Window int
+	// EnquireLink is how long a session may stay silent before the server
+	// sends enquire_link (SMPP 3.4 §4.11); a session that does not answer
+	// within ResponseTimeout is closed. Default 60 s.
+	EnquireLink time.Duration
+	// ResponseTimeout bounds the wait for a response to a PDU we sent;
+	// default 10 s.
+	ResponseTimeout time.Duration
+	// SendTimeout bounds the hand-over of one submitted message to the
+	// fabric; default 20 s.
+	SendTimeout time.Duration
+	// ReassemblyTimeout is how long the parts of a concatenated message
+	// are awaited before the partial message is delivered, marked as
+	// partial; default 3 minutes.
+	ReassemblyTimeout time.Duration
+	// MaxPDU bounds command_length of received PDUs; default
+	// pdu.DefaultMaxLength.
+	MaxPDU uint32
+	// MaxSessions bounds concurrent SMPP sessions; default 1000.
+	MaxSessions int
+	// MaxParts is the most SMS parts one outgoing message may take; a
+	// longer text is shortened to one SMS with a pointer to the web inbox.
+	// Default 10 (1530 GSM characters, 670 UCS-2 code units).
+	MaxParts int
+	// InboxURL, if set, is the web inbox address put in shortened messages.
+	InboxURL string
+	// QueueMaxAge bounds how long messages and receipts wait for an
+	// unbound application; default 7 days.
+	QueueMaxAge time.Duration
+	// SMSC is the upstream SMS centre; empty Addr means none.
+	SMSC SMSCConfig
+}
+
+// SMSCConfig configures the link to an upstream SMS centre (uims run:
+// UIMS_SMSC_ADDR, UIMS_SMSC_SYSTEM_ID, UIMS_SMSC_PASSWORD, UIMS_SMSC_RATE).
+type SMSCConfig struct {
+	// Addr is host:port of the centre; empty means no centre.
+	Addr string
+	// SystemID, Password and SystemType are the bind credentials
+	// (SMPP 3.4 §4.1.5).
+	SystemID   string
+	Password   string
+	SystemType string
+	// Rate is the most submit_sm per second on the link (token bucket);
+	// default 50. Burst is the bucket size; default max(1, Rate).
+	Rate  float64
+	Burst int
+	// Window bounds submit_sm awaiting submit_sm_resp; default 10.
+	Window int
+	// EnquireLink is the keep-alive interval; default 30 s.
+	EnquireLink time.Duration
+	// ReconnectDelay is the wait between bind attempts; default 2 s.
+	ReconnectDelay time.Duration
+	// ResponseTimeout bounds the wait for submit_sm_resp; default 10 s.
+	ResponseTimeout time.Duration
+	// SourceAddr is the source_addr of messages whose sender has no phone
+	// number; default "UIMS" (alphanumeric).
+	SourceAddr string
+	// Reach lists the phone number prefixes announced to the brokers;
+	// default ["+"] (every number).
+	Reach []string
+}
+
+func (c *Config) setDefaults() error {
+	if c.Gateway == "" {
+		c.Gateway = "sms"
+	}
+	if !miap.ValidName(c.Gateway) {
+		return fmt.Errorf("sms: invalid gateway id %q", c.Gateway)
+	}
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:2775"
+	}
+	if c.SystemID == "" {
+		c.SystemID = "uims"
+	}
+	if len(c.SystemID) > 15 {
+		return fmt.Errorf("sms: system_id %q longer than 15 octets", c.SystemID)
+	}
+	if c.Window <= 0 {
+		c.Window = 10
+	}
+	if c.EnquireLink <= 0 {
+		c.EnquireLink = 60 * time.Second
+	}
+	if c.ResponseTimeout <= 0 {
+		c.ResponseTimeout = 10 * time.Second
+	}
+	if c.SendTimeout <= 0 {
+		c.SendTimeout = 20 * time.Second
+	}
+	if c.ReassemblyTimeout <= 0 {
+		c.ReassemblyTimeout = 3 * time.Minute
+	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = 1000
+	}
+	if c.MaxParts <= 0 {
+		c.MaxParts = 10
+	}
+	if c.MaxParts > gsm.MaxParts {
+		c.MaxParts = gsm.MaxParts
+	}
+	if c.QueueMaxAge <= 0 {
+		c.QueueMaxAge = 7 * 24 * time.Hour
+	}
+	s := &c.SMSC
+	if s.Addr == "" {
+		return nil
+	}
+	if s.Rate <= 0 {
+		s.Rate = 50
+	}
+	if s.Burst <= 0 {
+		s.Burst = max(1, int(s.Rate))
+	}
+	if s.Window <= 0 {
+		s.Window = 10
+	}
+	if s.EnquireLink <= 0 {
+		s.EnquireLink = 30 * time.Second
+	}
+	if s.ReconnectDelay <= 0 {
+		s.ReconnectDelay = 2 * time.Second
+	}
+	if s.ResponseTimeout <= 0 {
+		s.ResponseTimeout = 10 * time.Second
+	}
+	if s.SourceAddr == "" {
+		s.SourceAddr = "UIMS"
+	}
+	if len(s.Reach) == 0 {
+		s.Reach = []string{"+"}
+	}
+	return nil
+}
+
+// Gateway is one SMS gateway instance. It implements kit.Medium.
+type Gateway struct {
+	cfg  Config
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	kit  *kit.Kit
+	log  zerolog.Logger
+	ln   net.Listener
+	smsc *smscLink // nil without a centre
+
+	store *store
+	queue *queue
+	parts *partTable
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	runCtx   context.Context
+	wg       sync.WaitGroup
+}
+
+// New returns a gateway and binds its SMPP listener (so that Addr is known
+// before Run). keys must hold the gateway's own K1.
+func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Gateway, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, nc: nc, sessions: make(map[*session]struct{}),
+		log: log.With().Str("role", "gateway").Str("gateway", cfg.Gateway).Str("medium", schemas.MediumSMS).Logger()}
+	var reach []string
+	if cfg.SMSC.Addr != "" {
+		reach = cfg.SMSC.Reach
+	}
+	k, err := kit.New(nc, keys, g, kit.Config{Gateway: cfg.Gateway, Medium: schemas.MediumSMS, Instance: cfg.Instance,
+		Strict: cfg.Strict, Accepts: []string{"text/plain"}, Reach: reach}, log)
+	if err != nil {
+		return nil, fmt.Errorf("sms: %w", err)
+	}
+	g.kit = k
+	g.js = k.JetStream()
+	g.store = &store{js: g.js, gw: cfg.Gateway}
+	g.queue = newQueue(g)
+	g.parts = newPartTable(cfg.ReassemblyTimeout)
+	if cfg.SMSC.Addr != "" {
+		g.smsc = newSMSCLink(g, cfg.SMSC)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("sms: listen %s: %w", cfg.Addr, err)
+	}
+	g.ln = ln
+	return g, nil
+}
+
+// Addr returns the bound SMPP listen address.
+func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
+
+// Kit returns the gateway's kit (for status queries and tests).
+func (g *Gateway) Kit() *kit.Kit { return g.kit }
+
+// Run serves until ctx is done: the kit (messages and notifications from
+// the fabric), the SMPP server and, if configured, the link to the SMS
+// centre. Ready reports when all of them serve.
+func (g *Gateway) Run(ctx context.Context, ready func()) error {
+	defer g.ln.Close()
+	if err := g.store.ensure(ctx, g.cfg.QueueMaxAge); err != nil {
+		return err
+	}
+	g.runCtx = ctx
+	kitReady := make(chan struct{})
+	kitDone := make(chan error, 1)
+	go func() { kitDone <- g.kit.Run(ctx, func() { close(kitReady) }) }()
+	select {
+	case <-kitReady:
+	case err := <-kitDone:
+		return fmt.Errorf("sms: kit: %w", err)
+	case <-ctx.Done():
+		<-kitDone
+		return nil
+	}
+	if g.smsc != nil {
+		g.wg.Add(1)
+		go func() { defer g.wg.Done(); g.smsc.run(ctx) }()
+	}
+	g.wg.Add(2)
+	go func() { defer g.wg.Done(); g.expireLoop(ctx) }()
+	go func() { defer g.wg.Done(); g.acceptLoop(ctx) }()
+	g.log.Info().Str("addr", g.ln.Addr().String()).Str("smsc", g.cfg.SMSC.Addr).Msg("SMPP server serving")
+	if ready != nil {
+		ready()
+	}
+	<-ctx.Done()
+	g.ln.Close()
+	g.mu.Lock()
+	for s := range g.sessions {
+		s.shutdown()
+	}
+	g.mu.Unlock()
+	g.wg.Wait()
+	g.queue.stopAll()
+	<-kitDone
+	return nil
+}
+
+func (g *Gateway) acceptLoop(ctx context.Context) {
+	for {
+		conn, err := g.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			g.log.Warn().Err(err).Msg("accept")
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		g.mu.Lock()
+		full := len(g.sessions) >= g.cfg.MaxSessions
+		var s *session
+		if !full {
+			s = newSession(g, conn)
+			g.sessions[s] = struct{}{}
+			g.wg.Add(1)
+		}
+		g.mu.Unlock()
+		if full {
+			g.log.Warn().Str("remote", conn.RemoteAddr().String()).Msg("too many SMPP sessions; connection refused")
+			conn.Close()
+			continue
+		}
+		go func() {
+			defer g.wg.Done()
+			s.serve(ctx)
+			g.mu.Lock()
+			delete(g.sessions, s)
+			g.mu.Unlock()
+		}()
+	}
+}
+
+// expireLoop delivers concatenated messages whose parts stopped coming,
+// marked as partial (never silently dropped, never twice).
+func (g *Gateway) expireLoop(ctx context.Context) {
+	tick := min(time.Second, g.cfg.ReassemblyTimeout/4)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, p := range g.parts.expire(now) {
+				g.wg.Add(1)
+				go func() { defer g.wg.Done(); g.sendPartial(ctx, p) }()
+			}
+		}
+	}
+}
+
+// Deliver implements kit.Medium: a message for a phone number or an
+// application. An application (a client that binds over SMPP, or whose
+// profile says "sms.via": "smpp") gets it as deliver_sm when it is bound:
+// the message waits in JetStream and Deliver reports transferred; the
+// outcome follows with Kit.Ack. Other numbers go to the SMS centre.
+func (g *Gateway) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
+	text, err := g.deliveryText(d)
+	if err != nil {
+		return "", err
+	}
+	rcpt := d.Routed.Recipient
+	switch g.via(ctx, d) {
+	case viaApp:
+		return g.queue.enqueueMT(ctx, rcpt, d, text)
+	case viaSMSC:
+		return g.smsc.deliver(ctx, d, text)
+	}
+	who := d.Routed.Dest.Address
+	if rcpt != "" {
+		who = rcpt + " (" + who + ")"
+	}
+	return "", schemas.Errorf(schemas.CodeUnknownRecipient, nil,
+		"no SMS centre configured and no SMPP application bound as "+who)
+}
+
+type route int
+
+const (
+	viaNone route = iota
+	viaApp
+	viaSMSC
+)
+
+// via decides where a message for this gateway goes: the recipient's
+// profile option "sms.via" ("smpp" or "smsc") first, then an application
+// that has bound as the recipient before, then the SMS centre.
+func (g *Gateway) via(ctx context.Context, d *kit.Delivery) route {
+	rcpt := d.Routed.Recipient
+	switch strings.ToLower(d.Routed.Options["sms.via"]) {
+	case "smpp", "esme", "app":
+		if rcpt != "" {
+			return viaApp
+		}
+	case "smsc":
+		if g.smsc != nil {
+			return viaSMSC
+		}
+	}
+	if rcpt != "" && g.store.isApp(ctx, rcpt) {
+		return viaApp
+	}
+	if g.smsc != nil {
+		return viaSMSC
+	}
+	return viaNone
+}
+
+// deliveryText returns the text to send for a delivery: the subject (if
+// any) on its own line, then the body.
+func (g *Gateway) deliveryText(d *kit.Delivery) (string, error) {
+	if t := strings.ToLower(strings.TrimSpace(d.Type)); t != "" && !strings.HasPrefix(t, "text/plain") {
+		return "", schemas.Errorf(schemas.CodeUnsupported, nil, "content type "+d.Type)
+	}
+	text := strings.ToValidUTF8(string(d.Content), "\uFFFD")
+	if s := d.Routed.IMI.Subject; s != "" {
+		text = s + "\n" + text
+	}
+	return text, nil
+}
+
+// Notify implements kit.Medium: a delivery receipt for an application
+// that submitted the message and asked for one in registered_delivery
+// (SMPP 3.4 §5.2.17). The receipt waits in JetStream until the
+// application is bound as receiver or transceiver.
+func (g *Gateway) Notify(ctx context.Context, ev *schemas.StatusEvent) error {
+	if ev.From.Medium != schemas.MediumSMS || ev.From.Client == "" || ev.Meta["sms.message_id"] == "" {
+		return nil // not from an application of ours (e.g. a mobile-originated message)
+	}
+	r, ok := receiptFor(ev, time.Now())
+	if !ok {
+		return nil
+	}
+	return g.queue.enqueueReceipt(ctx, ev.From.Client, ev, r)
+}

@@ -1,0 +1,430 @@
+package sms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/gateways/sms/gsm"
+	"github.com/uims/uims/gateways/sms/pdu"
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/schemas"
+)
+
+// incoming is a short message received from an application (submit_sm,
+// data_sm) or from the SMS centre (deliver_sm).
+type incoming struct {
+	// origin is the bound client id, or "" for the SMS centre.
+	origin   string
+	src, dst address
+	esm      uint8 // esm_class §5.2.12
+	dcs      uint8 // data_coding §5.2.19
+	rd       uint8 // registered_delivery §5.2.17
+	data     []byte
+	tlvs     pdu.TLVs
+}
+
+// rejectError is a refusal of a short message with the command_status to
+// answer it with.
+type rejectError struct {
+	status pdu.Status
+	msg    string
+}
+
+func (e *rejectError) Error() string { return fmt.Sprintf("%s: %s", e.status, e.msg) }
+
+func reject(status pdu.Status, format string, args ...any) error {
+	return &rejectError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// codingOf interprets data_coding (SMPP 3.4 §5.2.19; values 0x10 to 0x3F
+// and 0xF0 to 0xFF per the GSM 03.38 data coding groups).
+func codingOf(dcs uint8) (gsm.Coding, error) {
+	switch {
+	case dcs == 0x00:
+		return gsm.CodingGSM7, nil
+	case dcs == 0x01:
+		return gsm.CodingASCII, nil
+	case dcs == 0x03:
+		return gsm.CodingLatin1, nil
+	case dcs == 0x08:
+		return gsm.CodingUCS2, nil
+	case dcs >= 0x10 && dcs <= 0x3F: // general data coding, uncompressed: alphabet in bits 3..2
+		if dcs&0x20 == 0 {
+			switch (dcs >> 2) & 3 {
+			case 0:
+				return gsm.CodingGSM7, nil
+			case 2:
+				return gsm.CodingUCS2, nil
+			}
+		}
+	case dcs >= 0xF0: // data coding / message class: bit 2 selects 8-bit data
+		if dcs&0x04 == 0 {
+			return gsm.CodingGSM7, nil
+		}
+	}
+	return 0, fmt.Errorf("data_coding 0x%02X is not text this gateway decodes", dcs)
+}
+
+// submitFromApp handles submit_sm and data_sm of a bound application
+// (SMPP 3.4 §4.4, §4.7): it returns the message id for the response and
+// the command_status, only once the fabric took the message (BRIEF §3).
+func (g *Gateway) submitFromApp(ctx context.Context, s *session, m *pdu.MessageFields) (string, pdu.Status) {
+	ci := s.clientInfo()
+	in := &incoming{origin: ci.ID,
+		src: address{TON: m.SourceAddrTON, NPI: m.SourceAddrNPI, Addr: m.SourceAddr},
+		dst: address{TON: m.DestAddrTON, NPI: m.DestAddrNPI, Addr: m.DestinationAddr},
+		esm: m.ESMClass, dcs: m.DataCoding, rd: m.RegisteredDelivery, data: m.Message(), tlvs: m.TLVs}
+	if strings.TrimSpace(in.src.Addr) == "" {
+		// No source address: the client's own number, else its id.
+		if a := ci.Addresses[schemas.MediumSMS]; a != "" {
+			in.src = smppAddress(a, 20)
+		} else {
+			in.src = address{TON: tonAlphanumeric, Addr: ci.ID}
+		}
+	}
+	var err error
+	switch {
+	case strings.TrimSpace(in.dst.Addr) == "":
+		err = reject(pdu.ESME_RINVDSTADR, "empty destination_addr")
+	case m.ESMClass&0x3C != 0: // §5.2.12 message type bits: only a normal message can be submitted
+		err = reject(pdu.ESME_RINVESMCLASS, "esm_class 0x%02X is not a normal message", m.ESMClass)
+	case m.ScheduleDeliveryTime != "":
+		err = reject(pdu.ESME_RINVSCHED, "scheduled delivery is not supported")
+	case len(m.ShortMessage) > 0 && len(m.TLVs) > 0 && hasPayload(m.TLVs):
+		err = reject(pdu.ESME_RINVMSGLEN, "both short_message and message_payload") // §5.3.2.32
+	}
+	var id string
+	if err == nil {
+		sctx, cancel := context.WithTimeout(ctx, g.cfg.SendTimeout)
+		id, err = g.accept(sctx, in)
+		cancel()
+	}
+	status := appStatus(err)
+	if err != nil {
+		s.log.Info().Err(err).Str("to", in.dst.Addr).Stringer("status", status).Msg("submit rejected")
+		return "", status
+	}
+	return id, status
+}
+
+func hasPayload(t pdu.TLVs) bool {
+	_, ok := t.MessagePayload()
+	return ok
+}
+
+// appStatus maps the outcome of a submission to the command_status for
+// the application (SMPP 3.4 §5.1.3): ESME_RTHROTTLED when the fabric
+// pushes back (retry later), ESME_RINVDSTADR for an unknown recipient.
+func appStatus(err error) pdu.Status {
+	if err == nil {
+		return pdu.ESME_ROK
+	}
+	var re *rejectError
+	if errors.As(err, &re) {
+		return re.status
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return pdu.ESME_RTHROTTLED
+	}
+	switch code := miap.CodeOf(err); {
+	case code == schemas.CodeUnknownRecipient:
+		return pdu.ESME_RINVDSTADR
+	case code.Retryable(), code == schemas.CodeQuotaExceeded:
+		return pdu.ESME_RTHROTTLED // "ESME exceeded allowed message limits"
+	case code == schemas.CodeTooLarge:
+		return pdu.ESME_RINVMSGLEN
+	case code == schemas.CodeUnknownSender:
+		return pdu.ESME_RINVSRCADR
+	default:
+		return pdu.ESME_RSUBMITFAIL
+	}
+}
+
+// accept decodes a short message, reassembles concatenated ones and
+// sends the message into the fabric. It returns the message id for the
+// response: the UIMS message id, with "-<part>" for a part of a
+// concatenated message.
+func (g *Gateway) accept(ctx context.Context, in *incoming) (string, error) {
+	coding, err := codingOf(in.dcs)
+	if err != nil {
+		return "", reject(pdu.ESME_RINVDCS, "%v", err)
+	}
+	payload := in.data
+	var concat gsm.Concat
+	if in.esm&pdu.ESMClassUDHI != 0 {
+		u, rest, err := gsm.ParseUDH(payload)
+		switch {
+		case err == nil:
+			concat, payload = u.Concat, rest
+		case errors.Is(err, gsm.ErrBadConcat):
+			// TS 23.040 §9.2.3.24.1: a receiver ignores a bad
+			// concatenation IE; the text is taken as a single message.
+			g.log.Info().Err(err).Msg("concatenation IE ignored")
+			payload = rest
+		default:
+			return "", reject(pdu.ESME_RINVESMCLASS, "bad UDH: %v", err)
+		}
+	} else if sar, ok := in.tlvs.SAR(); ok {
+		// §5.3.2.22-24: segmentation in TLVs instead of a UDH.
+		if sar.Total == 0 || sar.Seq == 0 || sar.Seq > sar.Total {
+			return "", reject(pdu.ESME_RINVOPTPARAMVAL, "sar segment %d of %d", sar.Seq, sar.Total)
+		}
+		concat = gsm.Concat{Ref: sar.Ref, Total: sar.Total, Seq: sar.Seq}
+	}
+	if concat.Total > 1 {
+		return g.acceptPart(ctx, in, concat, coding, payload)
+	}
+	text, err := gsm.Decode(coding, payload)
+	if err != nil {
+		return "", reject(pdu.ESME_RINVMSGLEN, "undecodable %s text: %v", coding, err)
+	}
+	msgID := kit.NewMsgID()
+	return msgID, g.send(ctx, in, msgID, text, nil)
+}
+
+// acceptPart adds one part of a concatenated message; the last missing
+// part sends the whole message.
+func (g *Gateway) acceptPart(ctx context.Context, in *incoming, c gsm.Concat, coding gsm.Coding, payload []byte) (string, error) {
+	pm, msg, err := g.parts.add(in, c, coding, payload)
+	switch {
+	case errors.Is(err, gsm.ErrPendingFull):
+		return "", reject(pdu.ESME_RMSGQFUL, "%v", err)
+	case err != nil:
+		return "", reject(pdu.ESME_RINVMSGLEN, "%v", err)
+	}
+	partID := fmt.Sprintf("%s-%d", pm.msgID, c.Seq)
+	if msg == nil {
+		// More parts to come, or a repeated part. If the whole message
+		// was assembled but the fabric refused it for now, a repeated
+		// part is the application retrying: try again.
+		if retry := g.parts.retry(pm); retry != nil {
+			if err := g.sendAssembled(ctx, pm, retry); err != nil {
+				g.parts.failed(pm)
+				return "", err
+			}
+		}
+		return partID, nil
+	}
+	if err := g.sendAssembled(ctx, pm, msg); err != nil {
+		g.parts.failed(pm)
+		return "", err
+	}
+	return partID, nil
+}
+
+// sendAssembled sends a reassembled (possibly partial) message.
+func (g *Gateway) sendAssembled(ctx context.Context, pm *partMsg, m *gsm.Message) error {
+	text, err := m.Text()
+	if err != nil {
+		text = strings.ToValidUTF8(text, "\uFFFD")
+	}
+	extra := map[string]string{"sms.total": strconv.Itoa(int(m.Total)), "sms.parts": pm.received()}
+	if m.Partial {
+		var missing []string
+		for _, n := range m.Missing {
+			missing = append(missing, strconv.Itoa(int(n)))
+		}
+		extra["sms.partial"] = "missing " + strings.Join(missing, ",") + " of " + strconv.Itoa(int(m.Total))
+		extra["subject"] = fmt.Sprintf("[partial SMS: %d of %d parts missing]", len(m.Missing), m.Total)
+	}
+	in := pm.in
+	in.rd = pm.rd
+	return g.send(ctx, &in, pm.msgID, text, extra)
+}
+
+// sendPartial delivers a concatenated message whose parts stopped coming,
+// retrying while the fabric pushes back.
+func (g *Gateway) sendPartial(ctx context.Context, pm *partMsg) {
+	for attempt := 0; ; attempt++ {
+		sctx, cancel := context.WithTimeout(ctx, g.cfg.SendTimeout)
+		err := g.sendAssembled(sctx, pm, pm.assembled)
+		cancel()
+		if err == nil {
+			g.log.Info().Str("msg_id", pm.msgID).Str("missing", fmt.Sprint(pm.assembled.Missing)).Msg("partial message delivered")
+			return
+		}
+		if !miap.CodeOf(err).Retryable() || attempt >= 60 {
+			g.log.Error().Err(err).Str("msg_id", pm.msgID).Msg("partial message not accepted by the fabric")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			g.log.Error().Str("msg_id", pm.msgID).Msg("partial message not sent: gateway stopping")
+			return
+		case <-time.After(time.Duration(min(attempt+1, 10)) * time.Second):
+		}
+	}
+}
+
+// send hands one message to the fabric (kit.Send): it returns once the
+// destination took it.
+func (g *Gateway) send(ctx context.Context, in *incoming, msgID, text string, extra map[string]string) error {
+	from := schemas.Endpoint{Medium: schemas.MediumSMS, Address: in.src.international(), Client: in.origin}
+	to := in.dst.international()
+	meta := map[string]string{
+		"sms.message_id":          msgID,
+		"sms.registered_delivery": strconv.Itoa(int(in.rd)),
+		"sms.source_addr":         in.src.Addr,
+		"sms.source_ton":          strconv.Itoa(int(in.src.TON)),
+		"sms.source_npi":          strconv.Itoa(int(in.src.NPI)),
+		"sms.dest_addr":           in.dst.Addr,
+		"sms.dest_ton":            strconv.Itoa(int(in.dst.TON)),
+		"sms.dest_npi":            strconv.Itoa(int(in.dst.NPI)),
+		"sms.data_coding":         strconv.Itoa(int(in.dcs)),
+		"sms.submit_date":         time.Now().UTC().Format("0601021504"),
+	}
+	if in.origin == "" {
+		meta["sms.via"] = "smsc"
+	}
+	subject := ""
+	for k, v := range extra {
+		if k == "subject" {
+			subject = v
+			continue
+		}
+		meta[k] = v
+	}
+	res, err := g.kit.Send(ctx, &kit.Submission{MsgID: msgID, From: from, To: to, Subject: subject,
+		Type: "text/plain; charset=utf-8", Content: []byte(text), Meta: meta})
+	if err != nil {
+		return err
+	}
+	g.log.Info().Str("msg_id", msgID).Str("from", from.Address).Str("client", in.origin).Str("to", to).
+		Str("dest", res.Dest.Gateway).Str("status", res.Status).Msg("short message accepted")
+	return nil
+}
+
+// partKey identifies a concatenated message being reassembled: the same
+// key as gsm.Reassembler's, with the origin folded into the source.
+type partKey struct {
+	source, dest string
+	ref          uint16
+	total        uint8
+}
+
+// partMsg is a concatenated message: its message id, chosen at the first
+// part and kept while repeated or late parts may still come.
+type partMsg struct {
+	msgID string
+	in    incoming // addresses and flags of the first part
+	rd    uint8    // registered_delivery of all parts, or-ed
+	seen  []bool   // parts received
+
+	assembled *gsm.Message // set once complete or expired
+	sendErr   bool         // the fabric refused the assembled message for now
+	expires   time.Time    // forget after this, once assembled
+}
+
+func (pm *partMsg) received() string {
+	var b strings.Builder
+	for i, ok := range pm.seen {
+		if ok {
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.Itoa(i + 1))
+		}
+	}
+	return b.String()
+}
+
+// partTable keeps the message ids of concatenated messages next to the
+// gsm.Reassembler that holds their parts.
+type partTable struct {
+	r       *gsm.Reassembler
+	timeout time.Duration
+	mu      sync.Mutex
+	msgs    map[partKey]*partMsg
+}
+
+func newPartTable(timeout time.Duration) *partTable {
+	return &partTable{r: &gsm.Reassembler{Timeout: timeout}, timeout: timeout, msgs: make(map[partKey]*partMsg)}
+}
+
+func (t *partTable) add(in *incoming, c gsm.Concat, coding gsm.Coding, payload []byte) (*partMsg, *gsm.Message, error) {
+	src := in.origin + "\x00" + in.src.international()
+	dst := in.dst.international()
+	k := partKey{source: src, dest: dst, ref: c.Ref, total: c.Total}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	before := t.r.Stats()
+	m, err := t.r.Add(gsm.Part{Source: src, Dest: dst, Ref: c.Ref, Total: c.Total, Seq: c.Seq, Coding: coding, Payload: payload})
+	if err != nil {
+		return nil, nil, err
+	}
+	after := t.r.Stats()
+	repeated := after.Duplicates != before.Duplicates || after.Late != before.Late
+	pm, ok := t.msgs[k]
+	if ok && pm.assembled != nil && !repeated {
+		ok = false // a finished message's reference reused by a new message
+	}
+	if !ok {
+		pm = &partMsg{msgID: kit.NewMsgID(), in: *in, seen: make([]bool, c.Total)}
+		pm.in.data, pm.in.tlvs = nil, nil
+		if !repeated { // a repeated part of a forgotten message is answered and dropped
+			t.msgs[k] = pm
+		}
+	}
+	if repeated {
+		return pm, nil, nil
+	}
+	pm.rd |= in.rd
+	pm.seen[c.Seq-1] = true
+	if m != nil {
+		pm.assembled = m
+		pm.expires = time.Now().Add(t.timeout)
+	}
+	return pm, m, nil
+}
+
+// retry returns the assembled message when the fabric refused it before.
+func (t *partTable) retry(pm *partMsg) *gsm.Message {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if pm.sendErr {
+		pm.sendErr = false
+		return pm.assembled
+	}
+	return nil
+}
+
+// failed marks that the fabric refused pm's assembled message; a repeated
+// part will try again.
+func (t *partTable) failed(pm *partMsg) {
+	t.mu.Lock()
+	pm.sendErr = true
+	pm.expires = time.Now().Add(t.timeout)
+	t.mu.Unlock()
+}
+
+// expire returns the concatenated messages whose parts stopped coming, as
+// partial messages, exactly once, and forgets finished ones.
+func (t *partTable) expire(now time.Time) []*partMsg {
+	msgs := t.r.Expire(now)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*partMsg
+	for i := range msgs {
+		m := &msgs[i]
+		k := partKey{source: m.Source, dest: m.Dest, ref: m.Ref, total: m.Total}
+		pm, ok := t.msgs[k]
+		if !ok {
+			continue
+		}
+		pm.assembled = m
+		pm.expires = now.Add(t.timeout)
+		out = append(out, pm)
+	}
+	for k, pm := range t.msgs {
+		if pm.assembled != nil && now.After(pm.expires) {
+			delete(t.msgs, k)
+		}
+	}
+	return out
+}
