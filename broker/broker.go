@@ -29,6 +29,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/miap/miapredis"
 	"github.com/uims/uims/schemas"
 )
@@ -256,7 +257,7 @@ func (b *Broker) dispatch(req micro.Request, fn func(context.Context, micro.Requ
 
 // EnsureStreams creates the JetStream streams and buckets the broker uses.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err := miapnats.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        schemas.StatusStream,
 		Description: "status notifications for originating gateways (PROTOCOL.md §6.9)",
 		Subjects:    []string{schemas.StatusSubjects},
@@ -268,7 +269,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return fmt.Errorf("broker: status stream: %w", err)
 	}
-	_, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	err = miapnats.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      epochBucket,
 		Description: "MIAP nonce store epoch marker (PROTOCOL.md §7.4)",
 		Storage:     jetstream.FileStorage,

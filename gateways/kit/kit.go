@@ -286,7 +286,7 @@ func ackSubject(gw string) string { return "uims.acks." + gw }
 
 // EnsureStreams creates the streams the kit uses.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err := miapnats.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        AckStream,
 		Description: "acknowledgements waiting for a broker (BRIEF §3)",
 		Subjects:    []string{ackSubjects},
@@ -298,7 +298,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return fmt.Errorf("kit: ack stream: %w", err)
 	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err = miapnats.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        schemas.StatusStream,
 		Description: "status notifications for originating gateways (PROTOCOL.md §6.9)",
 		Subjects:    []string{schemas.StatusSubjects},

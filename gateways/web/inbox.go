@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/schemas"
 )
 
@@ -72,7 +73,7 @@ type inbox struct {
 }
 
 func (in *inbox) ensure(ctx context.Context) error {
-	_, err := in.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err := miapnats.EnsureStream(ctx, in.js, jetstream.StreamConfig{
 		Name:        InboxStream,
 		Description: "web inboxes and read markers",
 		Subjects:    []string{"uims.inbox.>", "uims.read.>"},
