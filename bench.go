@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/uims/uims/internal/bench"
+)
+
+// cmdBench is `uims bench`: the load generator and the reference flows
+// (issue 7; docs/BENCHMARKS.md). `uims bench child` is the broker side it
+// starts in a process of its own.
+func cmdBench(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "child" {
+		return bench.RunChild(ctx, args[1:])
+	}
+	fs := flag.NewFlagSet("uims bench", flag.ExitOnError)
+	var cfg bench.Config
+	sizes := fs.String("sizes", "100,10k,100k,1m", "content sizes")
+	senders := fs.String("senders", "1,16,64,256", "numbers of concurrent senders")
+	modes := fs.String("modes", "fast,strict", "MIAP modes of the real flow")
+	flows := fs.String("flows", "kit,bare,sf,js,redis", "flows: kit (the real one), bare (NATS ceiling), sf (store-and-forward), js (JetStream inbox writes), redis (round trips)")
+	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "measured time per cell")
+	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "warm-up time per cell")
+	fs.StringVar(&cfg.NATSURL, "nats", "", "NATS URL with JetStream; empty: embedded, as uims run starts it")
+	fs.StringVar(&cfg.RedisURL, "redis", "", "Redis URL; empty: start redis-server on a free loopback port")
+	brokerWhere := fs.String("broker", "proc", "where the broker side runs: proc (a child process: its CPU is measured) or inproc")
+	fs.StringVar(&cfg.DataDir, "data", "", "folder for the JetStream store, keys and Redis; empty: a temporary folder")
+	fs.StringVar(&cfg.Sync, "sync", "always", "embedded JetStream sync: always (as uims run) or default")
+	fs.BoolVar(&cfg.NoTrace, "no-trace", false, "turn off the protocol-step trace events (on in uims run)")
+	fs.StringVar(&cfg.Profile, "profile", "kit/fast/100/64", "cell to profile with pprof (flow/mode/size/senders); empty: none")
+	fs.StringVar(&cfg.OutDir, "out", "bench-out", "folder for results.json, results.csv, results.md, plot.svg and profiles")
+	fs.StringVar(&cfg.LogLevel, "log-level", "warn", "log level of the fabric")
+	fs.DurationVar(&cfg.WaitIdle, "wait-idle", 0, "before each cell, wait up to this long for other processes to leave the CPUs (a shared machine)")
+	fs.Float64Var(&cfg.IdleBelow, "idle-below", 0.3, "with --wait-idle: the other processes' load, in cores, that counts as idle")
+	bare := fs.String("bare-sizes", "", "bare flow body sizes: imi-request,imi-reply,ack-request,ack-reply (default: like the real flow)")
+	quick := fs.Bool("quick", false, "a short run (seconds): 100 B and 100 KB, 1 and 64 senders, fast mode, 0.5 s per cell")
+	fs.Parse(args)
+	if *quick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["sizes"] {
+			*sizes = "100,100k"
+		}
+		if !set["senders"] {
+			*senders = "1,64"
+		}
+		if !set["modes"] {
+			*modes = "fast"
+		}
+		if !set["duration"] {
+			cfg.Duration = 500 * time.Millisecond
+		}
+		if !set["warmup"] {
+			cfg.Warmup = 200 * time.Millisecond
+		}
+	}
+	for _, s := range benchList(*sizes) {
+		n, err := bench.ParseSize(s)
+		if err != nil {
+			return err
+		}
+		cfg.Sizes = append(cfg.Sizes, n)
+	}
+	for _, s := range benchList(*senders) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return fmt.Errorf("senders %q", s)
+		}
+		cfg.Senders = append(cfg.Senders, n)
+	}
+	for _, m := range benchList(*modes) {
+		if m != "fast" && m != "strict" {
+			return fmt.Errorf("mode %q (fast or strict)", m)
+		}
+		cfg.Modes = append(cfg.Modes, m)
+	}
+	for _, f := range benchList(*flows) {
+		switch f {
+		case bench.FlowKit, bench.FlowBare, bench.FlowSF, bench.FlowJS, bench.FlowRedis:
+		default:
+			return fmt.Errorf("flow %q (kit, bare, sf, js, redis)", f)
+		}
+		cfg.Flows = append(cfg.Flows, f)
+	}
+	if *bare != "" {
+		var v []int
+		for _, s := range benchList(*bare) {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				return fmt.Errorf("bare-sizes %q", *bare)
+			}
+			v = append(v, n)
+		}
+		if len(v) != 4 {
+			return errors.New("bare-sizes needs 4 numbers")
+		}
+		cfg.Bare = bench.BareSizes{IMIRequest: v[0], IMIReply: v[1], AckRequest: v[2], AckReply: v[3]}
+	}
+	switch *brokerWhere {
+	case "proc":
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		cfg.BrokerArgv = []string{exe, "bench", "child"}
+	case "inproc":
+	default:
+		return fmt.Errorf("broker %q (proc or inproc)", *brokerWhere)
+	}
+	cfg.Progress = os.Stdout
+	rep, err := bench.Run(ctx, cfg, append([]string{"uims", "bench"}, args...))
+	if rep != nil && len(rep.Targets) > 0 {
+		fmt.Println("\ntargets (issue 7 §3, fast mode):")
+		for _, t := range rep.Targets {
+			met := "not measured"
+			if t.Met != nil {
+				met = map[bool]string{true: "MET", false: "NOT MET"}[*t.Met]
+			}
+			fmt.Printf("  %-22s %-13s %s — want %s\n", t.Name, met, t.Measured, t.Want)
+		}
+		for _, p := range rep.Profiles {
+			fmt.Printf("\nprofile %s (%s), %.1f s of samples; by component:\n", p.File, p.Label, p.TotalSeconds)
+			for _, c := range p.Components {
+				fmt.Printf("  %5.1f%%  %s\n", c.Share*100, c.Name)
+			}
+			fmt.Println("  top functions (flat, cum):")
+			for i, f := range p.Top {
+				if i == 12 {
+					break
+				}
+				fmt.Printf("  %5.1f%% %5.1f%%  %s\n", f.Flat*100, f.Cum*100, f.Name)
+			}
+		}
+		if cfg.OutDir != "" {
+			fmt.Printf("\nwrote %s/results.{json,csv,md} and %s/plot.svg\n", cfg.OutDir, cfg.OutDir)
+		}
+	}
+	return err
+}
+
+func benchList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

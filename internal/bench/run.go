@@ -1,0 +1,563 @@
+// Package bench is the UIMS load generator (`uims bench`, issue 7): it runs
+// the fabric (embedded NATS with JetStream, a real redis-server, the
+// broker, the web gateway with MIAP on), drives it with N concurrent
+// senders through the gateway kit, and measures beside it, in the same run,
+// the references: the bare NATS flow with the same hops (the ceiling),
+// Redis round trips, and a store-and-forward variant where the content
+// passes through the broker (the baseline the patent claims to beat).
+//
+// It reports messages per second, latency percentiles, and per message
+// the broker's CPU time, bytes and allocations, the load generator
+// process's CPU time and allocations, and Redis's CPU time; see
+// docs/BENCHMARKS.md.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/schemas"
+)
+
+// Flows.
+const (
+	FlowKit   = "kit"   // the real flow: web gateway kit → broker → web gateway kit
+	FlowBare  = "bare"  // the bare NATS flow (ceiling)
+	FlowSF    = "sf"    // store-and-forward through the broker (baseline)
+	FlowRedis = "redis" // Redis round trips (reference line)
+	FlowJS    = "js"    // JetStream inbox writes (reference line)
+)
+
+// Config configures a run.
+type Config struct {
+	// NATSURL and RedisURL name servers to use; empty: an embedded NATS
+	// server as `uims run` starts it and a redis-server started here.
+	NATSURL, RedisURL string
+	// DataDir holds the JetStream store, the keys and Redis's folder;
+	// empty: a temporary folder, removed at the end.
+	DataDir string
+	// Sync is the embedded JetStream's sync policy: "always" (as `uims run`)
+	// or "default" (the nats-server default interval).
+	Sync string
+	// BrokerArgv, if set, runs the broker side as this command (the uims
+	// binary with "bench child"), so that its CPU time is its own.
+	BrokerArgv []string
+	// NoTrace turns off the protocol-step trace events (on in `uims run`).
+	NoTrace bool
+	// Bare are the bare flow's control message sizes.
+	Bare BareSizes
+
+	Sizes   []int
+	Senders []int
+	Modes   []string // fast, strict
+	Flows   []string // kit, bare, sf, redis
+	// Warmup runs before each measurement; Duration is measured.
+	Warmup, Duration time.Duration
+	// Profile names the cell profiled with pprof, "flow/mode/size/senders"
+	// (e.g. "kit/fast/100/64"); empty: none.
+	Profile string
+	// OutDir receives results.json, results.csv, results.md, the plots and
+	// the profiles.
+	OutDir   string
+	LogLevel string
+	// WaitIdle, if positive, is how long to wait before each cell for the
+	// machine to be idle (other processes below IdleBelow cores).
+	WaitIdle  time.Duration
+	IdleBelow float64
+	// Progress receives one line per cell; nil: none.
+	Progress io.Writer
+}
+
+func (c *Config) setDefaults() {
+	if len(c.Sizes) == 0 {
+		c.Sizes = []int{100, 10 << 10, 100 << 10, 1 << 20}
+	}
+	if len(c.Senders) == 0 {
+		c.Senders = []int{1, 16, 64, 256}
+	}
+	if len(c.Modes) == 0 {
+		c.Modes = []string{"fast", "strict"}
+	}
+	if len(c.Flows) == 0 {
+		c.Flows = []string{FlowKit, FlowBare, FlowSF, FlowJS, FlowRedis}
+	}
+	if c.Duration == 0 {
+		c.Duration = 5 * time.Second
+	}
+	if c.Warmup == 0 {
+		c.Warmup = time.Second
+	}
+	if c.Bare == (BareSizes{}) {
+		c.Bare = DefaultBareSizes
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "warn"
+	}
+	if c.IdleBelow == 0 {
+		c.IdleBelow = 0.3
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+}
+
+func (c *Config) has(flow string) bool {
+	for _, f := range c.Flows {
+		if f == flow {
+			return true
+		}
+	}
+	return false
+}
+
+// Result is one measured cell.
+type Result struct {
+	Flow    string         `json:"flow"`
+	Mode    string         `json:"mode,omitempty"`
+	Size    int            `json:"size"`
+	Senders int            `json:"senders"`
+	Seconds float64        `json:"seconds"`
+	Msgs    int            `json:"msgs"`
+	Errors  map[string]int `json:"errors,omitempty"`
+	Rate    float64        `json:"msgs_per_s"`
+	P50     float64        `json:"p50_ms"`
+	P90     float64        `json:"p90_ms"`
+	P99     float64        `json:"p99_ms"`
+	Max     float64        `json:"max_ms"`
+	// Per message. Broker: the broker side's process (CPU, allocations;
+	// -1 when it shares the load generator's process) and its NATS
+	// connection (bytes in and out, headers included).
+	BrokerCPU        float64 `json:"broker_cpu_us"`
+	BrokerIn         float64 `json:"broker_in_bytes"`
+	BrokerOut        float64 `json:"broker_out_bytes"`
+	BrokerAllocs     float64 `json:"broker_allocs"`
+	BrokerAllocBytes float64 `json:"broker_alloc_bytes"`
+	// Load generator process: senders, web gateway (kit, inbox), reference
+	// flows' gateways and the embedded NATS server.
+	GenCPU        float64 `json:"gen_cpu_us"`
+	GenAllocs     float64 `json:"gen_allocs"`
+	GenAllocBytes float64 `json:"gen_alloc_bytes"`
+	// RedisCPU is redis-server's CPU time (-1: not ours to read).
+	RedisCPU float64 `json:"redis_cpu_us"`
+	// OtherLoad is the CPU other processes of the machine used during the
+	// cell, in cores (the machine is shared); -1 when unknown.
+	OtherLoad float64 `json:"other_load_cores"`
+	// Load is the CPU the run's own processes used, in cores.
+	Load float64 `json:"own_load_cores"`
+}
+
+// Key names the cell as Config.Profile does.
+func (r *Result) Key() string {
+	return fmt.Sprintf("%s/%s/%d/%d", r.Flow, r.Mode, r.Size, r.Senders)
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Machine  Machine      `json:"machine"`
+	Config   ReportConf   `json:"config"`
+	Started  time.Time    `json:"started"`
+	Results  []*Result    `json:"results"`
+	Targets  []Target     `json:"targets"`
+	Profiles []ProfileTop `json:"profiles,omitempty"`
+}
+
+// ReportConf is the part of the configuration a reader needs.
+type ReportConf struct {
+	Args      []string  `json:"args"`
+	NATS      string    `json:"nats"`
+	Redis     string    `json:"redis"`
+	Sync      string    `json:"jetstream_sync"`
+	Broker    string    `json:"broker"`
+	Trace     bool      `json:"trace"`
+	Warmup    string    `json:"warmup"`
+	Duration  string    `json:"duration"`
+	Bare      BareSizes `json:"bare_sizes"`
+	DataDir   string    `json:"data_dir"`
+	GoMaxProc int       `json:"gomaxprocs"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs   int    `json:"cpus"`
+	Model  string `json:"cpu_model"`
+	Go     string `json:"go"`
+	OS     string `json:"os"`
+	Kernel string `json:"kernel"`
+	Redis  string `json:"redis,omitempty"`
+	Host   string `json:"host"`
+}
+
+// Run runs the matrix and writes the report files into cfg.OutDir.
+func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
+	cfg.setDefaults()
+	if cfg.OutDir != "" {
+		if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	f, err := startFabric(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer f.close()
+	rep := &Report{Machine: machine(), Started: time.Now().UTC(),
+		Config: ReportConf{Args: args, NATS: "embedded, JetStream sync " + orDefault(cfg.Sync, "always"), Redis: "redis-server started by the tool",
+			Sync: orDefault(cfg.Sync, "always"), Broker: "in the load generator's process", Trace: !cfg.NoTrace,
+			Warmup: cfg.Warmup.String(), Duration: cfg.Duration.String(), Bare: cfg.Bare, DataDir: f.dir, GoMaxProc: runtime.GOMAXPROCS(0)}}
+	if cfg.NATSURL != "" {
+		rep.Config.NATS = cfg.NATSURL
+	}
+	if cfg.RedisURL != "" {
+		rep.Config.Redis = cfg.RedisURL
+	}
+	if f.side.Separate() {
+		rep.Config.Broker = "separate process (uims bench child)"
+	}
+	if v, err := f.rdb.Info(ctx, "server").Result(); err == nil {
+		for _, l := range strings.Split(v, "\n") {
+			if strings.HasPrefix(l, "redis_version:") {
+				rep.Machine.Redis = strings.TrimSpace(strings.TrimPrefix(l, "redis_version:"))
+			}
+		}
+	}
+	r := &runner{f: f, cfg: &cfg, rep: rep}
+	fmt.Fprintf(cfg.Progress, "%s\n", headerLine())
+	if cfg.has(FlowRedis) {
+		for _, n := range cfg.Senders {
+			if err := r.cell(ctx, FlowRedis, "", 0, n, &redisFlow{rdb: f.rdb}); err != nil {
+				return rep, err
+			}
+		}
+	}
+	for _, size := range cfg.Sizes {
+		content := Content(size)
+		for i, mode := range cfg.Modes {
+			if cfg.has(FlowKit) {
+				if err := f.useWeb(ctx, mode == "strict"); err != nil {
+					return rep, err
+				}
+			}
+			for _, n := range cfg.Senders {
+				if i == 0 && cfg.has(FlowBare) {
+					if err := r.cell(ctx, FlowBare, "", size, n, newBareFlow(f.gw, cfg.Bare)); err != nil {
+						return rep, err
+					}
+				}
+				if cfg.has(FlowKit) {
+					if err := r.cell(ctx, FlowKit, mode, size, n, &kitFlow{k: f.web.Kit()}, content); err != nil {
+						return rep, err
+					}
+				}
+				if i == 0 && cfg.has(FlowSF) {
+					sf := &sfFlow{nc: f.gw, eng: mustEngine(f), instance: "web-bench-sf"}
+					if err := r.cell(ctx, FlowSF, "", size, n, sf, content); err != nil {
+						return rep, err
+					}
+				}
+				if i == 0 && cfg.has(FlowJS) {
+					if err := r.cell(ctx, FlowJS, "", size, n, &jsFlow{js: f.js}, content); err != nil {
+						return rep, err
+					}
+				}
+			}
+		}
+	}
+	rep.Targets = Targets(rep.Results)
+	for _, p := range r.profiles {
+		if top, err := TopOfProfile(p.path, p.label, 25); err == nil {
+			rep.Profiles = append(rep.Profiles, *top)
+		} else {
+			fmt.Fprintf(cfg.Progress, "profile %s: %v\n", p.path, err)
+		}
+	}
+	if cfg.OutDir != "" {
+		if err := rep.WriteFiles(cfg.OutDir); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func mustEngine(f *fabric) *miap.Engine {
+	kr, err := f.keys.For("web").Keyring()
+	if err != nil {
+		panic(err)
+	}
+	e, err := miap.New(miap.Config{Keys: kr})
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
+// Content returns size bytes of printable ASCII text (the web gateway
+// stores text/plain as a JSON string).
+func Content(size int) []byte {
+	const line = "The quick brown fox jumps over the lazy dog. 0123456789\n"
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = line[i%len(line)]
+	}
+	return b
+}
+
+type runner struct {
+	f        *fabric
+	cfg      *Config
+	rep      *Report
+	profiles []profileFile
+}
+
+type profileFile struct{ path, label string }
+
+type snapshot struct {
+	side     SideStats
+	sideErr  error
+	cpu      time.Duration
+	mallocs  uint64
+	alloc    uint64
+	redisCPU time.Duration
+	machine  time.Duration
+	at       time.Time
+}
+
+func (r *runner) snap() snapshot {
+	var s snapshot
+	s.side, s.sideErr = r.f.side.Stats()
+	s.cpu = selfCPU()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s.mallocs, s.alloc = ms.Mallocs, ms.TotalAlloc
+	s.machine, s.at = machineBusy(), time.Now()
+	s.redisCPU = -1
+	if r.f.redis != nil {
+		s.redisCPU = procCPU(r.f.redis.PID())
+	}
+	return s
+}
+
+func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders int, fl flow, content ...[]byte) error {
+	var body []byte
+	if len(content) > 0 {
+		body = content[0]
+	}
+	res := &Result{Flow: flowName, Mode: mode, Size: size, Senders: senders, Errors: map[string]int{}}
+	runtime.GC()
+	r.waitIdle(ctx)
+	var stop, measuring atomic.Bool
+	lats := make([][]time.Duration, senders)
+	errs := make([]map[string]int, senders)
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 4096)
+			e := map[string]int{}
+			for !stop.Load() && ctx.Err() == nil {
+				t := time.Now()
+				err := fl.send(ctx, body)
+				d := time.Since(t)
+				if measuring.Load() {
+					if err == nil {
+						local = append(local, d)
+					} else {
+						e[errName(err)]++
+					}
+				}
+				if err != nil {
+					time.Sleep(10 * time.Millisecond) // a client backs off before it retries
+				}
+			}
+			lats[i], errs[i] = local, e
+		}()
+	}
+	sleep(ctx, r.cfg.Warmup)
+	profiling := r.cfg.Profile != "" && r.cfg.Profile == res.Key() && r.cfg.OutDir != ""
+	var prof *os.File
+	if profiling {
+		base := strings.ReplaceAll(res.Key(), "/", "-")
+		genPath := filepath.Join(r.cfg.OutDir, "cpu-gen-"+base+".pprof")
+		if pf, err := os.Create(genPath); err == nil {
+			if err := pprof.StartCPUProfile(pf); err == nil {
+				prof = pf
+				r.profiles = append(r.profiles, profileFile{genPath, "load generator process (web gateway, NATS server, senders)"})
+			} else {
+				pf.Close()
+			}
+		}
+		if r.f.side.Separate() {
+			brkPath, _ := filepath.Abs(filepath.Join(r.cfg.OutDir, "cpu-broker-"+base+".pprof"))
+			if err := r.f.side.StartProfile(brkPath); err == nil {
+				defer func() {
+					r.profiles = append(r.profiles, profileFile{brkPath, "broker process"})
+				}()
+			}
+		}
+	}
+	before := r.snap()
+	measuring.Store(true)
+	t0 := time.Now()
+	if profiling {
+		// Where the goroutines wait, half way through.
+		sleep(ctx, r.cfg.Duration/2)
+		base := strings.ReplaceAll(res.Key(), "/", "-")
+		if gf, err := os.Create(filepath.Join(r.cfg.OutDir, "goroutines-gen-"+base+".txt")); err == nil {
+			pprof.Lookup("goroutine").WriteTo(gf, 1)
+			gf.Close()
+		}
+		if r.f.side.Separate() {
+			p, _ := filepath.Abs(filepath.Join(r.cfg.OutDir, "goroutines-broker-"+base+".txt"))
+			r.f.side.Goroutines(p)
+		}
+		sleep(ctx, r.cfg.Duration-time.Since(t0))
+	} else {
+		sleep(ctx, r.cfg.Duration)
+	}
+	measuring.Store(false)
+	el := time.Since(t0)
+	after := r.snap()
+	if profiling {
+		if prof != nil {
+			pprof.StopCPUProfile()
+			prof.Close()
+		}
+		if r.f.side.Separate() {
+			r.f.side.StopProfile()
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	var all []time.Duration
+	for i := range lats {
+		all = append(all, lats[i]...)
+		for k, v := range errs[i] {
+			res.Errors[k] += v
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	res.Seconds, res.Msgs = el.Seconds(), len(all)
+	res.Rate = float64(len(all)) / el.Seconds()
+	pct := func(p float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		return float64(all[int(p*float64(len(all)-1))]) / 1e6
+	}
+	res.P50, res.P90, res.P99, res.Max = pct(0.50), pct(0.90), pct(0.99), pct(1)
+	n := float64(max(len(all), 1))
+	res.BrokerCPU, res.BrokerAllocs, res.BrokerAllocBytes, res.RedisCPU = -1, -1, -1, -1
+	res.BrokerIn, res.BrokerOut = -1, -1
+	role := map[string]string{FlowKit: RoleBroker, FlowBare: RoleBare, FlowSF: RoleSF}[flowName]
+	if before.sideErr == nil && after.sideErr == nil && role != "" {
+		b, a := before.side.Conns[role], after.side.Conns[role]
+		res.BrokerIn = float64(a.InBytes-b.InBytes) / n
+		res.BrokerOut = float64(a.OutBytes-b.OutBytes) / n
+		if r.f.side.Separate() {
+			res.BrokerCPU = float64(after.side.CPU-before.side.CPU) / 1e3 / n
+			res.BrokerAllocs = float64(after.side.Mallocs-before.side.Mallocs) / n
+			res.BrokerAllocBytes = float64(after.side.AllocBytes-before.side.AllocBytes) / n
+		}
+	}
+	res.GenCPU = float64(after.cpu-before.cpu) / 1e3 / n
+	res.GenAllocs = float64(after.mallocs-before.mallocs) / n
+	res.GenAllocBytes = float64(after.alloc-before.alloc) / n
+	if before.redisCPU >= 0 && after.redisCPU >= 0 {
+		res.RedisCPU = float64(after.redisCPU-before.redisCPU) / 1e3 / n
+	}
+	own := float64(after.cpu - before.cpu)
+	if before.side.CPU >= 0 && after.side.CPU >= 0 && r.f.side.Separate() {
+		own += float64(after.side.CPU - before.side.CPU)
+	}
+	if before.redisCPU >= 0 && after.redisCPU >= 0 {
+		own += float64(after.redisCPU - before.redisCPU)
+	}
+	wall := float64(after.at.Sub(before.at))
+	res.Load, res.OtherLoad = own/wall, -1
+	if before.machine >= 0 && after.machine >= 0 {
+		res.OtherLoad = max(0, (float64(after.machine-before.machine)-own)/wall)
+	}
+	if len(res.Errors) == 0 {
+		res.Errors = nil
+	}
+	r.rep.Results = append(r.rep.Results, res)
+	fmt.Fprintln(r.cfg.Progress, res.Line())
+
+	if flowName == FlowKit {
+		r.f.settle(ctx)
+	}
+	if flowName == FlowKit || flowName == FlowSF || flowName == FlowJS {
+		r.f.purge(ctx)
+	}
+	sleep(ctx, 100*time.Millisecond)
+	return nil
+}
+
+// waitIdle waits, up to Config.WaitIdle, until the other processes of the
+// machine use less than Config.IdleBelow cores (the fabric is idle between
+// cells, so what remains is theirs).
+func (r *runner) waitIdle(ctx context.Context) {
+	if r.cfg.WaitIdle <= 0 {
+		return
+	}
+	deadline := time.Now().Add(r.cfg.WaitIdle)
+	for {
+		b0, t0 := machineBusy(), time.Now()
+		sleep(ctx, 300*time.Millisecond)
+		b1 := machineBusy()
+		if b0 < 0 || b1 < 0 || ctx.Err() != nil {
+			return
+		}
+		load := float64(b1-b0) / float64(time.Since(t0))
+		if load < r.cfg.IdleBelow {
+			return
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(r.cfg.Progress, "# machine still busy (%.2f cores used by others) after waiting %v; measuring anyway\n", load, r.cfg.WaitIdle)
+			return
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// errName is the error's MIAP code, or a short description.
+func errName(err error) string {
+	if c := miap.CodeOf(err); c != schemas.CodeInternal {
+		return c.String()
+	}
+	s := err.Error()
+	if len(s) > 40 {
+		s = s[:40]
+	}
+	return s
+}
