@@ -373,16 +373,12 @@ func (b *Broker) reply(req micro.Request, f *miap.Frame, extra map[string][]stri
 }
 
 // trace publishes a protocol-step event for observers (operator view).
-func (b *Broker) trace(step, msgID, tx, party, result string, extra map[string]any) {
+func (b *Broker) trace(step, msgID, tx, party, result string, ev schemas.TraceEvent) {
 	if b.cfg.NoTrace {
 		return
 	}
-	ev := map[string]any{"step": step, "msg_id": msgID, "tx": tx, "party": party, "by": b.cfg.Instance,
-		"result": result, "at": b.cfg.Now().UnixMilli()}
-	for k, v := range extra {
-		ev[k] = v
-	}
-	data, _ := json.Marshal(ev)
+	ev.Step, ev.MsgID, ev.Tx, ev.Party, ev.By, ev.Result, ev.At = step, msgID, tx, party, b.cfg.Instance, result, b.cfg.Now().UnixMilli()
+	data, _ := json.Marshal(&ev)
 	b.nc.Publish(schemas.TraceSubject("broker", step), data)
 }
 

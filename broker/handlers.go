@@ -53,7 +53,7 @@ func (b *Broker) handleLogin(ctx context.Context, req micro.Request) error {
 	if err != nil {
 		return err
 	}
-	b.trace("login", "", "", f.Party, "ok", nil)
+	b.trace("login", "", "", f.Party, "ok", schemas.TraceEvent{})
 	return b.reply(req, &miap.Frame{Purpose: miap.PurposeLoginAck, Party: f.Party, Nonce: f.Nonce, Session: key}, nil)
 }
 
@@ -196,7 +196,7 @@ func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
 	}
 	b.log.Info().Str("msg_id", imi.MsgID).Str("tx", routed.Tx).Str("og", imi.Gateway).Str("dest", routed.Dest.Gateway).
 		Str("to", routed.Dest.Address).Bool("strict", strict).Msg("imi routed")
-	b.trace("imi", imi.MsgID, routed.Tx, f.Party, "routed", map[string]any{"dest": routed.Dest.Gateway, "id": miap.EncodeB64(id)[:8]})
+	b.trace("imi", imi.MsgID, routed.Tx, f.Party, "routed", schemas.TraceEvent{Dest: routed.Dest.Gateway, ID: miap.EncodeB64(id)[:8]})
 	return b.reply(req, &miap.Frame{Purpose: miap.PurposeRoute, Party: imi.Gateway, Nonce: f.Nonce, Session: cack, ID: id, Body: routedBytes}, ticket)
 }
 
@@ -255,7 +255,7 @@ func (b *Broker) handleRouteAck(ctx context.Context, req micro.Request) error {
 		return err
 	}
 	b.rdb.RPush(ctx, keyTxHistory+body.Tx, historyJSON("route-acknowledged", b.cfg.Now().UnixMilli(), "", "", f.Party))
-	b.trace("routeack", body.Tx, body.Tx, f.Party, "ok", nil)
+	b.trace("routeack", body.Tx, body.Tx, f.Party, "ok", schemas.TraceEvent{})
 	return b.reply(req, &miap.Frame{Purpose: miap.PurposeQueryReply, Party: f.Party, Nonce: f.Nonce, ID: f.ID, Body: []byte(`{"v":1}`)}, nil)
 }
 
@@ -311,7 +311,7 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "load tx")
 	}
 	if err := b.checkParty(tx, f, func(t *txRecord) string { return t.DG }); err != nil {
-		b.trace("ack", ack.MsgID, ack.Tx, f.Party, miap.CodeOf(err).String(), nil)
+		b.trace("ack", ack.MsgID, ack.Tx, f.Party, miap.CodeOf(err).String(), schemas.TraceEvent{})
 		return err
 	}
 	now := b.cfg.Now().UnixMilli()
@@ -342,7 +342,7 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 	}
 	b.log.Info().Str("msg_id", ack.MsgID).Str("tx", ack.Tx).Str("dg", f.Party).Str("status", ack.Status).
 		Str("result", out[0]).Msg("ack: ID matches")
-	b.trace("ack", ack.MsgID, ack.Tx, f.Party, out[0], map[string]any{"status": ack.Status, "id_match": true})
+	b.trace("ack", ack.MsgID, ack.Tx, f.Party, out[0], schemas.TraceEvent{Status: ack.Status, IDMatch: true})
 	evBody, _ := json.Marshal(ev)
 	receipt := &miap.Frame{Purpose: miap.PurposeReceipt, Party: tx.OG, Nonce: f.Nonce, ID: f.ID, Peer: f.Party, Body: evBody}
 	if err := b.guard.Sign(receipt); err != nil {
@@ -410,7 +410,7 @@ func (b *Broker) handleConv(ctx context.Context, req micro.Request) error {
 	if err != nil {
 		return schemas.Errorf(schemas.CodeInternal, err, "ticket")
 	}
-	b.trace("conv", rep.MsgID, routed.Tx, f.Party, "ok", map[string]any{"conversion": rep.Conversion, "next": next})
+	b.trace("conv", rep.MsgID, routed.Tx, f.Party, "ok", schemas.TraceEvent{Conversion: rep.Conversion, Next: next})
 	return b.reply(req, &miap.Frame{Purpose: miap.PurposeConvReply, Party: f.Party, Nonce: f.Nonce, ID: f.ID, Body: tx.Routed}, ticket)
 }
 

@@ -71,7 +71,7 @@ func (b *Broker) notify(og string, ev *schemas.StatusEvent, id []byte) {
 			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
 		}
 	}()
-	b.trace("notify", ev.MsgID, ev.Tx, og, ev.Status, nil)
+	b.trace("notify", ev.MsgID, ev.Tx, og, ev.Status, schemas.TraceEvent{})
 }
 
 // sweep turns transactions whose deadline passed into non-delivery reports

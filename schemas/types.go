@@ -338,3 +338,23 @@ func (p *Profile) ReceiptsOrDefault() ReceiptPrefs {
 	}
 	return *p.Receipts
 }
+
+// TraceEvent is one protocol step of one message, published on
+// uims.trace.<party>.<step> for observers (operator view, metrics). Nothing
+// depends on it being received.
+type TraceEvent struct {
+	Step   string `json:"step"`
+	MsgID  string `json:"msg_id,omitempty"`
+	Tx     string `json:"tx,omitempty"`
+	Party  string `json:"party"`
+	By     string `json:"by"`
+	Result string `json:"result"`
+	At     int64  `json:"at"`
+	// Step details.
+	Dest       string `json:"dest,omitempty"`
+	Status     string `json:"status,omitempty"`
+	IDMatch    bool   `json:"id_match,omitempty"`
+	ID         string `json:"id,omitempty"` // a prefix of the inner digest ID
+	Conversion string `json:"conversion,omitempty"`
+	Next       string `json:"next,omitempty"`
+}

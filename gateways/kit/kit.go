@@ -319,15 +319,11 @@ func (k *Kit) request(ctx context.Context, subject string, f *miap.Frame, want m
 }
 
 // trace publishes a protocol-step event for observers.
-func (k *Kit) trace(step, msgID, tx, result string, extra map[string]any) {
+func (k *Kit) trace(step, msgID, tx, result string, ev schemas.TraceEvent) {
 	if k.cfg.NoTrace {
 		return
 	}
-	ev := map[string]any{"step": step, "msg_id": msgID, "tx": tx, "party": k.cfg.Gateway, "by": k.cfg.Instance,
-		"result": result, "at": k.now().UnixMilli()}
-	for key, v := range extra {
-		ev[key] = v
-	}
-	data, _ := json.Marshal(ev)
+	ev.Step, ev.MsgID, ev.Tx, ev.Party, ev.By, ev.Result, ev.At = step, msgID, tx, k.cfg.Gateway, k.cfg.Instance, result, k.now().UnixMilli()
+	data, _ := json.Marshal(&ev)
 	k.nc.Publish(schemas.TraceSubject(k.cfg.Gateway, step), data)
 }

@@ -80,7 +80,7 @@ func (k *Kit) Send(ctx context.Context, s *Submission) (*Result, error) {
 	if len(body) > schemas.MaxIMI {
 		return nil, schemas.Errorf(schemas.CodeTooLarge, nil, fmt.Sprintf("meta information of %d bytes", len(body)))
 	}
-	k.trace("accepted", imi.MsgID, "", "ok", nil)
+	k.trace("accepted", imi.MsgID, "", "ok", schemas.TraceEvent{})
 
 	// Set-up: in strict mode a TSCS login first (§6.1).
 	var session []byte
@@ -90,12 +90,12 @@ func (k *Kit) Send(ctx context.Context, s *Submission) (*Result, error) {
 			return nil, err
 		}
 		session = lf.Session
-		k.trace("login", imi.MsgID, "", "ok", nil)
+		k.trace("login", imi.MsgID, "", "ok", schemas.TraceEvent{})
 	}
 	mode := map[string][]string{miap.HdrMode: {modeName(k.cfg.Strict)}}
 	rf, reply, err := k.request(ctx, schemas.SubjectBrokerIMI, &miap.Frame{Purpose: miap.PurposeIMI, Party: k.cfg.Gateway, Session: session, Body: body}, miap.PurposeRoute, mode)
 	if err != nil {
-		k.trace("imi", imi.MsgID, "", errCode(err), nil)
+		k.trace("imi", imi.MsgID, "", errCode(err), schemas.TraceEvent{})
 		return nil, err
 	}
 	// The outer digest verified; the routed IMI must carry our IMI (§6.3).
@@ -107,7 +107,7 @@ func (k *Kit) Send(ctx context.Context, s *Submission) (*Result, error) {
 		return nil, schemas.Errorf(schemas.CodeBadMAC, nil, "routed imi is not for our message")
 	}
 	k.log.Info().Str("msg_id", imi.MsgID).Str("tx", routed.Tx).Str("dest", routed.Dest.Gateway).Msg("route verified")
-	k.trace("route", imi.MsgID, routed.Tx, "verified", map[string]any{"dest": routed.Dest.Gateway})
+	k.trace("route", imi.MsgID, routed.Tx, "verified", schemas.TraceEvent{Dest: routed.Dest.Gateway})
 
 	if k.cfg.Strict { // the originator acknowledges the broker IMI (§6.4)
 		ack, _ := json.Marshal(map[string]any{"v": 1, "tx": routed.Tx})
@@ -121,10 +121,10 @@ func (k *Kit) Send(ctx context.Context, s *Submission) (*Result, error) {
 	}
 	res, err := k.transfer(ctx, &routed, ticket, s.Content)
 	if err != nil {
-		k.trace("transfer", imi.MsgID, routed.Tx, errCode(err), nil)
+		k.trace("transfer", imi.MsgID, routed.Tx, errCode(err), schemas.TraceEvent{})
 		return nil, err
 	}
-	k.trace("transfer", imi.MsgID, routed.Tx, res.Status, nil)
+	k.trace("transfer", imi.MsgID, routed.Tx, res.Status, schemas.TraceEvent{})
 	return res, nil
 }
 

@@ -49,7 +49,7 @@ func (k *Kit) handleIM(ctx context.Context, m *nats.Msg) {
 	if err != nil {
 		code := miap.CodeOf(err)
 		k.log.Warn().Err(err).Str("code", code.String()).Bool("security", true).Msg("transfer refused")
-		k.trace("receive", "", "", code.String(), nil)
+		k.trace("receive", "", "", code.String(), schemas.TraceEvent{})
 		miapnats.RespondError(m, code)
 		return
 	}
@@ -61,7 +61,7 @@ func (k *Kit) handleIM(ctx context.Context, m *nats.Msg) {
 	if err != nil {
 		code := miap.CodeOf(err)
 		k.log.Warn().Err(err).Str("msg_id", ref.MsgID).Str("code", code.String()).Msg("delivery failed")
-		k.trace("deliver", ref.MsgID, ref.Tx, code.String(), nil)
+		k.trace("deliver", ref.MsgID, ref.Tx, code.String(), schemas.TraceEvent{})
 		if !code.Retryable() {
 			// A permanent failure is the destination's to report (§6.8).
 			k.Ack(ctx, ref, schemas.StatusFailed, code.String(), err.Error())
@@ -70,7 +70,7 @@ func (k *Kit) handleIM(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	k.log.Info().Str("msg_id", ref.MsgID).Str("tx", ref.Tx).Str("status", status).Msg("delivered")
-	k.trace("deliver", ref.MsgID, ref.Tx, status, nil)
+	k.trace("deliver", ref.MsgID, ref.Tx, status, schemas.TraceEvent{})
 	r := nats.NewMsg(m.Reply)
 	r.Header.Set(schemas.HdrStatus, status)
 	receipt, err := k.ackNow(ctx, ref, status, "", "")
@@ -140,7 +140,7 @@ func (k *Kit) ackNow(ctx context.Context, ref AckRef, status, code, reason strin
 	if err != nil {
 		return "", err
 	}
-	k.trace("ack", ref.MsgID, ref.Tx, status, nil)
+	k.trace("ack", ref.MsgID, ref.Tx, status, schemas.TraceEvent{})
 	return reply.Header.Get(miap.HdrReceipt), nil
 }
 
@@ -232,7 +232,7 @@ func (k *Kit) consumeStatus(ctx context.Context) error {
 			msg.NakWithDelay(time.Second)
 			return
 		}
-		k.trace("notified", ev.MsgID, ev.Tx, ev.Status, nil)
+		k.trace("notified", ev.MsgID, ev.Tx, ev.Status, schemas.TraceEvent{})
 		msg.DoubleAck(ctx)
 	})
 }
