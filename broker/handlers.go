@@ -427,13 +427,11 @@ func (b *Broker) handleStatus(ctx context.Context, req micro.Request) error {
 	if !schemas.ValidMsgID(q.MsgID) {
 		return schemas.Errorf(schemas.CodeMalformed, nil, "msg_id")
 	}
-	st, err := b.TxStatus(ctx, q.MsgID)
+	tx, st, err := b.txStatus(ctx, q.MsgID)
 	if err != nil {
 		return err
 	}
-	og, _ := b.rdb.HGet(ctx, keyTx+q.MsgID, fOG).Result()
-	dest, _ := b.rdb.HGet(ctx, keyTx+q.MsgID, fDest).Result()
-	if f.Party != og && f.Party != dest {
+	if f.Party != tx.OG && f.Party != tx.Dest {
 		return schemas.Errorf(schemas.CodeUnknownTx, nil, "not a party of this transaction")
 	}
 	body, _ := json.Marshal(st)
@@ -442,23 +440,36 @@ func (b *Broker) handleStatus(ctx context.Context, req micro.Request) error {
 
 // TxStatus returns the state and history of a transaction.
 func (b *Broker) TxStatus(ctx context.Context, msgID string) (*schemas.TxStatus, error) {
+	_, st, err := b.txStatus(ctx, msgID)
+	return st, err
+}
+
+func (b *Broker) txStatus(ctx context.Context, msgID string) (*txRecord, *schemas.TxStatus, error) {
 	pipe := b.rdb.Pipeline()
 	load := queueLoad(ctx, pipe, msgID)
+	hist := pipe.LRange(ctx, keyTxHistory+msgID, 0, -1)
 	pipe.Exec(ctx)
 	tx, err := load()
 	if err != nil {
-		return nil, schemas.Errorf(schemas.CodeStoreUnavailable, err, "load tx")
+		return nil, nil, schemas.Errorf(schemas.CodeStoreUnavailable, err, "load tx")
 	}
 	if tx == nil {
-		return nil, schemas.Errorf(schemas.CodeUnknownTx, nil, msgID)
+		return nil, nil, schemas.Errorf(schemas.CodeUnknownTx, nil, msgID)
 	}
 	var routed schemas.RoutedIMI
 	json.Unmarshal(tx.Routed, &routed)
-	h, err := history(ctx, b.rdb, msgID)
+	raw, err := hist.Result()
 	if err != nil {
-		return nil, schemas.Errorf(schemas.CodeStoreUnavailable, err, "history")
+		return nil, nil, schemas.Errorf(schemas.CodeStoreUnavailable, err, "history")
 	}
-	return &schemas.TxStatus{V: schemas.Version, Tx: msgID, MsgID: msgID, State: tx.State, Sender: tx.Sender, To: routed.IMI.To, Dest: routed.Dest, History: h}, nil
+	h := make([]schemas.HistoryEntry, 0, len(raw))
+	for _, s := range raw {
+		var e schemas.HistoryEntry
+		if json.Unmarshal([]byte(s), &e) == nil {
+			h = append(h, e)
+		}
+	}
+	return tx, &schemas.TxStatus{V: schemas.Version, Tx: msgID, MsgID: msgID, State: tx.State, Sender: tx.Sender, To: routed.IMI.To, Dest: routed.Dest, History: h}, nil
 }
 
 // handleClient resolves a client credential or address for a gateway

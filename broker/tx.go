@@ -145,9 +145,10 @@ type txRecord struct {
 	Medium    string
 	Note      string
 	Deadline  int64
+	Dest      string
 }
 
-var txFields = []string{fRouted, fID, fKid2, fSession, fOG, fDG, fState, fSender, fRecipient, fMedium, fNote, fDeadline}
+var txFields = []string{fRouted, fID, fKid2, fSession, fOG, fDG, fState, fSender, fRecipient, fMedium, fNote, fDeadline, fDest}
 
 // queueLoad queues the read of a transaction on a pipeline.
 func queueLoad(ctx context.Context, pipe redis.Pipeliner, msgID string) func() (*txRecord, error) {
@@ -166,24 +167,8 @@ func queueLoad(ctx context.Context, pipe redis.Pipeliner, msgID string) func() (
 		}
 		dl, _ := strconv.ParseInt(str(11), 10, 64)
 		return &txRecord{Routed: []byte(str(0)), ID: str(1), Kid2: str(2), Session: str(3), OG: str(4), DG: str(5),
-			State: str(6), Sender: str(7), Recipient: str(8), Medium: str(9), Note: str(10), Deadline: dl}, nil
+			State: str(6), Sender: str(7), Recipient: str(8), Medium: str(9), Note: str(10), Deadline: dl, Dest: str(12)}, nil
 	}
-}
-
-// history returns a transaction's status history.
-func history(ctx context.Context, rdb redis.UniversalClient, msgID string) ([]schemas.HistoryEntry, error) {
-	raw, err := rdb.LRange(ctx, keyTxHistory+msgID, 0, -1).Result()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]schemas.HistoryEntry, 0, len(raw))
-	for _, s := range raw {
-		var h schemas.HistoryEntry
-		if json.Unmarshal([]byte(s), &h) == nil {
-			out = append(out, h)
-		}
-	}
-	return out, nil
 }
 
 func day(t time.Time) string { return t.UTC().Format("20060102") }

@@ -55,6 +55,16 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// party returns a connection and the keyring of one party.
+func party(kf *miap.KeyFile, name string, conn func(string) (*nats.Conn, error)) (*nats.Conn, *miap.Keyring, error) {
+	kr, err := kf.For(name).Keyring()
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := conn(name)
+	return nc, kr, err
+}
+
 // component is one part of the running system.
 type component struct {
 	name string
@@ -81,35 +91,24 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		return err
 	}
 	defer closeStore()
-	connect := func(name string) (*nats.Conn, error) {
-		return nats.Connect(ns.ClientURL(), nats.Name("uims-"+name), nats.InProcessServer(ns), nats.MaxReconnects(-1))
-	}
 	var conns []*nats.Conn
 	defer func() {
 		for _, nc := range conns {
 			nc.Close()
 		}
 	}()
-	conn := func(name string) *nats.Conn {
-		nc, cerr := connect(name)
-		if cerr != nil && err == nil {
-			err = cerr
+	conn := func(name string) (*nats.Conn, error) {
+		nc, err := nats.Connect(ns.ClientURL(), nats.Name("uims-"+name), nats.InProcessServer(ns), nats.MaxReconnects(-1))
+		if err == nil {
+			conns = append(conns, nc)
 		}
-		conns = append(conns, nc)
-		return nc
+		return nc, err
 	}
 	all, err := kf.Keyring()
 	if err != nil {
 		return err
 	}
-	keyring := func(party string) *miap.Keyring {
-		kr, kerr := kf.For(party).Keyring()
-		if kerr != nil && err == nil {
-			err = kerr
-		}
-		return kr
-	}
-	loader := conn("profiles")
+	loader, err := conn("profiles")
 	if err != nil {
 		return err
 	}
@@ -123,18 +122,37 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	b, err := broker.New(conn("broker"), rdb, eng, broker.Config{Version: cfg.Version}, log)
-	if err != nil {
-		return err
+	var b *broker.Broker
+	var proc *processor.Processor
+	var wg *web.Gateway
+	parts := []func() error{
+		func() error {
+			nc, err := conn("broker")
+			if err == nil {
+				b, err = broker.New(nc, rdb, eng, broker.Config{Version: cfg.Version}, log)
+			}
+			return err
+		},
+		func() error {
+			nc, kr, err := party(kf, "proc", conn)
+			if err == nil {
+				proc, err = processor.New(nc, kr, processor.Config{Version: cfg.Version, Strict: cfg.Strict,
+					Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, log)
+			}
+			return err
+		},
+		func() error {
+			nc, kr, err := party(kf, "web", conn)
+			if err == nil {
+				wg, err = web.New(web.Config{Addr: cfg.HTTPAddr, Kit: kit.Config{Strict: cfg.Strict, Window: cfg.Window}}, nc, kr, log)
+			}
+			return err
+		},
 	}
-	proc, err := processor.New(conn("processor"), keyring("proc"), processor.Config{Version: cfg.Version, Strict: cfg.Strict,
-		Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, log)
-	if err != nil {
-		return err
-	}
-	wg, err := web.New(web.Config{Addr: cfg.HTTPAddr, Kit: kit.Config{Strict: cfg.Strict, Window: cfg.Window}}, conn("web"), keyring("web"), log)
-	if err != nil {
-		return err
+	for _, p := range parts {
+		if err := p(); err != nil {
+			return err
+		}
 	}
 	comps := []component{
 		{"broker", func(ctx context.Context, ready func()) error {
