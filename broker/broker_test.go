@@ -141,10 +141,12 @@ func hungGateway(t *testing.T, f *fabrictest.Fabric, ctx context.Context) {
 }
 
 // A destination gateway that is down: the sender gets a non-delivery
-// report when the deadline passes.
+// report when the deadline passes, from exactly one of two broker replicas.
 func TestDeadDestinationNonDeliveryReport(t *testing.T) {
 	f := fabrictest.New(t)
-	f.StartBroker(broker.Config{Deadline: 2 * time.Second, Grace: 500 * time.Millisecond, SweepInterval: 100 * time.Millisecond})
+	for _, name := range []string{"b1", "b2"} {
+		f.StartBroker(broker.Config{Instance: name, Deadline: 2 * time.Second, Grace: 500 * time.Millisecond, SweepInterval: 50 * time.Millisecond})
+	}
 	profiles(f)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -168,6 +170,19 @@ func TestDeadDestinationNonDeliveryReport(t *testing.T) {
 		t.Fatalf("report %+v", n)
 	}
 	t.Logf("non-delivery report %v after the transfer failed: %s", time.Since(start).Round(time.Millisecond), n.Reason)
+	st, err := ogKit.Query(ctx, s.MsgID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for _, h := range st.History {
+		if h.Status == schemas.StatusFailed {
+			failed++
+		}
+	}
+	if failed != 1 || st.State != schemas.StatusFailed {
+		t.Fatalf("%d failures recorded (state %s), want exactly one", failed, st.State)
+	}
 }
 
 // rawIMI signs an IMI as party with f's keys and returns the request.
