@@ -292,4 +292,31 @@ func FuzzBareNewline(f *testing.F) {
 	})
 }
 
-var _ = time.Second
+// Debian postfix, a real MTA, relays a domain to our gateway: its mail
+// reaches bob's inbox, and our 550 for an unknown user reaches postfix.
+func TestPostfixRelaysToGateway(t *testing.T) {
+	s := startSystem(t, Config{})
+	pf := startPostfix(t, s.smtp, "example.test")
+	att := filepath.Join(t.TempDir(), "minutes.txt")
+	os.WriteFile(att, []byte("minutes of the meeting\n"), 0o644)
+	out, code := swaks(t, "--server", pf.Addr, "--from", "dave@upstream.test", "--to", "bob@example.test",
+		"--header", "Subject: relayed by postfix", "--body", "hello through postfix", "--attach", att)
+	if code != 0 {
+		t.Fatalf("swaks to postfix (%d):\n%s", code, out)
+	}
+	m := s.waitInbox("bob-token", "the mail relayed by postfix", func(m web.Message) bool { return m.Subject == "relayed by postfix" })
+	if !strings.Contains(m.Text, "hello through postfix") || len(m.Attachments) != 1 || m.Attachments[0].Name != "minutes.txt" {
+		t.Fatalf("message %+v", m)
+	}
+	if out, code := swaks(t, "--server", pf.Addr, "--from", "dave@upstream.test", "--to", "nobody@example.test",
+		"--header", "Subject: for nobody"); code != 0 {
+		t.Fatalf("swaks to postfix (%d):\n%s", code, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(pf.log(), "said: 550 5.1.1") {
+		if time.Now().After(deadline) {
+			t.Fatalf("postfix did not get our 550:\n%s", pf.log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

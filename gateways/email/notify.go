@@ -282,4 +282,3 @@ func (g *Gateway) handleBounce(ctx context.Context, raw []byte, rcpts []recipien
 	g.store.put(ctx, g.store.key("out", id), rec)
 	return true
 }
-

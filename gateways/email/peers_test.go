@@ -12,7 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+
 	"strings"
 	"testing"
 	"time"
@@ -338,5 +338,3 @@ func (pf *postfix) log() string {
 	b, _ := os.ReadFile(filepath.Join(pf.dir, "maillog"))
 	return string(b)
 }
-
-func atoi(s string) int { n, _ := strconv.Atoi(s); return n }

@@ -26,6 +26,9 @@ func (g *Gateway) runOutbound(ctx context.Context) error {
 		MaxAckPending: g.cfg.Workers * 16,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("email: outbound consumer: %w", err)
 	}
 	sem := make(chan struct{}, g.cfg.Workers)
