@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -29,6 +30,9 @@ const (
 	maxAttachList   = 20
 	maxAttachName   = 120
 	maxSubjectBytes = 998
+	// maxParallelSends bounds the recipients of one message handed to the
+	// fabric at the same time.
+	maxParallelSends = 8
 	// maxReceived is the hop count above which a message is taken to loop
 	// (RFC 5321 §6.3).
 	maxReceived = 50
@@ -133,6 +137,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		a, err := mailaddr.Parse(from)
 		if err != nil {
 			return reply(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax")
+		}
+		if s.client == nil && a.Domain != "" && mailaddr.IsLocalDomain(a.Domain, s.g.cfg.Domains) {
+			return spoofed(a.String())
 		}
 		from = a.String()
 	}
@@ -288,6 +295,9 @@ func (s *session) Data(r io.Reader) error {
 		s.log.Info().Err(err).Msg("message refused")
 		return extractReply(err)
 	}
+	if s.client == nil && s.g.isLocalAddress(m.From.Address) {
+		return spoofed(m.From.Address)
+	}
 	if s.client != nil { // submission: the From must be the client's own (RFC 6409 §8.1)
 		own := s.client.Addresses[schemas.MediumEmail]
 		if !strings.EqualFold(m.From.Address, own) {
@@ -312,27 +322,19 @@ type outcome struct {
 func (s *session) send(ctx context.Context, raw []byte, m *mailmsg.Message, rcpts []recipient) error {
 	sum := sha256.Sum256(raw)
 	inReplyTo := s.g.inReplyTo(ctx, m.InReplyTo)
-	var outs []outcome
-	for _, rc := range rcpts {
-		sub := s.submission(m, rc)
-		sub.MsgID = msgIDFor(s.g.cfg.Gateway, s.from, rc.addr, sum[:])
-		sub.InReplyTo = inReplyTo
-		if err := s.g.store.putIn(ctx, sub.MsgID, inRecord{State: statePending, At: time.Now().UnixMilli(), MessageID: m.MessageID}); err != nil {
-			s.log.Warn().Err(err).Msg("cannot record the SMTP session")
-			return reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary failure storing the message state, try again later")
-		}
-		sctx, cancel := context.WithTimeout(ctx, s.g.cfg.SendTimeout)
-		res, err := s.g.kit.Send(sctx, sub)
-		cancel()
-		o := outcome{rc: rc, msgID: sub.MsgID, err: err}
-		ev := s.log.Info().Str("msg_id", sub.MsgID).Str("rcpt", rc.addr).Str("from", s.from)
-		if err != nil {
-			ev.Str("code", miap.CodeOf(err).String()).Err(err).Msg("message not taken")
-		} else {
-			ev.Str("dest", res.Dest.Gateway).Str("status", res.Status).Msg("message taken by the destination")
-		}
-		outs = append(outs, o)
+	outs := make([]outcome, len(rcpts))
+	sem := make(chan struct{}, maxParallelSends)
+	var wg sync.WaitGroup
+	for i, rc := range rcpts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			outs[i] = s.sendOne(ctx, m, rc, sum[:], inReplyTo)
+		}()
 	}
+	wg.Wait()
 	var temp, perm, ok []outcome
 	for _, o := range outs {
 		switch {
@@ -365,6 +367,29 @@ func (s *session) send(ctx context.Context, raw []byte, m *mailmsg.Message, rcpt
 		s.g.bounceNow(ctx, s, m, perm)
 	}
 	return nil
+}
+
+// sendOne hands one recipient's copy to the fabric.
+func (s *session) sendOne(ctx context.Context, m *mailmsg.Message, rc recipient, sum []byte, inReplyTo string) outcome {
+	sub := s.submission(m, rc)
+	sub.MsgID = msgIDFor(s.g.cfg.Gateway, s.from, rc.addr, sum)
+	sub.InReplyTo = inReplyTo
+	o := outcome{rc: rc, msgID: sub.MsgID}
+	if err := s.g.store.putIn(ctx, sub.MsgID, inRecord{State: statePending, At: time.Now().UnixMilli(), MessageID: m.MessageID}); err != nil {
+		o.err = schemas.Errorf(schemas.CodeBusy, err, "message state")
+		return o
+	}
+	sctx, cancel := context.WithTimeout(ctx, s.g.cfg.SendTimeout)
+	res, err := s.g.kit.Send(sctx, sub)
+	cancel()
+	o.err = err
+	ev := s.log.Info().Str("msg_id", sub.MsgID).Str("rcpt", rc.addr).Str("from", s.from)
+	if err != nil {
+		ev.Str("code", miap.CodeOf(err).String()).Err(err).Msg("message not taken")
+	} else {
+		ev.Str("dest", res.Dest.Gateway).Str("status", res.Status).Msg("message taken by the destination")
+	}
+	return o
 }
 
 // submission builds the kit submission of a received message for one
@@ -525,4 +550,16 @@ func (g *Gateway) bounceNow(ctx context.Context, s *session, m *mailmsg.Message,
 	if err := g.sendNotice(ctx, sender, s.from, raw, id); err != nil {
 		g.log.Warn().Err(err).Msg("cannot send a bounce")
 	}
+}
+
+// spoofed is the answer to an unauthenticated sender that claims one of
+// our own addresses: our clients submit with AUTH.
+func spoofed(addr string) *smtp.SMTPError {
+	return reply(550, smtp.EnhancedCode{5, 7, 1}, "Sender <%s> is in a local domain: authenticate to send as it", addr)
+}
+
+// isLocalAddress reports whether addr is a mailbox in a local domain.
+func (g *Gateway) isLocalAddress(addr string) bool {
+	a, err := mailaddr.Parse(addr)
+	return err == nil && a.Domain != "" && mailaddr.IsLocalDomain(a.Domain, g.cfg.Domains)
 }

@@ -90,6 +90,13 @@ func TestRelayMatrix(t *testing.T) {
 		t.Fatalf("proper message: %d %s", code, msg)
 	}
 	s.waitInbox("bob-token", "the proper message", func(m web.Message) bool { return m.Subject == "after the matrix" })
+
+	// Our own addresses are for authenticated clients only (no spoofing of
+	// local senders), in the envelope and in the From field.
+	c.cmd(550, "MAIL FROM:<alice@example.test>")
+	if code, msg := c.send("dave@outside.test", "bob@example.test", mailText("Alice <alice@example.test>", "bob@example.test", "spoofed", "x")); code != 550 {
+		t.Fatalf("spoofed From: %d %s", code, msg)
+	}
 }
 
 // SIZE (RFC 1870): a declared or actual size over the limit gets 552.
