@@ -120,6 +120,7 @@ type txRec struct {
 	counted   uint8 // outcomes already counted
 	enrich    int8  // 0 not asked, 1 asked, 2 done, -1 unknown to the brokers
 	history   []schemas.HistoryEntry
+	histState string // the state when history was fetched
 	originMed string
 }
 
@@ -548,11 +549,6 @@ func (o *Observer) apply(rec *txRec, ev TraceEvent, sec int64) {
 	}
 }
 
-// final reports whether a state ends what the observer expects to see of a message.
-func final(state string) bool {
-	return state == schemas.StatusRead || state == schemas.StatusFailed || state == stateRejected
-}
-
 func (o *Observer) advance(rec *txRec, state string) {
 	if r, ok := stateRank[state]; ok && r > stateRank[rec.State] {
 		rec.State = state
@@ -646,6 +642,7 @@ func (o *Observer) enrichNow(ctx context.Context, id string) *schemas.TxStatus {
 			o.byTx[st.Tx] = id
 		}
 		rec.history = st.History
+		rec.histState = rec.State
 		o.version++
 	}
 	return st
@@ -721,7 +718,7 @@ func (o *Observer) Timeline(ctx context.Context, msgID string) (*Timeline, bool)
 	needHistory := true
 	if rec != nil {
 		tl = &Timeline{TxSummary: rec.TxSummary, Events: slices.Clone(rec.events), History: slices.Clone(rec.history), Source: "trace"}
-		needHistory = rec.enrich == 0 || rec.enrich == 1 || (rec.enrich == 2 && !final(rec.State))
+		needHistory = rec.enrich == 0 || rec.enrich == 1 || (rec.enrich == 2 && rec.histState != rec.State)
 		msgID = rec.MsgID
 	}
 	o.mu.Unlock()

@@ -137,16 +137,13 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	kitDone := make(chan error, 1)
 	kctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { kitDone <- g.kit.Run(kctx, func() { close(kitReady) }) }()
-	select {
-	case <-kitReady:
-	case err := <-kitDone:
-		ln.Close()
-		return err
-	}
-	if g.obs != nil {
+	obsDone := make(chan struct{})
+	if g.obs == nil {
+		close(obsDone)
+	} else { // first, so that it hears the kit's first heartbeat
 		obsReady := make(chan struct{})
 		go func() {
+			defer close(obsDone)
 			if err := g.obs.Run(kctx, func() { close(obsReady) }); err != nil {
 				g.log.Warn().Err(err).Msg("fabric observer stopped")
 			}
@@ -156,6 +153,15 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 		case <-time.After(5 * time.Second):
 			g.log.Warn().Msg("fabric observer not subscribed yet")
 		}
+	}
+	go func() { kitDone <- g.kit.Run(kctx, func() { close(kitReady) }) }()
+	select {
+	case <-kitReady:
+	case err := <-kitDone:
+		ln.Close()
+		cancel()
+		<-obsDone
+		return err
 	}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- g.srv.Serve(ln) }()
@@ -168,6 +174,7 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	case err := <-srvDone:
 		cancel()
 		<-kitDone
+		<-obsDone
 		return err
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -175,6 +182,7 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	g.srv.Shutdown(sctx)
 	cancel()
 	err = <-kitDone
+	<-obsDone
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

@@ -171,20 +171,24 @@ function connect() {
 
 function nodeLabel(n) {
   if (n.kind === 'broker') return 'Brokers';
-  if (n.kind === 'processor') return 'Processor ' + n.name;
+  if (n.kind === 'processor') return 'Processor';
   return (MEDIA[n.medium] || n.medium || n.name) + ' gateway';
 }
 
+// layout puts the gateways in a column on the left, the brokers in the
+// middle and the processors on the right; the height grows with the nodes.
 function layout(nodes) {
-  const W = 720, H = 430, cx = W / 2, cy = H / 2;
-  const pos = {};
-  const others = nodes.filter((n) => n.kind !== 'broker');
-  for (const n of nodes) if (n.kind === 'broker') pos[n.id] = { x: cx, y: cy, w: 170, h: 78 };
-  const k = others.length;
-  others.forEach((n, i) => {
-    const a = Math.PI + (2 * Math.PI * i) / Math.max(k, 1) + (k === 2 ? 0 : k % 2 ? Math.PI / 2 / k : 0);
-    pos[n.id] = { x: cx + 262 * Math.cos(a), y: cy + 150 * Math.sin(a), w: 150, h: 62 };
+  const gws = nodes.filter((n) => n.kind === 'gateway');
+  const procs = nodes.filter((n) => n.kind === 'processor');
+  const rows = Math.max(gws.length, procs.length, 1);
+  const H = Math.max(230, rows * 104 + 40);
+  const pos = { H };
+  for (const n of nodes) if (n.kind === 'broker') pos[n.id] = { x: 535, y: H / 2, w: 196, h: 80 };
+  const column = (list, x, w) => list.forEach((n, i) => {
+    pos[n.id] = { x, y: H / 2 + (i - (list.length - 1) / 2) * 104, w, h: 64 };
   });
+  column(gws, 210, 160);
+  column(procs, 778, 146);
   return pos;
 }
 
@@ -199,9 +203,10 @@ function border(a, b) {
 function renderFabric(f) {
   const svg = $('graph');
   const pos = layout(f.nodes);
+  svg.setAttribute('viewBox', '0 0 860 ' + pos.H);
   const nodes = Object.fromEntries(f.nodes.map((n) => [n.id, n]));
   const kids = [svg.querySelector('title'), svg.querySelector('desc'), s('defs', {},
-    marker('arrow', '#2454d6'), marker('arrow-idle', '#9aa3b5'))];
+    marker('arrow', '#2454d6'), marker('arrow-idle', '#9aa3b5'), marker('arrow-im', '#1d7a46'))];
   // edges between a node and the brokers: one line each way; transfers: arcs
   const pairs = {};
   const arcs = [];
@@ -217,16 +222,26 @@ function renderFabric(f) {
     const [from, to] = key.split('>');
     const a = pos[from], b = pos[to];
     const rate = es.reduce((t, e) => t + e.rate, 0);
-    // offset the two directions so both stay visible
+    // the two directions side by side, each with its label on its own side
     const dx = b.x - a.x, dy = b.y - a.y, len = Math.hypot(dx, dy) || 1;
-    const off = 6, ox = -dy / len * off, oy = dx / len * off;
+    const off = 5, ox = -dy / len * off, oy = dx / len * off;
     const p = border(a, b), q = border(b, a);
     const active = rate > 0;
     edgeGroup.append(s('line', { x1: p.x + ox, y1: p.y + oy, x2: q.x + ox, y2: q.y + oy,
       stroke: active ? '#2454d6' : '#9aa3b5', 'stroke-width': width(rate), 'stroke-dasharray': active ? null : '5 4',
       'marker-end': active ? 'url(#arrow)' : 'url(#arrow-idle)' }, s('title', {}, es.map(edgeText).join(', '))));
-    const mx = (p.x + q.x) / 2 + ox * 3.2, my = (p.y + q.y) / 2 + oy * 3.2;
-    labelGroup.append(label(mx, my, es.map(edgeText), active));
+    // the label near the gateway's end, on the line's own side
+    const lines = es.map(edgeText);
+    const g = nodes[from] && nodes[from].kind === 'broker' ? q : p, o = g === p ? q : p;
+    let mx, my;
+    if (Math.hypot(o.x - g.x, o.y - g.y) < 130) { // a short edge: the label above or below its middle
+      mx = (g.x + o.x) / 2;
+      my = (g.y + o.y) / 2 + (oy >= 0 ? 1 : -1) * (lines.length * 7 + 16);
+    } else {
+      mx = g.x + (o.x - g.x) * 0.3 + (g.x < o.x ? 12 : -12);
+      my = g.y + (o.y - g.y) * 0.3 + (oy >= 0 ? 1 : -1) * (lines.length * 7 + 6);
+    }
+    labelGroup.append(label(mx, my, lines, active));
   }
   for (const e of arcs) {
     const a = pos[e.from], b = pos[e.to];
@@ -234,33 +249,24 @@ function renderFabric(f) {
     const attrs = { fill: 'none', stroke: active ? '#1d7a46' : '#9aa3b5', 'stroke-width': width(e.rate),
       'stroke-dasharray': active ? null : '5 4', 'marker-end': active ? 'url(#arrow-im)' : 'url(#arrow-idle)' };
     let d, lx, ly;
-    const cx = 360, cy = 215;
-    if (e.from === e.to) { // a gateway delivering to itself: a loop on the outside
-      const ux = (a.x - cx) || -1, uy = (a.y - cy), ul = Math.hypot(ux, uy) || 1;
-      const nx = ux / ul, ny = uy / ul;
-      const sx = a.x + nx * a.w / 2.2 - ny * 18, sy = a.y + ny * a.h / 2.2 + nx * 18;
-      const ex = a.x + nx * a.w / 2.2 + ny * 18, ey = a.y + ny * a.h / 2.2 - nx * 18;
-      const c1x = sx + nx * 70 - ny * 30, c1y = sy + ny * 70 + nx * 30;
-      const c2x = ex + nx * 70 + ny * 30, c2y = ey + ny * 70 - nx * 30;
-      d = `M${sx},${sy} C${c1x},${c1y} ${c2x},${c2y} ${ex},${ey}`;
-      lx = a.x + nx * (a.w / 2 + 58); ly = a.y + ny * (a.h / 2 + 52);
-    } else {
-      const mx = (a.x + b.x) / 2, my = (a.y + b.y) / 2;
-      const ux = mx - cx, uy = my - cy, ul = Math.hypot(ux, uy) || 1;
-      const kx = mx + ux / ul * 90, ky = my + uy / ul * 90;
-      const p = border(a, { x: kx, y: ky }), q = border(b, { x: kx, y: ky });
-      d = `M${p.x},${p.y} Q${kx},${ky} ${q.x},${q.y}`;
-      lx = (p.x + 2 * kx + q.x) / 4; ly = (p.y + 2 * ky + q.y) / 4;
+    const left = a.x - a.w / 2;
+    if (e.from === e.to) { // a gateway delivering to itself: a loop on its left
+      d = `M${left - 2},${a.y - 16} C${left - 66},${a.y - 56} ${left - 66},${a.y + 56} ${left - 6},${a.y + 16}`;
+      lx = left - 50; ly = a.y;
+    } else { // between two gateways of the column: an arc on the left
+      const bl = b.x - b.w / 2;
+      const kx = Math.min(left, bl) - 60 - Math.abs(a.y - b.y) / 6, ky = (a.y + b.y) / 2;
+      d = `M${left - 2},${a.y} Q${kx},${ky} ${bl - 6},${b.y}`;
+      lx = (left + 2 * kx + bl) / 4; ly = ky;
     }
-    edgeGroup.append(s('path', Object.assign({ d }, attrs), s('title', {}, edgeText(e))));
+    edgeGroup.append(s('path', Object.assign({ d }, attrs), s('title', {}, 'content transfer: ' + edgeText(e))));
     labelGroup.append(label(lx, ly, [edgeText(e)], active, true));
   }
-  kids[2].append(marker('arrow-im', '#1d7a46'));
   kids.push(edgeGroup);
   for (const n of f.nodes) kids.push(drawNode(n, pos[n.id]));
   kids.push(labelGroup);
   if (f.nodes.length <= 1 && !f.edges.length) {
-    kids.push(s('text', { x: 360, y: 330, 'text-anchor': 'middle', fill: '#5d6679', 'font-size': 13 }, 'Waiting for gateways to announce themselves…'));
+    kids.push(s('text', { x: 210, y: pos.H / 2, 'text-anchor': 'middle', fill: '#5d6679', 'font-size': 13 }, 'Waiting for gateways…'));
   }
   svg.replaceChildren(...kids);
   $('graph-desc').textContent = f.nodes.map((n) => nodeLabel(n) + ' with ' + n.instances.length + ' instance' + (n.instances.length === 1 ? '' : 's')).join('; ') +
@@ -282,7 +288,7 @@ function edgeText(e) {
 
 function label(x, y, lines, active, green) {
   const g = s('g', {});
-  const w = Math.max(...lines.map((l) => l.length)) * 6.6 + 10, hh = lines.length * 14 + 6;
+  const w = Math.max(...lines.map((l) => l.length)) * 6.4 + 12, hh = lines.length * 14 + 6;
   g.append(s('rect', { x: x - w / 2, y: y - hh / 2, width: w, height: hh, rx: 5, fill: '#fff', stroke: active ? (green ? '#9fd3b4' : '#b9c8f3') : '#dfe3ea' }));
   lines.forEach((l, i) => g.append(s('text', { x, y: y - hh / 2 + 14 + i * 14, 'text-anchor': 'middle', 'font-size': 11.5,
     fill: active ? (green ? '#1d6b3f' : '#1f46b5') : '#5d6679' }, l)));
@@ -301,7 +307,7 @@ function drawNode(n, p) {
   g.append(s('text', { x: p.x, y: y + 22, 'text-anchor': 'middle', 'font-weight': 700, 'font-size': 14, fill: ink }, nodeLabel(n)));
   const count = n.instances.length;
   g.append(s('text', { x: p.x, y: y + 39, 'text-anchor': 'middle', 'font-size': 11.5, fill: sub },
-    (broker ? n.name : n.name) + ' · ' + count + ' instance' + (count === 1 ? '' : 's')));
+    (n.kind === 'processor' && n.conversions && n.conversions.length ? n.conversions.join(', ') : n.name) + ' · ' + count + ' instance' + (count === 1 ? '' : 's')));
   // one dot per instance (up to 12)
   const dots = Math.min(count, 12);
   for (let i = 0; i < dots; i++) {
@@ -320,9 +326,9 @@ function renderBrokers(b) {
   box.replaceChildren(
     h('table', { class: 'mini', 'aria-label': 'Broker endpoints over all instances' },
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Broker endpoint'), h('th', { scope: 'col', class: 'n' }, 'Requests'),
-        h('th', { scope: 'col', class: 'n' }, 'Refused'), h('th', { scope: 'col', class: 'n' }, 'Average'))),
-      h('tbody', {}, b.endpoints.map((e) => h('tr', {}, h('td', {}, e.name), h('td', { class: 'n' }, e.requests),
-        h('td', { class: 'n' }, e.errors), h('td', { class: 'n' }, fmtMs(e.avg_ms)))))),
+        h('th', { scope: 'col', class: 'n' }, 'Refused'))),
+      h('tbody', {}, b.endpoints.filter((e) => e.requests > 0).map((e) => h('tr', {}, h('td', {}, e.name), h('td', { class: 'n' }, e.requests),
+        h('td', { class: 'n' }, e.errors))))),
     h('p', { class: 'caption' }, 'MIAP refusals by code: ', rej.length ? rej.map(([c, n]) => c + ' ' + n).join(', ') : 'none'));
 }
 
@@ -338,7 +344,7 @@ function renderStats(st) {
     fig('read, last minute', st.read),
     fig('failed / rejected, last minute', st.failed + ' / ' + st.rejected));
   const svg = $('chart');
-  const W = 520, H = 220, L = 40, R = 48, T = 12, B = 26;
+  const W = 520, H = 220, L = 40, R = 52, T = 16, B = 26;
   const pts = st.points || [];
   const step = st.step_s || 10;
   const rates = pts.map((p) => p.delivered / step);
@@ -353,7 +359,8 @@ function renderStats(st) {
     kids.push(s('text', { x: L - 6, y: yy + 4, 'text-anchor': 'end', 'font-size': 10.5, fill: '#5d6679' }, fmtRate(maxRate * (1 - i / 4))));
     kids.push(s('text', { x: W - R + 6, y: yy + 4, 'font-size': 10.5, fill: '#a04d00' }, fmtMs(maxLat * (1 - i / 4))));
   }
-  kids.push(s('text', { x: L - 6, y: H - 6, 'text-anchor': 'end', 'font-size': 10.5, fill: '#5d6679' }, 'msg/s'));
+  kids.push(s('text', { x: 2, y: 9, 'font-size': 10, fill: '#5d6679' }, 'msg/s'));
+  kids.push(s('text', { x: W - 2, y: 9, 'text-anchor': 'end', 'font-size': 10, fill: '#a04d00' }, 'latency'));
   pts.forEach((p, i) => {
     const r = rates[i];
     if (r > 0) kids.push(s('rect', { x: L + i * pw + 1, y: y(r, maxRate), width: Math.max(pw - 2, 1), height: H - B - y(r, maxRate), fill: '#b9c8f3' },
@@ -532,34 +539,83 @@ function details(e) {
   return d.join(', ');
 }
 
+// diagramRows orders the events as figure 5 draws them. Trace events come
+// in the order they were published, which differs from the protocol in two
+// places: the originating gateway reports the transfer when the
+// destination's reply comes back (after delivery and acknowledgement), and
+// a broker publishes a notification just before the acknowledgement that
+// caused it. The diagram draws the transfer request where it happens (a row
+// without a time) and its reply where it came back, and each
+// acknowledgement before its notification. The table keeps the true order.
+function diagramRows(events) {
+  const rows = events.map((ev) => ({ ev }));
+  const ti = rows.findIndex((r) => r.ev.source !== 'broker' && r.ev.step === 'transfer');
+  const di = rows.findIndex((r) => (r.ev.source !== 'broker' && (r.ev.step === 'deliver' || r.ev.step === 'receive')) ||
+    (r.ev.source === 'broker' && r.ev.step === 'conv'));
+  if (ti >= 0 && di >= 0 && di < ti) {
+    rows[ti].reply = true;
+    rows.splice(di, 0, { ev: rows[ti].ev, request: true });
+  }
+  // a processor forwards the converted content to the destination with the
+  // broker's new ticket, right after its conversion report
+  for (let i = rows.length - 1; i >= 0; i--) {
+    if (!rows[i].request && rows[i].ev.source === 'broker' && rows[i].ev.step === 'conv' && !isCode(rows[i].ev.result)) {
+      rows.splice(i + 1, 0, { ev: rows[i].ev, forward: true });
+    }
+  }
+  for (let i = 0; i + 1 < rows.length; i++) {
+    const a = rows[i].ev, b = rows[i + 1].ev;
+    if (a.source === 'broker' && a.step === 'notify' && b.source === 'broker' && b.step === 'ack' &&
+        b.status === a.result && b.seen - a.seen < 5000) {
+      [rows[i], rows[i + 1]] = [rows[i + 1], rows[i]];
+      i++;
+    }
+  }
+  return rows;
+}
+
 function sequence(tl, events, hasProc, first) {
   const lanes = [['sender', 'Sender', tl.sender || ''], ['og', 'Originating gateway', tl.origin || ''], ['broker', 'Broker', brokerName(events)]];
   if (hasProc) lanes.push(['proc', 'Processor', (events.find((e) => e.step === 'conv') || {}).party || '']);
   lanes.push(['dg', 'Destination gateway', tl.dest || ''], ['recipient', 'Recipient', tl.recipient || tl.to || '']);
-  const W = 1000, L = 92, R = 40, top = 58, row = 40;
-  const H = top + events.length * row + 24;
+  const rows = diagramRows(events);
+  const L = 92, R = 40, top = 58, row = 40, W = Math.max(1000, L + R + lanes.length * 160);
+  const H = top + rows.length * row + 24;
   const x = {};
   lanes.forEach(([id], i) => { x[id] = L + (W - L - R) * (i + 0.5) / lanes.length; });
   const kids = [s('title', {}, 'MIAP timeline of message ' + tl.msg_id),
-    s('defs', {}, marker('seq-ok', '#2454d6'), marker('seq-bad', '#b42318'))];
+    s('defs', {}, marker('seq-ok', '#2454d6'), marker('seq-bad', '#b42318'), marker('seq-reply', '#5d6679'))];
   for (const [id, name, sub] of lanes) {
     kids.push(s('rect', { x: x[id] - 78, y: 8, width: 156, height: 38, rx: 7, fill: id === 'broker' ? '#141a2a' : '#fff', stroke: '#c4cad6' }));
     kids.push(s('text', { x: x[id], y: 24, 'text-anchor': 'middle', 'font-size': 12.5, 'font-weight': 700, fill: id === 'broker' ? '#fff' : '#1d2330' }, name));
     kids.push(s('text', { x: x[id], y: 39, 'text-anchor': 'middle', 'font-size': 11, fill: id === 'broker' ? '#aeb8d0' : '#5d6679' }, sub.length > 24 ? sub.slice(0, 23) + '…' : sub));
     kids.push(s('line', { x1: x[id], x2: x[id], y1: 46, y2: H - 8, stroke: '#c4cad6', 'stroke-dasharray': '3 4' }));
   }
-  events.forEach((e, i) => {
-    const [from, to, text, result] = arrow(e, hasProc);
-    const yy = top + i * row + 26;
+  rows.forEach((rw, i) => {
+    const e = rw.ev;
+    let [from, to, text, result] = arrow(e, hasProc);
     const bad = isCode(e.result);
-    const color = bad ? '#b42318' : '#2454d6';
-    kids.push(s('text', { x: 8, y: yy + 4, 'font-size': 11, fill: '#5d6679', class: 'mono' }, '+' + fmtMs((e.seen - first) / 1000)));
+    let color = bad ? '#b42318' : '#2454d6', mark = bad ? 'url(#seq-bad)' : 'url(#seq-ok)', dash = null;
+    if (rw.forward) {
+      [from, to, text, result] = ['proc', 'dg', 'IM: converted content + new ticket', 'sent by request-reply'];
+      color = '#2454d6'; mark = 'url(#seq-ok)';
+    } else if (rw.request) {
+      result = 'sent by request-reply';
+      color = '#2454d6'; mark = 'url(#seq-ok)';
+    } else if (rw.reply) {
+      [from, to] = [to, from];
+      text = 'reply to the IM: ' + e.result;
+      result = bad ? 'refused: ' + e.result : 'receipt relayed and checked';
+      if (!bad) { color = '#5d6679'; mark = 'url(#seq-reply)'; dash = '6 4'; }
+    }
+    const yy = top + i * row + 26;
+    if (!rw.request && !rw.forward) kids.push(s('text', { x: 8, y: yy + 4, 'font-size': 11, fill: '#5d6679', class: 'mono' }, '+' + fmtMs((e.seen - first) / 1000)));
     const x1 = x[from] !== undefined ? x[from] : x.broker, x2 = x[to] !== undefined ? x[to] : x.broker;
     if (x1 === x2) {
       kids.push(s('rect', { x: x1 - 60, y: yy - 10, width: 120, height: 16, rx: 4, fill: '#eef0f4' }));
     } else {
       const dir = x2 > x1 ? 1 : -1;
-      kids.push(s('line', { x1: x1 + dir * 3, x2: x2 - dir * 3, y1: yy, y2: yy, stroke: color, 'stroke-width': 1.8, 'marker-end': bad ? 'url(#seq-bad)' : 'url(#seq-ok)' }));
+      kids.push(s('line', { x1: x1 + dir * 3, x2: x2 - dir * 3, y1: yy, y2: yy, stroke: color, 'stroke-width': 1.8, 'stroke-dasharray': dash, 'marker-end': mark }));
     }
     const mid = (x1 + x2) / 2;
     kids.push(s('text', { x: mid, y: yy - 6, 'text-anchor': 'middle', 'font-size': 12, 'font-weight': 600, fill: '#1d2330' }, text));
