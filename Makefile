@@ -30,7 +30,8 @@ fuzz:
 	scripts/fuzz.sh $(FUZZTIME)
 
 # A short benchmark run; see docs/BENCHMARKS.md for the full one.
-bench:
+bench: build
+	./$(BIN) bench --quick --out bin/bench
 	$(GO) test -run='^$$' -bench=. -benchtime=2000x ./miap/...
 
 # Rewrites miap/testdata/vectors.json after a deliberate protocol change.

@@ -34,13 +34,15 @@ func cmdBench(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.DataDir, "data", "", "folder for the JetStream store, keys and Redis; empty: a temporary folder")
 	fs.StringVar(&cfg.Sync, "sync", "always", "embedded JetStream sync: always (as uims run) or default")
 	fs.BoolVar(&cfg.NoTrace, "no-trace", false, "turn off the protocol-step trace events (on in uims run)")
-	fs.StringVar(&cfg.Profile, "profile", "kit/fast/100/64", "cell to profile with pprof (flow/mode/size/senders); empty: none")
+	fs.StringVar(&cfg.Profile, "profile", "kit/fast/100B/64,kit/fast/1MB/64", "cells to profile with pprof, comma-separated flow/mode/size/senders; empty: none")
+	fs.IntVar(&cfg.MinMsgs, "min-msgs", 200, "measure each cell until at least this many messages completed (up to --max-duration)")
+	fs.DurationVar(&cfg.MaxDuration, "max-duration", 30*time.Second, "longest measurement (and warm-up) of a cell")
 	fs.StringVar(&cfg.OutDir, "out", "bench-out", "folder for results.json, results.csv, results.md, plot.svg and profiles")
 	fs.StringVar(&cfg.LogLevel, "log-level", "warn", "log level of the fabric")
 	fs.DurationVar(&cfg.WaitIdle, "wait-idle", 0, "before each cell, wait up to this long for other processes to leave the CPUs (a shared machine)")
 	fs.Float64Var(&cfg.IdleBelow, "idle-below", 0.3, "with --wait-idle: the other processes' load, in cores, that counts as idle")
 	bare := fs.String("bare-sizes", "", "bare flow body sizes: imi-request,imi-reply,ack-request,ack-reply (default: like the real flow)")
-	quick := fs.Bool("quick", false, "a short run (seconds): 100 B and 100 KB, 1 and 64 senders, fast mode, 0.5 s per cell")
+	quick := fs.Bool("quick", false, "a short run (seconds, for make bench): kit, bare and sf flows, 100 B and 100 KB, 1 and 64 senders, fast mode, 0.3 s per cell")
 	fs.Parse(args)
 	if *quick {
 		set := map[string]bool{}
@@ -54,11 +56,20 @@ func cmdBench(ctx context.Context, args []string) error {
 		if !set["modes"] {
 			*modes = "fast"
 		}
+		if !set["flows"] {
+			*flows = "kit,bare,sf"
+		}
 		if !set["duration"] {
-			cfg.Duration = 500 * time.Millisecond
+			cfg.Duration = 300 * time.Millisecond
 		}
 		if !set["warmup"] {
-			cfg.Warmup = 200 * time.Millisecond
+			cfg.Warmup = 100 * time.Millisecond
+		}
+		if !set["min-msgs"] {
+			cfg.MinMsgs = 20
+		}
+		if !set["profile"] {
+			cfg.Profile = ""
 		}
 	}
 	for _, s := range benchList(*sizes) {

@@ -34,7 +34,7 @@ type BareSizes struct {
 // DefaultBareSizes are close to what the real fast-mode flow carries per
 // message through the broker (MIAP headers included): measured, see
 // docs/BENCHMARKS.md.
-var DefaultBareSizes = BareSizes{IMIRequest: 1000, IMIReply: 2400, AckRequest: 700, AckReply: 1600}
+var DefaultBareSizes = BareSizes{IMIRequest: 650, IMIReply: 1800, AckRequest: 400, AckReply: 1600}
 
 // serve subscribes subject with a channel drained by n goroutines, as
 // simflow does (nats calls a subscription's handler one message at a time).

@@ -284,12 +284,15 @@ func (rep *Report) Markdown() string {
 				return fmt.Sprintf("%.2f", v)
 			}
 			errs := strconv.Itoa(errCount(r))
-			if len(r.Errors) > 0 {
+			if len(r.Errors) > 0 || r.Reconnects > 0 {
 				var parts []string
 				for k, v := range r.Errors {
 					parts = append(parts, fmt.Sprintf("%s %d", k, v))
 				}
 				sort.Strings(parts)
+				if r.Reconnects > 0 {
+					parts = append(parts, fmt.Sprintf("NATS reconnects %d", r.Reconnects))
+				}
 				errs = strings.Join(parts, ", ")
 			}
 			allocs := func(n, b float64) string {

@@ -64,9 +64,15 @@ type Config struct {
 	Flows   []string // kit, bare, sf, redis
 	// Warmup runs before each measurement; Duration is measured.
 	Warmup, Duration time.Duration
-	// Profile names the cell profiled with pprof, "flow/mode/size/senders"
-	// (e.g. "kit/fast/100/64"); empty: none.
+	// Profile names the cells profiled with pprof, comma-separated
+	// "flow/mode/size/senders" (e.g. "kit/fast/100B/64"); empty: none.
 	Profile string
+	// MinMsgs extends a cell's measurement beyond Duration, up to
+	// MaxDuration, until that many messages completed (slow cells, such as
+	// 1 MB with 256 senders, need longer than fast ones); the warm-up too
+	// lasts until every sender completed a message, up to MaxDuration.
+	MinMsgs     int
+	MaxDuration time.Duration
 	// OutDir receives results.json, results.csv, results.md, the plots and
 	// the profiles.
 	OutDir   string
@@ -103,6 +109,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "warn"
+	}
+	if c.MinMsgs == 0 {
+		c.MinMsgs = 200
+	}
+	if c.MaxDuration == 0 {
+		c.MaxDuration = 30 * time.Second
 	}
 	if c.IdleBelow == 0 {
 		c.IdleBelow = 0.3
@@ -141,6 +153,8 @@ type Result struct {
 	BrokerCPU        float64 `json:"broker_cpu_us"`
 	BrokerIn         float64 `json:"broker_in_bytes"`
 	BrokerOut        float64 `json:"broker_out_bytes"`
+	BrokerInMsgs     float64 `json:"broker_in_msgs"`
+	BrokerOutMsgs    float64 `json:"broker_out_msgs"`
 	BrokerAllocs     float64 `json:"broker_allocs"`
 	BrokerAllocBytes float64 `json:"broker_alloc_bytes"`
 	// Load generator process: senders, web gateway (kit, inbox), reference
@@ -155,11 +169,25 @@ type Result struct {
 	OtherLoad float64 `json:"other_load_cores"`
 	// Load is the CPU the run's own processes used, in cores.
 	Load float64 `json:"own_load_cores"`
+	// Reconnects counts NATS reconnections of the run's connections during
+	// the cell (a slow consumer is disconnected by the server).
+	Reconnects uint64 `json:"reconnects,omitempty"`
 }
 
 // Key names the cell as Config.Profile does.
 func (r *Result) Key() string {
-	return fmt.Sprintf("%s/%s/%d/%d", r.Flow, r.Mode, r.Size, r.Senders)
+	return fmt.Sprintf("%s/%s/%s/%d", r.Flow, r.Mode, SizeName(r.Size), r.Senders)
+}
+
+// matches reports whether spec ("flow/mode/size/senders", size as 100,
+// 100B, 1MB...) names the cell.
+func (r *Result) matches(spec string) bool {
+	p := strings.Split(strings.TrimSpace(spec), "/")
+	if len(p) != 4 || p[0] != r.Flow || p[1] != r.Mode {
+		return false
+	}
+	size, err := ParseSize(p[2])
+	return err == nil && size == r.Size && p[3] == fmt.Sprint(r.Senders)
 }
 
 // Report is the outcome of a run.
@@ -250,7 +278,7 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 			}
 			for _, n := range cfg.Senders {
 				if i == 0 && cfg.has(FlowBare) {
-					if err := r.cell(ctx, FlowBare, "", size, n, newBareFlow(f.gw, cfg.Bare)); err != nil {
+					if err := r.cell(ctx, FlowBare, "", size, n, newBareFlow(f.gw, cfg.Bare), content); err != nil {
 						return rep, err
 					}
 				}
@@ -335,8 +363,9 @@ type snapshot struct {
 	mallocs  uint64
 	alloc    uint64
 	redisCPU time.Duration
-	machine  time.Duration
-	at       time.Time
+	machine    time.Duration
+	at         time.Time
+	reconnects uint64
 }
 
 func (r *runner) snap() snapshot {
@@ -347,6 +376,13 @@ func (r *runner) snap() snapshot {
 	runtime.ReadMemStats(&ms)
 	s.mallocs, s.alloc = ms.Mallocs, ms.TotalAlloc
 	s.machine, s.at = machineBusy(), time.Now()
+	for _, c := range s.side.Conns {
+		s.reconnects += c.Reconnects
+	}
+	s.reconnects += r.f.gw.Stats().Reconnects
+	if r.f.webNC != nil {
+		s.reconnects += r.f.webNC.Stats().Reconnects
+	}
 	s.redisCPU = -1
 	if r.f.redis != nil {
 		s.redisCPU = procCPU(r.f.redis.PID())
@@ -363,6 +399,7 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 	runtime.GC()
 	r.waitIdle(ctx)
 	var stop, measuring atomic.Bool
+	var done, measured atomic.Int64
 	lats := make([][]time.Duration, senders)
 	errs := make([]map[string]int, senders)
 	var wg sync.WaitGroup
@@ -376,9 +413,13 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 				t := time.Now()
 				err := fl.send(ctx, body)
 				d := time.Since(t)
+				if err == nil {
+					done.Add(1)
+				}
 				if measuring.Load() {
 					if err == nil {
 						local = append(local, d)
+						measured.Add(1)
 					} else {
 						e[errName(err)]++
 					}
@@ -391,7 +432,13 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 		}()
 	}
 	sleep(ctx, r.cfg.Warmup)
-	profiling := r.cfg.Profile != "" && r.cfg.Profile == res.Key() && r.cfg.OutDir != ""
+	for w0 := time.Now(); done.Load() < int64(senders) && time.Since(w0) < r.cfg.MaxDuration && ctx.Err() == nil; {
+		sleep(ctx, 20*time.Millisecond)
+	}
+	profiling := false
+	for _, spec := range strings.Split(r.cfg.Profile, ",") {
+		profiling = profiling || (res.matches(spec) && r.cfg.OutDir != "")
+	}
 	var prof *os.File
 	if profiling {
 		base := strings.ReplaceAll(res.Key(), "/", "-")
@@ -431,6 +478,9 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 		sleep(ctx, r.cfg.Duration-time.Since(t0))
 	} else {
 		sleep(ctx, r.cfg.Duration)
+	}
+	for measured.Load() < int64(r.cfg.MinMsgs) && time.Since(t0) < r.cfg.MaxDuration && ctx.Err() == nil {
+		sleep(ctx, 20*time.Millisecond)
 	}
 	measuring.Store(false)
 	el := time.Since(t0)
@@ -475,6 +525,8 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 		b, a := before.side.Conns[role], after.side.Conns[role]
 		res.BrokerIn = float64(a.InBytes-b.InBytes) / n
 		res.BrokerOut = float64(a.OutBytes-b.OutBytes) / n
+		res.BrokerInMsgs = float64(a.InMsgs-b.InMsgs) / n
+		res.BrokerOutMsgs = float64(a.OutMsgs-b.OutMsgs) / n
 		if r.f.side.Separate() {
 			res.BrokerCPU = float64(after.side.CPU-before.side.CPU) / 1e3 / n
 			res.BrokerAllocs = float64(after.side.Mallocs-before.side.Mallocs) / n
@@ -494,6 +546,7 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 	if before.redisCPU >= 0 && after.redisCPU >= 0 {
 		own += float64(after.redisCPU - before.redisCPU)
 	}
+	res.Reconnects = after.reconnects - before.reconnects
 	wall := float64(after.at.Sub(before.at))
 	res.Load, res.OtherLoad = own/wall, -1
 	if before.machine >= 0 && after.machine >= 0 {

@@ -59,6 +59,7 @@ type Side struct {
 type ConnStats struct {
 	InMsgs, OutMsgs   uint64
 	InBytes, OutBytes uint64
+	Reconnects        uint64
 }
 
 // SideStats is a snapshot of the broker side.
@@ -180,7 +181,7 @@ func (s *Side) Stats() SideStats {
 
 func connStats(nc *nats.Conn) ConnStats {
 	x := nc.Stats()
-	return ConnStats{InMsgs: x.InMsgs, OutMsgs: x.OutMsgs, InBytes: x.InBytes, OutBytes: x.OutBytes}
+	return ConnStats{InMsgs: x.InMsgs, OutMsgs: x.OutMsgs, InBytes: x.InBytes, OutBytes: x.OutBytes, Reconnects: x.Reconnects}
 }
 
 // Close stops everything.
