@@ -357,12 +357,12 @@ type runner struct {
 type profileFile struct{ path, label string }
 
 type snapshot struct {
-	side     SideStats
-	sideErr  error
-	cpu      time.Duration
-	mallocs  uint64
-	alloc    uint64
-	redisCPU time.Duration
+	side       SideStats
+	sideErr    error
+	cpu        time.Duration
+	mallocs    uint64
+	alloc      uint64
+	redisCPU   time.Duration
 	machine    time.Duration
 	at         time.Time
 	reconnects uint64
