@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/uims/uims/broker"
 	"github.com/uims/uims/gateways/kit"
@@ -339,6 +340,12 @@ func TestBrowserAliceAndBob(t *testing.T) {
 		t.Fatalf("SMS inbox item %q", txt)
 	}
 	bob.screenshot("inbox-new-messages")
+	// the inbox list moves with the arrow keys
+	bob.eval(`document.querySelector('#inbox .item').focus(), "ok"`)
+	bob.do("arrow down in the inbox", chromedp.KeyEvent(kb.ArrowDown))
+	if got := bob.eval(`document.activeElement.dataset.id || ""`); got != id {
+		t.Fatalf("ArrowDown moved the focus to %q, want alice's message %s", got, id)
+	}
 
 	// bob opens it: the read receipt goes back to alice
 	bob.do("open the message", chromedp.Click(chromedp.CSS(item)), chromedp.WaitVisible(chromedp.ID("message-text")))

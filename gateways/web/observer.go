@@ -27,9 +27,9 @@ import (
 
 // ObserverConfig bounds the observer's memory and sets its clock.
 type ObserverConfig struct {
-	// Messages bounds the messages whose trace events are kept; default 5000.
+	// Messages bounds the messages whose trace events are kept; default 2000.
 	Messages int
-	// EventsPerMessage bounds the events kept per message; default 64.
+	// EventsPerMessage bounds the events kept per message; default 48.
 	EventsPerMessage int
 	// Recent bounds the feed of the latest events of any message; default 500.
 	Recent int
@@ -43,10 +43,10 @@ type ObserverConfig struct {
 
 func (c *ObserverConfig) setDefaults() {
 	if c.Messages <= 0 {
-		c.Messages = 5000
+		c.Messages = 2000
 	}
 	if c.EventsPerMessage <= 0 {
-		c.EventsPerMessage = 64
+		c.EventsPerMessage = 48
 	}
 	if c.Recent <= 0 {
 		c.Recent = 500
