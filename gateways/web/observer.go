@@ -81,8 +81,11 @@ type TraceEvent struct {
 	Status     string `json:"status,omitempty"`
 	IDMatch    *bool  `json:"id_match,omitempty"`
 	Conversion string `json:"conversion,omitempty"`
-	Sender     string `json:"sender,omitempty"`
-	Recipient  string `json:"recipient,omitempty"`
+	// Sender, Recipient (client ids) and To (as the sender wrote it) are
+	// read when a broker's imi event carries them.
+	Sender    string `json:"sender,omitempty"`
+	Recipient string `json:"recipient,omitempty"`
+	To        string `json:"to,omitempty"`
 	// Seen is when the observer received the event, Unix µs on the
 	// observer's clock; latencies are differences of Seen, so they do not
 	// depend on the publishers' clocks agreeing.
@@ -364,6 +367,9 @@ func (o *Observer) Ingest(ev TraceEvent) {
 	}
 	if ev.Recipient != "" {
 		rec.Recipient = ev.Recipient
+	}
+	if ev.To != "" {
+		rec.To = ev.To
 	}
 	o.apply(rec, ev, sec)
 }

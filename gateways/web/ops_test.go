@@ -332,3 +332,27 @@ func TestMetricsFromTraceEvents(t *testing.T) {
 		t.Log(body)
 	}
 }
+
+// In strict mode the gateway traces its TSCS login, and the broker's
+// routeack event names the transaction where the message id should be.
+func TestObserverStrictModeSteps(t *testing.T) {
+	o, _, _ := newTestObserver(t, ObserverConfig{})
+	tx := "tx-strict"
+	for _, ev := range []TraceEvent{
+		{Source: "web", Step: "accepted", MsgID: msgA, Party: "web", Result: "ok"},
+		{Source: "web", Step: "login", MsgID: msgA, Party: "web", Result: "ok"},
+		{Source: "broker", Step: "login", Party: "web", By: "broker-1", Result: "ok"},
+		{Source: "broker", Step: "imi", MsgID: msgA, Tx: tx, Party: "web", By: "broker-1", Result: "routed", Dest: "web"},
+		{Source: "web", Step: "route", MsgID: msgA, Tx: tx, Party: "web", Result: "verified", Dest: "web"},
+		{Source: "broker", Step: "routeack", MsgID: tx, Tx: tx, Party: "web", By: "broker-1", Result: "ok"},
+	} {
+		o.Ingest(ev)
+	}
+	tl, ok := o.Timeline(context.Background(), msgA)
+	if !ok || len(tl.Events) != 5 || tl.Events[4].Step != "routeack" || tl.State != "routed" {
+		t.Fatalf("strict timeline %+v", tl)
+	}
+	if r := o.Recent(10); len(r) != 6 {
+		t.Fatalf("the broker's login (no message id) is in the feed: %d events", len(r))
+	}
+}
