@@ -5,9 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -427,8 +430,55 @@ func (s *session) submission(m *mailmsg.Message, rc recipient) *kit.Submission {
 	if s.from == "" || (m.AutoSubmitted != "" && m.AutoSubmitted != "no") {
 		meta["email.auto"] = "1" // never answered automatically (RFC 3834 §2, RFC 3464 §2)
 	}
-	return &kit.Submission{From: ep, To: rc.to, Subject: oneLine(m.Subject, maxSubjectBytes),
+	if m.Size > 0 {
+		meta["email.size"] = strconv.FormatInt(m.Size, 10)
+	}
+	sub := &kit.Submission{From: ep, To: rc.to, Subject: oneLine(m.Subject, maxSubjectBytes),
 		Type: m.ContentType, Content: m.Content, Attachments: attachmentList(m), Meta: meta}
+	fit(sub)
+	return sub
+}
+
+// imiBudget bounds the JSON of the meta information built from a mail
+// (schemas.MaxIMI, less room for the ids and times the kit adds).
+const imiBudget = schemas.MaxIMI - 1024
+
+// fit trims what the IMI says about a mail until it fits imiBudget: the
+// content type's inessential parameters, the attachment list, optional
+// meta entries, then the subject. The content itself is never changed.
+func fit(sub *kit.Submission) {
+	size := func() int {
+		b, _ := json.Marshal(schemas.IMI{From: sub.From, To: sub.To, Subject: sub.Subject, Meta: sub.Meta,
+			Content: schemas.Content{Type: sub.Type, Attachments: sub.Attachments}})
+		return len(b)
+	}
+	if size() <= imiBudget {
+		return
+	}
+	if mt, params, err := mime.ParseMediaType(sub.Type); err == nil && len(sub.Type) > 256 {
+		keep := map[string]string{}
+		// The parameters that say how to read the content.
+		for _, k := range []string{"boundary", "charset", "report-type", "type", "protocol", "micalg", "format", "delsp"} {
+			if v, ok := params[k]; ok && len(v) <= 200 {
+				keep[k] = v
+			}
+		}
+		if t := mime.FormatMediaType(mt, keep); t != "" {
+			sub.Type = t
+		}
+	}
+	for size() > imiBudget && len(sub.Attachments) > 0 {
+		sub.Attachments = sub.Attachments[:len(sub.Attachments)-1]
+	}
+	for _, k := range []string{"email.in_reply_to", "email.dnt", "email.envid", "email.message_id", "email.notify"} {
+		if size() <= imiBudget {
+			return
+		}
+		delete(sub.Meta, k)
+	}
+	for size() > imiBudget && sub.Subject != "" {
+		sub.Subject = oneLine(sub.Subject, len(sub.Subject)/2)
+	}
 }
 
 // attachmentList lists a message's attachments for the IMI (bounded).

@@ -66,6 +66,18 @@ func TestWebToOutsideThroughMailpit(t *testing.T) {
 	}
 	s.waitState("alice-token", res2.ID, schemas.StatusDelivered)
 
+	// A mail too large for one stream message waits in the object store.
+	big := strings.Repeat("all work and no play makes jack a dull boy\n", 36<<10) // 1.5 MiB
+	res3 := s.webSend("alice-token", "dave@outside.test", "large", big)
+	got3 := mp.waitFor("to:dave@outside.test subject:large", 30*time.Second)
+	if !strings.Contains(got3.Text, "dull boy") {
+		t.Fatalf("large mail: %+v", got3.mpSummary)
+	}
+	if raw := mp.raw(got3.ID); len(raw) < len(big) {
+		t.Fatalf("large mail truncated: %d bytes", len(raw))
+	}
+	s.waitState("alice-token", res3.ID, schemas.StatusDelivered)
+
 	// dave's server bounces the first message later: alice hears of it.
 	bounce, err := mailmsg.ComposeDSN(mailmsg.DSN{ReportingMTA: "mx.outside.test", To: mail.Address{Address: "bounces+" + res.ID + "@example.test"},
 		OriginalMessageID: res.ID + "@example.test",

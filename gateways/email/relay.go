@@ -17,6 +17,9 @@ import (
 	"github.com/uims/uims/schemas"
 )
 
+// settle is how long after queueing the first delivery attempt waits.
+const settle = 300 * time.Millisecond
+
 // runOutbound delivers queued mail through the smarthost until ctx is
 // done, with bounded concurrency.
 func (g *Gateway) runOutbound(ctx context.Context) error {
@@ -70,6 +73,16 @@ func (g *Gateway) handleOut(ctx context.Context, msg jetstream.Msg) {
 		attempt = int(md.NumDelivered)
 	}
 	log := g.log.With().Str("msg_id", job.MsgID).Str("to", job.To).Int("attempt", attempt).Logger()
+	if wait := time.Until(time.UnixMilli(job.Queued).Add(settle)); attempt == 1 && job.Ref != nil && wait > 0 {
+		// Let the kit's "transferred" acknowledgement, sent once Deliver
+		// returned, reach the brokers before our outcome does.
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			msg.Nak()
+			return
+		}
+	}
 	raw, err := g.store.raw(ctx, &job)
 	if err == nil {
 		err = g.relayMail(ctx, &job, raw)
