@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,7 +16,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/uims/uims/broker"
+	"github.com/uims/uims/gateways/email"
 	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/gateways/sms"
 	"github.com/uims/uims/gateways/web"
 	"github.com/uims/uims/internal/system"
 	"github.com/uims/uims/miap"
@@ -86,17 +89,22 @@ func cmdRun(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.KeysFile, "keys", env("UIMS_KEYS", ""), "MIAP key file, generated when absent (UIMS_KEYS; default <data>/keys.json)")
 	o.fs.StringVar(&cfg.ProfilesFile, "profiles", env("UIMS_PROFILES", ""), "YAML client profiles; empty: demo clients alice and bob (UIMS_PROFILES)")
 	o.fs.BoolVar(&cfg.Strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
+	o.fs.StringVar(&cfg.Operator, "operator-token", env("UIMS_OPERATOR_TOKEN", "operator-token"), "operator view token (UIMS_OPERATOR_TOKEN)")
+	mailFlags(o.fs, &cfg.SMTPAddr, &cfg.SMTPRelay, &cfg.SMTPDomains)
+	smsFlags(o.fs, &cfg.SMPPAddr, &cfg.SMSC)
 	o.fs.Parse(args)
 	cfg.Version = version
 	log := o.logger()
 	cfg.Ready = func(a system.Addrs) {
 		fmt.Fprintf(os.Stderr, `
 UIMS is running.
-  web page and API   http://%s   (demo tokens: alice-token, bob-token)
+  web page and API   http://%s   (demo tokens: alice-token, bob-token; operator view: operator-token)
   NATS               %s   (watch: nats sub 'uims.>' ; nats micro ls)
+  SMTP               %s   (swaks --server %s --from carol@outside.test --to bob@example.test)
+  SMPP               %s   (bind as system_id alice, password alice-smpp)
   send a message     uims send --from alice --to bob "hello"
                      curl -H 'Authorization: Bearer alice-token' -d '{"to":"bob","text":"hello"}' http://%s/api/v1/messages
-`, a.HTTP, a.NATS, a.HTTP)
+`, a.HTTP, a.NATS, a.SMTP, a.SMTP, a.SMPP, a.HTTP)
 	}
 	return system.Run(ctx, cfg, log)
 }
@@ -164,6 +172,11 @@ func cmdGateway(ctx context.Context, args []string) error {
 	o := newOpts("gateway " + medium)
 	o.client()
 	httpAddr := o.fs.String("http", env("UIMS_HTTP_ADDR", "127.0.0.1:8080"), "HTTP address (web) (UIMS_HTTP_ADDR)")
+	smtpAddr, smtpRelay, smppAddr := new(string), new(string), new(string)
+	var smtpDomains []string
+	var smsc sms.SMSCConfig
+	mailFlags(o.fs, smtpAddr, smtpRelay, &smtpDomains)
+	smsFlags(o.fs, smppAddr, &smsc)
 	o.fs.Parse(args[1:])
 	log := o.logger()
 	kr, err := o.keyring(medium)
@@ -177,13 +190,46 @@ func cmdGateway(ctx context.Context, args []string) error {
 	defer nc.Close()
 	switch medium {
 	case "web":
-		g, err := web.New(web.Config{Addr: *httpAddr, Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
+		g, err := web.New(web.Config{Addr: *httpAddr, OperatorToken: env("UIMS_OPERATOR_TOKEN", ""), Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
+		if err != nil {
+			return err
+		}
+		return g.Run(ctx, nil)
+	case "email":
+		g, err := email.New(email.Config{Addr: *smtpAddr, Relay: *smtpRelay, Domains: smtpDomains, Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
+		if err != nil {
+			return err
+		}
+		return g.Run(ctx, nil)
+	case "sms":
+		g, err := sms.New(sms.Config{Addr: *smppAddr, Strict: o.strict, SMSC: smsc}, nc, kr, log)
 		if err != nil {
 			return err
 		}
 		return g.Run(ctx, nil)
 	}
 	return fmt.Errorf("unknown gateway %q", medium)
+}
+
+// mailFlags are the e-mail gateway's flags.
+func mailFlags(fs *flag.FlagSet, addr, relay *string, domains *[]string) {
+	fs.StringVar(addr, "smtp", env("UIMS_SMTP_ADDR", "127.0.0.1:2525"), "SMTP listen address, or off (UIMS_SMTP_ADDR)")
+	fs.StringVar(relay, "smtp-relay", env("UIMS_SMTP_RELAY", ""), "smarthost host:port for outside addresses (UIMS_SMTP_RELAY)")
+	*domains = strings.Split(env("UIMS_SMTP_DOMAINS", "example.test"), ",")
+	fs.Func("smtp-domains", "comma-separated local mail domains (UIMS_SMTP_DOMAINS; default example.test)", func(v string) error {
+		*domains = strings.Split(v, ",")
+		return nil
+	})
+}
+
+// smsFlags are the SMS gateway's flags.
+func smsFlags(fs *flag.FlagSet, addr *string, smsc *sms.SMSCConfig) {
+	fs.StringVar(addr, "smpp", env("UIMS_SMPP_ADDR", "127.0.0.1:2775"), "SMPP listen address for applications, or off (UIMS_SMPP_ADDR)")
+	fs.StringVar(&smsc.Addr, "smsc", env("UIMS_SMSC_ADDR", ""), "upstream SMS centre host:port (UIMS_SMSC_ADDR)")
+	fs.StringVar(&smsc.SystemID, "smsc-system-id", env("UIMS_SMSC_SYSTEM_ID", ""), "system_id at the SMS centre (UIMS_SMSC_SYSTEM_ID)")
+	fs.StringVar(&smsc.Password, "smsc-password", env("UIMS_SMSC_PASSWORD", ""), "password at the SMS centre (UIMS_SMSC_PASSWORD)")
+	rate, _ := strconv.ParseFloat(env("UIMS_SMSC_RATE", "50"), 64)
+	fs.Float64Var(&smsc.Rate, "smsc-rate", rate, "submit_sm per second to the SMS centre (UIMS_SMSC_RATE)")
 }
 
 func cmdProcessor(ctx context.Context, args []string) error {

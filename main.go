@@ -26,7 +26,7 @@ var commands = []struct {
 	{"run", "run the whole fabric in this process (embedded NATS, store, broker, processor, gateways)", cmdRun},
 	{"nats", "run a NATS server with JetStream, alone or as a cluster member (for scripts/topology.sh)", cmdNATS},
 	{"broker", "run a broker replica against NATS and Redis", cmdBroker},
-	{"gateway", "run one gateway (web) against NATS", cmdGateway},
+	{"gateway", "run one gateway (web | email | sms) against NATS", cmdGateway},
 	{"processor", "run a message processor against NATS", cmdProcessor},
 	{"send", "send a message as a client and print its id and final status", cmdSend},
 	{"profile", "list, load or delete client profiles (list | put FILE | delete ID)", cmdProfile},

@@ -158,7 +158,7 @@ func TestBadInputClearErrors(t *testing.T) {
 	first := send(t, url, "alice-token", `{"to":"bob","text":"before"}`)
 	cases := []struct {
 		name, token, body string
-		want             int
+		want              int
 	}{
 		{"malformed JSON", "alice-token", `{"to":"bob","text":`, 400},
 		{"unknown field", "alice-token", `{"to":"bob","text":"x","cc":"eve"}`, 400},

@@ -13,7 +13,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/uims/uims/broker"
+	"github.com/uims/uims/gateways/email"
 	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/gateways/sms"
 	"github.com/uims/uims/gateways/web"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/processor"
@@ -29,7 +31,18 @@ type Config struct {
 	ProfilesFile string // UIMS_PROFILES; empty: demo clients
 	Strict       bool   // UIMS_MIAP_MODE=strict
 	Window       time.Duration
-	Version      string
+	// Operator is the operator view's token (UIMS_OPERATOR_TOKEN).
+	Operator string
+	// SMTPAddr, SMTPRelay, SMTPDomains: the e-mail gateway (UIMS_SMTP_ADDR,
+	// UIMS_SMTP_RELAY, UIMS_SMTP_DOMAINS). SMTPAddr "off" disables it.
+	SMTPAddr    string
+	SMTPRelay   string
+	SMTPDomains []string
+	// SMPPAddr and SMSC: the SMS gateway (UIMS_SMPP_ADDR, UIMS_SMSC_*).
+	// SMPPAddr "off" disables it.
+	SMPPAddr string
+	SMSC     sms.SMSCConfig
+	Version  string
 	// Ready, if set, is called with the running system's addresses.
 	Ready func(Addrs)
 }
@@ -38,6 +51,8 @@ type Config struct {
 type Addrs struct {
 	HTTP string
 	NATS string
+	SMTP string // empty when the e-mail gateway is off
+	SMPP string // empty when the SMS gateway is off
 }
 
 func (c *Config) setDefaults() {
@@ -52,6 +67,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.KeysFile == "" {
 		c.KeysFile = filepath.Join(c.DataDir, "keys.json")
+	}
+	if c.SMTPAddr == "" {
+		c.SMTPAddr = "127.0.0.1:2525"
+	}
+	if len(c.SMTPDomains) == 0 {
+		c.SMTPDomains = []string{"example.test"}
+	}
+	if c.SMPPAddr == "" {
+		c.SMPPAddr = "127.0.0.1:2775"
 	}
 }
 
@@ -125,6 +149,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	var b *broker.Broker
 	var proc *processor.Processor
 	var wg *web.Gateway
+	var eg *email.Gateway
+	var sg *sms.Gateway
+	kc := kit.Config{Strict: cfg.Strict, Window: cfg.Window}
 	parts := []func() error{
 		func() error {
 			nc, err := conn("broker")
@@ -144,7 +171,27 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		func() error {
 			nc, kr, err := party(kf, "web", conn)
 			if err == nil {
-				wg, err = web.New(web.Config{Addr: cfg.HTTPAddr, Kit: kit.Config{Strict: cfg.Strict, Window: cfg.Window}}, nc, kr, log)
+				wg, err = web.New(web.Config{Addr: cfg.HTTPAddr, OperatorToken: cfg.Operator, Kit: kc}, nc, kr, log)
+			}
+			return err
+		},
+		func() error {
+			if cfg.SMTPAddr == "off" {
+				return nil
+			}
+			nc, kr, err := party(kf, "email", conn)
+			if err == nil {
+				eg, err = email.New(email.Config{Addr: cfg.SMTPAddr, Relay: cfg.SMTPRelay, Domains: cfg.SMTPDomains, Kit: kc}, nc, kr, log)
+			}
+			return err
+		},
+		func() error {
+			if cfg.SMPPAddr == "off" {
+				return nil
+			}
+			nc, kr, err := party(kf, "sms", conn)
+			if err == nil {
+				sg, err = sms.New(sms.Config{Addr: cfg.SMPPAddr, Strict: cfg.Strict, SMSC: cfg.SMSC, InboxURL: "http://" + cfg.HTTPAddr + "/"}, nc, kr, log)
 			}
 			return err
 		},
@@ -168,10 +215,23 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		{"processor", proc.Run},
 		{"web", wg.Run},
 	}
+	if eg != nil {
+		comps = append(comps, component{"email", eg.Run})
+	}
+	if sg != nil {
+		comps = append(comps, component{"sms", sg.Run})
+	}
 	if err := runAll(ctx, comps, log, func() {
-		log.Info().Str("web", "http://"+wg.Addr()).Str("nats", ns.ClientURL()).Bool("strict", cfg.Strict).Msg("UIMS is running")
+		a := Addrs{HTTP: wg.Addr(), NATS: ns.ClientURL()}
+		if eg != nil {
+			a.SMTP = eg.Addr()
+		}
+		if sg != nil {
+			a.SMPP = sg.Addr().String()
+		}
+		log.Info().Str("web", "http://"+a.HTTP).Str("nats", a.NATS).Str("smtp", a.SMTP).Str("smpp", a.SMPP).Bool("strict", cfg.Strict).Msg("UIMS is running")
 		if cfg.Ready != nil {
-			cfg.Ready(Addrs{HTTP: wg.Addr(), NATS: ns.ClientURL()})
+			cfg.Ready(a)
 		}
 	}); err != nil {
 		return err

@@ -20,7 +20,7 @@ import (
 // runSystem starts `uims run` in-process on free ports.
 func runSystem(t *testing.T, cfg system.Config) system.Addrs {
 	t.Helper()
-	cfg.HTTPAddr, cfg.NATSAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.HTTPAddr, cfg.NATSAddr, cfg.SMTPAddr, cfg.SMPPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}
