@@ -51,12 +51,18 @@ func phoneDigits(s string) (string, bool) {
 // gateway knows no national prefix, so national numbers are taken as
 // written), the text as written for an alphanumeric address.
 func (a address) international() string {
-	if a.TON != tonAlphanumeric {
-		if d, ok := phoneDigits(a.Addr); ok {
-			return "+" + d
-		}
+	s := strings.TrimSpace(a.Addr)
+	if a.TON == tonAlphanumeric {
+		return s
 	}
-	return strings.TrimSpace(a.Addr)
+	n := s
+	if a.TON == tonInternational {
+		n = "+" + strings.TrimPrefix(s, "+") // the digits are the international number
+	}
+	if d, ok := phoneDigits(n); ok {
+		return "+" + d
+	}
+	return s
 }
 
 // smppAddress returns the SMPP form of an address written the fabric's

@@ -4,10 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"os"
-	"strings"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -37,7 +36,7 @@ var profiles = []*schemas.Profile{
 type env struct {
 	f       *fabrictest.Fabric
 	gw      *sms.Gateway
-	web     *fabrictest.Inbox
+	web     *inbox
 	webKit  *kit.Kit
 	test    *fabrictest.Inbox
 	testKit *kit.Kit
@@ -51,7 +50,7 @@ func newEnv(t *testing.T, cfg sms.Config, opts ...func(*env)) *env {
 	f := fabrictest.New(t)
 	f.StartBroker(broker.Config{})
 	f.PutProfiles(profiles...)
-	e := &env{f: f, web: fabrictest.NewInbox(), test: fabrictest.NewInbox()}
+	e := &env{f: f, web: &inbox{Inbox: fabrictest.NewInbox()}, test: fabrictest.NewInbox()}
 	for _, o := range opts {
 		o(e)
 	}
@@ -82,6 +81,32 @@ func newEnv(t *testing.T, cfg sms.Config, opts ...func(*env)) *env {
 }
 
 func (e *env) addr() string { return e.gw.Addr().String() }
+
+// webIDs returns the message ids in the web inbox, in arrival order.
+func (e *env) webIDs() []string {
+	e.web.mu.Lock()
+	defer e.web.mu.Unlock()
+	return slices.Clone(e.web.ids)
+}
+
+// inbox is a fabrictest.Inbox that remembers the order of arrival.
+type inbox struct {
+	*fabrictest.Inbox
+	mu  sync.Mutex
+	ids []string
+}
+
+func (i *inbox) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
+	st, err := i.Inbox.Deliver(ctx, d)
+	if err == nil {
+		i.mu.Lock()
+		if !slices.Contains(i.ids, d.Routed.IMI.MsgID) {
+			i.ids = append(i.ids, d.Routed.IMI.MsgID)
+		}
+		i.mu.Unlock()
+	}
+	return st, err
+}
 
 // sendFrom sends a message from a test-gateway client, waiting for a route.
 func (e *env) sendFrom(t *testing.T, client, to, text string) *kit.Result {
@@ -221,6 +246,11 @@ func (e *esme) wait(ch chan pdu.PDU) pdu.PDU {
 	case r := <-ch:
 		return r
 	case <-e.closed:
+		select {
+		case r := <-ch: // answered just before the connection closed
+			return r
+		default:
+		}
 		e.t.Fatal("connection closed while waiting for a response")
 	case <-time.After(15 * time.Second):
 		e.t.Fatal("no response")
@@ -313,27 +343,3 @@ func needPeer(t *testing.T, what string, ok bool) {
 	}
 	t.Skipf("SKIPPED LOUDLY: %s is missing; run .ci/deps.d/sms.sh (tests fail instead when CI is set)", what)
 }
-
-// lines collects the lines a process writes.
-type lines struct {
-	mu  sync.Mutex
-	all []string
-	ch  chan string
-}
-
-func newLines() *lines { return &lines{ch: make(chan string, 1000)} }
-
-func (l *lines) Write(b []byte) (int, error) {
-	for _, s := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		l.mu.Lock()
-		l.all = append(l.all, s)
-		l.mu.Unlock()
-		select {
-		case l.ch <- s:
-		default:
-		}
-	}
-	return len(b), nil
-}
-
-var _ io.Writer = (*lines)(nil)

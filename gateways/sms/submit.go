@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,6 +70,19 @@ func codingOf(dcs uint8) (gsm.Coding, error) {
 		}
 	}
 	return 0, fmt.Errorf("data_coding 0x%02X is not text this gateway decodes", dcs)
+}
+
+// decodeText decodes a short message. IA5 text (data_coding 1) that
+// carries GSM escape sequences or other control octets is GSM 7-bit
+// labelled IA5, as some SMS centres send it (node-smpp does for every
+// GSM text): it is decoded as GSM 7-bit.
+func decodeText(c gsm.Coding, b []byte) (string, error) {
+	if c == gsm.CodingASCII && slices.ContainsFunc(b, func(x byte) bool { return x < 0x20 && x != '\n' && x != '\r' }) {
+		if s, err := gsm.DecodeSeptets(b); err == nil {
+			return s, nil
+		}
+	}
+	return gsm.Decode(c, b)
 }
 
 // submitFromApp handles submit_sm and data_sm of a bound application
@@ -151,41 +165,67 @@ func appStatus(err error) pdu.Status {
 // response: the UIMS message id, with "-<part>" for a part of a
 // concatenated message.
 func (g *Gateway) accept(ctx context.Context, in *incoming) (string, error) {
-	coding, err := codingOf(in.dcs)
+	m, err := parseIncoming(in.esm, in.dcs, in.data, in.tlvs)
 	if err != nil {
-		return "", reject(pdu.ESME_RINVDCS, "%v", err)
+		return "", err
 	}
-	payload := in.data
-	var concat gsm.Concat
-	if in.esm&pdu.ESMClassUDHI != 0 {
-		u, rest, err := gsm.ParseUDH(payload)
+	if m.ignoredUDH != nil {
+		g.log.Info().Err(m.ignoredUDH).Msg("concatenation IE ignored")
+	}
+	if m.concat.Total > 1 {
+		return g.acceptPart(ctx, in, m.concat, m.coding, m.payload)
+	}
+	msgID := kit.NewMsgID()
+	return msgID, g.send(ctx, in, msgID, m.text, nil)
+}
+
+// parsedSM is a decoded short message: a whole text, or one part of a
+// concatenated message (concat.Total > 1) whose payload waits for the
+// others.
+type parsedSM struct {
+	concat  gsm.Concat
+	coding  gsm.Coding
+	payload []byte // user data after the UDH
+	text    string // decoded text of a whole message
+	// ignoredUDH is set when a bad concatenation IE was ignored.
+	ignoredUDH error
+}
+
+// parseIncoming interprets esm_class (UDHI, §5.2.12), data_coding
+// (§5.2.19), the UDH (TS 23.040 §9.2.3.24) or the sar_* TLVs
+// (§5.3.2.22-24) of a short message. Errors are *rejectError.
+func parseIncoming(esm, dcs uint8, data []byte, tlvs pdu.TLVs) (parsedSM, error) {
+	var m parsedSM
+	coding, err := codingOf(dcs)
+	if err != nil {
+		return m, reject(pdu.ESME_RINVDCS, "%v", err)
+	}
+	m.coding, m.payload = coding, data
+	if esm&pdu.ESMClassUDHI != 0 {
+		u, rest, err := gsm.ParseUDH(data)
 		switch {
 		case err == nil:
-			concat, payload = u.Concat, rest
+			m.concat, m.payload = u.Concat, rest
 		case errors.Is(err, gsm.ErrBadConcat):
 			// TS 23.040 §9.2.3.24.1: a receiver ignores a bad
 			// concatenation IE; the text is taken as a single message.
-			g.log.Info().Err(err).Msg("concatenation IE ignored")
-			payload = rest
+			m.payload, m.ignoredUDH = rest, err
 		default:
-			return "", reject(pdu.ESME_RINVESMCLASS, "bad UDH: %v", err)
+			return m, reject(pdu.ESME_RINVESMCLASS, "bad UDH: %v", err)
 		}
-	} else if sar, ok := in.tlvs.SAR(); ok {
-		// §5.3.2.22-24: segmentation in TLVs instead of a UDH.
+	} else if sar, ok := tlvs.SAR(); ok {
 		if sar.Total == 0 || sar.Seq == 0 || sar.Seq > sar.Total {
-			return "", reject(pdu.ESME_RINVOPTPARAMVAL, "sar segment %d of %d", sar.Seq, sar.Total)
+			return m, reject(pdu.ESME_RINVOPTPARAMVAL, "sar segment %d of %d", sar.Seq, sar.Total)
 		}
-		concat = gsm.Concat{Ref: sar.Ref, Total: sar.Total, Seq: sar.Seq}
+		m.concat = gsm.Concat{Ref: sar.Ref, Total: sar.Total, Seq: sar.Seq}
 	}
-	if concat.Total > 1 {
-		return g.acceptPart(ctx, in, concat, coding, payload)
+	if m.concat.Total > 1 {
+		return m, nil
 	}
-	text, err := gsm.Decode(coding, payload)
-	if err != nil {
-		return "", reject(pdu.ESME_RINVMSGLEN, "undecodable %s text: %v", coding, err)
+	if m.text, err = decodeText(coding, m.payload); err != nil {
+		return m, reject(pdu.ESME_RINVMSGLEN, "undecodable %s text: %v", coding, err)
 	}
-	msgID := kit.NewMsgID()
-	return msgID, g.send(ctx, in, msgID, text, nil)
+	return m, nil
 }
 
 // acceptPart adds one part of a concatenated message; the last missing
@@ -220,7 +260,7 @@ func (g *Gateway) acceptPart(ctx context.Context, in *incoming, c gsm.Concat, co
 
 // sendAssembled sends a reassembled (possibly partial) message.
 func (g *Gateway) sendAssembled(ctx context.Context, pm *partMsg, m *gsm.Message) error {
-	text, err := m.Text()
+	text, err := decodeText(m.Coding, m.Payload)
 	if err != nil {
 		text = strings.ToValidUTF8(text, "\uFFFD")
 	}
