@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -83,6 +84,11 @@ func (g *Gateway) compose(ctx context.Context, d *kit.Delivery, rcpt mailaddr.Ad
 	}
 	if o.MessageID == "" {
 		o.MessageID = imi.MsgID + "@" + g.cfg.Hostname
+	}
+	if !g.cfg.NoReadRequests && slices.Contains(d.Routed.Receipts, "read") {
+		// The sender wants to know when it is read: ask the recipient's
+		// mail program for a read notice to our VERP address (RFC 8098 §2.1).
+		o.Headers = append(o.Headers, mailmsg.Field{Key: "Disposition-Notification-To", Value: "<" + g.bounceAddress(imi.MsgID) + ">"})
 	}
 	if o.InReplyTo == "" && imi.InReplyTo != "" {
 		o.InReplyTo = g.messageIDOf(ctx, imi.InReplyTo)

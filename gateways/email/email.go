@@ -87,6 +87,10 @@ type Config struct {
 	// reported as failed (RFC 5321 §4.5.4.1); default 20 h, below the
 	// brokers' 24 h delivery deadline.
 	GiveUp time.Duration
+	// NoReadRequests stops asking recipients' mail programs for read
+	// notices (Disposition-Notification-To, RFC 8098) when the sender wants
+	// read receipts.
+	NoReadRequests bool
 	// Workers bounds concurrent outbound SMTP transactions; default 4.
 	Workers int
 

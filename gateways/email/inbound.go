@@ -282,7 +282,9 @@ func (s *session) Data(r io.Reader) error {
 		}
 	}
 	if drop || s.from == "" {
-		if s.g.handleBounce(ctx, raw, s.rcpts) {
+		// Reports about mail we sent: bounces (RFC 3464) and read notices
+		// (RFC 8098) become the original message's acknowledgements.
+		if s.g.handleBounce(ctx, raw, s.rcpts) || s.g.handleReadNotice(ctx, raw, s.rcpts) {
 			return nil
 		}
 	}

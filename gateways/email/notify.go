@@ -223,14 +223,7 @@ func (g *Gateway) handleBounce(ctx context.Context, raw []byte, rcpts []recipien
 	if err != nil {
 		return false
 	}
-	id := ""
-	for _, r := range rcpts {
-		if a, err := mailaddr.Parse(r.addr); err == nil && r.drop {
-			if v := g.bounceID(a); v != "" {
-				id = v
-			}
-		}
-	}
+	id := g.verpID(rcpts)
 	if id == "" {
 		id = g.store.lookupMessageID(ctx, rep.OriginalMessageID)
 	}
@@ -281,4 +274,17 @@ func (g *Gateway) handleBounce(ctx context.Context, raw []byte, rcpts []recipien
 	rec.Outcome, rec.LastError = schemas.StatusFailed, reason
 	g.store.put(ctx, g.store.key("out", id), rec)
 	return true
+}
+
+// verpID returns the message id named by a VERP bounce address among the
+// recipients, "" when there is none.
+func (g *Gateway) verpID(rcpts []recipient) string {
+	for _, r := range rcpts {
+		if a, err := mailaddr.Parse(r.addr); err == nil && r.drop {
+			if v := g.bounceID(a); v != "" {
+				return v
+			}
+		}
+	}
+	return ""
 }

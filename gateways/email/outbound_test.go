@@ -65,6 +65,21 @@ func TestWebToOutsideThroughMailpit(t *testing.T) {
 		t.Fatalf("to carol: %+v", got2)
 	}
 	s.waitState("alice-token", res2.ID, schemas.StatusDelivered)
+	// alice wants read receipts: the mail asks for a read notice, and
+	// carol's mail program's notice (RFC 8098) marks the message read.
+	if raw := mp.raw(got2.ID); !strings.Contains(raw, "Disposition-Notification-To: <bounces+"+res2.ID+"@example.test>") {
+		t.Fatalf("no read notice requested:\n%s", raw)
+	}
+	mdn, err := mailmsg.ComposeMDN(mailmsg.MDN{ReportingUA: "mua.outside.test; Thunderbird", From: mail.Address{Address: "carol@outside.test"},
+		To: mail.Address{Address: "bounces+" + res2.ID + "@example.test"}, OriginalMessageID: res2.ID + "@example.test", OriginalSubject: "to carol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := dialSMTP(t, s.smtp)
+	if code, msg := cm.send("", "bounces+"+res2.ID+"@example.test", string(mdn)); code != 250 {
+		t.Fatalf("read notice: %d %s", code, msg)
+	}
+	s.waitState("alice-token", res2.ID, schemas.StatusRead)
 
 	// A mail too large for one stream message waits in the object store.
 	big := strings.Repeat("all work and no play makes jack a dull boy\n", 36<<10) // 1.5 MiB
