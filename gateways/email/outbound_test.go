@@ -81,6 +81,21 @@ func TestWebToOutsideThroughMailpit(t *testing.T) {
 	}
 	s.waitState("alice-token", res2.ID, schemas.StatusRead)
 
+	// Mail from an outside sender for carol is forwarded to her outside
+	// address, from our own address (we do not send as dave's domain), with
+	// Reply-To dave and dave's Message-ID kept for threading.
+	cf := dialSMTP(t, s.smtp)
+	fwd := mailText("Dave <dave@outside.test>", "carol@example.test", "forward me", "for carol", "Message-ID: <fwd-1@outside.test>")
+	fwd = strings.Replace(fwd, "Message-ID: <", "X-Old-Id: <", 1) // keep only ours
+	if code, msg := cf.send("dave@outside.test", "carol@example.test", fwd); code != 250 {
+		t.Fatalf("forward: %d %s", code, msg)
+	}
+	gotF := mp.waitFor("to:carol@outside.test subject:\"forward me\"", 20*time.Second)
+	if gotF.From.Address != "noreply@example.test" || !strings.Contains(gotF.From.Name, "Dave") ||
+		len(gotF.ReplyTo) != 1 || gotF.ReplyTo[0].Address != "dave@outside.test" || gotF.MessageID != "fwd-1@outside.test" {
+		t.Fatalf("forwarded: %+v", gotF)
+	}
+
 	// A mail too large for one stream message waits in the object store.
 	big := strings.Repeat("all work and no play makes jack a dull boy\n", 36<<10) // 1.5 MiB
 	res3 := s.webSend("alice-token", "dave@outside.test", "large", big)
