@@ -45,6 +45,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/net/netutil"
 
 	"github.com/uims/uims/gateways/email/mailmsg"
 	"github.com/uims/uims/gateways/kit"
@@ -99,6 +100,10 @@ type Config struct {
 	MaxSize int64
 	// MaxRecipients bounds RCPT commands per message; default 100.
 	MaxRecipients int
+	// MaxConnections bounds concurrent SMTP connections (each may buffer
+	// a message of MaxSize); further clients wait in the listen queue.
+	// Default 100.
+	MaxConnections int
 	// Limits bounds MIME parsing (depth, parts, headers); MaxBytes is
 	// always MaxSize.
 	Limits mailmsg.Limits
@@ -165,6 +170,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxRecipients == 0 {
 		c.MaxRecipients = 100
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = 100
 	}
 	c.Limits.MaxBytes = c.MaxSize
 	if c.SendTimeout == 0 {
@@ -279,7 +287,7 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	outDone := make(chan error, 1)
 	go func() { outDone <- g.runOutbound(kctx) }()
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- g.srv.Serve(ln) }()
+	go func() { srvDone <- g.srv.Serve(netutil.LimitListener(ln, g.cfg.MaxConnections)) }()
 	g.log.Info().Str("addr", ln.Addr().String()).Strs("domains", g.cfg.Domains).Str("relay", g.cfg.Relay).Msg("e-mail gateway listening")
 	if ready != nil {
 		ready()
