@@ -40,6 +40,7 @@ type opts struct {
 	natsURL, keys       string
 	redisURL            string
 	strict              bool
+	metrics             string
 }
 
 func newOpts(name string) *opts {
@@ -50,6 +51,7 @@ func newOpts(name string) *opts {
 }
 
 func (o *opts) client() {
+	o.fs.StringVar(&o.metrics, "metrics", env("UIMS_METRICS_ADDR", ""), "serve Prometheus /metrics on this address (UIMS_METRICS_ADDR)")
 	o.fs.StringVar(&o.natsURL, "nats", env("UIMS_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (UIMS_NATS_URL)")
 	o.fs.StringVar(&o.keys, "keys", env("UIMS_KEYS", "uims-data/keys.json"), "MIAP key file (UIMS_KEYS)")
 	o.fs.BoolVar(&o.strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
@@ -157,6 +159,11 @@ func cmdBroker(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
+	reg := system.NewRegistry()
+	cfg.Metrics = reg
+	if err := system.ServeMetrics(ctx, o.metrics, reg, log); err != nil {
+		return err
+	}
 	b, err := broker.New(nc, rdb, eng, cfg, log)
 	if err != nil {
 		return err
@@ -190,7 +197,7 @@ func cmdGateway(ctx context.Context, args []string) error {
 	defer nc.Close()
 	switch medium {
 	case "web":
-		g, err := web.New(web.Config{Addr: *httpAddr, OperatorToken: env("UIMS_OPERATOR_TOKEN", ""), Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
+		g, err := web.New(web.Config{Addr: *httpAddr, OperatorToken: env("UIMS_OPERATOR_TOKEN", ""), Metrics: system.NewRegistry(), Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
 		if err != nil {
 			return err
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -63,6 +64,8 @@ type Config struct {
 	NoTrace bool
 	// Now is the clock; default time.Now. It must match the MIAP engine's.
 	Now func() time.Time
+	// Metrics, if set, is where the broker registers its Prometheus collectors.
+	Metrics prometheus.Registerer
 }
 
 func (c *Config) setDefaults() {
@@ -119,6 +122,7 @@ type Broker struct {
 	mu      sync.Mutex
 	stats   map[string]*endpointStats
 	pending sync.WaitGroup
+	metrics *metrics
 }
 
 type job struct {
@@ -145,6 +149,7 @@ func New(nc *nats.Conn, rdb redis.UniversalClient, engine *miap.Engine, cfg Conf
 		stats: make(map[string]*endpointStats),
 	}
 	b.guard = miap.NewGuard(engine, b.store, b.recordEpoch)
+	b.metrics = newMetrics(cfg.Metrics, func() float64 { return float64(len(b.work)) })
 	return b, nil
 }
 
@@ -396,11 +401,14 @@ func (b *Broker) instrument(name string, fn handler) func(context.Context, micro
 	b.stats[name] = st
 	b.mu.Unlock()
 	return func(ctx context.Context, req micro.Request) {
+		start := time.Now()
 		err := fn(ctx, req)
 		if err == nil {
+			b.metrics.observe(name, "ok", start)
 			return
 		}
 		code := miap.CodeOf(err)
+		b.metrics.observe(name, code.String(), start)
 		st.mu.Lock()
 		st.codes[code.String()]++
 		st.mu.Unlock()
@@ -411,7 +419,9 @@ func (b *Broker) instrument(name string, fn handler) func(context.Context, micro
 		case schemas.CodeInternal, schemas.CodeStoreUnavailable:
 			ev = b.log.Error()
 		}
-		ev.Str("endpoint", name).Str("code", code.String()).Err(err).Str("party", req.Headers().Get(miap.HdrParty)).Msg("refused")
+		party := req.Headers().Get(miap.HdrParty)
+		ev.Str("endpoint", name).Str("code", code.String()).Err(err).Str("party", party).Msg("refused")
+		b.trace(name, "", "", party, "refused", schemas.TraceEvent{Code: code.String()})
 		b.replyError(req, err)
 	}
 }

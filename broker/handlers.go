@@ -196,7 +196,8 @@ func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
 	}
 	b.log.Info().Str("msg_id", imi.MsgID).Str("tx", routed.Tx).Str("og", imi.Gateway).Str("dest", routed.Dest.Gateway).
 		Str("to", routed.Dest.Address).Bool("strict", strict).Msg("imi routed")
-	b.trace("imi", imi.MsgID, routed.Tx, f.Party, "routed", schemas.TraceEvent{Dest: routed.Dest.Gateway, ID: miap.EncodeB64(id)[:8]})
+	b.trace("imi", imi.MsgID, routed.Tx, f.Party, "routed", schemas.TraceEvent{Dest: routed.Dest.Gateway, ID: miap.EncodeB64(id)[:8],
+		Sender: routed.Sender, Recipient: routed.Recipient, To: imi.To})
 	return b.reply(req, &miap.Frame{Purpose: miap.PurposeRoute, Party: imi.Gateway, Nonce: f.Nonce, Session: cack, ID: id, Body: routedBytes}, ticket)
 }
 
@@ -338,6 +339,7 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 	}
 	ev := b.statusEvent(tx, ack.Status, ack.Code, ack.Reason, now)
 	if out[0] == "applied" {
+		b.metrics.outcomes.WithLabelValues(ack.Status).Inc()
 		b.notify(tx.OG, ev, f.ID)
 	}
 	b.log.Info().Str("msg_id", ack.MsgID).Str("tx", ack.Tx).Str("dg", f.Party).Str("status", ack.Status).

@@ -115,5 +115,6 @@ func (b *Broker) expire(ctx context.Context, msgID string, now int64) {
 	tx := &txRecord{Note: out[2], OG: out[3]}
 	ev := b.statusEvent(tx, schemas.StatusFailed, schemas.CodeExpired.String(), reason+" ("+out[4]+")", now)
 	b.log.Info().Str("msg_id", msgID).Str("was", out[1]).Str("dg", out[4]).Msg("deadline passed: non-delivery report")
+	b.metrics.outcomes.WithLabelValues("expired").Inc()
 	b.notify(tx.OG, ev, nil)
 }

@@ -194,6 +194,16 @@ func (p *Processor) announce(convs []schemas.Conversion, ttl time.Duration) {
 	p.nc.PublishMsg(m)
 }
 
+// trace publishes a protocol-step event for observers.
+func (p *Processor) trace(ev schemas.TraceEvent) {
+	if p.cfg.NoTrace {
+		return
+	}
+	ev.Party, ev.By, ev.At = p.cfg.Party, p.cfg.Instance, p.clock.Now().UnixMilli()
+	data, _ := json.Marshal(&ev)
+	p.nc.Publish(schemas.TraceSubject(p.cfg.Party, ev.Step), data)
+}
+
 // respondError answers a request with a wire code (PROTOCOL.md §9).
 func respondError(req micro.Request, c schemas.Code) {
 	req.Error(strconv.Itoa(int(c)), c.String()+": "+c.Text(), nil, micro.WithHeaders(micro.Headers{schemas.HdrError: {c.String()}}))
@@ -234,6 +244,7 @@ func (p *Processor) dispatch(ctx context.Context, req micro.Request, c Conversio
 		if err != nil {
 			code := miap.CodeOf(err)
 			p.log.Warn().Err(err).Str("conversion", c.Name).Str("code", code.String()).Msg("conversion refused")
+			p.trace(schemas.TraceEvent{Step: "convert", Result: "refused", Code: code.String(), Conversion: c.Name})
 			respondError(req, code)
 			return
 		}
@@ -296,6 +307,7 @@ func (p *Processor) process(ctx context.Context, h nats.Header, body []byte, c C
 		subject, login = schemas.ProcessorIM(next), schemas.ProcessorLogin(next)
 	}
 	p.log.Info().Str("msg_id", routed.IMI.MsgID).Str("conversion", c.Name).Int64("in", tr.Ticket.CLen).Int64("out", oc.Length).Msg("converted")
+	p.trace(schemas.TraceEvent{Step: "convert", MsgID: routed.IMI.MsgID, Tx: routed.Tx, Result: "ok", Conversion: c.Name, Next: subject})
 	fwd, err := p.client.Transfer(cctx, subject, login, p.cfg.Strict, ticket, out.Data)
 	if fwd != nil {
 		return fwd, nil // the next hop's answer, error or not, goes back as it is

@@ -357,4 +357,10 @@ type TraceEvent struct {
 	ID         string `json:"id,omitempty"` // a prefix of the inner digest ID
 	Conversion string `json:"conversion,omitempty"`
 	Next       string `json:"next,omitempty"`
+	// Sender and Recipient client ids and the recipient as written (imi step).
+	Sender    string `json:"sender,omitempty"`
+	Recipient string `json:"recipient,omitempty"`
+	To        string `json:"to,omitempty"`
+	// Code of a refusal.
+	Code string `json:"code,omitempty"`
 }

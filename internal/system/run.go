@@ -152,11 +152,12 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	var eg *email.Gateway
 	var sg *sms.Gateway
 	kc := kit.Config{Strict: cfg.Strict, Window: cfg.Window}
+	reg := NewRegistry() // served by the web gateway at /metrics
 	parts := []func() error{
 		func() error {
 			nc, err := conn("broker")
 			if err == nil {
-				b, err = broker.New(nc, rdb, eng, broker.Config{Version: cfg.Version}, log)
+				b, err = broker.New(nc, rdb, eng, broker.Config{Version: cfg.Version, Metrics: reg}, log)
 			}
 			return err
 		},
@@ -171,7 +172,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		func() error {
 			nc, kr, err := party(kf, "web", conn)
 			if err == nil {
-				wg, err = web.New(web.Config{Addr: cfg.HTTPAddr, OperatorToken: cfg.Operator, Kit: kc}, nc, kr, log)
+				wg, err = web.New(web.Config{Addr: cfg.HTTPAddr, OperatorToken: cfg.Operator, Metrics: reg, Kit: kc}, nc, kr, log)
 			}
 			return err
 		},
