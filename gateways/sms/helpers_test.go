@@ -45,7 +45,7 @@ type env struct {
 
 // newEnv starts the fabric and the SMS gateway; opts change the inboxes
 // before their kits start.
-func newEnv(t *testing.T, cfg sms.Config, opts ...func(*env)) *env {
+func newEnv(t testing.TB, cfg sms.Config, opts ...func(*env)) *env {
 	t.Helper()
 	f := fabrictest.New(t)
 	f.StartBroker(broker.Config{})
@@ -109,7 +109,7 @@ func (i *inbox) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
 }
 
 // sendFrom sends a message from a test-gateway client, waiting for a route.
-func (e *env) sendFrom(t *testing.T, client, to, text string) *kit.Result {
+func (e *env) sendFrom(t testing.TB, client, to, text string) *kit.Result {
 	t.Helper()
 	var res *kit.Result
 	var last error

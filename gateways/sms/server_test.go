@@ -2,7 +2,9 @@ package sms_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -468,5 +470,97 @@ func TestNoCentreNoApplication(t *testing.T) {
 	})
 	if !strings.Contains(err.Error(), "UNKNOWN_RECIPIENT") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// A silent session gets enquire_link (§4.11) and is closed when it does
+// not answer; one that answers stays.
+func TestEnquireLinkOnSilence(t *testing.T) {
+	e := newEnv(t, sms.Config{EnquireLink: 300 * time.Millisecond, ResponseTimeout: 500 * time.Millisecond})
+	live := dialESME(t, e.addr()) // answers enquire_link
+	live.mustBind(pdu.CmdBindTransceiver, "carol", "carol-pw")
+	conn, err := net.Dial("tcp", e.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	b, _ := pdu.Marshal(&pdu.BindTransmitter{Header: pdu.Header{Sequence: 1}, BindFields: pdu.BindFields{SystemID: "alice", Password: "alice-pw", InterfaceVersion: 0x34}})
+	conn.Write(b)
+	r := pdu.NewReader(conn, 0)
+	var sawEnquire bool
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		p, err := r.ReadPDU()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatal("the silent session was not closed")
+			}
+			break // closed by the server
+		}
+		if p.CommandID() == pdu.CmdEnquireLink {
+			sawEnquire = true // and no answer
+		}
+	}
+	if !sawEnquire {
+		t.Fatal("no enquire_link on a silent session")
+	}
+	time.Sleep(time.Second)
+	if st := live.enquire(); st != pdu.ESME_ROK {
+		t.Fatal("the answering session was closed")
+	}
+}
+
+// Two instances of the gateway share the queue: a message for an
+// application reaches it whichever instance the fabric hands it to.
+func TestTwoInstancesShareTheQueue(t *testing.T) {
+	e := newEnv(t, sms.Config{})
+	gw2, err := sms.New(sms.Config{Addr: "127.0.0.1:0"}, e.f.Conn("sms2"), e.f.Keyring("sms"), e.f.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- gw2.Run(ctx, func() { close(ready) }) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-ready
+	// carol binds to the second instance only.
+	c := dialESME(t, gw2.Addr().String())
+	c.mustBind(pdu.CmdBindReceiver, "carol", "carol-pw")
+	const n = 12
+	want := map[string]bool{}
+	for i := range n {
+		text := fmt.Sprint("message ", i)
+		e.sendFrom(t, "dave", "carol", text)
+		want[text] = true
+	}
+	for range n {
+		d := c.next(10 * time.Second)
+		if !want[string(d.ShortMessage)] {
+			t.Fatalf("unexpected or repeated %q", d.ShortMessage)
+		}
+		delete(want, string(d.ShortMessage))
+	}
+}
+
+// A recipient whose profile says "sms.long": "shorten" gets one SMS with a
+// pointer to the web inbox instead of many parts.
+func TestShortenLongMessage(t *testing.T) {
+	e := newEnv(t, sms.Config{InboxURL: "https://uims.example/"})
+	e.f.PutProfiles(&schemas.Profile{ID: "gina", Addresses: map[string]string{"sms": "+15550103"}, Prefer: []string{"sms"},
+		SMPP: &schemas.SMPPCredentials{SystemID: "gina", Password: "gina-pw"}, Options: map[string]string{"sms.long": "shorten"}})
+	c := dialESME(t, e.addr())
+	c.mustBind(pdu.CmdBindReceiver, "gina", "gina-pw")
+	e.sendFrom(t, "dave", "gina", strings.Repeat("A very long e-mail body. ", 40))
+	d := c.next(10 * time.Second)
+	text, _ := gsm.DecodeSeptets(d.ShortMessage)
+	if d.ESMClass&pdu.ESMClassUDHI != 0 || len(d.ShortMessage) > 160 || !strings.HasPrefix(text, "A very long e-mail body.") ||
+		!strings.HasSuffix(text, "... [more: https://uims.example/]") {
+		t.Fatalf("shortened to %q (esm 0x%02X)", text, d.ESMClass)
+	}
+	select {
+	case x := <-c.Delivered:
+		t.Fatalf("a second SMS %q", x.ShortMessage)
+	case <-time.After(500 * time.Millisecond):
 	}
 }

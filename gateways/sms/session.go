@@ -206,8 +206,9 @@ func (s *session) request(ctx context.Context, p pdu.PDU, fn func(context.Contex
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		defer func() { <-s.in }()
-		s.send(fn(ctx))
+		resp := fn(ctx)
+		<-s.in // free the slot before the application can see the response
+		s.send(resp)
 	}()
 }
 

@@ -15,6 +15,8 @@ import (
 
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/gateways/sms"
+	"github.com/uims/uims/gateways/sms/dlr"
+	"github.com/uims/uims/gateways/sms/pdu"
 	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/schemas"
 )
@@ -210,6 +212,25 @@ func TestSMSCWithNodeSMPP(t *testing.T) {
 		smsc.command(map[string]any{"cmd": "mo", "source": "447700900123", "dest": "15559999", "text": "nobody"})
 		if ev := smsc.next("mo_resp", 10*time.Second); ev["status"].(float64) != 0x65 {
 			t.Fatalf("mo to nobody: status %v, want ESME_RX_P_APPN", ev["status"])
+		}
+	})
+
+	t.Run("application to a phone number, receipt back to the application", func(t *testing.T) {
+		c := dialESME(t, e.addr())
+		c.mustBind(pdu.CmdBindTransceiver, "alice", "alice-pw")
+		r := c.submit(textMsg("15550100", "447700900125", "From an application through the centre", 1))
+		if r.Status != pdu.ESME_ROK {
+			t.Fatalf("submit_sm: %s", r.Status)
+		}
+		if p := smsc.submits(1)[0]; p["text"] != "From an application through the centre" || p["source_addr"] != "15550100" {
+			t.Fatalf("at the centre: %v", p)
+		}
+		rc := c.next(10 * time.Second)
+		if id, _ := rc.TLVs.ReceiptedMessageID(); id != r.MessageID || rc.ESMClass != pdu.ESMClassDeliveryReceipt {
+			t.Fatalf("receipt %q for %q", rc.ShortMessage, r.MessageID)
+		}
+		if rec, _ := dlr.Parse(string(rc.ShortMessage)); rec.Stat != dlr.StatDelivered {
+			t.Fatalf("receipt %q", rc.ShortMessage)
 		}
 	})
 
