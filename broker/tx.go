@@ -82,6 +82,8 @@ local state = redis.call('HGET', tx, 'state')
 if not state then return {'unknown', ''} end
 local new = ARGV[1]
 if new == state then return {'duplicate', state} end
+-- "transferred" is a progress report: arriving after the outcome it changes nothing.
+if new == 'transferred' and state ~= 'routed' then return {'duplicate', state} end
 local ok = false
 if state == 'routed' then ok = (new == 'transferred' or new == 'delivered' or new == 'read' or new == 'failed')
 elseif state == 'transferred' then ok = (new == 'delivered' or new == 'read' or new == 'failed')

@@ -12,6 +12,10 @@ const (
 	HdrRetryAfterMS     = "Retry-After-Ms"
 	// HdrStatus carries the destination's outcome on a transfer reply.
 	HdrStatus = "Uims-Status"
+	// HdrReason carries a human-readable reason for a delivery failure
+	// ("no SMTP relay configured for outside addresses"), informational:
+	// it never carries MIAP verification details.
+	HdrReason = "Uims-Reason"
 )
 
 // ErrorFromHeader returns the error a reply carries, or nil for a success.
@@ -26,13 +30,17 @@ func ErrorFromHeader(h map[string][]string) *Error {
 	if name == "" && num == "" {
 		return nil
 	}
+	detail := get(HdrReason)
+	if detail == "" {
+		detail = get(HdrServiceError)
+	}
 	if c, ok := ParseCode(name); ok {
-		return &Error{Code: c, Detail: get(HdrServiceError)}
+		return &Error{Code: c, Detail: detail}
 	}
 	if n, err := strconv.Atoi(num); err == nil && n > 0 && n < int(codeEnd) {
-		return &Error{Code: Code(n), Detail: get(HdrServiceError)}
+		return &Error{Code: Code(n), Detail: detail}
 	}
-	return &Error{Code: CodeInternal, Detail: get(HdrServiceError)}
+	return &Error{Code: CodeInternal, Detail: detail}
 }
 
 // ErrorHeader returns the reply headers for an error.

@@ -62,11 +62,17 @@ func (k *Kit) handleIM(ctx context.Context, m *nats.Msg) {
 		code := miap.CodeOf(err)
 		k.log.Warn().Err(err).Str("msg_id", ref.MsgID).Str("code", code.String()).Msg("delivery failed")
 		k.trace("deliver", ref.MsgID, ref.Tx, code.String(), schemas.TraceEvent{})
+		reason := deliveryReason(err)
 		if !code.Retryable() {
 			// A permanent failure is the destination's to report (§6.8).
-			k.Ack(ctx, ref, schemas.StatusFailed, code.String(), err.Error())
+			k.Ack(ctx, ref, schemas.StatusFailed, code.String(), reason)
 		}
-		miapnats.RespondError(m, code)
+		r := nats.NewMsg(m.Reply)
+		for key, v := range schemas.ErrorHeader(code) {
+			r.Header[key] = v
+		}
+		r.Header.Set(schemas.HdrReason, truncate(reason, 256))
+		m.RespondMsg(r)
 		return
 	}
 	k.log.Info().Str("msg_id", ref.MsgID).Str("tx", ref.Tx).Str("status", status).Msg("delivered")
@@ -142,6 +148,16 @@ func (k *Kit) ackNow(ctx context.Context, ref AckRef, status, code, reason strin
 	}
 	k.trace("ack", ref.MsgID, ref.Tx, status, schemas.TraceEvent{})
 	return reply.Header.Get(miap.HdrReceipt), nil
+}
+
+// deliveryReason is the part of a medium's delivery error meant for the
+// sender: the detail of a *schemas.Error, else the error text.
+func deliveryReason(err error) string {
+	var se *schemas.Error
+	if errors.As(err, &se) && se.Detail != "" {
+		return se.Detail
+	}
+	return err.Error()
 }
 
 func truncate(s string, n int) string {

@@ -98,8 +98,10 @@ func fail(w http.ResponseWriter, err error) {
 		se = &schemas.Error{Code: schemas.CodeInternal}
 	}
 	msg := se.Code.Text()
-	if se.Code == schemas.CodeUnknownRecipient || se.Code == schemas.CodeMalformed || se.Code == schemas.CodeTooLarge {
-		if se.Detail != "" {
+	switch se.Code {
+	case schemas.CodeUnknownRecipient, schemas.CodeMalformed, schemas.CodeTooLarge, schemas.CodeUnsupported, schemas.CodeNoRoute, schemas.CodeConversionFailed:
+		// Reasons meant for the sender (never MIAP verification details).
+		if se.Detail != "" && !strings.HasPrefix(se.Detail, se.Code.String()+":") {
 			msg += ": " + se.Detail
 		}
 	}
