@@ -154,3 +154,22 @@ func machineBusy() time.Duration {
 	const clkTck = 100
 	return time.Duration(busy) * time.Second / clkTck
 }
+
+// diskWrites returns the bytes this process caused to be written to
+// storage (/proc/self/io write_bytes), or -1.
+func diskWrites() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "write_bytes:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
+}

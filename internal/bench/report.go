@@ -201,7 +201,7 @@ func (rep *Report) CSV() []byte {
 	w := csv.NewWriter(&buf)
 	w.Write([]string{"flow", "mode", "size", "senders", "seconds", "msgs", "errors", "msgs_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms",
 		"broker_cpu_us", "broker_in_bytes", "broker_out_bytes", "broker_allocs", "broker_alloc_bytes",
-		"gen_cpu_us", "gen_allocs", "gen_alloc_bytes", "redis_cpu_us", "own_load_cores", "other_load_cores", "x_bare", "x_sf"})
+		"gen_cpu_us", "gen_allocs", "gen_alloc_bytes", "gen_disk_write_bytes", "redis_cpu_us", "own_load_cores", "other_load_cores", "x_bare", "x_sf"})
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	for _, r := range rep.Results {
 		var errs []string
@@ -213,7 +213,7 @@ func (rep *Report) CSV() []byte {
 		w.Write([]string{r.Flow, r.Mode, strconv.Itoa(r.Size), strconv.Itoa(r.Senders), f(r.Seconds), strconv.Itoa(r.Msgs),
 			strings.Join(errs, ";"), f(r.Rate), f(r.P50), f(r.P90), f(r.P99), f(r.Max),
 			f(r.BrokerCPU), f(r.BrokerIn), f(r.BrokerOut), f(r.BrokerAllocs), f(r.BrokerAllocBytes),
-			f(r.GenCPU), f(r.GenAllocs), f(r.GenAllocBytes), f(r.RedisCPU), f(r.Load), f(r.OtherLoad), f(xb), f(xs)})
+			f(r.GenCPU), f(r.GenAllocs), f(r.GenAllocBytes), f(r.GenDisk), f(r.RedisCPU), f(r.Load), f(r.OtherLoad), f(xb), f(xs)})
 	}
 	w.Flush()
 	return buf.Bytes()
@@ -270,8 +270,8 @@ func (rep *Report) Markdown() string {
 			continue
 		}
 		fmt.Fprintf(&b, "\n### Content %s\n\n", SizeName(size))
-		b.WriteString("| flow | senders | msg/s | × bare | × s&f | p50 ms | p90 ms | p99 ms | max ms | errors | broker CPU µs/msg | broker B in / out per msg | broker allocs (KB) /msg | generator CPU µs/msg | generator allocs (KB) /msg | Redis CPU µs/msg | cores: own / others |\n")
-		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("| flow | senders | msg/s | × bare | × s&f | p50 ms | p90 ms | p99 ms | max ms | errors | broker CPU µs/msg | broker B in / out per msg | broker allocs (KB) /msg | generator CPU µs/msg | generator allocs (KB) /msg | disk KB/msg | Redis CPU µs/msg | cores: own / others |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range rep.Results {
 			if r.Size != size {
 				continue
@@ -301,10 +301,14 @@ func (rep *Report) Markdown() string {
 				}
 				return fmt.Sprintf("%.0f (%.1f)", n, b/1024)
 			}
-			fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %.2f | %.2f | %.2f | %.1f | %s | %s | %s / %s | %s | %s | %s | %s | %.2f / %s |\n",
+			disk := "-"
+			if r.GenDisk >= 0 {
+				disk = fmt.Sprintf("%.1f", r.GenDisk/1024)
+			}
+			fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %.2f | %.2f | %.2f | %.1f | %s | %s | %s / %s | %s | %s | %s | %s | %s | %.2f / %s |\n",
 				flowName(r), r.Senders, r.Rate, x(xb), x(xs), r.P50, r.P90, r.P99, r.Max, errs,
 				num(r.BrokerCPU, 1), num(r.BrokerIn, 0), num(r.BrokerOut, 0), allocs(r.BrokerAllocs, r.BrokerAllocBytes),
-				num(r.GenCPU, 1), allocs(r.GenAllocs, r.GenAllocBytes), num(r.RedisCPU, 1), r.Load, num(r.OtherLoad, 2))
+				num(r.GenCPU, 1), allocs(r.GenAllocs, r.GenAllocBytes), disk, num(r.RedisCPU, 1), r.Load, num(r.OtherLoad, 2))
 		}
 	}
 	for _, p := range rep.Profiles {

@@ -162,6 +162,9 @@ type Result struct {
 	GenCPU        float64 `json:"gen_cpu_us"`
 	GenAllocs     float64 `json:"gen_allocs"`
 	GenAllocBytes float64 `json:"gen_alloc_bytes"`
+	// GenDisk is what the load generator process wrote to storage (the
+	// embedded NATS server's JetStream files), bytes per message; -1 unknown.
+	GenDisk float64 `json:"gen_disk_write_bytes"`
 	// RedisCPU is redis-server's CPU time (-1: not ours to read).
 	RedisCPU float64 `json:"redis_cpu_us"`
 	// OtherLoad is the CPU other processes of the machine used during the
@@ -364,6 +367,7 @@ type snapshot struct {
 	alloc      uint64
 	redisCPU   time.Duration
 	machine    time.Duration
+	disk       int64
 	at         time.Time
 	reconnects uint64
 }
@@ -375,7 +379,7 @@ func (r *runner) snap() snapshot {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s.mallocs, s.alloc = ms.Mallocs, ms.TotalAlloc
-	s.machine, s.at = machineBusy(), time.Now()
+	s.machine, s.disk, s.at = machineBusy(), diskWrites(), time.Now()
 	for _, c := range s.side.Conns {
 		s.reconnects += c.Reconnects
 	}
@@ -536,6 +540,10 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 	res.GenCPU = float64(after.cpu-before.cpu) / 1e3 / n
 	res.GenAllocs = float64(after.mallocs-before.mallocs) / n
 	res.GenAllocBytes = float64(after.alloc-before.alloc) / n
+	res.GenDisk = -1
+	if before.disk >= 0 && after.disk >= 0 {
+		res.GenDisk = float64(after.disk-before.disk) / n
+	}
 	if before.redisCPU >= 0 && after.redisCPU >= 0 {
 		res.RedisCPU = float64(after.redisCPU-before.redisCPU) / 1e3 / n
 	}
