@@ -564,3 +564,29 @@ func TestShortenLongMessage(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 }
+
+// Long texts in one PDU: submit_sm with message_payload (§5.3.2.32) and
+// data_sm (§4.7).
+func TestMessagePayloadAndDataSM(t *testing.T) {
+	e := newEnv(t, sms.Config{})
+	c := dialESME(t, e.addr())
+	c.mustBind(pdu.CmdBindTransceiver, "alice", "alice-pw")
+	fabrictest.Eventually(t, 10*time.Second, "the fabric serving", func() bool {
+		return c.submit(textMsg("15550100", "bob", "warm up", 0)).Status == pdu.ESME_ROK
+	})
+	long := strings.Repeat("payload text ", 40)
+	m := textMsg("15550100", "15550101", "", 0)
+	m.ShortMessage = nil
+	m.TLVs.SetMessagePayload([]byte(long)) // GSM 7-bit: the same octets for these letters
+	r := c.submit(m)
+	if r.Status != pdu.ESME_ROK || e.web.Get(r.MessageID) == nil || string(e.web.Get(r.MessageID).Content) != long {
+		t.Fatalf("message_payload: %s", r.Status)
+	}
+	ds := &pdu.DataSM{SourceAddrTON: 1, SourceAddrNPI: 1, SourceAddr: "15550100", DestAddrTON: 1, DestAddrNPI: 1,
+		DestinationAddr: "15550101", DataCoding: 8}
+	ds.TLVs.SetMessagePayload(gsm.EncodeUCS2("data_sm ✓"))
+	dr := c.call(ds).(*pdu.DataSMResp)
+	if dr.Status != pdu.ESME_ROK || e.web.Get(dr.MessageID) == nil || string(e.web.Get(dr.MessageID).Content) != "data_sm ✓" {
+		t.Fatalf("data_sm: %s %q", dr.Status, dr.MessageID)
+	}
+}
