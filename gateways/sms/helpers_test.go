@@ -92,14 +92,26 @@ func (e *env) webIDs() []string {
 // inbox is a fabrictest.Inbox that remembers the order of arrival.
 type inbox struct {
 	*fabrictest.Inbox
-	mu  sync.Mutex
-	ids []string
+	mu    sync.Mutex
+	ids   []string
+	count map[string]int
+}
+
+// deliveries returns how often a message id was delivered.
+func (i *inbox) deliveries(id string) int {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.count[id]
 }
 
 func (i *inbox) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
 	st, err := i.Inbox.Deliver(ctx, d)
 	if err == nil {
 		i.mu.Lock()
+		if i.count == nil {
+			i.count = make(map[string]int)
+		}
+		i.count[d.Routed.IMI.MsgID]++
 		if !slices.Contains(i.ids, d.Routed.IMI.MsgID) {
 			i.ids = append(i.ids, d.Routed.IMI.MsgID)
 		}

@@ -214,6 +214,12 @@ func (q *queue) handle(f *feed, msg jetstream.Msg) {
 		msg.Term()
 		return
 	}
+	if it.Kind == kindReceipt {
+		if wait := q.g.cfg.ReceiptDelay - time.Since(it.Receipt.Done); wait > 0 {
+			msg.NakWithDelay(wait)
+			return
+		}
+	}
 	s := q.pick(f)
 	if s == nil {
 		msg.Nak()

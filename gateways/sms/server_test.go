@@ -343,7 +343,7 @@ func TestConcatenatedSubmissions(t *testing.T) {
 		t.Fatalf("partial %q meta %v subject %q", p.Content, p.Routed.IMI.Meta, p.Routed.IMI.Subject)
 	}
 	time.Sleep(3 * time.Second) // more expiry rounds: never twice
-	if n := e.web.Count[sarID]; n != 1 {
+	if n := e.web.deliveries(sarID); n != 1 {
 		t.Fatalf("partial delivered %d times", n)
 	}
 	// A bad concatenation IE (part 3 of 2) is ignored: a single message.
@@ -588,5 +588,58 @@ func TestMessagePayloadAndDataSM(t *testing.T) {
 	dr := c.call(ds).(*pdu.DataSMResp)
 	if dr.Status != pdu.ESME_ROK || e.web.Get(dr.MessageID) == nil || string(e.web.Get(dr.MessageID).Content) != "data_sm ✓" {
 		t.Fatalf("data_sm: %s %q", dr.Status, dr.MessageID)
+	}
+}
+
+// Parts of one message meet whichever instance they arrive at, and parts
+// already answered survive the instance that took them: the other
+// instance delivers the partial message, once.
+func TestReassemblyAcrossInstancesAndRestart(t *testing.T) {
+	e := newEnv(t, sms.Config{ReassemblyTimeout: 2 * time.Second})
+	gw2, err := sms.New(sms.Config{Addr: "127.0.0.1:0", ReassemblyTimeout: 2 * time.Second}, e.f.Conn("sms2"), e.f.Keyring("sms"), e.f.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- gw2.Run(ctx, func() { close(ready) }) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-ready
+	c1, c2 := dialESME(t, e.addr()), dialESME(t, gw2.Addr().String())
+	c1.mustBind(pdu.CmdBindTransmitter, "alice", "alice-pw")
+	c2.mustBind(pdu.CmdBindTransmitter, "alice", "alice-pw")
+	fabrictest.Eventually(t, 10*time.Second, "the fabric serving", func() bool {
+		return c1.submit(textMsg("15550100", "bob", "warm up", 0)).Status == pdu.ESME_ROK
+	})
+	part := func(c *esme, ref uint8, seq uint8, text string) string {
+		t.Helper()
+		m := textMsg("15550100", "15550101", "", 0)
+		sm, _ := gsm.EncodeSeptets(text)
+		m.ESMClass, m.ShortMessage = pdu.ESMClassUDHI, append([]byte{5, 0, 3, ref, 3, seq}, sm...)
+		r := c.submit(m)
+		if r.Status != pdu.ESME_ROK {
+			t.Fatalf("part %d: %s", seq, r.Status)
+		}
+		return strings.Split(r.MessageID, "-")[0]
+	}
+	a := part(c1, 1, 1, "one ")
+	if b := part(c2, 1, 2, "two "); b != a {
+		t.Fatalf("parts got ids %s and %s", a, b)
+	}
+	part(c1, 1, 3, "three")
+	if d := e.web.Get(a); d == nil || string(d.Content) != "one two three" {
+		t.Fatalf("across instances: %v", d)
+	}
+
+	b := part(c1, 2, 1, "first ")
+	part(c1, 2, 3, "third")
+	e.stop() // the instance that took both parts goes away
+	fabrictest.Eventually(t, 15*time.Second, "the partial message from the other instance", func() bool { return e.web.Get(b) != nil })
+	if d := e.web.Get(b); string(d.Content) != "first third" || d.Routed.IMI.Meta["sms.partial"] != "missing 2 of 3" {
+		t.Fatalf("partial %q %v", d.Content, d.Routed.IMI.Meta)
+	}
+	time.Sleep(3 * time.Second)
+	if n := e.web.deliveries(a) + e.web.deliveries(b); n != 2 {
+		t.Fatalf("%d deliveries, want 2", n)
 	}
 }

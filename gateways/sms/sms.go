@@ -87,6 +87,12 @@ type Config struct {
 	// QueueMaxAge bounds how long messages and receipts wait for an
 	// unbound application; default 7 days.
 	QueueMaxAge time.Duration
+	// ReceiptDelay is the least time between the outcome of a message and
+	// its delivery receipt; default 1 s, negative for none. An application
+	// may store its receipt bookkeeping only after reading submit_sm_resp
+	// (Kannel does, on another thread), so a receipt right behind the
+	// response would find nothing there and be dropped.
+	ReceiptDelay time.Duration
 	// SMSC is the upstream SMS centre; empty Addr means none.
 	SMSC SMSCConfig
 }
@@ -164,6 +170,9 @@ func (c *Config) setDefaults() error {
 	if c.QueueMaxAge <= 0 {
 		c.QueueMaxAge = 7 * 24 * time.Hour
 	}
+	if c.ReceiptDelay == 0 {
+		c.ReceiptDelay = time.Second
+	}
 	s := &c.SMSC
 	if s.Addr == "" {
 		return nil
@@ -207,7 +216,7 @@ type Gateway struct {
 
 	store *store
 	queue *queue
-	parts *partTable
+	parts *reassembly
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -236,7 +245,7 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 	g.js = k.JetStream()
 	g.store = &store{js: g.js, gw: cfg.Gateway}
 	g.queue = newQueue(g)
-	g.parts = newPartTable(cfg.ReassemblyTimeout)
+	g.parts = newReassembly(cfg.Gateway, cfg.ReassemblyTimeout, 2*cfg.SendTimeout+5*time.Second)
 	if cfg.SMSC.Addr != "" {
 		g.smsc = newSMSCLink(g, cfg.SMSC)
 	}
@@ -262,6 +271,9 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	if err := g.store.ensure(ctx, g.cfg.QueueMaxAge); err != nil {
 		return err
 	}
+	if err := g.parts.ensure(ctx, g.js); err != nil {
+		return err
+	}
 	g.runCtx = ctx
 	kitReady := make(chan struct{})
 	kitDone := make(chan error, 1)
@@ -278,7 +290,13 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 		g.wg.Add(1)
 		go func() { defer g.wg.Done(); g.smsc.run(ctx) }()
 	}
-	g.wg.Add(2)
+	g.wg.Add(3)
+	go func() {
+		defer g.wg.Done()
+		if err := g.parts.watch(ctx); err != nil {
+			g.log.Error().Err(err).Msg("reassembly index stopped")
+		}
+	}()
 	go func() { defer g.wg.Done(); g.expireLoop(ctx) }()
 	go func() { defer g.wg.Done(); g.acceptLoop(ctx) }()
 	g.log.Info().Str("addr", g.ln.Addr().String()).Str("smsc", g.cfg.SMSC.Addr).Msg("SMPP server serving")
@@ -334,7 +352,8 @@ func (g *Gateway) acceptLoop(ctx context.Context) {
 }
 
 // expireLoop delivers concatenated messages whose parts stopped coming,
-// marked as partial (never silently dropped, never twice).
+// marked as partial (never silently dropped, never twice), and retries
+// reassembled messages the fabric refused for now.
 func (g *Gateway) expireLoop(ctx context.Context) {
 	tick := min(time.Second, g.cfg.ReassemblyTimeout/4)
 	t := time.NewTicker(tick)
@@ -344,9 +363,9 @@ func (g *Gateway) expireLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			for _, p := range g.parts.expire(now) {
+			for key, d := range g.parts.expired(ctx, now) {
 				g.wg.Add(1)
-				go func() { defer g.wg.Done(); g.sendPartial(ctx, p) }()
+				go func() { defer g.wg.Done(); g.sendClaimed(ctx, key, d) }()
 			}
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/uims/uims/gateways/kit"
@@ -229,77 +228,27 @@ func parseIncoming(esm, dcs uint8, data []byte, tlvs pdu.TLVs) (parsedSM, error)
 }
 
 // acceptPart adds one part of a concatenated message; the last missing
-// part sends the whole message.
+// part sends the whole message. The answer to each part is the message
+// id with "-<part>".
 func (g *Gateway) acceptPart(ctx context.Context, in *incoming, c gsm.Concat, coding gsm.Coding, payload []byte) (string, error) {
-	pm, msg, err := g.parts.add(in, c, coding, payload)
+	d, key, claimed, err := g.parts.add(ctx, in, c, coding, payload)
 	switch {
-	case errors.Is(err, gsm.ErrPendingFull):
+	case errors.Is(err, errPendingFull):
 		return "", reject(pdu.ESME_RMSGQFUL, "%v", err)
 	case err != nil:
-		return "", reject(pdu.ESME_RINVMSGLEN, "%v", err)
+		return "", schemas.Errorf(schemas.CodeBusy, err, "reassembly")
 	}
-	partID := fmt.Sprintf("%s-%d", pm.msgID, c.Seq)
-	if msg == nil {
-		// More parts to come, or a repeated part. If the whole message
-		// was assembled but the fabric refused it for now, a repeated
-		// part is the application retrying: try again.
-		if retry := g.parts.retry(pm); retry != nil {
-			if err := g.sendAssembled(ctx, pm, retry); err != nil {
-				g.parts.failed(pm)
-				return "", err
-			}
-		}
-		return partID, nil
+	partID := fmt.Sprintf("%s-%d", d.MsgID, c.Seq)
+	if !claimed {
+		return partID, nil // more parts to come, or a repeated part
 	}
-	if err := g.sendAssembled(ctx, pm, msg); err != nil {
-		g.parts.failed(pm)
+	err = g.sendDoc(ctx, d)
+	retry := err != nil && (miap.CodeOf(err).Retryable() || errors.Is(err, context.DeadlineExceeded))
+	g.parts.finish(context.WithoutCancel(ctx), key, !retry)
+	if err != nil {
 		return "", err
 	}
 	return partID, nil
-}
-
-// sendAssembled sends a reassembled (possibly partial) message.
-func (g *Gateway) sendAssembled(ctx context.Context, pm *partMsg, m *gsm.Message) error {
-	text, err := decodeText(m.Coding, m.Payload)
-	if err != nil {
-		text = strings.ToValidUTF8(text, "\uFFFD")
-	}
-	extra := map[string]string{"sms.total": strconv.Itoa(int(m.Total)), "sms.parts": pm.received()}
-	if m.Partial {
-		var missing []string
-		for _, n := range m.Missing {
-			missing = append(missing, strconv.Itoa(int(n)))
-		}
-		extra["sms.partial"] = "missing " + strings.Join(missing, ",") + " of " + strconv.Itoa(int(m.Total))
-		extra["subject"] = fmt.Sprintf("[partial SMS: %d of %d parts missing]", len(m.Missing), m.Total)
-	}
-	in := pm.in
-	in.rd = pm.rd
-	return g.send(ctx, &in, pm.msgID, text, extra)
-}
-
-// sendPartial delivers a concatenated message whose parts stopped coming,
-// retrying while the fabric pushes back.
-func (g *Gateway) sendPartial(ctx context.Context, pm *partMsg) {
-	for attempt := 0; ; attempt++ {
-		sctx, cancel := context.WithTimeout(ctx, g.cfg.SendTimeout)
-		err := g.sendAssembled(sctx, pm, pm.assembled)
-		cancel()
-		if err == nil {
-			g.log.Info().Str("msg_id", pm.msgID).Str("missing", fmt.Sprint(pm.assembled.Missing)).Msg("partial message delivered")
-			return
-		}
-		if !miap.CodeOf(err).Retryable() || attempt >= 60 {
-			g.log.Error().Err(err).Str("msg_id", pm.msgID).Msg("partial message not accepted by the fabric")
-			return
-		}
-		select {
-		case <-ctx.Done():
-			g.log.Error().Str("msg_id", pm.msgID).Msg("partial message not sent: gateway stopping")
-			return
-		case <-time.After(time.Duration(min(attempt+1, 10)) * time.Second):
-		}
-	}
 }
 
 // send hands one message to the fabric (kit.Send): it returns once the
@@ -338,133 +287,4 @@ func (g *Gateway) send(ctx context.Context, in *incoming, msgID, text string, ex
 	g.log.Info().Str("msg_id", msgID).Str("from", from.Address).Str("client", in.origin).Str("to", to).
 		Str("dest", res.Dest.Gateway).Str("status", res.Status).Msg("short message accepted")
 	return nil
-}
-
-// partKey identifies a concatenated message being reassembled: the same
-// key as gsm.Reassembler's, with the origin folded into the source.
-type partKey struct {
-	source, dest string
-	ref          uint16
-	total        uint8
-}
-
-// partMsg is a concatenated message: its message id, chosen at the first
-// part and kept while repeated or late parts may still come.
-type partMsg struct {
-	msgID string
-	in    incoming // addresses and flags of the first part
-	rd    uint8    // registered_delivery of all parts, or-ed
-	seen  []bool   // parts received
-
-	assembled *gsm.Message // set once complete or expired
-	sendErr   bool         // the fabric refused the assembled message for now
-	expires   time.Time    // forget after this, once assembled
-}
-
-func (pm *partMsg) received() string {
-	var b strings.Builder
-	for i, ok := range pm.seen {
-		if ok {
-			if b.Len() > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(strconv.Itoa(i + 1))
-		}
-	}
-	return b.String()
-}
-
-// partTable keeps the message ids of concatenated messages next to the
-// gsm.Reassembler that holds their parts.
-type partTable struct {
-	r       *gsm.Reassembler
-	timeout time.Duration
-	mu      sync.Mutex
-	msgs    map[partKey]*partMsg
-}
-
-func newPartTable(timeout time.Duration) *partTable {
-	return &partTable{r: &gsm.Reassembler{Timeout: timeout}, timeout: timeout, msgs: make(map[partKey]*partMsg)}
-}
-
-func (t *partTable) add(in *incoming, c gsm.Concat, coding gsm.Coding, payload []byte) (*partMsg, *gsm.Message, error) {
-	src := in.origin + "\x00" + in.src.international()
-	dst := in.dst.international()
-	k := partKey{source: src, dest: dst, ref: c.Ref, total: c.Total}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	before := t.r.Stats()
-	m, err := t.r.Add(gsm.Part{Source: src, Dest: dst, Ref: c.Ref, Total: c.Total, Seq: c.Seq, Coding: coding, Payload: payload})
-	if err != nil {
-		return nil, nil, err
-	}
-	after := t.r.Stats()
-	repeated := after.Duplicates != before.Duplicates || after.Late != before.Late
-	pm, ok := t.msgs[k]
-	if ok && pm.assembled != nil && !repeated {
-		ok = false // a finished message's reference reused by a new message
-	}
-	if !ok {
-		pm = &partMsg{msgID: kit.NewMsgID(), in: *in, seen: make([]bool, c.Total)}
-		pm.in.data, pm.in.tlvs = nil, nil
-		if !repeated { // a repeated part of a forgotten message is answered and dropped
-			t.msgs[k] = pm
-		}
-	}
-	if repeated {
-		return pm, nil, nil
-	}
-	pm.rd |= in.rd
-	pm.seen[c.Seq-1] = true
-	if m != nil {
-		pm.assembled = m
-		pm.expires = time.Now().Add(t.timeout)
-	}
-	return pm, m, nil
-}
-
-// retry returns the assembled message when the fabric refused it before.
-func (t *partTable) retry(pm *partMsg) *gsm.Message {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if pm.sendErr {
-		pm.sendErr = false
-		return pm.assembled
-	}
-	return nil
-}
-
-// failed marks that the fabric refused pm's assembled message; a repeated
-// part will try again.
-func (t *partTable) failed(pm *partMsg) {
-	t.mu.Lock()
-	pm.sendErr = true
-	pm.expires = time.Now().Add(t.timeout)
-	t.mu.Unlock()
-}
-
-// expire returns the concatenated messages whose parts stopped coming, as
-// partial messages, exactly once, and forgets finished ones.
-func (t *partTable) expire(now time.Time) []*partMsg {
-	msgs := t.r.Expire(now)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var out []*partMsg
-	for i := range msgs {
-		m := &msgs[i]
-		k := partKey{source: m.Source, dest: m.Dest, ref: m.Ref, total: m.Total}
-		pm, ok := t.msgs[k]
-		if !ok {
-			continue
-		}
-		pm.assembled = m
-		pm.expires = now.Add(t.timeout)
-		out = append(out, pm)
-	}
-	for k, pm := range t.msgs {
-		if pm.assembled != nil && now.After(pm.expires) {
-			delete(t.msgs, k)
-		}
-	}
-	return out
 }
