@@ -239,7 +239,7 @@ func (q *queue) handle(f *feed, msg jetstream.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(len(pdus)+1)*g.cfg.ResponseTimeout)
 	defer cancel()
 	status, err := s.deliver(ctx, pdus)
-	log := s.log.With().Str("msg_id", it.MsgID).Str("kind", it.Kind).Logger()
+	log := s.logger().With().Str("msg_id", it.MsgID).Str("kind", it.Kind).Logger()
 	switch {
 	case err != nil:
 		log.Info().Err(err).Msg("deliver_sm not acknowledged; will retry")

@@ -45,9 +45,9 @@ var errSessionClosed = errors.New("sms: session closed")
 type session struct {
 	g    *Gateway
 	conn net.Conn
-	log  zerolog.Logger
 
 	mu       sync.Mutex
+	log      *zerolog.Logger // with the client once bound
 	mode     bindMode
 	client   *schemas.ClientInfo
 	systemID string
@@ -66,9 +66,15 @@ type session struct {
 }
 
 func newSession(g *Gateway, conn net.Conn) *session {
+	l := g.log.With().Str("remote", conn.RemoteAddr().String()).Logger()
 	return &session{g: g, conn: conn, pending: make(map[uint32]chan pdu.PDU),
-		in: make(chan struct{}, g.cfg.Window), out: make(chan struct{}, g.cfg.Window), done: make(chan struct{}),
-		log: g.log.With().Str("remote", conn.RemoteAddr().String()).Logger()}
+		in: make(chan struct{}, g.cfg.Window), out: make(chan struct{}, g.cfg.Window), done: make(chan struct{}), log: &l}
+}
+
+func (s *session) logger() *zerolog.Logger {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log
 }
 
 // countingReader counts the octets read, so that an idle timeout between
@@ -106,10 +112,10 @@ func (s *session) serve(ctx context.Context) {
 				// The stream lost its framing (§3.2: command_length out of
 				// range, or the stream ended inside a PDU): generic_nack
 				// and close, nothing after it can be read reliably.
-				s.log.Warn().Err(err).Msg("SMPP framing error; session closed")
+				s.logger().Warn().Err(err).Msg("SMPP framing error; session closed")
 				s.send(&pdu.GenericNack{Header: pdu.Header{Status: pe.Status, Sequence: pe.Header.Sequence}})
 			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				s.log.Debug().Err(err).Msg("read")
+				s.logger().Debug().Err(err).Msg("read")
 			}
 			return
 		}
@@ -118,7 +124,7 @@ func (s *session) serve(ctx context.Context) {
 			// One frame consumed, the stream is in sync: answer and go on.
 			var pe *pdu.Error
 			if errors.As(err, &pe) {
-				s.log.Warn().Err(err).Msg("malformed PDU rejected")
+				s.logger().Warn().Err(err).Msg("malformed PDU rejected")
 				if resp := pe.Response(); resp != nil {
 					s.send(resp)
 				}
@@ -145,7 +151,7 @@ func (s *session) handle(ctx context.Context, p pdu.PDU) bool {
 		s.send(&pdu.EnquireLinkResp{Header: pdu.Header{Sequence: h.Sequence}})
 	case *pdu.Unbind: // §4.2
 		s.send(&pdu.UnbindResp{Header: pdu.Header{Sequence: h.Sequence}})
-		s.log.Info().Str("system_id", s.getSystemID()).Msg("unbound")
+		s.logger().Info().Str("system_id", s.getSystemID()).Msg("unbound")
 		return false
 	case *pdu.SubmitSM:
 		s.request(ctx, p, func(ctx context.Context) pdu.PDU {
@@ -168,7 +174,7 @@ func (s *session) handle(ctx context.Context, p pdu.PDU) bool {
 		// A PDU an ESME does not send to an SMSC (outbind, deliver_sm,
 		// bind or submit responses): reject it (§5.1.3 ESME_RINVCMDID).
 		if h.ID.IsResponse() {
-			s.log.Warn().Stringer("command", h.ID).Uint32("seq", h.Sequence).Msg("unexpected response ignored")
+			s.logger().Warn().Stringer("command", h.ID).Uint32("seq", h.Sequence).Msg("unexpected response ignored")
 			return true
 		}
 		s.reject(h, pdu.ESME_RINVCMDID)
@@ -235,7 +241,7 @@ func (s *session) bind(ctx context.Context, h *pdu.Header, f *pdu.BindFields, mo
 		s.failures++
 		n := s.failures
 		s.mu.Unlock()
-		s.log.Warn().Str("system_id", f.SystemID).Str("code", code.String()).Bool("security", code == schemas.CodeUnauthorized).
+		s.logger().Warn().Str("system_id", f.SystemID).Str("code", code.String()).Bool("security", code == schemas.CodeUnauthorized).
 			Msg("bind refused")
 		if code == schemas.CodeUnauthorized {
 			select { // slow down password guessing
@@ -249,7 +255,10 @@ func (s *session) bind(ctx context.Context, h *pdu.Header, f *pdu.BindFields, mo
 	s.mu.Lock()
 	s.mode, s.client, s.systemID = mode, ci, f.SystemID
 	s.mu.Unlock()
-	s.log = s.log.With().Str("system_id", f.SystemID).Str("client", ci.ID).Logger()
+	l := s.logger().With().Str("system_id", f.SystemID).Str("client", ci.ID).Logger()
+	s.mu.Lock()
+	s.log = &l
+	s.mu.Unlock()
 	switch r := resp.(type) {
 	case *pdu.BindTransmitterResp:
 		r.BindRespFields = s.bindResp()
@@ -261,10 +270,10 @@ func (s *session) bind(ctx context.Context, h *pdu.Header, f *pdu.BindFields, mo
 	if !s.send(resp) {
 		return false
 	}
-	s.log.Info().Stringer("mode", mode).Msg("bound")
+	s.logger().Info().Stringer("mode", mode).Msg("bound")
 	if mode.canReceive() {
 		if err := s.g.store.markApp(ctx, ci.ID); err != nil {
-			s.log.Warn().Err(err).Msg("cannot record the application")
+			s.logger().Warn().Err(err).Msg("cannot record the application")
 		}
 		s.g.queue.attach(s)
 	}
@@ -301,7 +310,7 @@ func (s *session) send(p pdu.PDU) bool {
 	defer s.wmu.Unlock()
 	b, err := pdu.Append(s.wbuf[:0], p)
 	if err != nil {
-		s.log.Error().Err(err).Stringer("command", p.CommandID()).Msg("cannot encode PDU")
+		s.logger().Error().Err(err).Stringer("command", p.CommandID()).Msg("cannot encode PDU")
 		return true
 	}
 	s.wbuf = b
@@ -363,7 +372,7 @@ func (s *session) response(p pdu.PDU) {
 	s.mu.Unlock()
 	if !ok {
 		if h.ID != pdu.CmdEnquireLinkResp {
-			s.log.Warn().Stringer("command", h.ID).Uint32("seq", h.Sequence).Msg("response to no request of ours")
+			s.logger().Warn().Stringer("command", h.ID).Uint32("seq", h.Sequence).Msg("response to no request of ours")
 		}
 		return
 	}
@@ -410,7 +419,7 @@ func (s *session) shutdown() {
 func (s *session) close(reason string) {
 	s.once.Do(func() {
 		if reason != "" {
-			s.log.Info().Str("reason", reason).Msg("session closed")
+			s.logger().Info().Str("reason", reason).Msg("session closed")
 		}
 		s.conn.Close()
 		close(s.done)

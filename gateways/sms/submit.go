@@ -120,7 +120,7 @@ func (g *Gateway) submitFromApp(ctx context.Context, s *session, m *pdu.MessageF
 	}
 	status := appStatus(err)
 	if err != nil {
-		s.log.Info().Err(err).Str("to", in.dst.Addr).Stringer("status", status).Msg("submit rejected")
+		s.logger().Info().Err(err).Str("to", in.dst.Addr).Stringer("status", status).Msg("submit rejected")
 		return "", status
 	}
 	return id, status
