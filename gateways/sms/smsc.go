@@ -230,10 +230,14 @@ func (l *smscLink) onSubmitResp(seq int32, status pdu.Status, id string) {
 // the centre's receipts become the acknowledgement. A retry of the same
 // message sends only the parts not yet accepted.
 func (l *smscLink) deliver(ctx context.Context, d *kit.Delivery, text string) (string, error) {
-	if d.Routed.Recipient == "" && d.Routed.IMI.Gateway == l.g.cfg.Gateway && d.Routed.IMI.Meta["sms.via"] == "smsc" {
-		// A mobile-originated message for a number no client owns would
-		// go straight back to the centre.
-		return "", schemas.Errorf(schemas.CodeUnknownRecipient, nil, "no client has the number "+d.Routed.Dest.Address)
+	if d.Routed.IMI.Gateway == l.g.cfg.Gateway && d.Routed.IMI.Meta["sms.via"] == "smsc" {
+		// A mobile-originated message would go straight back to the
+		// centre that delivered it to us: a loop.
+		who := "no client has the number " + d.Routed.Dest.Address
+		if d.Routed.Recipient != "" {
+			who = "client " + d.Routed.Recipient + " takes SMS only through the SMS centre, where this message came from"
+		}
+		return "", schemas.Errorf(schemas.CodeUnknownRecipient, nil, who)
 	}
 	msgID := d.Ref.MsgID
 	h := fnv.New32a()
