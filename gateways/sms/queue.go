@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/gateways/sms/gsm"
 	"github.com/uims/uims/gateways/sms/pdu"
 	"github.com/uims/uims/schemas"
 )
@@ -77,6 +78,9 @@ func (q *queue) enqueueMT(ctx context.Context, client string, d *kit.Delivery, t
 	if from.Medium != schemas.MediumSMS && d.Routed.Sender != "" {
 		name = d.Routed.Sender
 	}
+	// A text beyond MaxParts parts is shortened at delivery to a prefix:
+	// keep no more than that can use (a long e-mail stays out of the queue).
+	text = truncateRunes(text, q.g.cfg.MaxParts*gsm.MaxSingleSeptets+100)
 	ref := d.Ref
 	it := &item{Kind: kindMT, MsgID: ref.MsgID, Ref: &ref, Src: smppAddress(name, 20),
 		Dst: smppAddress(d.Routed.Dest.Address, 20), Text: text, Long: d.Routed.Options["sms.long"]}

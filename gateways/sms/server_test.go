@@ -563,6 +563,12 @@ func TestShortenLongMessage(t *testing.T) {
 		t.Fatalf("a second SMS %q", x.ShortMessage)
 	case <-time.After(500 * time.Millisecond):
 	}
+	// A text of 300 kB (an e-mail) is kept in the queue only as far as it
+	// can be used: one SMS again.
+	e.sendFrom(t, "dave", "gina", strings.Repeat("0123456789", 30000))
+	if d := c.next(10 * time.Second); len(d.ShortMessage) > 160 || !strings.HasPrefix(string(d.ShortMessage), "0123456789") {
+		t.Fatalf("huge text as %q", d.ShortMessage)
+	}
 }
 
 // Long texts in one PDU: submit_sm with message_payload (§5.3.2.32) and
