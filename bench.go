@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -15,10 +16,26 @@ import (
 
 // cmdBench is `uims bench`: the load generator and the reference flows
 // (issue 7; docs/BENCHMARKS.md). `uims bench child` is the broker side it
-// starts in a process of its own.
+// starts in a process of its own; `uims bench report results.json` writes
+// the tables and the plot of a finished run again.
 func cmdBench(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == "child" {
 		return bench.RunChild(ctx, args[1:])
+	}
+	if len(args) > 0 && args[0] == "report" {
+		// uims bench report results.json [dir]: the tables and the plot again.
+		if len(args) < 2 {
+			return errors.New("usage: uims bench report results.json [out-dir]")
+		}
+		rep, err := bench.ReadReport(args[1])
+		if err != nil {
+			return err
+		}
+		dir := filepath.Dir(args[1])
+		if len(args) > 2 {
+			dir = args[2]
+		}
+		return rep.WriteFiles(dir)
 	}
 	fs := flag.NewFlagSet("uims bench", flag.ExitOnError)
 	var cfg bench.Config

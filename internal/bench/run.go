@@ -150,7 +150,10 @@ type Result struct {
 	// Per message. Broker: the broker side's process (CPU, allocations;
 	// -1 when it shares the load generator's process) and its NATS
 	// connection (bytes in and out, headers included).
-	BrokerCPU        float64 `json:"broker_cpu_us"`
+	BrokerCPU float64 `json:"broker_cpu_us"`
+	// BrokerCPUNet is BrokerCPU less the broker's idle background CPU over
+	// the cell (it weighs on slow cells, e.g. 1 MB); -1 unknown.
+	BrokerCPUNet     float64 `json:"broker_cpu_net_us"`
 	BrokerIn         float64 `json:"broker_in_bytes"`
 	BrokerOut        float64 `json:"broker_out_bytes"`
 	BrokerInMsgs     float64 `json:"broker_in_msgs"`
@@ -201,6 +204,17 @@ type Report struct {
 	Results  []*Result    `json:"results"`
 	Targets  []Target     `json:"targets"`
 	Profiles []ProfileTop `json:"profiles,omitempty"`
+	// BrokerIdle is the broker side's background cost with no traffic
+	// (sweeper, heartbeats, keep-alives), measured before the cells.
+	BrokerIdle *Idle `json:"broker_idle,omitempty"`
+}
+
+// Idle is a background cost per second.
+type Idle struct {
+	Seconds     float64 `json:"seconds"`
+	CPUmsPerSec float64 `json:"cpu_ms_per_s"`
+	InBPerSec   float64 `json:"in_bytes_per_s"`
+	OutBPerSec  float64 `json:"out_bytes_per_s"`
 }
 
 // ReportConf is the part of the configuration a reader needs.
@@ -263,6 +277,9 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 		}
 	}
 	r := &runner{f: f, cfg: &cfg, rep: rep}
+	if f.side.Separate() {
+		r.idle(ctx, 3*time.Second)
+	}
 	fmt.Fprintf(cfg.Progress, "%s\n", headerLine())
 	if cfg.has(FlowRedis) {
 		for _, n := range cfg.Senders {
@@ -358,6 +375,28 @@ type runner struct {
 }
 
 type profileFile struct{ path, label string }
+
+// idle measures the broker side's background cost while nothing is sent.
+func (r *runner) idle(ctx context.Context, d time.Duration) {
+	r.waitIdle(ctx)
+	b, err := r.f.side.Stats()
+	t0 := time.Now()
+	sleep(ctx, d)
+	a, err2 := r.f.side.Stats()
+	if err != nil || err2 != nil || b.CPU < 0 {
+		return
+	}
+	sec := time.Since(t0).Seconds()
+	var in, out uint64
+	for role, c := range a.Conns {
+		in += c.InBytes - b.Conns[role].InBytes
+		out += c.OutBytes - b.Conns[role].OutBytes
+	}
+	r.rep.BrokerIdle = &Idle{Seconds: sec, CPUmsPerSec: float64(a.CPU-b.CPU) / 1e6 / sec,
+		InBPerSec: float64(in) / sec, OutBPerSec: float64(out) / sec}
+	fmt.Fprintf(r.cfg.Progress, "# broker side idle: %.2f ms CPU/s, %.0f B/s in, %.0f B/s out (subtracted in 'net' figures)\n",
+		r.rep.BrokerIdle.CPUmsPerSec, r.rep.BrokerIdle.InBPerSec, r.rep.BrokerIdle.OutBPerSec)
+}
 
 type snapshot struct {
 	side       SideStats
@@ -522,7 +561,7 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 	}
 	res.P50, res.P90, res.P99, res.Max = pct(0.50), pct(0.90), pct(0.99), pct(1)
 	n := float64(max(len(all), 1))
-	res.BrokerCPU, res.BrokerAllocs, res.BrokerAllocBytes, res.RedisCPU = -1, -1, -1, -1
+	res.BrokerCPU, res.BrokerAllocs, res.BrokerAllocBytes, res.RedisCPU, res.BrokerCPUNet = -1, -1, -1, -1, -1
 	res.BrokerIn, res.BrokerOut = -1, -1
 	role := map[string]string{FlowKit: RoleBroker, FlowBare: RoleBare, FlowSF: RoleSF}[flowName]
 	if before.sideErr == nil && after.sideErr == nil && role != "" {
@@ -531,8 +570,13 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 		res.BrokerOut = float64(a.OutBytes-b.OutBytes) / n
 		res.BrokerInMsgs = float64(a.InMsgs-b.InMsgs) / n
 		res.BrokerOutMsgs = float64(a.OutMsgs-b.OutMsgs) / n
+		res.BrokerCPUNet = -1
 		if r.f.side.Separate() {
 			res.BrokerCPU = float64(after.side.CPU-before.side.CPU) / 1e3 / n
+			if idle := r.rep.BrokerIdle; idle != nil {
+				wall := after.at.Sub(before.at).Seconds()
+				res.BrokerCPUNet = max(0, (float64(after.side.CPU-before.side.CPU)/1e3-idle.CPUmsPerSec*1e3*wall)/n)
+			}
 			res.BrokerAllocs = float64(after.side.Mallocs-before.side.Mallocs) / n
 			res.BrokerAllocBytes = float64(after.side.AllocBytes-before.side.AllocBytes) / n
 		}
