@@ -1,0 +1,54 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/uims/uims/gateways/kit/kittest"
+	"github.com/uims/uims/gateways/web"
+	"github.com/uims/uims/internal/fabrictest"
+	"github.com/uims/uims/schemas"
+)
+
+// webProbe reads the recipient's inbox over the HTTP API.
+type webProbe struct{ url string }
+
+func (p webProbe) Received(t testing.TB, id string) (int, string) {
+	req, _ := http.NewRequest("GET", p.url+"/api/v1/inbox", nil)
+	req.Header.Set("Authorization", "Bearer rcpt-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Messages []web.Message }
+	json.NewDecoder(resp.Body).Decode(&out)
+	n, text := 0, ""
+	for _, m := range out.Messages {
+		if m.ID == id {
+			n++
+			text = m.Text
+		}
+	}
+	return n, text
+}
+
+// The web gateway passes the kit's conformance suite.
+func TestWebConforms(t *testing.T) {
+	kittest.Run(t, kittest.Adapter{Gateway: "web", Medium: "web", Address: "suite-rcpt", Features: kittest.Features{Immediate: true},
+		Profile: func(p *schemas.Profile) { p.Token = "rcpt-token" }, // to read the inbox
+		Start: func(t *testing.T, f *fabrictest.Fabric) kittest.Probe {
+			g, err := web.New(web.Config{Addr: "127.0.0.1:0", NoObserver: true}, f.Conn("web"), f.Keyring("web"), f.Log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			ready, done := make(chan struct{}), make(chan error, 1)
+			go func() { done <- g.Run(ctx, func() { close(ready) }) }()
+			t.Cleanup(func() { cancel(); <-done })
+			<-ready
+			return webProbe{url: "http://" + g.Addr()}
+		}})
+}
