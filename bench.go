@@ -54,6 +54,8 @@ func cmdBench(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Profile, "profile", "kit/fast/100B/64,kit/fast/1MB/64", "cells to profile with pprof, comma-separated flow/mode/size/senders; empty: none")
 	fs.IntVar(&cfg.MinMsgs, "min-msgs", 200, "measure each cell until at least this many messages completed (up to --max-duration)")
 	fs.DurationVar(&cfg.MaxDuration, "max-duration", 30*time.Second, "longest measurement (and warm-up) of a cell")
+	fs.Float64Var(&cfg.PacedRate, "paced-rate", 25, "after the matrix, rate-matched cells at every size at this offered rate (msg/s); 0: none")
+	fs.IntVar(&cfg.PacedSenders, "paced-senders", 16, "senders of the rate-matched cells")
 	fs.StringVar(&cfg.OutDir, "out", "bench-out", "folder for results.json, results.csv, results.md, plot.svg and profiles")
 	fs.StringVar(&cfg.LogLevel, "log-level", "warn", "log level of the fabric")
 	fs.DurationVar(&cfg.WaitIdle, "wait-idle", 0, "before each cell, wait up to this long for other processes to leave the CPUs (a shared machine)")
@@ -87,6 +89,9 @@ func cmdBench(ctx context.Context, args []string) error {
 		}
 		if !set["profile"] {
 			cfg.Profile = ""
+		}
+		if !set["paced-rate"] {
+			cfg.PacedRate = 0
 		}
 	}
 	for _, s := range benchList(*sizes) {

@@ -231,7 +231,7 @@ func (rep *Report) SVG() []byte {
 			}
 			s := series{name: seriesNames[k], color: palette[k], dash: k == "redis" || k == "js"}
 			for _, r := range rs {
-				if key(r) == k && (r.Size == size || (k == "redis" && r.Size == 0)) {
+				if key(r) == k && r.Paced == 0 && (r.Size == size || (k == "redis" && r.Size == 0)) {
 					s.pts = append(s.pts, [2]float64{float64(r.Senders), val(r)})
 				}
 			}
@@ -242,12 +242,19 @@ func (rep *Report) SVG() []byte {
 		}
 		return out
 	}
-	bySize := func(val func(*Result) float64, keys ...string) []series {
+	var paced float64
+	pacedN := 0
+	for _, r := range rs {
+		if r.Paced > 0 {
+			paced, pacedN = r.Paced, r.Senders
+		}
+	}
+	bySizeAt := func(pace float64, n int, val func(*Result) float64, keys ...string) []series {
 		var out []series
 		for _, k := range keys {
 			s := series{name: seriesNames[k], color: palette[k]}
 			for _, r := range rs {
-				if key(r) == k && r.Senders == at && r.Size > 0 {
+				if key(r) == k && r.Senders == n && r.Size > 0 && r.Paced == pace {
 					s.pts = append(s.pts, [2]float64{float64(r.Size), val(r)})
 				}
 			}
@@ -257,6 +264,13 @@ func (rep *Report) SVG() []byte {
 			}
 		}
 		return out
+	}
+	bySize := func(val func(*Result) float64, keys ...string) []series { return bySizeAt(0, at, val, keys...) }
+	cpuTitle := fmt.Sprintf("Broker CPU per message (net), %d senders", at)
+	cpuSeries := bySize(func(r *Result) float64 { return r.brokerCPU() }, "kit-fast", "kit-strict", "bare", "sf")
+	if paced > 0 {
+		cpuTitle = fmt.Sprintf("Broker CPU per message (net), %g msg/s", paced)
+		cpuSeries = bySizeAt(paced, pacedN, func(r *Result) float64 { return r.brokerCPU() }, "kit-fast", "bare", "sf")
 	}
 	sendersName := func(v float64) string { return strconv.Itoa(int(v)) }
 	sizeName := func(v float64) string { return SizeName(int(v)) }
@@ -271,9 +285,8 @@ func (rep *Report) SVG() []byte {
 		{title: fmt.Sprintf("Broker bytes per message, %d senders", at), xlabel: "content size", ylabel: "bytes in+out (log)",
 			xlog: true, ylog: true, xticks: zx, xtickName: sizeName,
 			series: bySize(func(r *Result) float64 { return r.BrokerIn + r.BrokerOut }, "kit-fast", "kit-strict", "bare", "sf")},
-		{title: fmt.Sprintf("Broker CPU per message (net), %d senders", at), xlabel: "content size", ylabel: "µs (log)",
-			xlog: true, ylog: true, xticks: zx, xtickName: sizeName,
-			series: bySize(func(r *Result) float64 { return r.brokerCPU() }, "kit-fast", "kit-strict", "bare", "sf")},
+		{title: cpuTitle, xlabel: "content size", ylabel: "µs (log)",
+			xlog: true, ylog: true, xticks: zx, xtickName: sizeName, series: cpuSeries},
 		{title: fmt.Sprintf("CPU per message, all processes, %d senders", at), xlabel: "content size", ylabel: "µs (log)",
 			xlog: true, ylog: true, xticks: zx, xtickName: sizeName,
 			series: bySize(func(r *Result) float64 { return r.TotalCPU() }, "kit-fast", "kit-strict", "bare", "sf", "js")},

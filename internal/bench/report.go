@@ -78,8 +78,12 @@ func (r *Result) Line() string {
 	if r.Flow == FlowRedis || r.Flow == FlowJS {
 		in, out = "-", "-"
 	}
+	name := flowName(r)
+	if r.Paced > 0 {
+		name += "@"
+	}
 	return fmt.Sprintf("%-11s %6s %4d %9.0f %8.2f %8.2f %8.2f %8.1f %6d | %8s %7s %7s %7s | %8s %7s | %7s | %5.2f %5s",
-		flowName(r), SizeName(r.Size), r.Senders, r.Rate, r.P50, r.P90, r.P99, r.Max, errCount(r),
+		name, SizeName(r.Size), r.Senders, r.Rate, r.P50, r.P90, r.P99, r.Max, errCount(r),
 		num(r.BrokerCPU, 1), in, out, num(r.BrokerAllocs, 0), num(r.GenCPU, 1), num(r.GenAllocs, 0), num(r.RedisCPU, 1),
 		r.Load, num(r.OtherLoad, 2))
 }
@@ -109,8 +113,12 @@ func (r *Result) brokerCPU() float64 {
 
 // find returns the result of a cell, or nil.
 func find(rs []*Result, flow, mode string, size, senders int) *Result {
+	return findPaced(rs, flow, mode, size, senders, 0)
+}
+
+func findPaced(rs []*Result, flow, mode string, size, senders int, paced float64) *Result {
 	for _, r := range rs {
-		if r.Flow == flow && r.Mode == mode && r.Size == size && r.Senders == senders {
+		if r.Flow == flow && r.Mode == mode && r.Size == size && r.Senders == senders && r.Paced == paced {
 			return r
 		}
 	}
@@ -170,14 +178,14 @@ func Targets(rs []*Result) []Target {
 	if lo != nil && hi != nil {
 		a, b := lo.BrokerIn+lo.BrokerOut, hi.BrokerIn+hi.BrokerOut
 		x := b / a
-		t.set(x >= 0.9 && x <= 1.1, "%.0f B → %.0f B (× %.3f) at %d senders", a, b, x, lo.Senders)
+		t.set(x >= 0.9 && x <= 1.1, "%.0f B → %.0f B (× %.3f) %s", a, b, x, pairName(lo))
 	}
 	out = append(out, t)
 
 	t = tgt("broker CPU flat", "broker CPU/msg (net of its idle background) at 1 MB within ±25 % of 100 B")
 	if lo != nil && hi != nil && lo.brokerCPU() > 0 && hi.brokerCPU() > 0 {
 		x := hi.brokerCPU() / lo.brokerCPU()
-		t.set(x >= 0.75 && x <= 1.25, "%.1f µs → %.1f µs (× %.2f) at %d senders; raw %.1f → %.1f µs", lo.brokerCPU(), hi.brokerCPU(), x, lo.Senders,
+		t.set(x >= 0.75 && x <= 1.25, "%.1f µs → %.1f µs (× %.2f) %s; raw %.1f → %.1f µs", lo.brokerCPU(), hi.brokerCPU(), x, pairName(lo),
 			lo.BrokerCPU, hi.BrokerCPU)
 	}
 	out = append(out, t)
@@ -191,7 +199,16 @@ func Targets(rs []*Result) []Target {
 	return out
 }
 
+// flatPair returns the real flow's cells at 100 B and 1 MB to compare:
+// the rate-matched ones when the run has them, else the same senders.
 func flatPair(rs []*Result) (*Result, *Result) {
+	for _, r := range rs {
+		if r.Paced > 0 && r.Flow == FlowKit && r.Size == 100 {
+			if hi := findPaced(rs, FlowKit, r.Mode, 1<<20, r.Senders, r.Paced); hi != nil {
+				return r, hi
+			}
+		}
+	}
 	for _, n := range []int{64, 16, 256, 1} {
 		lo, hi := find(rs, FlowKit, "fast", 100, n), find(rs, FlowKit, "fast", 1<<20, n)
 		if lo != nil && hi != nil {
@@ -213,6 +230,13 @@ func ReadReport(path string) (*Report, error) {
 	}
 	rep.Targets = Targets(rep.Results)
 	return &rep, nil
+}
+
+func pairName(r *Result) string {
+	if r.Paced > 0 {
+		return fmt.Sprintf("at %g msg/s offered, %d senders", r.Paced, r.Senders)
+	}
+	return fmt.Sprintf("at %d senders", r.Senders)
 }
 
 // WriteFiles writes results.json, results.csv, results.md and the plots.
@@ -237,7 +261,7 @@ func (rep *Report) WriteFiles(dir string) error {
 func (rep *Report) CSV() []byte {
 	var buf bytes.Buffer
 	w := csv.NewWriter(&buf)
-	w.Write([]string{"flow", "mode", "size", "senders", "seconds", "msgs", "errors", "msgs_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms",
+	w.Write([]string{"flow", "mode", "size", "senders", "paced_rate", "seconds", "msgs", "errors", "msgs_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms",
 		"broker_cpu_us", "broker_cpu_net_us", "broker_in_bytes", "broker_out_bytes", "broker_allocs", "broker_alloc_bytes",
 		"gen_cpu_us", "gen_allocs", "gen_alloc_bytes", "gen_disk_write_bytes", "redis_cpu_us", "total_cpu_us", "own_load_cores", "other_load_cores", "x_bare", "x_sf"})
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
@@ -248,7 +272,7 @@ func (rep *Report) CSV() []byte {
 		}
 		sort.Strings(errs)
 		xb, xs := ratios(rep.Results, r)
-		w.Write([]string{r.Flow, r.Mode, strconv.Itoa(r.Size), strconv.Itoa(r.Senders), f(r.Seconds), strconv.Itoa(r.Msgs),
+		w.Write([]string{r.Flow, r.Mode, strconv.Itoa(r.Size), strconv.Itoa(r.Senders), f(r.Paced), f(r.Seconds), strconv.Itoa(r.Msgs),
 			strings.Join(errs, ";"), f(r.Rate), f(r.P50), f(r.P90), f(r.P99), f(r.Max),
 			f(r.BrokerCPU), f(r.BrokerCPUNet), f(r.BrokerIn), f(r.BrokerOut), f(r.BrokerAllocs), f(r.BrokerAllocBytes),
 			f(r.GenCPU), f(r.GenAllocs), f(r.GenAllocBytes), f(r.GenDisk), f(r.RedisCPU), f(r.TotalCPU()), f(r.Load), f(r.OtherLoad), f(xb), f(xs)})
@@ -263,10 +287,10 @@ func ratios(rs []*Result, r *Result) (xBare, xSF float64) {
 	if r.Flow == FlowRedis {
 		return 0, 0
 	}
-	if b := find(rs, FlowBare, "", r.Size, r.Senders); b != nil && b.Rate > 0 {
+	if b := findPaced(rs, FlowBare, "", r.Size, r.Senders, r.Paced); b != nil && b.Rate > 0 {
 		xBare = r.Rate / b.Rate
 	}
-	if s := find(rs, FlowSF, "", r.Size, r.Senders); s != nil && s.Rate > 0 {
+	if s := findPaced(rs, FlowSF, "", r.Size, r.Senders, r.Paced); s != nil && s.Rate > 0 {
 		xSF = r.Rate / s.Rate
 	}
 	return
@@ -294,6 +318,9 @@ func (rep *Report) Markdown() string {
 	sizes := map[int]bool{}
 	var order []int
 	for _, r := range rep.Results {
+		if r.Paced > 0 {
+			continue
+		}
 		if !sizes[r.Size] {
 			sizes[r.Size] = true
 			order = append(order, r.Size)
@@ -315,7 +342,7 @@ func (rep *Report) Markdown() string {
 		b.WriteString("| flow | senders | msg/s | × bare | × s&f | p50 ms | p90 ms | p99 ms | max ms | errors | all processes CPU µs/msg | broker CPU µs/msg (net) | broker B in / out per msg | broker allocs (KB) /msg | generator CPU µs/msg | generator allocs (KB) /msg | disk KB/msg | Redis CPU µs/msg | cores: own / others |\n")
 		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range rep.Results {
-			if r.Size != size {
+			if r.Size != size || r.Paced > 0 {
 				continue
 			}
 			xb, xs := ratios(rep.Results, r)
@@ -355,6 +382,34 @@ func (rep *Report) Markdown() string {
 				flowName(r), r.Senders, r.Rate, x(xb), x(xs), r.P50, r.P90, r.P99, r.Max, errs,
 				num(r.TotalCPU(), 0), bcpu, num(r.BrokerIn, 0), num(r.BrokerOut, 0), allocs(r.BrokerAllocs, r.BrokerAllocBytes),
 				num(r.GenCPU, 1), allocs(r.GenAllocs, r.GenAllocBytes), disk, num(r.RedisCPU, 1), r.Load, num(r.OtherLoad, 2))
+		}
+	}
+	var paced []*Result
+	for _, r := range rep.Results {
+		if r.Paced > 0 {
+			paced = append(paced, r)
+		}
+	}
+	if len(paced) > 0 {
+		fmt.Fprintf(&b, "\n### Rate-matched: %g msg/s offered by %d senders, every size\n\n", paced[0].Paced, paced[0].Senders)
+		b.WriteString("Per-message costs compared at the same message rate (a process's cost per message falls as its rate rises).\n\n")
+		b.WriteString("| flow | size | msg/s | p50 ms | p99 ms | errors | all processes CPU µs/msg | broker CPU µs/msg (net) | broker B in / out per msg | broker allocs (KB) /msg | generator CPU µs/msg | disk KB/msg |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range paced {
+			bcpu := num(r.BrokerCPU, 0)
+			if r.BrokerCPUNet >= 0 {
+				bcpu += " (" + num(r.BrokerCPUNet, 0) + ")"
+			}
+			allocs := "-"
+			if r.BrokerAllocs >= 0 {
+				allocs = fmt.Sprintf("%.0f (%.1f)", r.BrokerAllocs, r.BrokerAllocBytes/1024)
+			}
+			disk := "-"
+			if r.GenDisk >= 0 {
+				disk = fmt.Sprintf("%.1f", r.GenDisk/1024)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f | %.2f | %d | %s | %s | %s / %s | %s | %s | %s |\n", flowName(r), SizeName(r.Size), r.Rate, r.P50, r.P99,
+				errCount(r), num(r.TotalCPU(), 0), bcpu, num(r.BrokerIn, 0), num(r.BrokerOut, 0), allocs, num(r.GenCPU, 0), disk)
 		}
 	}
 	for _, p := range rep.Profiles {

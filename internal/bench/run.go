@@ -73,6 +73,14 @@ type Config struct {
 	// lasts until every sender completed a message, up to MaxDuration.
 	MinMsgs     int
 	MaxDuration time.Duration
+	// PacedRate, if positive, adds rate-matched cells after the matrix:
+	// the real flow (fast) and the store-and-forward and bare flows at every
+	// size with PacedSenders senders offered PacedRate messages/s in total,
+	// so that per-message costs compare at the same rate (a broker's cost
+	// per message falls as its rate rises: more work per wake-up and per
+	// system call).
+	PacedRate    float64
+	PacedSenders int
 	// OutDir receives results.json, results.csv, results.md, the plots and
 	// the profiles.
 	OutDir   string
@@ -109,6 +117,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "warn"
+	}
+	if c.PacedSenders == 0 {
+		c.PacedSenders = 16
 	}
 	if c.MinMsgs == 0 {
 		c.MinMsgs = 200
@@ -170,6 +181,9 @@ type Result struct {
 	GenDisk float64 `json:"gen_disk_write_bytes"`
 	// RedisCPU is redis-server's CPU time (-1: not ours to read).
 	RedisCPU float64 `json:"redis_cpu_us"`
+	// Paced is the total rate offered in a rate-matched cell (messages per
+	// second); 0 for the senders-as-fast-as-they-can cells.
+	Paced float64 `json:"paced_rate,omitempty"`
 	// OtherLoad is the CPU other processes of the machine used during the
 	// cell, in cores (the machine is shared); -1 when unknown.
 	OtherLoad float64 `json:"other_load_cores"`
@@ -182,14 +196,18 @@ type Result struct {
 
 // Key names the cell as Config.Profile does.
 func (r *Result) Key() string {
-	return fmt.Sprintf("%s/%s/%s/%d", r.Flow, r.Mode, SizeName(r.Size), r.Senders)
+	k := fmt.Sprintf("%s/%s/%s/%d", r.Flow, r.Mode, SizeName(r.Size), r.Senders)
+	if r.Paced > 0 {
+		k += fmt.Sprintf("@%g", r.Paced)
+	}
+	return k
 }
 
 // matches reports whether spec ("flow/mode/size/senders", size as 100,
 // 100B, 1MB...) names the cell.
 func (r *Result) matches(spec string) bool {
 	p := strings.Split(strings.TrimSpace(spec), "/")
-	if len(p) != 4 || p[0] != r.Flow || p[1] != r.Mode {
+	if len(p) != 4 || p[0] != r.Flow || p[1] != r.Mode || r.Paced > 0 {
 		return false
 	}
 	size, err := ParseSize(p[2])
@@ -321,6 +339,36 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 			}
 		}
 	}
+	if cfg.PacedRate > 0 {
+		r.paced = cfg.PacedRate
+		fmt.Fprintf(cfg.Progress, "# rate-matched cells: %g msg/s offered by %d senders\n", cfg.PacedRate, cfg.PacedSenders)
+		if cfg.has(FlowKit) {
+			if err := f.useWeb(ctx, false); err != nil {
+				return rep, err
+			}
+		}
+		for _, size := range cfg.Sizes {
+			content := Content(size)
+			n := cfg.PacedSenders
+			if cfg.has(FlowBare) {
+				if err := r.cell(ctx, FlowBare, "", size, n, newBareFlow(f.gw, cfg.Bare), content); err != nil {
+					return rep, err
+				}
+			}
+			if cfg.has(FlowKit) {
+				if err := r.cell(ctx, FlowKit, "fast", size, n, &kitFlow{k: f.web.Kit()}, content); err != nil {
+					return rep, err
+				}
+			}
+			if cfg.has(FlowSF) {
+				sf := &sfFlow{nc: f.gw, eng: mustEngine(f), instance: "web-bench-sf"}
+				if err := r.cell(ctx, FlowSF, "", size, n, sf, content); err != nil {
+					return rep, err
+				}
+			}
+		}
+		r.paced = 0
+	}
 	rep.Targets = Targets(rep.Results)
 	for _, p := range r.profiles {
 		if top, err := TopOfProfile(p.path, p.label, 25); err == nil {
@@ -372,6 +420,7 @@ type runner struct {
 	cfg      *Config
 	rep      *Report
 	profiles []profileFile
+	paced    float64 // offered rate of the cells being run; 0: as fast as they go
 }
 
 type profileFile struct{ path, label string }
@@ -438,10 +487,27 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 	if len(content) > 0 {
 		body = content[0]
 	}
-	res := &Result{Flow: flowName, Mode: mode, Size: size, Senders: senders, Errors: map[string]int{}}
+	res := &Result{Flow: flowName, Mode: mode, Size: size, Senders: senders, Errors: map[string]int{}, Paced: r.paced}
 	runtime.GC()
 	r.waitIdle(ctx)
 	var stop, measuring atomic.Bool
+	// Paced cells offer a fixed total rate: a sender takes a token before
+	// each message.
+	var tokens chan struct{}
+	if r.paced > 0 {
+		tokens = make(chan struct{}, senders)
+		tick := time.NewTicker(time.Duration(float64(time.Second) / r.paced))
+		defer tick.Stop()
+		go func() {
+			for !stop.Load() && ctx.Err() == nil {
+				<-tick.C
+				select {
+				case tokens <- struct{}{}:
+				default: // every sender is busy: the offered rate is not reached
+				}
+			}
+		}()
+	}
 	var done, measured atomic.Int64
 	lats := make([][]time.Duration, senders)
 	errs := make([]map[string]int, senders)
@@ -453,6 +519,13 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 			local := make([]time.Duration, 0, 4096)
 			e := map[string]int{}
 			for !stop.Load() && ctx.Err() == nil {
+				if tokens != nil {
+					select {
+					case <-tokens:
+					case <-time.After(100 * time.Millisecond):
+						continue
+					}
+				}
 				t := time.Now()
 				err := fl.send(ctx, body)
 				d := time.Since(t)
