@@ -103,7 +103,7 @@ UIMS is running.
   web page and API   http://%s   (demo tokens: alice-token, bob-token; operator view: operator-token)
   NATS               %s   (watch: nats sub 'uims.>' ; nats micro ls)
   SMTP               %s   (swaks --server %s --from carol@outside.test --to bob@example.test)
-  SMPP               %s   (bind as system_id alice, password alice-smpp)
+  SMPP               %s   (bind as system_id carol, password carol-pw: an SMS application)
   send a message     uims send --from alice --to bob "hello"
                      curl -H 'Authorization: Bearer alice-token' -d '{"to":"bob","text":"hello"}' http://%s/api/v1/messages
 `, a.HTTP, a.NATS, a.SMTP, a.SMTP, a.SMPP, a.HTTP)

@@ -123,6 +123,7 @@ type Broker struct {
 	stats   map[string]*endpointStats
 	pending sync.WaitGroup
 	metrics *metrics
+	notes   chan note // notifications, in order (notify.go)
 }
 
 type job struct {
@@ -145,6 +146,7 @@ func New(nc *nats.Conn, rdb redis.UniversalClient, engine *miap.Engine, cfg Conf
 		profiles: NewProfiles(rdb, cfg.Now), reg: newRegistry(),
 		log:   log.With().Str("role", "broker").Str("instance", cfg.Instance).Logger(),
 		work:  make(chan job, cfg.Queue),
+		notes: make(chan note, cfg.Queue),
 		ready: make(chan struct{}),
 		stats: make(map[string]*endpointStats),
 	}
@@ -225,8 +227,9 @@ func (b *Broker) Run(ctx context.Context) error {
 	b.log.Info().Str("service", schemas.BrokerService).Str("queue", schemas.BrokerQueue).Msg("broker serving")
 	close(b.ready)
 
-	sweepDone := make(chan struct{})
+	sweepDone, notesDone := make(chan struct{}), make(chan struct{})
 	go func() { b.sweep(ctx); close(sweepDone) }()
+	go b.publishNotes(notesDone)
 	go b.keepAlive(ctx)
 
 	<-ctx.Done()
@@ -237,6 +240,8 @@ func (b *Broker) Run(ctx context.Context) error {
 	b.pending.Wait()
 	close(b.work)
 	<-sweepDone
+	close(b.notes)
+	<-notesDone
 	b.log.Info().Msg("broker stopped")
 	return err
 }

@@ -40,8 +40,9 @@ func (b *Broker) handleAnnounce(m *nats.Msg) {
 
 // notify publishes a signed status notification for originating gateway og
 // into the status stream, where it waits until the gateway takes it
-// (PROTOCOL.md §6.9). The publish is asynchronous; a failed publish is
-// retried, and logged if it keeps failing.
+// (PROTOCOL.md §6.9). Notifications go through one queue per broker and are
+// published asynchronously in order, so a message's statuses reach the
+// stream in the order they happened.
 func (b *Broker) notify(og string, ev *schemas.StatusEvent, id []byte) {
 	body, err := json.Marshal(ev)
 	if err != nil {
@@ -55,23 +56,53 @@ func (b *Broker) notify(og string, ev *schemas.StatusEvent, id []byte) {
 	msg := nats.NewMsg(schemas.StatusFor(og))
 	f.PutHeader(msg.Header)
 	msg.Data = body
-	dedup := ev.MsgID + ":" + ev.Status
-	go func() {
-		for attempt := 1; ; attempt++ {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(dedup))
-			cancel()
-			if err == nil {
-				return
-			}
-			if attempt == 5 {
-				b.log.Error().Err(err).Str("msg_id", ev.MsgID).Str("status", ev.Status).Msg("notification not stored; the status query still answers")
-				return
-			}
-			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+	b.notes <- note{msg: msg, dedup: ev.MsgID + ":" + ev.Status, ev: ev}
+	b.trace("notify", ev.MsgID, ev.Tx, og, ev.Status, schemas.TraceEvent{Status: ev.Status})
+}
+
+type note struct {
+	msg   *nats.Msg
+	dedup string
+	ev    *schemas.StatusEvent
+}
+
+// publishNotes publishes queued notifications in order until the queue is
+// closed. A publish the server does not acknowledge is retried
+// synchronously; one that keeps failing is logged (the status query still
+// answers, and the originator sees the outcome there).
+func (b *Broker) publishNotes(done chan<- struct{}) {
+	defer close(done)
+	for n := range b.notes {
+		fut, err := b.js.PublishMsgAsync(n.msg, jetstream.WithMsgID(n.dedup))
+		if err != nil {
+			b.retryNote(n, err)
+			continue
 		}
-	}()
-	b.trace("notify", ev.MsgID, ev.Tx, og, ev.Status, schemas.TraceEvent{})
+		go func() {
+			select {
+			case <-fut.Ok():
+			case err := <-fut.Err():
+				b.retryNote(n, err)
+			}
+		}()
+	}
+	select {
+	case <-b.js.PublishAsyncComplete():
+	case <-time.After(5 * time.Second):
+	}
+}
+
+func (b *Broker) retryNote(n note, err error) {
+	for attempt := 1; attempt <= 5; attempt++ {
+		time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = b.js.PublishMsg(ctx, n.msg, jetstream.WithMsgID(n.dedup))
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	b.log.Error().Err(err).Str("msg_id", n.ev.MsgID).Str("status", n.ev.Status).Msg("notification not stored; the status query still answers")
 }
 
 // sweep turns transactions whose deadline passed into non-delivery reports

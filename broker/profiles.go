@@ -127,8 +127,8 @@ func tokenHash(token string) string {
 // Put stores a profile and its indexes (addresses, token, SMPP and SMTP
 // credentials), replacing any earlier version and its stale indexes.
 func (ps *Profiles) Put(ctx context.Context, p *schemas.Profile) error {
-	if !miap.ValidName(p.ID) {
-		return fmt.Errorf("broker: invalid client id %q (lowercase letters, digits, '-', '_')", p.ID)
+	if err := checkProfile(p); err != nil {
+		return err
 	}
 	p.V = schemas.Version
 	old, err := ps.load(ctx, p.ID)
@@ -318,6 +318,18 @@ func (ps *Profiles) BySMTP(ctx context.Context, username, password string) (*sch
 	return p, nil
 }
 
+// checkProfile refuses what no medium could use.
+func checkProfile(p *schemas.Profile) error {
+	if !miap.ValidName(p.ID) {
+		return fmt.Errorf("broker: invalid client id %q (lowercase letters, digits, '-', '_')", p.ID)
+	}
+	// SMPP 3.4 §4.1.1: system_id at most 15 octets, password at most 8.
+	if p.SMPP != nil && (len(p.SMPP.SystemID) > 15 || len(p.SMPP.Password) > 8) {
+		return fmt.Errorf("broker: client %s: SMPP system_id is at most 15 and password at most 8 characters (SMPP 3.4 §4.1.1)", p.ID)
+	}
+	return nil
+}
+
 // ProfileFile is the YAML profile file (UIMS_PROFILES).
 type ProfileFile struct {
 	Clients []*schemas.Profile `yaml:"clients"`
@@ -333,8 +345,8 @@ func ReadProfiles(r io.Reader) ([]*schemas.Profile, error) {
 	}
 	seen := map[string]bool{}
 	for _, p := range pf.Clients {
-		if !miap.ValidName(p.ID) {
-			return nil, fmt.Errorf("broker: profiles: invalid client id %q", p.ID)
+		if err := checkProfile(p); err != nil {
+			return nil, err
 		}
 		if seen[p.ID] {
 			return nil, fmt.Errorf("broker: profiles: duplicate client id %q", p.ID)

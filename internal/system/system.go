@@ -161,13 +161,19 @@ func DemoProfiles() []*schemas.Profile {
 		{ID: "alice", Name: "Alice Example", Token: "alice-token",
 			Addresses: map[string]string{"web": "alice", "email": "alice@example.test", "sms": "+15550100"},
 			Prefer:    []string{"web", "email", "sms"},
-			SMPP:      &schemas.SMPPCredentials{SystemID: "alice", Password: "alice-smpp"},
+			SMPP:      &schemas.SMPPCredentials{SystemID: "alice", Password: "alice-pw"},
 			SMTP:      &schemas.SMTPCredentials{Username: "alice", Password: "alice-smtp"}},
 		{ID: "bob", Name: "Bob Example", Token: "bob-token",
 			Addresses: map[string]string{"web": "bob", "email": "bob@example.test", "sms": "+15550101"},
 			Prefer:    []string{"web", "email", "sms"},
-			SMPP:      &schemas.SMPPCredentials{SystemID: "bob", Password: "bob-smpp"},
+			SMPP:      &schemas.SMPPCredentials{SystemID: "bob", Password: "bob-pw"},
 			SMTP:      &schemas.SMTPCredentials{Username: "bob", Password: "bob-smtp"}},
+		// carol is an SMS application (e.g. Kannel bound as carol): messages
+		// to her go out over SMPP first.
+		{ID: "carol", Name: "Carol (SMS application)", Token: "carol-token",
+			Addresses: map[string]string{"web": "carol", "sms": "+15550102"},
+			Prefer:    []string{"sms", "web"},
+			SMPP:      &schemas.SMPPCredentials{SystemID: "carol", Password: "carol-pw"}},
 		{ID: "operator", Name: "Operator", Token: "operator-token", Operator: true},
 	}
 }
