@@ -113,6 +113,10 @@ func (f *Fabric) StartBroker(cfg broker.Config) (*broker.Broker, *Running) {
 	return b, r
 }
 
+// StartDefaultBroker starts a broker replica with the default configuration,
+// for suites that must not depend on the broker package themselves.
+func (f *Fabric) StartDefaultBroker() { f.StartBroker(broker.Config{}) }
+
 // PutProfiles stores client profiles.
 func (f *Fabric) PutProfiles(ps ...*schemas.Profile) {
 	f.T.Helper()

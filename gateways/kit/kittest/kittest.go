@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uims/uims/broker"
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/schemas"
@@ -79,7 +78,7 @@ func Run(t *testing.T, a Adapter) {
 
 func start(t *testing.T, a Adapter) *suite {
 	f := fabrictest.New(t)
-	f.StartBroker(broker.Config{})
+	f.StartDefaultBroker()
 	s := &suite{a: a, f: f, notes: fabrictest.NewInbox()}
 	rcpt := &schemas.Profile{ID: "suite-rcpt", Addresses: map[string]string{a.Medium: a.Address}, Prefer: []string{a.Medium}}
 	if a.Profile != nil {
