@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/miap/miapnats"
 )
 
 // JetStream names of the e-mail gateway (BRIEF §3: what waits for an
@@ -85,7 +86,7 @@ type store struct {
 func (s *store) outSubject() string { return "uims.mail." + s.gw + ".out" }
 
 func (s *store) ensure(ctx context.Context) error {
-	_, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err := miapnats.EnsureStream(ctx, s.js, jetstream.StreamConfig{
 		Name:        OutStream,
 		Description: "e-mail gateway: outbound mail waiting for the smarthost (BRIEF §3)",
 		Subjects:    []string{"uims.mail.*.out"},
@@ -97,7 +98,7 @@ func (s *store) ensure(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("email: outbound stream: %w", err)
 	}
-	if s.kv, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if s.kv, err = miapnats.KeyValue(ctx, s.js, jetstream.KeyValueConfig{
 		Bucket: Bucket, Description: "e-mail gateway: SMTP outcomes, outbound records, Message-ID map",
 		Storage: jetstream.FileStorage, TTL: stateTTL,
 	}); err != nil {

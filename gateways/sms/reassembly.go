@@ -18,6 +18,7 @@ import (
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/gateways/sms/gsm"
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/miapnats"
 )
 
 // PartsBucket holds concatenated messages being reassembled. Parts an
@@ -121,7 +122,7 @@ func newReassembly(gw string, timeout, sendWait time.Duration) *reassembly {
 }
 
 func (r *reassembly) ensure(ctx context.Context, js jetstream.JetStream) error {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := miapnats.KeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: PartsBucket, Description: "SMS gateway: concatenated messages being reassembled",
 		Storage: jetstream.FileStorage, TTL: max(24*time.Hour, 10*r.timeout),
 	})

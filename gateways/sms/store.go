@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/miap/miapnats"
 )
 
 // JetStream names of the SMS gateway. Several SMS gateway parties share
@@ -37,7 +38,7 @@ type store struct {
 func (s *store) queueSubject(client string) string { return "uims.sms." + s.gw + ".q." + client }
 
 func (s *store) ensure(ctx context.Context, maxAge time.Duration) error {
-	_, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err := miapnats.EnsureStream(ctx, s.js, jetstream.StreamConfig{
 		Name:        QueueStream,
 		Description: "SMS gateway: messages and delivery receipts waiting for SMPP applications (BRIEF §3)",
 		Subjects:    []string{"uims.sms.*.q.*"},
@@ -49,12 +50,12 @@ func (s *store) ensure(ctx context.Context, maxAge time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("sms: queue stream: %w", err)
 	}
-	if s.apps, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if s.apps, err = miapnats.KeyValue(ctx, s.js, jetstream.KeyValueConfig{
 		Bucket: AppBucket, Description: "SMS gateway: clients that bind as SMPP applications", Storage: jetstream.FileStorage,
 	}); err != nil {
 		return fmt.Errorf("sms: app bucket: %w", err)
 	}
-	if s.smsc, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if s.smsc, err = miapnats.KeyValue(ctx, s.js, jetstream.KeyValueConfig{
 		Bucket: SMSCBucket, Description: "SMS gateway: SMS centre message ids awaiting receipts", Storage: jetstream.FileStorage,
 		TTL: 7 * 24 * time.Hour,
 	}); err != nil {

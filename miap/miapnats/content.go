@@ -32,7 +32,7 @@ func (s *ContentStore) bucket(ctx context.Context) (jetstream.ObjectStore, error
 	}
 	return s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket: ContentBucket, Description: "content carried by reference (PROTOCOL.md §10)",
-		TTL: 24 * time.Hour, Storage: jetstream.FileStorage,
+		TTL: 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: Replicas(s.js),
 	})
 }
 

@@ -7,10 +7,25 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// Replicas is the replication a shared stream gets: one copy per server up
+// to three, so that a 3-node cluster keeps every stream through the loss of
+// a node (BRIEF §4) and a single server needs none.
+func Replicas(js jetstream.JetStream) int {
+	n := len(js.Conn().Servers())
+	if js.Conn().ConnectedClusterName() == "" {
+		n = 1
+	}
+	return max(1, min(3, n))
+}
+
 // EnsureStream creates a stream the parties share if it does not exist yet,
 // and leaves an existing one alone: several parties start at once, and
 // concurrent stream updates race with consumer creation in the server.
+// Replicas 0 means Replicas(js).
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = Replicas(js)
+	}
 	if _, err := js.Stream(ctx, cfg.Name); err == nil {
 		return nil
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -25,6 +40,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 
 // EnsureKeyValue does the same for a key-value bucket.
 func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) error {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = Replicas(js)
+	}
 	if _, err := js.KeyValue(ctx, cfg.Bucket); err == nil {
 		return nil
 	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -35,4 +53,12 @@ func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.K
 		return nil
 	}
 	return err
+}
+
+// KeyValue ensures a bucket (EnsureKeyValue) and returns it.
+func KeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if err := EnsureKeyValue(ctx, js, cfg); err != nil {
+		return nil, err
+	}
+	return js.KeyValue(ctx, cfg.Bucket)
 }
