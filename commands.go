@@ -195,6 +195,11 @@ func cmdGateway(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
+	if medium != "web" { // the web gateway serves /metrics on its own port
+		if err := system.ServeMetrics(ctx, o.metrics, system.NewRegistry(), log); err != nil {
+			return err
+		}
+	}
 	switch medium {
 	case "web":
 		g, err := web.New(web.Config{Addr: *httpAddr, OperatorToken: env("UIMS_OPERATOR_TOKEN", ""), Metrics: system.NewRegistry(), Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
@@ -253,6 +258,9 @@ func cmdProcessor(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
+	if err := system.ServeMetrics(ctx, o.metrics, system.NewRegistry(), log); err != nil {
+		return err
+	}
 	p, err := processor.New(nc, kr, processor.Config{Version: version, Strict: o.strict,
 		Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, log)
 	if err != nil {
