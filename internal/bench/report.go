@@ -82,8 +82,15 @@ func (r *Result) Line() string {
 	if r.Paced > 0 {
 		name += "@"
 	}
-	return fmt.Sprintf("%-11s %6s %4d %9.0f %8.2f %8.2f %8.2f %8.1f %6d | %8s %7s %7s %7s | %8s %7s | %7s | %5.2f %5s",
-		name, SizeName(r.Size), r.Senders, r.Rate, r.P50, r.P90, r.P99, r.Max, errCount(r),
+	errs := strconv.Itoa(errCount(r))
+	if w := errCount(&Result{Errors: r.WarmupErrors}); w > 0 || r.Reconnects > 0 {
+		errs += fmt.Sprintf("+%dw", w)
+		if r.Reconnects > 0 {
+			errs += fmt.Sprintf("r%d", r.Reconnects)
+		}
+	}
+	return fmt.Sprintf("%-11s %6s %4d %9.0f %8.2f %8.2f %8.2f %8.1f %6s | %8s %7s %7s %7s | %8s %7s | %7s | %5.2f %5s",
+		name, SizeName(r.Size), r.Senders, r.Rate, r.P50, r.P90, r.P99, r.Max, errs,
 		num(r.BrokerCPU, 1), in, out, num(r.BrokerAllocs, 0), num(r.GenCPU, 1), num(r.GenAllocs, 0), num(r.RedisCPU, 1),
 		r.Load, num(r.OtherLoad, 2))
 }
@@ -353,10 +360,13 @@ func (rep *Report) Markdown() string {
 				return fmt.Sprintf("%.2f", v)
 			}
 			errs := strconv.Itoa(errCount(r))
-			if len(r.Errors) > 0 || r.Reconnects > 0 {
+			if len(r.Errors) > 0 || r.Reconnects > 0 || len(r.WarmupErrors) > 0 {
 				var parts []string
 				for k, v := range r.Errors {
 					parts = append(parts, fmt.Sprintf("%s %d", k, v))
+				}
+				for k, v := range r.WarmupErrors {
+					parts = append(parts, fmt.Sprintf("%s %d in warm-up", k, v))
 				}
 				sort.Strings(parts)
 				if r.Reconnects > 0 {

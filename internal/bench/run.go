@@ -153,11 +153,14 @@ type Result struct {
 	Seconds float64        `json:"seconds"`
 	Msgs    int            `json:"msgs"`
 	Errors  map[string]int `json:"errors,omitempty"`
-	Rate    float64        `json:"msgs_per_s"`
-	P50     float64        `json:"p50_ms"`
-	P90     float64        `json:"p90_ms"`
-	P99     float64        `json:"p99_ms"`
-	Max     float64        `json:"max_ms"`
+	// WarmupErrors are the errors of the warm-up (not measured but telling:
+	// e.g. a connection dropped as a slow consumer).
+	WarmupErrors map[string]int `json:"warmup_errors,omitempty"`
+	Rate         float64        `json:"msgs_per_s"`
+	P50          float64        `json:"p50_ms"`
+	P90          float64        `json:"p90_ms"`
+	P99          float64        `json:"p99_ms"`
+	Max          float64        `json:"max_ms"`
 	// Per message. Broker: the broker side's process (CPU, allocations;
 	// -1 when it shares the load generator's process) and its NATS
 	// connection (bytes in and out, headers included).
@@ -190,7 +193,8 @@ type Result struct {
 	// Load is the CPU the run's own processes used, in cores.
 	Load float64 `json:"own_load_cores"`
 	// Reconnects counts NATS reconnections of the run's connections during
-	// the cell (a slow consumer is disconnected by the server).
+	// the cell, warm-up included (a slow consumer is disconnected by the
+	// server).
 	Reconnects uint64 `json:"reconnects,omitempty"`
 }
 
@@ -511,13 +515,15 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 	var done, measured atomic.Int64
 	lats := make([][]time.Duration, senders)
 	errs := make([]map[string]int, senders)
+	werrs := make([]map[string]int, senders)
+	start := r.snap()
 	var wg sync.WaitGroup
 	for i := range senders {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			local := make([]time.Duration, 0, 4096)
-			e := map[string]int{}
+			e, we := map[string]int{}, map[string]int{}
 			for !stop.Load() && ctx.Err() == nil {
 				if tokens != nil {
 					select {
@@ -539,12 +545,14 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 					} else {
 						e[errName(err)]++
 					}
+				} else if err != nil && !stop.Load() {
+					we[errName(err)]++
 				}
 				if err != nil {
 					time.Sleep(10 * time.Millisecond) // a client backs off before it retries
 				}
 			}
-			lats[i], errs[i] = local, e
+			lats[i], errs[i], werrs[i] = local, e, we
 		}()
 	}
 	sleep(ctx, r.cfg.Warmup)
@@ -622,6 +630,12 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 		for k, v := range errs[i] {
 			res.Errors[k] += v
 		}
+		for k, v := range werrs[i] {
+			if res.WarmupErrors == nil {
+				res.WarmupErrors = map[string]int{}
+			}
+			res.WarmupErrors[k] += v
+		}
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	res.Seconds, res.Msgs = el.Seconds(), len(all)
@@ -671,7 +685,7 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 	if before.redisCPU >= 0 && after.redisCPU >= 0 {
 		own += float64(after.redisCPU - before.redisCPU)
 	}
-	res.Reconnects = after.reconnects - before.reconnects
+	res.Reconnects = after.reconnects - start.reconnects
 	wall := float64(after.at.Sub(before.at))
 	res.Load, res.OtherLoad = own/wall, -1
 	if before.machine >= 0 && after.machine >= 0 {
