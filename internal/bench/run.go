@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -252,6 +253,9 @@ type ReportConf struct {
 	Bare      BareSizes `json:"bare_sizes"`
 	DataDir   string    `json:"data_dir"`
 	GoMaxProc int       `json:"gomaxprocs"`
+	// Build is the VCS revision the binary was built from ("+dirty" when
+	// the working tree had changes).
+	Build string `json:"build"`
 }
 
 // Machine describes where the run happened.
@@ -282,6 +286,20 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 		Config: ReportConf{Args: args, NATS: "embedded, JetStream sync " + orDefault(cfg.Sync, "always"), Redis: "redis-server started by the tool",
 			Sync: orDefault(cfg.Sync, "always"), Broker: "in the load generator's process", Trace: !cfg.NoTrace,
 			Warmup: cfg.Warmup.String(), Duration: cfg.Duration.String(), Bare: cfg.Bare, DataDir: f.dir, GoMaxProc: runtime.GOMAXPROCS(0)}}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, dirty string
+		for _, st := range bi.Settings {
+			switch st.Key {
+			case "vcs.revision":
+				rev = st.Value
+			case "vcs.modified":
+				if st.Value == "true" {
+					dirty = "+dirty"
+				}
+			}
+		}
+		rep.Config.Build = rev + dirty
+	}
 	if cfg.NATSURL != "" {
 		rep.Config.NATS = cfg.NATSURL
 	}
