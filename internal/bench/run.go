@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -299,6 +300,15 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 			}
 		}
 		rep.Config.Build = rev + dirty
+	}
+	if rep.Config.Build == "" || rep.Config.Build == "+dirty" {
+		// Not stamped by the build: ask git in the working folder.
+		if out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output(); err == nil {
+			rep.Config.Build = strings.TrimSpace(string(out))
+			if exec.Command("git", "diff", "--quiet", "HEAD", "--", ".").Run() != nil {
+				rep.Config.Build += " (working tree with uncommitted changes)"
+			}
+		}
 	}
 	if cfg.NATSURL != "" {
 		rep.Config.NATS = cfg.NATSURL
