@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -139,7 +140,7 @@ func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
 	accepted := historyJSON(schemas.StatusAccepted, imi.Created, "", "", imi.Gateway)
 	routedH := historyJSON(schemas.StatusRouted, now.UnixMilli(), "", "to "+dec.dest.Gateway+":"+dec.dest.Address, b.cfg.Instance)
 	args := []any{fp, imi.MsgID, routed.Deadline + b.cfg.Grace.Milliseconds(), quota, int64(b.cfg.Retention.Seconds()), 2, accepted, routedH,
-		fFingerprint, fp, fRouted, routedBytes, fID, miap.EncodeB64(id), fKid2, kid2, fSession, miap.EncodeB64(cack),
+		fFingerprint, fp, fRouted, routedBytes, fID, miap.EncodeB64(id), fIDHash, idHash(id), fKid2, kid2, fSession, miap.EncodeB64(cack),
 		fOG, imi.Gateway, fDG, firstHop, fDest, dec.dest.Gateway, fState, schemas.StatusRouted, fSender, routed.Sender,
 		fRecipient, routed.Recipient, fMedium, dec.dest.Medium, fNote, note, fDeadline, routed.Deadline, fCreated, now.UnixMilli()}
 	keys := []string{keyTx + imi.MsgID, keyTxHistory + imi.MsgID, keyDeadlines, quotaKey, keyRecent}
@@ -213,6 +214,12 @@ func receiptList(r schemas.ReceiptPrefs) []string {
 		out = append(out, "failure")
 	}
 	return out
+}
+
+// idHash is the hex SHA-256 of an ID, as stored with the transaction.
+func idHash(id []byte) string {
+	sum := sha256.Sum256(id)
+	return hex.EncodeToString(sum[:])
 }
 
 func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
@@ -300,26 +307,22 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 	if ack.Gateway != f.Party {
 		return schemas.Errorf(schemas.CodeNotAllowed, nil, "ack names another gateway")
 	}
+	// One round trip: the nonce claim, and the ID check with the transition.
+	now := b.cfg.Now().UnixMilli()
+	keys := []string{keyTx + ack.MsgID, keyTxHistory + ack.MsgID, keyDeadlines}
+	args := []any{f.Party, idHash(f.ID), ack.Status, now, historyJSON(ack.Status, now, ack.Code, ack.Reason, f.Party), ack.MsgID,
+		now + b.cfg.DeliveryDeadline.Milliseconds(), keyUsage}
 	pipe := b.rdb.Pipeline()
 	claim := b.store.QueueClaim(ctx, pipe, f.Party, f.Nonce, b.guard.NonceTTL())
-	load := queueLoad(ctx, pipe, ack.MsgID)
+	apply := ackScript.EvalSha(ctx, pipe, keys, args...)
 	pipe.Exec(ctx)
 	if err := b.guard.StoreResult(ctx, claim()); err != nil {
 		return err
 	}
-	tx, err := load()
-	if err != nil {
-		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "load tx")
+	res, err := apply.Result()
+	if isNoScript(err) {
+		res, err = ackScript.Run(ctx, b.rdb, keys, args...).Result()
 	}
-	if err := b.checkParty(tx, f, func(t *txRecord) string { return t.DG }); err != nil {
-		b.trace("ack", ack.MsgID, ack.Tx, f.Party, miap.CodeOf(err).String(), schemas.TraceEvent{})
-		return err
-	}
-	now := b.cfg.Now().UnixMilli()
-	keys := []string{keyTx + ack.MsgID, keyTxHistory + ack.MsgID, keyDeadlines, usageKey(tx.Sender), usageKey(tx.Recipient)}
-	args := []any{ack.Status, now, historyJSON(ack.Status, now, ack.Code, ack.Reason, f.Party), ack.MsgID,
-		now + b.cfg.DeliveryDeadline.Milliseconds(), tx.Medium}
-	res, err := transitionScript.Run(ctx, b.rdb, keys, args...).Result()
 	if err != nil {
 		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "transition")
 	}
@@ -331,21 +334,36 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 	switch out[0] {
 	case "unknown":
 		return schemas.Errorf(schemas.CodeUnknownTx, nil, "")
+	case "party":
+		b.trace("ack", ack.MsgID, ack.Tx, f.Party, schemas.CodeNotAllowed.String(), schemas.TraceEvent{})
+		return schemas.Errorf(schemas.CodeNotAllowed, nil, fmt.Sprintf("ack from %q for a transaction at %q", f.Party, out[1]))
+	case "id":
+		b.trace("ack", ack.MsgID, ack.Tx, f.Party, schemas.CodeIDMismatch.String(), schemas.TraceEvent{})
+		return schemas.Errorf(schemas.CodeIDMismatch, miap.ErrIDMismatch, "returned ID differs from the stored one")
 	case "refused":
 		if out[1] == schemas.StatusFailed {
 			return schemas.Errorf(schemas.CodeExpired, nil, "transaction already failed")
 		}
 		return schemas.Errorf(schemas.CodeNotAllowed, nil, fmt.Sprintf("%s after %s", ack.Status, out[1]))
 	}
+	tx := &txRecord{OG: out[2], Note: out[3]}
 	ev := b.statusEvent(tx, ack.Status, ack.Code, ack.Reason, now)
+	if out[0] == "duplicate" {
+		state = out[1]
+	}
 	if out[0] == "applied" {
 		b.metrics.outcomes.WithLabelValues(ack.Status).Inc()
-		b.notify(tx.OG, ev, f.ID)
+	}
+	// A relayed status reaches the originator with the receipt (§6.8). A
+	// repeated acknowledgement notifies again (the stream de-duplicates), in
+	// case the first one was applied but not answered.
+	evBody, _ := json.Marshal(ev)
+	if !ack.Relayed && (out[0] == "applied" || out[1] == ack.Status) {
+		b.notify(tx.OG, ev, evBody, f.ID)
 	}
 	b.log.Info().Str("msg_id", ack.MsgID).Str("tx", ack.Tx).Str("dg", f.Party).Str("status", ack.Status).
 		Str("result", out[0]).Msg("ack: ID matches")
 	b.trace("ack", ack.MsgID, ack.Tx, f.Party, out[0], schemas.TraceEvent{Status: ack.Status, IDMatch: true})
-	evBody, _ := json.Marshal(ev)
 	receipt := &miap.Frame{Purpose: miap.PurposeReceipt, Party: tx.OG, Nonce: f.Nonce, ID: f.ID, Peer: f.Party, Body: evBody}
 	if err := b.guard.Sign(receipt); err != nil {
 		return schemas.Errorf(schemas.CodeInternal, err, "receipt")

@@ -43,10 +43,12 @@ func (b *Broker) handleAnnounce(m *nats.Msg) {
 // (PROTOCOL.md §6.9). Notifications go through one queue per broker and are
 // published asynchronously in order, so a message's statuses reach the
 // stream in the order they happened.
-func (b *Broker) notify(og string, ev *schemas.StatusEvent, id []byte) {
-	body, err := json.Marshal(ev)
-	if err != nil {
-		return
+func (b *Broker) notify(og string, ev *schemas.StatusEvent, body []byte, id []byte) {
+	if body == nil {
+		var err error
+		if body, err = json.Marshal(ev); err != nil {
+			return
+		}
 	}
 	f := &miap.Frame{Purpose: miap.PurposeNotify, Party: og, ID: id, Body: body}
 	if err := b.guard.Sign(f); err != nil {
@@ -147,5 +149,5 @@ func (b *Broker) expire(ctx context.Context, msgID string, now int64) {
 	ev := b.statusEvent(tx, schemas.StatusFailed, schemas.CodeExpired.String(), reason+" ("+out[4]+")", now)
 	b.log.Info().Str("msg_id", msgID).Str("was", out[1]).Str("dg", out[4]).Msg("deadline passed: non-delivery report")
 	b.metrics.outcomes.WithLabelValues("expired").Inc()
-	b.notify(tx.OG, ev, nil)
+	b.notify(tx.OG, ev, nil, nil)
 }

@@ -29,6 +29,7 @@ const (
 	fFingerprint = "fp"     // og|sha256|length: a retry must match it
 	fRouted      = "routed" // the routed IMI bytes
 	fID          = "id"     // inner digest ID, base64url
+	fIDHash      = "idh"    // SHA-256 of the ID, hex (ackScript compares it)
 	fKid2        = "kid2"   // K2 key id of the ID
 	fSession     = "sess"   // C_ack, base64url
 	fOG          = "og"
@@ -71,39 +72,49 @@ redis.call('LTRIM', KEYS[5], 0, 999)
 return {'created'}
 `)
 
-// transitionScript applies an acknowledged status (PROTOCOL.md §6.8):
+// ackScript checks and applies an acknowledged status in one round trip
+// (PROTOCOL.md §6.8). It compares the SHA-256 of the returned ID with the
+// stored one (comparing digests leaks nothing about the ID itself, so the
+// comparison need not be constant time), checks that the acknowledging
+// party is the transaction's current hop, then applies the transition:
 // routed → transferred | delivered | read | failed; transferred → delivered
 // | read | failed; delivered → read. The same status again is a duplicate
 // (no effect); any other change is refused, so a message never has two
-// terminal outcomes.
-var transitionScript = redis.NewScript(`
+// terminal outcomes. It returns the result, the state before, the
+// originator and the notification template.
+var ackScript = redis.NewScript(`
 local tx = KEYS[1]
-local state = redis.call('HGET', tx, 'state')
+local v = redis.call('HMGET', tx, 'state', 'dg', 'idh', 'og', 'note', 'sender', 'recipient', 'medium')
+local state = v[1]
 if not state then return {'unknown', ''} end
-local new = ARGV[1]
-if new == state then return {'duplicate', state} end
+if v[2] ~= ARGV[1] then return {'party', v[2]} end
+if v[3] ~= ARGV[2] then return {'id', ''} end
+local new = ARGV[3]
+local og, note = v[4] or '', v[5] or ''
+if new == state then return {'duplicate', state, og, note} end
 -- "transferred" is a progress report: arriving after the outcome it changes nothing.
-if new == 'transferred' and state ~= 'routed' then return {'duplicate', state} end
+if new == 'transferred' and state ~= 'routed' then return {'duplicate', state, og, note} end
 local ok = false
 if state == 'routed' then ok = (new == 'transferred' or new == 'delivered' or new == 'read' or new == 'failed')
 elseif state == 'transferred' then ok = (new == 'delivered' or new == 'read' or new == 'failed')
 elseif state == 'delivered' then ok = (new == 'read') end
-if not ok then return {'refused', state} end
+if not ok then return {'refused', state, og, note} end
 redis.call('HSET', tx, 'state', new)
-redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('RPUSH', KEYS[2], ARGV[5])
 if new == 'transferred' then
-  redis.call('ZADD', KEYS[3], tonumber(ARGV[5]), ARGV[4])
-elseif new == 'delivered' or new == 'read' or new == 'failed' then
-  redis.call('ZREM', KEYS[3], ARGV[4])
+  redis.call('ZADD', KEYS[3], tonumber(ARGV[7]), ARGV[6])
+else
+  redis.call('ZREM', KEYS[3], ARGV[6])
 end
-local medium = ARGV[6]
+local medium = v[8] or ''
+local sender, recipient = v[6] or '', v[7] or ''
 if new == 'failed' then
-  if KEYS[4] ~= '' then redis.call('HINCRBY', KEYS[4], medium .. '.failed', 1) end
+  if sender ~= '' then redis.call('HINCRBY', ARGV[8] .. sender, medium .. '.failed', 1) end
 elseif (new == 'delivered') or (new == 'read' and state ~= 'delivered') then
-  if KEYS[4] ~= '' then redis.call('HINCRBY', KEYS[4], medium .. '.sent', 1) end
-  if KEYS[5] ~= '' then redis.call('HINCRBY', KEYS[5], medium .. '.received', 1) end
+  if sender ~= '' then redis.call('HINCRBY', ARGV[8] .. sender, medium .. '.sent', 1) end
+  if recipient ~= '' then redis.call('HINCRBY', ARGV[8] .. recipient, medium .. '.received', 1) end
 end
-return {'applied', state}
+return {'applied', state, og, note}
 `)
 
 // sweepScript takes one expired transaction: ZREM decides which broker
@@ -124,13 +135,6 @@ return {'failed', state, v[2] or '', v[3] or '', v[6] or ''}
 func historyJSON(status string, at int64, code, reason, party string) string {
 	b, _ := json.Marshal(schemas.HistoryEntry{Status: status, At: at, Code: code, Reason: reason, Party: party})
 	return string(b)
-}
-
-func usageKey(client string) string {
-	if client == "" {
-		return ""
-	}
-	return keyUsage + client
 }
 
 // txRecord is a stored transaction as the handlers need it.

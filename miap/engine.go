@@ -182,6 +182,25 @@ func (e *Engine) Verify(f *Frame, want Purpose) error {
 	return nil
 }
 
+// VerifySigned checks a frame's key and MAC but not its age: for a receipt
+// the originator stored for itself after checking it fresh (§6.9).
+func (e *Engine) VerifySigned(f *Frame, want Purpose) error {
+	if f.Purpose != want || !want.Valid() || want == PurposeID {
+		return fmt.Errorf("%w: got %q, want %q", ErrWrongPurpose, f.Purpose, want)
+	}
+	if len(f.Body) > maxBody(want) || len(f.MAC) != MACSize {
+		return fmt.Errorf("%w: size", ErrMalformed)
+	}
+	k := e.keys.lookup(f.Party, f.Kid, e.now())
+	if k == nil || k.sub[want] == nil {
+		return fmt.Errorf("%w: party %q kid %q", ErrUnknownKey, f.Party, f.Kid)
+	}
+	if !checkMAC(k.sub[want], f) {
+		return fmt.Errorf("%w: %s frame of %q", ErrBadMAC, want, f.Party)
+	}
+	return nil
+}
+
 func (e *Engine) checkTime(f *Frame, now int64) error {
 	if f.TS > now+e.skew {
 		return &SkewError{ServerTime: now, FrameTime: f.TS}

@@ -164,6 +164,10 @@ type Ack struct {
 	Code   string `json:"code,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	At     int64  `json:"at"`
+	// Relayed says the destination relays the broker's receipt to the
+	// originator in its transfer reply, so the brokers need not also store a
+	// notification for this status (PROTOCOL.md §6.8).
+	Relayed bool `json:"relayed,omitempty"`
 }
 
 // AckReply is the broker's answer to an Ack.

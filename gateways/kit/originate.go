@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/schemas"
@@ -156,39 +159,60 @@ func (k *Kit) transfer(ctx context.Context, routed *schemas.RoutedIMI, ticket *m
 	if res.Status == "" {
 		res.Status = schemas.StatusTransferred
 	}
-	// The destination relays the broker's receipt; we check it ourselves (§6.8).
+	// The destination relays the broker's receipt; we check it ourselves
+	// and tell our medium, since the brokers store no notification for a
+	// relayed status (§6.8).
 	if r := reply.Header.Get(miap.HdrReceipt); r != "" {
-		ev, err := k.openReceipt(r, ticket.ID)
+		ev, f, err := k.openReceipt(r, ticket.ID)
 		if err != nil {
-			k.log.Warn().Err(err).Str("msg_id", res.MsgID).Bool("security", true).Msg("receipt does not verify; waiting for the notification")
+			k.log.Warn().Err(err).Str("msg_id", res.MsgID).Bool("security", true).Msg("receipt does not verify; the status query still answers")
 		} else {
 			res.Receipt = ev
 			res.Status = ev.Status
+			k.notifyReceipt(ctx, ev, f)
 		}
 	}
 	return res, nil
 }
 
-func (k *Kit) openReceipt(b64 string, id []byte) (*schemas.StatusEvent, error) {
+// notifyReceipt hands a relayed receipt to the medium; if the medium cannot
+// take it now, the receipt is stored in our own status stream and retried
+// like any notification.
+func (k *Kit) notifyReceipt(ctx context.Context, ev *schemas.StatusEvent, f *miap.Frame) {
+	if err := k.medium.Notify(ctx, ev); err == nil {
+		k.trace("notified", ev.MsgID, ev.Tx, ev.Status, schemas.TraceEvent{})
+		return
+	}
+	m := nats.NewMsg(schemas.StatusFor(k.cfg.Gateway))
+	f.PutHeader(m.Header)
+	m.Data = f.Body
+	pctx, cancel := context.WithTimeout(context.Background(), k.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := k.js.PublishMsg(pctx, m, jetstream.WithMsgID(ev.MsgID+":"+ev.Status)); err != nil {
+		k.log.Error().Err(err).Str("msg_id", ev.MsgID).Msg("receipt neither notified nor stored; the status query still answers")
+	}
+}
+
+func (k *Kit) openReceipt(b64 string, id []byte) (*schemas.StatusEvent, *miap.Frame, error) {
 	raw, err := miap.DecodeB64(b64)
 	if err != nil {
-		return nil, fmt.Errorf("%w: receipt: %w", miap.ErrMalformed, err)
+		return nil, nil, fmt.Errorf("%w: receipt: %w", miap.ErrMalformed, err)
 	}
 	f, err := miap.ParseCompact(raw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if f.Party != k.cfg.Gateway || !miap.EqualID(f.ID, id) {
-		return nil, fmt.Errorf("%w: receipt for another transfer", miap.ErrBadMAC)
+		return nil, nil, fmt.Errorf("%w: receipt for another transfer", miap.ErrBadMAC)
 	}
 	if err := k.eng.Verify(f, miap.PurposeReceipt); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var ev schemas.StatusEvent
 	if err := json.Unmarshal(f.Body, &ev); err != nil {
-		return nil, fmt.Errorf("%w: receipt body: %w", miap.ErrMalformed, err)
+		return nil, nil, fmt.Errorf("%w: receipt body: %w", miap.ErrMalformed, err)
 	}
-	return &ev, nil
+	return &ev, f, nil
 }
 
 func minTime(a, b time.Time) time.Time {

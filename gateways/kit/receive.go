@@ -79,7 +79,7 @@ func (k *Kit) handleIM(ctx context.Context, m *nats.Msg) {
 	k.trace("deliver", ref.MsgID, ref.Tx, status, schemas.TraceEvent{})
 	r := nats.NewMsg(m.Reply)
 	r.Header.Set(schemas.HdrStatus, status)
-	receipt, err := k.ackNow(ctx, ref, status, "", "")
+	receipt, err := k.ackNow(ctx, ref, status, "", "", true)
 	switch {
 	case err == nil:
 		r.Header.Set(miap.HdrReceipt, receipt)
@@ -119,21 +119,23 @@ func (k *Kit) openIM(m *nats.Msg) (*miap.Transfer, *schemas.RoutedIMI, error) {
 // If no broker can take it now, it waits in the durable ack outbox and is
 // retried until one does.
 func (k *Kit) Ack(ctx context.Context, ref AckRef, status, code, reason string) error {
-	_, err := k.ackNow(ctx, ref, status, code, reason)
+	_, err := k.ackNow(ctx, ref, status, code, reason, false)
 	if err != nil && miap.CodeOf(err).Retryable() {
 		return k.queueAck(ctx, ref, status, code, reason)
 	}
 	return err
 }
 
-// ackNow sends one acknowledgement and returns the receipt for the originator.
-func (k *Kit) ackNow(ctx context.Context, ref AckRef, status, code, reason string) (string, error) {
+// ackNow sends one acknowledgement and returns the receipt for the
+// originator. relayed says the receipt goes to the originator in the
+// transfer reply (§6.8).
+func (k *Kit) ackNow(ctx context.Context, ref AckRef, status, code, reason string, relayed bool) (string, error) {
 	id, err := miap.DecodeB64(ref.ID)
 	if err != nil || len(id) != miap.MACSize {
 		return "", schemas.Errorf(schemas.CodeMalformed, err, "ack reference")
 	}
 	body, _ := json.Marshal(schemas.Ack{V: schemas.Version, Tx: ref.Tx, MsgID: ref.MsgID, Gateway: k.cfg.Gateway,
-		Status: status, Code: code, Reason: truncate(reason, 1024), At: k.now().UnixMilli()})
+		Status: status, Code: code, Reason: truncate(reason, 1024), At: k.now().UnixMilli(), Relayed: relayed})
 	var session []byte
 	if k.cfg.Strict {
 		lf, _, err := k.request(ctx, schemas.SubjectBrokerLogin, &miap.Frame{Purpose: miap.PurposeLogin, Party: k.cfg.Gateway}, miap.PurposeLoginAck, nil)
@@ -202,7 +204,7 @@ func (k *Kit) consumeAcks(ctx context.Context) error {
 			msg.Term()
 			return
 		}
-		_, err := k.ackNow(ctx, q.Ref, q.Status, q.Code, q.Reason)
+		_, err := k.ackNow(ctx, q.Ref, q.Status, q.Code, q.Reason, false)
 		switch {
 		case err == nil:
 			msg.Ack()
@@ -231,7 +233,10 @@ func (k *Kit) consumeStatus(ctx context.Context) error {
 		if err == nil && f.Party != k.cfg.Gateway {
 			err = fmt.Errorf("%w: notification for %q", miap.ErrBadMAC, f.Party)
 		}
-		if err == nil {
+		if err == nil && f.Purpose == miap.PurposeReceipt {
+			// A receipt the originator stored for itself (originate.go).
+			err = k.eng.VerifySigned(f, miap.PurposeReceipt)
+		} else if err == nil {
 			err = k.eng.Verify(f, miap.PurposeNotify)
 		}
 		var ev schemas.StatusEvent
@@ -249,7 +254,7 @@ func (k *Kit) consumeStatus(ctx context.Context) error {
 			return
 		}
 		k.trace("notified", ev.MsgID, ev.Tx, ev.Status, schemas.TraceEvent{})
-		msg.DoubleAck(ctx)
+		msg.Ack() // the originator's final acknowledgement (§6.9)
 	})
 }
 
