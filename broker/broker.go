@@ -124,6 +124,7 @@ type Broker struct {
 	pending sync.WaitGroup
 	metrics *metrics
 	notes   chan note // notifications, in order (notify.go)
+	batch   *batcher  // shared Redis pipelines of the hot path (batch.go)
 }
 
 type job struct {
@@ -152,6 +153,7 @@ func New(nc *nats.Conn, rdb redis.UniversalClient, engine *miap.Engine, cfg Conf
 	}
 	b.guard = miap.NewGuard(engine, b.store, b.recordEpoch)
 	b.metrics = newMetrics(cfg.Metrics, func() float64 { return float64(len(b.work)) })
+	b.batch = newBatcher(rdb, 4)
 	return b, nil
 }
 

@@ -143,21 +143,21 @@ func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
 		fFingerprint, fp, fRouted, routedBytes, fID, miap.EncodeB64(id), fIDHash, idHash(id), fKid2, kid2, fSession, miap.EncodeB64(cack),
 		fOG, imi.Gateway, fDG, firstHop, fDest, dec.dest.Gateway, fState, schemas.StatusRouted, fSender, routed.Sender,
 		fRecipient, routed.Recipient, fMedium, dec.dest.Medium, fNote, note, fDeadline, routed.Deadline, fCreated, now.UnixMilli()}
-	keys := []string{keyTx + imi.MsgID, keyTxHistory + imi.MsgID, keyDeadlines, quotaKey, keyRecent}
+	keys := []string{keyTx + imi.MsgID, keyTxHistory + imi.MsgID, keyDeadlines, quotaKey}
 
 	// One round trip: the nonce claim and the transaction (§8 step 5).
-	pipe := b.rdb.Pipeline()
-	claim := b.store.QueueClaim(ctx, pipe, f.Party, f.Nonce, b.guard.NonceTTL())
-	create := createScript.EvalSha(ctx, pipe, keys, args...)
-	_, execErr := pipe.Exec(ctx)
+	var claim func() error
+	var create *redis.Cmd
+	b.batch.do(ctx, func(pipe redis.Pipeliner) {
+		claim = b.store.QueueClaim(ctx, pipe, f.Party, f.Nonce, b.guard.NonceTTL())
+		create = createScript.EvalSha(ctx, pipe, keys, args...)
+	})
 	if err := b.guard.StoreResult(ctx, claim()); err != nil {
 		return err
 	}
 	res, err := create.Result()
 	if isNoScript(err) {
 		res, err = createScript.Run(ctx, b.rdb, keys, args...).Result()
-	} else if err == nil && execErr != nil && !errors.Is(execErr, redis.Nil) {
-		err = execErr
 	}
 	if err != nil {
 		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "store transaction")
@@ -312,10 +312,12 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 	keys := []string{keyTx + ack.MsgID, keyTxHistory + ack.MsgID, keyDeadlines}
 	args := []any{f.Party, idHash(f.ID), ack.Status, now, historyJSON(ack.Status, now, ack.Code, ack.Reason, f.Party), ack.MsgID,
 		now + b.cfg.DeliveryDeadline.Milliseconds(), keyUsage}
-	pipe := b.rdb.Pipeline()
-	claim := b.store.QueueClaim(ctx, pipe, f.Party, f.Nonce, b.guard.NonceTTL())
-	apply := ackScript.EvalSha(ctx, pipe, keys, args...)
-	pipe.Exec(ctx)
+	var claim func() error
+	var apply *redis.Cmd
+	b.batch.do(ctx, func(pipe redis.Pipeliner) {
+		claim = b.store.QueueClaim(ctx, pipe, f.Party, f.Nonce, b.guard.NonceTTL())
+		apply = ackScript.EvalSha(ctx, pipe, keys, args...)
+	})
 	if err := b.guard.StoreResult(ctx, claim()); err != nil {
 		return err
 	}

@@ -21,7 +21,6 @@ const (
 	keyDeadlines = keyPrefix + "deadlines"
 	keyUsage     = keyPrefix + "usage:" // + client → hash "<medium>.<sent|received|failed>"
 	keyQuota     = keyPrefix + "quota:" // + client:yyyymmdd → count
-	keyRecent    = keyPrefix + "recent" // capped list of recent msgids (operator view)
 )
 
 // Transaction fields.
@@ -67,8 +66,6 @@ redis.call('EXPIRE', tx, tonumber(ARGV[5]))
 for i = 7, 6 + nhist do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[2])
-redis.call('LPUSH', KEYS[5], ARGV[2])
-redis.call('LTRIM', KEYS[5], 0, 999)
 return {'created'}
 `)
 
