@@ -93,8 +93,16 @@ func activity(stack []string) string {
 	switch {
 	case has(stack, "runtime.gcBgMarkWorker", "runtime.bgsweep", "runtime.bgscavenge"):
 		return "GC (background)"
-	case strings.HasPrefix(leaf, "syscall.") || strings.HasPrefix(leaf, "internal/runtime/syscall.") || strings.HasPrefix(leaf, "runtime/internal/syscall."):
-		return "system calls (socket I/O, fsync)"
+	case strings.HasPrefix(leaf, "syscall.") || strings.HasPrefix(leaf, "internal/runtime/syscall") || strings.HasPrefix(leaf, "runtime/internal/syscall"):
+		switch {
+		case has(stack, "syscall.Fsync", "syscall.Fdatasync", "os.(*File).Sync"):
+			return "system calls: fsync (JetStream writes)"
+		case has(stack, "syscall.Pwrite", "syscall.pwrite", "os.(*File).Write"):
+			return "system calls: file writes"
+		case has(stack, "net.(*netFD)", "internal/poll.(*FD).Read", "internal/poll.(*FD).Write", "internal/poll.(*FD).Writev"):
+			return "system calls: socket I/O"
+		}
+		return "system calls: other"
 	case has(stack, "encoding/json."):
 		return "JSON encode/decode"
 	case has(stack, "crypto/"):

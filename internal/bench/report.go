@@ -236,6 +236,16 @@ func ReadReport(path string) (*Report, error) {
 		return nil, fmt.Errorf("bench: %s: %w", path, err)
 	}
 	rep.Targets = Targets(rep.Results)
+	// Summaries of the profiles again, when the files are at hand.
+	for i, p := range rep.Profiles {
+		for _, f := range []string{p.File, filepath.Join(filepath.Dir(path), filepath.Base(p.File))} {
+			if top, err := TopOfProfile(f, p.Label, len(p.Top)); err == nil {
+				top.File = p.File
+				rep.Profiles[i] = *top
+				break
+			}
+		}
+	}
 	return &rep, nil
 }
 
