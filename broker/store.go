@@ -28,6 +28,7 @@ func OpenRedis(raw string) (redis.UniversalClient, error) {
 			return nil, fmt.Errorf("broker: redis url: %w", err)
 		}
 		opt.PoolSize = max(opt.PoolSize, 256)
+		opt.Protocol = 2 // RESP2: the broker needs no push messages, and RESP3's checks cost CPU per reply
 		return redis.NewClient(opt), nil
 	case "redis-sentinel":
 		master := strings.Trim(u.Path, "/")
@@ -35,9 +36,9 @@ func OpenRedis(raw string) (redis.UniversalClient, error) {
 			return nil, fmt.Errorf("broker: redis-sentinel url needs the master name as path")
 		}
 		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: hosts,
-			Username: user, Password: pass, PoolSize: 256}), nil
+			Username: user, Password: pass, PoolSize: 256, Protocol: 2}), nil
 	case "redis-cluster":
-		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: hosts, Username: user, Password: pass, PoolSize: 256}), nil
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: hosts, Username: user, Password: pass, PoolSize: 256, Protocol: 2}), nil
 	}
 	return nil, fmt.Errorf("broker: redis url scheme %q (want redis, rediss, redis-sentinel, redis-cluster)", u.Scheme)
 }

@@ -54,7 +54,7 @@ func Require(t testing.TB) string {
 func Run(t testing.TB) (*Server, *redis.Client) {
 	t.Helper()
 	s := Start(t)
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr})
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr, Protocol: 2, PoolSize: 256})
 	t.Cleanup(func() { rdb.Close() })
 	return s, rdb
 }

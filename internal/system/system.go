@@ -107,7 +107,7 @@ func OpenStore(url string, log zerolog.Logger) (redis.UniversalClient, func(), e
 		return nil, nil, fmt.Errorf("system: embedded store: %w", err)
 	}
 	log.Warn().Str("addr", mr.Addr()).Msg("embedded in-memory store (miniredis): NOT durable, profiles reload from the profile file at start; set UIMS_REDIS_URL for Redis")
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), PoolSize: 256})
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), PoolSize: 256, Protocol: 2})
 	return rdb, func() { rdb.Close(); mr.Close() }, nil
 }
 
