@@ -348,8 +348,8 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 		}
 		return schemas.Errorf(schemas.CodeNotAllowed, nil, fmt.Sprintf("%s after %s", ack.Status, out[1]))
 	}
-	tx := &txRecord{OG: out[2], Note: out[3]}
-	ev := b.statusEvent(tx, ack.Status, ack.Code, ack.Reason, now)
+	og := out[2]
+	evBody := eventJSON(out[3], ack.Status, ack.Code, ack.Reason, now)
 	if out[0] == "duplicate" {
 		state = out[1]
 	}
@@ -359,14 +359,13 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 	// A relayed status reaches the originator with the receipt (§6.8). A
 	// repeated acknowledgement notifies again (the stream de-duplicates), in
 	// case the first one was applied but not answered.
-	evBody, _ := json.Marshal(ev)
 	if !ack.Relayed && (out[0] == "applied" || out[1] == ack.Status) {
-		b.notify(tx.OG, ev, evBody, f.ID)
+		b.notify(og, ack.MsgID, ack.Tx, ack.Status, evBody, f.ID)
 	}
 	b.log.Info().Str("msg_id", ack.MsgID).Str("tx", ack.Tx).Str("dg", f.Party).Str("status", ack.Status).
 		Str("result", out[0]).Msg("ack: ID matches")
 	b.trace("ack", ack.MsgID, ack.Tx, f.Party, out[0], schemas.TraceEvent{Status: ack.Status, IDMatch: true})
-	receipt := &miap.Frame{Purpose: miap.PurposeReceipt, Party: tx.OG, Nonce: f.Nonce, ID: f.ID, Peer: f.Party, Body: evBody}
+	receipt := &miap.Frame{Purpose: miap.PurposeReceipt, Party: og, Nonce: f.Nonce, ID: f.ID, Peer: f.Party, Body: evBody}
 	if err := b.guard.Sign(receipt); err != nil {
 		return schemas.Errorf(schemas.CodeInternal, err, "receipt")
 	}
@@ -375,12 +374,44 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 		map[string][]string{miap.HdrReceipt: {miap.EncodeB64(miap.AppendCompact(nil, receipt))}})
 }
 
-// statusEvent builds a notification from a transaction's template.
-func (b *Broker) statusEvent(tx *txRecord, status, code, reason string, at int64) *schemas.StatusEvent {
-	var ev schemas.StatusEvent
-	json.Unmarshal([]byte(tx.Note), &ev)
-	ev.V, ev.Status, ev.Code, ev.Reason, ev.At = schemas.Version, status, code, reason, at
-	return &ev
+// noteHole is where a transaction's notification template (the JSON of a
+// schemas.StatusEvent with no status, code, reason and time, stored at
+// routing) takes a status: json.Marshal writes the fields in struct order,
+// and the fields before them (v, tx, msg_id) are digits and hex, so the
+// first occurrence is the field itself.
+const noteHole = `"status":"","at":0`
+
+// eventJSON returns the StatusEvent JSON of a status from the template,
+// without decoding it (TestEventJSON checks it against json.Marshal).
+func eventJSON(note, status, code, reason string, at int64) []byte {
+	i := strings.Index(note, noteHole)
+	if i < 0 {
+		var ev schemas.StatusEvent
+		json.Unmarshal([]byte(note), &ev)
+		ev.Status, ev.Code, ev.Reason, ev.At = status, code, reason, at
+		b, _ := json.Marshal(&ev)
+		return b
+	}
+	out := make([]byte, 0, len(note)+len(status)+len(code)+len(reason)+48)
+	out = append(out, note[:i]...)
+	out = append(out, `"status":`...)
+	out = strconv.AppendQuote(out, status)
+	if code != "" {
+		out = append(out, `,"code":`...)
+		out = appendJSONString(out, code)
+	}
+	if reason != "" {
+		out = append(out, `,"reason":`...)
+		out = appendJSONString(out, reason)
+	}
+	out = append(out, `,"at":`...)
+	out = strconv.AppendInt(out, at, 10)
+	return append(out, note[i+len(noteHole):]...)
+}
+
+func appendJSONString(dst []byte, s string) []byte {
+	b, _ := json.Marshal(s)
+	return append(dst, b...)
 }
 
 // handleConv takes a processor's report of converted content and signs the

@@ -43,13 +43,7 @@ func (b *Broker) handleAnnounce(m *nats.Msg) {
 // (PROTOCOL.md §6.9). Notifications go through one queue per broker and are
 // published asynchronously in order, so a message's statuses reach the
 // stream in the order they happened.
-func (b *Broker) notify(og string, ev *schemas.StatusEvent, body []byte, id []byte) {
-	if body == nil {
-		var err error
-		if body, err = json.Marshal(ev); err != nil {
-			return
-		}
-	}
+func (b *Broker) notify(og, msgID, tx, status string, body []byte, id []byte) {
 	f := &miap.Frame{Purpose: miap.PurposeNotify, Party: og, ID: id, Body: body}
 	if err := b.guard.Sign(f); err != nil {
 		b.log.Error().Err(err).Str("og", og).Msg("cannot sign notification")
@@ -58,14 +52,14 @@ func (b *Broker) notify(og string, ev *schemas.StatusEvent, body []byte, id []by
 	msg := nats.NewMsg(schemas.StatusFor(og))
 	f.PutHeader(msg.Header)
 	msg.Data = body
-	b.notes <- note{msg: msg, dedup: ev.MsgID + ":" + ev.Status, ev: ev}
-	b.trace("notify", ev.MsgID, ev.Tx, og, ev.Status, schemas.TraceEvent{Status: ev.Status})
+	b.notes <- note{msg: msg, dedup: msgID + ":" + status, msgID: msgID, status: status}
+	b.trace("notify", msgID, tx, og, status, schemas.TraceEvent{Status: status})
 }
 
 type note struct {
-	msg   *nats.Msg
-	dedup string
-	ev    *schemas.StatusEvent
+	msg           *nats.Msg
+	dedup         string
+	msgID, status string
 }
 
 // publishNotes publishes queued notifications in order until the queue is
@@ -104,7 +98,7 @@ func (b *Broker) retryNote(n note, err error) {
 			return
 		}
 	}
-	b.log.Error().Err(err).Str("msg_id", n.ev.MsgID).Str("status", n.ev.Status).Msg("notification not stored; the status query still answers")
+	b.log.Error().Err(err).Str("msg_id", n.msgID).Str("status", n.status).Msg("notification not stored; the status query still answers")
 }
 
 // sweep turns transactions whose deadline passed into non-delivery reports
@@ -145,9 +139,8 @@ func (b *Broker) expire(ctx context.Context, msgID string, now int64) {
 	if err != nil || out[0] != "failed" || len(out) < 5 {
 		return
 	}
-	tx := &txRecord{Note: out[2], OG: out[3]}
-	ev := b.statusEvent(tx, schemas.StatusFailed, schemas.CodeExpired.String(), reason+" ("+out[4]+")", now)
+	body := eventJSON(out[2], schemas.StatusFailed, schemas.CodeExpired.String(), reason+" ("+out[4]+")", now)
 	b.log.Info().Str("msg_id", msgID).Str("was", out[1]).Str("dg", out[4]).Msg("deadline passed: non-delivery report")
 	b.metrics.outcomes.WithLabelValues("expired").Inc()
-	b.notify(tx.OG, ev, nil, nil)
+	b.notify(out[3], msgID, msgID, schemas.StatusFailed, body, nil)
 }
