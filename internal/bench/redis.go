@@ -1,107 +1,26 @@
 package bench
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/uims/uims/internal/redisproc"
 )
 
 // RedisServer is a redis-server started by the load generator on a free
-// loopback port, without persistence (as internal/redistest runs it for
-// tests, without testing.TB).
-type RedisServer struct {
-	Addr string
-	cmd  *exec.Cmd
-}
+// loopback port, without persistence.
+type RedisServer = redisproc.Server
 
 // StartRedis starts redis-server (found on PATH) with its working folder dir.
 func StartRedis(dir string) (*RedisServer, error) {
-	bin, err := exec.LookPath("redis-server")
+	s, err := redisproc.Start(dir)
 	if err != nil {
-		return nil, fmt.Errorf("bench: redis-server not on PATH (apt-get install -y redis-server), or pass --redis URL: %w", err)
+		return nil, fmt.Errorf("bench: %w; or pass --redis URL", err)
 	}
-	var lastErr error
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		s := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port)}
-		if lastErr = s.start(bin, port, dir); lastErr == nil {
-			return s, nil
-		}
-	}
-	return nil, fmt.Errorf("bench: could not start redis-server: %w", lastErr)
-}
-
-// URL returns the redis:// URL of the server.
-func (s *RedisServer) URL() string { return "redis://" + s.Addr + "/0" }
-
-// PID returns the server's process id.
-func (s *RedisServer) PID() int { return s.cmd.Process.Pid }
-
-func (s *RedisServer) start(bin string, port int, dir string) error {
-	s.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--maxmemory-policy", "noeviction")
-	out, err := s.cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := s.cmd.Start(); err != nil {
-		return err
-	}
-	ready := make(chan error, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			line := sc.Text()
-			if strings.Contains(line, "Ready to accept connections") {
-				ready <- nil
-				break
-			}
-			if strings.Contains(line, "Address already in use") || strings.Contains(line, "Could not create server TCP") {
-				ready <- fmt.Errorf("%s", line)
-				break
-			}
-		}
-		for sc.Scan() {
-		}
-		ready <- fmt.Errorf("redis-server exited")
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			s.Stop()
-		}
-		return err
-	case <-time.After(10 * time.Second):
-		s.Stop()
-		return fmt.Errorf("redis-server not ready after 10s")
-	}
-}
-
-// Stop stops the server (by its pid); it is safe to call twice.
-func (s *RedisServer) Stop() {
-	if s == nil || s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	s.cmd.Process.Kill()
-	s.cmd.Wait()
-	s.cmd = nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return s, nil
 }
 
 // procCPU returns the user+system CPU time of process pid from
