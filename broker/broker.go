@@ -269,15 +269,7 @@ func (b *Broker) dispatch(req micro.Request, fn func(context.Context, micro.Requ
 
 // EnsureStreams creates the JetStream streams and buckets the broker uses.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
-	err := miapnats.EnsureStream(ctx, js, jetstream.StreamConfig{
-		Name:        schemas.StatusStream,
-		Description: "status notifications for originating gateways (PROTOCOL.md §6.9)",
-		Subjects:    []string{schemas.StatusSubjects},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      7 * 24 * time.Hour,
-		Duplicates:  10 * time.Minute,
-	})
+	err := miapnats.EnsureStatusStream(ctx, js)
 	if err != nil {
 		return fmt.Errorf("broker: status stream: %w", err)
 	}

@@ -18,11 +18,7 @@ func startProcessor(t *testing.T, f *fabrictest.Fabric, strict bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}), make(chan error)
-	go func() { done <- p.Run(ctx, func() { close(ready) }) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-ready
+	fabrictest.Start(t, "processor", p.Run)
 }
 
 // An HTML message to a recipient whose gateway takes only plain text passes

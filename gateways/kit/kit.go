@@ -298,15 +298,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return fmt.Errorf("kit: ack stream: %w", err)
 	}
-	err = miapnats.EnsureStream(ctx, js, jetstream.StreamConfig{
-		Name:        schemas.StatusStream,
-		Description: "status notifications for originating gateways (PROTOCOL.md §6.9)",
-		Subjects:    []string{schemas.StatusSubjects},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      7 * 24 * time.Hour,
-		Duplicates:  10 * time.Minute,
-	})
+	err = miapnats.EnsureStatusStream(ctx, js)
 	if err != nil {
 		return fmt.Errorf("kit: status stream: %w", err)
 	}

@@ -64,19 +64,7 @@ func newEnv(t testing.TB, cfg sms.Config, opts ...func(*env)) *env {
 		t.Fatal(err)
 	}
 	e.gw = gw
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- gw.Run(ctx, func() { close(ready) }) }()
-	var once sync.Once
-	e.stop = func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(e.stop)
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("sms gateway stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("sms gateway not ready")
-	}
+	e.stop = fabrictest.Start(t, "sms gateway", gw.Run).Stop
 	return e
 }
 

@@ -519,11 +519,7 @@ func TestTwoInstancesShareTheQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- gw2.Run(ctx, func() { close(ready) }) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-ready
+	fabrictest.Start(t, "second sms gateway", gw2.Run)
 	// carol binds to the second instance only.
 	c := dialESME(t, gw2.Addr().String())
 	c.mustBind(pdu.CmdBindReceiver, "carol", "carol-pw")
@@ -606,11 +602,7 @@ func TestReassemblyAcrossInstancesAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- gw2.Run(ctx, func() { close(ready) }) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-ready
+	fabrictest.Start(t, "second sms gateway", gw2.Run)
 	c1, c2 := dialESME(t, e.addr()), dialESME(t, gw2.Addr().String())
 	c1.mustBind(pdu.CmdBindTransmitter, "alice", "alice-pw")
 	c2.mustBind(pdu.CmdBindTransmitter, "alice", "alice-pw")

@@ -30,15 +30,7 @@ func startWeb(t *testing.T) (string, *fabrictest.Fabric) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- g.Run(ctx, func() { close(ready) }) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
+	fabrictest.Start(t, "web gateway", g.Run)
 	return "http://" + g.Addr(), f
 }
 

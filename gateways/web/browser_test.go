@@ -49,17 +49,7 @@ func startOpsFabric(t *testing.T) (string, *fabrictest.Fabric) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- g.Run(ctx, func() { close(ready) }) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("web gateway not ready")
-	}
+	fabrictest.Start(t, "web gateway", g.Run)
 	return "http://" + g.Addr(), f
 }
 

@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
@@ -44,11 +43,7 @@ func TestWebConforms(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			ready, done := make(chan struct{}), make(chan error, 1)
-			go func() { done <- g.Run(ctx, func() { close(ready) }) }()
-			t.Cleanup(func() { cancel(); <-done })
-			<-ready
+			fabrictest.Start(t, "web gateway", g.Run)
 			return webProbe{url: "http://" + g.Addr()}
 		}})
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -264,5 +263,3 @@ func (in *inbox) list(ctx context.Context, client string, limit int) ([]Message,
 	}
 	return out, nil
 }
-
-var errNotFound = errors.New("web: not found")

@@ -42,7 +42,7 @@ type Config struct {
 	MaxBody int64
 	// OperatorToken opens the operator view; empty disables it.
 	OperatorToken string
-	// Handler, if set, is mounted under /ops/ (metrics, operator view).
+	// Extra mounts more handlers by pattern (not /metrics or /ops/api/).
 	Extra map[string]http.Handler
 	// Metrics is where the gateway registers its Prometheus collectors and
 	// what GET /metrics serves; nil: a registry of its own with the Go and

@@ -91,6 +91,25 @@ func run(t testing.TB, fn func(ctx context.Context) error) *Running {
 	return r
 }
 
+// Start runs a component (a gateway, a processor: anything with
+// Run(ctx, ready)) until the test ends, and waits until it is ready; it
+// fails the test if the component stops first or is not ready in 20 s.
+func Start(t testing.TB, name string, runFn func(ctx context.Context, ready func()) error) *Running {
+	t.Helper()
+	ready := make(chan struct{})
+	var once sync.Once
+	r := run(t, func(ctx context.Context) error { return runFn(ctx, func() { once.Do(func() { close(ready) }) }) })
+	select {
+	case <-ready:
+	case err := <-r.done:
+		r.done <- err // for Stop
+		t.Fatalf("%s stopped before it was ready: %v", name, err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s not ready after 20 s", name)
+	}
+	return r
+}
+
 // StartBroker starts a broker replica and waits until it serves.
 func (f *Fabric) StartBroker(cfg broker.Config) (*broker.Broker, *Running) {
 	f.T.Helper()
@@ -136,16 +155,7 @@ func (f *Fabric) StartKit(m kit.Medium, cfg kit.Config) (*kit.Kit, *Running) {
 	if err != nil {
 		f.T.Fatal(err)
 	}
-	ready := make(chan struct{})
-	r := run(f.T, func(ctx context.Context) error { return k.Run(ctx, func() { close(ready) }) })
-	select {
-	case <-ready:
-	case err := <-r.done:
-		f.T.Fatalf("kit stopped: %v", err)
-	case <-time.After(15 * time.Second):
-		f.T.Fatal("kit not ready")
-	}
-	return k, r
+	return k, Start(f.T, "kit "+cfg.Gateway, k.Run)
 }
 
 // Eventually polls cond until it holds or the timeout passes.

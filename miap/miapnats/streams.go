@@ -3,8 +3,11 @@ package miapnats
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/uims/uims/schemas"
 )
 
 // Replicas is the replication a shared stream gets: one copy per server up
@@ -61,4 +64,19 @@ func KeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 		return nil, err
 	}
 	return js.KeyValue(ctx, cfg.Bucket)
+}
+
+// EnsureStatusStream creates the stream of status notifications for
+// originating gateways (PROTOCOL.md §6.9): the brokers publish into it, the
+// gateways consume from it, and either side may start first.
+func EnsureStatusStream(ctx context.Context, js jetstream.JetStream) error {
+	return EnsureStream(ctx, js, jetstream.StreamConfig{
+		Name:        schemas.StatusStream,
+		Description: "status notifications for originating gateways (PROTOCOL.md §6.9)",
+		Subjects:    []string{schemas.StatusSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      7 * 24 * time.Hour,
+		Duplicates:  10 * time.Minute,
+	})
 }
