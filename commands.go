@@ -202,7 +202,12 @@ func cmdGateway(ctx context.Context, args []string) error {
 	}
 	switch medium {
 	case "web":
-		g, err := web.New(web.Config{Addr: *httpAddr, OperatorToken: env("UIMS_OPERATOR_TOKEN", ""), Metrics: system.NewRegistry(), Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
+		shards, err := strconv.Atoi(env("UIMS_WEB_INBOX_SHARDS", strconv.Itoa(web.DefaultInboxShards)))
+		if err != nil || shards < 1 {
+			return fmt.Errorf("UIMS_WEB_INBOX_SHARDS: want a positive number")
+		}
+		g, err := web.New(web.Config{Addr: *httpAddr, OperatorToken: env("UIMS_OPERATOR_TOKEN", ""), Metrics: system.NewRegistry(),
+			Kit: kit.Config{Strict: o.strict}, InboxShards: shards}, nc, kr, log)
 		if err != nil {
 			return err
 		}

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,18 +22,45 @@ import (
 	"github.com/uims/uims/schemas"
 )
 
-// The inbox lives in one JetStream stream (BRIEF §3: a message waiting for
-// an outside party sits in a stream): uims.inbox.<client>.<msgid> holds a
-// delivered message, uims.read.<client>.<msgid> the read marker. The
-// stream's duplicate window (longer than any ticket) makes a redelivered
-// message a no-op.
+// The inboxes live in JetStream streams (BRIEF §3: a message waiting for
+// an outside party sits in a stream), spread over a fixed number of shards
+// by a hash of the client id: uims.inbox.<shard>.<client>.<msgid> holds a
+// delivered message, uims.read.<shard>.<client>.<msgid> the read marker,
+// in stream UIMS_INBOX_<shard>. A stream stores its messages one after the
+// other, and with sync always each write waits for its own fsync; shards
+// write, and sync, side by side. The streams' duplicate window (longer than
+// any ticket) makes a redelivered message a no-op.
 const (
 	InboxStream = "UIMS_INBOX"
 	maxText     = 1 << 20
+
+	// DefaultInboxShards is the number of inbox streams unless configured.
+	DefaultInboxShards = 8
+	// shardsMeta is the stream metadata that records the shard count, so
+	// that an instance configured otherwise refuses to start.
+	shardsMeta = "uims-inbox-shards"
 )
 
-func inboxSubject(client, msgID string) string { return "uims.inbox." + client + "." + msgID }
-func readSubject(client, msgID string) string  { return "uims.read." + client + "." + msgID }
+// InboxStreamName returns the name of inbox shard i.
+func InboxStreamName(i int) string { return InboxStream + "_" + strconv.Itoa(i) }
+
+// shard returns the inbox shard of a message id (FNV-1a).
+func (in *inbox) shard(msgID string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(msgID); i++ {
+		h ^= uint32(msgID[i])
+		h *= 16777619
+	}
+	return int(h % uint32(in.shards))
+}
+
+func (in *inbox) inboxSubject(client, msgID string) string {
+	return "uims.inbox." + strconv.Itoa(in.shard(msgID)) + "." + client + "." + msgID
+}
+
+func (in *inbox) readSubject(client, msgID string) string {
+	return "uims.read." + strconv.Itoa(in.shard(msgID)) + "." + client + "." + msgID
+}
 
 // EventsSubject is the core NATS subject of a client's live events; every
 // web gateway instance holding an event stream for the client hears them.
@@ -67,21 +97,39 @@ type Event struct {
 }
 
 type inbox struct {
-	js jetstream.JetStream
-	nc *nats.Conn
+	js     jetstream.JetStream
+	nc     *nats.Conn
+	shards int
 }
 
+// ensure creates the inbox streams, or checks that the existing ones were
+// made with the same number of shards.
 func (in *inbox) ensure(ctx context.Context) error {
-	err := miapnats.EnsureStream(ctx, in.js, jetstream.StreamConfig{
-		Name:        InboxStream,
-		Description: "web inboxes and read markers",
-		Subjects:    []string{"uims.inbox.>", "uims.read.>"},
-		Storage:     jetstream.FileStorage,
-		MaxAge:      30 * 24 * time.Hour,
-		Duplicates:  10 * time.Minute,
-	})
-	if err != nil {
+	if _, err := in.js.Stream(ctx, InboxStream); err == nil {
+		return fmt.Errorf("web: stream %s holds inboxes in the layout before shards (%s_0…): move or delete it first", InboxStream, InboxStream)
+	}
+	n := strconv.Itoa(in.shards)
+	if st, err := in.js.Stream(ctx, InboxStreamName(0)); err == nil {
+		if have := st.CachedInfo().Config.Metadata[shardsMeta]; have != n {
+			return fmt.Errorf("web: the inbox streams have %q shards, this instance is configured with %s: every web gateway instance must use the same count", have, n)
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("web: inbox stream: %w", err)
+	}
+	for i := range in.shards {
+		name, k := InboxStreamName(i), strconv.Itoa(i)
+		err := miapnats.EnsureStream(ctx, in.js, jetstream.StreamConfig{
+			Name:        name,
+			Description: "web inboxes and read markers, shard " + k + " of " + n,
+			Subjects:    []string{"uims.inbox." + k + ".>", "uims.read." + k + ".>"},
+			Storage:     jetstream.FileStorage,
+			MaxAge:      30 * 24 * time.Hour,
+			Duplicates:  10 * time.Minute,
+			Metadata:    map[string]string{shardsMeta: n},
+		})
+		if err != nil {
+			return fmt.Errorf("web: inbox stream %s: %w", name, err)
+		}
 	}
 	return nil
 }
@@ -171,7 +219,7 @@ func (in *inbox) deliver(ctx context.Context, client string, s *stored) (bool, e
 	if err != nil {
 		return false, err
 	}
-	ack, err := in.js.Publish(ctx, inboxSubject(client, s.ID), data, jetstream.WithMsgID(s.ID))
+	ack, err := in.js.Publish(ctx, in.inboxSubject(client, s.ID), data, jetstream.WithMsgID(s.ID))
 	if err != nil {
 		return false, fmt.Errorf("web: store in inbox: %w", err)
 	}
@@ -188,11 +236,11 @@ func (in *inbox) event(client string, ev *Event) {
 
 // get returns one inbox entry of client.
 func (in *inbox) get(ctx context.Context, client, msgID string) (*stored, error) {
-	st, err := in.js.Stream(ctx, InboxStream)
+	st, err := in.js.Stream(ctx, InboxStreamName(in.shard(msgID)))
 	if err != nil {
 		return nil, err
 	}
-	raw, err := st.GetLastMsgForSubject(ctx, inboxSubject(client, msgID))
+	raw, err := st.GetLastMsgForSubject(ctx, in.inboxSubject(client, msgID))
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +248,7 @@ func (in *inbox) get(ctx context.Context, client, msgID string) (*stored, error)
 	if err := json.Unmarshal(raw.Data, &s); err != nil {
 		return nil, err
 	}
-	if r, err := st.GetLastMsgForSubject(ctx, readSubject(client, msgID)); err == nil {
+	if r, err := st.GetLastMsgForSubject(ctx, in.readSubject(client, msgID)); err == nil {
 		fmt.Sscan(string(r.Data), &s.ReadAt)
 	}
 	return &s, nil
@@ -208,58 +256,69 @@ func (in *inbox) get(ctx context.Context, client, msgID string) (*stored, error)
 
 // markRead records that client read msgID.
 func (in *inbox) markRead(ctx context.Context, client, msgID string, at int64) error {
-	_, err := in.js.Publish(ctx, readSubject(client, msgID), []byte(fmt.Sprint(at)), jetstream.WithMsgID("read:"+msgID))
+	_, err := in.js.Publish(ctx, in.readSubject(client, msgID), []byte(fmt.Sprint(at)), jetstream.WithMsgID("read:"+msgID))
 	return err
 }
 
-// list returns the newest limit entries of client's inbox, newest first.
+// list returns the newest limit entries of client's inbox, newest first,
+// read from every shard.
 func (in *inbox) list(ctx context.Context, client string, limit int) ([]Message, error) {
-	cons, err := in.js.OrderedConsumer(ctx, InboxStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"uims.inbox." + client + ".*", "uims.read." + client + ".*"},
-	})
-	if err != nil {
-		return nil, err
+	type dated struct {
+		m  Message
+		at time.Time // the stream's time of the write
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	pending := int(info.NumPending)
-	var out []Message
+	var all []dated
 	read := map[string]int64{}
-	for pending > 0 {
-		batch, err := cons.Fetch(min(pending, 256), jetstream.FetchMaxWait(2*time.Second))
+	for i := range in.shards {
+		k := strconv.Itoa(i)
+		cons, err := in.js.OrderedConsumer(ctx, InboxStreamName(i), jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{"uims.inbox." + k + "." + client + ".*", "uims.read." + k + "." + client + ".*"},
+		})
 		if err != nil {
 			return nil, err
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			if strings.HasPrefix(m.Subject(), "uims.read.") {
-				var at int64
-				fmt.Sscan(string(m.Data()), &at)
-				read[m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:]] = at
-				continue
-			}
-			var s stored
-			if json.Unmarshal(m.Data(), &s) == nil {
-				out = append(out, s.Message)
-			}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return nil, err
 		}
-		if n == 0 {
-			break
+		for pending := int(info.NumPending); pending > 0; {
+			batch, err := cons.Fetch(min(pending, 256), jetstream.FetchMaxWait(2*time.Second))
+			if err != nil {
+				return nil, err
+			}
+			n := 0
+			for m := range batch.Messages() {
+				n++
+				if strings.HasPrefix(m.Subject(), "uims.read.") {
+					var at int64
+					fmt.Sscan(string(m.Data()), &at)
+					read[m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:]] = at
+					continue
+				}
+				var s stored
+				if json.Unmarshal(m.Data(), &s) == nil {
+					d := dated{m: s.Message}
+					if md, err := m.Metadata(); err == nil {
+						d.at = md.Timestamp
+					}
+					all = append(all, d)
+				}
+			}
+			if n == 0 {
+				break
+			}
+			pending -= n
 		}
-		pending -= n
-	}
-	for i := range out {
-		out[i].ReadAt = read[out[i].ID]
 	}
 	// newest first, at most limit
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
+	sort.SliceStable(all, func(i, j int) bool { return all[i].at.After(all[j].at) })
+	if len(all) > limit {
+		all = all[:limit]
 	}
-	if len(out) > limit {
-		out = out[:limit]
+	out := make([]Message, len(all))
+	for i := range all {
+		out[i] = all[i].m
+		out[i].ReadAt = read[out[i].ID]
 	}
 	return out, nil
 }

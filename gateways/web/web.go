@@ -53,6 +53,11 @@ type Config struct {
 	NoObserver bool
 	// Observer bounds the observer's memory.
 	Observer ObserverConfig
+	// InboxShards is the number of inbox streams (inbox.go); default
+	// DefaultInboxShards. Every instance must use the same count: an
+	// instance configured otherwise than the existing streams refuses to
+	// start.
+	InboxShards int
 }
 
 // Gateway is one web gateway instance.
@@ -89,6 +94,9 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = 2 << 20
 	}
+	if cfg.InboxShards <= 0 {
+		cfg.InboxShards = DefaultInboxShards
+	}
 	g := &Gateway{cfg: cfg, nc: nc, log: log.With().Str("gateway", cfg.Gateway).Logger(), tokens: map[string]tokenEntry{}}
 	kc := cfg.Kit
 	kc.Gateway, kc.Medium = cfg.Gateway, schemas.MediumWeb
@@ -107,7 +115,7 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 		g.obs = NewObserver(nc, k.Query, newFabricMetrics(reg), cfg.Observer, log)
 	}
 	js, _ := jetstream.New(nc)
-	g.inbox = &inbox{js: js, nc: nc}
+	g.inbox = &inbox{js: js, nc: nc, shards: cfg.InboxShards}
 	return g, nil
 }
 

@@ -38,16 +38,20 @@ func TestFlowsDeliver(t *testing.T) {
 				t.Fatalf("strict=%v: message %d: %v", strict, i, err)
 			}
 		}
-		st, err := f.js.Stream(ctx, web.InboxStream)
-		if err != nil {
-			t.Fatal(err)
+		var stored uint64
+		for i := range web.DefaultInboxShards {
+			st, err := f.js.Stream(ctx, web.InboxStreamName(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := st.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored += info.State.Msgs
 		}
-		info, err := st.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.State.Msgs != 20 {
-			t.Fatalf("strict=%v: %d messages in the inbox, want 20", strict, info.State.Msgs)
+		if stored != 20 {
+			t.Fatalf("strict=%v: %d messages in the inbox, want 20", strict, stored)
 		}
 	}
 	flows := map[string]flow{

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -295,7 +296,11 @@ func (f *fabric) settle(ctx context.Context) {
 // purge empties the streams that hold content, so that a run's disk use
 // stays small.
 func (f *fabric) purge(ctx context.Context) {
-	for _, name := range []string{web.InboxStream, sfInboxStream, jsRefStream, "OBJ_uims_content"} {
+	names := []string{"OBJ_uims_content"}
+	for i := range web.DefaultInboxShards {
+		names = append(names, web.InboxStreamName(i), shardName(sfInboxStream, i), shardName(jsRefStream, i))
+	}
+	for _, name := range names {
 		if st, err := f.js.Stream(ctx, name); err == nil {
 			st.Purge(ctx)
 		}
@@ -361,18 +366,43 @@ const (
 )
 
 func ensureJSRef(ctx context.Context, js jetstream.JetStream) error {
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: jsRefStream, Subjects: []string{jsRefSubject + ">"}, Storage: jetstream.FileStorage,
-		MaxAge: 30 * 24 * time.Hour, Duplicates: 10 * time.Minute,
-	})
-	return err
+	return ensureShards(ctx, js, jsRefStream, jsRefSubject)
+}
+
+// ensureShards creates the streams name_0… with subjects prefix<k>.>, as
+// many as the web gateway's inbox has by default: the reference lines write
+// as the web inbox does, side by side by message id.
+func ensureShards(ctx context.Context, js jetstream.JetStream, name, prefix string) error {
+	for i := range web.DefaultInboxShards {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name: shardName(name, i), Subjects: []string{prefix + strconv.Itoa(i) + ".>"}, Storage: jetstream.FileStorage,
+			MaxAge: 30 * 24 * time.Hour, Duplicates: 10 * time.Minute,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func shardName(name string, i int) string { return name + "_" + strconv.Itoa(i) }
+
+// shardSubject returns prefix<k>. for the shard of id (FNV-1a, as the web
+// inbox).
+func shardSubject(prefix, id string) string {
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h ^= uint32(id[i])
+		h *= 16777619
+	}
+	return prefix + strconv.Itoa(int(h%uint32(web.DefaultInboxShards))) + "."
 }
 
 func (f *jsFlow) send(ctx context.Context, content []byte) error {
 	id := kit.NewMsgID()
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	_, err := f.js.Publish(ctx, jsRefSubject+"bob."+id, content, jetstream.WithMsgID(id))
+	_, err := f.js.Publish(ctx, shardSubject(jsRefSubject, id)+"bob."+id, content, jetstream.WithMsgID(id))
 	return err
 }
 

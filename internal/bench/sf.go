@@ -181,15 +181,10 @@ type sfStored struct {
 	Ref     kit.AckRef       `json:"ref"`
 }
 
+// ensureSFInbox creates the store-and-forward inbox, sharded by message id
+// like the web gateway's.
 func ensureSFInbox(ctx context.Context, js jetstream.JetStream) error {
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:       sfInboxStream,
-		Subjects:   []string{sfInboxSubject + ">"},
-		Storage:    jetstream.FileStorage,
-		MaxAge:     30 * 24 * time.Hour,
-		Duplicates: 10 * time.Minute,
-	})
-	return err
+	return ensureShards(ctx, js, sfInboxStream, sfInboxSubject)
 }
 
 // serveSFDG is the store-and-forward destination gateway.
@@ -235,7 +230,7 @@ func sfDeliver(nc *nats.Conn, js jetstream.JetStream, eng *miap.Engine, m *nats.
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if _, err := js.Publish(ctx, sfInboxSubject+routed.Recipient+"."+imi.MsgID, data, jetstream.WithMsgID(imi.MsgID)); err != nil {
+	if _, err := js.Publish(ctx, shardSubject(sfInboxSubject, imi.MsgID)+routed.Recipient+"."+imi.MsgID, data, jetstream.WithMsgID(imi.MsgID)); err != nil {
 		return &schemas.Error{Code: schemas.CodeBusy, Err: err}
 	}
 	nc.Publish("uims.bench.sfevents."+routed.Recipient, data) // the live event, as the web gateway sends

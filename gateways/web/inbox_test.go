@@ -1,0 +1,76 @@
+package web
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/internal/natstest"
+	"github.com/uims/uims/schemas"
+)
+
+// The inbox spreads one client's messages over its shards by message id,
+// lists them newest first from every shard, and an instance configured
+// with another shard count refuses to start.
+func TestInboxShards(t *testing.T) {
+	ns := natstest.Run(t)
+	nc := natstest.Connect(t, ns, "inbox")
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	in := &inbox{js: js, nc: nc, shards: 4}
+	if err := in.ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	used := map[int]bool{}
+	for i := range 24 {
+		s := &stored{Message: Message{ID: kit.NewMsgID(), From: schemas.Endpoint{Client: "alice"}, To: "bob", Text: string(rune('a' + i))}}
+		if _, err := in.deliver(ctx, "bob", s); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, s.ID)
+		used[in.shard(s.ID)] = true
+	}
+	if len(used) < 2 {
+		t.Fatalf("24 messages all in one shard: %v", used)
+	}
+	if dup, err := in.deliver(ctx, "bob", &stored{Message: Message{ID: ids[3]}}); err != nil || !dup {
+		t.Fatalf("redelivery: duplicate %v, %v; want a duplicate", dup, err)
+	}
+	if err := in.markRead(ctx, "bob", ids[5], 42); err != nil {
+		t.Fatal(err)
+	}
+	got, err := in.list(ctx, "bob", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ids) {
+		t.Fatalf("listed %d messages, want %d", len(got), len(ids))
+	}
+	for i, m := range got {
+		if want := ids[len(ids)-1-i]; m.ID != want {
+			t.Fatalf("entry %d is %s, want %s (newest first across shards)", i, m.ID, want)
+		}
+	}
+	if got[len(ids)-1-5].ReadAt != 42 {
+		t.Fatalf("read marker lost: %+v", got[len(ids)-1-5])
+	}
+	if s, err := in.get(ctx, "bob", ids[7]); err != nil || s.Text != "h" {
+		t.Fatalf("get: %+v, %v", s, err)
+	}
+	other := &inbox{js: js, nc: nc, shards: 8}
+	if err := other.ensure(ctx); err == nil || !strings.Contains(err.Error(), "same count") {
+		t.Fatalf("an instance with 8 shards over 4: %v, want a refusal", err)
+	}
+	if _, err := js.Stream(ctx, InboxStreamName(4)); err == nil {
+		t.Fatal("the refused instance created shard 4")
+	}
+}
