@@ -29,6 +29,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/uims/uims/internal/tracing"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/miap/miapredis"
@@ -107,6 +108,7 @@ func (c *Config) setDefaults() {
 type Broker struct {
 	cfg      Config
 	nc       *nats.Conn
+	tracer   *tracing.Publisher // nil: no trace events
 	js       jetstream.JetStream
 	rdb      redis.UniversalClient
 	guard    *miap.Guard
@@ -154,6 +156,9 @@ func New(nc *nats.Conn, rdb redis.UniversalClient, engine *miap.Engine, cfg Conf
 	b.guard = miap.NewGuard(engine, b.store, b.recordEpoch)
 	b.metrics = newMetrics(cfg.Metrics, func() float64 { return float64(len(b.work)) })
 	b.batch = newBatcher(rdb, 4)
+	if !cfg.NoTrace {
+		b.tracer = tracing.New(nc, "broker", 0, 0)
+	}
 	return b, nil
 }
 
@@ -244,6 +249,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	<-sweepDone
 	close(b.notes)
 	<-notesDone
+	b.tracer.Flush()
 	b.log.Info().Msg("broker stopped")
 	return err
 }
@@ -378,12 +384,11 @@ func (b *Broker) reply(req micro.Request, f *miap.Frame, extra map[string][]stri
 
 // trace publishes a protocol-step event for observers (operator view).
 func (b *Broker) trace(step, msgID, tx, party, result string, ev schemas.TraceEvent) {
-	if b.cfg.NoTrace {
+	if b.tracer == nil {
 		return
 	}
 	ev.Step, ev.MsgID, ev.Tx, ev.Party, ev.By, ev.Result, ev.At = step, msgID, tx, party, b.cfg.Instance, result, b.cfg.Now().UnixMilli()
-	data, _ := json.Marshal(&ev)
-	b.nc.Publish(schemas.TraceSubject("broker", step), data)
+	b.tracer.Publish(&ev)
 }
 
 // endpointStats are the custom stats shown by `nats micro stats uims-broker`.

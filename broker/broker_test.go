@@ -16,6 +16,7 @@ import (
 	"github.com/uims/uims/broker"
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/internal/fabrictest"
+	"github.com/uims/uims/internal/tracing"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
 )
@@ -54,11 +55,17 @@ func TestTwoBrokersShareLoadAndOneStops(t *testing.T) {
 	// Count which broker routed each message, from the trace events.
 	var mu sync.Mutex
 	by := map[string]int{}
-	sub, _ := f.Conn("observer").Subscribe(schemas.TraceSubject("broker", "imi"), func(m *nats.Msg) {
-		var ev struct{ By string }
-		json.Unmarshal(m.Data, &ev)
+	sub, _ := f.Conn("observer").Subscribe(schemas.TraceBatchSubject("broker"), func(m *nats.Msg) {
+		var evs []struct{ Step, By string }
+		if _, err := tracing.Decode(m.Data, &evs); err != nil {
+			t.Errorf("trace batch: %v", err)
+		}
 		mu.Lock()
-		by[ev.By]++
+		for _, ev := range evs {
+			if ev.Step == "imi" {
+				by[ev.By]++
+			}
+		}
 		mu.Unlock()
 	})
 	defer sub.Unsubscribe()
@@ -93,6 +100,11 @@ func TestTwoBrokersShareLoadAndOneStops(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// Trace events come in batches, within tracing.DefaultDelay.
+	shared := func() bool { mu.Lock(); defer mu.Unlock(); return by["b1"] > 0 && by["b2"] > 0 }
+	for deadline := time.Now().Add(5 * time.Second); !shared() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	mu.Lock()
 	if by["b1"] == 0 || by["b2"] == 0 {
 		t.Fatalf("load not shared: %v", by)

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
+	"github.com/uims/uims/internal/tracing"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/schemas"
@@ -80,6 +81,7 @@ type Config struct {
 type Processor struct {
 	cfg     Config
 	nc      *nats.Conn
+	tracer  *tracing.Publisher // nil: no trace events
 	eng     *miap.Engine
 	clock   miapnats.Clock
 	client  *miapnats.Client
@@ -132,6 +134,9 @@ func New(nc *nats.Conn, keys *miap.Keyring, cfg Config, log zerolog.Logger) (*Pr
 	}
 	p.content = miapnats.NewContentStore(js)
 	p.client = &miapnats.Client{NC: nc, Eng: eng, Clock: &p.clock, Party: cfg.Party, Timeout: cfg.RequestTimeout, Content: p.content}
+	if !cfg.NoTrace {
+		p.tracer = tracing.New(nc, cfg.Party, 0, 0)
+	}
 	return p, nil
 }
 
@@ -196,12 +201,11 @@ func (p *Processor) announce(convs []schemas.Conversion, ttl time.Duration) {
 
 // trace publishes a protocol-step event for observers.
 func (p *Processor) trace(ev schemas.TraceEvent) {
-	if p.cfg.NoTrace {
+	if p.tracer == nil {
 		return
 	}
 	ev.Party, ev.By, ev.At = p.cfg.Party, p.cfg.Instance, p.clock.Now().UnixMilli()
-	data, _ := json.Marshal(&ev)
-	p.nc.Publish(schemas.TraceSubject(p.cfg.Party, ev.Step), data)
+	p.tracer.Publish(&ev)
 }
 
 // respondError answers a request with a wire code (PROTOCOL.md §9).

@@ -32,8 +32,8 @@ const (
 	// change, so that brokers drop their profile caches.
 	SubjectProfilesChanged = "uims.profiles.changed"
 
-	// SubjectTrace carries protocol-step events for observers:
-	// uims.trace.<party>.<step>. Nothing depends on them being received.
+	// SubjectTrace carries protocol-step events for observers, in batches:
+	// uims.trace.<party>.batch. Nothing depends on them being received.
 	SubjectTrace = "uims.trace"
 
 	// StatusStream is the JetStream stream that holds status notifications
@@ -58,5 +58,6 @@ func ProcessorIM(conversion string) string { return "uims.proc." + conversion }
 // ProcessorLogin is the strict-mode login subject of a conversion's processor.
 func ProcessorLogin(conversion string) string { return "uims.proc." + conversion + ".login" }
 
-// TraceSubject is the subject of a trace event.
-func TraceSubject(party, step string) string { return SubjectTrace + "." + party + "." + step }
+// TraceBatchSubject is the subject of a party's batches of trace events
+// (a JSON array of TraceEvent).
+func TraceBatchSubject(party string) string { return SubjectTrace + "." + party + ".batch" }

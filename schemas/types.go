@@ -343,8 +343,8 @@ func (p *Profile) ReceiptsOrDefault() ReceiptPrefs {
 	return *p.Receipts
 }
 
-// TraceEvent is one protocol step of one message, published on
-// uims.trace.<party>.<step> for observers (operator view, metrics). Nothing
+// TraceEvent is one protocol step of one message, published in batches on
+// uims.trace.<party>.batch for observers (operator view, metrics). Nothing
 // depends on it being received.
 type TraceEvent struct {
 	Step   string `json:"step"`

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/uims/uims/internal/tracing"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/schemas"
@@ -131,6 +132,7 @@ type Kit struct {
 	clock   miapnats.Clock
 	client  *miapnats.Client
 	content *miapnats.ContentStore
+	tracer  *tracing.Publisher // nil: no trace events
 
 	work    chan *nats.Msg
 	workMu  sync.RWMutex // guards stopped; held for reading while sending on work
@@ -159,6 +161,9 @@ func New(nc *nats.Conn, keys *miap.Keyring, medium Medium, cfg Config, log zerol
 		return nil, err
 	}
 	k.content = miapnats.NewContentStore(k.js)
+	if !cfg.NoTrace {
+		k.tracer = tracing.New(nc, cfg.Gateway, 0, 0)
+	}
 	k.client = &miapnats.Client{NC: nc, Eng: eng, Clock: &k.clock, Party: cfg.Gateway, Timeout: cfg.RequestTimeout, Content: k.content}
 	return k, nil
 }
@@ -252,6 +257,7 @@ loop:
 	close(k.work)
 	k.wg.Wait()
 	<-ackDone
+	k.tracer.Flush()
 	return nil
 }
 
@@ -312,10 +318,9 @@ func (k *Kit) request(ctx context.Context, subject string, f *miap.Frame, want m
 
 // trace publishes a protocol-step event for observers.
 func (k *Kit) trace(step, msgID, tx, result string, ev schemas.TraceEvent) {
-	if k.cfg.NoTrace {
+	if k.tracer == nil {
 		return
 	}
 	ev.Step, ev.MsgID, ev.Tx, ev.Party, ev.By, ev.Result, ev.At = step, msgID, tx, k.cfg.Gateway, k.cfg.Instance, result, k.now().UnixMilli()
-	data, _ := json.Marshal(&ev)
-	k.nc.Publish(schemas.TraceSubject(k.cfg.Gateway, step), data)
+	k.tracer.Publish(&ev)
 }

@@ -13,12 +13,13 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
+	"github.com/uims/uims/internal/tracing"
 	"github.com/uims/uims/schemas"
 )
 
 // The observer is the web gateway's view of the whole fabric, behind the
 // operator view and the fabric-wide metrics. It only listens: the trace
-// events that brokers and gateway kits publish on uims.trace.<party>.<step>,
+// events that brokers and gateway kits publish on uims.trace.<party>.batch,
 // the signed heartbeats on uims.broker.announce (read, not verified: they
 // are only displayed), and the nats micro services' $SRV.PING and
 // $SRV.STATS answers. It keeps a bounded in-memory record of recent
@@ -67,7 +68,7 @@ func (c *ObserverConfig) setDefaults() {
 // By; gateway events name the gateway itself in Party and its instance in By.
 type TraceEvent struct {
 	// Source is who published the event: "broker" or a gateway id
-	// (the <party> token of uims.trace.<party>.<step>).
+	// (the <party> token of uims.trace.<party>.batch).
 	Source     string `json:"source"`
 	Step       string `json:"step"`
 	MsgID      string `json:"msg_id,omitempty"`
@@ -282,17 +283,27 @@ func (o *Observer) Run(ctx context.Context, ready func()) error {
 }
 
 func (o *Observer) onTrace(m *nats.Msg) {
-	var ev TraceEvent
-	if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Step == "" {
+	var evs []TraceEvent
+	ages, err := tracing.Decode(m.Data, &evs)
+	if err != nil || len(ages) != len(evs) {
 		return
 	}
-	// uims.trace.<source>.<step>
+	// uims.trace.<source>.batch
+	var source string
 	if rest, ok := strings.CutPrefix(m.Subject, schemas.SubjectTrace+"."); ok {
 		if i := strings.IndexByte(rest, '.'); i > 0 {
-			ev.Source = rest[:i]
+			source = rest[:i]
 		}
 	}
-	o.Ingest(ev)
+	now := o.cfg.Now()
+	for i := range evs {
+		if evs[i].Step == "" {
+			continue
+		}
+		evs[i].Source = source
+		evs[i].Seen = now.Add(-ages[i]).UnixMicro()
+		o.Ingest(evs[i])
+	}
 }
 
 func (o *Observer) onAnnounce(m *nats.Msg) {

@@ -1,0 +1,79 @@
+package tracing_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/uims/uims/internal/natstest"
+	"github.com/uims/uims/internal/tracing"
+	"github.com/uims/uims/schemas"
+)
+
+// Events go out in batches: a full batch at once, the rest after the delay
+// or on Flush, each with its age; nothing is lost or reordered.
+func TestPublisherBatches(t *testing.T) {
+	ns := natstest.Run(t)
+	nc := natstest.Connect(t, ns, "pub")
+	sub := natstest.Connect(t, ns, "sub")
+	ch := make(chan *nats.Msg, 64)
+	s, err := sub.ChanSubscribe(schemas.TraceBatchSubject("web"), ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Unsubscribe()
+	sub.Flush()
+
+	p := tracing.New(nc, "web", 200*time.Millisecond, 4)
+	for i := range 6 {
+		p.Publish(&schemas.TraceEvent{Step: "deliver", MsgID: string(rune('a' + i)), Party: "web", Result: "ok"})
+	}
+	read := func(within time.Duration) ([]schemas.TraceEvent, []time.Duration) {
+		t.Helper()
+		select {
+		case m := <-ch:
+			var evs []schemas.TraceEvent
+			ages, err := tracing.Decode(m.Data, &evs)
+			if err != nil || len(ages) != len(evs) {
+				t.Fatalf("batch %q: %v, %d ages", m.Data, err, len(ages))
+			}
+			return evs, ages
+		case <-time.After(within):
+			t.Fatal("no batch")
+			return nil, nil
+		}
+	}
+	evs, _ := read(100 * time.Millisecond) // full: at once
+	if len(evs) != 4 || evs[0].MsgID != "a" || evs[3].MsgID != "d" {
+		t.Fatalf("first batch: %+v", evs)
+	}
+	start := time.Now()
+	evs, ages := read(2 * time.Second) // the rest after the delay
+	if len(evs) != 2 || evs[0].MsgID != "e" || evs[1].MsgID != "f" {
+		t.Fatalf("second batch: %+v", evs)
+	}
+	if waited := time.Since(start); waited < 100*time.Millisecond {
+		t.Fatalf("the partial batch went out after %v, before its delay", waited)
+	}
+	if ages[0] < 150*time.Millisecond || ages[0] > 5*time.Second {
+		t.Fatalf("age of an event that waited the delay: %v", ages[0])
+	}
+	p.Publish(&schemas.TraceEvent{Step: "ack"})
+	p.Flush()
+	if evs, _ := read(100 * time.Millisecond); len(evs) != 1 || evs[0].Step != "ack" {
+		t.Fatalf("flushed batch: %+v", evs)
+	}
+	var none *tracing.Publisher // tracing off
+	none.Publish(&schemas.TraceEvent{Step: "x"})
+	none.Flush()
+}
+
+func TestDecodeRefusesGarbage(t *testing.T) {
+	var evs []schemas.TraceEvent
+	for _, in := range []string{``, `[`, `{"age_us":[1],"events":{}}`, `{"age_us":"x"}`} {
+		if _, err := tracing.Decode([]byte(in), &evs); err == nil {
+			t.Errorf("Decode(%q) accepted", in)
+		}
+	}
+}
