@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
+	json "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/redis/go-redis/v9"
 

@@ -10,11 +10,11 @@
 package tracing
 
 import (
-	"encoding/json"
 	"strconv"
 	"sync"
 	"time"
 
+	json "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go"
 
 	"github.com/uims/uims/schemas"
