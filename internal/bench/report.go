@@ -317,9 +317,9 @@ func ratios(rs []*Result, r *Result) (xBare, xSF float64) {
 func (rep *Report) Markdown() string {
 	var b strings.Builder
 	m := rep.Machine
-	fmt.Fprintf(&b, "Run of %s on %d × %s, %s, %s, Redis %s, build %s. Command: `%s`. Broker: %s. NATS: %s. Trace events: %v. Each cell: %s warm-up, %s measured (longer until 200 messages, at most 30 s).\n\n",
+	fmt.Fprintf(&b, "Run of %s on %d × %s, %s, %s, Redis %s, build %s. Command: `%s`. Broker: %s. NATS: %s. Trace events: %v. GOGC: %d. Each cell: %s warm-up, %s measured (longer until 200 messages, at most 30 s).\n\n",
 		rep.Started.Format("2006-01-02 15:04 UTC"), m.CPUs, m.Model, m.Go, m.Kernel, m.Redis, rep.Config.Build, strings.Join(rep.Config.Args, " "),
-		rep.Config.Broker, rep.Config.NATS, rep.Config.Trace, rep.Config.Warmup, rep.Config.Duration)
+		rep.Config.Broker, rep.Config.NATS, rep.Config.Trace, rep.Config.GCPercent, rep.Config.Warmup, rep.Config.Duration)
 	if i := rep.BrokerIdle; i != nil {
 		fmt.Fprintf(&b, "Broker side idle (measured %.0f s before the cells, no traffic): %.2f ms CPU per second, %.0f B/s in, %.0f B/s out; the net broker CPU subtracts it.\n\n",
 			i.Seconds, i.CPUmsPerSec, i.InBPerSec, i.OutBPerSec)

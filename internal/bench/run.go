@@ -254,6 +254,9 @@ type ReportConf struct {
 	Bare      BareSizes `json:"bare_sizes"`
 	DataDir   string    `json:"data_dir"`
 	GoMaxProc int       `json:"gomaxprocs"`
+	// GCPercent is the garbage collector's target of the tool's processes
+	// (GOGC; uims sets 400 unless GOGC is given).
+	GCPercent int `json:"gc_percent"`
 	// Build is the VCS revision the binary was built from ("+dirty" when
 	// the working tree had changes).
 	Build string `json:"build"`
@@ -286,7 +289,7 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 	rep := &Report{Machine: machine(), Started: time.Now().UTC(),
 		Config: ReportConf{Args: args, NATS: "embedded, JetStream sync " + orDefault(cfg.Sync, "always"), Redis: "redis-server started by the tool",
 			Sync: orDefault(cfg.Sync, "always"), Broker: "in the load generator's process", Trace: !cfg.NoTrace,
-			Warmup: cfg.Warmup.String(), Duration: cfg.Duration.String(), Bare: cfg.Bare, DataDir: f.dir, GoMaxProc: runtime.GOMAXPROCS(0)}}
+			Warmup: cfg.Warmup.String(), Duration: cfg.Duration.String(), Bare: cfg.Bare, DataDir: f.dir, GoMaxProc: runtime.GOMAXPROCS(0), GCPercent: gcPercent()}}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		var rev, dirty string
 		for _, st := range bi.Settings {
@@ -780,4 +783,11 @@ func errName(err error) string {
 		s = s[:40]
 	}
 	return s
+}
+
+// gcPercent returns the current GOGC setting.
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
 }
