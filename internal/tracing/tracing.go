@@ -70,10 +70,6 @@ func (p *Publisher) Publish(ev *schemas.TraceEvent) {
 	if p == nil {
 		return
 	}
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return
-	}
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -83,7 +79,7 @@ func (p *Publisher) Publish(ev *schemas.TraceEvent) {
 	} else {
 		p.buf = append(p.buf, ',')
 	}
-	p.buf = append(p.buf, data...)
+	p.buf = ev.AppendJSON(p.buf)
 	p.queued = append(p.queued, now)
 	if len(p.queued) >= p.max || len(p.buf) >= maxBytes {
 		p.flushLocked()
