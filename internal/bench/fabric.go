@@ -219,7 +219,7 @@ func (f *fabric) useWeb(ctx context.Context, strict bool) error {
 	if f.webNC, err = nats.Connect(f.natsURL, nats.Name("uims-web"), nats.MaxReconnects(-1)); err != nil {
 		return err
 	}
-	g, err := web.New(web.Config{Addr: "127.0.0.1:0", Kit: kit.Config{Strict: strict, NoTrace: f.cfg.NoTrace}}, f.webNC, keys, f.log)
+	g, err := web.New(web.Config{Addr: "127.0.0.1:0", InboxShards: f.cfg.InboxShards, Kit: kit.Config{Strict: strict, NoTrace: f.cfg.NoTrace}}, f.webNC, keys, f.log)
 	if err != nil {
 		return err
 	}

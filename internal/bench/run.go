@@ -57,6 +57,8 @@ type Config struct {
 	BrokerArgv []string
 	// NoTrace turns off the protocol-step trace events (on in `uims run`).
 	NoTrace bool
+	// InboxShards is the web inbox's stream count; 0: the web default.
+	InboxShards int
 	// Bare are the bare flow's control message sizes.
 	Bare BareSizes
 
