@@ -117,7 +117,7 @@ func startFabric(ctx context.Context, cfg *Config) (f *fabric, err error) {
 		return
 	}
 
-	if f.gw, err = nats.Connect(f.natsURL, nats.Name("bench-gw"), nats.MaxReconnects(-1)); err != nil {
+	if f.gw, err = nats.Connect(f.natsURL, f.connOpts("bench-gw")...); err != nil {
 		return
 	}
 	if f.js, err = jetstream.New(f.gw); err != nil {
@@ -216,7 +216,7 @@ func (f *fabric) useWeb(ctx context.Context, strict bool) error {
 	if err != nil {
 		return err
 	}
-	if f.webNC, err = nats.Connect(f.natsURL, nats.Name("uims-web"), nats.MaxReconnects(-1)); err != nil {
+	if f.webNC, err = nats.Connect(f.natsURL, f.connOpts("uims-web")...); err != nil {
 		return err
 	}
 	g, err := web.New(web.Config{Addr: "127.0.0.1:0", InboxShards: f.cfg.InboxShards, Kit: kit.Config{Strict: strict, NoTrace: f.cfg.NoTrace}}, f.webNC, keys, f.log)
@@ -291,6 +291,17 @@ func (f *fabric) settle(ctx context.Context) {
 		}
 		last = info.State.LastSeq
 	}
+}
+
+// connOpts are the options of the load generator's own connections: to an
+// embedded server in process, as uims run connects its components (the
+// bare flow's connection too, so that the ceiling is measured alike).
+func (f *fabric) connOpts(name string) []nats.Option {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
+	if f.ns != nil {
+		opts = append(opts, nats.InProcessServer(f.ns))
+	}
+	return opts
 }
 
 // purge empties the streams that hold content, so that a run's disk use
