@@ -224,7 +224,7 @@ type Observer struct {
 	services map[string]map[string]*svcInst // service name → instance id
 	brokers  map[string]time.Time           // broker instances seen in trace events
 	version  uint64                         // bumped on every change, for pollers
-	enrichCh chan string
+	enrichCh chan enrichReq
 }
 
 // svcInst is one nats micro service instance from $SRV.PING and $SRV.STATS.
@@ -242,7 +242,7 @@ func NewObserver(nc *nats.Conn, query func(context.Context, string) (*schemas.Tx
 	o := &Observer{cfg: cfg, nc: nc, query: query, metrics: m, log: log.With().Str("role", "observer").Logger(),
 		txs: map[string]*txRec{}, byTx: map[string]string{}, edges: map[edgeKey]*rateRing{},
 		parties: map[string]*partyRec{}, services: map[string]map[string]*svcInst{}, brokers: map[string]time.Time{},
-		secs: make([]secBucket, int(cfg.Window/time.Second)+1), enrichCh: make(chan string, 1024)}
+		secs: make([]secBucket, int(cfg.Window/time.Second)+1), enrichCh: make(chan enrichReq, 1024)}
 	if m != nil {
 		m.obs = o
 	}
@@ -599,10 +599,32 @@ func (o *Observer) queueEnrich(rec *txRec) {
 		return
 	}
 	select {
-	case o.enrichCh <- rec.MsgID:
+	case o.enrichCh <- enrichReq{id: rec.MsgID, at: o.cfg.Now()}:
 		rec.enrich = 1
 	default:
 	}
+}
+
+type enrichReq struct {
+	id string
+	at time.Time
+}
+
+// enrichWait is how long a request waits before it is asked: the events
+// naming sender and recipient may come in another party's batch.
+const enrichWait = 5 * tracing.DefaultDelay
+
+// known reports whether the events named the message's sender and
+// recipient after all.
+func (o *Observer) known(id string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	rec := o.txs[id]
+	if rec != nil && rec.Sender != "" && rec.To != "" {
+		rec.enrich = 2
+		return true
+	}
+	return false
 }
 
 // enricher works the enrichment queue at a bounded rate.
@@ -613,8 +635,18 @@ func (o *Observer) enricher(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case id := <-o.enrichCh:
-			o.enrichNow(ctx, id)
+		case r := <-o.enrichCh:
+			if d := enrichWait - o.cfg.Now().Sub(r.at); d > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(d):
+				}
+			}
+			if o.known(r.id) {
+				continue
+			}
+			o.enrichNow(ctx, r.id)
 			select {
 			case <-ctx.Done():
 				return
