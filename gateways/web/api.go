@@ -328,7 +328,9 @@ func (g *Gateway) getEvents(w http.ResponseWriter, r *http.Request, c *schemas.C
 		case <-ping.C:
 			io.WriteString(w, ": ping\n\n")
 		case m := <-ch:
-			var ev Event
+			var ev struct {
+				Type string `json:"type"`
+			} // the type only: a message event may carry megabytes of text
 			json.Unmarshal(m.Data, &ev)
 			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Type, m.Data)
 		}

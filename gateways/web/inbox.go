@@ -215,7 +215,7 @@ func decodePart(data []byte, cte string) string {
 // deliver stores a message in the recipient's inbox (idempotent per message
 // id) and tells the recipient's live event streams.
 func (in *inbox) deliver(ctx context.Context, client string, s *stored) (bool, error) {
-	data, err := json.Marshal(s)
+	data, ev, err := encodeEntry(s)
 	if err != nil {
 		return false, err
 	}
@@ -224,9 +224,34 @@ func (in *inbox) deliver(ctx context.Context, client string, s *stored) (bool, e
 		return false, fmt.Errorf("web: store in inbox: %w", err)
 	}
 	if !ack.Duplicate {
-		in.event(client, &Event{Type: "message", Message: &s.Message})
+		in.nc.Publish(EventsSubject(client), ev)
 	}
 	return ack.Duplicate, nil
+}
+
+// encodeEntry returns the stored entry (json.Marshal(s)) and the live event
+// (json.Marshal(&Event{Type: "message", Message: &s.Message})) from one
+// encoding of the message: the entry is the message's JSON object with the
+// reference and the raw content added, the event wraps the same bytes. The
+// text was encoded twice before, a third of the gateway's CPU at 1 MB.
+func encodeEntry(s *stored) (entry, event []byte, err error) {
+	msg, err := json.Marshal(&s.Message)
+	if err != nil {
+		return nil, nil, err
+	}
+	rest, err := json.Marshal(struct {
+		Ref     kit.AckRef `json:"ref"`
+		Content []byte     `json:"content,omitempty"`
+	}{s.Ref, s.Content})
+	if err != nil {
+		return nil, nil, err
+	}
+	// {message fields} + {"ref":…} → {message fields,"ref":…}
+	entry = make([]byte, 0, len(msg)+len(rest))
+	entry = append(append(append(entry, msg[:len(msg)-1]...), ','), rest[1:]...)
+	event = make([]byte, 0, len(msg)+32)
+	event = append(append(append(event, `{"type":"message","message":`...), msg...), '}')
+	return entry, event, nil
 }
 
 func (in *inbox) event(client string, ev *Event) {

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	stdjson "encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +73,29 @@ func TestInboxShards(t *testing.T) {
 	}
 	if _, err := js.Stream(ctx, InboxStreamName(4)); err == nil {
 		t.Fatal("the refused instance created shard 4")
+	}
+}
+
+// The entry and the event made from one encoding of the message are the
+// documents encoding the whole values makes.
+func TestEncodeEntry(t *testing.T) {
+	for _, s := range []*stored{
+		{Message: Message{ID: "m1", From: schemas.Endpoint{Client: "alice"}, To: "bob", Text: "hé \"<x>\"\n", At: 7},
+			Ref: kit.AckRef{MsgID: "m1", Tx: "m1", ID: "abc"}},
+		{Message: Message{ID: "m2", Attachments: []schemas.Attachment{{Name: "a", Type: "image/png", Length: 3}}},
+			Ref: kit.AckRef{MsgID: "m2"}, Content: []byte{0, 1, 2}},
+	} {
+		entry, event, err := encodeEntry(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantEntry, _ := stdjson.Marshal(s)
+		wantEvent, _ := stdjson.Marshal(&Event{Type: "message", Message: &s.Message})
+		if string(entry) != string(wantEntry) {
+			t.Errorf("entry\n got %s\nwant %s", entry, wantEntry)
+		}
+		if string(event) != string(wantEvent) {
+			t.Errorf("event\n got %s\nwant %s", event, wantEvent)
+		}
 	}
 }
