@@ -44,14 +44,18 @@ const (
 // InboxStreamName returns the name of inbox shard i.
 func InboxStreamName(i int) string { return InboxStream + "_" + strconv.Itoa(i) }
 
-// shard returns the inbox shard of a message id (FNV-1a).
-func (in *inbox) shard(msgID string) int {
+// shard returns the inbox shard of a message id.
+func (in *inbox) shard(msgID string) int { return InboxShard(msgID, in.shards) }
+
+// InboxShard returns the shard of a message id among n: FNV-1a of the id
+// modulo n.
+func InboxShard(msgID string, n int) int {
 	h := uint32(2166136261)
 	for i := 0; i < len(msgID); i++ {
 		h ^= uint32(msgID[i])
 		h *= 16777619
 	}
-	return int(h % uint32(in.shards))
+	return int(h % uint32(n))
 }
 
 func (in *inbox) inboxSubject(client, msgID string) string {

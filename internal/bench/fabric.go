@@ -398,15 +398,10 @@ func ensureShards(ctx context.Context, js jetstream.JetStream, name, prefix stri
 
 func shardName(name string, i int) string { return name + "_" + strconv.Itoa(i) }
 
-// shardSubject returns prefix<k>. for the shard of id (FNV-1a, as the web
-// inbox).
+// shardSubject returns prefix<k>. for the shard of id, as the web inbox
+// chooses it.
 func shardSubject(prefix, id string) string {
-	h := uint32(2166136261)
-	for i := 0; i < len(id); i++ {
-		h ^= uint32(id[i])
-		h *= 16777619
-	}
-	return prefix + strconv.Itoa(int(h%uint32(web.DefaultInboxShards))) + "."
+	return prefix + strconv.Itoa(web.InboxShard(id, web.DefaultInboxShards)) + "."
 }
 
 func (f *jsFlow) send(ctx context.Context, content []byte) error {
