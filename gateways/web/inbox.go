@@ -109,8 +109,9 @@ type inbox struct {
 // ensure creates the inbox streams, or checks that the existing ones were
 // made with the same number of shards.
 func (in *inbox) ensure(ctx context.Context) error {
-	if _, err := in.js.Stream(ctx, InboxStream); err == nil {
-		return fmt.Errorf("web: stream %s holds inboxes in the layout before shards (%s_0…): move or delete it first", InboxStream, InboxStream)
+	legacy, err := in.legacyStream(ctx)
+	if err != nil {
+		return err
 	}
 	n := strconv.Itoa(in.shards)
 	if st, err := in.js.Stream(ctx, InboxStreamName(0)); err == nil {
@@ -134,6 +135,83 @@ func (in *inbox) ensure(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("web: inbox stream %s: %w", name, err)
 		}
+	}
+	if legacy != nil {
+		return in.migrate(ctx, legacy)
+	}
+	return nil
+}
+
+// legacySubjects is where the stream of the layout before shards is moved
+// while its messages are copied into the shards.
+const legacySubjects = "uims.legacy-inbox.>"
+
+// legacyStream returns the stream of the layout before shards (UIMS_INBOX,
+// subjects uims.inbox.<client>.<id>) if there is one, moved off the
+// subjects the shards take; nil if there is none.
+func (in *inbox) legacyStream(ctx context.Context) (jetstream.Stream, error) {
+	st, err := in.js.Stream(ctx, InboxStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("web: inbox stream: %w", err)
+	}
+	cfg := st.CachedInfo().Config
+	if len(cfg.Subjects) != 1 || cfg.Subjects[0] != legacySubjects {
+		cfg.Subjects = []string{legacySubjects}
+		if st, err = in.js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("web: move %s aside: %w", InboxStream, err)
+		}
+	}
+	return st, nil
+}
+
+// migrate copies the messages and read markers of the stream of the layout
+// before shards into the shards, then deletes it. Each copy carries its
+// message id, so that a migration cut short and run again adds nothing
+// twice (within the streams' duplicate window).
+func (in *inbox) migrate(ctx context.Context, legacy jetstream.Stream) error {
+	cons, err := legacy.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return fmt.Errorf("web: migrate %s: %w", InboxStream, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("web: migrate %s: %w", InboxStream, err)
+	}
+	for pending := int(info.NumPending); pending > 0; {
+		batch, err := cons.Fetch(min(pending, 256), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return fmt.Errorf("web: migrate %s: %w", InboxStream, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			// uims.inbox.<client>.<id> or uims.read.<client>.<id>
+			parts := strings.Split(m.Subject(), ".")
+			if len(parts) != 4 {
+				continue
+			}
+			client, id := parts[2], parts[3]
+			subject, msgID := in.inboxSubject(client, id), id
+			if parts[1] == "read" {
+				subject, msgID = in.readSubject(client, id), "read:"+id
+			}
+			if _, err := in.js.Publish(ctx, subject, m.Data(), jetstream.WithMsgID(msgID)); err != nil {
+				return fmt.Errorf("web: migrate %s: %w", InboxStream, err)
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return fmt.Errorf("web: migrate %s: %w", InboxStream, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("web: migrate %s: %d messages still pending", InboxStream, pending)
+		}
+		pending -= n
+	}
+	if err := in.js.DeleteStream(ctx, InboxStream); err != nil {
+		return fmt.Errorf("web: migrate %s: %w", InboxStream, err)
 	}
 	return nil
 }

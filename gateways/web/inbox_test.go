@@ -99,3 +99,63 @@ func TestEncodeEntry(t *testing.T) {
 		}
 	}
 }
+
+// A data folder from before the shards: the single UIMS_INBOX stream's
+// messages and read markers move into the shards, and the stream goes.
+func TestInboxMigratesLegacyStream(t *testing.T) {
+	ns := natstest.Run(t)
+	nc := natstest.Connect(t, ns, "inbox")
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: InboxStream, Subjects: []string{"uims.inbox.>", "uims.read.>"},
+		Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 5 {
+		id := kit.NewMsgID()
+		entry, _, err := encodeEntry(&stored{Message: Message{ID: id, To: "bob", Text: string(rune('a' + i)), At: int64(i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(ctx, "uims.inbox.bob."+id, entry, jetstream.WithMsgID(id)); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if _, err := js.Publish(ctx, "uims.read.bob."+ids[1], []byte("99"), jetstream.WithMsgID("read:"+ids[1])); err != nil {
+		t.Fatal(err)
+	}
+
+	in := &inbox{js: js, nc: nc, shards: 4}
+	if err := in.ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Stream(ctx, InboxStream); err == nil {
+		t.Fatal("the legacy stream is still there")
+	}
+	got, err := in.list(ctx, "bob", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 5 {
+		t.Fatalf("%d messages after the migration, want 5", len(got))
+	}
+	for i, m := range got {
+		if want := ids[4-i]; m.ID != want {
+			t.Fatalf("entry %d is %s, want %s (order kept)", i, m.ID, want)
+		}
+	}
+	if got[3].ReadAt != 99 {
+		t.Fatalf("read marker lost: %+v", got[3])
+	}
+	// A second start finds nothing to move.
+	again := &inbox{js: js, nc: nc, shards: 4}
+	if err := again.ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
