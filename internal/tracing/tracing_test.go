@@ -1,6 +1,7 @@
 package tracing_test
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -76,4 +77,25 @@ func TestDecodeRefusesGarbage(t *testing.T) {
 			t.Errorf("Decode(%q) accepted", in)
 		}
 	}
+}
+
+// Decode takes any bytes without panicking; what it accepts is a batch
+// whose events re-encode to what it read.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"age_us":[12,0],"events":[{"step":"imi","party":"web","by":"b1","result":"routed","at":1},{"step":"ack","party":"web","by":"b1","result":"applied","at":2,"id_match":true}]}`))
+	f.Add([]byte(`{"age_us":[],"events":[]}`))
+	f.Add([]byte(`{"age_us":[-5],"events":[{"step":"\u00e9\n"}]}`))
+	f.Add([]byte(`[{"step":"x"}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var evs []schemas.TraceEvent
+		if _, err := tracing.Decode(data, &evs); err != nil {
+			return
+		}
+		for i := range evs {
+			var again schemas.TraceEvent
+			if err := json.Unmarshal(evs[i].AppendJSON(nil), &again); err != nil || again != evs[i] {
+				t.Fatalf("event %d %+v re-encodes to %+v (%v)", i, evs[i], again, err)
+			}
+		}
+	})
 }
