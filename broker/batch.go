@@ -2,73 +2,83 @@ package broker
 
 import (
 	"context"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // batcher sends the Redis commands of concurrent requests in shared
-// pipelines: a request queues its commands and waits; a few loops each take
-// every request waiting at that moment and run them as one pipeline (group
-// commit). Under load one round trip and one pair of system calls serve
-// many messages; a lone request goes out at once.
+// pipelines (group commit). A request that finds fewer than `leaders`
+// pipelines in flight runs its own at once, in its own goroutine: a lone
+// request costs no hand-off. Requests that come while the pipelines are in
+// flight wait; when a pipeline returns, the first waiter takes every
+// request waiting at that moment and runs them as the next pipeline. Under
+// load one round trip and one pair of system calls serve many messages.
 type batcher struct {
-	rdb redis.UniversalClient
-	ch  chan *batchReq
+	rdb     redis.UniversalClient
+	leaders int
+
+	mu      sync.Mutex
+	running int
+	waiting []*batchReq
 }
 
 type batchReq struct {
 	queue func(redis.Pipeliner)
 	done  chan struct{}
+	// batch, set before done is closed, makes this request's goroutine
+	// the runner of the next pipeline.
+	batch []*batchReq
 }
 
 const maxBatch = 128
 
-func newBatcher(rdb redis.UniversalClient, loops int) *batcher {
-	b := &batcher{rdb: rdb, ch: make(chan *batchReq, 4*maxBatch)}
-	for range loops {
-		go b.loop()
-	}
-	return b
+func newBatcher(rdb redis.UniversalClient, leaders int) *batcher {
+	return &batcher{rdb: rdb, leaders: leaders}
 }
 
 // do queues commands with queue and returns once they ran; the caller reads
 // each command's own result (an error of one command is not the others').
-func (b *batcher) do(ctx context.Context, queue func(redis.Pipeliner)) {
-	r := &batchReq{queue: queue, done: make(chan struct{})}
-	select {
-	case b.ch <- r:
-		<-r.done
-	case <-ctx.Done():
-		// Run alone rather than fail: the loops may be gone at shutdown.
-		pipe := b.rdb.Pipeline()
-		queue(pipe)
-		pipe.Exec(context.Background())
+func (b *batcher) do(_ context.Context, queue func(redis.Pipeliner)) {
+	r := &batchReq{queue: queue}
+	b.mu.Lock()
+	if b.running < b.leaders {
+		b.running++
+		b.mu.Unlock()
+		b.run([]*batchReq{r})
+		return
+	}
+	r.done = make(chan struct{})
+	b.waiting = append(b.waiting, r)
+	b.mu.Unlock()
+	<-r.done
+	if r.batch != nil {
+		b.run(r.batch)
 	}
 }
 
-func (b *batcher) loop() {
-	reqs := make([]*batchReq, 0, maxBatch)
-	for first := range b.ch {
-		reqs = append(reqs[:0], first)
-	gather:
-		for len(reqs) < maxBatch {
-			select {
-			case r, ok := <-b.ch:
-				if !ok {
-					break gather
-				}
-				reqs = append(reqs, r)
-			default:
-				break gather
-			}
-		}
-		pipe := b.rdb.Pipeline()
-		for _, r := range reqs {
-			r.queue(pipe)
-		}
-		pipe.Exec(context.Background()) // results are read per command
-		for _, r := range reqs {
-			close(r.done)
-		}
+// run runs batch as one pipeline, then hands the next batch of waiting
+// requests to the first of them, or gives its place up.
+func (b *batcher) run(batch []*batchReq) {
+	pipe := b.rdb.Pipeline()
+	for _, r := range batch {
+		r.queue(pipe)
 	}
+	pipe.Exec(context.Background()) // results are read per command
+	for _, r := range batch[1:] {
+		close(r.done)
+	}
+	b.mu.Lock()
+	if len(b.waiting) == 0 {
+		b.running--
+		b.mu.Unlock()
+		return
+	}
+	n := min(len(b.waiting), maxBatch)
+	next := make([]*batchReq, n)
+	copy(next, b.waiting)
+	b.waiting = append(b.waiting[:0], b.waiting[n:]...)
+	b.mu.Unlock()
+	next[0].batch = next
+	close(next[0].done)
 }
