@@ -179,6 +179,7 @@ func (p *Processor) Run(ctx context.Context, ready func()) error {
 			p.announce(convs, 0)
 			err := svc.Stop()
 			p.wg.Wait()
+			p.tracer.Flush()
 			return err
 		case <-t.C:
 			p.announce(convs, p.cfg.Heartbeat*3)
