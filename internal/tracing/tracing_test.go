@@ -45,7 +45,7 @@ func TestPublisherBatches(t *testing.T) {
 			return nil, nil
 		}
 	}
-	evs, _ := read(100 * time.Millisecond) // full: at once
+	evs, _ := read(2 * time.Second) // full: at once, not after the delay
 	if len(evs) != 4 || evs[0].MsgID != "a" || evs[3].MsgID != "d" {
 		t.Fatalf("first batch: %+v", evs)
 	}
@@ -62,7 +62,7 @@ func TestPublisherBatches(t *testing.T) {
 	}
 	p.Publish(&schemas.TraceEvent{Step: "ack"})
 	p.Flush()
-	if evs, _ := read(100 * time.Millisecond); len(evs) != 1 || evs[0].Step != "ack" {
+	if evs, _ := read(2 * time.Second); len(evs) != 1 || evs[0].Step != "ack" {
 		t.Fatalf("flushed batch: %+v", evs)
 	}
 	var none *tracing.Publisher // tracing off
