@@ -375,7 +375,12 @@ func TestBrowserAliceAndBob(t *testing.T) {
 	ops := b.tab("operator")
 	ops.do("open the operator view", chromedp.Navigate(base+"/ops.html#msg="+id), chromedp.WaitVisible(chromedp.ID("token")))
 	ops.do("operator sign in", chromedp.SendKeys(chromedp.ID("token"), opsToken+"\r"), chromedp.WaitVisible(chromedp.ID("app")))
-	ops.waitJS("the timeline of the message read", `(document.getElementById('tl-state')||{}).textContent === 'read'`)
+	// Trace events come in batches (internal/tracing): wait for the whole timeline.
+	ops.waitJS("the timeline of the message read, every step in", `(() => {
+		const steps = Array.from(document.querySelectorAll('#steps tbody tr')).map(r => r.dataset.step);
+		return (document.getElementById('tl-state')||{}).textContent === 'read' &&
+			['accepted', 'broker.imi', 'route', 'transfer', 'deliver', 'broker.ack', 'ack', 'broker.notify', 'notified'].every(s => steps.includes(s));
+	})()`)
 	ops.waitJS("the gateways, the processor and the broker in the fabric picture",
 		`['gw:web', 'gw:sms', 'proc:proc', 'broker'].every(id => document.querySelector('#graph g.node[data-id="' + id + '"]'))`)
 	ops.waitJS("rates on the edges", `/IMI \d/.test(document.getElementById('graph').textContent)`)
@@ -498,12 +503,22 @@ func TestOpsAndMetricsAcrossTheFabric(t *testing.T) {
 	if code, _ := get("/ops/api/messages/"+id, "alice-token"); code != 401 {
 		t.Fatalf("a client token opened the operator API: %d", code)
 	}
+	// Trace events come in batches (internal/tracing): wait for all of them.
+	steps := []string{`"state":"read"`, `"sender":"alice"`, `"step":"accepted"`, `"step":"imi"`, `"id_match":true`, `"step":"notify"`, `"step":"notified"`}
 	var body string
-	fabrictest.Eventually(t, 10*time.Second, "the read message's timeline", func() bool {
+	complete := func() bool {
 		_, body = get("/ops/api/messages/"+id, opsToken)
-		return strings.Contains(body, `"state":"read"`) && strings.Contains(body, `"sender":"alice"`)
-	})
-	for _, want := range []string{`"step":"accepted"`, `"step":"imi"`, `"id_match":true`, `"step":"notify"`, `"step":"notified"`} {
+		for _, want := range steps {
+			if !strings.Contains(body, want) {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(10 * time.Second); !complete() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range steps {
 		if !strings.Contains(body, want) {
 			t.Errorf("timeline lacks %s", want)
 		}
@@ -512,12 +527,8 @@ func TestOpsAndMetricsAcrossTheFabric(t *testing.T) {
 		_, body = get("/ops/api/fabric", opsToken)
 		return strings.Contains(body, `"endpoints":[`) && strings.Contains(body, `"queue":"uims.gw.web.im","instances":[{"id":"web-`)
 	})
-	var metrics string
-	fabrictest.Eventually(t, 10*time.Second, "the metrics", func() bool {
-		_, metrics = get("/metrics", "")
-		return strings.Contains(metrics, `uims_broker_rejections_total{code="UNKNOWN_RECIPIENT",endpoint="imi"} 1`)
-	})
-	for _, want := range []string{
+	wantMetrics := []string{
+		`uims_broker_rejections_total{code="UNKNOWN_RECIPIENT",endpoint="imi"} 1`,
 		`uims_fabric_messages_total{dest_medium="web",origin_medium="web",outcome="read"} 1`,
 		`uims_fabric_rejections_total{code="UNKNOWN_RECIPIENT",source="web",step="imi"} 1`,
 		`uims_fabric_instances{kind="broker",medium="",name="uims-broker"} 1`,
@@ -525,7 +536,21 @@ func TestOpsAndMetricsAcrossTheFabric(t *testing.T) {
 		`uims_web_http_requests_total{code="202",route="POST /api/v1/messages"} 1`,
 		`uims_web_http_requests_total{code="404",route="POST /api/v1/messages"} 1`,
 		`go_goroutines`,
-	} {
+	}
+	var metrics string
+	all := func() bool {
+		_, metrics = get("/metrics", "")
+		for _, want := range wantMetrics {
+			if !strings.Contains(metrics, want) {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(10 * time.Second); !all() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range wantMetrics {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sort"
@@ -120,6 +121,7 @@ type txRec struct {
 	TxSummary
 	events    []TraceEvent
 	accepted  int64 // Seen of the accepted step
+	delivered int64 // Seen of the event that made it delivered
 	prev      int64 // Seen of the latest step
 	counted   uint8 // outcomes already counted
 	enrich    int8  // 0 not asked, 1 asked, 2 done, -1 unknown to the brokers
@@ -363,7 +365,9 @@ func (o *Observer) Ingest(ev TraceEvent) {
 	if rec.prev > 0 && ev.Seen >= rec.prev {
 		o.metrics.stepLatency(stepName(ev), float64(ev.Seen-rec.prev)/1e6)
 	}
-	rec.prev = ev.Seen
+	if ev.Seen > rec.prev { // a step that came late, in another party's batch, keeps its place
+		rec.prev = ev.Seen
+	}
 	if len(rec.events) < o.cfg.EventsPerMessage {
 		rec.events = append(rec.events, ev)
 	}
@@ -477,6 +481,26 @@ func (o *Observer) procNode(party string) string {
 	return "proc:" + party
 }
 
+// latency records accepted → delivered once both were seen, whichever came
+// first: events come in batches per party, so a broker's or destination's
+// event may arrive before the originator's.
+func (o *Observer) latency(rec *txRec) {
+	if rec.accepted == 0 || rec.delivered == 0 || rec.LatencyMs != 0 || rec.delivered < rec.accepted {
+		return
+	}
+	ms := float64(rec.delivered-rec.accepted) / 1e3
+	rec.LatencyMs = ms
+	o.metrics.delivery(o.mediumOf(rec.Dest), ms/1e3)
+	if b := o.bucket(rec.delivered / 1e6); b != nil {
+		b.seenLat++
+		if len(b.lat) < latReservoir {
+			b.lat = append(b.lat, ms)
+		} else if j := int(uint64(rec.delivered) % uint64(b.seenLat)); j < latReservoir {
+			b.lat[j] = ms
+		}
+	}
+}
+
 // apply moves a transaction's state on and counts outcomes once.
 func (o *Observer) apply(rec *txRec, ev TraceEvent, sec int64) {
 	b := o.bucket(sec)
@@ -489,6 +513,9 @@ func (o *Observer) apply(rec *txRec, ev TraceEvent, sec int64) {
 		if b != nil {
 			b.accepted++
 		}
+		// Events come in batches per party: the delivery may have been
+		// seen first.
+		o.latency(rec)
 	case ev.broker() && ev.Step == "imi":
 		if rec.Origin == "" {
 			rec.Origin = ev.Party
@@ -534,19 +561,8 @@ func (o *Observer) apply(rec *txRec, ev TraceEvent, sec int64) {
 			if b != nil {
 				b.delivered++
 			}
-			if rec.accepted > 0 && ev.Seen >= rec.accepted {
-				ms := float64(ev.Seen-rec.accepted) / 1e3
-				rec.LatencyMs = ms
-				o.metrics.delivery(o.mediumOf(rec.Dest), ms/1e3)
-				if b != nil {
-					b.seenLat++
-					if len(b.lat) < latReservoir {
-						b.lat = append(b.lat, ms)
-					} else if j := int(uint64(ev.Seen) % uint64(b.seenLat)); j < latReservoir {
-						b.lat[j] = ms
-					}
-				}
-			}
+			rec.delivered = ev.Seen
+			o.latency(rec)
 			o.queueEnrich(rec)
 		}
 		if rec.State == schemas.StatusRead && count(countedRead, schemas.StatusRead) && b != nil {
@@ -767,6 +783,8 @@ func (o *Observer) Timeline(ctx context.Context, msgID string) (*Timeline, bool)
 	needHistory := true
 	if rec != nil {
 		tl = &Timeline{TxSummary: rec.TxSummary, Events: slices.Clone(rec.events), History: slices.Clone(rec.history), Source: "trace"}
+		// in the order they happened: parties' batches arrive in any order
+		slices.SortStableFunc(tl.Events, func(a, b TraceEvent) int { return cmp.Compare(a.Seen, b.Seen) })
 		needHistory = rec.enrich == 0 || rec.enrich == 1 || (rec.enrich == 2 && rec.histState != rec.State)
 		msgID = rec.MsgID
 	}

@@ -356,3 +356,47 @@ func TestObserverStrictModeSteps(t *testing.T) {
 		t.Fatalf("the broker's login (no message id) is in the feed: %d events", len(r))
 	}
 }
+
+// Parties publish their events in batches, so the observer hears the
+// broker's events and the gateway's in either order: the timeline, the
+// state, the outcome counts and the delivery latency come out the same.
+func TestObserverEventsFromBatchesInAnyOrder(t *testing.T) {
+	o, clock, _ := newTestObserver(t, ObserverConfig{})
+	start := clock.Now()
+	evs := webToWeb(msgA)
+	for i := range evs {
+		evs[i].Seen = start.Add(time.Duration(i+1) * 700 * time.Microsecond).UnixMicro() // as dated from the batches' ages
+	}
+	// the broker's batch first, then the web gateway's
+	var broker, web []TraceEvent
+	for _, ev := range evs {
+		if ev.Source == "broker" {
+			broker = append(broker, ev)
+		} else {
+			web = append(web, ev)
+		}
+	}
+	clock.add(50 * time.Millisecond)
+	for _, ev := range append(broker, web...) {
+		o.Ingest(ev)
+	}
+	tl, ok := o.Timeline(context.Background(), msgA)
+	if !ok {
+		t.Fatal("no timeline")
+	}
+	if tl.State != "read" {
+		t.Fatalf("state %s", tl.State)
+	}
+	for i, ev := range tl.Events {
+		if ev.Step != evs[i].Step || ev.Source != evs[i].Source {
+			t.Fatalf("timeline event %d is %s/%s, want %s/%s (in the order they happened)", i, ev.Source, ev.Step, evs[i].Source, evs[i].Step)
+		}
+	}
+	// accepted (1st) → delivered by the broker's ack (5th): 4 × 700 µs
+	if tl.LatencyMs < 2.7 || tl.LatencyMs > 2.9 {
+		t.Fatalf("latency %v ms, want 2.8", tl.LatencyMs)
+	}
+	if st := o.Stats(10); st.Delivered != 1 || st.Read != 1 || st.P50 < 2.7 {
+		t.Fatalf("stats %+v", st)
+	}
+}
