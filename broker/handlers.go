@@ -139,10 +139,10 @@ func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
 	}
 	accepted := historyJSON(schemas.StatusAccepted, imi.Created, "", "", imi.Gateway)
 	routedH := historyJSON(schemas.StatusRouted, now.UnixMilli(), "", "to "+dec.dest.Gateway+":"+dec.dest.Address, b.cfg.Instance)
-	args := []any{fp, imi.MsgID, routed.Deadline + b.cfg.Grace.Milliseconds(), quota, int64(b.cfg.Retention.Seconds()), 2, accepted, routedH,
-		fFingerprint, fp, fRouted, routedBytes, fID, miap.EncodeB64(id), fIDHash, idHash(id), fKid2, kid2, fSession, miap.EncodeB64(cack),
-		fOG, imi.Gateway, fDG, firstHop, fDest, dec.dest.Gateway, fState, schemas.StatusRouted, fSender, routed.Sender,
-		fRecipient, routed.Recipient, fMedium, dec.dest.Medium, fNote, note, fDeadline, routed.Deadline, fCreated, now.UnixMilli()}
+	// createScript's arguments, by position (tx.go).
+	args := []any{fp, imi.MsgID, routed.Deadline + b.cfg.Grace.Milliseconds(), quota, int64(b.cfg.Retention.Seconds()), accepted, routedH,
+		routedBytes, miap.EncodeB64(id), idHash(id), kid2, miap.EncodeB64(cack), imi.Gateway, firstHop, dec.dest.Gateway,
+		schemas.StatusRouted, routed.Sender, routed.Recipient, dec.dest.Medium, note, routed.Deadline, now.UnixMilli()}
 	keys := []string{keyTx + imi.MsgID, keyTxHistory + imi.MsgID, keyDeadlines, quotaKey}
 
 	// One round trip: the nonce claim and the transaction (§8 step 5).

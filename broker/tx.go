@@ -58,12 +58,14 @@ if limit > 0 then
     return {'quota'}
   end
 end
-local nhist = tonumber(ARGV[6])
--- unpack straight from ARGV: copying 40 arguments into a table first cost
--- as much as the HSET itself (issue 7).
-redis.call('HSET', tx, unpack(ARGV, 7 + nhist))
+-- Field names are written here, not passed: every argument costs Lua a
+-- string copy, and the call was 55 µs with 40 arguments (issue 7). The
+-- names are the f* constants of tx.go.
+redis.call('HSET', tx, 'fp', ARGV[1], 'routed', ARGV[8], 'id', ARGV[9], 'idh', ARGV[10], 'kid2', ARGV[11],
+  'sess', ARGV[12], 'og', ARGV[13], 'dg', ARGV[14], 'dest', ARGV[15], 'state', ARGV[16], 'sender', ARGV[17],
+  'recipient', ARGV[18], 'medium', ARGV[19], 'note', ARGV[20], 'deadline', ARGV[21], 'created', ARGV[22])
 redis.call('EXPIRE', tx, tonumber(ARGV[5]))
-redis.call('RPUSH', KEYS[2], unpack(ARGV, 7, 6 + nhist))
+redis.call('RPUSH', KEYS[2], ARGV[6], ARGV[7])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[2])
 return {'created'}
