@@ -395,23 +395,18 @@ func eventJSON(note, status, code, reason string, at int64) []byte {
 	out := make([]byte, 0, len(note)+len(status)+len(code)+len(reason)+48)
 	out = append(out, note[:i]...)
 	out = append(out, `"status":`...)
-	out = strconv.AppendQuote(out, status)
+	out = schemas.AppendJSONString(out, status)
 	if code != "" {
 		out = append(out, `,"code":`...)
-		out = appendJSONString(out, code)
+		out = schemas.AppendJSONString(out, code)
 	}
 	if reason != "" {
 		out = append(out, `,"reason":`...)
-		out = appendJSONString(out, reason)
+		out = schemas.AppendJSONString(out, reason)
 	}
 	out = append(out, `,"at":`...)
 	out = strconv.AppendInt(out, at, 10)
 	return append(out, note[i+len(noteHole):]...)
-}
-
-func appendJSONString(dst []byte, s string) []byte {
-	b, _ := json.Marshal(s)
-	return append(dst, b...)
 }
 
 // handleConv takes a processor's report of converted content and signs the

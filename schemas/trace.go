@@ -12,15 +12,15 @@ import (
 // growing goroutine stacks (issue 7).
 func (e *TraceEvent) AppendJSON(b []byte) []byte {
 	b = append(b, `{"step":`...)
-	b = appendJSONString(b, e.Step)
+	b = AppendJSONString(b, e.Step)
 	b = appendOpt(b, `,"msg_id":`, e.MsgID)
 	b = appendOpt(b, `,"tx":`, e.Tx)
 	b = append(b, `,"party":`...)
-	b = appendJSONString(b, e.Party)
+	b = AppendJSONString(b, e.Party)
 	b = append(b, `,"by":`...)
-	b = appendJSONString(b, e.By)
+	b = AppendJSONString(b, e.By)
 	b = append(b, `,"result":`...)
-	b = appendJSONString(b, e.Result)
+	b = AppendJSONString(b, e.Result)
 	b = append(b, `,"at":`...)
 	b = strconv.AppendInt(b, e.At, 10)
 	b = appendOpt(b, `,"dest":`, e.Dest)
@@ -42,15 +42,15 @@ func appendOpt(b []byte, key, v string) []byte {
 	if v == "" {
 		return b
 	}
-	return appendJSONString(append(b, key...), v)
+	return AppendJSONString(append(b, key...), v)
 }
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as a JSON string as encoding/json writes it:
+// AppendJSONString appends s as a JSON string as encoding/json writes it:
 // ", \ and control characters escaped, <, > and & as \u00XX, invalid UTF-8
 // as U+FFFD, U+2028 and U+2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
+func AppendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {

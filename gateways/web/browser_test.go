@@ -504,30 +504,13 @@ func TestOpsAndMetricsAcrossTheFabric(t *testing.T) {
 		t.Fatalf("a client token opened the operator API: %d", code)
 	}
 	// Trace events come in batches (internal/tracing): wait for all of them.
-	steps := []string{`"state":"read"`, `"sender":"alice"`, `"step":"accepted"`, `"step":"imi"`, `"id_match":true`, `"step":"notify"`, `"step":"notified"`}
-	var body string
-	complete := func() bool {
-		_, body = get("/ops/api/messages/"+id, opsToken)
-		for _, want := range steps {
-			if !strings.Contains(body, want) {
-				return false
-			}
-		}
-		return true
-	}
-	for deadline := time.Now().Add(10 * time.Second); !complete() && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, want := range steps {
-		if !strings.Contains(body, want) {
-			t.Errorf("timeline lacks %s", want)
-		}
-	}
+	body := waitContains(t, func() string { _, b := get("/ops/api/messages/"+id, opsToken); return b }, "timeline",
+		`"state":"read"`, `"sender":"alice"`, `"step":"accepted"`, `"step":"imi"`, `"id_match":true`, `"step":"notify"`, `"step":"notified"`)
 	fabrictest.Eventually(t, 10*time.Second, "brokers from $SRV.PING and the web gateway from its heartbeat", func() bool {
 		_, body = get("/ops/api/fabric", opsToken)
 		return strings.Contains(body, `"endpoints":[`) && strings.Contains(body, `"queue":"uims.gw.web.im","instances":[{"id":"web-`)
 	})
-	wantMetrics := []string{
+	metrics := waitContains(t, func() string { _, m := get("/metrics", ""); return m }, "metrics",
 		`uims_broker_rejections_total{code="UNKNOWN_RECIPIENT",endpoint="imi"} 1`,
 		`uims_fabric_messages_total{dest_medium="web",origin_medium="web",outcome="read"} 1`,
 		`uims_fabric_rejections_total{code="UNKNOWN_RECIPIENT",source="web",step="imi"} 1`,
@@ -536,12 +519,21 @@ func TestOpsAndMetricsAcrossTheFabric(t *testing.T) {
 		`uims_web_http_requests_total{code="202",route="POST /api/v1/messages"} 1`,
 		`uims_web_http_requests_total{code="404",route="POST /api/v1/messages"} 1`,
 		`go_goroutines`,
+	)
+	if t.Failed() {
+		t.Log(metrics)
 	}
-	var metrics string
+}
+
+// waitContains fetches until the text holds every want (10 s at most), then
+// reports each one missing, and returns the last text.
+func waitContains(t *testing.T, fetch func() string, what string, wants ...string) string {
+	t.Helper()
+	var text string
 	all := func() bool {
-		_, metrics = get("/metrics", "")
-		for _, want := range wantMetrics {
-			if !strings.Contains(metrics, want) {
+		text = fetch()
+		for _, w := range wants {
+			if !strings.Contains(text, w) {
 				return false
 			}
 		}
@@ -550,12 +542,10 @@ func TestOpsAndMetricsAcrossTheFabric(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); !all() && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
-	for _, want := range wantMetrics {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("metrics lack %s", want)
+	for _, w := range wants {
+		if !strings.Contains(text, w) {
+			t.Errorf("%s lacks %s", what, w)
 		}
 	}
-	if t.Failed() {
-		t.Log(metrics)
-	}
+	return text
 }

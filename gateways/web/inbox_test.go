@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/uims/uims/gateways/kit"
@@ -14,18 +15,24 @@ import (
 	"github.com/uims/uims/schemas"
 )
 
-// The inbox spreads one client's messages over its shards by message id,
-// lists them newest first from every shard, and an instance configured
-// with another shard count refuses to start.
-func TestInboxShards(t *testing.T) {
-	ns := natstest.Run(t)
-	nc := natstest.Connect(t, ns, "inbox")
+// jetStreamForTest connects to a fresh embedded server.
+func jetStreamForTest(t *testing.T) (*nats.Conn, jetstream.JetStream, context.Context) {
+	t.Helper()
+	nc := natstest.Connect(t, natstest.Run(t), "inbox")
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
+	return nc, js, ctx
+}
+
+// The inbox spreads one client's messages over its shards by message id,
+// lists them newest first from every shard, and an instance configured
+// with another shard count refuses to start.
+func TestInboxShards(t *testing.T) {
+	nc, js, ctx := jetStreamForTest(t)
 	in := &inbox{js: js, nc: nc, shards: 4}
 	if err := in.ensure(ctx); err != nil {
 		t.Fatal(err)
@@ -103,14 +110,7 @@ func TestEncodeEntry(t *testing.T) {
 // A data folder from before the shards: the single UIMS_INBOX stream's
 // messages and read markers move into the shards, and the stream goes.
 func TestInboxMigratesLegacyStream(t *testing.T) {
-	ns := natstest.Run(t)
-	nc := natstest.Connect(t, ns, "inbox")
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	nc, js, ctx := jetStreamForTest(t)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: InboxStream, Subjects: []string{"uims.inbox.>", "uims.read.>"},
 		Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute}); err != nil {
 		t.Fatal(err)

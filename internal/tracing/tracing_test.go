@@ -49,14 +49,11 @@ func TestPublisherBatches(t *testing.T) {
 	if len(evs) != 4 || evs[0].MsgID != "a" || evs[3].MsgID != "d" {
 		t.Fatalf("first batch: %+v", evs)
 	}
-	start := time.Now()
 	evs, ages := read(2 * time.Second) // the rest after the delay
 	if len(evs) != 2 || evs[0].MsgID != "e" || evs[1].MsgID != "f" {
 		t.Fatalf("second batch: %+v", evs)
 	}
-	if waited := time.Since(start); waited < 100*time.Millisecond {
-		t.Fatalf("the partial batch went out after %v, before its delay", waited)
-	}
+	// the publisher's own clock: the partial batch waited its delay
 	if ages[0] < 150*time.Millisecond || ages[0] > 5*time.Second {
 		t.Fatalf("age of an event that waited the delay: %v", ages[0])
 	}
