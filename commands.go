@@ -479,7 +479,7 @@ func cmdKeys(ctx context.Context, args []string) error {
 		if !found {
 			return fmt.Errorf("no current key for party %q", party)
 		}
-		e, err := miap.NewKeyEntry(rand.Reader, party, party+"-"+now.Format("20060102T150405"), now)
+		e, err := miap.NewKeyEntry(rand.Reader, party, miap.NewKid(party, now), now)
 		if err != nil {
 			return err
 		}

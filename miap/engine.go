@@ -39,7 +39,7 @@ type Config struct {
 // Engine signs and verifies MIAP frames. It holds no per-message state and
 // is safe for concurrent use.
 type Engine struct {
-	keys   *Keyring
+	keys   atomic.Pointer[Keyring]
 	now    func() time.Time
 	rand   io.Reader
 	window int64 // ms
@@ -72,8 +72,10 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Skew < 0 || cfg.Skew > cfg.Window {
 		return nil, fmt.Errorf("miap: skew %v outside 0..window", cfg.Skew)
 	}
-	return &Engine{keys: cfg.Keys, now: cfg.Now, rand: cfg.Rand,
-		window: cfg.Window.Milliseconds(), skew: cfg.Skew.Milliseconds()}, nil
+	e := &Engine{now: cfg.Now, rand: cfg.Rand,
+		window: cfg.Window.Milliseconds(), skew: cfg.Skew.Milliseconds()}
+	e.keys.Store(cfg.Keys)
+	return e, nil
 }
 
 // Now returns the engine's clock reading in Unix ms.
@@ -91,7 +93,16 @@ func (e *Engine) NonceTTL() time.Duration {
 }
 
 // Keys returns the engine's keyring.
-func (e *Engine) Keys() *Keyring { return e.keys }
+func (e *Engine) Keys() *Keyring { return e.keys.Load() }
+
+// SetKeys replaces the keyring: keys added, rotated or removed while the
+// process runs (§3.4). Frames being verified finish under the keyring they
+// started with.
+func (e *Engine) SetKeys(kr *Keyring) {
+	if kr != nil {
+		e.keys.Store(kr)
+	}
+}
 
 // NewNonce returns a fresh random nonce.
 func (e *Engine) NewNonce() (n [NonceSize]byte, err error) {
@@ -118,7 +129,7 @@ func (e *Engine) Sign(f *Frame) error {
 		return fmt.Errorf("%w: cannot sign purpose %d", ErrWrongPurpose, f.Purpose)
 	}
 	now := e.now()
-	k := e.keys.current(f.Party, now)
+	k := e.keys.Load().current(f.Party, now)
 	if k == nil || k.sub[f.Purpose] == nil {
 		return fmt.Errorf("%w for party %q", ErrNoKey, f.Party)
 	}
@@ -172,7 +183,7 @@ func (e *Engine) Verify(f *Frame, want Purpose) error {
 	if err := e.checkTime(f, now.UnixMilli()); err != nil {
 		return err
 	}
-	k := e.keys.lookup(f.Party, f.Kid, now)
+	k := e.keys.Load().lookup(f.Party, f.Kid, now)
 	if k == nil || k.sub[want] == nil {
 		return fmt.Errorf("%w: party %q kid %q", ErrUnknownKey, f.Party, f.Kid)
 	}
@@ -191,7 +202,7 @@ func (e *Engine) VerifySigned(f *Frame, want Purpose) error {
 	if len(f.Body) > maxBody(want) || len(f.MAC) != MACSize {
 		return fmt.Errorf("%w: size", ErrMalformed)
 	}
-	k := e.keys.lookup(f.Party, f.Kid, e.now())
+	k := e.keys.Load().lookup(f.Party, f.Kid, e.now())
 	if k == nil || k.sub[want] == nil {
 		return fmt.Errorf("%w: party %q kid %q", ErrUnknownKey, f.Party, f.Kid)
 	}
@@ -251,7 +262,7 @@ func (e *Engine) QuarantineUntil() time.Time {
 // current broker key (§6.3). It returns the ID and the K2 key id, which the
 // broker stores with the transaction.
 func (e *Engine) MintID(routed, session []byte) (id []byte, kid string, err error) {
-	k := e.keys.current(BrokerParty, e.now())
+	k := e.keys.Load().current(BrokerParty, e.now())
 	if k == nil {
 		return nil, "", fmt.Errorf("%w: no broker key K2", ErrNoKey)
 	}
@@ -262,7 +273,7 @@ func (e *Engine) MintID(routed, session []byte) (id []byte, kid string, err erro
 // CheckID recomputes the ID under K2 key kid and compares it with id in
 // constant time (§6.8).
 func (e *Engine) CheckID(kid string, routed, session, id []byte) error {
-	k := e.keys.lookupK2(kid)
+	k := e.keys.Load().lookupK2(kid)
 	if k == nil {
 		return fmt.Errorf("%w: broker kid %q", ErrUnknownKey, kid)
 	}

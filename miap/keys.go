@@ -44,6 +44,12 @@ type KeyEntry struct {
 	// every valid key, which gives the rotation overlap.
 	NotBefore time.Time `json:"not_before,omitzero"`
 	NotAfter  time.Time `json:"not_after,omitzero"`
+	// Role is what the party is: "gateway", "processor" or "client" (the
+	// command-line sender); empty for the broker key (§3.5).
+	Role string `json:"role,omitempty"`
+	// Media are the media whose senders the party may name in an IMI's
+	// from (§3.5, §6.2). A gateway provisioned for none speaks for no one.
+	Media []string `json:"media,omitempty"`
 }
 
 // Key errors.
@@ -120,12 +126,31 @@ func DeriveSubkey(master []byte, p Purpose, party, kid string) ([]byte, error) {
 // Keyring holds master keys by party and key id. It is safe for concurrent use.
 type Keyring struct {
 	byParty map[string][]*key // sorted by notBefore, oldest first
+	grants  map[string]Grant
+}
+
+// Grant is what a party was provisioned as (§3.5): its role and the media
+// it speaks for.
+type Grant struct {
+	Role  string
+	Media []string
+}
+
+// Speaks reports whether the grant covers senders on medium.
+func (g Grant) Speaks(medium string) bool {
+	for _, m := range g.Media {
+		if m == medium {
+			return true
+		}
+	}
+	return false
 }
 
 // NewKeyring checks the entries and derives every subkey.
 func NewKeyring(entries []KeyEntry) (*Keyring, error) {
-	kr := &Keyring{byParty: make(map[string][]*key)}
+	kr := &Keyring{byParty: make(map[string][]*key), grants: make(map[string]Grant)}
 	seen := make(map[string]bool)
+	grantFrom := make(map[string]time.Time)
 	for _, e := range entries {
 		if !ValidName(e.Party) || !ValidName(e.Kid) {
 			return nil, fmt.Errorf("%w: invalid party %q or kid %q", ErrKeyFile, e.Party, e.Kid)
@@ -155,6 +180,11 @@ func NewKeyring(entries []KeyEntry) (*Keyring, error) {
 			k.sub[p] = &subkey{key: sk}
 		}
 		kr.byParty[e.Party] = append(kr.byParty[e.Party], k)
+		if (e.Role != "" || len(e.Media) > 0) && !e.NotBefore.Before(grantFrom[e.Party]) {
+			// the grant of a party's newest entry that carries one
+			grantFrom[e.Party] = e.NotBefore
+			kr.grants[e.Party] = Grant{Role: e.Role, Media: append([]string(nil), e.Media...)}
+		}
 	}
 	for _, ks := range kr.byParty {
 		sort.SliceStable(ks, func(i, j int) bool { return ks[i].notBefore.Before(ks[j].notBefore) })
@@ -208,6 +238,13 @@ func (kr *Keyring) Parties() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Grant returns what party was provisioned as; ok is false when the key
+// entries of party carry no grant (key files written before §3.5).
+func (kr *Keyring) Grant(party string) (g Grant, ok bool) {
+	g, ok = kr.grants[party]
+	return g, ok
 }
 
 // Has reports whether the keyring holds a key for party.
@@ -267,4 +304,14 @@ func (kf *KeyFile) For(party string) *KeyFile {
 		}
 	}
 	return out
+}
+
+// NewKid returns a key id for a key of party made at t (§3.1): the party
+// (cut to 40 characters) and the UTC time to the second, in the characters
+// a key id allows, for example "web-20261204t221033".
+func NewKid(party string, t time.Time) string {
+	if len(party) > 40 {
+		party = party[:40]
+	}
+	return party + "-" + t.UTC().Format("20060102t150405")
 }

@@ -2,6 +2,7 @@ package miap_test
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -399,4 +400,36 @@ func decodeStd(t testing.TB, s string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func TestNewKidIsValid(t *testing.T) {
+	at := time.Date(2026, 12, 4, 22, 10, 33, 0, time.UTC)
+	for _, p := range []string{"web", "cli", strings.Repeat("b", 64)} {
+		kid := miap.NewKid(p, at)
+		if !miap.ValidName(kid) {
+			t.Errorf("miap.NewKid(%q) = %q, which ValidName refuses", p, kid)
+		}
+	}
+	if got := miap.NewKid("web", at); got != "web-20261204t221033" {
+		t.Errorf("NewKid = %q", got)
+	}
+}
+
+func TestKeyringGrantOfNewestEntry(t *testing.T) {
+	old, _ := miap.NewKeyEntry(rand.Reader, "bot", "bot-1", time.Time{})
+	old.Role, old.Media = "gateway", []string{"bot"}
+	nu, _ := miap.NewKeyEntry(rand.Reader, "bot", "bot-2", time.Now())
+	nu.Role, nu.Media = "gateway", []string{"bot", "web"}
+	plain, _ := miap.NewKeyEntry(rand.Reader, "web", "web-1", time.Time{})
+	kr, err := miap.NewKeyring([]miap.KeyEntry{nu, old, plain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, ok := kr.Grant("bot")
+	if !ok || g.Role != "gateway" || !g.Speaks("web") || !g.Speaks("bot") || g.Speaks("sms") {
+		t.Errorf("grant of bot = %+v, %v; want the newest entry's", g, ok)
+	}
+	if _, ok := kr.Grant("web"); ok {
+		t.Error("an entry without role or media has a grant")
+	}
 }

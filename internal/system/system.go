@@ -132,7 +132,7 @@ func LoadOrCreateKeys(path string, parties []string, log zerolog.Logger) (*miap.
 		if have[p] {
 			continue
 		}
-		e, err := miap.NewKeyEntry(rand.Reader, p, p+"-"+time.Now().UTC().Format("20060102"), time.Time{})
+		e, err := miap.NewKeyEntry(rand.Reader, p, miap.NewKid(p, time.Now()), time.Time{})
 		if err != nil {
 			return nil, err
 		}
