@@ -3,11 +3,14 @@
 package natstest
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/uims/uims/miap/natsauth"
 )
 
 // Run starts a server with JetStream (data in a temporary folder) and
@@ -38,6 +41,59 @@ func RunDir(t testing.TB, dir string) *server.Server {
 func Connect(t testing.TB, ns *server.Server, name string) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(ns.ClientURL(), nats.Name(name), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// RunAuth starts a server like Run that trusts the authority a (operator,
+// system account, account resolver): anonymous connections are refused and
+// every party connects with credentials that a issued.
+func RunAuth(t testing.TB, a *natsauth.Authority) *server.Server {
+	t.Helper()
+	dir := t.TempDir()
+	opts := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: filepath.Join(dir, "js"), MaxPayload: 8 << 20}
+	if err := a.ServerOptions(opts, filepath.Join(dir, "resolver")); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("natstest: server not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
+}
+
+// ConnectAs returns a connection of party name, issued by a with role and
+// media, closed when the test ends. Errors the server reports on it
+// (permissions violations) go to errs when it is not nil.
+func ConnectAs(t testing.TB, ns *server.Server, a *natsauth.Authority, name string, role natsauth.Role, media []string, errs chan<- error) *nats.Conn {
+	t.Helper()
+	creds, err := a.Issue(name, role, media)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := natsauth.CredsOption(name, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append(opts, nats.Name(name), nats.MaxReconnects(-1))
+	if errs != nil {
+		opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case errs <- err:
+			default:
+			}
+		}))
+	}
+	nc, err := nats.Connect(ns.ClientURL(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,230 @@
+package natsauth_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/uims/uims/internal/natstest"
+	"github.com/uims/uims/miap/natsauth"
+)
+
+func TestAnonymousRefused(t *testing.T) {
+	a, err := natsauth.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.RunAuth(t, a)
+	_, err = nats.Connect(ns.ClientURL(), nats.MaxReconnects(0))
+	if !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("anonymous connection: err = %v, want an authorization violation", err)
+	}
+	_, err = nats.Connect(ns.ClientURL(), nats.UserInfo("web", "web"), nats.MaxReconnects(0))
+	if !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("user/password connection: err = %v, want an authorization violation", err)
+	}
+}
+
+// op is one thing a party tries on the fabric.
+type op struct {
+	kind    string // sub, queue, pub
+	subject string
+}
+
+type party struct {
+	name  string
+	role  natsauth.Role
+	media []string
+}
+
+var (
+	web      = party{"web", natsauth.RoleGateway, []string{"web"}}
+	email    = party{"email", natsauth.RoleGateway, []string{"email"}}
+	bot      = party{"mybot", natsauth.RoleGateway, []string{"bot"}}
+	proc     = party{"proc", natsauth.RoleProcessor, nil}
+	brk      = party{"broker", natsauth.RoleBroker, nil}
+	cli      = party{"cli", natsauth.RoleClient, []string{"cli"}}
+	observer = party{"ops", natsauth.RoleObserver, nil}
+)
+
+// TestPermissionMatrix tries, as each role, what the role needs (allowed)
+// and what an attacker on the fabric would do (denied): a denied subscribe
+// or publish must come back as a permissions violation, never be silent.
+func TestPermissionMatrix(t *testing.T) {
+	a, err := natsauth.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.RunAuth(t, a)
+	cases := []struct {
+		who   party
+		op    op
+		allow bool
+	}{
+		// a gateway serves its own subjects, reaches the brokers, hands transfers on
+		{web, op{"queue", "uims.gw.web.im"}, true},
+		{web, op{"pub", "uims.broker.imi"}, true},
+		{web, op{"pub", "uims.broker.ack"}, true},
+		{web, op{"pub", "uims.gw.email.im"}, true},
+		{web, op{"pub", "uims.proc.html2text"}, true},
+		{web, op{"pub", "uims.trace.web.batch"}, true},
+		{web, op{"pub", "uims.inbox.0.bob.m1"}, true},
+		{web, op{"sub", "_INBOX.web.x"}, true},
+		// ... and nothing else
+		{web, op{"sub", "uims.>"}, false},
+		{web, op{"sub", "uims.gw.*.im"}, false},
+		{web, op{"sub", "uims.broker.imi"}, false},
+		{web, op{"sub", "uims.broker.client"}, false},
+		{web, op{"sub", "uims.trace.>"}, false},
+		{web, op{"sub", "_INBOX.>"}, false},
+		{web, op{"sub", "_INBOX.email.x"}, false},
+		{web, op{"pub", "uims.gw.email.status"}, false},
+		{web, op{"pub", "uims.trace.email.batch"}, false},
+		{web, op{"pub", "uims.broker.conv"}, false},
+		{web, op{"pub", "uims.acks.email"}, false},
+		{web, op{"pub", "$JS.API.STREAM.PURGE.UIMS_INBOX_0"}, false},
+		{web, op{"pub", "$JS.API.STREAM.DELETE.UIMS_INBOX_0"}, false},
+		{web, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_STATUS.status-email.uims.gw.email.status"}, false},
+		{web, op{"pub", "$JS.API.CONSUMER.MSG.NEXT.UIMS_STATUS.status-email"}, false},
+		{web, op{"pub", "$JS.API.DIRECT.GET.KV_uims_keys.$KV.uims_keys.broker"}, false},
+		// another gateway may not touch the web inboxes or join the web queue
+		{email, op{"queue", "uims.gw.web.im"}, false},
+		{email, op{"sub", "uims.inbox.>"}, false},
+		{email, op{"pub", "uims.inbox.0.bob.m1"}, false},
+		{email, op{"pub", "uims.read.0.bob.m1"}, false},
+		{email, op{"pub", "$JS.API.STREAM.PURGE.UIMS_INBOX_0"}, false},
+		{email, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_INBOX_0.x"}, false},
+		{email, op{"pub", "$KV.uims_keys.email"}, false},
+		// a new gateway: the kit's subjects and streams, its own key entry
+		{bot, op{"queue", "uims.gw.mybot.im"}, true},
+		{bot, op{"pub", "uims.broker.imi"}, true},
+		{bot, op{"pub", "uims.gw.web.im"}, true},
+		{bot, op{"pub", "uims.acks.mybot"}, true},
+		{bot, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_STATUS.status-mybot.uims.gw.mybot.status"}, true},
+		{bot, op{"pub", "$JS.API.DIRECT.GET.KV_uims_keys.$KV.uims_keys.mybot"}, true},
+		{bot, op{"sub", "uims.gw.web.>"}, false},
+		{bot, op{"pub", "uims.web.events.bob"}, false},
+		{bot, op{"sub", "uims.web.events.bob"}, false},
+		{bot, op{"pub", "$JS.API.STREAM.DELETE.UIMS_STATUS"}, false},
+		{bot, op{"pub", "$JS.API.STREAM.UPDATE.UIMS_ACKS"}, false},
+		{bot, op{"pub", "$JS.API.CONSUMER.CREATE.OBJ_uims_content.x.$O.uims_content.M.>"}, false},
+		// processors
+		{proc, op{"queue", "uims.proc.html2text"}, true},
+		{proc, op{"pub", "uims.broker.conv"}, true},
+		{proc, op{"pub", "uims.gw.web.im"}, true},
+		{proc, op{"sub", "uims.gw.web.im"}, false},
+		{proc, op{"pub", "uims.inbox.0.bob.m1"}, false},
+		// brokers
+		{brk, op{"queue", "uims.broker.imi"}, true},
+		{brk, op{"pub", "uims.gw.web.status"}, true},
+		{brk, op{"pub", "$JS.API.CONSUMER.CREATE.KV_uims_keys.w"}, true},
+		{brk, op{"sub", "uims.gw.web.im"}, false},
+		{brk, op{"pub", "uims.gw.web.im"}, false},
+		{brk, op{"pub", "uims.inbox.0.bob.m1"}, false},
+		{brk, op{"pub", "$KV.uims_keys.web"}, false},
+		{brk, op{"pub", "$JS.API.STREAM.PURGE.UIMS_STATUS"}, false},
+		// the command-line sender is a gateway that receives nothing
+		{cli, op{"pub", "uims.broker.imi"}, true},
+		{cli, op{"sub", "uims.gw.web.im"}, false},
+		{cli, op{"pub", "uims.inbox.0.bob.m1"}, false},
+		// the operator's observer reads everything and writes nothing
+		{observer, op{"sub", "uims.>"}, true},
+		{observer, op{"pub", "$SRV.PING"}, true},
+		{observer, op{"pub", "uims.broker.imi"}, false},
+		{observer, op{"pub", "uims.inbox.0.bob.m1"}, false},
+		{observer, op{"pub", "$JS.API.STREAM.PURGE.UIMS_INBOX_0"}, false},
+	}
+	for _, c := range cases {
+		name := c.who.name + " " + c.op.kind + " " + c.op.subject
+		t.Run(name, func(t *testing.T) {
+			errs := make(chan error, 4)
+			nc := natstest.ConnectAs(t, ns, a, c.who.name, c.who.role, c.who.media, errs)
+			switch c.op.kind {
+			case "sub":
+				_, err = nc.SubscribeSync(c.op.subject)
+			case "queue":
+				_, err = nc.QueueSubscribeSync(c.op.subject, "q")
+			case "pub":
+				err = nc.Publish(c.op.subject, []byte("x"))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			var got error
+			select {
+			case got = <-errs:
+			case <-time.After(map[bool]time.Duration{true: 200 * time.Millisecond, false: 3 * time.Second}[c.allow]):
+			}
+			switch {
+			case c.allow && got != nil:
+				t.Errorf("allowed operation refused: %v", got)
+			case !c.allow && got == nil:
+				t.Errorf("denied operation went through silently")
+			case !c.allow && !errors.Is(got, nats.ErrPermissionViolation) && !strings.Contains(got.Error(), "Permissions Violation"):
+				t.Errorf("denied with %v, want a permissions violation", got)
+			}
+		})
+	}
+}
+
+func TestRevokedPartyDisconnected(t *testing.T) {
+	a, err := natsauth.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.RunAuth(t, a)
+	closed := make(chan struct{})
+	creds, err := a.Issue("mybot", natsauth.RoleGateway, []string{"bot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, _ := natsauth.CredsOption("mybot", creds)
+	opts = append(opts, nats.MaxReconnects(0), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	nc, err := nats.Connect(ns.ClientURL(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	if err := a.Revoke("mybot"); err != nil {
+		t.Fatal(err)
+	}
+	sysCreds, err := a.SystemCreds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sopts, _ := natsauth.CredsOption("", sysCreds)
+	sys, err := nats.Connect(ns.ClientURL(), sopts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	if err := natsauth.Push(sys, a.AccountJWT()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the revoked party's connection is still open")
+	}
+	if _, err := nats.Connect(ns.ClientURL(), append(opts[:2:2], nats.MaxReconnects(0))...); err == nil {
+		t.Fatal("a revoked party connected again")
+	}
+	if _, ok := a.Identity("mybot"); ok {
+		t.Error("the authority still lists the revoked party")
+	}
+	// the authority reopened from its folder keeps the revocation
+	b, err := natsauth.Open(a.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.AccountJWT() != a.AccountJWT() {
+		t.Error("the account JWT was not saved")
+	}
+}
