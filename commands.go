@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -119,12 +120,13 @@ func cmdRun(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, `
 UIMS is running.
   web page and API   %s://%s   (demo tokens: alice-token, bob-token; operator view: operator-token)
-  NATS               %s   (watch: nats sub 'uims.>' ; nats micro ls)
+  NATS               %s   (anonymous connections are refused; parties' credentials in %s)
+                     watch: nats --creds %s sub 'uims.>'   ;   nats --creds %s micro ls
   SMTP               %s   (swaks --server %s --from carol@outside.test --to bob@example.test)
   SMPP               %s   (bind as system_id carol, password carol-pw: an SMS application)
   send a message     uims send --from alice --to bob "hello"
                      curl -H 'Authorization: Bearer alice-token' -d '{"to":"bob","text":"hello"}' %s://%s/api/v1/messages
-`, scheme, a.HTTP, a.NATS, a.SMTP, a.SMTP, a.SMPP, scheme, a.HTTP)
+`, scheme, a.HTTP, a.NATS, a.Creds, filepath.Join(a.Creds, "ops.creds"), filepath.Join(a.Creds, "ops.creds"), a.SMTP, a.SMTP, a.SMPP, scheme, a.HTTP)
 	}
 	return system.Run(ctx, cfg, log)
 }

@@ -59,6 +59,9 @@ type Addrs struct {
 	NATS string
 	SMTP string // empty when the e-mail gateway is off
 	SMPP string // empty when the SMS gateway is off
+	// Creds is the folder of the parties' NATS credentials
+	// (ops.creds: the operator's read-only observer; admin.creds).
+	Creds string
 }
 
 func (c *Config) setDefaults() {
@@ -111,6 +114,17 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
+	au, err := OpenAuth(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	ids := map[string]Identity{}
+	for _, id := range Builtin {
+		if _, err := au.Creds(id); err != nil {
+			return err
+		}
+		ids[id.Name] = id
+	}
 	tcfg, err := ServerTLS(cfg.TLSCert, cfg.TLSKey)
 	if err != nil {
 		return err
@@ -118,7 +132,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err := checkCA(tcfg, cfg.TLSCA); err != nil {
 		return err
 	}
-	ns, err := StartClusterNATS(cfg.NATSAddr, cfg.DataDir, ClusterConfig{TLS: tcfg}, log)
+	ns, err := StartClusterNATS(cfg.NATSAddr, cfg.DataDir, ClusterConfig{TLS: tcfg, Auth: au.Authority}, log)
 	if err != nil {
 		return err
 	}
@@ -137,8 +151,10 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	// In process, the server offers TLS but does not require it; a nats://
 	// URL (ClientURL says tls:// with TLS on) keeps these connections plain.
 	inProcURL := "nats://" + ns.Addr().String()
+	// Every part connects as its own party, with least privilege
+	// (docs/SECURITY.md), in process.
 	conn := func(name string) (*nats.Conn, error) {
-		nc, err := nats.Connect(inProcURL, nats.Name("uims-"+name), nats.InProcessServer(ns), nats.MaxReconnects(-1))
+		nc, err := au.ConnectAs(inProcURL, ids[name], nats.InProcessServer(ns))
 		if err == nil {
 			conns = append(conns, nc)
 		}
@@ -148,11 +164,14 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	loader, err := conn("profiles")
+	admin, err := conn("admin")
 	if err != nil {
 		return err
 	}
-	ps, err := LoadProfiles(ctx, rdb, loader, cfg.ProfilesFile)
+	if err := PublishKeyFile(ctx, admin, kf); err != nil {
+		return err
+	}
+	ps, err := LoadProfiles(ctx, rdb, admin, cfg.ProfilesFile)
 	if err != nil {
 		return err
 	}
@@ -191,8 +210,13 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		},
 		func() error {
 			nc, kr, err := party(kf, "web", conn)
+			if err != nil {
+				return err
+			}
+			obs, err := conn("ops")
 			if err == nil {
-				wg, err = web.New(web.Config{Addr: cfg.HTTPAddr, TLS: tcfg, OperatorToken: cfg.Operator, Metrics: reg, Kit: kc}, nc, kr, log)
+				wg, err = web.New(web.Config{Addr: cfg.HTTPAddr, TLS: tcfg, OperatorToken: cfg.Operator, Metrics: reg, Kit: kc,
+					ObserverConn: obs}, nc, kr, log)
 			}
 			return err
 		},
@@ -243,7 +267,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		comps = append(comps, component{"sms", sg.Run})
 	}
 	if err := runAll(ctx, comps, log, func() {
-		a := Addrs{HTTP: wg.Addr(), NATS: ns.ClientURL()}
+		a := Addrs{HTTP: wg.Addr(), NATS: ns.ClientURL(), Creds: au.CredsDir}
 		if eg != nil {
 			a.SMTP = eg.Addr()
 		}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/uims/uims/broker"
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/natsauth"
 	"github.com/uims/uims/schemas"
 )
 
@@ -40,6 +41,9 @@ type ClusterConfig struct {
 	Name   string // server name
 	Listen string // cluster route listen address, host:port
 	Routes string // comma-separated nats://host:port of the other members
+	// Auth, if set, is the authority the server trusts: anonymous
+	// connections are refused, parties connect with its credentials.
+	Auth *natsauth.Authority
 	// TLS, if set, makes the client port require TLS (ServerTLS,
 	// ApplyServerTLS); routes stay as they are.
 	TLS *tls.Config
@@ -77,6 +81,11 @@ func StartClusterNATS(addr, dir string, cc ClusterConfig, log zerolog.Logger) (*
 		opts.ServerName = cc.Name
 	}
 	ApplyServerTLS(opts, cc.TLS)
+	if cc.Auth != nil {
+		if err := cc.Auth.ServerOptions(opts, filepath.Join(dir, "nats", "accounts")); err != nil {
+			return nil, err
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("system: nats: %w", err)
@@ -86,7 +95,7 @@ func StartClusterNATS(addr, dir string, cc ClusterConfig, log zerolog.Logger) (*
 		ns.Shutdown()
 		return nil, fmt.Errorf("system: nats not ready on %s (is the port taken?)", addr)
 	}
-	log.Info().Str("url", ns.ClientURL()).Str("store", opts.StoreDir).Msg("embedded NATS with JetStream started (sync always)")
+	log.Info().Str("url", ns.ClientURL()).Str("store", opts.StoreDir).Bool("auth", cc.Auth != nil).Msg("embedded NATS with JetStream started (sync always)")
 	return ns, nil
 }
 
