@@ -152,3 +152,28 @@ func TestProfilesLegacyClearSecrets(t *testing.T) {
 		t.Errorf("ByToken after the rewrite = %v, %v", p, err)
 	}
 }
+
+// A profile file may give the hashes instead of the secrets.
+func TestProfilesFileWithHashes(t *testing.T) {
+	_, rdb := redistest.Run(t)
+	ctx := context.Background()
+	file := `clients:
+  - id: hashed
+    token_sha256: ` + schemas.TokenSHA256("h-token") + `
+    smpp: {system_id: hashed, password_hash: ` + schemas.CredentialHash(schemas.CredentialSMPP, "hashed", "h-pw") + `}
+`
+	in, err := broker.ReadProfiles(strings.NewReader(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := broker.NewProfiles(rdb, nil)
+	if err := ps.Put(ctx, in[0]); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := ps.ByToken(ctx, schemas.TokenSHA256("h-token")); err != nil || p.ID != "hashed" {
+		t.Errorf("ByToken = %v, %v", p, err)
+	}
+	if p, err := ps.BySMPP(ctx, "hashed", schemas.CredentialHash(schemas.CredentialSMPP, "hashed", "h-pw")); err != nil || p.ID != "hashed" {
+		t.Errorf("BySMPP = %v, %v", p, err)
+	}
+}
