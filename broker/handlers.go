@@ -521,7 +521,8 @@ func (b *Broker) txStatus(ctx context.Context, msgID string) (*txRecord, *schema
 }
 
 // handleClient resolves a client credential or address for a gateway
-// (PROTOCOL.md §6.11). Secrets are compared here and never returned.
+// (PROTOCOL.md §6.11). Credentials arrive as hashes, are compared here in
+// constant time and are never returned.
 func (b *Broker) handleClient(ctx context.Context, req micro.Request) error {
 	f, err := b.frame(ctx, req, miap.PurposeQuery, true)
 	if err != nil {
@@ -533,12 +534,12 @@ func (b *Broker) handleClient(ctx context.Context, req micro.Request) error {
 	}
 	var p *schemas.Profile
 	switch q.Kind {
-	case "token":
-		p, err = b.profiles.ByToken(ctx, q.Secret)
-	case "smpp":
-		p, err = b.profiles.BySMPP(ctx, q.User, q.Secret)
-	case "smtp":
-		p, err = b.profiles.BySMTP(ctx, q.User, q.Secret)
+	case schemas.CredentialToken:
+		p, err = b.profiles.ByToken(ctx, q.Hash)
+	case schemas.CredentialSMPP:
+		p, err = b.profiles.BySMPP(ctx, q.User, q.Hash)
+	case schemas.CredentialSMTP:
+		p, err = b.profiles.BySMTP(ctx, q.User, q.Hash)
 	case "address":
 		p, err = b.profiles.ByAddress(ctx, q.Medium, q.User)
 	case "id":
