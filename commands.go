@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +38,7 @@ type opts struct {
 	fs                  *flag.FlagSet
 	logFormat, logLevel string
 	natsURL, keys       string
+	data                string // UIMS_DATA_DIR; the key file's folder unless --keys says otherwise
 	redisURL            string
 	strict              bool
 	metrics             string
@@ -53,8 +54,23 @@ func newOpts(name string) *opts {
 func (o *opts) client() {
 	o.fs.StringVar(&o.metrics, "metrics", env("UIMS_METRICS_ADDR", ""), "serve Prometheus /metrics on this address (UIMS_METRICS_ADDR)")
 	o.fs.StringVar(&o.natsURL, "nats", env("UIMS_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (UIMS_NATS_URL)")
-	o.fs.StringVar(&o.keys, "keys", env("UIMS_KEYS", "uims-data/keys.json"), "MIAP key file (UIMS_KEYS)")
+	o.keyFlags()
 	o.fs.BoolVar(&o.strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
+}
+
+// keyFlags are --data and --keys: the key file is <data>/keys.json unless
+// --keys (UIMS_KEYS) names another (README "Configuration").
+func (o *opts) keyFlags() {
+	o.fs.StringVar(&o.data, "data", env("UIMS_DATA_DIR", "uims-data"), "data folder, where the key file is (UIMS_DATA_DIR)")
+	o.fs.StringVar(&o.keys, "keys", env("UIMS_KEYS", ""), "MIAP key file (UIMS_KEYS; default <data>/keys.json)")
+}
+
+// keyFile is the MIAP key file's path.
+func (o *opts) keyFile() string {
+	if o.keys != "" {
+		return o.keys
+	}
+	return filepath.Join(o.data, "keys.json")
 }
 
 func (o *opts) logger() zerolog.Logger {
@@ -71,7 +87,7 @@ func (o *opts) connect(name string) (*nats.Conn, error) {
 }
 
 func (o *opts) keyring(party string) (*miap.Keyring, error) {
-	kf, err := miap.ReadKeyFile(o.keys)
+	kf, err := miap.ReadKeyFile(o.keyFile())
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +110,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.Operator, "operator-token", env("UIMS_OPERATOR_TOKEN", "operator-token"), "operator view token (UIMS_OPERATOR_TOKEN)")
 	mailFlags(o.fs, &cfg.SMTPAddr, &cfg.SMTPRelay, &cfg.SMTPDomains)
 	smsFlags(o.fs, &cfg.SMPPAddr, &cfg.SMSC)
-	o.fs.Parse(args)
+	o.parse(args)
 	cfg.Version = version
 	log := o.logger()
 	cfg.Ready = func(a system.Addrs) {
@@ -119,7 +135,7 @@ func cmdNATS(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cc.Listen, "cluster", "", "cluster route address host:port (empty: no cluster)")
 	o.fs.StringVar(&cc.Routes, "routes", "", "comma-separated routes to the other members (nats://host:port)")
 	o.fs.StringVar(&cc.Name, "name", "uims", "server name, unique in the cluster")
-	o.fs.Parse(args)
+	o.parse(args)
 	log := o.logger()
 	ns, err := system.StartClusterNATS(*addr, *data, cc, log)
 	if err != nil {
@@ -138,7 +154,7 @@ func cmdBroker(ctx context.Context, args []string) error {
 	o.fs.StringVar(&o.redisURL, "redis", env("UIMS_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL (UIMS_REDIS_URL)")
 	o.fs.StringVar(&cfg.Instance, "instance", env("UIMS_INSTANCE", ""), "instance name (UIMS_INSTANCE)")
 	o.fs.DurationVar(&cfg.Deadline, "deadline", 30*time.Second, "transfer and acknowledgement deadline")
-	o.fs.Parse(args)
+	o.parse(args)
 	cfg.Version = version
 	log := o.logger()
 	kr, err := o.keyring(miap.BrokerParty)
@@ -172,11 +188,7 @@ func cmdBroker(ctx context.Context, args []string) error {
 }
 
 func cmdGateway(ctx context.Context, args []string) error {
-	if len(args) < 1 || strings.HasPrefix(args[0], "-") {
-		return errors.New("which gateway? uims gateway web")
-	}
-	medium := args[0]
-	o := newOpts("gateway " + medium)
+	o := newOpts("gateway")
 	o.client()
 	httpAddr := o.fs.String("http", env("UIMS_HTTP_ADDR", "127.0.0.1:8080"), "HTTP address (web) (UIMS_HTTP_ADDR)")
 	smtpAddr, smtpRelay, smppAddr := new(string), new(string), new(string)
@@ -184,7 +196,11 @@ func cmdGateway(ctx context.Context, args []string) error {
 	var smsc sms.SMSCConfig
 	mailFlags(o.fs, smtpAddr, smtpRelay, &smtpDomains)
 	smsFlags(o.fs, smppAddr, &smsc)
-	o.fs.Parse(args[1:])
+	rest := o.parse(args)
+	if len(rest) != 1 {
+		return errors.New("which gateway? uims gateway web|email|sms")
+	}
+	medium := rest[0]
 	log := o.logger()
 	kr, err := o.keyring(medium)
 	if err != nil {
@@ -252,7 +268,7 @@ func smsFlags(fs *flag.FlagSet, addr *string, smsc *sms.SMSCConfig) {
 func cmdProcessor(ctx context.Context, args []string) error {
 	o := newOpts("processor")
 	o.client()
-	o.fs.Parse(args)
+	o.parse(args)
 	log := o.logger()
 	kr, err := o.keyring("proc")
 	if err != nil {
@@ -291,8 +307,7 @@ func cmdSend(ctx context.Context, args []string) error {
 	html := o.fs.Bool("html", false, "the text is HTML")
 	wait := o.fs.Duration("wait", time.Minute, "how long to wait for the final status")
 	read := o.fs.Bool("wait-read", false, "wait for the read receipt too")
-	o.fs.Parse(args)
-	text := strings.Join(o.fs.Args(), " ")
+	text := strings.Join(o.parse(args), " ")
 	if *from == "" || *to == "" || text == "" {
 		return errors.New(`usage: uims send --from alice --to bob "hello"`)
 	}
@@ -353,8 +368,7 @@ func cmdProfile(ctx context.Context, args []string) error {
 	o := newOpts("profile")
 	o.fs.StringVar(&o.redisURL, "redis", env("UIMS_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL (UIMS_REDIS_URL)")
 	o.fs.StringVar(&o.natsURL, "nats", env("UIMS_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL, to tell the brokers (UIMS_NATS_URL)")
-	o.fs.Parse(args)
-	rest := o.fs.Args()
+	rest := o.parse(args)
 	if len(rest) == 0 {
 		return errors.New("usage: uims profile list | put FILE | delete ID")
 	}
@@ -418,84 +432,4 @@ func cmdProfile(ctx context.Context, args []string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown profile command %q", rest[0])
-}
-
-func cmdKeys(ctx context.Context, args []string) error {
-	o := newOpts("keys")
-	file := o.fs.String("keys", env("UIMS_KEYS", "uims-data/keys.json"), "key file (UIMS_KEYS)")
-	out := o.fs.String("out", "", "output file (export)")
-	overlap := o.fs.Duration("overlap", 24*time.Hour, "how long the old key stays valid after a rotation")
-	o.fs.Parse(args)
-	rest := o.fs.Args()
-	if len(rest) == 0 {
-		return errors.New("usage: uims keys generate | show | export PARTY | rotate PARTY")
-	}
-	log := o.logger()
-	switch rest[0] {
-	case "generate":
-		_, err := system.LoadOrCreateKeys(*file, append(system.Parties, rest[1:]...), log)
-		return err
-	case "show":
-		kf, err := miap.ReadKeyFile(*file)
-		if err != nil {
-			return err
-		}
-		for _, e := range kf.Keys {
-			fmt.Printf("%-8s %-20s not_before=%s not_after=%s\n", e.Party, e.Kid, fmtTime(e.NotBefore), fmtTime(e.NotAfter))
-		}
-		return nil
-	case "export":
-		if len(rest) < 2 || *out == "" {
-			return errors.New("usage: uims keys export PARTY --out FILE")
-		}
-		kf, err := miap.ReadKeyFile(*file)
-		if err != nil {
-			return err
-		}
-		sub := kf.For(rest[1])
-		if len(sub.Keys) == 0 {
-			return fmt.Errorf("no keys for party %q", rest[1])
-		}
-		return miap.WriteKeyFile(*out, sub)
-	case "rotate":
-		if len(rest) < 2 {
-			return errors.New("usage: uims keys rotate PARTY")
-		}
-		kf, err := miap.ReadKeyFile(*file)
-		if err != nil {
-			return err
-		}
-		now := time.Now().UTC()
-		party := rest[1]
-		found := false
-		for i := range kf.Keys {
-			if kf.Keys[i].Party == party && (kf.Keys[i].NotAfter.IsZero() || kf.Keys[i].NotAfter.After(now)) {
-				found = true
-				if party != miap.BrokerParty { // K2 stays until its IDs are done (PROTOCOL.md §3.4)
-					kf.Keys[i].NotAfter = now.Add(*overlap)
-				}
-			}
-		}
-		if !found {
-			return fmt.Errorf("no current key for party %q", party)
-		}
-		e, err := miap.NewKeyEntry(rand.Reader, party, miap.NewKid(party, now), now)
-		if err != nil {
-			return err
-		}
-		kf.Keys = append(kf.Keys, e)
-		if err := miap.WriteKeyFile(*file, kf); err != nil {
-			return err
-		}
-		fmt.Printf("new key %s for %s; distribute the file, then restart brokers and the %s gateway\n", e.Kid, party, party)
-		return nil
-	}
-	return fmt.Errorf("unknown keys command %q", rest[0])
-}
-
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Format(time.RFC3339)
 }
