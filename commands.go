@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -362,74 +361,4 @@ func cmdSend(ctx context.Context, args []string) error {
 		}
 	}
 	return fmt.Errorf("no final status after %v", *wait)
-}
-
-func cmdProfile(ctx context.Context, args []string) error {
-	o := newOpts("profile")
-	o.fs.StringVar(&o.redisURL, "redis", env("UIMS_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL (UIMS_REDIS_URL)")
-	o.fs.StringVar(&o.natsURL, "nats", env("UIMS_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL, to tell the brokers (UIMS_NATS_URL)")
-	rest := o.parse(args)
-	if len(rest) == 0 {
-		return errors.New("usage: uims profile list | put FILE | delete ID")
-	}
-	rdb, err := broker.OpenRedis(o.redisURL)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	store := broker.NewProfiles(rdb, nil)
-	notify := func() {
-		if nc, err := o.connect("profile"); err == nil {
-			nc.Publish(schemas.SubjectProfilesChanged, nil)
-			nc.Flush()
-			nc.Close()
-		}
-	}
-	switch rest[0] {
-	case "list":
-		ps, err := store.List(ctx)
-		if err != nil {
-			return err
-		}
-		for _, p := range ps {
-			var addrs []string
-			for m, a := range p.Addresses {
-				addrs = append(addrs, m+"="+a)
-			}
-			sort.Strings(addrs)
-			fmt.Printf("%-12s %-20s %s prefer=%s\n", p.ID, p.Name, strings.Join(addrs, " "), strings.Join(p.Prefer, ","))
-		}
-		return nil
-	case "put":
-		if len(rest) < 2 {
-			return errors.New("usage: uims profile put FILE")
-		}
-		f, err := os.Open(rest[1])
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		ps, err := broker.ReadProfiles(f)
-		if err != nil {
-			return err
-		}
-		for _, p := range ps {
-			if err := store.Put(ctx, p); err != nil {
-				return err
-			}
-		}
-		notify()
-		fmt.Printf("%d profiles stored\n", len(ps))
-		return nil
-	case "delete":
-		if len(rest) < 2 {
-			return errors.New("usage: uims profile delete ID")
-		}
-		if err := store.Delete(ctx, rest[1]); err != nil {
-			return err
-		}
-		notify()
-		return nil
-	}
-	return fmt.Errorf("unknown profile command %q", rest[0])
 }

@@ -2,10 +2,13 @@ package system_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/uims/uims/broker"
@@ -64,5 +67,69 @@ func TestSavedProfilesSurviveRestart(t *testing.T) {
 	}
 	if _, err := store.ByToken(ctx, "alice-token"); err != nil {
 		t.Errorf("alice after restart: %v", err)
+	}
+}
+
+// TestRunKeepsProfileChanges: a profile put through the broker of `uims
+// run` (embedded store) is there again after `uims run` restarts on the same
+// data folder.
+func TestRunKeepsProfileChanges(t *testing.T) {
+	dir := t.TempDir()
+	start := func() (stop func(), natsURL string) {
+		cfg := system.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", SMTPAddr: "off", SMPPAddr: "off"}
+		addrs := make(chan system.Addrs, 1)
+		cfg.Ready = func(a system.Addrs) { addrs <- a }
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- system.Run(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)) }()
+		stop = func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		}
+		select {
+		case a := <-addrs:
+			return stop, a.NATS
+		case err := <-done:
+			t.Fatalf("run stopped: %v", err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("run not ready")
+		}
+		return nil, ""
+	}
+	request := func(url string, q schemas.ProfileRequest) schemas.ProfileReply {
+		t.Helper()
+		nc, err := nats.Connect(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		body, _ := json.Marshal(q)
+		m, err := nc.Request(schemas.SubjectBrokerProfile, body, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := m.Header.Get("Nats-Service-Error"); e != "" {
+			t.Fatalf("%+v: %s", q, e)
+		}
+		var r schemas.ProfileReply
+		json.Unmarshal(m.Data, &r)
+		return r
+	}
+
+	stop, url := start()
+	request(url, schemas.ProfileRequest{Op: schemas.ProfilePut, Profile: &schemas.Profile{ID: "erin", Token: "erin-token", Addresses: map[string]string{"web": "erin"}}})
+	request(url, schemas.ProfileRequest{Op: schemas.ProfileDelete, ID: "carol"})
+	stop()
+
+	stop, url = start()
+	defer stop()
+	ids := map[string]bool{}
+	for _, p := range request(url, schemas.ProfileRequest{Op: schemas.ProfileList}).Profiles {
+		ids[p.ID] = true
+	}
+	if !ids["erin"] || ids["carol"] || !ids["alice"] {
+		t.Errorf("profiles after the restart: %v", ids)
 	}
 }
