@@ -67,6 +67,11 @@ type Config struct {
 	Now func() time.Time
 	// Metrics, if set, is where the broker registers its Prometheus collectors.
 	Metrics prometheus.Registerer
+	// OnProfilesChanged, if set, is called after the administrator changed
+	// profiles through this broker (uims.broker.profile), before it answers;
+	// an error fails the request. `uims run` saves its embedded store's
+	// profiles with it.
+	OnProfilesChanged func(ctx context.Context) error
 }
 
 func (c *Config) setDefaults() {
@@ -224,6 +229,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		{"conv", schemas.SubjectBrokerConv, b.handleConv},
 		{"status", schemas.SubjectBrokerStatus, b.handleStatus},
 		{"client", schemas.SubjectBrokerClient, b.handleClient},
+		{"profile", schemas.SubjectBrokerProfile, b.handleProfile},
 	}
 	for _, ep := range endpoints {
 		fn := b.instrument(ep.name, ep.fn)

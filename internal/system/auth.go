@@ -9,7 +9,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/uims/uims/miap"
@@ -158,4 +160,50 @@ func PublishKeyFile(ctx context.Context, admin *nats.Conn, kf *miap.KeyFile) err
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	return miapnats.PublishKeys(ctx, js, kf, true)
+}
+
+// Provision opens the trust material of a fabric folder: its NATS
+// authority, credentials for every built-in party, and the key file
+// (keys.json, created with keys for the built-in parties when absent).
+func Provision(dir string, log zerolog.Logger) (*Auth, *miap.KeyFile, error) {
+	kf, err := LoadOrCreateKeys(filepath.Join(dir, "keys.json"), Parties, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	au, err := OpenAuth(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, id := range Builtin {
+		if _, err := au.Creds(id); err != nil {
+			return nil, nil, err
+		}
+	}
+	return au, kf, nil
+}
+
+// PublishKeysWhenReady publishes kf to the key registry as the
+// administrator, in process, retrying until JetStream takes it (a cluster
+// member starts before its peers) or ctx is done.
+func PublishKeysWhenReady(ctx context.Context, ns *server.Server, au *Auth, kf *miap.KeyFile, log zerolog.Logger) {
+	for {
+		err := func() error {
+			admin, err := au.ConnectAs(ns.ClientURL(), Identity{"admin", natsauth.RoleAdmin, nil}, nats.InProcessServer(ns))
+			if err != nil {
+				return err
+			}
+			defer admin.Close()
+			return PublishKeyFile(ctx, admin, kf)
+		}()
+		if err == nil {
+			log.Info().Int("keys", len(kf.Keys)).Msg("key registry published")
+			return
+		}
+		log.Debug().Err(err).Msg("key registry not published yet")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
 }

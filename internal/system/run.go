@@ -114,15 +114,12 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	au, err := OpenAuth(cfg.DataDir)
+	au, _, err := Provision(cfg.DataDir, log)
 	if err != nil {
 		return err
 	}
 	ids := map[string]Identity{}
 	for _, id := range Builtin {
-		if _, err := au.Creds(id); err != nil {
-			return err
-		}
 		ids[id.Name] = id
 	}
 	tcfg, err := ServerTLS(cfg.TLSCert, cfg.TLSKey)
@@ -171,11 +168,20 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err := PublishKeyFile(ctx, admin, kf); err != nil {
 		return err
 	}
-	ps, err := LoadProfiles(ctx, rdb, admin, cfg.ProfilesFile)
+	saved := filepath.Join(cfg.DataDir, SavedProfiles)
+	profiles := cfg.ProfilesFile
+	if _, err := os.Stat(saved); err == nil {
+		if profiles == "" {
+			profiles = saved
+		} else {
+			log.Warn().Str("file", saved).Str("profiles", profiles).Msg("profiles saved by an earlier run are not loaded: UIMS_PROFILES names another file")
+		}
+	}
+	ps, err := LoadProfiles(ctx, rdb, admin, profiles)
 	if err != nil {
 		return err
 	}
-	log.Info().Int("clients", len(ps)).Str("file", cfg.ProfilesFile).Msg("profiles loaded")
+	log.Info().Int("clients", len(ps)).Str("file", profiles).Msg("profiles loaded")
 
 	eng, err := miap.New(miap.Config{Keys: all, Window: cfg.Window})
 	if err != nil {
@@ -194,9 +200,13 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	parts := []func() error{
 		func() error {
+			bc := broker.Config{Version: cfg.Version, Metrics: reg}
+			if cfg.RedisURL == "" { // the embedded store forgets: keep profile changes in the data folder
+				bc.OnProfilesChanged = func(ctx context.Context) error { return SaveProfiles(ctx, rdb, saved) }
+			}
 			nc, err := conn("broker")
 			if err == nil {
-				b, err = broker.New(nc, rdb, eng, broker.Config{Version: cfg.Version, Metrics: reg}, log)
+				b, err = broker.New(nc, rdb, eng, bc, log)
 			}
 			return err
 		},
