@@ -418,7 +418,8 @@ func (b *Broker) instrument(name string, fn handler) func(context.Context, micro
 		st.mu.Unlock()
 		ev := b.log.Info()
 		switch code {
-		case schemas.CodeBadMAC, schemas.CodeReplay, schemas.CodeIDMismatch, schemas.CodeBadTicket, schemas.CodeNotAllowed, schemas.CodeBadSession, schemas.CodeUnknownKey:
+		case schemas.CodeBadMAC, schemas.CodeReplay, schemas.CodeIDMismatch, schemas.CodeBadTicket, schemas.CodeNotAllowed, schemas.CodeBadSession, schemas.CodeUnknownKey,
+			schemas.CodeStrictRequired:
 			ev = b.log.Warn().Bool("security", true)
 		case schemas.CodeInternal, schemas.CodeStoreUnavailable:
 			ev = b.log.Error()

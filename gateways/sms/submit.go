@@ -154,6 +154,8 @@ func appStatus(err error) pdu.Status {
 		return pdu.ESME_RINVMSGLEN
 	case code == schemas.CodeUnknownSender:
 		return pdu.ESME_RINVSRCADR
+	case code == schemas.CodeStrictRequired: // gateway in fast mode, brokers in strict mode
+		return pdu.ESME_RSYSERR
 	default:
 		return pdu.ESME_RSUBMITFAIL
 	}
