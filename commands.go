@@ -140,8 +140,16 @@ func cmdBroker(ctx context.Context, args []string) error {
 	o.fs.DurationVar(&cfg.Deadline, "deadline", 30*time.Second, "transfer and acknowledgement deadline")
 	o.fs.Parse(args)
 	cfg.Version = version
+	cfg.Strict = o.strict
 	log := o.logger()
-	kr, err := o.keyring(miap.BrokerParty)
+	kf, err := miap.ReadKeyFile(o.keys)
+	if err != nil {
+		return err
+	}
+	if system.AddGrants(kf) { // a key file written before PROTOCOL.md §3.5
+		log.Warn().Str("file", o.keys).Msg("built-in parties' keys carry no grant: using the built-in grants; run 'uims keys generate' to write them")
+	}
+	kr, err := kf.Keyring()
 	if err != nil {
 		return err
 	}
@@ -482,6 +490,11 @@ func cmdKeys(ctx context.Context, args []string) error {
 		e, err := miap.NewKeyEntry(rand.Reader, party, miap.NewKid(party, now), now)
 		if err != nil {
 			return err
+		}
+		if kr, err := kf.Keyring(); err == nil { // the new key keeps the party's grant (PROTOCOL.md §3.5)
+			if g, ok := kr.Grant(party); ok {
+				e.Role, e.Media = g.Role, append([]string(nil), g.Media...)
+			}
 		}
 		kf.Keys = append(kf.Keys, e)
 		if err := miap.WriteKeyFile(*file, kf); err != nil {

@@ -157,7 +157,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		func() error {
 			nc, err := conn("broker")
 			if err == nil {
-				b, err = broker.New(nc, rdb, eng, broker.Config{Version: cfg.Version, Metrics: reg}, log)
+				b, err = broker.New(nc, rdb, eng, broker.Config{Version: cfg.Version, Strict: cfg.Strict, Metrics: reg}, log)
 			}
 			return err
 		},
