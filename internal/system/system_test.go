@@ -2,6 +2,7 @@ package system_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -90,5 +91,48 @@ func TestRunDeliversWithDemoClients(t *testing.T) {
 				t.Fatalf("key file mode %v", fi.Mode())
 			}
 		})
+	}
+}
+
+// A key file written before grants (PROTOCOL.md §3.5): loading it gives the
+// built-in parties their grants, writes them, adds the missing parties with
+// theirs, and leaves other parties alone.
+func TestOldKeyFileGetsGrants(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.json")
+	old := &miap.KeyFile{MIAP: 1}
+	for _, p := range []string{miap.BrokerParty, "web", "email", "proc", "bot"} {
+		e, err := miap.NewKeyEntry(rand.Reader, p, p+"-1", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old.Keys = append(old.Keys, e)
+	}
+	if err := miap.WriteKeyFile(path, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := system.LoadOrCreateKeys(path, system.Parties, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	kf, err := miap.ReadKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := kf.Keyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for party, want := range system.Grants {
+		g, ok := kr.Grant(party)
+		if !ok || g.Role != want.Role || strings.Join(g.Media, ",") != strings.Join(want.Media, ",") {
+			t.Errorf("grant of %s = %+v, %v; want %+v", party, g, ok, want)
+		}
+	}
+	if g, ok := kr.Grant("web"); !ok || !g.Speaks("web") || g.Speaks("email") {
+		t.Errorf("web grant %+v", g)
+	}
+	for _, p := range []string{"bot", miap.BrokerParty} {
+		if g, ok := kr.Grant(p); ok {
+			t.Errorf("%s got a grant %+v", p, g)
+		}
 	}
 }
