@@ -159,7 +159,7 @@ func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
 		schemas.StatusRouted, routed.Sender, routed.Recipient, dec.dest.Medium, note, routed.Deadline, now.UnixMilli()}
 	keys := []string{keyTx + imi.MsgID, keyTxHistory + imi.MsgID, keyDeadlines, quotaKey}
 
-	// One round trip: the nonce claim and the transaction (§8 step 5).
+	// One round trip: the nonce claim and the transaction (§8 step 6e).
 	var claim func() error
 	var create *redis.Cmd
 	b.batch.do(ctx, func(pipe redis.Pipeliner) {
