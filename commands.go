@@ -224,8 +224,16 @@ func cmdBroker(ctx context.Context, args []string) error {
 	o.fs.DurationVar(&cfg.Deadline, "deadline", 30*time.Second, "transfer and acknowledgement deadline")
 	o.parse(args)
 	cfg.Version = version
+	cfg.Strict = o.strict
 	log := o.logger()
-	kr, err := o.keyring(miap.BrokerParty)
+	kf, err := miap.ReadKeyFile(o.keys)
+	if err != nil {
+		return err
+	}
+	if system.AddGrants(kf) { // a key file written before PROTOCOL.md §3.5
+		log.Warn().Str("file", o.keyFile()).Msg("built-in parties' keys carry no grant: using the built-in grants; run 'uims keys generate' to write them")
+	}
+	kr, err := kf.Keyring()
 	if err != nil {
 		return err
 	}

@@ -172,7 +172,7 @@ func TestDocumentsValidate(t *testing.T) {
 
 func TestCodesStable(t *testing.T) {
 	// The wire numbers of the first codes must never change (PROTOCOL.md §9).
-	fixed := map[schemas.Code]string{1: "MALFORMED", 5: "BAD_MAC", 8: "REPLAY", 10: "ID_MISMATCH", 15: "QUARANTINE", 21: "BUSY", 27: "UNAUTHORIZED"}
+	fixed := map[schemas.Code]string{1: "MALFORMED", 5: "BAD_MAC", 8: "REPLAY", 10: "ID_MISMATCH", 15: "QUARANTINE", 21: "BUSY", 27: "UNAUTHORIZED", 28: "STRICT_REQUIRED"}
 	for c, name := range fixed {
 		if c.String() != name {
 			t.Errorf("code %d is %s, was %s: codes are append-only", c, c, name)

@@ -11,6 +11,9 @@ const (
 	MediumFax   = "fax"
 	MediumVoice = "voice"
 	MediumBot   = "bot"
+	// MediumCLI is the operator's command-line sender (`uims send`): its
+	// address is the client id it sends as (PROTOCOL.md §6.2).
+	MediumCLI = "cli"
 )
 
 // Statuses of a message, in the order they normally happen. A message ends in

@@ -85,6 +85,10 @@ func httpStatus(c schemas.Code) int {
 		return http.StatusBadRequest
 	case schemas.CodeUnknownTx:
 		return http.StatusNotFound
+	case schemas.CodeStrictRequired:
+		// The gateway runs in fast mode, the brokers in strict mode: the
+		// operator must fix the configuration, a retry will not help.
+		return http.StatusBadGateway
 	}
 	if c.Retryable() {
 		return http.StatusServiceUnavailable

@@ -200,7 +200,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	parts := []func() error{
 		func() error {
-			bc := broker.Config{Version: cfg.Version, Metrics: reg}
+			bc := broker.Config{Version: cfg.Version, Strict: cfg.Strict, Metrics: reg}
 			if cfg.RedisURL == "" { // the embedded store forgets: keep profile changes in the data folder
 				bc.OnProfilesChanged = func(ctx context.Context) error { return SaveProfiles(ctx, rdb, saved) }
 			}
