@@ -19,6 +19,8 @@ var stdout io.Writer = os.Stdout
 func cmdKeys(ctx context.Context, args []string) error {
 	o := newOpts("keys")
 	o.keyFlags()
+	o.fs.StringVar(&o.natsURL, "nats", env("UIMS_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL of the running fabric, told of rotations (UIMS_NATS_URL)")
+	o.fs.StringVar(&o.tlsCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle to verify the NATS server with (UIMS_TLS_CA)")
 	out := o.fs.String("out", "", "output file (export)")
 	overlap := o.fs.Duration("overlap", 24*time.Hour, "how long the old key stays valid after a rotation (PROTOCOL.md §3.4)")
 	rest := o.parse(args)
@@ -65,7 +67,9 @@ func cmdKeys(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		e, first, overlapping, err := rotate(kf, party, time.Now().UTC(), *overlap)
+		// The new key signs from RotationLead on: by then every broker and
+		// gateway has it from the key registry (PROTOCOL.md §3.4).
+		e, first, overlapping, err := rotate(kf, party, time.Now().UTC().Add(system.RotationLead), *overlap)
 		if err != nil {
 			return err
 		}
@@ -80,13 +84,17 @@ func cmdKeys(ctx context.Context, args []string) error {
 		case party == miap.BrokerParty:
 			fmt.Fprintf(stdout, "new key %s for %s, minting from now; the earlier K2 keys stay to check the IDs minted under them (PROTOCOL.md §3.4)\n", e.Kid, party)
 		default:
-			fmt.Fprintf(stdout, "new key %s for %s, signing from now; the earlier key verifies until %s\n", e.Kid, party, fmtTime(e.NotBefore.Add(*overlap)))
+			fmt.Fprintf(stdout, "new key %s for %s, signing from %s; the earlier key verifies until %s\n", e.Kid, party, fmtTime(e.NotBefore), fmtTime(e.NotBefore.Add(*overlap)))
 		}
 		where := "uims keys export " + party + " --out FILE for its machines"
 		if party == miap.BrokerParty {
 			where = "the brokers hold the whole file"
 		}
-		fmt.Fprintf(stdout, "distribute %s (%s): brokers and gateways pick the new key up within a few seconds when the fabric's key registry is updated\n", file, where)
+		if err := o.publish(ctx, kf); err != nil {
+			fmt.Fprintf(stdout, "the running fabric was not reached (%v): 'uims party sync' when it runs; machines that keep their own copy: %s\n", err, where)
+			return nil
+		}
+		fmt.Fprintf(stdout, "published to the fabric's key registry: brokers and gateways take the new key without a restart, and sign with it from %s\n", fmtTime(e.NotBefore))
 		return nil
 	}
 	return fmt.Errorf("unknown keys command %q", rest[0])

@@ -11,8 +11,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/rs/zerolog"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/miap/miapnats"
@@ -117,6 +117,11 @@ func (au *Auth) PushAccount(url string, extra ...nats.Option) error {
 	defer sys.Close()
 	return natsauth.Push(sys, au.AccountJWT())
 }
+
+// RotationLead is how long after a rotation the new key starts signing:
+// longer than a gateway's poll of its key registry entry (kit.KeyRefresh),
+// so that every verifier has the key before the first frame under it.
+const RotationLead = 10 * time.Second
 
 // Bundle is what a party's machines need to join the fabric, and nothing
 // of anyone else's: written by `uims party add` into one folder.
