@@ -38,6 +38,7 @@ type opts struct {
 	fs                  *flag.FlagSet
 	logFormat, logLevel string
 	natsURL, keys       string
+	tlsCA               string
 	redisURL            string
 	strict              bool
 	metrics             string
@@ -53,6 +54,7 @@ func newOpts(name string) *opts {
 func (o *opts) client() {
 	o.fs.StringVar(&o.metrics, "metrics", env("UIMS_METRICS_ADDR", ""), "serve Prometheus /metrics on this address (UIMS_METRICS_ADDR)")
 	o.fs.StringVar(&o.natsURL, "nats", env("UIMS_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (UIMS_NATS_URL)")
+	o.fs.StringVar(&o.tlsCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle to verify the NATS server with; set: TLS required (UIMS_TLS_CA)")
 	o.fs.StringVar(&o.keys, "keys", env("UIMS_KEYS", "uims-data/keys.json"), "MIAP key file (UIMS_KEYS)")
 	o.fs.BoolVar(&o.strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
 }
@@ -67,7 +69,17 @@ func (o *opts) logger() zerolog.Logger {
 }
 
 func (o *opts) connect(name string) (*nats.Conn, error) {
-	return nats.Connect(o.natsURL, nats.Name("uims-"+name), nats.MaxReconnects(-1))
+	tlsOpts, err := system.NATSClientTLS(o.tlsCA)
+	if err != nil {
+		return nil, err
+	}
+	return nats.Connect(o.natsURL, append([]nats.Option{nats.Name("uims-" + name), nats.MaxReconnects(-1)}, tlsOpts...)...)
+}
+
+// tlsFlags are the server certificate flags (UIMS_TLS_CERT, UIMS_TLS_KEY).
+func tlsFlags(fs *flag.FlagSet, cert, key *string) {
+	fs.StringVar(cert, "tls-cert", env("UIMS_TLS_CERT", ""), "PEM server certificate; with --tls-key: TLS required (UIMS_TLS_CERT)")
+	fs.StringVar(key, "tls-key", env("UIMS_TLS_KEY", ""), "PEM key of --tls-cert (UIMS_TLS_KEY)")
 }
 
 func (o *opts) keyring(party string) (*miap.Keyring, error) {
@@ -94,19 +106,25 @@ func cmdRun(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.Operator, "operator-token", env("UIMS_OPERATOR_TOKEN", "operator-token"), "operator view token (UIMS_OPERATOR_TOKEN)")
 	mailFlags(o.fs, &cfg.SMTPAddr, &cfg.SMTPRelay, &cfg.SMTPDomains)
 	smsFlags(o.fs, &cfg.SMPPAddr, &cfg.SMSC)
+	tlsFlags(o.fs, &cfg.TLSCert, &cfg.TLSKey)
+	o.fs.StringVar(&cfg.TLSCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle clients trust; checked against --tls-cert (UIMS_TLS_CA)")
 	o.fs.Parse(args)
 	cfg.Version = version
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
 	log := o.logger()
 	cfg.Ready = func(a system.Addrs) {
 		fmt.Fprintf(os.Stderr, `
 UIMS is running.
-  web page and API   http://%s   (demo tokens: alice-token, bob-token; operator view: operator-token)
+  web page and API   %s://%s   (demo tokens: alice-token, bob-token; operator view: operator-token)
   NATS               %s   (watch: nats sub 'uims.>' ; nats micro ls)
   SMTP               %s   (swaks --server %s --from carol@outside.test --to bob@example.test)
   SMPP               %s   (bind as system_id carol, password carol-pw: an SMS application)
   send a message     uims send --from alice --to bob "hello"
-                     curl -H 'Authorization: Bearer alice-token' -d '{"to":"bob","text":"hello"}' http://%s/api/v1/messages
-`, a.HTTP, a.NATS, a.SMTP, a.SMTP, a.SMPP, a.HTTP)
+                     curl -H 'Authorization: Bearer alice-token' -d '{"to":"bob","text":"hello"}' %s://%s/api/v1/messages
+`, scheme, a.HTTP, a.NATS, a.SMTP, a.SMTP, a.SMPP, scheme, a.HTTP)
 	}
 	return system.Run(ctx, cfg, log)
 }
@@ -119,8 +137,14 @@ func cmdNATS(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cc.Listen, "cluster", "", "cluster route address host:port (empty: no cluster)")
 	o.fs.StringVar(&cc.Routes, "routes", "", "comma-separated routes to the other members (nats://host:port)")
 	o.fs.StringVar(&cc.Name, "name", "uims", "server name, unique in the cluster")
+	var tlsCert, tlsKey string
+	tlsFlags(o.fs, &tlsCert, &tlsKey)
 	o.fs.Parse(args)
 	log := o.logger()
+	var err error
+	if cc.TLS, err = system.ServerTLS(tlsCert, tlsKey); err != nil {
+		return err
+	}
 	ns, err := system.StartClusterNATS(*addr, *data, cc, log)
 	if err != nil {
 		return err
@@ -184,8 +208,16 @@ func cmdGateway(ctx context.Context, args []string) error {
 	var smsc sms.SMSCConfig
 	mailFlags(o.fs, smtpAddr, smtpRelay, &smtpDomains)
 	smsFlags(o.fs, smppAddr, &smsc)
+	var tlsCert, tlsKey string
+	if medium == "web" { // HTTPS
+		tlsFlags(o.fs, &tlsCert, &tlsKey)
+	}
 	o.fs.Parse(args[1:])
 	log := o.logger()
+	httpTLS, err := system.ServerTLS(tlsCert, tlsKey)
+	if err != nil {
+		return err
+	}
 	kr, err := o.keyring(medium)
 	if err != nil {
 		return err
@@ -206,7 +238,7 @@ func cmdGateway(ctx context.Context, args []string) error {
 		if err != nil || shards < 1 {
 			return fmt.Errorf("UIMS_WEB_INBOX_SHARDS: want a positive number")
 		}
-		g, err := web.New(web.Config{Addr: *httpAddr, OperatorToken: env("UIMS_OPERATOR_TOKEN", ""), Metrics: system.NewRegistry(),
+		g, err := web.New(web.Config{Addr: *httpAddr, TLS: httpTLS, OperatorToken: env("UIMS_OPERATOR_TOKEN", ""), Metrics: system.NewRegistry(),
 			Kit: kit.Config{Strict: o.strict}, InboxShards: shards}, nc, kr, log)
 		if err != nil {
 			return err
@@ -353,6 +385,7 @@ func cmdProfile(ctx context.Context, args []string) error {
 	o := newOpts("profile")
 	o.fs.StringVar(&o.redisURL, "redis", env("UIMS_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL (UIMS_REDIS_URL)")
 	o.fs.StringVar(&o.natsURL, "nats", env("UIMS_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL, to tell the brokers (UIMS_NATS_URL)")
+	o.fs.StringVar(&o.tlsCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle to verify the NATS server with (UIMS_TLS_CA)")
 	o.fs.Parse(args)
 	rest := o.fs.Args()
 	if len(rest) == 0 {

@@ -112,6 +112,7 @@ type Broker struct {
 	js       jetstream.JetStream
 	rdb      redis.UniversalClient
 	guard    *miap.Guard
+	eng      *miap.Engine
 	store    *miapredis.Store
 	profiles *Profiles
 	reg      *registry
@@ -153,6 +154,7 @@ func New(nc *nats.Conn, rdb redis.UniversalClient, engine *miap.Engine, cfg Conf
 		ready: make(chan struct{}),
 		stats: make(map[string]*endpointStats),
 	}
+	b.eng = engine
 	b.guard = miap.NewGuard(engine, b.store, b.recordEpoch)
 	b.metrics = newMetrics(cfg.Metrics, func() float64 { return float64(len(b.work)) })
 	b.batch = newBatcher(rdb, 4)
@@ -238,6 +240,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	go func() { b.sweep(ctx); close(sweepDone) }()
 	go b.publishNotes(notesDone)
 	go b.keepAlive(ctx)
+	go b.followKeys(ctx)
 
 	<-ctx.Done()
 	err = svc.Stop() // drains the subscriptions; late requests are answered BUSY below

@@ -83,6 +83,7 @@ type Processor struct {
 	nc      *nats.Conn
 	tracer  *tracing.Publisher // nil: no trace events
 	eng     *miap.Engine
+	js      jetstream.JetStream
 	clock   miapnats.Clock
 	client  *miapnats.Client
 	log     zerolog.Logger
@@ -132,6 +133,7 @@ func New(nc *nats.Conn, keys *miap.Keyring, cfg Config, log zerolog.Logger) (*Pr
 	if err != nil {
 		return nil, err
 	}
+	p.js = js
 	p.content = miapnats.NewContentStore(js)
 	p.client = &miapnats.Client{NC: nc, Eng: eng, Clock: &p.clock, Party: cfg.Party, Timeout: cfg.RequestTimeout, Content: p.content}
 	if !cfg.NoTrace {
@@ -173,6 +175,11 @@ func (p *Processor) Run(ctx context.Context, ready func()) error {
 	p.log.Info().Int("conversions", len(convs)).Msg("processor serving")
 	t := time.NewTicker(p.cfg.Heartbeat)
 	defer t.Stop()
+	go miapnats.FollowOwnKeys(ctx, p.js, p.cfg.Party, 2*time.Second, p.eng, func(kids []string, err error) {
+		if err == nil {
+			p.log.Info().Strs("kids", kids).Msg("keys from the key registry")
+		}
+	})
 	for {
 		select {
 		case <-ctx.Done():

@@ -61,3 +61,10 @@ func ProcessorLogin(conversion string) string { return "uims.proc." + conversion
 // TraceBatchSubject is the subject of a party's batches of trace events
 // (a JSON array of TraceEvent).
 func TraceBatchSubject(party string) string { return SubjectTrace + "." + party + ".batch" }
+
+// KeyBucket is the JetStream key-value bucket of the fabric's MIAP keys
+// (PROTOCOL.md §3.3): one entry per party holding its key entries as JSON.
+// Only the administrator writes it; brokers read it whole and each party
+// reads its own entry, so keys added, rotated or removed reach every
+// process without a restart.
+const KeyBucket = "uims_keys"

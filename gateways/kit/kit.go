@@ -224,6 +224,7 @@ func (k *Kit) Run(ctx context.Context, ready func()) error {
 	go func() { statusDone <- k.consumeStatus(ctx) }()
 	ackDone := make(chan error, 1)
 	go func() { ackDone <- k.consumeAcks(ctx) }()
+	go miapnats.FollowOwnKeys(ctx, k.js, k.cfg.Gateway, KeyRefresh, k.eng, k.keysChanged)
 	k.announce(ctx, k.cfg.Heartbeat*3)
 	k.nc.Flush()
 	k.running.Store(true)
@@ -279,6 +280,19 @@ func (k *Kit) publishAnnounce(a *schemas.Announce) {
 	f.PutHeader(m.Header)
 	m.Data = body
 	k.nc.PublishMsg(m)
+}
+
+// KeyRefresh is how often a gateway reads its own entry of the key
+// registry: a rotated key reaches it within this time (PROTOCOL.md §3.4).
+const KeyRefresh = 2 * time.Second
+
+// keysChanged logs what FollowOwnKeys found.
+func (k *Kit) keysChanged(kids []string, err error) {
+	if err != nil {
+		k.log.Debug().Err(err).Msg("key registry not readable")
+		return
+	}
+	k.log.Info().Strs("kids", kids).Msg("keys from the key registry")
 }
 
 // Streams of the gateway kit.

@@ -7,6 +7,7 @@ package web
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"errors"
 	"fmt"
@@ -35,6 +36,8 @@ type Config struct {
 	Gateway string
 	// Addr is the HTTP listen address; default 127.0.0.1:8080.
 	Addr string
+	// TLS, if set, makes the listener serve HTTPS only (HTTP/2 offered).
+	TLS *tls.Config
 	// Kit configures the gateway kit (mode, timeouts); Gateway and Medium
 	// are set from this Config.
 	Kit kit.Config
@@ -140,7 +143,7 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("web: listen: %w", err)
 	}
 	g.ln = ln
-	g.srv = &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	g.srv = &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: g.cfg.TLS}
 	kitReady := make(chan struct{})
 	kitDone := make(chan error, 1)
 	kctx, cancel := context.WithCancel(ctx)
@@ -172,8 +175,14 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 		return err
 	}
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- g.srv.Serve(ln) }()
-	g.log.Info().Str("addr", ln.Addr().String()).Msg("web gateway listening")
+	go func() {
+		if g.cfg.TLS != nil {
+			srvDone <- g.srv.ServeTLS(ln, "", "") // certificates from TLSConfig
+		} else {
+			srvDone <- g.srv.Serve(ln)
+		}
+	}()
+	g.log.Info().Str("addr", ln.Addr().String()).Bool("tls", g.cfg.TLS != nil).Msg("web gateway listening")
 	if ready != nil {
 		ready()
 	}

@@ -42,7 +42,13 @@ type Config struct {
 	// SMPPAddr "off" disables it.
 	SMPPAddr string
 	SMSC     sms.SMSCConfig
-	Version  string
+	// TLSCert and TLSKey (UIMS_TLS_CERT, UIMS_TLS_KEY), both or neither:
+	// PEM server certificate and key; the NATS client port and HTTP (the web
+	// page, the API and /metrics) then require TLS. TLSCA (UIMS_TLS_CA), if
+	// set, is the CA bundle clients trust; Run checks that it verifies the
+	// certificate. The in-process connections of the components stay plain.
+	TLSCert, TLSKey, TLSCA string
+	Version                string
 	// Ready, if set, is called with the running system's addresses.
 	Ready func(Addrs)
 }
@@ -105,7 +111,14 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ns, err := StartNATS(cfg.NATSAddr, cfg.DataDir, log)
+	tcfg, err := ServerTLS(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return err
+	}
+	if err := checkCA(tcfg, cfg.TLSCA); err != nil {
+		return err
+	}
+	ns, err := StartClusterNATS(cfg.NATSAddr, cfg.DataDir, ClusterConfig{TLS: tcfg}, log)
 	if err != nil {
 		return err
 	}
@@ -121,8 +134,11 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			nc.Close()
 		}
 	}()
+	// In process, the server offers TLS but does not require it; a nats://
+	// URL (ClientURL says tls:// with TLS on) keeps these connections plain.
+	inProcURL := "nats://" + ns.Addr().String()
 	conn := func(name string) (*nats.Conn, error) {
-		nc, err := nats.Connect(ns.ClientURL(), nats.Name("uims-"+name), nats.InProcessServer(ns), nats.MaxReconnects(-1))
+		nc, err := nats.Connect(inProcURL, nats.Name("uims-"+name), nats.InProcessServer(ns), nats.MaxReconnects(-1))
 		if err == nil {
 			conns = append(conns, nc)
 		}
@@ -153,6 +169,10 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	var sg *sms.Gateway
 	kc := kit.Config{Strict: cfg.Strict, Window: cfg.Window}
 	reg := NewRegistry() // served by the web gateway at /metrics
+	httpScheme := "http://"
+	if tcfg != nil {
+		httpScheme = "https://"
+	}
 	parts := []func() error{
 		func() error {
 			nc, err := conn("broker")
@@ -172,7 +192,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		func() error {
 			nc, kr, err := party(kf, "web", conn)
 			if err == nil {
-				wg, err = web.New(web.Config{Addr: cfg.HTTPAddr, OperatorToken: cfg.Operator, Metrics: reg, Kit: kc}, nc, kr, log)
+				wg, err = web.New(web.Config{Addr: cfg.HTTPAddr, TLS: tcfg, OperatorToken: cfg.Operator, Metrics: reg, Kit: kc}, nc, kr, log)
 			}
 			return err
 		},
@@ -192,7 +212,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			}
 			nc, kr, err := party(kf, "sms", conn)
 			if err == nil {
-				sg, err = sms.New(sms.Config{Addr: cfg.SMPPAddr, Strict: cfg.Strict, SMSC: cfg.SMSC, InboxURL: "http://" + cfg.HTTPAddr + "/"}, nc, kr, log)
+				sg, err = sms.New(sms.Config{Addr: cfg.SMPPAddr, Strict: cfg.Strict, SMSC: cfg.SMSC, InboxURL: httpScheme + cfg.HTTPAddr + "/"}, nc, kr, log)
 			}
 			return err
 		},
@@ -230,7 +250,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		if sg != nil {
 			a.SMPP = sg.Addr().String()
 		}
-		log.Info().Str("web", "http://"+a.HTTP).Str("nats", a.NATS).Str("smtp", a.SMTP).Str("smpp", a.SMPP).Bool("strict", cfg.Strict).Msg("UIMS is running")
+		log.Info().Str("web", httpScheme+a.HTTP).Str("nats", a.NATS).Str("smtp", a.SMTP).Str("smpp", a.SMPP).Bool("strict", cfg.Strict).Bool("tls", tcfg != nil).Msg("UIMS is running")
 		if cfg.Ready != nil {
 			cfg.Ready(a)
 		}

@@ -8,6 +8,7 @@ package system
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -39,6 +40,9 @@ type ClusterConfig struct {
 	Name   string // server name
 	Listen string // cluster route listen address, host:port
 	Routes string // comma-separated nats://host:port of the other members
+	// TLS, if set, makes the client port require TLS (ServerTLS,
+	// ApplyServerTLS); routes stay as they are.
+	TLS *tls.Config
 }
 
 // StartNATS starts an embedded nats-server with JetStream (data under dir,
@@ -72,6 +76,7 @@ func StartClusterNATS(addr, dir string, cc ClusterConfig, log zerolog.Logger) (*
 		opts.Routes = server.RoutesFromStr(cc.Routes)
 		opts.ServerName = cc.Name
 	}
+	ApplyServerTLS(opts, cc.TLS)
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("system: nats: %w", err)

@@ -47,9 +47,13 @@ func runSystem(t *testing.T, cfg system.Config) system.Addrs {
 }
 
 func post(t *testing.T, url, token, body string) (int, map[string]any) {
+	return postWith(t, http.DefaultClient, url, token, body)
+}
+
+func postWith(t *testing.T, hc *http.Client, url, token, body string) (int, map[string]any) {
 	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,13 +48,9 @@ func InboxPrefix(party string) string { return "_INBOX." + party }
 // name the stream).
 const (
 	ackStream     = "UIMS_ACKS"
-	keyStream     = "KV_" + KeyBucket
+	keyStream     = "KV_" + schemas.KeyBucket
 	epochStream   = "KV_uims_miap"
 	contentStream = "OBJ_uims_content"
-	// KeyBucket is the key registry: one entry per party, its MIAP key
-	// entries as JSON; written by the administrator, read whole by the
-	// brokers, and by each party for its own entry only.
-	KeyBucket = "uims_keys"
 	// WebInboxShards is how many web inbox streams a web gateway identity
 	// may use (UIMS_WEB_INBOX_SHARDS up to this).
 	WebInboxShards = 16
@@ -122,7 +118,7 @@ func (p *perms) content() {
 // ownKey lets a party read its own entry of the key registry (rotations
 // reach it without a restart) and nothing else of it.
 func (p *perms) ownKey(party string) {
-	p.pubs(api("STREAM.INFO."+keyStream), api("DIRECT.GET."+keyStream+".$KV."+KeyBucket+"."+party))
+	p.pubs(api("STREAM.INFO."+keyStream), api("DIRECT.GET."+keyStream+".$KV."+schemas.KeyBucket+"."+party))
 }
 
 // party is what every non-administrator party needs: its inbox, the
@@ -147,7 +143,7 @@ func (p *perms) fabric(name string) {
 // gateway adds a gateway's own subjects and the kit's streams.
 func (p *perms) gateway(name string) {
 	p.fabric(name)
-	p.subs("uims.gw." + name + ".im", "uims.gw." + name + ".login", schemas.StatusFor(name))
+	p.subs("uims.gw."+name+".im", "uims.gw."+name+".login", schemas.StatusFor(name))
 	// the kit's acknowledgement outbox, and receipts it files for itself
 	p.pubs("uims.acks."+name, schemas.StatusFor(name))
 	p.createStream(ackStream)
