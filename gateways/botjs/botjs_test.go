@@ -1,0 +1,331 @@
+package botjs_test
+
+// The echo bot of this folder (Node.js, the stock nats.js client, MIAP from
+// PROTOCOL.md alone) joins an authenticated fabric with a party bundle
+// alone and exchanges messages both ways with a web client.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/uims/uims/broker"
+	"github.com/uims/uims/gateways/web"
+	"github.com/uims/uims/internal/fabrictest"
+	"github.com/uims/uims/internal/natstest"
+	"github.com/uims/uims/internal/redistest"
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/natsauth"
+	"github.com/uims/uims/schemas"
+)
+
+const (
+	botParty   = "botjs"
+	natsJSVer  = "2.29.3"
+	installCmd = "apt-get install nodejs npm && (cd gateways/botjs && npm ci)"
+)
+
+// requireNode returns the path of node, or skips loudly (fails under CI)
+// when node or the locked npm packages are missing.
+func requireNode(t *testing.T) string {
+	t.Helper()
+	missing := func(what string) {
+		msg := fmt.Sprintf("PEER MISSING: %s; install with: %s (.ci/deps.d/botjs.sh does)", what, installCmd)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing("node (Node.js) not on PATH")
+	}
+	b, err := os.ReadFile(filepath.Join("node_modules", "nats", "package.json"))
+	if err != nil {
+		missing("npm package nats not installed in gateways/botjs/node_modules")
+	}
+	var pkg struct{ Version string }
+	if json.Unmarshal(b, &pkg); pkg.Version != natsJSVer {
+		missing(fmt.Sprintf("npm package nats is %q, package-lock.json wants %s", pkg.Version, natsJSVer))
+	}
+	return node
+}
+
+// syncBuffer collects a process's stderr.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type fabric struct {
+	ns     interface{ ClientURL() string }
+	auth   *natsauth.Authority
+	web    string
+	bundle string
+}
+
+// startFabric starts NATS with authentication, redis, a broker, the web
+// gateway, the profiles, and writes the bot's party bundle.
+func startFabric(t *testing.T) *fabric {
+	t.Helper()
+	a, err := natsauth.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.RunAuth(t, a)
+	_, rdb := redistest.Run(t)
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+
+	kf := &miap.KeyFile{MIAP: 1}
+	add := func(party, role string, media ...string) {
+		e, err := miap.NewKeyEntry(rand.Reader, party, party+"-1", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Role, e.Media = role, media
+		kf.Keys = append(kf.Keys, e)
+	}
+	add(miap.BrokerParty, "")
+	add("web", "gateway", schemas.MediumWeb)
+	add(botParty, "gateway", schemas.MediumBot)
+	keyring := func(kf *miap.KeyFile) *miap.Keyring {
+		kr, err := kf.Keyring()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kr
+	}
+
+	// the broker, on a connection issued for role broker
+	eng, err := miap.New(miap.Config{Keys: keyring(kf)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(natstest.ConnectAs(t, ns, a, "broker", natsauth.RoleBroker, nil, nil), rdb, eng, broker.Config{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-b.Ready():
+	case err := <-done:
+		t.Fatalf("broker stopped: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("broker not ready")
+	}
+
+	// the profiles: alice on the web; echo, the bot's own client, on medium bot
+	store := broker.NewProfiles(rdb, nil)
+	for _, p := range []*schemas.Profile{
+		{ID: "alice", Name: "Alice", Token: "alice-token", Addresses: map[string]string{schemas.MediumWeb: "alice"}},
+		{ID: "echo", Name: "Echo bot", Addresses: map[string]string{schemas.MediumBot: "echo"}, Prefer: []string{schemas.MediumBot}},
+	} {
+		if err := store.Put(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// the web gateway, on a connection issued for role gateway, medium web
+	wnc := natstest.ConnectAs(t, ns, a, "web", natsauth.RoleGateway, []string{schemas.MediumWeb}, nil)
+	g, err := web.New(web.Config{Addr: "127.0.0.1:0", MaxBody: 64 << 10, NoObserver: true}, wnc, keyring(kf.For("web")), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fabrictest.Start(t, "web gateway", g.Run)
+
+	// the bot's party bundle: exactly what `uims party add` writes
+	dir := t.TempDir()
+	creds, err := a.Issue(botParty, natsauth.RoleGateway, []string{schemas.MediumBot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, _ := json.Marshal(map[string]any{"party": botParty, "role": "gateway", "media": []string{schemas.MediumBot},
+		"nats_url": ns.ClientURL(), "inbox_prefix": natsauth.InboxPrefix(botParty)})
+	keys, _ := json.MarshalIndent(kf.For(botParty), "", "  ")
+	for name, b := range map[string][]byte{"bundle.json": bundle, "keys.json": keys, botParty + ".creds": creds} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &fabric{ns: ns, auth: a, web: "http://" + g.Addr(), bundle: dir}
+}
+
+// startBot runs `node bot.js BUNDLE` until the test ends; it returns the
+// bot's inbox file and its log.
+func startBot(t *testing.T, node, bundle string) (string, *syncBuffer) {
+	t.Helper()
+	inbox := filepath.Join(t.TempDir(), "inbox.jsonl")
+	logs := &syncBuffer{}
+	cmd := exec.Command(node, "bot.js", bundle)
+	cmd.Env = append(os.Environ(), "BOT_INBOX="+inbox)
+	cmd.Stderr = logs
+	cmd.Stdout = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		t.Logf("bot log:\n%s", logs.String())
+	})
+	fabrictest.Eventually(t, 15*time.Second, "the bot's announcement", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("bot exited:\n%s", logs.String())
+		default:
+		}
+		return strings.Contains(logs.String(), "announced on uims.broker.announce")
+	})
+	return inbox, logs
+}
+
+func call(t *testing.T, method, url, token, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	json.Unmarshal(b, &out)
+	return resp.StatusCode, out
+}
+
+// inboxHas reports whether alice's web inbox holds text from client from.
+func inboxHas(t *testing.T, f *fabric, from, text string) bool {
+	code, inbox := call(t, "GET", f.web+"/api/v1/inbox", "alice-token", "")
+	if code != 200 {
+		return false
+	}
+	msgs, _ := inbox["messages"].([]any)
+	for _, m := range msgs {
+		m := m.(map[string]any)
+		fr, _ := m["from"].(map[string]any)
+		if m["text"] == text && fr["client"] == from && fr["medium"] == schemas.MediumBot {
+			return true
+		}
+	}
+	return false
+}
+
+func readLines(t *testing.T, path string) []map[string]any {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("bot inbox line %q: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestEchoBotJoinsWithBundleAlone(t *testing.T) {
+	node := requireNode(t)
+	f := startFabric(t)
+
+	// no credentials, no fabric
+	if nc, err := nats.Connect(f.ns.ClientURL(), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("a connection without credentials was accepted")
+	}
+
+	inbox, logs := startBot(t, node, f.bundle)
+
+	// alice (web) -> echo (bot): the broker routes to medium bot, the bot delivers
+	var sent map[string]any
+	fabrictest.Eventually(t, 15*time.Second, "alice's message accepted", func() bool {
+		var code int
+		code, sent = call(t, "POST", f.web+"/api/v1/messages", "alice-token", `{"to":"echo","text":"hi"}`)
+		return code == http.StatusAccepted
+	})
+	id, _ := sent["id"].(string)
+	if sent["status"] != schemas.StatusDelivered {
+		t.Fatalf("POST answer %v", sent)
+	}
+	fabrictest.Eventually(t, 10*time.Second, "the bot's delivery of hi", func() bool {
+		for _, m := range readLines(t, inbox) {
+			fr, _ := m["from"].(map[string]any)
+			if m["kind"] == "message" && m["msg_id"] == id && m["text"] == "hi" && fr["client"] == "alice" && m["recipient"] == "echo" {
+				return true
+			}
+		}
+		return false
+	})
+	// ... and its echo comes back to alice, from client echo on medium bot
+	fabrictest.Eventually(t, 15*time.Second, `"echo: hi" in alice's inbox`, func() bool {
+		return inboxHas(t, f, "echo", "echo: hi")
+	})
+	// alice's message reached delivered, acknowledged by the bot with the ID
+	code, st := call(t, "GET", f.web+"/api/v1/messages/"+id, "alice-token", "")
+	if code != 200 || st["state"] != schemas.StatusDelivered {
+		t.Fatalf("status of alice's message: %d %v", code, st)
+	}
+	for _, want := range []string{"ticket ok", "digest ok", "ID accepted, state delivered", "outer digest ok", "receipt verified: delivered"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("bot log lacks %q", want)
+		}
+	}
+
+	// the one-shot send from the command line
+	cmd := exec.Command(node, "bot.js", "send", "--bundle", f.bundle, "--from", "echo", "--client", "echo", "--to", "alice", "hello from the command line")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bot.js send: %v\nstdout: %s\nstderr: %s", err, out.String(), errb.String())
+	}
+	var res map[string]any
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || res["status"] != schemas.StatusDelivered || len(res["msg_id"].(string)) != 32 {
+		t.Fatalf("bot.js send printed %q (%v)\nstderr: %s", out.String(), err, errb.String())
+	}
+	fabrictest.Eventually(t, 10*time.Second, "the command line's message in alice's inbox", func() bool {
+		return inboxHas(t, f, "echo", "hello from the command line")
+	})
+}
