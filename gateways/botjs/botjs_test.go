@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
@@ -86,8 +88,9 @@ func (s *syncBuffer) String() string {
 }
 
 type fabric struct {
-	ns     interface{ ClientURL() string }
+	ns     *server.Server
 	auth   *natsauth.Authority
+	keys   *miap.KeyFile
 	web    string
 	bundle string
 }
@@ -178,7 +181,7 @@ func startFabric(t *testing.T) *fabric {
 			t.Fatal(err)
 		}
 	}
-	return &fabric{ns: ns, auth: a, web: "http://" + g.Addr(), bundle: dir}
+	return &fabric{ns: ns, auth: a, keys: kf, web: "http://" + g.Addr(), bundle: dir}
 }
 
 // startBot runs `node bot.js BUNDLE` until the test ends; it returns the
@@ -314,6 +317,8 @@ func TestEchoBotJoinsWithBundleAlone(t *testing.T) {
 		}
 	}
 
+	testRefusals(t, f)
+
 	// the one-shot send from the command line
 	cmd := exec.Command(node, "bot.js", "send", "--bundle", f.bundle, "--from", "echo", "--client", "echo", "--to", "alice", "hello from the command line")
 	var out, errb bytes.Buffer
@@ -328,4 +333,85 @@ func TestEchoBotJoinsWithBundleAlone(t *testing.T) {
 	fabrictest.Eventually(t, 10*time.Second, "the command line's message in alice's inbox", func() bool {
 		return inboxHas(t, f, "echo", "hello from the command line")
 	})
+}
+
+// forged transfers: the bot refuses what no broker authorised, or content
+// other than the ticket binds, with the error of PROTOCOL.md §6.6 and §9.
+func testRefusals(t *testing.T, f *fabric) {
+	peer := natstest.ConnectAs(t, f.ns, f.auth, "peer", natsauth.RoleGateway, []string{schemas.MediumWeb}, nil)
+	signer := func(kf *miap.KeyFile) *miap.Engine {
+		eng, err := miap.New(miap.Config{Keys: func() *miap.Keyring {
+			kr, err := kf.Keyring()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kr
+		}()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return eng
+	}
+	good := signer(f.keys)
+	// the same parties, but the bot's key replaced: a ticket no broker made
+	wrong := &miap.KeyFile{MIAP: 1}
+	for _, e := range f.keys.Keys {
+		if e.Party == botParty {
+			e, _ = miap.NewKeyEntry(rand.Reader, botParty, e.Kid, time.Time{})
+		}
+		wrong.Keys = append(wrong.Keys, e)
+	}
+	forger := signer(wrong)
+	content := []byte("hi")
+	now := time.Now().UnixMilli()
+	routed := fmt.Sprintf(`{"v":1,"imi":{"v":1,"msg_id":"%032x","gateway":"peer","from":{"medium":"web","address":"alice","client":"alice"},"to":"echo","content":{"type":"text/plain; charset=utf-8","length":2,"sha256":"8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4"},"created":%d},"tx":"%032x","sender":"alice","recipient":"echo","dest":{"gateway":"botjs","medium":"bot","address":"echo"},"routed":%d,"deadline":%d,"attempt":1}`, now, now, now, now, now+30000)
+	ticket := func(eng *miap.Engine, party string, expiry int64) *miap.Frame {
+		sum := sha256.Sum256(content)
+		fr := &miap.Frame{Purpose: miap.PurposeTicket, Party: party, ID: bytes.Repeat([]byte{0x1d}, 32), Peer: "peer",
+			CType: "text/plain; charset=utf-8", CLen: int64(len(content)), CSHA: sum[:], Expiry: expiry, Body: []byte(routed)}
+		if err := eng.Sign(fr); err != nil {
+			t.Fatal(err)
+		}
+		return fr
+	}
+	for _, c := range []struct {
+		name    string
+		ticket  *miap.Frame
+		content []byte
+		want    string
+	}{
+		{"content other than the ticket binds", ticket(good, botParty, now+30000), []byte("hj"), "DIGEST_MISMATCH"},
+		{"ticket under a key no broker holds", ticket(forger, botParty, now+30000), content, "BAD_TICKET"},
+		{"ticket for another party", ticket(good, "web", now+30000), content, "BAD_TICKET"},
+		{"expired ticket", ticket(good, botParty, now-1000), content, "EXPIRED"},
+	} {
+		h := nats.Header{}
+		body := miap.AppendTransfer(h, c.ticket, c.content, "")
+		msg := &nats.Msg{Subject: "uims.gw." + botParty + ".im", Header: h, Data: body}
+		reply, err := peer.RequestMsg(msg, 5*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := reply.Header.Get("Miap-Error"); got != c.want || !strings.HasPrefix(reply.Header.Get("Nats-Service-Error"), c.want+": ") {
+			t.Errorf("%s: answered %v, want %s", c.name, reply.Header, c.want)
+		}
+	}
+}
+
+// TestVectorsNode runs node test_vectors.js: the Node.js MIAP against
+// miap/testdata/vectors.json (it needs no npm package).
+func TestVectorsNode(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		msg := "PEER MISSING: node (Node.js) not on PATH; install with: " + installCmd + " (.ci/deps.d/botjs.sh does)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	out, err := exec.Command(node, "test_vectors.js").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "agree with PROTOCOL.md") {
+		t.Fatalf("node test_vectors.js: %v\n%s", err, out)
+	}
+	t.Log(strings.TrimSpace(string(out)))
 }

@@ -214,6 +214,10 @@ class Gateway {
         if (e.code === 'BAD_MAC') throw new MiapError('BAD_TICKET', e.message);
         throw e;
       }
+      // content carried by reference (§10) is not fetched by this gateway
+      if (content.length === 0 && t.clen > 0 && get('Miap-Content-Ref')) {
+        throw new MiapError('UNSUPPORTED', 'content by reference', { reason: 'this bot takes inline content only' });
+      }
       // the content is the one the ticket binds
       if (content.length !== t.clen || !miap.equal(miap.sha256(content), t.csha)) {
         throw new MiapError('DIGEST_MISMATCH', `content of ${content.length} bytes`);
@@ -226,9 +230,6 @@ class Gateway {
       msgID = routed.imi.msg_id;
       if (routed.dest.gateway !== this.party) throw new MiapError('BAD_TICKET', `routed to ${routed.dest.gateway}`);
       if (get(H.gwSession)) throw new MiapError('BAD_SESSION', 'strict mode not served: this gateway issues no session tokens');
-      if (routed.imi.content && routed.imi.content.ref && content.length === 0 && t.clen !== 0) {
-        throw new MiapError('UNSUPPORTED', 'content by reference');
-      }
       log(`im ${msgID} tx ${routed.tx} from ${routed.imi.from && routed.imi.from.medium}:${routed.imi.from && routed.imi.from.address}` +
         ` (client ${routed.sender || '-'}) via ${t.peer}: ticket ok (kid ${t.kid}), digest ok, ${content.length} bytes`);
       // de-duplicate by msg_id: a retry gets the first transfer's answer
