@@ -235,21 +235,23 @@ func call(t *testing.T, method, url, token, body string) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
-// inboxHas reports whether alice's web inbox holds text from client from.
-func inboxHas(t *testing.T, f *fabric, from, text string) bool {
+// inboxHas returns the id of the message with text from client from in
+// alice's web inbox, or "".
+func inboxHas(t *testing.T, f *fabric, from, text string) string {
 	code, inbox := call(t, "GET", f.web+"/api/v1/inbox", "alice-token", "")
 	if code != 200 {
-		return false
+		return ""
 	}
 	msgs, _ := inbox["messages"].([]any)
 	for _, m := range msgs {
 		m := m.(map[string]any)
 		fr, _ := m["from"].(map[string]any)
 		if m["text"] == text && fr["client"] == from && fr["medium"] == schemas.MediumBot {
-			return true
+			id, _ := m["id"].(string)
+			return id
 		}
 	}
-	return false
+	return ""
 }
 
 func readLines(t *testing.T, path string) []map[string]any {
@@ -303,8 +305,10 @@ func TestEchoBotJoinsWithBundleAlone(t *testing.T) {
 		return false
 	})
 	// ... and its echo comes back to alice, from client echo on medium bot
+	var echoID string
 	fabrictest.Eventually(t, 15*time.Second, `"echo: hi" in alice's inbox`, func() bool {
-		return inboxHas(t, f, "echo", "echo: hi")
+		echoID = inboxHas(t, f, "echo", "echo: hi")
+		return echoID != ""
 	})
 	// alice's message reached delivered, acknowledged by the bot with the ID
 	code, st := call(t, "GET", f.web+"/api/v1/messages/"+id, "alice-token", "")
@@ -316,6 +320,20 @@ func TestEchoBotJoinsWithBundleAlone(t *testing.T) {
 			t.Errorf("bot log lacks %q", want)
 		}
 	}
+
+	// alice reads the echo: the read receipt reaches the bot as a
+	// notification on its status stream (§6.9), verified and acknowledged
+	if code, _ := call(t, "POST", f.web+"/api/v1/messages/"+echoID+"/read", "alice-token", ""); code != 200 {
+		t.Fatalf("read: %d", code)
+	}
+	fabrictest.Eventually(t, 10*time.Second, "the read notification at the bot", func() bool {
+		for _, m := range readLines(t, inbox) {
+			if m["kind"] == "status" && m["msg_id"] == echoID && m["status"] == schemas.StatusRead {
+				return true
+			}
+		}
+		return false
+	})
 
 	testRefusals(t, f)
 
@@ -331,7 +349,7 @@ func TestEchoBotJoinsWithBundleAlone(t *testing.T) {
 		t.Fatalf("bot.js send printed %q (%v)\nstderr: %s", out.String(), err, errb.String())
 	}
 	fabrictest.Eventually(t, 10*time.Second, "the command line's message in alice's inbox", func() bool {
-		return inboxHas(t, f, "echo", "hello from the command line")
+		return inboxHas(t, f, "echo", "hello from the command line") != ""
 	})
 }
 
