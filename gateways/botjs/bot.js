@@ -81,6 +81,7 @@ async function serve(bundleDir) {
   });
   await gw.connect();
   gw.serve();
+  gw.serveLogin();
   await gw.nc.flush();
   gw.startAnnouncing();
   gw.takeNotifications();

@@ -28,6 +28,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/uims/uims/broker"
+	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/gateways/web"
 	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/internal/natstest"
@@ -97,7 +98,7 @@ type fabric struct {
 
 // startFabric starts NATS with authentication, redis, a broker, the web
 // gateway, the profiles, and writes the bot's party bundle.
-func startFabric(t *testing.T) *fabric {
+func startFabric(t *testing.T, strictWeb bool) *fabric {
 	t.Helper()
 	a, err := natsauth.Open(t.TempDir())
 	if err != nil {
@@ -161,7 +162,7 @@ func startFabric(t *testing.T) *fabric {
 
 	// the web gateway, on a connection issued for role gateway, medium web
 	wnc := natstest.ConnectAs(t, ns, a, "web", natsauth.RoleGateway, []string{schemas.MediumWeb}, nil)
-	g, err := web.New(web.Config{Addr: "127.0.0.1:0", MaxBody: 64 << 10, NoObserver: true}, wnc, keyring(kf.For("web")), log)
+	g, err := web.New(web.Config{Addr: "127.0.0.1:0", MaxBody: 64 << 10, NoObserver: true, Kit: kit.Config{Strict: strictWeb}}, wnc, keyring(kf.For("web")), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +275,7 @@ func readLines(t *testing.T, path string) []map[string]any {
 
 func TestEchoBotJoinsWithBundleAlone(t *testing.T) {
 	node := requireNode(t)
-	f := startFabric(t)
+	f := startFabric(t, false)
 
 	// no credentials, no fabric
 	if nc, err := nats.Connect(f.ns.ClientURL(), nats.MaxReconnects(0)); err == nil {
@@ -397,14 +398,19 @@ func testRefusals(t *testing.T, f *fabric) {
 		ticket  *miap.Frame
 		content []byte
 		want    string
+		session string
 	}{
-		{"content other than the ticket binds", ticket(good, botParty, now+30000), []byte("hj"), "DIGEST_MISMATCH"},
-		{"ticket under a key no broker holds", ticket(forger, botParty, now+30000), content, "BAD_TICKET"},
-		{"ticket for another party", ticket(good, "web", now+30000), content, "BAD_TICKET"},
-		{"expired ticket", ticket(good, botParty, now-1000), content, "EXPIRED"},
+		{"session token not made by this gateway", ticket(good, botParty, now+30000), content, "BAD_SESSION", "TUlBUAEG"},
+		{"content other than the ticket binds", ticket(good, botParty, now+30000), []byte("hj"), "DIGEST_MISMATCH", ""},
+		{"ticket under a key no broker holds", ticket(forger, botParty, now+30000), content, "BAD_TICKET", ""},
+		{"ticket for another party", ticket(good, "web", now+30000), content, "BAD_TICKET", ""},
+		{"expired ticket", ticket(good, botParty, now-1000), content, "EXPIRED", ""},
 	} {
 		h := nats.Header{}
 		body := miap.AppendTransfer(h, c.ticket, c.content, "")
+		if c.session != "" {
+			h.Set("Miap-Gw-Session", c.session)
+		}
 		msg := &nats.Msg{Subject: "uims.gw." + botParty + ".im", Header: h, Data: body}
 		reply, err := peer.RequestMsg(msg, 5*time.Second)
 		if err != nil {
@@ -432,4 +438,28 @@ func TestVectorsNode(t *testing.T) {
 		t.Fatalf("node test_vectors.js: %v\n%s", err, out)
 	}
 	t.Log(strings.TrimSpace(string(out)))
+}
+
+// TestEchoBotStrictOriginator: the web gateway in strict mode logs in to the
+// bot (§6.5) before each transfer; the bot answers with its session token
+// and checks it on the transfer.
+func TestEchoBotStrictOriginator(t *testing.T) {
+	node := requireNode(t)
+	f := startFabric(t, true)
+	_, logs := startBot(t, node, f.bundle)
+	var sent map[string]any
+	fabrictest.Eventually(t, 15*time.Second, "alice's message accepted", func() bool {
+		var code int
+		code, sent = call(t, "POST", f.web+"/api/v1/messages", "alice-token", `{"to":"echo","text":"strictly hi"}`)
+		return code == http.StatusAccepted
+	})
+	if sent["status"] != schemas.StatusDelivered {
+		t.Fatalf("POST answer %v", sent)
+	}
+	fabrictest.Eventually(t, 15*time.Second, `"echo: strictly hi" in alice's inbox`, func() bool {
+		return inboxHas(t, f, "echo", "echo: strictly hi") != ""
+	})
+	if !strings.Contains(logs.String(), "session token issued") {
+		t.Error("the strict originator did not log in to the bot")
+	}
 }

@@ -177,6 +177,60 @@ class Gateway {
     log(`serving ${subject} in queue group uims-gw-${this.party}`);
   }
 
+  // §6.5 (a strict originator's login to this destination): check the
+  // ticket, answer with a stateless session token bound to its ID.
+  serveLogin() {
+    const subject = `uims.gw.${this.party}.login`;
+    this.nc.subscribe(subject, {
+      queue: `uims-gw-${this.party}`,
+      callback: (err, msg) => {
+        if (err) { log(`subscription ${subject}: ${err.message}`); return; }
+        try {
+          const body = Buffer.from(msg.data);
+          if (body.length > miap.MAX_ROUTED) throw new MiapError('TOO_LARGE', `routed IMI of ${body.length} bytes`);
+          const t = this.checkTicket(Gateway.getter(msg), body);
+          const { frame, mac } = miap.sign(this.keys, { purpose: 'gw-session', party: this.party, nonce: miap.nonce(), id: t.id }, this.now());
+          const h = nats.headers();
+          h.set(H.gwSession, miap.b64e(miap.compact(frame, mac)));
+          msg.respond(nats.Empty, { headers: h });
+          log(`login from ${t.peer} (strict): ticket ok, session token issued`);
+        } catch (e) {
+          log(`login refused: ${e.message}`);
+          this.respondError(msg, e);
+        }
+      },
+    });
+    log(`serving ${subject} in queue group uims-gw-${this.party} (strict originators)`);
+  }
+
+  // checkTicket reads and verifies a ticket (§6.6): it names this party, has
+  // an ID, and verifies (kid, MAC, expiry, ts); body is the routed IMI.
+  checkTicket(get, body) {
+    const { frame: t, mac } = miap.frameFromHeaders(get, body, 'ticket');
+    if (t.party !== this.party) throw new MiapError('BAD_TICKET', `ticket names ${t.party}`);
+    if (t.id.length !== 32) throw new MiapError('BAD_TICKET', 'ticket without ID');
+    try {
+      miap.verify(this.keys, t, mac, { now: this.now(), ticket: true });
+    } catch (e) {
+      if (e.code === 'BAD_MAC') throw new MiapError('BAD_TICKET', e.message);
+      throw e;
+    }
+    return t;
+  }
+
+  // checkSessionToken checks a Miap-Gw-Session token (§6.6, strict):
+  // compact form valid, party = self, id = the ticket's ID, MAC and window.
+  checkSessionToken(b64, id) {
+    try {
+      const { frame, mac } = miap.parseCompact(miap.b64d(b64, H.gwSession));
+      if (frame.purpose !== 'gw-session' || frame.party !== this.party) throw new MiapError('BAD_SESSION', 'token of another party or purpose');
+      if (!miap.equal(frame.id, id)) throw new MiapError('BAD_SESSION', 'token for another ID');
+      miap.verify(this.keys, frame, mac, { now: this.now() });
+    } catch (e) {
+      throw new MiapError('BAD_SESSION', e.message);
+    }
+  }
+
   respondError(msg, e) {
     const name = e instanceof MiapError ? e.code : 'INTERNAL';
     const [num] = miap.ERRORS[name] || [22];
@@ -205,15 +259,7 @@ class Gateway {
       const routedBytes = body.subarray(0, imiLen);
       const content = body.subarray(imiLen);
       // the ticket names this party and verifies (kid, MAC, expiry, ts)
-      const { frame: t, mac } = miap.frameFromHeaders(get, routedBytes, 'ticket');
-      if (t.party !== this.party) throw new MiapError('BAD_TICKET', `ticket names ${t.party}`);
-      if (t.id.length !== 32) throw new MiapError('BAD_TICKET', 'ticket without ID');
-      try {
-        miap.verify(this.keys, t, mac, { now: this.now(), ticket: true });
-      } catch (e) {
-        if (e.code === 'BAD_MAC') throw new MiapError('BAD_TICKET', e.message);
-        throw e;
-      }
+      const t = this.checkTicket(get, routedBytes);
       // content carried by reference (§10) is not fetched by this gateway
       if (content.length === 0 && t.clen > 0 && get('Miap-Content-Ref')) {
         throw new MiapError('UNSUPPORTED', 'content by reference', { reason: 'this bot takes inline content only' });
@@ -229,7 +275,7 @@ class Gateway {
       }
       msgID = routed.imi.msg_id;
       if (routed.dest.gateway !== this.party) throw new MiapError('BAD_TICKET', `routed to ${routed.dest.gateway}`);
-      if (get(H.gwSession)) throw new MiapError('BAD_SESSION', 'strict mode not served: this gateway issues no session tokens');
+      if (get(H.gwSession)) this.checkSessionToken(get(H.gwSession), t.id);
       log(`im ${msgID} tx ${routed.tx} from ${routed.imi.from && routed.imi.from.medium}:${routed.imi.from && routed.imi.from.address}` +
         ` (client ${routed.sender || '-'}) via ${t.peer}: ticket ok (kid ${t.kid}), digest ok, ${content.length} bytes`);
       // de-duplicate by msg_id: a retry gets the first transfer's answer
@@ -355,15 +401,32 @@ class Gateway {
       [H.csha, csha.toString('hex')], [H.expiry, String(routed.deadline)], [H.mac, tmac],
       [H.imiLen, String(r.body.length)], [H.mode, 'fast']];
     for (const [k, v] of ticket) h.set(k, v);
-    log(`transfer ${id} -> ${next}: ${r.body.length} + ${content.length} bytes with the ticket`);
-    let tr;
-    try {
-      tr = await this.nc.request(next, Buffer.concat([r.body, content]),
-        { headers: h, timeout: Math.max(1000, Math.min(30000, routed.deadline - this.now())) });
-    } catch (e) {
-      throw new MiapError(e.code === '503' ? 'NO_ROUTE' : 'BUSY', `${next}: ${e.message}`, { transport: true });
+    const timeout = Math.max(1000, Math.min(30000, routed.deadline - this.now()));
+    const loginSubject = next.endsWith('.im') ? `${next.slice(0, -3)}.login` : `${next}.login`;
+    const transfer = async (token) => {
+      if (token) h.set(H.gwSession, token);
+      log(`transfer ${id} -> ${next}: ${r.body.length} + ${content.length} bytes with the ticket${token ? ' and session token' : ''}`);
+      try {
+        return await this.nc.request(next, Buffer.concat([r.body, content]), { headers: h, timeout });
+      } catch (e) {
+        throw new MiapError(e.code === '503' ? 'NO_ROUTE' : 'BUSY', `${next}: ${e.message}`, { transport: true });
+      }
+    };
+    // A destination running strict mode wants a session token (§6.5): this
+    // originator stays in fast mode with the brokers, and logs in to such a
+    // destination when it refuses a transfer without one (remembered per hop).
+    let tr = await transfer(this.strictHops && this.strictHops.has(hop) ? await this.destLogin(loginSubject, ticket, r.body, id) : null);
+    let err = this.errorOf(tr);
+    if (err && (err.code === 'BAD_SESSION' || err.code === 'MALFORMED') && !(this.strictHops && this.strictHops.has(hop))) {
+      log(`transfer ${id}: ${hop} refused ${err.code} without a session token; logging in to it (§6.5)`);
+      let token = null;
+      try { token = await this.destLogin(loginSubject, ticket, r.body, id); } catch (e) { log(`login to ${hop}: ${e.message}`); }
+      if (token) {
+        (this.strictHops = this.strictHops || new Set()).add(hop);
+        tr = await transfer(token);
+        err = this.errorOf(tr);
+      }
     }
-    const err = this.errorOf(tr);
     if (err) { log(`transfer ${id}: ${hop} refused: ${err.message}${err.reason ? ` (${err.reason})` : ''}`); throw err; }
     const tget = Gateway.getter(tr);
     const status = tget(H.status);
@@ -372,6 +435,26 @@ class Gateway {
     if (rc) out.receipt = this.checkReceipt(rc, r.id, hop);
     log(`transfer ${id}: ${hop} answered ${status}${out.receipt ? `; receipt verified: ${out.receipt.status}` : '; no receipt'}`);
     return out;
+  }
+
+  // destLogin logs in to a destination (§6.5): the ticket frame in headers,
+  // body = IMI'; the answer carries its session token in Miap-Gw-Session.
+  async destLogin(subject, ticket, routedBytes, id) {
+    const h = nats.headers();
+    for (const [k, v] of ticket) if (k !== H.imiLen && k !== H.mode) h.set(k, v);
+    h.set(H.mode, 'strict');
+    let rep;
+    try {
+      rep = await this.nc.request(subject, routedBytes, { headers: h, timeout: 5000 });
+    } catch (e) {
+      throw new MiapError(e.code === '503' ? 'NO_ROUTE' : 'BUSY', `${subject}: ${e.message}`, { transport: true });
+    }
+    const err = this.errorOf(rep);
+    if (err) throw err;
+    const token = Gateway.getter(rep)(H.gwSession);
+    if (!token) throw new MiapError('MALFORMED', `${subject}: no session token`);
+    log(`login ${id} -> ${subject}: session token received`);
+    return token;
   }
 
   // checkReceipt verifies a relayed receipt (§6.8) with our own key.
