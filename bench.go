@@ -63,7 +63,7 @@ func cmdBench(ctx context.Context, args []string) error {
 	fs.Float64Var(&cfg.IdleBelow, "idle-below", 0.3, "with --wait-idle: the other processes' load, in cores, that counts as idle")
 	bare := fs.String("bare-sizes", "", "bare flow body sizes: imi-request,imi-reply,ack-request,ack-reply (default: like the real flow)")
 	quick := fs.Bool("quick", false, "a short run (seconds, for make bench): kit, bare and sf flows, 100 B and 100 KB, 1 and 64 senders, fast mode, 0.3 s per cell")
-	fs.Parse(args)
+	parseArgs(fs, args)
 	if *quick {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

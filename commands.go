@@ -2,12 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"sort"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/uims/uims/gateways/web"
 	"github.com/uims/uims/internal/system"
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/natsauth"
 	"github.com/uims/uims/processor"
 	"github.com/uims/uims/schemas"
 )
@@ -39,6 +39,8 @@ type opts struct {
 	logFormat, logLevel string
 	natsURL, keys       string
 	tlsCA               string
+	creds               string // NATS credentials (docs/SECURITY.md)
+	data                string // UIMS_DATA_DIR; the key file's folder unless --keys says otherwise
 	redisURL            string
 	strict              bool
 	metrics             string
@@ -48,6 +50,7 @@ func newOpts(name string) *opts {
 	o := &opts{fs: flag.NewFlagSet("uims "+name, flag.ExitOnError)}
 	o.fs.StringVar(&o.logFormat, "log-format", env("UIMS_LOG_FORMAT", "console"), "log format: console or json (UIMS_LOG_FORMAT)")
 	o.fs.StringVar(&o.logLevel, "log-level", env("UIMS_LOG_LEVEL", "info"), "log level (UIMS_LOG_LEVEL)")
+	o.fs.StringVar(&o.creds, "creds", env("UIMS_NATS_CREDS", ""), "NATS credentials file of this party (UIMS_NATS_CREDS; default <data>/creds/<party>.creds when it exists)")
 	return o
 }
 
@@ -55,8 +58,23 @@ func (o *opts) client() {
 	o.fs.StringVar(&o.metrics, "metrics", env("UIMS_METRICS_ADDR", ""), "serve Prometheus /metrics on this address (UIMS_METRICS_ADDR)")
 	o.fs.StringVar(&o.natsURL, "nats", env("UIMS_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (UIMS_NATS_URL)")
 	o.fs.StringVar(&o.tlsCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle to verify the NATS server with; set: TLS required (UIMS_TLS_CA)")
-	o.fs.StringVar(&o.keys, "keys", env("UIMS_KEYS", "uims-data/keys.json"), "MIAP key file (UIMS_KEYS)")
+	o.keyFlags()
 	o.fs.BoolVar(&o.strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
+}
+
+// keyFlags are --data and --keys: the key file is <data>/keys.json unless
+// --keys (UIMS_KEYS) names another (README "Configuration").
+func (o *opts) keyFlags() {
+	o.fs.StringVar(&o.data, "data", env("UIMS_DATA_DIR", "uims-data"), "data folder, where the key file is (UIMS_DATA_DIR)")
+	o.fs.StringVar(&o.keys, "keys", env("UIMS_KEYS", ""), "MIAP key file (UIMS_KEYS; default <data>/keys.json)")
+}
+
+// keyFile is the MIAP key file's path.
+func (o *opts) keyFile() string {
+	if o.keys != "" {
+		return o.keys
+	}
+	return filepath.Join(o.data, "keys.json")
 }
 
 func (o *opts) logger() zerolog.Logger {
@@ -68,12 +86,42 @@ func (o *opts) logger() zerolog.Logger {
 	return l
 }
 
-func (o *opts) connect(name string) (*nats.Conn, error) {
+// connect connects to NATS as party (docs/SECURITY.md): with its
+// credentials (--creds, or <data>/creds/<party>.creds when that exists, as
+// `uims run` and `uims nats` write them) and its own inbox prefix, which its
+// permissions require.
+func (o *opts) connect(party string) (*nats.Conn, error) {
 	tlsOpts, err := system.NATSClientTLS(o.tlsCA)
 	if err != nil {
 		return nil, err
 	}
-	return nats.Connect(o.natsURL, append([]nats.Option{nats.Name("uims-" + name), nats.MaxReconnects(-1)}, tlsOpts...)...)
+	nopts := append([]nats.Option{nats.Name("uims-" + party), nats.MaxReconnects(-1)}, tlsOpts...)
+	creds := o.creds
+	if creds == "" {
+		data := o.data
+		if data == "" {
+			data = env("UIMS_DATA_DIR", "uims-data")
+		}
+		if f := filepath.Join(data, "creds", party+".creds"); fileExists(f) {
+			creds = f
+		}
+	}
+	if creds != "" {
+		nopts = append(nopts, nats.UserCredentials(creds))
+		if party != "admin" && party != "ops" {
+			nopts = append(nopts, nats.CustomInboxPrefix(natsauth.InboxPrefix(party)))
+		}
+	}
+	nc, err := nats.Connect(o.natsURL, nopts...)
+	if errors.Is(err, nats.ErrAuthorization) && creds == "" {
+		return nil, fmt.Errorf("%w: this fabric needs credentials: --creds FILE or UIMS_NATS_CREDS (uims run writes them under <data>/creds)", err)
+	}
+	return nc, err
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // tlsFlags are the server certificate flags (UIMS_TLS_CERT, UIMS_TLS_KEY).
@@ -83,7 +131,7 @@ func tlsFlags(fs *flag.FlagSet, cert, key *string) {
 }
 
 func (o *opts) keyring(party string) (*miap.Keyring, error) {
-	kf, err := miap.ReadKeyFile(o.keys)
+	kf, err := miap.ReadKeyFile(o.keyFile())
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +156,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	smsFlags(o.fs, &cfg.SMPPAddr, &cfg.SMSC)
 	tlsFlags(o.fs, &cfg.TLSCert, &cfg.TLSKey)
 	o.fs.StringVar(&cfg.TLSCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle clients trust; checked against --tls-cert (UIMS_TLS_CA)")
-	o.fs.Parse(args)
+	o.parse(args)
 	cfg.Version = version
 	scheme := "http"
 	if cfg.TLSCert != "" {
@@ -119,12 +167,13 @@ func cmdRun(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, `
 UIMS is running.
   web page and API   %s://%s   (demo tokens: alice-token, bob-token; operator view: operator-token)
-  NATS               %s   (watch: nats sub 'uims.>' ; nats micro ls)
+  NATS               %s   (anonymous connections are refused; parties' credentials in %s)
+                     watch: nats --creds %s sub 'uims.>'   ;   nats --creds %s micro ls
   SMTP               %s   (swaks --server %s --from carol@outside.test --to bob@example.test)
   SMPP               %s   (bind as system_id carol, password carol-pw: an SMS application)
   send a message     uims send --from alice --to bob "hello"
                      curl -H 'Authorization: Bearer alice-token' -d '{"to":"bob","text":"hello"}' %s://%s/api/v1/messages
-`, scheme, a.HTTP, a.NATS, a.SMTP, a.SMTP, a.SMPP, scheme, a.HTTP)
+`, scheme, a.HTTP, a.NATS, a.Creds, filepath.Join(a.Creds, "ops.creds"), filepath.Join(a.Creds, "ops.creds"), a.SMTP, a.SMTP, a.SMPP, scheme, a.HTTP)
 	}
 	return system.Run(ctx, cfg, log)
 }
@@ -133,22 +182,33 @@ func cmdNATS(ctx context.Context, args []string) error {
 	o := newOpts("nats")
 	addr := o.fs.String("addr", env("UIMS_NATS_ADDR", "127.0.0.1:4222"), "client address (UIMS_NATS_ADDR)")
 	data := o.fs.String("data", env("UIMS_DATA_DIR", "uims-data"), "JetStream data folder (UIMS_DATA_DIR)")
+	fabric := o.fs.String("fabric", env("UIMS_FABRIC_DIR", ""), "folder of the fabric's trust material: auth/, creds/, keys.json (UIMS_FABRIC_DIR; default --data); every member of a cluster names the same")
 	var cc system.ClusterConfig
 	o.fs.StringVar(&cc.Listen, "cluster", "", "cluster route address host:port (empty: no cluster)")
 	o.fs.StringVar(&cc.Routes, "routes", "", "comma-separated routes to the other members (nats://host:port)")
 	o.fs.StringVar(&cc.Name, "name", "uims", "server name, unique in the cluster")
 	var tlsCert, tlsKey string
 	tlsFlags(o.fs, &tlsCert, &tlsKey)
-	o.fs.Parse(args)
+	o.parse(args)
 	log := o.logger()
 	var err error
 	if cc.TLS, err = system.ServerTLS(tlsCert, tlsKey); err != nil {
 		return err
 	}
+	if *fabric == "" {
+		*fabric = *data
+	}
+	au, kf, err := system.Provision(*fabric, log)
+	if err != nil {
+		return err
+	}
+	cc.Auth = au.Authority
 	ns, err := system.StartClusterNATS(*addr, *data, cc, log)
 	if err != nil {
 		return err
 	}
+	go system.PublishKeysWhenReady(ctx, ns, au, kf, log)
+	log.Info().Str("creds", au.CredsDir).Msg("parties' credentials; anonymous connections are refused")
 	<-ctx.Done()
 	ns.Shutdown()
 	ns.WaitForShutdown()
@@ -162,10 +222,18 @@ func cmdBroker(ctx context.Context, args []string) error {
 	o.fs.StringVar(&o.redisURL, "redis", env("UIMS_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL (UIMS_REDIS_URL)")
 	o.fs.StringVar(&cfg.Instance, "instance", env("UIMS_INSTANCE", ""), "instance name (UIMS_INSTANCE)")
 	o.fs.DurationVar(&cfg.Deadline, "deadline", 30*time.Second, "transfer and acknowledgement deadline")
-	o.fs.Parse(args)
+	o.parse(args)
 	cfg.Version = version
+	cfg.Strict = o.strict
 	log := o.logger()
-	kr, err := o.keyring(miap.BrokerParty)
+	kf, err := miap.ReadKeyFile(o.keys)
+	if err != nil {
+		return err
+	}
+	if system.AddGrants(kf) { // a key file written before PROTOCOL.md §3.5
+		log.Warn().Str("file", o.keyFile()).Msg("built-in parties' keys carry no grant: using the built-in grants; run 'uims keys generate' to write them")
+	}
+	kr, err := kf.Keyring()
 	if err != nil {
 		return err
 	}
@@ -196,11 +264,7 @@ func cmdBroker(ctx context.Context, args []string) error {
 }
 
 func cmdGateway(ctx context.Context, args []string) error {
-	if len(args) < 1 || strings.HasPrefix(args[0], "-") {
-		return errors.New("which gateway? uims gateway web")
-	}
-	medium := args[0]
-	o := newOpts("gateway " + medium)
+	o := newOpts("gateway")
 	o.client()
 	httpAddr := o.fs.String("http", env("UIMS_HTTP_ADDR", "127.0.0.1:8080"), "HTTP address (web) (UIMS_HTTP_ADDR)")
 	smtpAddr, smtpRelay, smppAddr := new(string), new(string), new(string)
@@ -209,10 +273,12 @@ func cmdGateway(ctx context.Context, args []string) error {
 	mailFlags(o.fs, smtpAddr, smtpRelay, &smtpDomains)
 	smsFlags(o.fs, smppAddr, &smsc)
 	var tlsCert, tlsKey string
-	if medium == "web" { // HTTPS
-		tlsFlags(o.fs, &tlsCert, &tlsKey)
+	tlsFlags(o.fs, &tlsCert, &tlsKey) // HTTPS of the web gateway
+	rest := o.parse(args)
+	if len(rest) != 1 {
+		return errors.New("which gateway? uims gateway web|email|sms")
 	}
-	o.fs.Parse(args[1:])
+	medium := rest[0]
 	log := o.logger()
 	httpTLS, err := system.ServerTLS(tlsCert, tlsKey)
 	if err != nil {
@@ -222,7 +288,7 @@ func cmdGateway(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, err := o.connect("gateway-" + medium)
+	nc, err := o.connect(medium)
 	if err != nil {
 		return err
 	}
@@ -238,8 +304,24 @@ func cmdGateway(ctx context.Context, args []string) error {
 		if err != nil || shards < 1 {
 			return fmt.Errorf("UIMS_WEB_INBOX_SHARDS: want a positive number")
 		}
-		g, err := web.New(web.Config{Addr: *httpAddr, TLS: httpTLS, OperatorToken: env("UIMS_OPERATOR_TOKEN", ""), Metrics: system.NewRegistry(),
-			Kit: kit.Config{Strict: o.strict}, InboxShards: shards}, nc, kr, log)
+		wc := web.Config{Addr: *httpAddr, TLS: httpTLS, OperatorToken: env("UIMS_OPERATOR_TOKEN", ""), Metrics: system.NewRegistry(),
+			Kit: kit.Config{Strict: o.strict}, InboxShards: shards}
+		// The operator view's observer reads the whole fabric, which the
+		// web identity may not: it connects as the observer (ops) when
+		// those credentials are at hand (UIMS_OBSERVER_CREDS or
+		// <data>/creds/ops.creds), and is off otherwise.
+		obs := *o
+		obs.creds = env("UIMS_OBSERVER_CREDS", "")
+		if obs.creds != "" || fileExists(filepath.Join(o.data, "creds", "ops.creds")) || o.creds == "" {
+			if wc.ObserverConn, err = obs.connect("ops"); err != nil {
+				return fmt.Errorf("observer: %w", err)
+			}
+			defer wc.ObserverConn.Close()
+		} else {
+			wc.NoObserver = true
+			log.Warn().Msg("no observer credentials (UIMS_OBSERVER_CREDS): the operator view and fabric metrics are off")
+		}
+		g, err := web.New(wc, nc, kr, log)
 		if err != nil {
 			return err
 		}
@@ -284,13 +366,13 @@ func smsFlags(fs *flag.FlagSet, addr *string, smsc *sms.SMSCConfig) {
 func cmdProcessor(ctx context.Context, args []string) error {
 	o := newOpts("processor")
 	o.client()
-	o.fs.Parse(args)
+	o.parse(args)
 	log := o.logger()
 	kr, err := o.keyring("proc")
 	if err != nil {
 		return err
 	}
-	nc, err := o.connect("processor")
+	nc, err := o.connect("proc")
 	if err != nil {
 		return err
 	}
@@ -323,8 +405,7 @@ func cmdSend(ctx context.Context, args []string) error {
 	html := o.fs.Bool("html", false, "the text is HTML")
 	wait := o.fs.Duration("wait", time.Minute, "how long to wait for the final status")
 	read := o.fs.Bool("wait-read", false, "wait for the read receipt too")
-	o.fs.Parse(args)
-	text := strings.Join(o.fs.Args(), " ")
+	text := strings.Join(o.parse(args), " ")
 	if *from == "" || *to == "" || text == "" {
 		return errors.New(`usage: uims send --from alice --to bob "hello"`)
 	}
@@ -333,7 +414,7 @@ func cmdSend(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w (run 'uims run' first, or point --keys/UIMS_KEYS at its key file)", err)
 	}
-	nc, err := o.connect("send")
+	nc, err := o.connect("cli")
 	if err != nil {
 		return err
 	}
@@ -379,156 +460,4 @@ func cmdSend(ctx context.Context, args []string) error {
 		}
 	}
 	return fmt.Errorf("no final status after %v", *wait)
-}
-
-func cmdProfile(ctx context.Context, args []string) error {
-	o := newOpts("profile")
-	o.fs.StringVar(&o.redisURL, "redis", env("UIMS_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL (UIMS_REDIS_URL)")
-	o.fs.StringVar(&o.natsURL, "nats", env("UIMS_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL, to tell the brokers (UIMS_NATS_URL)")
-	o.fs.StringVar(&o.tlsCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle to verify the NATS server with (UIMS_TLS_CA)")
-	o.fs.Parse(args)
-	rest := o.fs.Args()
-	if len(rest) == 0 {
-		return errors.New("usage: uims profile list | put FILE | delete ID")
-	}
-	rdb, err := broker.OpenRedis(o.redisURL)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	store := broker.NewProfiles(rdb, nil)
-	notify := func() {
-		if nc, err := o.connect("profile"); err == nil {
-			nc.Publish(schemas.SubjectProfilesChanged, nil)
-			nc.Flush()
-			nc.Close()
-		}
-	}
-	switch rest[0] {
-	case "list":
-		ps, err := store.List(ctx)
-		if err != nil {
-			return err
-		}
-		for _, p := range ps {
-			var addrs []string
-			for m, a := range p.Addresses {
-				addrs = append(addrs, m+"="+a)
-			}
-			sort.Strings(addrs)
-			fmt.Printf("%-12s %-20s %s prefer=%s\n", p.ID, p.Name, strings.Join(addrs, " "), strings.Join(p.Prefer, ","))
-		}
-		return nil
-	case "put":
-		if len(rest) < 2 {
-			return errors.New("usage: uims profile put FILE")
-		}
-		f, err := os.Open(rest[1])
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		ps, err := broker.ReadProfiles(f)
-		if err != nil {
-			return err
-		}
-		for _, p := range ps {
-			if err := store.Put(ctx, p); err != nil {
-				return err
-			}
-		}
-		notify()
-		fmt.Printf("%d profiles stored\n", len(ps))
-		return nil
-	case "delete":
-		if len(rest) < 2 {
-			return errors.New("usage: uims profile delete ID")
-		}
-		if err := store.Delete(ctx, rest[1]); err != nil {
-			return err
-		}
-		notify()
-		return nil
-	}
-	return fmt.Errorf("unknown profile command %q", rest[0])
-}
-
-func cmdKeys(ctx context.Context, args []string) error {
-	o := newOpts("keys")
-	file := o.fs.String("keys", env("UIMS_KEYS", "uims-data/keys.json"), "key file (UIMS_KEYS)")
-	out := o.fs.String("out", "", "output file (export)")
-	overlap := o.fs.Duration("overlap", 24*time.Hour, "how long the old key stays valid after a rotation")
-	o.fs.Parse(args)
-	rest := o.fs.Args()
-	if len(rest) == 0 {
-		return errors.New("usage: uims keys generate | show | export PARTY | rotate PARTY")
-	}
-	log := o.logger()
-	switch rest[0] {
-	case "generate":
-		_, err := system.LoadOrCreateKeys(*file, append(system.Parties, rest[1:]...), log)
-		return err
-	case "show":
-		kf, err := miap.ReadKeyFile(*file)
-		if err != nil {
-			return err
-		}
-		for _, e := range kf.Keys {
-			fmt.Printf("%-8s %-20s not_before=%s not_after=%s\n", e.Party, e.Kid, fmtTime(e.NotBefore), fmtTime(e.NotAfter))
-		}
-		return nil
-	case "export":
-		if len(rest) < 2 || *out == "" {
-			return errors.New("usage: uims keys export PARTY --out FILE")
-		}
-		kf, err := miap.ReadKeyFile(*file)
-		if err != nil {
-			return err
-		}
-		sub := kf.For(rest[1])
-		if len(sub.Keys) == 0 {
-			return fmt.Errorf("no keys for party %q", rest[1])
-		}
-		return miap.WriteKeyFile(*out, sub)
-	case "rotate":
-		if len(rest) < 2 {
-			return errors.New("usage: uims keys rotate PARTY")
-		}
-		kf, err := miap.ReadKeyFile(*file)
-		if err != nil {
-			return err
-		}
-		now := time.Now().UTC()
-		party := rest[1]
-		found := false
-		for i := range kf.Keys {
-			if kf.Keys[i].Party == party && (kf.Keys[i].NotAfter.IsZero() || kf.Keys[i].NotAfter.After(now)) {
-				found = true
-				if party != miap.BrokerParty { // K2 stays until its IDs are done (PROTOCOL.md §3.4)
-					kf.Keys[i].NotAfter = now.Add(*overlap)
-				}
-			}
-		}
-		if !found {
-			return fmt.Errorf("no current key for party %q", party)
-		}
-		e, err := miap.NewKeyEntry(rand.Reader, party, miap.NewKid(party, now), now)
-		if err != nil {
-			return err
-		}
-		kf.Keys = append(kf.Keys, e)
-		if err := miap.WriteKeyFile(*file, kf); err != nil {
-			return err
-		}
-		fmt.Printf("new key %s for %s; distribute the file, then restart brokers and the %s gateway\n", e.Kid, party, party)
-		return nil
-	}
-	return fmt.Errorf("unknown keys command %q", rest[0])
-}
-
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Format(time.RFC3339)
 }

@@ -61,12 +61,22 @@ type Config struct {
 	SweepInterval time.Duration
 	// Retention is how long finished transactions stay queryable; default 7 days.
 	Retention time.Duration
+	// Strict enforces the strict MIAP mode: an IMI or an acknowledgement
+	// without a session key from a login is refused with STRICT_REQUIRED
+	// (PROTOCOL.md §6.13). The mode is in the micro service's metadata
+	// ("miap_mode").
+	Strict bool
 	// NoTrace turns off the protocol-step events on uims.trace.>.
 	NoTrace bool
 	// Now is the clock; default time.Now. It must match the MIAP engine's.
 	Now func() time.Time
 	// Metrics, if set, is where the broker registers its Prometheus collectors.
 	Metrics prometheus.Registerer
+	// OnProfilesChanged, if set, is called after the administrator changed
+	// profiles through this broker (uims.broker.profile), before it answers;
+	// an error fails the request. `uims run` saves its embedded store's
+	// profiles with it.
+	OnProfilesChanged func(ctx context.Context) error
 }
 
 func (c *Config) setDefaults() {
@@ -205,7 +215,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		Version:     b.cfg.Version,
 		Description: "UIMS instant message broker: MIAP, routing, transactions, accounting",
 		QueueGroup:  schemas.BrokerQueue,
-		Metadata:    map[string]string{"instance": b.cfg.Instance},
+		Metadata:    map[string]string{"instance": b.cfg.Instance, "miap_mode": b.mode()},
 		StatsHandler: func(e *micro.Endpoint) any {
 			return b.endpointStats(e.Name)
 		},
@@ -224,6 +234,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		{"conv", schemas.SubjectBrokerConv, b.handleConv},
 		{"status", schemas.SubjectBrokerStatus, b.handleStatus},
 		{"client", schemas.SubjectBrokerClient, b.handleClient},
+		{"profile", schemas.SubjectBrokerProfile, b.handleProfile},
 	}
 	for _, ep := range endpoints {
 		fn := b.instrument(ep.name, ep.fn)
@@ -233,7 +244,7 @@ func (b *Broker) Run(ctx context.Context) error {
 			return fmt.Errorf("broker: endpoint %s: %w", ep.name, err)
 		}
 	}
-	b.log.Info().Str("service", schemas.BrokerService).Str("queue", schemas.BrokerQueue).Msg("broker serving")
+	b.log.Info().Str("service", schemas.BrokerService).Str("queue", schemas.BrokerQueue).Str("miap_mode", b.mode()).Msg("broker serving")
 	close(b.ready)
 
 	sweepDone, notesDone := make(chan struct{}), make(chan struct{})
@@ -255,6 +266,15 @@ func (b *Broker) Run(ctx context.Context) error {
 	b.tracer.Flush()
 	b.log.Info().Msg("broker stopped")
 	return err
+}
+
+// mode is the MIAP mode the broker enforces: "strict" or "fast" (which
+// takes both).
+func (b *Broker) mode() string {
+	if b.cfg.Strict {
+		return "strict"
+	}
+	return "fast"
 }
 
 // dispatch hands a request to a worker; nats calls handlers one at a time
@@ -421,7 +441,8 @@ func (b *Broker) instrument(name string, fn handler) func(context.Context, micro
 		st.mu.Unlock()
 		ev := b.log.Info()
 		switch code {
-		case schemas.CodeBadMAC, schemas.CodeReplay, schemas.CodeIDMismatch, schemas.CodeBadTicket, schemas.CodeNotAllowed, schemas.CodeBadSession, schemas.CodeUnknownKey:
+		case schemas.CodeBadMAC, schemas.CodeReplay, schemas.CodeIDMismatch, schemas.CodeBadTicket, schemas.CodeNotAllowed, schemas.CodeBadSession, schemas.CodeUnknownKey,
+			schemas.CodeStrictRequired:
 			ev = b.log.Warn().Bool("security", true)
 		case schemas.CodeInternal, schemas.CodeStoreUnavailable:
 			ev = b.log.Error()

@@ -65,6 +65,9 @@ func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
 		return err
 	}
 	strict := len(f.Session) > 0
+	if !strict && b.cfg.Strict {
+		return schemas.Errorf(schemas.CodeStrictRequired, nil, "session-less IMI")
+	}
 	if strict {
 		if err := b.guard.TakeSession(ctx, f.Party, f.Session); err != nil {
 			return err
@@ -80,6 +83,12 @@ func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
 	if imi.Gateway != f.Party {
 		return schemas.Errorf(schemas.CodeNotAllowed, nil, fmt.Sprintf("imi names gateway %q, signed by %q", imi.Gateway, f.Party))
 	}
+	// The sender binding (§6.2): the signer speaks for this medium, and a
+	// client it names owns the sender address.
+	grant, err := checkGrant(b.guard.Keys(), f.Party, &imi.From)
+	if err != nil {
+		return b.refuseSender(f.Party, &imi, err)
+	}
 	var sender *schemas.Profile
 	if imi.From.Client != "" {
 		if sender, err = b.profiles.ByID(ctx, imi.From.Client); err != nil {
@@ -87,6 +96,11 @@ func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
 				return schemas.Errorf(schemas.CodeUnknownSender, nil, imi.From.Client)
 			}
 			return schemas.Errorf(schemas.CodeStoreUnavailable, err, "sender profile")
+		}
+		if grant.Role != miap.RoleClient {
+			if err := checkOwner(sender, &imi.From); err != nil {
+				return b.refuseSender(f.Party, &imi, err)
+			}
 		}
 	} else if p, err := b.profiles.ByAddress(ctx, imi.From.Medium, imi.From.Address); err == nil {
 		sender = p
@@ -145,7 +159,7 @@ func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
 		schemas.StatusRouted, routed.Sender, routed.Recipient, dec.dest.Medium, note, routed.Deadline, now.UnixMilli()}
 	keys := []string{keyTx + imi.MsgID, keyTxHistory + imi.MsgID, keyDeadlines, quotaKey}
 
-	// One round trip: the nonce claim and the transaction (§8 step 5).
+	// One round trip: the nonce claim and the transaction (§8 step 6e).
 	var claim func() error
 	var create *redis.Cmd
 	b.batch.do(ctx, func(pipe redis.Pipeliner) {
@@ -200,6 +214,13 @@ func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
 	b.trace("imi", imi.MsgID, routed.Tx, f.Party, "routed", schemas.TraceEvent{Dest: routed.Dest.Gateway, ID: miap.EncodeB64(id)[:8],
 		Sender: routed.Sender, Recipient: routed.Recipient, To: imi.To})
 	return b.reply(req, &miap.Frame{Purpose: miap.PurposeRoute, Party: imi.Gateway, Nonce: f.Nonce, Session: cack, ID: id, Body: routedBytes}, ticket)
+}
+
+// refuseSender logs a refused sender binding with what the signer claimed.
+func (b *Broker) refuseSender(party string, imi *schemas.IMI, err error) error {
+	b.log.Warn().Bool("security", true).Str("party", party).Str("medium", imi.From.Medium).Str("client", imi.From.Client).
+		Str("address", imi.From.Address).Str("msg_id", imi.MsgID).Err(err).Msg("imi refused: the signer may not speak for this sender")
+	return err
 }
 
 func receiptList(r schemas.ReceiptPrefs) []string {
@@ -296,6 +317,8 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 		if err := b.guard.TakeSession(ctx, f.Party, f.Session); err != nil {
 			return err
 		}
+	} else if b.cfg.Strict {
+		return schemas.Errorf(schemas.CodeStrictRequired, nil, "session-less acknowledgement")
 	}
 	var ack schemas.Ack
 	if err := decodeJSON(f.Body, &ack); err != nil {
@@ -521,7 +544,8 @@ func (b *Broker) txStatus(ctx context.Context, msgID string) (*txRecord, *schema
 }
 
 // handleClient resolves a client credential or address for a gateway
-// (PROTOCOL.md §6.11). Secrets are compared here and never returned.
+// (PROTOCOL.md §6.11). Credentials arrive as hashes, are compared here in
+// constant time and are never returned.
 func (b *Broker) handleClient(ctx context.Context, req micro.Request) error {
 	f, err := b.frame(ctx, req, miap.PurposeQuery, true)
 	if err != nil {
@@ -533,12 +557,12 @@ func (b *Broker) handleClient(ctx context.Context, req micro.Request) error {
 	}
 	var p *schemas.Profile
 	switch q.Kind {
-	case "token":
-		p, err = b.profiles.ByToken(ctx, q.Secret)
-	case "smpp":
-		p, err = b.profiles.BySMPP(ctx, q.User, q.Secret)
-	case "smtp":
-		p, err = b.profiles.BySMTP(ctx, q.User, q.Secret)
+	case schemas.CredentialToken:
+		p, err = b.profiles.ByToken(ctx, q.Hash)
+	case schemas.CredentialSMPP:
+		p, err = b.profiles.BySMPP(ctx, q.User, q.Hash)
+	case schemas.CredentialSMTP:
+		p, err = b.profiles.BySMTP(ctx, q.User, q.Hash)
 	case "address":
 		p, err = b.profiles.ByAddress(ctx, q.Medium, q.User)
 	case "id":

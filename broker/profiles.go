@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +28,7 @@ const (
 	keyClient     = keyPrefix + "client:" // + id → JSON profile
 	keyClients    = keyPrefix + "clients" // set of ids
 	keyAddr       = keyPrefix + "addr:"   // + medium:address → id
-	keyToken      = keyPrefix + "token:"  // + sha256(token) → id
+	keyToken      = keyPrefix + "token:"  // + schemas.TokenSHA256(token) → id
 	keySMPP       = keyPrefix + "smpp:"   // + system_id → id
 	keySMTP       = keyPrefix + "smtp:"   // + username → id
 	profileMaxAge = 30 * time.Second
@@ -119,17 +118,45 @@ func isPhone(s string) bool {
 	return digits >= 3
 }
 
-func tokenHash(token string) string {
-	h := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(h[:])
+// sealed returns a copy of p that keeps its credentials only as hashes
+// (PROTOCOL.md §6.11): a clear token or password, from a profile file or
+// from a profile stored before rev 1.2, is hashed and dropped. p itself is
+// not changed.
+func sealed(p *schemas.Profile) *schemas.Profile {
+	c := *p
+	if c.Token != "" {
+		c.TokenSHA256 = schemas.TokenSHA256(c.Token)
+		c.Token = ""
+	}
+	if p.SMPP != nil {
+		s := *p.SMPP
+		if s.Password != "" {
+			s.PasswordHash = schemas.CredentialHash(schemas.CredentialSMPP, s.SystemID, s.Password)
+			s.Password = ""
+		}
+		c.SMPP = &s
+	}
+	if p.SMTP != nil {
+		s := *p.SMTP
+		if s.Password != "" {
+			s.PasswordHash = schemas.CredentialHash(schemas.CredentialSMTP, s.Username, s.Password)
+			s.Password = ""
+		}
+		c.SMTP = &s
+	}
+	return &c
 }
 
 // Put stores a profile and its indexes (addresses, token, SMPP and SMTP
-// credentials), replacing any earlier version and its stale indexes.
+// credentials), replacing any earlier version and its stale indexes. The
+// store keeps credentials only as hashes: a clear Token or Password in p is
+// hashed (schemas.TokenSHA256, schemas.CredentialHash) and not stored; p
+// itself is not changed.
 func (ps *Profiles) Put(ctx context.Context, p *schemas.Profile) error {
 	if err := checkProfile(p); err != nil {
 		return err
 	}
+	p = sealed(p)
 	p.V = schemas.Version
 	old, err := ps.load(ctx, p.ID)
 	if err != nil && !errors.Is(err, ErrNoClient) {
@@ -181,8 +208,8 @@ func indexKeys(p *schemas.Profile) []string {
 			keys = append(keys, keyAddr+m+":"+NormalizeAddress(m, a))
 		}
 	}
-	if p.Token != "" {
-		keys = append(keys, keyToken+tokenHash(p.Token))
+	if p.TokenSHA256 != "" {
+		keys = append(keys, keyToken+p.TokenSHA256)
 	}
 	if p.SMPP != nil && p.SMPP.SystemID != "" {
 		keys = append(keys, keySMPP+p.SMPP.SystemID)
@@ -222,7 +249,11 @@ func (ps *Profiles) load(ctx context.Context, id string) (*schemas.Profile, erro
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("broker: profile %s: %w", id, err)
 	}
-	return &p, nil
+	// A profile stored before PROTOCOL.md rev 1.2 may hold a clear token or
+	// password: hash it on read (its token index, keyed by the same SHA-256,
+	// stays valid), so that nothing past the store sees it. The next Put of
+	// the profile rewrites it without.
+	return sealed(&p), nil
 }
 
 // cachedLookup resolves key through the cache, then through fetch.
@@ -279,40 +310,49 @@ func (ps *Profiles) ByAddress(ctx context.Context, medium, addr string) (*schema
 	return ps.byIndex(ctx, keyAddr+medium+":"+NormalizeAddress(medium, addr))
 }
 
-// ByToken returns the client whose bearer token is token.
-func (ps *Profiles) ByToken(ctx context.Context, token string) (*schemas.Profile, error) {
-	if token == "" {
+// equalHash compares two credential hashes in constant time; an empty
+// stored hash (no such credential) matches nothing.
+func equalHash(stored, given string) bool {
+	return stored != "" && subtle.ConstantTimeCompare([]byte(stored), []byte(given)) == 1
+}
+
+// ByToken returns the client whose bearer token hashes to tokenSHA256
+// (schemas.TokenSHA256; PROTOCOL.md §6.11).
+func (ps *Profiles) ByToken(ctx context.Context, tokenSHA256 string) (*schemas.Profile, error) {
+	if len(tokenSHA256) != sha256.Size*2 {
 		return nil, ErrNoClient
 	}
-	p, err := ps.byIndex(ctx, keyToken+tokenHash(token))
+	p, err := ps.byIndex(ctx, keyToken+tokenSHA256)
 	if err != nil {
 		return nil, err
 	}
-	if subtle.ConstantTimeCompare([]byte(p.Token), []byte(token)) != 1 {
+	if !equalHash(p.TokenSHA256, tokenSHA256) {
 		return nil, ErrNoClient
 	}
 	return p, nil
 }
 
-// BySMPP returns the client that binds with systemID and password.
-func (ps *Profiles) BySMPP(ctx context.Context, systemID, password string) (*schemas.Profile, error) {
+// BySMPP returns the client that binds with systemID and the password whose
+// schemas.CredentialHash is passwordHash.
+func (ps *Profiles) BySMPP(ctx context.Context, systemID, passwordHash string) (*schemas.Profile, error) {
 	p, err := ps.byIndex(ctx, keySMPP+systemID)
 	if err != nil {
 		return nil, err
 	}
-	if p.SMPP == nil || subtle.ConstantTimeCompare([]byte(p.SMPP.Password), []byte(password)) != 1 {
+	if p.SMPP == nil || !equalHash(p.SMPP.PasswordHash, passwordHash) {
 		return nil, ErrNoClient
 	}
 	return p, nil
 }
 
-// BySMTP returns the client that authenticates with username and password.
-func (ps *Profiles) BySMTP(ctx context.Context, username, password string) (*schemas.Profile, error) {
+// BySMTP returns the client that authenticates with username and the
+// password whose schemas.CredentialHash is passwordHash.
+func (ps *Profiles) BySMTP(ctx context.Context, username, passwordHash string) (*schemas.Profile, error) {
 	p, err := ps.byIndex(ctx, keySMTP+strings.ToLower(username))
 	if err != nil {
 		return nil, err
 	}
-	if p.SMTP == nil || subtle.ConstantTimeCompare([]byte(p.SMTP.Password), []byte(password)) != 1 {
+	if p.SMTP == nil || !equalHash(p.SMTP.PasswordHash, passwordHash) {
 		return nil, ErrNoClient
 	}
 	return p, nil

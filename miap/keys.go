@@ -129,6 +129,13 @@ type Keyring struct {
 	grants  map[string]Grant
 }
 
+// Roles of a party (§3.5).
+const (
+	RoleGateway   = "gateway"   // speaks for senders on its media
+	RoleProcessor = "processor" // converts content; originates no IMI
+	RoleClient    = "client"    // the operator's command-line sender: any existing client, on medium "cli" only
+)
+
 // Grant is what a party was provisioned as (§3.5): its role and the media
 // it speaks for.
 type Grant struct {

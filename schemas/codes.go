@@ -38,6 +38,7 @@ const (
 	CodeDuplicate                    // the message id was already used for another message
 	CodeUnsupported                  // the destination cannot take this kind of content
 	CodeUnauthorized                 // a client credential was missing or wrong
+	CodeStrictRequired               // the broker runs in strict mode: log in first (a session-less frame is refused)
 	codeEnd                          // keep last; not a code
 )
 
@@ -70,6 +71,7 @@ var codeNames = [...]string{
 	CodeDuplicate:        "DUPLICATE",
 	CodeUnsupported:      "UNSUPPORTED",
 	CodeUnauthorized:     "UNAUTHORIZED",
+	CodeStrictRequired:   "STRICT_REQUIRED",
 }
 
 var codeText = [...]string{
@@ -101,6 +103,7 @@ var codeText = [...]string{
 	CodeDuplicate:        "message id already used",
 	CodeUnsupported:      "content not supported by the destination",
 	CodeUnauthorized:     "missing or wrong credentials",
+	CodeStrictRequired:   "strict MIAP mode required",
 }
 
 // String returns the code's wire name, such as "BAD_MAC".

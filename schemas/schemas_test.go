@@ -36,13 +36,16 @@ var documents = map[string]any{
 
 // constraints add what the Go types cannot say, by JSON property name.
 var constraints = map[string]map[string]any{
-	"msg_id":      {"pattern": "^[0-9a-f]{32}$"},
-	"in_reply_to": {"pattern": "^[0-9a-f]{32}$"},
-	"sha256":      {"pattern": "^[0-9a-f]{64}$"},
-	"v":           {"const": 1},
-	"length":      {"minimum": 0},
-	"subject":     {"maxLength": 998},
-	"to":          {"minLength": 1, "maxLength": 320},
+	"msg_id":        {"pattern": "^[0-9a-f]{32}$"},
+	"in_reply_to":   {"pattern": "^[0-9a-f]{32}$"},
+	"sha256":        {"pattern": "^[0-9a-f]{64}$"},
+	"hash":          {"pattern": "^[0-9a-f]{64}$"},
+	"token_sha256":  {"pattern": "^[0-9a-f]{64}$"},
+	"password_hash": {"pattern": "^[0-9a-f]{64}$"},
+	"v":             {"const": 1},
+	"length":        {"minimum": 0},
+	"subject":       {"maxLength": 998},
+	"to":            {"minLength": 1, "maxLength": 320},
 }
 
 func schemaOf(t reflect.Type, name string) map[string]any {
@@ -169,7 +172,7 @@ func TestDocumentsValidate(t *testing.T) {
 
 func TestCodesStable(t *testing.T) {
 	// The wire numbers of the first codes must never change (PROTOCOL.md §9).
-	fixed := map[schemas.Code]string{1: "MALFORMED", 5: "BAD_MAC", 8: "REPLAY", 10: "ID_MISMATCH", 15: "QUARANTINE", 21: "BUSY", 27: "UNAUTHORIZED"}
+	fixed := map[schemas.Code]string{1: "MALFORMED", 5: "BAD_MAC", 8: "REPLAY", 10: "ID_MISMATCH", 15: "QUARANTINE", 21: "BUSY", 27: "UNAUTHORIZED", 28: "STRICT_REQUIRED"}
 	for c, name := range fixed {
 		if c.String() != name {
 			t.Errorf("code %d is %s, was %s: codes are append-only", c, c, name)

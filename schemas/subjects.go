@@ -22,6 +22,11 @@ const (
 	SubjectBrokerClient = "uims.broker.client"
 	// SubjectBrokerAnnounce takes gateway and processor heartbeats (§6.12).
 	SubjectBrokerAnnounce = "uims.broker.announce"
+	// SubjectBrokerProfile lists, stores and deletes client profiles for the
+	// administrator (ProfileRequest → ProfileReply, plain JSON, no MIAP
+	// frame). Administrator only: NATS permissions let no other identity
+	// publish on it.
+	SubjectBrokerProfile = "uims.broker.profile"
 
 	// BrokerService is the nats micro service name of the broker.
 	BrokerService = "uims-broker"

@@ -11,6 +11,9 @@ const (
 	MediumFax   = "fax"
 	MediumVoice = "voice"
 	MediumBot   = "bot"
+	// MediumCLI is the operator's command-line sender (`uims send`): its
+	// address is the client id it sends as (PROTOCOL.md §6.2).
+	MediumCLI = "cli"
 )
 
 // Statuses of a message, in the order they normally happen. A message ends in
@@ -242,14 +245,18 @@ type ConvReport struct {
 }
 
 // ClientQuery asks the brokers to resolve a client (PROTOCOL.md §6.11):
-// by a credential (Kind "token", "smpp", "smtp") or by an address on a medium
-// (Kind "address"). Secrets are compared by the broker, never returned.
+// by a credential (Kind CredentialToken, CredentialSMPP, CredentialSMTP), by
+// an address on a medium (Kind "address") or by id (Kind "id"). A credential
+// travels as its hash (TokenSHA256, CredentialHash), never in clear; the
+// broker compares it in constant time and never returns it.
 type ClientQuery struct {
 	V      int    `json:"v"`
 	Kind   string `json:"kind"`
 	Medium string `json:"medium,omitempty"`
 	User   string `json:"user,omitempty"`
-	Secret string `json:"secret,omitempty"`
+	// Hash is TokenSHA256(token) for CredentialToken and
+	// CredentialHash(Kind, User, password) for CredentialSMPP and CredentialSMTP.
+	Hash string `json:"hash,omitempty"`
 }
 
 // ClientInfo is the public part of a profile, returned to gateways.
@@ -302,13 +309,21 @@ type ReceiptPrefs struct {
 // SMPPCredentials let an application bind to the SMS gateway as a client.
 type SMPPCredentials struct {
 	SystemID string `json:"system_id" yaml:"system_id"`
-	Password string `json:"password" yaml:"password"`
+	// Password in clear is accepted on input only (profile YAML, profiles
+	// stored before PROTOCOL.md rev 1.2): the brokers keep PasswordHash
+	// instead and never store or return it.
+	Password string `json:"password,omitempty" yaml:"password"`
+	// PasswordHash is CredentialHash(CredentialSMPP, SystemID, password).
+	PasswordHash string `json:"password_hash,omitempty" yaml:"password_hash"`
 }
 
 // SMTPCredentials let a mail client submit as a client (AUTH PLAIN).
 type SMTPCredentials struct {
 	Username string `json:"username" yaml:"username"`
-	Password string `json:"password" yaml:"password"`
+	// Password in clear is accepted on input only, as SMPPCredentials.Password.
+	Password string `json:"password,omitempty" yaml:"password"`
+	// PasswordHash is CredentialHash(CredentialSMTP, Username, password).
+	PasswordHash string `json:"password_hash,omitempty" yaml:"password_hash"`
 }
 
 // Profile is a client profile (patent: client profile database). Brokers
@@ -317,8 +332,13 @@ type Profile struct {
 	V    int    `json:"v" yaml:"-"`
 	ID   string `json:"id" yaml:"id"`
 	Name string `json:"name,omitempty" yaml:"name"`
-	// Token is the bearer token for the HTTP API and the web page.
+	// Token is the bearer token for the HTTP API and the web page, in clear.
+	// It is accepted on input only (profile YAML, profiles stored before
+	// PROTOCOL.md rev 1.2): the brokers keep TokenSHA256 instead and never
+	// store or return it.
 	Token string `json:"token,omitempty" yaml:"token"`
+	// TokenSHA256 is TokenSHA256(token): what the brokers keep and compare.
+	TokenSHA256 string `json:"token_sha256,omitempty" yaml:"token_sha256"`
 	// Addresses maps a medium to the client's address on it.
 	Addresses map[string]string `json:"addresses,omitempty" yaml:"addresses"`
 	// Prefer is the delivery order of media; the first with a live gateway wins,

@@ -24,7 +24,7 @@ start redis-server --port 16379 --bind 127.0.0.1 --dir "$dir" --appendonly yes -
 sleep 2
 export UIMS_NATS_URL=nats://127.0.0.1:11422,nats://127.0.0.1:12422,nats://127.0.0.1:13422
 export UIMS_REDIS_URL=redis://127.0.0.1:16379/0
-"$U" profile put scripts/profiles.yaml
+"$U" profile put scripts/profiles.yaml --redis "$UIMS_REDIS_URL"   # before the brokers: straight into the store
 start "$U" broker --instance broker1
 start "$U" broker --instance broker2
 start "$U" processor

@@ -107,7 +107,8 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.SendTimeout)
 		defer cancel()
-		ci, err := s.g.kit.Client(ctx, schemas.ClientQuery{Kind: "smtp", User: user, Secret: pass})
+		ci, err := s.g.kit.Client(ctx, schemas.ClientQuery{Kind: schemas.CredentialSMTP, User: user,
+			Hash: schemas.CredentialHash(schemas.CredentialSMTP, user, pass)})
 		if err != nil {
 			if miap.CodeOf(err).Retryable() {
 				s.log.Warn().Err(err).Msg("SMTP AUTH: credential check unavailable")

@@ -79,6 +79,8 @@ func sendReply(rcpt string, err error) *smtp.SMTPError {
 		return reply(550, smtp.EnhancedCode{5, 7, 0}, "%s", text)
 	case schemas.CodeNotAllowed, schemas.CodeUnknownSender, schemas.CodeUnauthorized:
 		return reply(550, smtp.EnhancedCode{5, 7, 1}, "%s", text)
+	case schemas.CodeStrictRequired: // gateway in fast mode, brokers in strict mode
+		return reply(554, smtp.EnhancedCode{5, 3, 5}, "%s", text) // RFC 3463: system incorrectly configured
 	}
 	return reply(554, smtp.EnhancedCode{5, 0, 0}, "%s", text)
 }
@@ -129,6 +131,8 @@ func dsnStatus(code string) string {
 		return "5.6.3"
 	case schemas.CodeNotAllowed, schemas.CodeUnauthorized, schemas.CodeUnknownSender, schemas.CodeQuotaExceeded:
 		return "5.7.1"
+	case schemas.CodeStrictRequired:
+		return "5.3.5"
 	}
 	return "5.0.0"
 }

@@ -641,3 +641,22 @@ func TestReassemblyAcrossInstancesAndRestart(t *testing.T) {
 		t.Fatalf("%d deliveries, want 2", n)
 	}
 }
+
+// An application may send only from its own number: another client's
+// number as source_addr gets ESME_RINVSRCADR (the brokers' sender binding,
+// PROTOCOL.md §6.2), and nothing reaches bob.
+func TestSubmitFromAnotherNumberRefused(t *testing.T) {
+	e := newEnv(t, sms.Config{})
+	c := dialESME(t, e.addr())
+	c.mustBind(pdu.CmdBindTransmitter, "alice", "alice-pw")
+	fabrictest.Eventually(t, 10*time.Second, "a route to bob", func() bool {
+		return c.submit(textMsg("15550100", "bob", "warm up", 0)).Status == pdu.ESME_ROK
+	})
+	before := len(e.webIDs())
+	if r := c.submit(textMsg("15550102", "bob", "as carol", 0)); r.Status != pdu.ESME_RINVSRCADR {
+		t.Fatalf("alice sending from carol's number: %s", r.Status)
+	}
+	if n := len(e.webIDs()); n != before {
+		t.Fatalf("%d messages delivered from a number alice does not own", n-before)
+	}
+}

@@ -229,7 +229,8 @@ func (s *session) bind(ctx context.Context, h *pdu.Header, f *pdu.BindFields, mo
 		return true
 	}
 	qctx, cancel := context.WithTimeout(ctx, s.g.cfg.ResponseTimeout)
-	ci, err := s.g.kit.Client(qctx, schemas.ClientQuery{Kind: "smpp", User: f.SystemID, Secret: f.Password})
+	ci, err := s.g.kit.Client(qctx, schemas.ClientQuery{Kind: schemas.CredentialSMPP, User: f.SystemID,
+		Hash: schemas.CredentialHash(schemas.CredentialSMPP, f.SystemID, f.Password)})
 	cancel()
 	if err != nil {
 		code := miap.CodeOf(err)

@@ -152,8 +152,12 @@ func appStatus(err error) pdu.Status {
 		return pdu.ESME_RTHROTTLED // "ESME exceeded allowed message limits"
 	case code == schemas.CodeTooLarge:
 		return pdu.ESME_RINVMSGLEN
-	case code == schemas.CodeUnknownSender:
+	case code == schemas.CodeUnknownSender, code == schemas.CodeNotAllowed:
+		// NOT_ALLOWED: the source address is not the client's own number
+		// (the sender binding, PROTOCOL.md §6.2).
 		return pdu.ESME_RINVSRCADR
+	case code == schemas.CodeStrictRequired: // gateway in fast mode, brokers in strict mode
+		return pdu.ESME_RSYSERR
 	default:
 		return pdu.ESME_RSUBMITFAIL
 	}

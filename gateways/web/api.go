@@ -85,6 +85,10 @@ func httpStatus(c schemas.Code) int {
 		return http.StatusBadRequest
 	case schemas.CodeUnknownTx:
 		return http.StatusNotFound
+	case schemas.CodeStrictRequired:
+		// The gateway runs in fast mode, the brokers in strict mode: the
+		// operator must fix the configuration, a retry will not help.
+		return http.StatusBadGateway
 	}
 	if c.Retryable() {
 		return http.StatusServiceUnavailable
@@ -135,16 +139,17 @@ func (g *Gateway) auth(h func(http.ResponseWriter, *http.Request, *schemas.Clien
 	}
 }
 
+// client resolves a bearer token. Only its SHA-256 leaves the gateway: it
+// keys the cache and is what the brokers compare (PROTOCOL.md §6.11).
 func (g *Gateway) client(ctx context.Context, token string) (*schemas.ClientInfo, error) {
-	key := sha256.Sum256([]byte(token))
-	k := hex.EncodeToString(key[:])
+	k := schemas.TokenSHA256(token)
 	g.mu.Lock()
 	e, ok := g.tokens[k]
 	g.mu.Unlock()
 	if ok && time.Since(e.at) < 30*time.Second {
 		return e.client, nil
 	}
-	c, err := g.kit.Client(ctx, schemas.ClientQuery{Kind: "token", Secret: token})
+	c, err := g.kit.Client(ctx, schemas.ClientQuery{Kind: schemas.CredentialToken, Hash: k})
 	if err != nil {
 		return nil, err
 	}

@@ -56,6 +56,11 @@ type Config struct {
 	NoObserver bool
 	// Observer bounds the observer's memory.
 	Observer ObserverConfig
+	// ObserverConn is the observer's own connection, as the operator's
+	// read-only identity: the web gateway's identity may not read the
+	// fabric's trace events (docs/SECURITY.md). nil: the gateway's own
+	// connection (a fabric without NATS permissions).
+	ObserverConn *nats.Conn
 	// InboxShards is the number of inbox streams (inbox.go); default
 	// DefaultInboxShards. Every instance must use the same count: an
 	// instance configured otherwise than the existing streams refuses to
@@ -115,7 +120,11 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 	}
 	g.gatherer, g.httpm = reg, newHTTPMetrics(reg)
 	if !cfg.NoObserver {
-		g.obs = NewObserver(nc, k.Query, newFabricMetrics(reg), cfg.Observer, log)
+		onc := cfg.ObserverConn
+		if onc == nil {
+			onc = nc
+		}
+		g.obs = NewObserver(onc, k.Query, newFabricMetrics(reg), cfg.Observer, log)
 	}
 	js, _ := jetstream.New(nc)
 	g.inbox = &inbox{js: js, nc: nc, shards: cfg.InboxShards}

@@ -110,6 +110,9 @@ func startFabric(ctx context.Context, cfg *Config) (f *fabric, err error) {
 		if kerr != nil {
 			return nil, kerr
 		}
+		if g, ok := system.Grants[p]; ok { // web speaks for web senders (PROTOCOL.md §3.5)
+			e.Role, e.Media = g.Role, g.Media
+		}
 		f.keys.Keys = append(f.keys.Keys, e)
 	}
 	f.keysPath = filepath.Join(f.dir, "keys.json")

@@ -36,20 +36,41 @@ type Fabric struct {
 // Parties are the parties that get keys by default.
 var Parties = []string{"web", "email", "sms", "proc", "test", "peer"}
 
+// Grants are what Parties are provisioned as (PROTOCOL.md §3.5): the
+// gateways speak for their medium; test originates on medium "test" for
+// the clients of the tests, peer plays a web or SMS destination.
+var Grants = map[string]miap.Grant{
+	"web":   {Role: miap.RoleGateway, Media: []string{schemas.MediumWeb}},
+	"email": {Role: miap.RoleGateway, Media: []string{schemas.MediumEmail}},
+	"sms":   {Role: miap.RoleGateway, Media: []string{schemas.MediumSMS}},
+	"proc":  {Role: miap.RoleProcessor},
+	"test":  {Role: miap.RoleGateway, Media: []string{"test"}},
+	"peer":  {Role: miap.RoleGateway, Media: []string{schemas.MediumWeb, schemas.MediumSMS}},
+}
+
 // New starts NATS and Redis and makes keys for Parties and the broker.
 func New(t testing.TB) *Fabric {
 	t.Helper()
 	srv, rdb := redistest.Run(t)
 	f := &Fabric{T: t, NATS: natstest.Run(t), Redis: srv, RDB: rdb, Keys: &miap.KeyFile{MIAP: 1},
 		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
-	for _, p := range append([]string{miap.BrokerParty}, Parties...) {
-		e, err := miap.NewKeyEntry(rand.Reader, p, p+"-1", time.Time{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.Keys.Keys = append(f.Keys.Keys, e)
+	f.AddParty(miap.BrokerParty, miap.Grant{})
+	for _, p := range Parties {
+		f.AddParty(p, Grants[p])
 	}
 	return f
+}
+
+// AddParty makes a key "<party>-1" for party with grant g (none when g is
+// the zero Grant). Brokers started afterwards know it.
+func (f *Fabric) AddParty(party string, g miap.Grant) {
+	f.T.Helper()
+	e, err := miap.NewKeyEntry(rand.Reader, party, party+"-1", time.Time{})
+	if err != nil {
+		f.T.Fatal(err)
+	}
+	e.Role, e.Media = g.Role, append([]string(nil), g.Media...)
+	f.Keys.Keys = append(f.Keys.Keys, e)
 }
 
 // Conn returns a new NATS connection.

@@ -59,6 +59,9 @@ type Addrs struct {
 	NATS string
 	SMTP string // empty when the e-mail gateway is off
 	SMPP string // empty when the SMS gateway is off
+	// Creds is the folder of the parties' NATS credentials
+	// (ops.creds: the operator's read-only observer; admin.creds).
+	Creds string
 }
 
 func (c *Config) setDefaults() {
@@ -111,6 +114,14 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
+	au, _, err := Provision(cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+	ids := map[string]Identity{}
+	for _, id := range Builtin {
+		ids[id.Name] = id
+	}
 	tcfg, err := ServerTLS(cfg.TLSCert, cfg.TLSKey)
 	if err != nil {
 		return err
@@ -118,7 +129,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err := checkCA(tcfg, cfg.TLSCA); err != nil {
 		return err
 	}
-	ns, err := StartClusterNATS(cfg.NATSAddr, cfg.DataDir, ClusterConfig{TLS: tcfg}, log)
+	ns, err := StartClusterNATS(cfg.NATSAddr, cfg.DataDir, ClusterConfig{TLS: tcfg, Auth: au.Authority}, log)
 	if err != nil {
 		return err
 	}
@@ -137,8 +148,10 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	// In process, the server offers TLS but does not require it; a nats://
 	// URL (ClientURL says tls:// with TLS on) keeps these connections plain.
 	inProcURL := "nats://" + ns.Addr().String()
+	// Every part connects as its own party, with least privilege
+	// (docs/SECURITY.md), in process.
 	conn := func(name string) (*nats.Conn, error) {
-		nc, err := nats.Connect(inProcURL, nats.Name("uims-"+name), nats.InProcessServer(ns), nats.MaxReconnects(-1))
+		nc, err := au.ConnectAs(inProcURL, ids[name], nats.InProcessServer(ns))
 		if err == nil {
 			conns = append(conns, nc)
 		}
@@ -148,15 +161,27 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	loader, err := conn("profiles")
+	admin, err := conn("admin")
 	if err != nil {
 		return err
 	}
-	ps, err := LoadProfiles(ctx, rdb, loader, cfg.ProfilesFile)
+	if err := PublishKeyFile(ctx, admin, kf); err != nil {
+		return err
+	}
+	saved := filepath.Join(cfg.DataDir, SavedProfiles)
+	profiles := cfg.ProfilesFile
+	if _, err := os.Stat(saved); err == nil {
+		if profiles == "" {
+			profiles = saved
+		} else {
+			log.Warn().Str("file", saved).Str("profiles", profiles).Msg("profiles saved by an earlier run are not loaded: UIMS_PROFILES names another file")
+		}
+	}
+	ps, err := LoadProfiles(ctx, rdb, admin, profiles)
 	if err != nil {
 		return err
 	}
-	log.Info().Int("clients", len(ps)).Str("file", cfg.ProfilesFile).Msg("profiles loaded")
+	log.Info().Int("clients", len(ps)).Str("file", profiles).Msg("profiles loaded")
 
 	eng, err := miap.New(miap.Config{Keys: all, Window: cfg.Window})
 	if err != nil {
@@ -175,9 +200,13 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	parts := []func() error{
 		func() error {
+			bc := broker.Config{Version: cfg.Version, Strict: cfg.Strict, Metrics: reg}
+			if cfg.RedisURL == "" { // the embedded store forgets: keep profile changes in the data folder
+				bc.OnProfilesChanged = func(ctx context.Context) error { return SaveProfiles(ctx, rdb, saved) }
+			}
 			nc, err := conn("broker")
 			if err == nil {
-				b, err = broker.New(nc, rdb, eng, broker.Config{Version: cfg.Version, Metrics: reg}, log)
+				b, err = broker.New(nc, rdb, eng, bc, log)
 			}
 			return err
 		},
@@ -191,8 +220,13 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		},
 		func() error {
 			nc, kr, err := party(kf, "web", conn)
+			if err != nil {
+				return err
+			}
+			obs, err := conn("ops")
 			if err == nil {
-				wg, err = web.New(web.Config{Addr: cfg.HTTPAddr, TLS: tcfg, OperatorToken: cfg.Operator, Metrics: reg, Kit: kc}, nc, kr, log)
+				wg, err = web.New(web.Config{Addr: cfg.HTTPAddr, TLS: tcfg, OperatorToken: cfg.Operator, Metrics: reg, Kit: kc,
+					ObserverConn: obs}, nc, kr, log)
 			}
 			return err
 		},
@@ -243,7 +277,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		comps = append(comps, component{"sms", sg.Run})
 	}
 	if err := runAll(ctx, comps, log, func() {
-		a := Addrs{HTTP: wg.Addr(), NATS: ns.ClientURL()}
+		a := Addrs{HTTP: wg.Addr(), NATS: ns.ClientURL(), Creds: au.CredsDir}
 		if eg != nil {
 			a.SMTP = eg.Addr()
 		}

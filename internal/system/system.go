@@ -29,17 +29,50 @@ import (
 
 	"github.com/uims/uims/broker"
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/natsauth"
 	"github.com/uims/uims/schemas"
 )
 
 // Parties are the parties a generated key file holds keys for.
 var Parties = []string{"web", "email", "sms", "proc", "cli"}
 
+// Grants are what the built-in parties are provisioned as (PROTOCOL.md
+// §3.5): each gateway speaks for senders on its own medium, the processor
+// for none, and cli (`uims send`, the operator's tool) names clients on
+// medium cli.
+var Grants = map[string]miap.Grant{
+	"web":   {Role: miap.RoleGateway, Media: []string{schemas.MediumWeb}},
+	"email": {Role: miap.RoleGateway, Media: []string{schemas.MediumEmail}},
+	"sms":   {Role: miap.RoleGateway, Media: []string{schemas.MediumSMS}},
+	"proc":  {Role: miap.RoleProcessor},
+	"cli":   {Role: miap.RoleClient, Media: []string{schemas.MediumCLI}},
+}
+
+// AddGrants gives the key entries of built-in parties that carry no grant
+// (key files written before PROTOCOL.md §3.5) the grant of Grants, so that
+// old data folders keep working. It reports whether it changed an entry.
+func AddGrants(kf *miap.KeyFile) bool {
+	changed := false
+	for i := range kf.Keys {
+		e := &kf.Keys[i]
+		g, ok := Grants[e.Party]
+		if !ok || e.Role != "" || len(e.Media) > 0 {
+			continue
+		}
+		e.Role, e.Media = g.Role, append([]string(nil), g.Media...)
+		changed = true
+	}
+	return changed
+}
+
 // ClusterConfig makes an embedded server a member of a NATS cluster.
 type ClusterConfig struct {
 	Name   string // server name
 	Listen string // cluster route listen address, host:port
 	Routes string // comma-separated nats://host:port of the other members
+	// Auth, if set, is the authority the server trusts: anonymous
+	// connections are refused, parties connect with its credentials.
+	Auth *natsauth.Authority
 	// TLS, if set, makes the client port require TLS (ServerTLS,
 	// ApplyServerTLS); routes stay as they are.
 	TLS *tls.Config
@@ -77,6 +110,11 @@ func StartClusterNATS(addr, dir string, cc ClusterConfig, log zerolog.Logger) (*
 		opts.ServerName = cc.Name
 	}
 	ApplyServerTLS(opts, cc.TLS)
+	if cc.Auth != nil {
+		if err := cc.Auth.ServerOptions(opts, filepath.Join(dir, "nats", "accounts")); err != nil {
+			return nil, err
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("system: nats: %w", err)
@@ -86,7 +124,7 @@ func StartClusterNATS(addr, dir string, cc ClusterConfig, log zerolog.Logger) (*
 		ns.Shutdown()
 		return nil, fmt.Errorf("system: nats not ready on %s (is the port taken?)", addr)
 	}
-	log.Info().Str("url", ns.ClientURL()).Str("store", opts.StoreDir).Msg("embedded NATS with JetStream started (sync always)")
+	log.Info().Str("url", ns.ClientURL()).Str("store", opts.StoreDir).Bool("auth", cc.Auth != nil).Msg("embedded NATS with JetStream started (sync always)")
 	return ns, nil
 }
 
@@ -117,8 +155,9 @@ func OpenStore(url string, log zerolog.Logger) (redis.UniversalClient, func(), e
 }
 
 // LoadOrCreateKeys reads the key file at path, creating it with a key for
-// each party and the broker key K2 when it does not exist, and adding keys
-// for parties it lacks.
+// each party and the broker key K2 when it does not exist, adding keys for
+// parties it lacks, and grants (Grants) to the built-in parties' keys that
+// have none.
 func LoadOrCreateKeys(path string, parties []string, log zerolog.Logger) (*miap.KeyFile, error) {
 	kf, err := miap.ReadKeyFile(path)
 	created := false
@@ -132,6 +171,7 @@ func LoadOrCreateKeys(path string, parties []string, log zerolog.Logger) (*miap.
 	for _, e := range kf.Keys {
 		have[e.Party] = true
 	}
+	granted := AddGrants(kf)
 	added := false
 	for _, p := range append([]string{miap.BrokerParty}, parties...) {
 		if have[p] {
@@ -141,20 +181,27 @@ func LoadOrCreateKeys(path string, parties []string, log zerolog.Logger) (*miap.
 		if err != nil {
 			return nil, err
 		}
+		if g, ok := Grants[p]; ok {
+			e.Role, e.Media = g.Role, append([]string(nil), g.Media...)
+		}
 		kf.Keys = append(kf.Keys, e)
 		added = true
 	}
-	if added {
+	if added || granted {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
 		}
 		if err := miap.WriteKeyFile(path, kf); err != nil {
 			return nil, err
 		}
-		if created {
+		switch {
+		case created:
 			log.Info().Str("file", path).Msg("generated MIAP keys (keep this file secret)")
-		} else {
+		case added:
 			log.Info().Str("file", path).Msg("added MIAP keys for new parties")
+		}
+		if granted && !created {
+			log.Info().Str("file", path).Msg("added grants (role, media) to the keys of built-in parties (PROTOCOL.md §3.5)")
 		}
 	}
 	return kf, nil

@@ -2,6 +2,7 @@ package system_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -10,11 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/internal/redistest"
 	"github.com/uims/uims/internal/system"
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/schemas"
 )
 
 // runSystem starts `uims run` in-process on free ports.
@@ -94,5 +99,82 @@ func TestRunDeliversWithDemoClients(t *testing.T) {
 				t.Fatalf("key file mode %v", fi.Mode())
 			}
 		})
+	}
+}
+
+// A key file written before grants (PROTOCOL.md §3.5): loading it gives the
+// built-in parties their grants, writes them, adds the missing parties with
+// theirs, and leaves other parties alone.
+func TestOldKeyFileGetsGrants(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.json")
+	old := &miap.KeyFile{MIAP: 1}
+	for _, p := range []string{miap.BrokerParty, "web", "email", "proc", "bot"} {
+		e, err := miap.NewKeyEntry(rand.Reader, p, p+"-1", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old.Keys = append(old.Keys, e)
+	}
+	if err := miap.WriteKeyFile(path, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := system.LoadOrCreateKeys(path, system.Parties, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	kf, err := miap.ReadKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := kf.Keyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for party, want := range system.Grants {
+		g, ok := kr.Grant(party)
+		if !ok || g.Role != want.Role || strings.Join(g.Media, ",") != strings.Join(want.Media, ",") {
+			t.Errorf("grant of %s = %+v, %v; want %+v", party, g, ok, want)
+		}
+	}
+	if g, ok := kr.Grant("web"); !ok || !g.Speaks("web") || g.Speaks("email") {
+		t.Errorf("web grant %+v", g)
+	}
+	for _, p := range []string{"bot", miap.BrokerParty} {
+		if g, ok := kr.Grant(p); ok {
+			t.Errorf("%s got a grant %+v", p, g)
+		}
+	}
+}
+
+// The command-line sender (party cli, `uims send`) names any existing
+// client on medium cli, and nothing else (PROTOCOL.md §3.5, §6.2).
+func TestCLISenderNamesClients(t *testing.T) {
+	cfg := system.Config{DataDir: t.TempDir()}
+	a := runSystem(t, cfg)
+	kf, err := miap.ReadKeyFile(filepath.Join(cfg.DataDir, "keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := kf.For("cli").Keyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(a.NATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	k, err := kit.New(nc, kr, fabrictest.NewInbox(), kit.Config{Gateway: "cli", Medium: "cli"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(from schemas.Endpoint) error {
+		_, err := k.Send(context.Background(), &kit.Submission{From: from, To: "bob", Type: "text/plain; charset=utf-8", Content: []byte("hi")})
+		return err
+	}
+	fabrictest.Eventually(t, 10*time.Second, "uims send as carol", func() bool {
+		return send(schemas.Endpoint{Medium: "cli", Address: "carol", Client: "carol"}) == nil
+	})
+	if err := send(schemas.Endpoint{Medium: "web", Address: "carol", Client: "carol"}); miap.CodeOf(err) != schemas.CodeNotAllowed {
+		t.Fatalf("cli naming a web sender: %v", err)
 	}
 }

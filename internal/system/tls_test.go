@@ -171,12 +171,18 @@ func TestRunWithTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(a.NATS, opts...)
+	nc, err := nats.Connect(a.NATS, append(opts, nats.UserCredentials(filepath.Join(a.Creds, "ops.creds")))...)
 	if err != nil {
 		t.Fatalf("outside client with the CA: %v", err)
 	}
 	nc.Close()
-	if nc, err := nats.Connect(a.NATS, nats.Timeout(5*time.Second)); err == nil {
+	if nc, err := nats.Connect(a.NATS, append(opts, nats.MaxReconnects(0))...); err == nil || !errors.Is(err, nats.ErrAuthorization) {
+		if nc != nil {
+			nc.Close()
+		}
+		t.Fatalf("outside client with the CA but no credentials: %v, want an authorization violation", err)
+	}
+	if nc, err := nats.Connect(a.NATS, nats.Timeout(5*time.Second), nats.UserCredentials(filepath.Join(a.Creds, "ops.creds"))); err == nil {
 		nc.Close()
 		t.Fatal("outside client without the CA connected")
 	}
