@@ -98,7 +98,7 @@ type fabric struct {
 
 // startFabric starts NATS with authentication, redis, a broker, the web
 // gateway, the profiles, and writes the bot's party bundle.
-func startFabric(t *testing.T, strictWeb bool) *fabric {
+func startFabric(t *testing.T, strict bool) *fabric {
 	t.Helper()
 	a, err := natsauth.Open(t.TempDir())
 	if err != nil {
@@ -133,7 +133,7 @@ func startFabric(t *testing.T, strictWeb bool) *fabric {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.New(natstest.ConnectAs(t, ns, a, "broker", natsauth.RoleBroker, nil, nil), rdb, eng, broker.Config{}, log)
+	b, err := broker.New(natstest.ConnectAs(t, ns, a, "broker", natsauth.RoleBroker, nil, nil), rdb, eng, broker.Config{Strict: strict}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func startFabric(t *testing.T, strictWeb bool) *fabric {
 
 	// the web gateway, on a connection issued for role gateway, medium web
 	wnc := natstest.ConnectAs(t, ns, a, "web", natsauth.RoleGateway, []string{schemas.MediumWeb}, nil)
-	g, err := web.New(web.Config{Addr: "127.0.0.1:0", MaxBody: 64 << 10, NoObserver: true, Kit: kit.Config{Strict: strictWeb}}, wnc, keyring(kf.For("web")), log)
+	g, err := web.New(web.Config{Addr: "127.0.0.1:0", MaxBody: 64 << 10, NoObserver: true, Kit: kit.Config{Strict: strict}}, wnc, keyring(kf.For("web")), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,10 +440,12 @@ func TestVectorsNode(t *testing.T) {
 	t.Log(strings.TrimSpace(string(out)))
 }
 
-// TestEchoBotStrictOriginator: the web gateway in strict mode logs in to the
-// bot (§6.5) before each transfer; the bot answers with its session token
-// and checks it on the transfer.
-func TestEchoBotStrictOriginator(t *testing.T) {
+// TestEchoBotStrict: brokers that enforce strict mode (§6.13) and the web
+// gateway in strict mode. The bot, fast by default, switches to strict mode
+// on STRICT_REQUIRED (logins before its acknowledgement and IMI, route-ack);
+// the web gateway logs in to the bot (§6.5) before each transfer, and the
+// bot logs in to the web gateway before its own.
+func TestEchoBotStrict(t *testing.T) {
 	node := requireNode(t)
 	f := startFabric(t, true)
 	_, logs := startBot(t, node, f.bundle)
@@ -459,7 +461,9 @@ func TestEchoBotStrictOriginator(t *testing.T) {
 	fabrictest.Eventually(t, 15*time.Second, `"echo: strictly hi" in alice's inbox`, func() bool {
 		return inboxHas(t, f, "echo", "echo: strictly hi") != ""
 	})
-	if !strings.Contains(logs.String(), "session token issued") {
-		t.Error("the strict originator did not log in to the bot")
+	for _, want := range []string{"session token issued", "switching to strict mode", "C_ack received", "route-ack", "ID accepted, state delivered", "with the ticket and session token"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("bot log lacks %q", want)
+		}
 	}
 }

@@ -116,7 +116,7 @@ class Gateway {
   async brokerRequest(subject, frame, timeout) {
     for (let attempt = 0; ; attempt++) {
       const f = Object.assign({}, frame, { party: this.party, nonce: miap.nonce(), ts: 0 });
-      const { h, frame: sent } = this.signedHeaders(f, [[H.mode, 'fast']]);
+      const { h, frame: sent } = this.signedHeaders(f, [[H.mode, f.session && f.session.length ? 'strict' : 'fast']]);
       let reply;
       try {
         reply = await this.nc.request(subject, sent.body, { headers: h, timeout: timeout || 5000 });
@@ -132,6 +132,33 @@ class Gateway {
       if (err) throw err;
       return { reply, frame: sent };
     }
+  }
+
+  // sessionRequest sends an IMI or an acknowledgement: in fast mode as it
+  // is; in strict mode bound to a C_ack from a login first (§6.1). Fast is
+  // the default; brokers that enforce strict mode answer STRICT_REQUIRED
+  // (§6.13), and this gateway then switches to strict mode for good.
+  async sessionRequest(subject, frame) {
+    for (;;) {
+      const f = Object.assign({}, frame);
+      if (this.strict) f.session = await this.brokerLogin();
+      try {
+        return await this.brokerRequest(subject, f);
+      } catch (e) {
+        if (e.code !== 'STRICT_REQUIRED' || this.strict) throw e;
+        this.strict = true;
+        log(`${subject}: the brokers enforce strict mode (STRICT_REQUIRED); switching to strict mode (login before each IMI and ack)`);
+      }
+    }
+  }
+
+  // brokerLogin is the TSCS login (§6.1): it returns a single-use C_ack.
+  async brokerLogin() {
+    const { reply, frame: sent } = await this.brokerRequest('uims.broker.login', { purpose: 'login' });
+    const f = this.checkReply(reply, 'login-ack', sent);
+    if (f.session.length === 0) throw new MiapError('MALFORMED', 'login-ack without C_ack');
+    log(`login -> uims.broker.login: C_ack received (strict)`);
+    return f.session;
   }
 
   // checkReply parses and verifies a broker's reply frame (§8): the expected
@@ -326,7 +353,7 @@ class Gateway {
   async acknowledge(routed, id, status) {
     const ack = { v: 1, tx: routed.tx, msg_id: routed.imi.msg_id, gateway: this.party, status, at: this.now(), relayed: true };
     const body = Buffer.from(JSON.stringify(ack));
-    const { reply, frame: sent } = await this.brokerRequest('uims.broker.ack', { purpose: 'ack', id, body });
+    const { reply, frame: sent } = await this.sessionRequest('uims.broker.ack', { purpose: 'ack', id, body });
     const f = this.checkReply(reply, 'ack-reply', sent);
     if (!miap.equal(f.id, id)) throw new MiapError('ID_MISMATCH', 'ack-reply with another ID');
     let ar = {};
@@ -368,7 +395,7 @@ class Gateway {
   async sendOnce(imi, imiBytes, content, csha) {
     const id = imi.msg_id;
     log(`imi ${id} -> uims.broker.imi: from ${imi.from.medium}:${imi.from.address}${imi.from.client ? ` (client ${imi.from.client})` : ''} to ${imi.to}, ${content.length} bytes`);
-    const { reply, frame: sent } = await this.brokerRequest('uims.broker.imi', { purpose: 'imi', body: imiBytes });
+    const { reply, frame: sent } = await this.sessionRequest('uims.broker.imi', { purpose: 'imi', body: imiBytes });
     // §6.3: the route frame (outer digest), IMI' and the ticket headers
     const r = this.checkReply(reply, 'route', sent);
     if (r.id.length !== 32) throw new MiapError('MALFORMED', 'route without a 32-byte ID');
@@ -392,6 +419,14 @@ class Gateway {
       next = `uims.gw.${hop}.im`;
     }
     if (tp !== hop) throw new MiapError('BAD_TICKET', `ticket for ${tp}, next hop ${hop}`);
+    if (sent.session && sent.session.length) {
+      // strict: the route is bound to our C_ack; acknowledge it (§6.4)
+      if (!miap.equal(r.session, sent.session)) throw new MiapError('BAD_SESSION', 'route with another C_ack');
+      const ra = Buffer.from(JSON.stringify({ v: 1, tx: routed.tx }));
+      const { reply: rr, frame: rs } = await this.brokerRequest('uims.broker.routeack', { purpose: 'route-ack', id: r.id, body: ra });
+      this.checkReply(rr, 'query-reply', rs);
+      log(`route-ack ${id} -> uims.broker.routeack: accepted (strict)`);
+    }
     log(`route ${id}: outer digest ok, tx ${routed.tx}, sender ${routed.sender || '-'} -> ${routed.recipient || '-'} ` +
       `at ${routed.dest.medium}:${routed.dest.address} via ${hop}, deadline in ${routed.deadline - this.now()} ms`);
     // §6.6: the ticket frame in headers, body = IMI' ‖ content
@@ -415,9 +450,11 @@ class Gateway {
     // A destination running strict mode wants a session token (§6.5): this
     // originator stays in fast mode with the brokers, and logs in to such a
     // destination when it refuses a transfer without one (remembered per hop).
-    let tr = await transfer(this.strictHops && this.strictHops.has(hop) ? await this.destLogin(loginSubject, ticket, r.body, id) : null);
+    // In strict mode it logs in to every destination first.
+    const first = this.strict || (this.strictHops && this.strictHops.has(hop));
+    let tr = await transfer(first ? await this.destLogin(loginSubject, ticket, r.body, id) : null);
     let err = this.errorOf(tr);
-    if (err && (err.code === 'BAD_SESSION' || err.code === 'MALFORMED') && !(this.strictHops && this.strictHops.has(hop))) {
+    if (err && (err.code === 'BAD_SESSION' || err.code === 'MALFORMED') && !first) {
       log(`transfer ${id}: ${hop} refused ${err.code} without a session token; logging in to it (§6.5)`);
       let token = null;
       try { token = await this.destLogin(loginSubject, ticket, r.body, id); } catch (e) { log(`login to ${hop}: ${e.message}`); }
