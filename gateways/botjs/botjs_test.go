@@ -352,6 +352,16 @@ func TestEchoBotJoinsWithBundleAlone(t *testing.T) {
 	fabrictest.Eventually(t, 10*time.Second, "the command line's message in alice's inbox", func() bool {
 		return inboxHas(t, f, "echo", "hello from the command line") != ""
 	})
+
+	// the sender binding (PROTOCOL.md §3.5, §6.2): the bot cannot name alice,
+	// whose profile owns no address on medium bot
+	cmd = exec.Command(node, "bot.js", "send", "--bundle", f.bundle, "--from", "echo", "--client", "alice", "--to", "alice", "I am alice")
+	out.Reset()
+	errb.Reset()
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err == nil || !strings.Contains(out.String(), `"error":"NOT_ALLOWED"`) {
+		t.Fatalf("bot.js send as alice: %v, printed %q\nstderr: %s", err, out.String(), errb.String())
+	}
 }
 
 // forged transfers: the bot refuses what no broker authorised, or content
