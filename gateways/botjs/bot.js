@@ -121,4 +121,4 @@ async function send(args) {
 
 const args = parseArgs(process.argv.slice(2));
 const main = args.cmd === 'send' ? send(args) : serve(args.rest[0] || args.flags.bundle || process.env.UIMS_BUNDLE);
-main.catch((e) => { log(`fatal: ${e.stack || e.message}`); process.exit(1); });
+main.catch((e) => { log(`fatal: ${process.env.BOT_DEBUG ? e.stack : e.message}`); process.exit(1); });
