@@ -39,7 +39,7 @@ func TestProfileThroughBrokers(t *testing.T) {
 	if out := mustRun(t, cmdProfile, "put", file, "--nats", url); !strings.Contains(out, "1 profiles stored") {
 		t.Errorf("put: %q", out)
 	}
-	if p, err := b.Profiles().ByToken(context.Background(), "dave-token"); err != nil || p.Addresses["web"] != "dave" {
+	if p, err := b.Profiles().ByToken(context.Background(), schemas.TokenSHA256("dave-token")); err != nil || p.Addresses["web"] != "dave" {
 		t.Fatalf("dave in the store: %+v %v", p, err)
 	}
 	if saved.Load() != 1 {

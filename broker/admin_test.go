@@ -69,7 +69,7 @@ func TestProfileEndpoint(t *testing.T) {
 	if saved.Load() != 1 {
 		t.Errorf("OnProfilesChanged called %d times after a put", saved.Load())
 	}
-	if p, err := b.Profiles().ByToken(context.Background(), "bob-token"); err != nil || p.ID != "bob" {
+	if p, err := b.Profiles().ByToken(context.Background(), schemas.TokenSHA256("bob-token")); err != nil || p.ID != "bob" {
 		t.Errorf("stored bob: %v %v", p, err)
 	}
 	r, _, _ = adminRequest(t, nc, schemas.ProfileRequest{Op: schemas.ProfileList})

@@ -55,17 +55,17 @@ func TestSavedProfilesSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	store = broker.NewProfiles(rdb, nil)
-	p, err := store.ByToken(ctx, "dave-token")
+	p, err := store.ByToken(ctx, schemas.TokenSHA256("dave-token"))
 	if err != nil || p.ID != "dave" || p.Quota != 5 || p.Addresses["sms"] != "+15550199" || p.Prefer[0] != "sms" {
 		t.Fatalf("dave after restart: %+v %v", p, err)
 	}
-	if _, err := store.BySMPP(ctx, "dave", "dave-pw"); err != nil {
+	if _, err := store.BySMPP(ctx, "dave", schemas.CredentialHash(schemas.CredentialSMPP, "dave", "dave-pw")); err != nil {
 		t.Errorf("dave's SMPP credentials after restart: %v", err)
 	}
 	if _, err := store.ByID(ctx, "carol"); err == nil {
 		t.Error("carol, deleted before the restart, is back")
 	}
-	if _, err := store.ByToken(ctx, "alice-token"); err != nil {
+	if _, err := store.ByToken(ctx, schemas.TokenSHA256("alice-token")); err != nil {
 		t.Errorf("alice after restart: %v", err)
 	}
 }
@@ -100,7 +100,7 @@ func TestRunKeepsProfileChanges(t *testing.T) {
 	}
 	request := func(url string, q schemas.ProfileRequest) schemas.ProfileReply {
 		t.Helper()
-		nc, err := nats.Connect(url)
+		nc, err := nats.Connect(url, nats.UserCredentials(filepath.Join(dir, "creds", "admin.creds")))
 		if err != nil {
 			t.Fatal(err)
 		}

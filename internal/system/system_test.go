@@ -19,6 +19,7 @@ import (
 	"github.com/uims/uims/internal/redistest"
 	"github.com/uims/uims/internal/system"
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/natsauth"
 	"github.com/uims/uims/schemas"
 )
 
@@ -158,7 +159,7 @@ func TestCLISenderNamesClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(a.NATS)
+	nc, err := nats.Connect(a.NATS, natsauth.Options("cli", filepath.Join(a.Creds, "cli.creds"))...)
 	if err != nil {
 		t.Fatal(err)
 	}
