@@ -29,6 +29,7 @@ func (b *Broker) followKeys(ctx context.Context) {
 		}
 		before := b.eng.Keys().Parties()
 		b.eng.SetKeys(kr)
+		b.reg.forget(kr.Has)
 		after := kr.Parties()
 		b.log.Info().Strs("parties", after).Strs("before", before).Msg("keys from the key registry")
 	})

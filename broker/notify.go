@@ -31,6 +31,9 @@ func (b *Broker) handleAnnounce(m *nats.Msg) {
 	if err == nil && (a.Gateway != f.Party || a.Instance == "" || a.TTL < 0 || a.TTL > 10*60_000) {
 		err = fmt.Errorf("broker: announcement of %q signed by %q", a.Gateway, f.Party)
 	}
+	if err == nil {
+		err = checkAnnounced(b.guard.Keys(), f.Party, a.Medium)
+	}
 	if err != nil {
 		b.log.Warn().Err(err).Bool("security", true).Msg("announce refused")
 		return
@@ -143,4 +146,20 @@ func (b *Broker) expire(ctx context.Context, msgID string, now int64) {
 	b.log.Info().Str("msg_id", msgID).Str("was", out[1]).Str("dg", out[4]).Msg("deadline passed: non-delivery report")
 	b.metrics.outcomes.WithLabelValues("expired").Inc()
 	b.notify(out[3], msgID, msgID, schemas.StatusFailed, body, nil)
+}
+
+// checkAnnounced refuses a heartbeat for a medium its party was not
+// provisioned for (PROTOCOL.md §3.5): a gateway that announced itself for
+// another medium would be sent that medium's messages.
+func checkAnnounced(kr *miap.Keyring, party, medium string) error {
+	g, ok := kr.Grant(party)
+	switch {
+	case !ok:
+		return fmt.Errorf("broker: %q announced itself but was provisioned for no medium", party)
+	case medium == "processor" && g.Role == miap.RoleProcessor:
+		return nil
+	case medium != "processor" && g.Role != miap.RoleProcessor && g.Speaks(medium):
+		return nil
+	}
+	return fmt.Errorf("broker: %q announced itself for medium %q, provisioned as %s for %v", party, medium, g.Role, g.Media)
 }

@@ -38,6 +38,18 @@ func (r *registry) add(a *schemas.Announce) {
 	m[a.Instance] = a
 }
 
+// forget drops every gateway and processor that keep refuses: parties
+// removed from the key registry are no destination from then on.
+func (r *registry) forget(keep func(party string) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for gw := range r.instances {
+		if !keep(gw) {
+			delete(r.instances, gw)
+		}
+	}
+}
+
 // live reports whether an announcement is still valid at now (Unix ms).
 func (r *registry) live(a *schemas.Announce, now int64) bool { return a.At+a.TTL > now }
 
