@@ -3,6 +3,8 @@ package broker_test
 import (
 	"context"
 	"crypto/rand"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,5 +89,87 @@ func TestKeyRegistryAddsAndRemovesParties(t *testing.T) {
 	}
 	if dg.Len() != n {
 		t.Error("a removed party's message was delivered")
+	}
+}
+
+// A gateway's key rotated while it sends: the new key reaches the broker
+// (watch) and the gateway (poll of its own entry) before it starts
+// signing, both verify in the overlap, the old one is retired after it,
+// and not one message is refused or lost (PROTOCOL.md §3.4).
+func TestRotationUnderLoadLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs 10 s of load")
+	}
+	f := fabrictest.New(t)
+	f.StartBroker(broker.Config{})
+	f.PutProfiles(&schemas.Profile{ID: "alice", Addresses: map[string]string{"test": "alice"}},
+		&schemas.Profile{ID: "bob", Addresses: map[string]string{"web": "bob"}})
+	dg := fabrictest.NewInbox()
+	f.StartKit(dg, kit.Config{Gateway: "peer", Medium: schemas.MediumWeb})
+	js, err := jetstream.New(f.Conn("admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := miapnats.PublishKeys(ctx, js, f.Keys, true); err != nil {
+		t.Fatal(err)
+	}
+	og, _ := f.StartKit(fabrictest.NewInbox(), kit.Config{Gateway: "test", Medium: "test"})
+	waitRoute(t, og)
+	before := dg.Len()
+
+	var sent, failed atomic.Int64
+	var firstErr atomic.Value
+	start := time.Now()
+	// the new key signs from 3 s, the old one is retired at 6 s; load runs to 9 s
+	newFrom, oldUntil, end := start.Add(3*time.Second), start.Add(6*time.Second), start.Add(9*time.Second)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				if _, err := og.Send(ctx, submission("rotating")); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				} else {
+					sent.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	e, err := miap.NewKeyEntry(rand.Reader, "test", "test-2", newFrom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.Keys.Keys {
+		if f.Keys.Keys[i].Party == "test" {
+			e.Role, e.Media = f.Keys.Keys[i].Role, f.Keys.Keys[i].Media
+			f.Keys.Keys[i].NotAfter = oldUntil
+		}
+	}
+	f.Keys.Keys = append(f.Keys.Keys, e)
+	if err := miapnats.PublishKeys(ctx, js, f.Keys, true); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d of %d sends failed during the rotation; first: %v", n, n+sent.Load(), firstErr.Load())
+	}
+	fabrictest.Eventually(t, 5*time.Second, "every accepted message delivered", func() bool {
+		return dg.Len()-before == int(sent.Load())
+	})
+	t.Logf("%d messages sent and delivered across the rotation", sent.Load())
+	if sent.Load() < 20 {
+		t.Errorf("only %d messages sent in 9 s", sent.Load())
+	}
+	// after the overlap only the new key is good: the sends after 6 s prove
+	// the gateway signed with it, since the broker refuses the old kid then
+	if time.Now().Before(oldUntil) {
+		t.Fatal("the load ended before the old key was retired")
+	}
+	if _, err := og.Send(ctx, submission("after the overlap")); err != nil {
+		t.Errorf("after the overlap: %v", err)
 	}
 }
