@@ -75,6 +75,27 @@ func putParty(ctx context.Context, kv jetstream.KeyValue, party string, es []mia
 	return nil
 }
 
+// DecodeKeyEntries parses a registry entry: the key entries of party, each
+// naming that party, valid for a keyring (PROTOCOL.md §3.3).
+func DecodeKeyEntries(party string, b []byte) ([]miap.KeyEntry, error) {
+	var es []miap.KeyEntry
+	if err := json.Unmarshal(b, &es); err != nil {
+		return nil, fmt.Errorf("miapnats: key entry of %s: %w", party, err)
+	}
+	if len(es) == 0 {
+		return nil, fmt.Errorf("miapnats: key entry of %s holds no key", party)
+	}
+	for _, e := range es {
+		if e.Party != party {
+			return nil, fmt.Errorf("miapnats: key entry of %s holds a key of %q", party, e.Party)
+		}
+	}
+	if _, err := miap.NewKeyring(es); err != nil {
+		return nil, fmt.Errorf("miapnats: key entry of %s: %w", party, err)
+	}
+	return es, nil
+}
+
 // DeleteParty removes a party's keys from the registry: brokers refuse its
 // frames from then on.
 func DeleteParty(ctx context.Context, js jetstream.JetStream, party string) error {
@@ -142,8 +163,8 @@ func watch(ctx context.Context, kv jetstream.KeyValue, apply func(*miap.KeyFile)
 			if e.Operation() != jetstream.KeyValuePut {
 				delete(parties, e.Key())
 			} else {
-				var es []miap.KeyEntry
-				if err := json.Unmarshal(e.Value(), &es); err != nil {
+				es, err := DecodeKeyEntries(e.Key(), e.Value())
+				if err != nil {
 					continue // a bad entry changes nothing; the brokers log none of its secrets
 				}
 				parties[e.Key()] = es
@@ -172,8 +193,8 @@ func OwnKeys(ctx context.Context, js jetstream.JetStream, party string) (es []mi
 	if err != nil {
 		return nil, false, err
 	}
-	if err := json.Unmarshal(e.Value(), &es); err != nil {
-		return nil, false, fmt.Errorf("miapnats: key entry of %s: %w", party, err)
+	if es, err = DecodeKeyEntries(party, e.Value()); err != nil {
+		return nil, false, err
 	}
 	return es, true, nil
 }
