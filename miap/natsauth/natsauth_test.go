@@ -84,6 +84,8 @@ func TestPermissionMatrix(t *testing.T) {
 		{web, op{"pub", "uims.gw.email.status"}, false},
 		{web, op{"pub", "uims.trace.email.batch"}, false},
 		{web, op{"pub", "uims.broker.conv"}, false},
+		{web, op{"pub", "uims.broker.profile"}, false},
+		{web, op{"pub", "$KV.uims_miap.epoch"}, false},
 		{web, op{"pub", "uims.acks.email"}, false},
 		{web, op{"pub", "$JS.API.STREAM.PURGE.UIMS_INBOX_0"}, false},
 		{web, op{"pub", "$JS.API.STREAM.DELETE.UIMS_INBOX_0"}, false},
@@ -125,6 +127,9 @@ func TestPermissionMatrix(t *testing.T) {
 		{brk, op{"pub", "uims.gw.web.im"}, false},
 		{brk, op{"pub", "uims.inbox.0.bob.m1"}, false},
 		{brk, op{"pub", "$KV.uims_keys.web"}, false},
+		{brk, op{"pub", "uims.broker.profile"}, false},
+		{party{"admin", natsauth.RoleAdmin, nil}, op{"pub", "uims.broker.profile"}, true},
+		{party{"admin", natsauth.RoleAdmin, nil}, op{"pub", "$KV.uims_keys.web"}, true},
 		{brk, op{"pub", "$JS.API.STREAM.PURGE.UIMS_STATUS"}, false},
 		// the command-line sender is a gateway that receives nothing
 		{cli, op{"pub", "uims.broker.imi"}, true},
@@ -134,6 +139,7 @@ func TestPermissionMatrix(t *testing.T) {
 		{observer, op{"sub", "uims.>"}, true},
 		{observer, op{"pub", "$SRV.PING"}, true},
 		{observer, op{"pub", "uims.broker.imi"}, false},
+		{observer, op{"pub", "uims.broker.profile"}, false},
 		{observer, op{"pub", "uims.inbox.0.bob.m1"}, false},
 		{observer, op{"pub", "$JS.API.STREAM.PURGE.UIMS_INBOX_0"}, false},
 	}
