@@ -389,7 +389,19 @@ func (b *Broker) replyError(req micro.Request, err error) {
 		h[miap.HdrServerTS] = []string{strconv.FormatInt(b.cfg.Now().UnixMilli(), 10)}
 		h["Retry-After-Ms"] = []string{strconv.FormatInt(max(0, time.Until(q).Milliseconds()), 10)}
 	}
-	req.Error(strconv.Itoa(int(code)), code.String()+": "+code.Text(), nil, micro.WithHeaders(h))
+	// micro's Request.Error records the error in a field that its handler
+	// reads once Handle returns; the brokers answer from worker goroutines
+	// after that (dispatch), so the same headers are written here instead
+	// (a data race otherwise). Errors are counted by code in endpointStats.
+	m := nats.NewMsg(req.Reply())
+	for k, v := range h {
+		m.Header[k] = v
+	}
+	m.Header.Set(micro.ErrorHeader, code.String()+": "+code.Text())
+	m.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(int(code)))
+	if err := b.nc.PublishMsg(m); err != nil {
+		b.log.Debug().Err(err).Msg("error reply not sent")
+	}
 }
 
 // reply answers with a signed frame.

@@ -1003,7 +1003,6 @@ func (o *Observer) Fabric() Fabric {
 			}
 			total := s.AvgMs*float64(s.Requests) + float64(ep.ProcessingTime)/1e6
 			s.Requests += ep.NumRequests
-			s.Errors += ep.NumErrors
 			if s.Requests > 0 {
 				s.AvgMs = round3(total / float64(s.Requests))
 			}
@@ -1016,6 +1015,9 @@ func (o *Observer) Fabric() Fabric {
 						b.Rejections = map[string]int64{}
 					}
 					b.Rejections[c] += n
+					// the brokers answer errors from their workers, after
+					// micro's handler returned: they count them by code
+					s.Errors += int(n)
 				}
 			}
 		}
