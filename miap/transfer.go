@@ -54,13 +54,7 @@ func (e *Engine) OpenTransfer(party string, h map[string][]string, body []byte, 
 	if err != nil {
 		return nil, err
 	}
-	if f.Party != party {
-		return nil, fmt.Errorf("%w: ticket for %q presented to %q", ErrBadTicket, f.Party, party)
-	}
-	if err := e.Verify(f, PurposeTicket); err != nil {
-		if CodeOf(err) == CodeOf(ErrBadMAC) || CodeOf(err) == CodeOf(ErrUnknownKey) {
-			return nil, fmt.Errorf("%w: %w", ErrBadTicket, err)
-		}
+	if err := e.VerifyTicket(party, f); err != nil {
 		return nil, err
 	}
 	content := body[n:]
@@ -82,6 +76,24 @@ func (e *Engine) OpenTransfer(party string, h map[string][]string, body []byte, 
 	return &Transfer{Ticket: f, Content: content}, nil
 }
 
+// VerifyTicket checks a ticket frame presented to party, at the transfer
+// (§6.6) and at the strict-mode login to the destination (§6.5): it must
+// name party, and a ticket whose key id is unknown or whose MAC does not
+// verify is BAD_TICKET; other failures keep their code (MALFORMED for
+// another purpose, TOO_LARGE, CLOCK_SKEW, EXPIRED).
+func (e *Engine) VerifyTicket(party string, f *Frame) error {
+	if f.Party != party {
+		return fmt.Errorf("%w: ticket for %q presented to %q", ErrBadTicket, f.Party, party)
+	}
+	if err := e.Verify(f, PurposeTicket); err != nil {
+		if CodeOf(err) == CodeOf(ErrBadMAC) || CodeOf(err) == CodeOf(ErrUnknownKey) {
+			return fmt.Errorf("%w: %w", ErrBadTicket, err)
+		}
+		return err
+	}
+	return nil
+}
+
 // SessionToken is a destination's stateless, single-transfer session key
 // for strict mode (§6.5): a gw-session frame in compact form, bound to the
 // transaction's ID and checkable by any instance of the destination.
@@ -94,16 +106,22 @@ func (e *Engine) SessionToken(party string, id []byte) ([]byte, error) {
 }
 
 // CheckSessionToken checks a token made by SessionToken for party and id.
+// Every failure, a missing or unparsable token included, is BAD_SESSION
+// (§6.6): the cause is kept in the text only, so that it cannot turn the
+// code into MALFORMED, STALE or BAD_MAC.
 func (e *Engine) CheckSessionToken(party string, id, token []byte) error {
+	if len(token) == 0 {
+		return fmt.Errorf("%w: no session token", ErrBadSession)
+	}
 	f, err := ParseCompact(token)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadSession, err)
+		return fmt.Errorf("%w: %v", ErrBadSession, err)
 	}
 	if f.Party != party || !EqualID(f.ID, id) {
 		return fmt.Errorf("%w: token for another transfer", ErrBadSession)
 	}
 	if err := e.Verify(f, PurposeGwSession); err != nil {
-		return fmt.Errorf("%w: %w", ErrBadSession, err)
+		return fmt.Errorf("%w: %v", ErrBadSession, err)
 	}
 	return nil
 }

@@ -224,11 +224,8 @@ func respondError(req micro.Request, c schemas.Code) {
 // login answers a strict-mode transfer login (§6.5) like a destination does.
 func (p *Processor) login(req micro.Request) {
 	f, err := miap.ParseHeader(req.Headers(), req.Data())
-	if err == nil && f.Party != p.cfg.Party {
-		err = miap.ErrBadTicket
-	}
 	if err == nil {
-		err = p.eng.Verify(f, miap.PurposeTicket)
+		err = p.eng.VerifyTicket(p.cfg.Party, f)
 	}
 	if err != nil {
 		respondError(req, miap.CodeOf(err))
@@ -277,7 +274,7 @@ func (p *Processor) process(ctx context.Context, h nats.Header, body []byte, c C
 			err = p.eng.CheckSessionToken(p.cfg.Party, tr.Ticket.ID, tok)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", miap.ErrBadSession, err)
+			return nil, fmt.Errorf("%w: %v", miap.ErrBadSession, err)
 		}
 	}
 	var routed schemas.RoutedIMI

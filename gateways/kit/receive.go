@@ -20,11 +20,8 @@ import (
 // single-transfer session token.
 func (k *Kit) handleLogin(m *nats.Msg) {
 	f, err := miap.ParseHeader(m.Header, m.Data)
-	if err == nil && f.Party != k.cfg.Gateway {
-		err = miap.ErrBadTicket
-	}
 	if err == nil {
-		err = k.eng.Verify(f, miap.PurposeTicket)
+		err = k.eng.VerifyTicket(k.cfg.Gateway, f) // BAD_TICKET as at the transfer (§6.6)
 	}
 	if err != nil {
 		k.log.Warn().Err(err).Bool("security", true).Msg("transfer login refused")
@@ -104,9 +101,11 @@ func (k *Kit) openIM(m *nats.Msg) (*miap.Transfer, *schemas.RoutedIMI, error) {
 		return nil, nil, fmt.Errorf("%w: routed to %q", miap.ErrBadTicket, routed.Dest.Gateway)
 	}
 	if k.cfg.Strict || m.Header.Get(miap.HdrGwSess) != "" {
+		// Without a token, a strict destination answers BAD_SESSION: the
+		// originator's cue to log in first (§6.5).
 		tok, err := miap.DecodeB64(m.Header.Get(miap.HdrGwSess))
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %w", miap.ErrBadSession, err)
+			return nil, nil, fmt.Errorf("%w: %v", miap.ErrBadSession, err)
 		}
 		if err := k.eng.CheckSessionToken(k.cfg.Gateway, tr.Ticket.ID, tok); err != nil {
 			return nil, nil, err
