@@ -17,6 +17,7 @@ import (
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/miap/natsauth"
+	"github.com/uims/uims/schemas"
 )
 
 // Auth is the fabric's trust material under a data folder
@@ -41,11 +42,22 @@ var Builtin = []Identity{
 	{"admin", natsauth.RoleAdmin, nil},
 	{miap.BrokerParty, natsauth.RoleBroker, nil},
 	{"proc", natsauth.RoleProcessor, nil},
-	{"web", natsauth.RoleGateway, []string{"web"}},
-	{"email", natsauth.RoleGateway, []string{"email"}},
-	{"sms", natsauth.RoleGateway, []string{"sms"}},
-	{"cli", natsauth.RoleClient, []string{"cli"}},
+	{"web", natsauth.RoleGateway, []string{schemas.MediumWeb}},
+	{"email", natsauth.RoleGateway, []string{schemas.MediumEmail}},
+	{"sms", natsauth.RoleGateway, []string{schemas.MediumSMS}},
+	{"cli", natsauth.RoleClient, []string{schemas.MediumCLI}},
 	{"ops", natsauth.RoleObserver, nil},
+}
+
+// signs reports whether the party has a MIAP key: gateways, processors and
+// the command-line sender sign frames; the administrator and the observer
+// do not, and the brokers' key is K2.
+func (id Identity) signs() bool {
+	switch id.Role {
+	case natsauth.RoleGateway, natsauth.RoleProcessor, natsauth.RoleClient:
+		return true
+	}
+	return false
 }
 
 // OpenAuth opens (creating on first use) the trust material of dataDir.

@@ -33,20 +33,32 @@ import (
 	"github.com/uims/uims/schemas"
 )
 
-// Parties are the parties a generated key file holds keys for.
-var Parties = []string{"web", "email", "sms", "proc", "cli"}
+// Parties are the built-in parties that sign MIAP frames (Builtin's
+// gateways, processor and command-line sender): a generated key file holds
+// a key for each.
+var Parties = func() []string {
+	var out []string
+	for _, id := range Builtin {
+		if id.signs() {
+			out = append(out, id.Name)
+		}
+	}
+	return out
+}()
 
 // Grants are what the built-in parties are provisioned as (PROTOCOL.md
-// §3.5): each gateway speaks for senders on its own medium, the processor
-// for none, and cli (`uims send`, the operator's tool) names clients on
-// medium cli.
-var Grants = map[string]miap.Grant{
-	"web":   {Role: miap.RoleGateway, Media: []string{schemas.MediumWeb}},
-	"email": {Role: miap.RoleGateway, Media: []string{schemas.MediumEmail}},
-	"sms":   {Role: miap.RoleGateway, Media: []string{schemas.MediumSMS}},
-	"proc":  {Role: miap.RoleProcessor},
-	"cli":   {Role: miap.RoleClient, Media: []string{schemas.MediumCLI}},
-}
+// §3.5), from Builtin: each gateway speaks for senders on its own medium,
+// the processor for none, and cli (`uims send`, the operator's tool) names
+// clients on medium cli.
+var Grants = func() map[string]miap.Grant {
+	out := map[string]miap.Grant{}
+	for _, id := range Builtin {
+		if id.signs() {
+			out[id.Name] = miap.Grant{Role: string(id.Role), Media: id.Media}
+		}
+	}
+	return out
+}()
 
 // AddGrants gives the key entries of built-in parties that carry no grant
 // (key files written before PROTOCOL.md §3.5) the grant of Grants, so that
