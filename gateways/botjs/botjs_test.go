@@ -32,6 +32,7 @@ import (
 	"github.com/uims/uims/gateways/web"
 	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/internal/natstest"
+	"github.com/uims/uims/internal/peertest"
 	"github.com/uims/uims/internal/redistest"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/miap/natsauth"
@@ -48,13 +49,7 @@ const (
 // when node or the locked npm packages are missing.
 func requireNode(t *testing.T) string {
 	t.Helper()
-	missing := func(what string) {
-		msg := fmt.Sprintf("PEER MISSING: %s; install with: %s (.ci/deps.d/botjs.sh does)", what, installCmd)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	missing := func(what string) { peertest.Missing(t, what, installCmd) }
 	node, err := exec.LookPath("node")
 	if err != nil {
 		missing("node (Node.js) not on PATH")
@@ -435,14 +430,7 @@ func testRefusals(t *testing.T, f *fabric) {
 // TestVectorsNode runs node test_vectors.js: the Node.js MIAP against
 // miap/testdata/vectors.json (it needs no npm package).
 func TestVectorsNode(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		msg := "PEER MISSING: node (Node.js) not on PATH; install with: " + installCmd + " (.ci/deps.d/botjs.sh does)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	node := peertest.Require(t, "node", installCmd)
 	out, err := exec.Command(node, "test_vectors.js").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "agree with PROTOCOL.md") {
 		t.Fatalf("node test_vectors.js: %v\n%s", err, out)

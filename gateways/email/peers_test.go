@@ -12,51 +12,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/uims/uims/internal/peertest"
 )
 
-// requirePeer finds a peer program on PATH or in $(go env GOPATH)/bin. A
-// missing peer skips the test loudly, or fails it when CI is set.
+// requirePeer finds a peer program (peertest.Require).
 func requirePeer(t *testing.T, name, install string) string {
 	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range goBinDirs() {
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
-	}
-	msg := fmt.Sprintf("PEER MISSING: %s not found on PATH or in GOPATH/bin; install with: %s (.ci/deps.d/email.sh does)", name, install)
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-func goBinDirs() []string {
-	var dirs []string
-	if gb := os.Getenv("GOBIN"); gb != "" {
-		dirs = append(dirs, gb)
-	}
-	gp := os.Getenv("GOPATH")
-	if gp == "" {
-		if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-			gp = strings.TrimSpace(string(out))
-		}
-	}
-	for _, p := range filepath.SplitList(gp) {
-		dirs = append(dirs, filepath.Join(p, "bin"))
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, "go", "bin"))
-	}
-	return dirs
+	return peertest.Require(t, name, install)
 }
 
 func freePort(t *testing.T) int {

@@ -24,8 +24,15 @@ func Run(t testing.TB) *server.Server {
 // can restart it on the same data.
 func RunDir(t testing.TB, dir string) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+	return start(t, &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
 		JetStream: true, StoreDir: dir, MaxPayload: 8 << 20})
+}
+
+// start starts a server with opts and waits until it is ready; it is shut
+// down when the test ends.
+func start(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,16 +66,7 @@ func RunAuth(t testing.TB, a *natsauth.Authority) *server.Server {
 	if err := a.ServerOptions(opts, filepath.Join(dir, "resolver")); err != nil {
 		t.Fatal(err)
 	}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("natstest: server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
+	return start(t, opts)
 }
 
 // ConnectAs returns a connection of party name, issued by a with role and

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/uims/uims/internal/peertest"
 	"github.com/uims/uims/internal/system"
 	"github.com/uims/uims/miap/natsauth"
 	"github.com/uims/uims/schemas"
@@ -110,31 +110,10 @@ func TestRunRefusesOutsidersAndOverreach(t *testing.T) {
 	}
 }
 
-// requirePeer finds a peer program on PATH or in GOPATH/bin; missing, it
-// skips loudly, or fails under CI (which installs it: .ci/deps.d/nats.sh).
-func requirePeer(t *testing.T, name, install string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	gopath, _ := exec.Command("go", "env", "GOPATH").Output()
-	if p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", name); fileExists(p) {
-		return p
-	}
-	msg := fmt.Sprintf("PEER MISSING: %s not found on PATH or in GOPATH/bin; install with: %s", name, install)
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
-
 // The nats CLI, a client nobody here wrote, watches the fabric with the
 // operator's credentials that uims run wrote, and is refused without them.
 func TestNATSCLIWithOperatorCredentials(t *testing.T) {
-	bin := requirePeer(t, "nats", "go install github.com/nats-io/natscli/nats@v0.5.0")
+	bin := peertest.Require(t, "nats", "go install github.com/nats-io/natscli/nats@v0.5.0")
 	a := runSystem(t, system.Config{})
 	ops := filepath.Join(a.Creds, "ops.creds")
 

@@ -217,30 +217,19 @@ func (a *Authority) Issue(name string, role Role, media []string) ([]byte, error
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	ukp, err := nkeys.CreateUser()
+	creds, uc, err := newUser(a.account, name, func(uc *jwt.UserClaims) {
+		uc.Tags.Add("role:" + string(role))
+		uc.Permissions = Permissions(role, name, media)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("natsauth: %w", err)
-	}
-	upub, _ := ukp.PublicKey()
-	useed, _ := ukp.Seed()
-	uc := jwt.NewUserClaims(upub)
-	uc.Name = name
-	uc.Tags.Add("role:" + string(role))
-	uc.Permissions = Permissions(role, name, media)
-	t, err := uc.Encode(a.account)
-	if err != nil {
-		return nil, fmt.Errorf("natsauth: user %s: %w", name, err)
-	}
-	creds, err := jwt.FormatUserConfig(t, useed)
-	if err != nil {
-		return nil, fmt.Errorf("natsauth: user %s: %w", name, err)
+		return nil, err
 	}
 	if old, ok := a.ids[name]; ok {
 		if err := a.revokeLocked(old.User); err != nil {
 			return nil, err
 		}
 	}
-	a.ids[name] = Identity{Name: name, Role: role, Media: media, User: upub, Issued: time.Unix(uc.IssuedAt, 0).UTC()}
+	a.ids[name] = Identity{Name: name, Role: role, Media: media, User: uc.Subject, Issued: time.Unix(uc.IssuedAt, 0).UTC()}
 	if err := a.saveIdentities(); err != nil {
 		return nil, err
 	}
@@ -296,20 +285,33 @@ func (a *Authority) Identity(name string) (Identity, bool) {
 // SystemCreds returns a .creds file for a user of the system account, which
 // may push account updates. It is issued anew each call and never stored.
 func (a *Authority) SystemCreds() ([]byte, error) {
+	creds, _, err := newUser(a.system, "uims-admin-sys", func(uc *jwt.UserClaims) {
+		uc.Expires = time.Now().Add(10 * time.Minute).Unix()
+	})
+	return creds, err
+}
+
+// newUser makes a user key, a JWT for it signed by account (set up by
+// claims) and its .creds file.
+func newUser(account nkeys.KeyPair, name string, claims func(*jwt.UserClaims)) ([]byte, *jwt.UserClaims, error) {
 	ukp, err := nkeys.CreateUser()
 	if err != nil {
-		return nil, fmt.Errorf("natsauth: %w", err)
+		return nil, nil, fmt.Errorf("natsauth: %w", err)
 	}
 	upub, _ := ukp.PublicKey()
 	useed, _ := ukp.Seed()
 	uc := jwt.NewUserClaims(upub)
-	uc.Name = "uims-admin-sys"
-	uc.Expires = time.Now().Add(10 * time.Minute).Unix()
-	t, err := uc.Encode(a.system)
+	uc.Name = name
+	claims(uc)
+	t, err := uc.Encode(account)
 	if err != nil {
-		return nil, fmt.Errorf("natsauth: system user: %w", err)
+		return nil, nil, fmt.Errorf("natsauth: user %s: %w", name, err)
 	}
-	return jwt.FormatUserConfig(t, useed)
+	creds, err := jwt.FormatUserConfig(t, useed)
+	if err != nil {
+		return nil, nil, fmt.Errorf("natsauth: user %s: %w", name, err)
+	}
+	return creds, uc, nil
 }
 
 // Push sends the account JWT to the servers through a system account
