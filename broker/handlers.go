@@ -199,6 +199,13 @@ func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
 		if err := json.Unmarshal(routedBytes, &routed); err != nil {
 			return schemas.Errorf(schemas.CodeInternal, err, "stored routed imi")
 		}
+		if state := out[5]; schemas.Terminal(state) || routed.Deadline <= now.UnixMilli() {
+			// Routing it again could only fail at the next hop (an expired
+			// ticket) or deliver it twice: the originator asks its status
+			// and tells its client that (docs/RELIABILITY.md, retries).
+			b.log.Info().Str("msg_id", imi.MsgID).Str("tx", routed.Tx).Str("state", state).Msg("imi retry of a settled message")
+			return schemas.Errorf(schemas.CodeSettled, nil, "msg_id "+imi.MsgID+" is "+state)
+		}
 		firstHop = routed.Dest.Gateway
 		if len(routed.Conversions) > 0 {
 			firstHop = routed.Conversions[0].Processor

@@ -39,6 +39,7 @@ const (
 	CodeUnsupported                  // the destination cannot take this kind of content
 	CodeUnauthorized                 // a client credential was missing or wrong
 	CodeStrictRequired               // the broker runs in strict mode: log in first (a session-less frame is refused)
+	CodeSettled                      // a retry of a message that has its outcome, or whose deadline passed: ask its status
 	codeEnd                          // keep last; not a code
 )
 
@@ -72,6 +73,7 @@ var codeNames = [...]string{
 	CodeUnsupported:      "UNSUPPORTED",
 	CodeUnauthorized:     "UNAUTHORIZED",
 	CodeStrictRequired:   "STRICT_REQUIRED",
+	CodeSettled:          "SETTLED",
 }
 
 var codeText = [...]string{
@@ -104,6 +106,7 @@ var codeText = [...]string{
 	CodeUnsupported:      "content not supported by the destination",
 	CodeUnauthorized:     "missing or wrong credentials",
 	CodeStrictRequired:   "strict MIAP mode required",
+	CodeSettled:          "the message is settled: see its status",
 }
 
 // String returns the code's wire name, such as "BAD_MAC".

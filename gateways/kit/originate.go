@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -97,6 +98,9 @@ func (k *Kit) Send(ctx context.Context, s *Submission) (*Result, error) {
 	}
 	mode := map[string][]string{miap.HdrMode: {modeName(k.cfg.Strict)}}
 	rf, reply, err := k.request(ctx, schemas.SubjectBrokerIMI, &miap.Frame{Purpose: miap.PurposeIMI, Party: k.cfg.Gateway, Session: session, Body: body}, miap.PurposeRoute, mode)
+	if miap.CodeOf(err) == schemas.CodeSettled {
+		return k.settled(ctx, imi.MsgID)
+	}
 	if err != nil {
 		k.trace("imi", imi.MsgID, "", errCode(err), schemas.TraceEvent{})
 		return nil, err
@@ -129,6 +133,33 @@ func (k *Kit) Send(ctx context.Context, s *Submission) (*Result, error) {
 	}
 	k.trace("transfer", imi.MsgID, routed.Tx, res.Status, schemas.TraceEvent{})
 	return res, nil
+}
+
+// settled answers a retry of a message the brokers call settled (it has
+// its outcome, or its deadline passed): with its status from the signed
+// status query (§6.10), so that a client's retry always gets an answer —
+// the status, or the final failure with its code — never a perpetual
+// "try again" (docs/RELIABILITY.md, retries).
+func (k *Kit) settled(ctx context.Context, msgID string) (*Result, error) {
+	st, err := k.Query(ctx, msgID)
+	if err != nil {
+		return nil, err
+	}
+	k.trace("imi", msgID, st.Tx, "settled:"+st.State, schemas.TraceEvent{})
+	if st.State != schemas.StatusFailed {
+		return &Result{MsgID: msgID, Tx: st.Tx, Dest: st.Dest, Status: st.State}, nil
+	}
+	code, reason := schemas.CodeExpired, ""
+	for i := len(st.History) - 1; i >= 0; i-- {
+		if h := st.History[i]; h.Status == schemas.StatusFailed {
+			if c, ok := schemas.ParseCode(h.Code); ok && !c.Retryable() {
+				code = c // a retryable cause is final now: the deadline passed
+			}
+			reason = strings.TrimSpace(h.Code + " " + h.Reason)
+			break
+		}
+	}
+	return nil, schemas.Errorf(code, nil, reason)
 }
 
 func modeName(strict bool) string {
