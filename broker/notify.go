@@ -117,6 +117,9 @@ func (b *Broker) sweep(ctx context.Context) {
 		case <-t.C:
 		}
 		now := b.cfg.Now().UnixMilli()
+		if !b.tick(ctx, now) {
+			continue
+		}
 		ids, err := b.rdb.ZRangeByScore(ctx, keyDeadlines, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now, 10), Count: 500}).Result()
 		if err != nil {
 			if ctx.Err() == nil {
@@ -128,6 +131,29 @@ func (b *Broker) sweep(ctx context.Context) {
 			b.expire(ctx, id, now)
 		}
 	}
+}
+
+// tick advances the fabric's clock (clockScript) and reports whether this
+// broker may sweep now: it must hear acknowledgements (NATS connected) and
+// reach the store. After an outage the first tick moves the open deadlines
+// on by its length.
+func (b *Broker) tick(ctx context.Context, now int64) bool {
+	if !b.nc.IsConnected() {
+		return false
+	}
+	gap := 4 * b.cfg.SweepInterval.Milliseconds()
+	res, err := clockScript.Run(ctx, b.rdb, []string{keyAlive, keyDeadlines}, now, max(gap, 2000), b.cfg.Grace.Milliseconds()).Result()
+	if err != nil {
+		if ctx.Err() == nil {
+			b.log.Warn().Err(err).Msg("sweep: store unavailable; no deadline passes while it is")
+		}
+		return false
+	}
+	if out, err := scriptReply(res); err == nil && out[0] == "shifted" {
+		b.log.Warn().Str("transactions", out[1]).Str("by_ms", out[2]).
+			Msg("the fabric could not hear acknowledgements for a while: open deadlines moved on by that time")
+	}
+	return true
 }
 
 func (b *Broker) expire(ctx context.Context, msgID string, now int64) {

@@ -21,6 +21,7 @@ const (
 	keyDeadlines = keyPrefix + "deadlines"
 	keyUsage     = keyPrefix + "usage:" // + client → hash "<medium>.<sent|received|failed>"
 	keyQuota     = keyPrefix + "quota:" // + client:yyyymmdd → count
+	keyAlive     = keyPrefix + "alive"  // Unix ms: the last time a broker could apply acknowledgements
 )
 
 // Transaction fields.
@@ -114,6 +115,28 @@ elseif (new == 'delivered') or (new == 'read' and state ~= 'delivered') then
   if recipient ~= '' then redis.call('HINCRBY', ARGV[8] .. recipient, medium .. '.received', 1) end
 end
 return {'applied', state, og, note}
+`)
+
+// clockScript keeps the fabric's clock for deadlines (docs/RELIABILITY.md,
+// "Deadlines"): every sweep of a broker that is connected to NATS records
+// the time in KEYS[1]. A gap longer than ARGV[2] ms since the last record
+// means no broker could hear an acknowledgement for that long (brokers,
+// store or NATS down): every deadline still open then is moved on by the
+// gap plus ARGV[3] ms, the time queued acknowledgements need to come in,
+// so that an outage is never taken for a silent destination. The first
+// broker back does it, once.
+var clockScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local prev = tonumber(redis.call('GET', KEYS[1]) or '0')
+if prev >= now then return {'ok', '0', '0'} end
+redis.call('SET', KEYS[1], now)
+if prev == 0 or now - prev <= tonumber(ARGV[2]) then return {'ok', '0', '0'} end
+local shift = now - prev + tonumber(ARGV[3])
+local open = redis.call('ZRANGEBYSCORE', KEYS[2], prev - tonumber(ARGV[2]), '+inf', 'WITHSCORES')
+for i = 1, #open, 2 do
+  redis.call('ZADD', KEYS[2], tonumber(open[i + 1]) + shift, open[i])
+end
+return {'shifted', tostring(#open / 2), tostring(shift)}
 `)
 
 // sweepScript takes one expired transaction: ZREM decides which broker

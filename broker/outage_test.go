@@ -1,0 +1,83 @@
+package broker_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/uims/uims/broker"
+	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/internal/fabrictest"
+	"github.com/uims/uims/schemas"
+)
+
+// gatedInbox delivers like fabrictest.Inbox; while hold is set, a
+// delivery tells entered and waits for release.
+type gatedInbox struct {
+	*fabrictest.Inbox
+	hold    atomic.Bool
+	entered chan string
+	release chan struct{}
+}
+
+func (g *gatedInbox) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
+	if g.hold.Load() {
+		g.entered <- d.Routed.IMI.MsgID
+		<-g.release
+	}
+	return g.Inbox.Deliver(ctx, d)
+}
+
+// The brokers are all down for longer than a transaction's deadline while
+// the destination stores the message: its acknowledgement waits in the
+// outbox, and the deadline does not count the outage, so the message ends
+// delivered — never failed while in the recipient's inbox
+// (docs/RELIABILITY.md, "Deadlines").
+func TestBrokerOutageLongerThanDeadline(t *testing.T) {
+	f := fabrictest.New(t)
+	cfg := broker.Config{Deadline: 2 * time.Second, Grace: 500 * time.Millisecond, SweepInterval: 50 * time.Millisecond}
+	_, b1 := f.StartBroker(cfg)
+	profiles(f)
+	og := fabrictest.NewInbox()
+	ogKit, _ := f.StartKit(og, kit.Config{Gateway: "test", Medium: "test", TransferTimeout: 10 * time.Second})
+	dg := &gatedInbox{Inbox: fabrictest.NewInbox(), entered: make(chan string, 1), release: make(chan struct{})}
+	f.StartKit(dg, kit.Config{Gateway: "peer", Medium: "web"})
+	waitRoute(t, ogKit)
+	dg.hold.Store(true)
+
+	s := submission("through the outage")
+	s.MsgID = kit.NewMsgID()
+	go ogKit.Send(context.Background(), s)
+	select {
+	case id := <-dg.entered:
+		if id != s.MsgID {
+			t.Fatalf("delivering %s, want %s", id, s.MsgID)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("not delivered to the destination")
+	}
+	b1.Stop()                   // every broker down ...
+	close(dg.release)           // ... while the destination stores the message: its ack waits in the outbox
+	time.Sleep(4 * time.Second) // twice the deadline
+	if dg.Get(s.MsgID) == nil {
+		t.Fatal("the destination did not store the message")
+	}
+	f.StartBroker(cfg)
+	fabrictest.Eventually(t, 15*time.Second, "the outcome reported to the originator", func() bool {
+		n := og.Note(s.MsgID)
+		return n != nil && schemas.Terminal(n.Status)
+	})
+	st, err := ogKit.Query(context.Background(), s.MsgID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != schemas.StatusDelivered {
+		t.Errorf("state %s after the outage, want delivered; history %+v", st.State, st.History)
+	}
+	for _, h := range st.History {
+		if h.Status == schemas.StatusFailed {
+			t.Errorf("a failure was recorded for a message in the recipient's inbox: %+v", h)
+		}
+	}
+}
