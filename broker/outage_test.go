@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,5 +80,57 @@ func TestBrokerOutageLongerThanDeadline(t *testing.T) {
 		if h.Status == schemas.StatusFailed {
 			t.Errorf("a failure was recorded for a message in the recipient's inbox: %+v", h)
 		}
+	}
+}
+
+// The store is paused (SIGSTOP) for longer than a transaction's deadline
+// while the destination stores the message: the acknowledgement waits in
+// the outbox, no deadline passes while the store is away, and the message
+// ends delivered.
+func TestStorePauseLongerThanDeadline(t *testing.T) {
+	f := fabrictest.New(t)
+	cfg := broker.Config{Deadline: 2 * time.Second, Grace: 500 * time.Millisecond, SweepInterval: 50 * time.Millisecond}
+	f.StartBroker(cfg)
+	profiles(f)
+	og := fabrictest.NewInbox()
+	ogKit, _ := f.StartKit(og, kit.Config{Gateway: "test", Medium: "test", TransferTimeout: 10 * time.Second})
+	dg := &gatedInbox{Inbox: fabrictest.NewInbox(), entered: make(chan string, 1), release: make(chan struct{})}
+	f.StartKit(dg, kit.Config{Gateway: "peer", Medium: "web"})
+	waitRoute(t, ogKit)
+	dg.hold.Store(true)
+
+	s := submission("through the pause")
+	s.MsgID = kit.NewMsgID()
+	go ogKit.Send(context.Background(), s)
+	select {
+	case <-dg.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("not delivered to the destination")
+	}
+	pid := f.Redis.PID()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	defer resume()
+	close(dg.release)
+	time.Sleep(4 * time.Second) // twice the deadline
+	resume()
+	// The outcome reaches the originator in the transfer's reply (a relayed
+	// receipt) or as a notification; the transaction's state is the record.
+	var st *schemas.TxStatus
+	fabrictest.Eventually(t, 20*time.Second, "the outcome", func() bool {
+		var err error
+		st, err = ogKit.Query(context.Background(), s.MsgID)
+		return err == nil && schemas.Terminal(st.State)
+	})
+	if st.State != schemas.StatusDelivered || dg.Get(s.MsgID) == nil {
+		t.Errorf("state %s after the pause (stored: %v), want delivered; history %+v", st.State, dg.Get(s.MsgID) != nil, st.History)
 	}
 }
