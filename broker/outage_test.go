@@ -134,3 +134,47 @@ func TestStorePauseLongerThanDeadline(t *testing.T) {
 		t.Errorf("state %s after the pause (stored: %v), want delivered; history %+v", st.State, dg.Get(s.MsgID) != nil, st.History)
 	}
 }
+
+// NATS is down for longer than a transaction's deadline right after the
+// destination stored the message: neither a broker nor the outbox can take
+// its acknowledgement, so the gateway holds it until NATS is back; no
+// deadline passes while the brokers cannot hear, and the message ends
+// delivered.
+func TestNATSOutageLongerThanDeadline(t *testing.T) {
+	f := fabrictest.New(t)
+	cfg := broker.Config{Deadline: 2 * time.Second, Grace: 500 * time.Millisecond, SweepInterval: 50 * time.Millisecond}
+	f.StartBroker(cfg)
+	profiles(f)
+	og := fabrictest.NewInbox()
+	ogKit, _ := f.StartKit(og, kit.Config{Gateway: "test", Medium: "test", TransferTimeout: 3 * time.Second, RequestTimeout: time.Second})
+	dg := &gatedInbox{Inbox: fabrictest.NewInbox(), entered: make(chan string, 1), release: make(chan struct{})}
+	f.StartKit(dg, kit.Config{Gateway: "peer", Medium: "web", RequestTimeout: time.Second})
+	waitRoute(t, ogKit)
+	dg.hold.Store(true)
+
+	s := submission("through the NATS outage")
+	s.MsgID = kit.NewMsgID()
+	go ogKit.Send(context.Background(), s)
+	select {
+	case <-dg.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("not delivered to the destination")
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond) // NATS goes down while the message is stored
+		close(dg.release)
+	}()
+	f.RestartNATS(4 * time.Second) // twice the deadline
+	if dg.Get(s.MsgID) == nil {
+		t.Fatal("the destination did not store the message")
+	}
+	var st *schemas.TxStatus
+	fabrictest.Eventually(t, 30*time.Second, "the outcome", func() bool {
+		var err error
+		st, err = ogKit.Query(context.Background(), s.MsgID)
+		return err == nil && schemas.Terminal(st.State)
+	})
+	if st.State != schemas.StatusDelivered {
+		t.Errorf("state %s after the NATS outage, want delivered; history %+v", st.State, st.History)
+	}
+}

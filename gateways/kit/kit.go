@@ -139,6 +139,10 @@ type Kit struct {
 	stopped bool
 	wg      sync.WaitGroup
 	running atomic.Bool
+	// held are acknowledgements that neither a broker nor the outbox took
+	// (NATS itself down), retried until one does (receive.go holdAck).
+	heldMu sync.Mutex
+	held   map[string]queuedAck
 }
 
 // New returns a kit for one gateway. keys must hold the gateway's own K1.
@@ -225,6 +229,8 @@ func (k *Kit) Run(ctx context.Context, ready func()) error {
 	ackDone := make(chan error, 1)
 	go func() { ackDone <- k.consumeAcks(ctx) }()
 	go miapnats.FollowOwnKeys(ctx, k.js, k.cfg.Gateway, KeyRefresh, k.eng, k.keysChanged)
+	heldDone := make(chan struct{})
+	go func() { k.retryHeld(ctx); close(heldDone) }()
 	k.announce(ctx, k.cfg.Heartbeat*3)
 	k.nc.Flush()
 	k.running.Store(true)
@@ -258,6 +264,7 @@ loop:
 	close(k.work)
 	k.wg.Wait()
 	<-ackDone
+	<-heldDone
 	k.tracer.Flush()
 	return nil
 }

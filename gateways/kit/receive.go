@@ -180,11 +180,66 @@ func (k *Kit) queueAck(ctx context.Context, ref AckRef, status, code, reason str
 	pctx, cancel := context.WithTimeout(context.Background(), k.cfg.RequestTimeout)
 	defer cancel()
 	if _, err := k.js.Publish(pctx, ackSubject(k.cfg.Gateway), b, jetstream.WithMsgID(ref.MsgID+":"+status)); err != nil {
-		k.log.Error().Err(err).Str("msg_id", ref.MsgID).Msg("cannot queue acknowledgement")
+		k.holdAck(queuedAck{Ref: ref, Status: status, Code: code, Reason: reason})
+		k.log.Error().Err(err).Str("msg_id", ref.MsgID).Msg("cannot queue acknowledgement: held in memory until NATS takes it")
 		return schemas.Errorf(schemas.CodeBusy, err, "ack outbox")
 	}
 	k.log.Warn().Str("msg_id", ref.MsgID).Str("status", status).Msg("acknowledgement queued for retry")
 	return nil
+}
+
+// holdAck keeps an acknowledgement that neither a broker nor the outbox
+// took: NATS itself is down. retryHeld tries again until one does; only
+// the end of this process loses it (logged as an error then). A message
+// the medium stored is thus reported delivered once NATS is back
+// (docs/RELIABILITY.md, "Acknowledgements").
+func (k *Kit) holdAck(q queuedAck) {
+	k.heldMu.Lock()
+	defer k.heldMu.Unlock()
+	if k.held == nil {
+		k.held = map[string]queuedAck{}
+	}
+	k.held[q.Ref.MsgID+":"+q.Status] = q
+}
+
+// retryHeld hands held acknowledgements to a broker, or else to the
+// outbox, every 2 s until ctx is done.
+func (k *Kit) retryHeld(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			k.heldMu.Lock()
+			for key := range k.held {
+				k.log.Error().Str("ack", key).Msg("acknowledgement lost: the gateway stops before NATS took it")
+			}
+			k.heldMu.Unlock()
+			return
+		case <-t.C:
+		}
+		k.heldMu.Lock()
+		var todo []queuedAck
+		for _, q := range k.held {
+			todo = append(todo, q)
+		}
+		k.heldMu.Unlock()
+		for _, q := range todo {
+			_, err := k.ackNow(ctx, q.Ref, q.Status, q.Code, q.Reason, false)
+			if err != nil && miap.CodeOf(err).Retryable() {
+				b, _ := json.Marshal(q)
+				pctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
+				_, err = k.js.Publish(pctx, ackSubject(k.cfg.Gateway), b, jetstream.WithMsgID(q.Ref.MsgID+":"+q.Status))
+				cancel()
+			}
+			if err == nil || !miap.CodeOf(err).Retryable() {
+				k.heldMu.Lock()
+				delete(k.held, q.Ref.MsgID+":"+q.Status)
+				k.heldMu.Unlock()
+				k.log.Info().Str("msg_id", q.Ref.MsgID).Str("status", q.Status).Msg("held acknowledgement handed on")
+			}
+		}
+	}
 }
 
 // consumeAcks retries queued acknowledgements until a broker takes them.

@@ -31,6 +31,8 @@ type Fabric struct {
 	RDB   *redis.Client
 	Keys  *miap.KeyFile
 	Log   zerolog.Logger
+	// natsDir is the JetStream folder, kept across RestartNATS.
+	natsDir string
 }
 
 // Parties are the parties that get keys by default.
@@ -52,7 +54,8 @@ var Grants = map[string]miap.Grant{
 func New(t testing.TB) *Fabric {
 	t.Helper()
 	srv, rdb := redistest.Run(t)
-	f := &Fabric{T: t, NATS: natstest.Run(t), Redis: srv, RDB: rdb, Keys: &miap.KeyFile{MIAP: 1},
+	dir := t.TempDir()
+	f := &Fabric{T: t, NATS: natstest.RunDir(t, dir), natsDir: dir, Redis: srv, RDB: rdb, Keys: &miap.KeyFile{MIAP: 1},
 		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
 	f.AddParty(miap.BrokerParty, miap.Grant{})
 	for _, p := range Parties {
@@ -71,6 +74,13 @@ func (f *Fabric) AddParty(party string, g miap.Grant) {
 	}
 	e.Role, e.Media = g.Role, append([]string(nil), g.Media...)
 	f.Keys.Keys = append(f.Keys.Keys, e)
+}
+
+// RestartNATS takes the NATS server down for down and brings it back on
+// the same address and data: a NATS outage for every component.
+func (f *Fabric) RestartNATS(down time.Duration) {
+	f.T.Helper()
+	f.NATS = natstest.Restart(f.T, f.NATS, f.natsDir, down)
 }
 
 // Conn returns a new NATS connection.

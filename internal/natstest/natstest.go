@@ -3,6 +3,7 @@
 package natstest
 
 import (
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -25,6 +26,19 @@ func Run(t testing.TB) *server.Server {
 func RunDir(t testing.TB, dir string) *server.Server {
 	t.Helper()
 	return start(t, &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: dir, MaxPayload: 8 << 20})
+}
+
+// Restart shuts ns down, waits down, and starts a server on the same
+// address and JetStream folder dir: what its clients see of a NATS outage.
+// Their connections reconnect by themselves.
+func Restart(t testing.TB, ns *server.Server, dir string, down time.Duration) *server.Server {
+	t.Helper()
+	port := ns.Addr().(*net.TCPAddr).Port
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	time.Sleep(down)
+	return start(t, &server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true,
 		JetStream: true, StoreDir: dir, MaxPayload: 8 << 20})
 }
 
