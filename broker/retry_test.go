@@ -27,7 +27,10 @@ func TestRetryOfSettledMessageAnswers(t *testing.T) {
 
 	// delivered, then retried after the deadline: the status, one delivery
 	dg := fabrictest.NewInbox()
-	dgRun := func() *fabrictest.Running { _, r := f.StartKit(dg, kit.Config{Gateway: "peer", Medium: "web"}); return r }()
+	dgRun := func() *fabrictest.Running {
+		_, r := f.StartKit(dg, kit.Config{Gateway: "peer", Medium: "web"})
+		return r
+	}()
 	s := submission("once")
 	s.MsgID = kit.NewMsgID()
 	res := waitRoute(t, ogKit)
