@@ -152,7 +152,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.ProfilesFile, "profiles", env("UIMS_PROFILES", ""), "YAML client profiles; empty: demo clients alice and bob (UIMS_PROFILES)")
 	o.fs.BoolVar(&cfg.Strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
 	o.fs.StringVar(&cfg.Operator, "operator-token", env("UIMS_OPERATOR_TOKEN", "operator-token"), "operator view token (UIMS_OPERATOR_TOKEN)")
-	mailFlags(o.fs, &cfg.SMTPAddr, &cfg.SMTPRelay, &cfg.SMTPDomains)
+	mailFlags(o.fs, &cfg.SMTPAddr, &cfg.SMTPRelay, &cfg.SMTPDomains, &cfg.SMTPMaxPerIP)
 	smsFlags(o.fs, &cfg.SMPPAddr, &cfg.SMSC)
 	tlsFlags(o.fs, &cfg.TLSCert, &cfg.TLSKey)
 	o.fs.StringVar(&cfg.TLSCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle clients trust; checked against --tls-cert (UIMS_TLS_CA)")
@@ -269,8 +269,9 @@ func cmdGateway(ctx context.Context, args []string) error {
 	httpAddr := o.fs.String("http", env("UIMS_HTTP_ADDR", "127.0.0.1:8080"), "HTTP address (web) (UIMS_HTTP_ADDR)")
 	smtpAddr, smtpRelay, smppAddr := new(string), new(string), new(string)
 	var smtpDomains []string
+	var smtpPerIP int
 	var smsc sms.SMSCConfig
-	mailFlags(o.fs, smtpAddr, smtpRelay, &smtpDomains)
+	mailFlags(o.fs, smtpAddr, smtpRelay, &smtpDomains, &smtpPerIP)
 	smsFlags(o.fs, smppAddr, &smsc)
 	var tlsCert, tlsKey string
 	tlsFlags(o.fs, &tlsCert, &tlsKey) // HTTPS of the web gateway
@@ -327,7 +328,7 @@ func cmdGateway(ctx context.Context, args []string) error {
 		}
 		return g.Run(ctx, nil)
 	case "email":
-		g, err := email.New(email.Config{Addr: *smtpAddr, Relay: *smtpRelay, Domains: smtpDomains, Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
+		g, err := email.New(email.Config{Addr: *smtpAddr, Relay: *smtpRelay, Domains: smtpDomains, MaxPerIP: smtpPerIP, Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
 		if err != nil {
 			return err
 		}
@@ -343,7 +344,21 @@ func cmdGateway(ctx context.Context, args []string) error {
 }
 
 // mailFlags are the e-mail gateway's flags.
-func mailFlags(fs *flag.FlagSet, addr, relay *string, domains *[]string) {
+func mailFlags(fs *flag.FlagSet, addr, relay *string, domains *[]string, perIP *int) {
+	// A malformed value becomes -1, which email.New refuses.
+	atoi := func(v string) int {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			return n
+		}
+		return -1
+	}
+	*perIP = atoi(env("UIMS_SMTP_MAX_PER_IP", "10"))
+	fs.Func("smtp-max-per-ip", "concurrent SMTP connections per client address (UIMS_SMTP_MAX_PER_IP; default 10)", func(v string) error {
+		if *perIP = atoi(v); *perIP < 0 {
+			return errors.New("want a positive number")
+		}
+		return nil
+	})
 	fs.StringVar(addr, "smtp", env("UIMS_SMTP_ADDR", "127.0.0.1:2525"), "SMTP listen address, or off (UIMS_SMTP_ADDR)")
 	fs.StringVar(relay, "smtp-relay", env("UIMS_SMTP_RELAY", ""), "smarthost host:port for outside addresses (UIMS_SMTP_RELAY)")
 	*domains = strings.Split(env("UIMS_SMTP_DOMAINS", "example.test"), ",")

@@ -45,10 +45,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
-	"golang.org/x/net/netutil"
 
 	"github.com/uims/uims/gateways/email/mailmsg"
 	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/gateways/kit/authlimit"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
 )
@@ -101,9 +101,26 @@ type Config struct {
 	// MaxRecipients bounds RCPT commands per message; default 100.
 	MaxRecipients int
 	// MaxConnections bounds concurrent SMTP connections (each may buffer
-	// a message of MaxSize); further clients wait in the listen queue.
-	// Default 100.
+	// a message of MaxSize); a client beyond it is answered "421 4.3.2 too
+	// many connections, try again later" at connect. Default 100.
 	MaxConnections int
+	// MaxPerIP bounds concurrent SMTP connections from one client address
+	// (an IPv6 /64); a client beyond it is answered "421 4.7.0 too many
+	// connections from your address" at connect. Default 10 (uims run:
+	// UIMS_SMTP_MAX_PER_IP).
+	MaxPerIP int
+	// PreMailTimeout bounds the wait for each command until the client
+	// has authenticated or a MAIL command was accepted, and four of it the
+	// whole of that phase; then the connection gets "421 4.4.2 Idle
+	// timeout" and is closed, so idle connections cannot hold the slots.
+	// Default 30 s.
+	PreMailTimeout time.Duration
+	// AuthPerUser and AuthPerAddr lock out AUTH for a user name and for a
+	// client address after failures (authlimit.Policy); meanwhile AUTH is
+	// answered 454 4.7.0 without a check, even with the right password.
+	// Default 5 failures a minute lock a user out for 5 minutes, 20 an
+	// address.
+	AuthPerUser, AuthPerAddr authlimit.Policy
 	// Limits bounds MIME parsing (depth, parts, headers); MaxBytes is
 	// always MaxSize.
 	Limits mailmsg.Limits
@@ -174,6 +191,21 @@ func (c *Config) setDefaults() error {
 	if c.MaxConnections == 0 {
 		c.MaxConnections = 100
 	}
+	if c.MaxPerIP == 0 {
+		c.MaxPerIP = 10
+	}
+	if c.MaxPerIP < 0 || c.MaxConnections < 0 {
+		return fmt.Errorf("email: MaxPerIP and MaxConnections must be positive (UIMS_SMTP_MAX_PER_IP)")
+	}
+	if c.PreMailTimeout == 0 {
+		c.PreMailTimeout = 30 * time.Second
+	}
+	if c.AuthPerUser.Failures == 0 {
+		c.AuthPerUser = authlimit.Policy{Failures: 5, Window: time.Minute, Lockout: 5 * time.Minute}
+	}
+	if c.AuthPerAddr.Failures == 0 {
+		c.AuthPerAddr = authlimit.Policy{Failures: 20, Window: time.Minute, Lockout: 5 * time.Minute}
+	}
 	c.Limits.MaxBytes = c.MaxSize
 	if c.SendTimeout == 0 {
 		c.SendTimeout = 30 * time.Second
@@ -211,7 +243,10 @@ type Gateway struct {
 	srv   *smtp.Server
 
 	mu sync.Mutex
-	ln net.Listener
+	ln *limitListener
+
+	// authUser and authAddr limit failed AUTH per user name and address.
+	authUser, authAddr *authlimit.Limiter
 
 	// loopback decides whether a connection counts as local for AUTH
 	// without TLS; tests replace it.
@@ -223,7 +258,8 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, nc: nc, log: log.With().Str("gateway", cfg.Gateway).Logger(), loopback: isLoopback}
+	g := &Gateway{cfg: cfg, nc: nc, log: log.With().Str("gateway", cfg.Gateway).Logger(), loopback: isLoopback,
+		authUser: authlimit.New(cfg.AuthPerUser), authAddr: authlimit.New(cfg.AuthPerAddr)}
 	kc := cfg.Kit
 	kc.Gateway, kc.Medium = cfg.Gateway, schemas.MediumEmail
 	// Every outside e-mail address: without a relay the gateway still
@@ -268,8 +304,9 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return fmt.Errorf("email: listen: %w", err)
 	}
+	lln := newLimitListener(ln, &g.cfg, g.log)
 	g.mu.Lock()
-	g.ln = ln
+	g.ln = lln
 	g.mu.Unlock()
 	g.srv = g.newServer()
 
@@ -287,8 +324,9 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	outDone := make(chan error, 1)
 	go func() { outDone <- g.runOutbound(kctx) }()
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- g.srv.Serve(netutil.LimitListener(ln, g.cfg.MaxConnections)) }()
-	g.log.Info().Str("addr", ln.Addr().String()).Strs("domains", g.cfg.Domains).Str("relay", g.cfg.Relay).Msg("e-mail gateway listening")
+	go func() { srvDone <- g.srv.Serve(lln) }()
+	g.log.Info().Str("addr", ln.Addr().String()).Strs("domains", g.cfg.Domains).Str("relay", g.cfg.Relay).
+		Int("max_connections", g.cfg.MaxConnections).Int("max_per_ip", g.cfg.MaxPerIP).Msg("e-mail gateway listening")
 	if ready != nil {
 		ready()
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/uims/uims/gateways/email/mailaddr"
 	"github.com/uims/uims/gateways/email/mailmsg"
 	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/gateways/kit/authlimit"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
 )
@@ -47,7 +49,7 @@ type backend struct{ g *Gateway }
 func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	_, isTLS := c.TLSConnectionState()
 	remote := c.Conn().RemoteAddr()
-	s := &session{g: b.g, tls: isTLS, local: b.g.loopback(remote), helo: c.Hostname()}
+	s := &session{g: b.g, conn: c.Conn(), addrKey: authlimit.AddrKey(remote), tls: isTLS, local: b.g.loopback(remote), helo: c.Hostname()}
 	s.log = b.g.log.With().Str("remote", remote.String()).Bool("tls", isTLS).Logger()
 	return s, nil
 }
@@ -65,11 +67,13 @@ type recipient struct {
 
 // session is one SMTP connection (RFC 5321 §3).
 type session struct {
-	g     *Gateway
-	tls   bool
-	local bool
-	helo  string
-	log   zerolog.Logger
+	g       *Gateway
+	conn    net.Conn // for engage
+	addrKey string   // the client address as authlimit counts it
+	tls     bool
+	local   bool
+	helo    string
+	log     zerolog.Logger
 
 	client *schemas.ClientInfo // after AUTH
 
@@ -105,19 +109,39 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		if identity != "" && identity != user { // RFC 4616 §2: no proxy authorisation
 			return smtp.ErrAuthFailed
 		}
+		// Failures lock out the user name and the address (Config.AuthPerUser,
+		// AuthPerAddr): a locked-out AUTH is refused without asking the
+		// brokers, whose every query costs a nonce in the store.
+		userKey := strings.ToLower(user)
+		v, end := authlimit.BeginAll(authlimit.Key{L: s.g.authAddr, Key: s.addrKey}, authlimit.Key{L: s.g.authUser, Key: userKey})
+		if !v.OK {
+			s.log.Warn().Str("user", oneLine(user, 64)).Bool("security", true).Dur("retry", v.Retry).
+				Msg("SMTP AUTH refused: too many failures for this user or address")
+			time.Sleep(300 * time.Millisecond)
+			return reply(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentications, try again in %d minutes", int(v.Retry.Minutes())+1)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.SendTimeout)
 		defer cancel()
 		ci, err := s.g.kit.Client(ctx, schemas.ClientQuery{Kind: schemas.CredentialSMTP, User: user,
 			Hash: schemas.CredentialHash(schemas.CredentialSMTP, user, pass)})
 		if err != nil {
 			if miap.CodeOf(err).Retryable() {
+				end(false)
 				s.log.Warn().Err(err).Msg("SMTP AUTH: credential check unavailable")
 				return reply(454, smtp.EnhancedCode{4, 7, 0}, "Temporary authentication failure, try again later")
 			}
-			s.log.Warn().Str("user", oneLine(user, 64)).Bool("security", true).Msg("SMTP AUTH failed")
+			locked := end(true)
+			var out []string
+			for _, k := range locked {
+				out = append(out, k.Key)
+			}
+			s.log.Warn().Str("user", oneLine(user, 64)).Bool("security", true).Strs("locked_out", out).Msg("SMTP AUTH failed")
 			time.Sleep(300 * time.Millisecond) // slows down password guessing
 			return smtp.ErrAuthFailed
 		}
+		end(false)
+		s.g.authUser.Reset(userKey)
+		engage(s.conn)
 		s.client = ci
 		s.log = s.log.With().Str("client", ci.ID).Logger()
 		s.log.Info().Msg("SMTP AUTH succeeded")
@@ -151,6 +175,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil {
 		s.envID = opts.EnvelopeID
 	}
+	engage(s.conn)
 	return nil
 }
 

@@ -220,7 +220,17 @@ type smtpConn struct {
 
 func dialSMTP(t *testing.T, addr string) *smtpConn {
 	t.Helper()
-	n, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return dialSMTPFrom(t, addr, nil)
+}
+
+// dialSMTPFrom is dialSMTP from the local address local (nil: any).
+func dialSMTPFrom(t *testing.T, addr string, local net.IP) *smtpConn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if local != nil {
+		d.LocalAddr = &net.TCPAddr{IP: local}
+	}
+	n, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,7 +140,17 @@ type esme struct {
 
 func dialESME(t testing.TB, addr string) *esme {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return dialESMEFrom(t, addr, nil)
+}
+
+// dialESMEFrom is dialESME from the local address local (nil: any).
+func dialESMEFrom(t testing.TB, addr string, local net.IP) *esme {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if local != nil {
+		d.LocalAddr = &net.TCPAddr{IP: local}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/uims/uims/gateways/kit/authlimit"
 	"github.com/uims/uims/gateways/sms/pdu"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
@@ -228,6 +229,25 @@ func (s *session) bind(ctx context.Context, h *pdu.Header, f *pdu.BindFields, mo
 		s.send(resp)
 		return true
 	}
+	// Failed passwords lock out the system_id and the address
+	// (Config.BindPerID, BindPerAddr). A locked-out bind is refused
+	// without asking the brokers, whose every query costs a nonce in the
+	// store, and after a delay that grows with each refusal.
+	remote := s.conn.RemoteAddr().String()
+	v, end := authlimit.BeginAll(authlimit.Key{L: s.g.bindAddr, Key: authlimit.HostKey(remote)},
+		authlimit.Key{L: s.g.bindID, Key: f.SystemID})
+	if !v.OK {
+		s.g.bindStats.lockedOut.Add(1)
+		s.logger().Warn().Str("system_id", f.SystemID).Str("address", remote).Dur("retry", v.Retry).Bool("security", true).
+			Msg("bind refused: locked out after failed binds")
+		select {
+		case <-time.After(authlimit.Delay(v.Refused, s.g.cfg.BindDelay, 10*s.g.cfg.BindDelay)):
+		case <-ctx.Done():
+		}
+		rh.Status = pdu.ESME_RBINDFAIL
+		s.send(resp)
+		return s.bindFailed() < maxBindFailures
+	}
 	qctx, cancel := context.WithTimeout(ctx, s.g.cfg.ResponseTimeout)
 	ci, err := s.g.kit.Client(qctx, schemas.ClientQuery{Kind: schemas.CredentialSMPP, User: f.SystemID,
 		Hash: schemas.CredentialHash(schemas.CredentialSMPP, f.SystemID, f.Password)})
@@ -238,12 +258,23 @@ func (s *session) bind(ctx context.Context, h *pdu.Header, f *pdu.BindFields, mo
 		if code.Retryable() {
 			rh.Status = pdu.ESME_RSYSERR
 		}
-		s.mu.Lock()
-		s.failures++
-		n := s.failures
-		s.mu.Unlock()
-		s.logger().Warn().Str("system_id", f.SystemID).Str("code", code.String()).Bool("security", code == schemas.CodeUnauthorized).
-			Msg("bind refused")
+		n := s.bindFailed()
+		s.logger().Warn().Str("system_id", f.SystemID).Str("address", remote).Str("code", code.String()).
+			Bool("security", code == schemas.CodeUnauthorized).Msg("bind refused")
+		if code == schemas.CodeUnauthorized {
+			s.g.bindStats.failed.Add(1)
+			for _, k := range end(true) {
+				s.g.bindStats.lockouts.Add(1)
+				what := "system_id"
+				if k.L == s.g.bindAddr {
+					what = "address"
+				}
+				s.logger().Warn().Str("system_id", f.SystemID).Str("address", remote).Str("locked_out", what).
+					Dur("for", k.L.Policy().Lockout).Bool("security", true).Msg("bind locked out after failed binds")
+			}
+		} else {
+			end(false)
+		}
 		if code == schemas.CodeUnauthorized {
 			select { // slow down password guessing
 			case <-time.After(200 * time.Millisecond):
@@ -253,6 +284,8 @@ func (s *session) bind(ctx context.Context, h *pdu.Header, f *pdu.BindFields, mo
 		s.send(resp)
 		return n < maxBindFailures
 	}
+	end(false)
+	s.g.bindID.Reset(f.SystemID)
 	s.mu.Lock()
 	s.mode, s.client, s.systemID = mode, ci, f.SystemID
 	s.mu.Unlock()
@@ -279,6 +312,14 @@ func (s *session) bind(ctx context.Context, h *pdu.Header, f *pdu.BindFields, mo
 		s.g.queue.attach(s)
 	}
 	return true
+}
+
+// bindFailed counts a failed bind of the connection and returns the count.
+func (s *session) bindFailed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures++
+	return s.failures
 }
 
 func (s *session) bindResp() pdu.BindRespFields {

@@ -26,6 +26,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,6 +34,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/gateways/kit/authlimit"
 	"github.com/uims/uims/gateways/sms/gsm"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
@@ -95,6 +97,19 @@ type Config struct {
 	ReceiptDelay time.Duration
 	// SMSC is the upstream SMS centre; empty Addr means none.
 	SMSC SMSCConfig
+
+	// BindPerID and BindPerAddr lock out binds for a system_id and for a
+	// remote address (an IPv6 /64) after failed passwords
+	// (authlimit.Policy). While locked out, every bind is answered
+	// ESME_RBINDFAIL after BindDelay, doubled for each refused attempt up
+	// to ten times BindDelay, without checking the password: the right
+	// password too is refused until the lockout ends. Default: 5 failures
+	// within a minute lock a system_id out for 5 minutes, 20 an address
+	// (one address may serve several applications).
+	BindPerID, BindPerAddr authlimit.Policy
+	// BindDelay is the first delay of a bind refused during a lockout;
+	// default 1 s.
+	BindDelay time.Duration
 }
 
 // SMSCConfig configures the link to an upstream SMS centre (uims run:
@@ -173,6 +188,15 @@ func (c *Config) setDefaults() error {
 	if c.ReceiptDelay == 0 {
 		c.ReceiptDelay = time.Second
 	}
+	if c.BindPerID.Failures == 0 {
+		c.BindPerID = authlimit.Policy{Failures: 5, Window: time.Minute, Lockout: 5 * time.Minute}
+	}
+	if c.BindPerAddr.Failures == 0 {
+		c.BindPerAddr = authlimit.Policy{Failures: 20, Window: time.Minute, Lockout: 5 * time.Minute}
+	}
+	if c.BindDelay <= 0 {
+		c.BindDelay = time.Second
+	}
 	s := &c.SMSC
 	if s.Addr == "" {
 		return nil
@@ -222,6 +246,28 @@ type Gateway struct {
 	sessions map[*session]struct{}
 	runCtx   context.Context
 	wg       sync.WaitGroup
+
+	// bindID and bindAddr lock out failed binds (Config.BindPerID,
+	// BindPerAddr); bindStats counts them.
+	bindID, bindAddr *authlimit.Limiter
+	bindStats        bindCounters
+}
+
+// BindStats counts refused binds since the gateway started.
+type BindStats struct {
+	// Failed: binds with a wrong system_id or password.
+	Failed int64
+	// LockedOut: binds refused, unchecked, during a lockout.
+	LockedOut int64
+	// Lockouts: lockouts started (of a system_id or an address).
+	Lockouts int64
+}
+
+type bindCounters struct{ failed, lockedOut, lockouts atomic.Int64 }
+
+// BindStats returns the bind failure counters.
+func (g *Gateway) BindStats() BindStats {
+	return BindStats{Failed: g.bindStats.failed.Load(), LockedOut: g.bindStats.lockedOut.Load(), Lockouts: g.bindStats.lockouts.Load()}
 }
 
 // New returns a gateway and binds its SMPP listener (so that Addr is known
@@ -231,6 +277,7 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 		return nil, err
 	}
 	g := &Gateway{cfg: cfg, nc: nc, sessions: make(map[*session]struct{}),
+		bindID: authlimit.New(cfg.BindPerID), bindAddr: authlimit.New(cfg.BindPerAddr),
 		log: log.With().Str("role", "gateway").Str("gateway", cfg.Gateway).Str("medium", schemas.MediumSMS).Logger()}
 	var reach []string
 	if cfg.SMSC.Addr != "" {

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/gateways/kit/authlimit"
 	"github.com/uims/uims/schemas"
 )
 
@@ -31,7 +32,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/messages/{id}/read", g.auth(g.postRead))
 	mux.HandleFunc("GET /api/v1/messages/{id}/content", g.auth(g.getContent))
 	mux.HandleFunc("GET /api/v1/inbox", g.auth(g.getInbox))
-	mux.HandleFunc("GET /api/v1/events", g.auth(g.getEvents))
+	mux.HandleFunc("GET /api/v1/events", g.authStream(g.getEvents))
 	mux.HandleFunc("GET /api/v1/me", g.auth(func(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
 		writeJSON(w, http.StatusOK, c)
 	}))
@@ -112,53 +113,114 @@ func fail(w http.ResponseWriter, err error) {
 	writeError(w, httpStatus(se.Code), se.Code, msg)
 }
 
-// auth resolves the bearer token to a client through the brokers, with a
-// short cache.
+// maxTokens bounds each of the token caches (known, unknown).
+const maxTokens = 10000
+
+// urlTokenParams are the query parameters a bearer token could come in
+// (RFC 6750 §2.3 names access_token).
+var urlTokenParams = []string{"access_token", "token"}
+
+// auth resolves the bearer token of the Authorization header to a client.
+// A token in the URL is refused: it ends up in logs and browser history.
 func (g *Gateway) auth(h func(http.ResponseWriter, *http.Request, *schemas.ClientInfo)) http.HandlerFunc {
+	return g.authFrom(false, h)
+}
+
+// authStream is auth for GET /api/v1/events, which also takes
+// ?access_token=: EventSource cannot set headers.
+func (g *Gateway) authStream(h func(http.ResponseWriter, *http.Request, *schemas.ClientInfo)) http.HandlerFunc {
+	return g.authFrom(true, h)
+}
+
+func (g *Gateway) authFrom(urlToken bool, h func(http.ResponseWriter, *http.Request, *schemas.ClientInfo)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			tok = r.URL.Query().Get("access_token") // EventSource cannot set headers
+		if urlToken && !ok {
+			tok = r.URL.Query().Get("access_token")
+		}
+		if !urlToken && tokenInURL(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="uims", error="invalid_request"`)
+			writeError(w, http.StatusUnauthorized, schemas.CodeUnauthorized,
+				"bearer token in the URL refused: send it in the Authorization header (only GET /api/v1/events takes ?access_token=)")
+			return
 		}
 		if tok == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="uims"`)
 			writeError(w, http.StatusUnauthorized, schemas.CodeUnauthorized, "missing bearer token")
 			return
 		}
-		c, err := g.client(r.Context(), tok)
+		c, err := g.client(r.Context(), tok, authlimit.HostKey(r.RemoteAddr))
 		if err != nil {
-			if kit.IsCode(err, schemas.CodeUnauthorized) {
+			var lo *lockedOut
+			switch {
+			case errors.As(err, &lo):
+				w.Header().Set("WWW-Authenticate", `Bearer realm="uims", error="invalid_token"`)
+				w.Header().Set("Retry-After", strconv.Itoa(int(lo.retry.Seconds())+1))
+				writeError(w, http.StatusUnauthorized, schemas.CodeUnauthorized,
+					"too many failed authentications from your address: tokens not seen before are refused for a while")
+			case kit.IsCode(err, schemas.CodeUnauthorized):
 				w.Header().Set("WWW-Authenticate", `Bearer realm="uims", error="invalid_token"`)
 				writeError(w, http.StatusUnauthorized, schemas.CodeUnauthorized, "invalid bearer token")
-				return
+			default:
+				fail(w, err)
 			}
-			fail(w, err)
 			return
 		}
 		h(w, r, c)
 	}
 }
 
-// client resolves a bearer token. Only its SHA-256 leaves the gateway: it
-// keys the cache and is what the brokers compare (PROTOCOL.md §6.11).
-func (g *Gateway) client(ctx context.Context, token string) (*schemas.ClientInfo, error) {
+// tokenInURL reports whether the query carries a bearer token parameter.
+func tokenInURL(r *http.Request) bool {
+	q := r.URL.Query()
+	for _, p := range urlTokenParams {
+		if q.Has(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// lockedOut: the client's address has too many failed lookups.
+type lockedOut struct{ retry time.Duration }
+
+func (e *lockedOut) Error() string { return "web: too many failed authentications" }
+
+// client resolves a bearer token from the client address addr. Only its
+// SHA-256 leaves the gateway: it keys the caches and is what the brokers
+// compare (PROTOCOL.md §6.11). Answers are reused for Config.TokenTTL, a
+// refusal too, so a repeated bad token never reaches NATS or the store;
+// an address past Config.AuthPerAddr gets *lockedOut for tokens the
+// gateway does not know.
+func (g *Gateway) client(ctx context.Context, token, addr string) (*schemas.ClientInfo, error) {
 	k := schemas.TokenSHA256(token)
-	g.mu.Lock()
-	e, ok := g.tokens[k]
-	g.mu.Unlock()
-	if ok && time.Since(e.at) < 30*time.Second {
-		return e.client, nil
+	if c, ok := g.known.Get(k); ok {
+		return c, nil
+	}
+	if _, ok := g.unknown.Get(k); ok {
+		return nil, &schemas.Error{Code: schemas.CodeUnauthorized}
+	}
+	v := g.authAddr.Begin(addr)
+	if !v.OK {
+		if v.Refused == 1 || v.Refused%100 == 0 {
+			g.log.Warn().Str("address", addr).Dur("retry", v.Retry).Int("refused", v.Refused).Bool("security", true).
+				Msg("bearer tokens refused: too many failed authentications from this address")
+		}
+		return nil, &lockedOut{retry: v.Retry}
 	}
 	c, err := g.kit.Client(ctx, schemas.ClientQuery{Kind: schemas.CredentialToken, Hash: k})
+	unauthorized := kit.IsCode(err, schemas.CodeUnauthorized)
+	if g.authAddr.End(addr, unauthorized) {
+		g.log.Warn().Str("address", addr).Dur("for", g.cfg.AuthPerAddr.Lockout).Bool("security", true).
+			Msg("address locked out after failed authentications")
+	}
 	if err != nil {
+		if unauthorized {
+			g.unknown.Put(k, struct{}{})
+		}
 		return nil, err
 	}
-	g.mu.Lock()
-	if len(g.tokens) > 10000 {
-		clear(g.tokens)
-	}
-	g.tokens[k] = tokenEntry{client: c, at: time.Now()}
-	g.mu.Unlock()
+	g.known.Put(k, c)
 	return c, nil
 }
 

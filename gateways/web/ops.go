@@ -67,12 +67,17 @@ func (g *Gateway) mountOps(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"events": g.obs.Recent(limit)})
 	}))
-	mux.HandleFunc("GET /ops/api/stream", g.opsAuth(g.opsStream))
+	mux.HandleFunc("GET /ops/api/stream", g.opsAuthFrom(true, g.opsStream))
 }
 
-// opsAuth checks the operator token. Without a configured token the
-// operator view is off.
-func (g *Gateway) opsAuth(h http.HandlerFunc) http.HandlerFunc {
+// opsAuth checks the operator token of the Authorization header. Without a
+// configured token the operator view is off.
+func (g *Gateway) opsAuth(h http.HandlerFunc) http.HandlerFunc { return g.opsAuthFrom(false, h) }
+
+// opsAuthFrom is opsAuth; with urlToken (the event stream: EventSource
+// cannot set headers) the token may come as ?access_token=, otherwise a
+// token in the URL is refused.
+func (g *Gateway) opsAuthFrom(urlToken bool, h http.HandlerFunc) http.HandlerFunc {
 	want := sha256.Sum256([]byte(g.cfg.OperatorToken))
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -80,9 +85,15 @@ func (g *Gateway) opsAuth(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusNotFound, schemas.CodeNotAllowed, "the operator view is off: no operator token is configured")
 			return
 		}
+		if !urlToken && tokenInURL(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="uims-ops", error="invalid_request"`)
+			writeError(w, http.StatusUnauthorized, schemas.CodeUnauthorized,
+				"operator token in the URL refused: send it in the Authorization header (only GET /ops/api/stream takes ?access_token=)")
+			return
+		}
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			tok = r.URL.Query().Get("access_token") // EventSource cannot set headers
+		if urlToken && !ok {
+			tok = r.URL.Query().Get("access_token")
 		}
 		got := sha256.Sum256([]byte(tok))
 		if tok == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {

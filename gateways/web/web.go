@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/gateways/kit/authlimit"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
 )
@@ -61,6 +61,19 @@ type Config struct {
 	// fabric's trace events (docs/SECURITY.md). nil: the gateway's own
 	// connection (a fabric without NATS permissions).
 	ObserverConn *nats.Conn
+	// TokenTTL is how long the gateway reuses the brokers' answer for a
+	// bearer token: a known token's client, and an unknown token's
+	// refusal (so a token that becomes valid is accepted at most TokenTTL
+	// after its profile is added). Each kind is kept for at most 10,000
+	// tokens. Default 30 s.
+	TokenTTL time.Duration
+	// AuthPerAddr limits failed token lookups per client address (an IPv6
+	// /64; behind a reverse proxy, the proxy's): once it is reached,
+	// tokens the gateway does not know are answered 401 with Retry-After
+	// without asking the brokers, whose every query costs a nonce in the
+	// store. Default 20 failures within a minute lock an address out for
+	// a minute.
+	AuthPerAddr authlimit.Policy
 	// InboxShards is the number of inbox streams (inbox.go); default
 	// DefaultInboxShards. Every instance must use the same count: an
 	// instance configured otherwise than the existing streams refuses to
@@ -78,17 +91,16 @@ type Gateway struct {
 	srv   *http.Server
 	ln    net.Listener
 
-	mu     sync.Mutex
-	tokens map[string]tokenEntry
+	// known and unknown cache the brokers' answers per token hash;
+	// authAddr limits failed lookups per client address (Config.TokenTTL,
+	// AuthPerAddr).
+	known    *authlimit.Cache[*schemas.ClientInfo]
+	unknown  *authlimit.Cache[struct{}]
+	authAddr *authlimit.Limiter
 
 	obs      *Observer
 	gatherer prometheus.Gatherer
 	httpm    *httpMetrics
-}
-
-type tokenEntry struct {
-	client *schemas.ClientInfo
-	at     time.Time
 }
 
 // New returns a web gateway. keys must hold the gateway's K1.
@@ -105,7 +117,15 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 	if cfg.InboxShards <= 0 {
 		cfg.InboxShards = DefaultInboxShards
 	}
-	g := &Gateway{cfg: cfg, nc: nc, log: log.With().Str("gateway", cfg.Gateway).Logger(), tokens: map[string]tokenEntry{}}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = 30 * time.Second
+	}
+	if cfg.AuthPerAddr.Failures == 0 {
+		cfg.AuthPerAddr = authlimit.Policy{Failures: 20, Window: time.Minute, Lockout: time.Minute}
+	}
+	g := &Gateway{cfg: cfg, nc: nc, log: log.With().Str("gateway", cfg.Gateway).Logger(),
+		known: authlimit.NewCache[*schemas.ClientInfo](maxTokens, cfg.TokenTTL), unknown: authlimit.NewCache[struct{}](maxTokens, cfg.TokenTTL),
+		authAddr: authlimit.New(cfg.AuthPerAddr)}
 	kc := cfg.Kit
 	kc.Gateway, kc.Medium = cfg.Gateway, schemas.MediumWeb
 	k, err := kit.New(nc, keys, g, kc, log)

@@ -38,6 +38,9 @@ type Config struct {
 	SMTPAddr    string
 	SMTPRelay   string
 	SMTPDomains []string
+	// SMTPMaxPerIP bounds concurrent SMTP connections per client address
+	// (UIMS_SMTP_MAX_PER_IP; default 10, email.Config.MaxPerIP).
+	SMTPMaxPerIP int
 	// SMPPAddr and SMSC: the SMS gateway (UIMS_SMPP_ADDR, UIMS_SMSC_*).
 	// SMPPAddr "off" disables it.
 	SMPPAddr string
@@ -236,7 +239,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			}
 			nc, kr, err := party(kf, "email", conn)
 			if err == nil {
-				eg, err = email.New(email.Config{Addr: cfg.SMTPAddr, Relay: cfg.SMTPRelay, Domains: cfg.SMTPDomains, Kit: kc}, nc, kr, log)
+				eg, err = email.New(email.Config{Addr: cfg.SMTPAddr, Relay: cfg.SMTPRelay, Domains: cfg.SMTPDomains, MaxPerIP: cfg.SMTPMaxPerIP, Kit: kc}, nc, kr, log)
 			}
 			return err
 		},
