@@ -49,6 +49,7 @@ func cmdBench(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.RedisURL, "redis", "", "Redis URL; empty: start redis-server on a free loopback port")
 	brokerWhere := fs.String("broker", "proc", "where the broker side runs: proc (a child process: its CPU is measured) or inproc")
 	fs.StringVar(&cfg.DataDir, "data", "", "folder for the JetStream store, keys and Redis; empty: a temporary folder")
+	fs.BoolVar(&cfg.NoAuth, "no-auth", false, "embedded NATS without authentication (uims run requires it: every part connects as its party)")
 	fs.StringVar(&cfg.Sync, "sync", "always", "embedded JetStream sync: always (as uims run) or default")
 	fs.BoolVar(&cfg.NoTrace, "no-trace", false, "turn off the protocol-step trace events (on in uims run)")
 	fs.IntVar(&cfg.InboxShards, "inbox-shards", 0, "streams of the web inbox (0: the web gateway's default, 8)")

@@ -226,7 +226,7 @@ func cmdBroker(ctx context.Context, args []string) error {
 	cfg.Version = version
 	cfg.Strict = o.strict
 	log := o.logger()
-	kf, err := miap.ReadKeyFile(o.keys)
+	kf, err := miap.ReadKeyFile(o.keyFile())
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ type profileAdmin interface {
 func cmdProfile(ctx context.Context, args []string) error {
 	o := newOpts("profile")
 	o.fs.StringVar(&o.natsURL, "nats", env("UIMS_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL of the fabric, whose brokers change the profiles (UIMS_NATS_URL)")
+	o.fs.StringVar(&o.data, "data", env("UIMS_DATA_DIR", "uims-data"), "data folder, where the administrator's credentials are: <data>/creds/admin.creds (UIMS_DATA_DIR)")
 	o.fs.StringVar(&o.redisURL, "redis", "", "instead of the brokers, this Redis store directly (a store without brokers; uims run does not save such changes)")
 	timeout := o.fs.Duration("timeout", 10*time.Second, "how long to wait for a broker's answer")
 	rest := o.parse(args)

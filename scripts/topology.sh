@@ -1,33 +1,86 @@
 #!/usr/bin/env bash
 # Runs the scaled topology of docker/compose.yaml as local processes, for
 # machines without a Docker engine: a 3-node NATS cluster (embedded
-# nats-server in `uims nats`), redis-server, two brokers, a processor and the
-# web gateway. Ctrl-C stops everything.
+# nats-server in `uims nats`, authentication on), redis-server, two brokers,
+# a processor and the web, e-mail and SMS gateways. Ctrl-C stops everything.
 #   scripts/topology.sh [data-dir]
+# The data folder is the fabric's trust folder too: auth/ (operator and
+# accounts), creds/<party>.creds and keys.json, written by the first
+# `uims nats`; every other command finds them with --data (UIMS_DATA_DIR).
+# Ports: NATS 11422 12422 13422 (routes 11622…), Redis 16379, web 8080,
+# SMTP 12525, SMPP 12775.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-uims-topology}
 mkdir -p "$dir"
+rm -f "$dir"/*.log   # this run's logs only
 go build -o "$dir/uims" .
 U="$dir/uims"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT INT TERM
-start() { "$@" >"$dir/$(echo "$*" | tr ' /' '__' | cut -c1-60).log" 2>&1 & pids+=($!); }
+# start NAME COMMAND…: runs COMMAND in the background, its output in $dir/NAME.log.
+start() { local name=$1; shift; "$@" >>"$dir/$name.log" 2>&1 & pids+=($!); }
+# up NAME PATTERN COMMAND…: starts COMMAND and waits until its log shows
+# PATTERN. One that exits first (in a fresh cluster JetStream may still be
+# electing its leaders, or a stream creation time out on a busy machine) is
+# started again, three times at most. Not a supervisor: later exits stay.
+up() {
+  local name=$1 pattern=$2 try s from; shift 2
+  for try in 1 2 3; do
+    from=1
+    [ ! -f "$dir/$name.log" ] || from=$(($(wc -l <"$dir/$name.log") + 1))
+    start "$name" "$@"
+    for ((s = 0; s < 60; s++)); do
+      grep -q "$pattern" < <(tail -n +"$from" "$dir/$name.log") && return 0
+      kill -0 "${pids[-1]}" 2>/dev/null || break
+      sleep 1
+    done
+    echo "topology: $name did not start (try $try): $(tail -n +"$from" "$dir/$name.log" | tail -1)" >&2
+    kill "${pids[-1]}" 2>/dev/null || true
+  done
+  exit 1
+}
+# waitfor SECONDS DESCRIPTION COMMAND…: retries COMMAND every second.
+waitfor() {
+  local n=$1 what=$2 i; shift 2
+  for ((i = 0; i < n; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
+  echo "topology: $what not ready after ${n}s; logs in $dir/" >&2
+  exit 1
+}
 
-export UIMS_KEYS="$dir/keys.json"
-"$U" keys generate
-for i in 1 2 3; do
-  routes=$(for j in 1 2 3; do [ $j = $i ] || printf 'nats://127.0.0.1:1%d622,' $j; done)
-  start "$U" nats --addr 127.0.0.1:1${i}422 --cluster 127.0.0.1:1${i}622 --routes "${routes%,}" --name nats$i --data "$dir/nats$i"
-done
-start redis-server --port 16379 --bind 127.0.0.1 --dir "$dir" --appendonly yes --appendfsync always --maxmemory-policy noeviction
-sleep 2
+export UIMS_DATA_DIR="$dir"   # keys.json and creds/ of every command below
+unset UIMS_KEYS UIMS_NATS_CREDS UIMS_OBSERVER_CREDS
 export UIMS_NATS_URL=nats://127.0.0.1:11422,nats://127.0.0.1:12422,nats://127.0.0.1:13422
 export UIMS_REDIS_URL=redis://127.0.0.1:16379/0
+
+# The cluster: nats1 provisions the trust folder (keys.json, auth/, creds/)
+# alone, then the others start on the same --fabric.
+start_nats() {
+  local i=$1 routes
+  routes=$(for j in 1 2 3; do [ $j = $i ] || printf 'nats://127.0.0.1:1%d622,' $j; done)
+  start nats$i "$U" nats --addr 127.0.0.1:1${i}422 --cluster 127.0.0.1:1${i}622 --routes "${routes%,}" \
+    --name nats$i --fabric "$dir" --data "$dir/nats$i"
+}
+start_nats 1   # alone first: it writes the trust folder
+waitfor 30 "trust folder" grep -q "anonymous connections are refused" "$dir/nats1.log"
+start_nats 2
+start_nats 3
+start redis redis-server --port 16379 --bind 127.0.0.1 --dir "$dir" --appendonly yes --appendfsync always --maxmemory-policy noeviction
+waitfor 30 redis-server redis-cli -p 16379 ping
 "$U" profile put scripts/profiles.yaml --redis "$UIMS_REDIS_URL"   # before the brokers: straight into the store
-start "$U" broker --instance broker1
-start "$U" broker --instance broker2
-start "$U" processor
-start "$U" gateway web --http 127.0.0.1:8080
-echo "topology up: web http://127.0.0.1:8080, NATS $UIMS_NATS_URL, Redis $UIMS_REDIS_URL; logs in $dir/"
+# The brokers need JetStream (their epoch marker): in a fresh cluster it
+# answers once the members elected a meta leader and the key registry is
+# published.
+waitfor 60 "JetStream (key registry)" grep -q "key registry published" "$dir/"nats?.log
+# One at a time: each creates its streams before the next starts.
+up broker1 "broker serving" "$U" broker --instance broker1
+up broker2 "broker serving" "$U" broker --instance broker2
+up processor "processor serving" "$U" processor
+up web "gateway serving" "$U" gateway web --http 127.0.0.1:8080
+up email "gateway serving" "$U" gateway email --smtp 127.0.0.1:12525
+up sms "gateway serving" "$U" gateway sms --smpp 127.0.0.1:12775
+waitfor 30 "brokers (uims profile list as admin)" "$U" profile list
+echo "topology up: web http://127.0.0.1:8080, SMTP 127.0.0.1:12525, SMPP 127.0.0.1:12775,"
+echo "  NATS $UIMS_NATS_URL (credentials in $dir/creds), Redis $UIMS_REDIS_URL; logs in $dir/"
+echo "  try: $U send --data $dir --nats nats://127.0.0.1:11422 --from alice --to bob hello"
 wait

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/uims/uims/gateways/web"
 	"github.com/uims/uims/internal/redistest"
 )
@@ -26,6 +28,11 @@ func TestFlowsDeliver(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.close()
+	// Authentication is on, as in `uims run`: every part connected as its party.
+	if nc, err := nats.Connect(f.natsURL); err == nil {
+		nc.Close()
+		t.Fatal("the embedded server took an anonymous connection")
+	}
 	for _, strict := range []bool{false, true} {
 		if err := f.useWeb(ctx, strict); err != nil {
 			t.Fatal(err)

@@ -31,12 +31,15 @@ const contentType = "text/plain; charset=utf-8"
 // web gateway (whose kit originates and receives the real flow's messages)
 // and the gateway ends of the reference flows.
 type fabric struct {
-	cfg      *Config
-	log      zerolog.Logger
-	dir      string
-	tempDir  bool
-	ns       *server.Server
-	natsURL  string
+	cfg     *Config
+	log     zerolog.Logger
+	dir     string
+	tempDir bool
+	ns      *server.Server
+	natsURL string
+	// credsDir holds the parties' NATS credentials when the embedded
+	// server requires authentication (as `uims run` does); empty: none.
+	credsDir string
 	redis    *RedisServer
 	redisURL string
 	keys     *miap.KeyFile
@@ -51,6 +54,7 @@ type fabric struct {
 
 	web       *web.Gateway
 	webNC     *nats.Conn
+	obsNC     *nats.Conn // the operator view's observer (ops), with authentication
 	webStop   context.CancelFunc
 	webDone   chan error
 	webStrict bool
@@ -79,12 +83,26 @@ func startFabric(ctx context.Context, cfg *Config) (f *fabric, err error) {
 		return
 	}
 
-	// NATS: embedded as `uims run` starts it (JetStream, sync always), or given.
+	// NATS: embedded as `uims run` starts it (JetStream, sync always,
+	// authentication: every part connects as its party), or given.
 	if f.natsURL = cfg.NATSURL; f.natsURL == "" {
+		var cc system.ClusterConfig
+		if !cfg.NoAuth {
+			var au *system.Auth
+			if au, err = system.OpenAuth(f.dir); err != nil {
+				return
+			}
+			for _, id := range system.Builtin {
+				if _, err = au.Creds(id); err != nil {
+					return
+				}
+			}
+			cc.Auth, f.credsDir = au.Authority, au.CredsDir
+		}
 		if cfg.Sync == "" || cfg.Sync == "always" {
-			f.ns, err = system.StartNATS("127.0.0.1:0", f.dir, f.log)
+			f.ns, err = system.StartClusterNATS("127.0.0.1:0", f.dir, cc, f.log)
 		} else {
-			f.ns, err = startNATSNoSync(f.dir)
+			f.ns, err = startNATSNoSync(f.dir, cc)
 		}
 		if err != nil {
 			return
@@ -120,7 +138,7 @@ func startFabric(ctx context.Context, cfg *Config) (f *fabric, err error) {
 		return
 	}
 
-	if f.gw, err = nats.Connect(f.natsURL, f.connOpts("bench-gw")...); err != nil {
+	if f.gw, err = nats.Connect(f.natsURL, f.connOpts("bench-gw", "admin")...); err != nil {
 		return
 	}
 	if f.js, err = jetstream.New(f.gw); err != nil {
@@ -149,7 +167,7 @@ func startFabric(ctx context.Context, cfg *Config) (f *fabric, err error) {
 	}
 
 	// The broker side.
-	scfg := SideConfig{NATSURL: f.natsURL, RedisURL: f.redisURL, Keys: f.keys, NoTrace: cfg.NoTrace, Bare: cfg.Bare,
+	scfg := SideConfig{NATSURL: f.natsURL, CredsDir: f.credsDir, RedisURL: f.redisURL, Keys: f.keys, NoTrace: cfg.NoTrace, Bare: cfg.Bare,
 		Log: f.log.With().Str("process", "bench-broker").Logger()}
 	if len(cfg.BrokerArgv) > 0 {
 		f.side, err = startChildSide(cfg.BrokerArgv, scfg, f.keysPath, cfg.LogLevel)
@@ -191,11 +209,17 @@ func startFabric(ctx context.Context, cfg *Config) (f *fabric, err error) {
 	return f, nil
 }
 
-// startNATSNoSync starts the embedded server as system.StartNATS does, but
-// with JetStream's default sync interval instead of a sync on every write.
-func startNATSNoSync(dir string) (*server.Server, error) {
+// startNATSNoSync starts the embedded server as system.StartClusterNATS
+// does, but with JetStream's default sync interval instead of a sync on
+// every write.
+func startNATSNoSync(dir string, cc system.ClusterConfig) (*server.Server, error) {
 	opts := &server.Options{ServerName: "uims", Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true,
 		JetStream: true, StoreDir: filepath.Join(dir, "nats"), MaxPayload: 8 << 20}
+	if cc.Auth != nil {
+		if err := cc.Auth.ServerOptions(opts, filepath.Join(dir, "nats", "accounts")); err != nil {
+			return nil, err
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, err
@@ -219,11 +243,19 @@ func (f *fabric) useWeb(ctx context.Context, strict bool) error {
 	if err != nil {
 		return err
 	}
-	if f.webNC, err = nats.Connect(f.natsURL, f.connOpts("uims-web")...); err != nil {
+	if f.webNC, err = nats.Connect(f.natsURL, f.connOpts("uims-web", "web")...); err != nil {
 		return err
 	}
-	g, err := web.New(web.Config{Addr: "127.0.0.1:0", InboxShards: f.cfg.InboxShards, Kit: kit.Config{Strict: strict, NoTrace: f.cfg.NoTrace}}, f.webNC, keys, f.log)
+	if f.credsDir != "" { // the observer reads the whole fabric, which web may not
+		if f.obsNC, err = nats.Connect(f.natsURL, f.connOpts("uims-ops", "ops")...); err != nil {
+			f.webNC.Close()
+			return err
+		}
+	}
+	g, err := web.New(web.Config{Addr: "127.0.0.1:0", InboxShards: f.cfg.InboxShards, Kit: kit.Config{Strict: strict, NoTrace: f.cfg.NoTrace},
+		ObserverConn: f.obsNC}, f.webNC, keys, f.log)
 	if err != nil {
+		f.closeWebConns()
 		return err
 	}
 	wctx, cancel := context.WithCancel(ctx)
@@ -261,8 +293,16 @@ func (f *fabric) stopWeb() {
 	}
 	f.webStop()
 	<-f.webDone
-	f.webNC.Close()
+	f.closeWebConns()
 	f.web = nil
+}
+
+func (f *fabric) closeWebConns() {
+	f.webNC.Close()
+	if f.obsNC != nil {
+		f.obsNC.Close()
+		f.obsNC = nil
+	}
 }
 
 // settle waits until the asynchronous work of the last cell is done: the
@@ -298,9 +338,10 @@ func (f *fabric) settle(ctx context.Context) {
 
 // connOpts are the options of the load generator's own connections: to an
 // embedded server in process, as uims run connects its components (the
-// bare flow's connection too, so that the ceiling is measured alike).
-func (f *fabric) connOpts(name string) []nats.Option {
-	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
+// bare flow's connection too, so that the ceiling is measured alike), as
+// party when the server requires authentication.
+func (f *fabric) connOpts(name, party string) []nats.Option {
+	opts := append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1)}, credsOpts(f.credsDir, party)...)
 	if f.ns != nil {
 		opts = append(opts, nats.InProcessServer(f.ns))
 	}

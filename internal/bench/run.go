@@ -49,6 +49,9 @@ type Config struct {
 	// DataDir holds the JetStream store, the keys and Redis's folder;
 	// empty: a temporary folder, removed at the end.
 	DataDir string
+	// NoAuth starts the embedded NATS server without authentication
+	// (`uims run` requires it: every part connects as its party).
+	NoAuth bool
 	// Sync is the embedded JetStream's sync policy: "always" (as `uims run`)
 	// or "default" (the nats-server default interval).
 	Sync string
@@ -288,8 +291,14 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 		return nil, err
 	}
 	defer f.close()
+	natsConf := "embedded, JetStream sync " + orDefault(cfg.Sync, "always")
+	if f.credsDir != "" {
+		natsConf += ", authentication on (every part connects as its party)"
+	} else if cfg.NATSURL == "" {
+		natsConf += ", no authentication"
+	}
 	rep := &Report{Machine: machine(), Started: time.Now().UTC(),
-		Config: ReportConf{Args: args, NATS: "embedded, JetStream sync " + orDefault(cfg.Sync, "always"), Redis: "redis-server started by the tool",
+		Config: ReportConf{Args: args, NATS: natsConf, Redis: "redis-server started by the tool",
 			Sync: orDefault(cfg.Sync, "always"), Broker: "in the load generator's process", Trace: !cfg.NoTrace,
 			Warmup: cfg.Warmup.String(), Duration: cfg.Duration.String(), Bare: cfg.Bare, DataDir: f.dir, GoMaxProc: runtime.GOMAXPROCS(0), GCPercent: gcPercent()}}
 	if bi, ok := debug.ReadBuildInfo(); ok {

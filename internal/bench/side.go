@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/uims/uims/broker"
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/natsauth"
 )
 
 // The broker side of a run: the real broker and the brokers of the
@@ -37,7 +39,11 @@ const (
 
 // SideConfig configures the broker side.
 type SideConfig struct {
-	NATSURL  string
+	NATSURL string
+	// CredsDir holds the parties' NATS credentials (<party>.creds) when the
+	// server requires authentication: the real broker connects as the
+	// broker, the reference flows' responders as the administrator.
+	CredsDir string
 	RedisURL string
 	Keys     *miap.KeyFile
 	NoTrace  bool
@@ -87,7 +93,12 @@ func StartSide(ctx context.Context, cfg SideConfig) (*Side, error) {
 		return fail(err)
 	}
 	connect := func(role string) (*nats.Conn, error) {
-		nc, err := nats.Connect(cfg.NATSURL, nats.Name("bench-"+role), nats.MaxReconnects(-1))
+		party := "admin" // the reference flows' subjects are no party's
+		if role == RoleBroker {
+			party = miap.BrokerParty
+		}
+		nc, err := nats.Connect(cfg.NATSURL, append([]nats.Option{nats.Name("bench-" + role), nats.MaxReconnects(-1)},
+			credsOpts(cfg.CredsDir, party)...)...)
 		if err != nil {
 			return nil, fmt.Errorf("bench: connect %s: %w", role, err)
 		}
@@ -258,7 +269,7 @@ type childSide struct {
 func startChildSide(argv []string, cfg SideConfig, keysPath, logLevel string) (*childSide, error) {
 	ctl := "uims.bench.ctl." + miapNonceHex()
 	args := append(append([]string{}, argv[1:]...),
-		"--nats", cfg.NATSURL, "--redis", cfg.RedisURL, "--keys", keysPath, "--ctl", ctl, "--log-level", logLevel,
+		"--nats", cfg.NATSURL, "--creds-dir", cfg.CredsDir, "--redis", cfg.RedisURL, "--keys", keysPath, "--ctl", ctl, "--log-level", logLevel,
 		fmt.Sprintf("--no-trace=%v", cfg.NoTrace),
 		fmt.Sprintf("--bare-imi-req=%d", cfg.Bare.IMIRequest), fmt.Sprintf("--bare-imi-reply=%d", cfg.Bare.IMIReply),
 		fmt.Sprintf("--bare-ack-req=%d", cfg.Bare.AckRequest), fmt.Sprintf("--bare-ack-reply=%d", cfg.Bare.AckReply))
@@ -297,7 +308,7 @@ func startChildSide(argv []string, cfg SideConfig, keysPath, logLevel string) (*
 		c.Close()
 		return nil, err
 	}
-	if c.nc, err = nats.Connect(cfg.NATSURL, nats.Name("bench-ctl-client")); err != nil {
+	if c.nc, err = nats.Connect(cfg.NATSURL, append([]nats.Option{nats.Name("bench-ctl-client")}, credsOpts(cfg.CredsDir, "admin")...)...); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -370,6 +381,7 @@ func RunChild(ctx context.Context, args []string) error {
 	var cfg SideConfig
 	var keysPath, ctl, level string
 	fs.StringVar(&cfg.NATSURL, "nats", "", "NATS URL")
+	fs.StringVar(&cfg.CredsDir, "creds-dir", "", "folder of the parties' NATS credentials (empty: none)")
 	fs.StringVar(&cfg.RedisURL, "redis", "", "Redis URL")
 	fs.StringVar(&keysPath, "keys", "", "MIAP key file")
 	fs.StringVar(&ctl, "ctl", "", "control subject")
@@ -396,7 +408,7 @@ func RunChild(ctx context.Context, args []string) error {
 		return err
 	}
 	defer s.Close()
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("bench-ctl"))
+	nc, err := nats.Connect(cfg.NATSURL, append([]nats.Option{nats.Name("bench-ctl")}, credsOpts(cfg.CredsDir, "admin")...)...)
 	if err != nil {
 		return err
 	}
@@ -458,6 +470,20 @@ func RunChild(ctx context.Context, args []string) error {
 	fmt.Println("READY")
 	<-ctx.Done()
 	return nil
+}
+
+// credsOpts are the options of a connection as party, with its
+// credentials in credsDir and its inbox prefix (as `uims run` connects);
+// none when credsDir is empty.
+func credsOpts(credsDir, party string) []nats.Option {
+	if credsDir == "" {
+		return nil
+	}
+	opts := []nats.Option{nats.UserCredentials(filepath.Join(credsDir, party+".creds"))}
+	if party != "admin" && party != "ops" {
+		opts = append(opts, nats.CustomInboxPrefix(natsauth.InboxPrefix(party)))
+	}
+	return opts
 }
 
 func newLogger(level string) zerolog.Logger {
