@@ -185,10 +185,17 @@ func (b *Broker) Instance() string { return b.cfg.Instance }
 
 // Run serves until ctx is done, then drains in-flight requests.
 func (b *Broker) Run(ctx context.Context) error {
-	if err := EnsureStreams(ctx, b.js); err != nil {
+	// JetStream and the store may not be up yet (a cluster starting, a
+	// restart after an outage): wait for them instead of exiting.
+	retrying := func(what string) func(error, time.Duration) {
+		return func(err error, next time.Duration) {
+			b.log.Warn().Err(err).Dur("retry_in", next).Msg("waiting for " + what)
+		}
+	}
+	if err := miapnats.Await(ctx, func(ctx context.Context) error { return EnsureStreams(ctx, b.js) }, retrying("JetStream")); err != nil {
 		return err
 	}
-	if err := b.startGuard(ctx); err != nil {
+	if err := miapnats.Await(ctx, b.startGuard, retrying("the nonce store")); err != nil {
 		return err
 	}
 	for range b.cfg.Workers {

@@ -110,11 +110,13 @@ func (b *Broker) retryNote(n note, err error) {
 func (b *Broker) sweep(ctx context.Context) {
 	t := time.NewTicker(b.cfg.SweepInterval)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	for first := true; ; first = false {
+		if !first { // the first sweep at once: a broker that lives less than an interval still keeps the clock
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 		now := b.cfg.Now().UnixMilli()
 		if !b.tick(ctx, now) {

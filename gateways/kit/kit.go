@@ -192,7 +192,10 @@ func (k *Kit) Logger() zerolog.Logger { return k.log }
 // Run receives messages and notifications and announces the gateway until
 // ctx is done. Ready reports when it serves.
 func (k *Kit) Run(ctx context.Context, ready func()) error {
-	if err := EnsureStreams(ctx, k.js); err != nil {
+	// JetStream may not be up yet: wait for it instead of exiting.
+	if err := miapnats.Await(ctx, func(ctx context.Context) error { return EnsureStreams(ctx, k.js) }, func(err error, next time.Duration) {
+		k.log.Warn().Err(err).Dur("retry_in", next).Msg("waiting for JetStream")
+	}); err != nil {
 		return err
 	}
 	imSub, err := k.nc.QueueSubscribe(schemas.GatewayIM(k.cfg.Gateway), "uims-gw-"+k.cfg.Gateway, func(m *nats.Msg) {

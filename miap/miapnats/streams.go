@@ -80,3 +80,26 @@ func EnsureStatusStream(ctx context.Context, js jetstream.JetStream) error {
 		Duplicates:  10 * time.Minute,
 	})
 }
+
+// Await runs step until it succeeds or ctx is done, waiting 250 ms, then
+// twice as long after each failure up to 5 s: a component whose
+// dependencies (NATS, JetStream, the store) are not up yet waits for them
+// instead of exiting. Each failure is told to retrying, if not nil.
+func Await(ctx context.Context, step func(context.Context) error, retrying func(err error, next time.Duration)) error {
+	wait := 250 * time.Millisecond
+	for {
+		err := step(ctx)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		if retrying != nil {
+			retrying(err, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
