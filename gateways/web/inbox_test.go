@@ -16,7 +16,7 @@ import (
 )
 
 // jetStreamForTest connects to a fresh embedded server.
-func jetStreamForTest(t *testing.T) (*nats.Conn, jetstream.JetStream, context.Context) {
+func jetStreamForTest(t testing.TB) (*nats.Conn, jetstream.JetStream, context.Context) {
 	t.Helper()
 	nc := natstest.Connect(t, natstest.Run(t), "inbox")
 	js, err := jetstream.New(nc)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	json "github.com/goccy/go-json"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -28,20 +29,24 @@ import (
 // position past the messages it took, so that paging returns every message
 // once whatever the shards' clocks or ties.
 //
-// Reading: JetStream reads forward only. A shard is read with batched
-// direct gets ($JS.API.DIRECT.GET.<stream> with {"seq","next_by_subj",
-// "batch"}, nats-server 2.11+; no client API in nats.go v1.55.0), which
-// use the stream's per-subject index to step over other clients' messages
-// and the read markers. Reading older messages goes backwards in windows
-// of sequences below the position: a window is read forward; when it holds
-// at least as many of the client's messages as still wanted, only its newer
-// half is read first (bisection); when it holds too few, the next window
-// below is twice as wide. A shard is refilled lazily, in chunks of about
+// Reading: JetStream reads forward only. A shard is read with direct gets
+// ($JS.API.DIRECT.GET.<stream> {"seq","next_by_subj"}), which use the
+// stream's per-subject index to step over other clients' messages and the
+// read markers. Reading older messages goes backwards in windows of
+// sequences below the position: a window is read forwards, keeping its
+// newest messages; its width is what the client's share of the shard, as
+// last seen, says holds the messages still wanted (at first: all of the
+// shard is the client's; a window with none of them makes the next one 4
+// times wider). A shard is refilled lazily, in chunks of about
 // 2·limit/shards, only when the merge needs its next message. So a page
-// reads about limit + shards·chunk messages whatever the inbox size; the
-// server still walks its subject index for a wildcard filter (counting the
-// batch's pending messages), work that grows with the shard, without
-// loading or sending the messages.
+// reads about limit + shards·chunk messages whatever the inbox size.
+//
+// One get per message, not the batched direct get of nats-server 2.11+
+// ({"batch":n}): for every batch, the server counts the filter's pending
+// messages (fileStore.NumPending), which for a wildcard filter walks the
+// client's whole subject index in the shard. Measured (BenchmarkInboxPage,
+// docs/BENCHMARKS.md), batches made a page of 50 cost 4 ms at 1,000
+// messages and 13 ms at 20,000; single gets cost about 8 ms at both.
 //
 // Read markers are fetched for the page's messages only: one multi_last
 // direct get per shard naming each message's uims.read.<k>.<client>.<id>.
@@ -131,21 +136,14 @@ type directRequest struct {
 	MultiLast  []string `json:"multi_last,omitempty"`
 }
 
-// direct sends one batched direct get and returns the messages of its
-// answer, which ends with a 204 (end of batch) or is a 404 (nothing).
+// direct sends one direct get and returns the messages of its answer: one,
+// or for a batch or multi_last those up to the 204 (end of batch); none on
+// a 404.
 func (in *inbox) direct(ctx context.Context, shard int, req directRequest) ([]rawMsg, error) {
-	reply := in.nc.NewInbox()
-	sub, err := in.nc.SubscribeSync(reply)
-	if err != nil {
-		return nil, err
-	}
-	defer sub.Unsubscribe()
+	stream := InboxStreamName(shard)
+	subject := jetstream.DefaultAPIPrefix + "DIRECT.GET." + stream
 	body, err := json.Marshal(req)
 	if err != nil {
-		return nil, err
-	}
-	stream := InboxStreamName(shard)
-	if err := in.nc.PublishRequest(jetstream.DefaultAPIPrefix+"DIRECT.GET."+stream, reply, body); err != nil {
 		return nil, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
@@ -153,18 +151,35 @@ func (in *inbox) direct(ctx context.Context, shard int, req directRequest) ([]ra
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 	}
-	var out []rawMsg
-	for {
-		m, err := sub.NextMsgWithContext(ctx)
+	single := req.Batch == 0 && len(req.MultiLast) == 0
+	var ch chan *nats.Msg
+	if single {
+		// One answer: the connection's shared reply subscription.
+		m, err := in.nc.RequestWithContext(ctx, subject, body)
 		if err != nil {
 			return nil, fmt.Errorf("web: direct get %s: %w", stream, err)
 		}
+		ch = make(chan *nats.Msg, 1)
+		ch <- m
+	} else {
+		var done func()
+		if ch, done, err = in.request(subject, body, max(req.Batch, len(req.MultiLast))+2); err != nil {
+			return nil, fmt.Errorf("web: direct get %s: %w", stream, err)
+		}
+		defer done()
+	}
+	var out []rawMsg
+	for {
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("web: direct get %s: %w", stream, ctx.Err())
+		}
 		switch st := m.Header.Get("Status"); st {
 		case "":
-		case "204":
-			return out, nil
-		case "404":
-			return out, nil
+		case "204", "404":
+			return out, nil // end of batch, or nothing
 		default:
 			return nil, fmt.Errorf("web: direct get %s: %s %s", stream, st, m.Header.Get("Description"))
 		}
@@ -174,26 +189,45 @@ func (in *inbox) direct(ctx context.Context, shard int, req directRequest) ([]ra
 		}
 		at, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
 		out = append(out, rawMsg{shard: shard, seq: seq, at: at, subj: m.Header.Get(jetstream.SubjectHeader), data: m.Data})
-		if req.Batch == 0 && len(req.MultiLast) == 0 {
+		if single {
 			return out, nil // a single get has no end-of-batch
 		}
 	}
 }
 
+// request publishes a request whose answer is several messages and
+// returns the channel they arrive on, big enough for n of them (a sync
+// subscription's, of 64k messages, would cost more than the page), and
+// the end of the subscription.
+func (in *inbox) request(subject string, body []byte, n int) (chan *nats.Msg, func(), error) {
+	ch := make(chan *nats.Msg, n)
+	reply := in.nc.NewInbox()
+	sub, err := in.nc.ChanSubscribe(reply, ch)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := in.nc.PublishRequest(subject, reply, body); err != nil {
+		sub.Unsubscribe()
+		return nil, nil, err
+	}
+	return ch, func() { sub.Unsubscribe() }, nil
+}
+
 // shardReader reads one client's messages of one shard in one direction.
 type shardReader struct {
-	in     *inbox
-	shard  int
-	filter string
-	older  bool
-	chunk  int
-	first  uint64 // the stream's first sequence
-	bound  uint64 // older: the unread lie below; newer: at and above
-	done   bool   // nothing left to read
-	buf    []rawMsg
-	next   int    // buf[next] is the next message to take
-	from   uint64 // the position the page started at
-	pos    uint64 // the position past the messages taken
+	in      *inbox
+	shard   int
+	filter  string
+	older   bool
+	chunk   int
+	first   uint64  // the stream's first sequence
+	bound   uint64  // older: the unread lie below; newer: at and above
+	done    bool    // nothing left to read
+	density float64 // the client's share of the shard's messages, as last seen
+	buf     []rawMsg
+	next    int    // buf[next] is the next message to take
+	from    uint64 // the position the page started at
+	pos     uint64 // the position past the messages taken
 }
 
 // peek returns the next message in the reader's direction, reading more
@@ -217,9 +251,25 @@ func (r *shardReader) peek(ctx context.Context) (*rawMsg, error) {
 	return &r.buf[r.next], nil
 }
 
+// read reads up to n of the client's messages from seq on, one direct
+// get each: a batch would make the server count the filter's pending
+// messages, a walk of the client's whole subject index in the shard.
+func (r *shardReader) read(ctx context.Context, seq uint64, n int) ([]rawMsg, error) {
+	var out []rawMsg
+	for len(out) < n {
+		msgs, err := r.in.direct(ctx, r.shard, directRequest{Seq: seq, NextBySubj: r.filter})
+		if err != nil || len(msgs) == 0 {
+			return out, err
+		}
+		out = append(out, msgs[0])
+		seq = msgs[0].seq + 1
+	}
+	return out, nil
+}
+
 // fillNewer reads up to need messages at and above the bound.
 func (r *shardReader) fillNewer(ctx context.Context, need int) error {
-	msgs, err := r.in.direct(ctx, r.shard, directRequest{Seq: max(r.bound, 1), NextBySubj: r.filter, Batch: need})
+	msgs, err := r.read(ctx, max(r.bound, 1), need)
 	if err != nil {
 		return err
 	}
@@ -236,33 +286,47 @@ func (r *shardReader) fillNewer(ctx context.Context, need int) error {
 // fillOlder reads the newest need messages below the bound, newest first,
 // in windows (see the comment at the top of this file).
 func (r *shardReader) fillOlder(ctx context.Context, need int) error {
-	w := uint64(2 * need)
-	got := 0
-	for got < need && r.bound > r.first {
-		lo := r.first
-		if r.bound-r.first > w {
-			lo = r.bound - w
-		}
-		c := need - got
-		msgs, err := r.in.direct(ctx, r.shard, directRequest{Seq: lo, NextBySubj: r.filter, Batch: c})
-		if err != nil {
-			return err
-		}
-		if len(msgs) == c && msgs[c-1].seq < r.bound-1 {
-			// [lo, bound) may hold more than c: its newer half first.
-			// (bound-lo ≥ 2 here, since msgs[c-1].seq ≥ lo.)
-			w = (r.bound - lo) / 2
-			continue
-		}
-		for i := len(msgs) - 1; i >= 0; i-- {
-			if msgs[i].seq < r.bound {
-				r.buf = append(r.buf, msgs[i])
-				got++
+	if r.density == 0 {
+		r.density = 1 // at first, suppose the shard holds nothing else
+	}
+	for need > 0 && r.bound > r.first {
+		w := min(uint64(float64(need)/r.density*1.25)+1, r.bound-r.first)
+		lo := r.bound - w
+		// Read [lo, bound) forwards, keeping its newest need messages.
+		var win []rawMsg
+		count := 0
+		for seq := lo; ; {
+			msgs, err := r.read(ctx, seq, need)
+			if err != nil {
+				return err
+			}
+			for _, m := range msgs {
+				if m.seq < r.bound {
+					win = append(win, m)
+					count++
+				}
+			}
+			if len(msgs) < need || msgs[len(msgs)-1].seq >= r.bound-1 {
+				break
+			}
+			seq = msgs[len(msgs)-1].seq + 1
+			if len(win) > need {
+				win = append(win[:0], win[len(win)-need:]...)
 			}
 		}
 		r.bound = lo
-		if got < need {
-			w *= 2
+		if len(win) > need {
+			win = win[len(win)-need:]
+			r.bound = win[0].seq // the older ones of the window next time
+		}
+		for i := len(win) - 1; i >= 0; i-- {
+			r.buf = append(r.buf, win[i])
+		}
+		need -= len(win)
+		if count > 0 {
+			r.density = float64(count) / float64(w)
+		} else {
+			r.density = max(r.density/4, 1e-9)
 		}
 	}
 	if r.bound <= r.first {
