@@ -272,4 +272,3 @@ func BenchmarkInboxPage(b *testing.B) {
 		}
 	}
 }
-
