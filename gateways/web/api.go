@@ -350,20 +350,39 @@ func (g *Gateway) getContent(w http.ResponseWriter, r *http.Request, c *schemas.
 	w.Write(body)
 }
 
+// getInbox answers one page of the caller's inbox (paging.go): ?limit=
+// (1 to MaxPageLimit, default DefaultPageLimit), and ?before= (older than
+// a page's "next") or ?after= (newer than a page's "newer").
 func (g *Gateway) getInbox(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
-	limit := 200
-	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && n > 0 && n <= 1000 {
+	q := r.URL.Query()
+	limit := DefaultPageLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxPageLimit {
+			writeError(w, http.StatusBadRequest, schemas.CodeMalformed, fmt.Sprintf("limit must be a number from 1 to %d", MaxPageLimit))
+			return
+		}
 		limit = n
 	}
-	msgs, err := g.inbox.list(r.Context(), c.ID, limit)
+	before, after := q.Get("before"), q.Get("after")
+	if before != "" && after != "" {
+		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "before and after exclude each other")
+		return
+	}
+	var pos cursor
+	if cur := before + after; cur != "" {
+		var err error
+		if pos, err = decodeCursor(cur, g.inbox.shards); err != nil {
+			writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "bad cursor: pass a \"next\" or \"newer\" of an earlier answer")
+			return
+		}
+	}
+	p, err := g.inbox.page(r.Context(), c.ID, pos, after != "", limit)
 	if err != nil {
 		fail(w, schemas.Errorf(schemas.CodeBusy, err, "inbox"))
 		return
 	}
-	if msgs == nil {
-		msgs = []Message{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"messages": msgs})
+	writeJSON(w, http.StatusOK, p)
 }
 
 // getEvents streams the client's live events as Server-Sent Events.

@@ -205,3 +205,53 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Fatalf("%d messages in bob's inbox, want 2 (warm + once)", n)
 	}
 }
+
+// GET /api/v1/inbox pages with limit and the cursors of earlier answers;
+// a limit out of 1..1000, a non-number or a bad cursor is a 400 with a
+// reason; a message read shows its read_at on its page.
+func TestInboxPagingAPI(t *testing.T) {
+	url, _ := startWeb(t)
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, send(t, url, "alice-token", fmt.Sprintf(`{"to":"bob","text":"m%d"}`, i))["id"].(string))
+	}
+	if code, _ := call(t, "POST", url+"/api/v1/messages/"+ids[1]+"/read", "bob-token", ""); code != 200 {
+		t.Fatalf("read: %d", code)
+	}
+	var got []string
+	q := "?limit=2"
+	for pages := 0; ; pages++ {
+		code, p := call(t, "GET", url+"/api/v1/inbox"+q, "bob-token", "")
+		if code != 200 || pages > 2 {
+			t.Fatalf("page %d: %d %v", pages, code, p)
+		}
+		for _, m := range p["messages"].([]any) {
+			m := m.(map[string]any)
+			got = append(got, m["id"].(string))
+			if read := m["read_at"] != nil; read != (m["id"] == ids[1]) {
+				t.Fatalf("read_at of %s: %v", m["id"], m["read_at"])
+			}
+		}
+		if p["newer"] == nil {
+			t.Fatalf("no newer cursor: %v", p)
+		}
+		next, ok := p["next"].(string)
+		if !ok {
+			break
+		}
+		q = "?limit=2&before=" + next
+	}
+	if fmt.Sprint(got) != fmt.Sprint([]string{ids[2], ids[1], ids[0]}) {
+		t.Fatalf("pages %v, want %v newest first", got, ids)
+	}
+	for _, q := range []string{"?limit=0", "?limit=1001", "?limit=-3", "?limit=ten", "?before=%21%21", "?after=AAAA",
+		"?before=AQE", "?before=x&after=y"} {
+		code, body := call(t, "GET", url+"/api/v1/inbox"+q, "bob-token", "")
+		if code != 400 || body["error"] == "" {
+			t.Errorf("%s: %d %v, want 400 with a reason", q, code, body)
+		}
+	}
+	if code, p := call(t, "GET", url+"/api/v1/inbox?limit=1000", "bob-token", ""); code != 200 || len(p["messages"].([]any)) != 3 {
+		t.Fatalf("limit=1000: %d %v", code, p)
+	}
+}

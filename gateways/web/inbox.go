@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -130,9 +129,13 @@ func (in *inbox) ensure(ctx context.Context) error {
 			Storage:     jetstream.FileStorage,
 			MaxAge:      30 * 24 * time.Hour,
 			Duplicates:  10 * time.Minute,
+			AllowDirect: true, // paging.go reads with batched direct gets
 			Metadata:    map[string]string{shardsMeta: n},
 		})
 		if err != nil {
+			return fmt.Errorf("web: inbox stream %s: %w", name, err)
+		}
+		if err := in.allowDirect(ctx, name); err != nil {
 			return fmt.Errorf("web: inbox stream %s: %w", name, err)
 		}
 	}
@@ -140,6 +143,21 @@ func (in *inbox) ensure(ctx context.Context) error {
 		return in.migrate(ctx, legacy)
 	}
 	return nil
+}
+
+// allowDirect turns on direct gets on a stream made before inbox paging.
+func (in *inbox) allowDirect(ctx context.Context, name string) error {
+	st, err := in.js.Stream(ctx, name)
+	if err != nil {
+		return err
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.AllowDirect {
+		return nil
+	}
+	cfg.AllowDirect = true
+	_, err = in.js.UpdateStream(ctx, cfg)
+	return err
 }
 
 // legacySubjects is where the stream of the layout before shards is moved
@@ -365,67 +383,4 @@ func (in *inbox) get(ctx context.Context, client, msgID string) (*stored, error)
 func (in *inbox) markRead(ctx context.Context, client, msgID string, at int64) error {
 	_, err := in.js.Publish(ctx, in.readSubject(client, msgID), []byte(fmt.Sprint(at)), jetstream.WithMsgID("read:"+msgID))
 	return err
-}
-
-// list returns the newest limit entries of client's inbox, newest first,
-// read from every shard.
-func (in *inbox) list(ctx context.Context, client string, limit int) ([]Message, error) {
-	type dated struct {
-		m  Message
-		at time.Time // the stream's time of the write
-	}
-	var all []dated
-	read := map[string]int64{}
-	for i := range in.shards {
-		k := strconv.Itoa(i)
-		cons, err := in.js.OrderedConsumer(ctx, InboxStreamName(i), jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{"uims.inbox." + k + "." + client + ".*", "uims.read." + k + "." + client + ".*"},
-		})
-		if err != nil {
-			return nil, err
-		}
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for pending := int(info.NumPending); pending > 0; {
-			batch, err := cons.Fetch(min(pending, 256), jetstream.FetchMaxWait(2*time.Second))
-			if err != nil {
-				return nil, err
-			}
-			n := 0
-			for m := range batch.Messages() {
-				n++
-				if strings.HasPrefix(m.Subject(), "uims.read.") {
-					var at int64
-					fmt.Sscan(string(m.Data()), &at)
-					read[m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:]] = at
-					continue
-				}
-				var s stored
-				if json.Unmarshal(m.Data(), &s) == nil {
-					d := dated{m: s.Message}
-					if md, err := m.Metadata(); err == nil {
-						d.at = md.Timestamp
-					}
-					all = append(all, d)
-				}
-			}
-			if n == 0 {
-				break
-			}
-			pending -= n
-		}
-	}
-	// newest first, at most limit
-	sort.SliceStable(all, func(i, j int) bool { return all[i].at.After(all[j].at) })
-	if len(all) > limit {
-		all = all[:limit]
-	}
-	out := make([]Message, len(all))
-	for i := range all {
-		out[i] = all[i].m
-		out[i].ReadAt = read[out[i].ID]
-	}
-	return out, nil
 }

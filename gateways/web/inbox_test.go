@@ -16,7 +16,7 @@ import (
 )
 
 // jetStreamForTest connects to a fresh embedded server.
-func jetStreamForTest(t *testing.T) (*nats.Conn, jetstream.JetStream, context.Context) {
+func jetStreamForTest(t testing.TB) (*nats.Conn, jetstream.JetStream, context.Context) {
 	t.Helper()
 	nc := natstest.Connect(t, natstest.Run(t), "inbox")
 	js, err := jetstream.New(nc)
@@ -56,10 +56,11 @@ func TestInboxShards(t *testing.T) {
 	if err := in.markRead(ctx, "bob", ids[5], 42); err != nil {
 		t.Fatal(err)
 	}
-	got, err := in.list(ctx, "bob", 100)
+	p, err := in.page(ctx, "bob", nil, false, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := p.Messages
 	if len(got) != len(ids) {
 		t.Fatalf("listed %d messages, want %d", len(got), len(ids))
 	}
@@ -138,10 +139,11 @@ func TestInboxMigratesLegacyStream(t *testing.T) {
 	if _, err := js.Stream(ctx, InboxStream); err == nil {
 		t.Fatal("the legacy stream is still there")
 	}
-	got, err := in.list(ctx, "bob", 10)
+	p, err := in.page(ctx, "bob", nil, false, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := p.Messages
 	if len(got) != 5 {
 		t.Fatalf("%d messages after the migration, want 5", len(got))
 	}

@@ -11,7 +11,7 @@ const MAX_BUSY_TRIES = 3;
 
 const state = {
   token: null, me: null, es: null, opened: false,
-  inbox: [], selected: null,
+  inbox: [], next: null, selected: null,
   sent: [], pendingKey: null,
 };
 
@@ -107,12 +107,13 @@ async function signIn(token, quiet) {
 
 function signOut(message) {
   if (state.es) state.es.close();
-  Object.assign(state, { token: null, me: null, es: null, opened: false, inbox: [], selected: null, sent: [], pendingKey: null });
+  Object.assign(state, { token: null, me: null, es: null, opened: false, inbox: [], next: null, selected: null, sent: [], pendingKey: null });
   sessionStorage.removeItem('uims.token');
   $('app').hidden = true;
   $('who').hidden = true;
   $('signin').hidden = false;
   $('inbox').replaceChildren();
+  $('inbox-more').hidden = true;
   $('sent').replaceChildren();
   resetReader();
   const err = $('signin-error');
@@ -193,10 +194,15 @@ function connect() {
 
 // ---- inbox ----
 
-async function loadInbox() {
+// loadInbox shows the newest page; more=true appends the next older one
+// (the answer's "next" cursor, absent at the end of the inbox).
+async function loadInbox(more) {
   try {
-    const data = await api('GET', '/api/v1/inbox?limit=200');
-    state.inbox = data.messages || [];
+    const q = more && state.next ? '&before=' + encodeURIComponent(state.next) : '';
+    const data = await api('GET', '/api/v1/inbox?limit=50' + q);
+    const page = (data.messages || []).filter((m) => !(more && state.inbox.some((x) => x.id === m.id)));
+    state.inbox = more ? state.inbox.concat(page) : page;
+    state.next = data.next || null;
     renderInbox();
   } catch (e) {
     $('inbox-empty').textContent = 'The inbox could not be loaded: ' + explain(e);
@@ -228,6 +234,7 @@ function renderInbox() {
     return h('li', {}, btn);
   }));
   $('inbox-empty').hidden = state.inbox.length > 0;
+  $('inbox-more').hidden = !state.next;
   const unread = state.inbox.filter((m) => !m.read_at).length;
   $('unread').textContent = unread ? String(unread) : '';
   if (focusedId) {
@@ -520,6 +527,7 @@ function onComposeKey(ev) {
 document.addEventListener('DOMContentLoaded', () => {
   $('signin-form').addEventListener('submit', onSignIn);
   $('signout').addEventListener('click', () => signOut());
+  $('inbox-more').addEventListener('click', () => loadInbox(true));
   $('compose').addEventListener('submit', onSend);
   $('compose').addEventListener('input', () => { state.pendingKey = null; });
   $('text').addEventListener('keydown', onComposeKey);
