@@ -123,7 +123,9 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 		<-obsDone
 		return nil
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: s.cfg.TLS}
+	// a copy: net/http adds its protocols to the configuration, which the
+	// caller may share with another server (uims run: the web gateway's)
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: s.cfg.TLS.Clone()}
 	srvDone := make(chan error, 1)
 	go func() {
 		if s.cfg.TLS != nil {
