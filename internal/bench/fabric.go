@@ -22,6 +22,7 @@ import (
 	"github.com/uims/uims/gateways/web"
 	"github.com/uims/uims/internal/system"
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/ops"
 	"github.com/uims/uims/schemas"
 )
 
@@ -227,6 +228,12 @@ func (f *fabric) useWeb(ctx context.Context, strict bool) error {
 		return err
 	}
 	wctx, cancel := context.WithCancel(ctx)
+	if !f.cfg.NoTrace {
+		// the operator view's observer listens, as under uims run (in
+		// memory: its bucket's writes are not part of these figures)
+		obs := ops.NewObserver(f.webNC, nil, ops.ObserverConfig{NoStore: true}, f.log)
+		go obs.Run(wctx, nil)
+	}
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- g.Run(wctx, func() { close(ready) }) }()
