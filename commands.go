@@ -22,6 +22,7 @@ import (
 	"github.com/uims/uims/internal/system"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/miap/natsauth"
+	"github.com/uims/uims/ops"
 	"github.com/uims/uims/processor"
 	"github.com/uims/uims/schemas"
 )
@@ -151,6 +152,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.KeysFile, "keys", env("UIMS_KEYS", ""), "MIAP key file, generated when absent (UIMS_KEYS; default <data>/keys.json)")
 	o.fs.StringVar(&cfg.ProfilesFile, "profiles", env("UIMS_PROFILES", ""), "YAML client profiles; empty: demo clients alice and bob (UIMS_PROFILES)")
 	o.fs.BoolVar(&cfg.Strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
+	o.fs.StringVar(&cfg.OpsAddr, "ops", env("UIMS_OPS_ADDR", ops.DefaultAddr), "operator view address, or off (UIMS_OPS_ADDR)")
 	o.fs.StringVar(&cfg.Operator, "operator-token", env("UIMS_OPERATOR_TOKEN", "operator-token"), "operator view token (UIMS_OPERATOR_TOKEN)")
 	mailFlags(o.fs, &cfg.SMTPAddr, &cfg.SMTPRelay, &cfg.SMTPDomains, &cfg.SMTPMaxPerIP)
 	smsFlags(o.fs, &cfg.SMPPAddr, &cfg.SMSC)
@@ -166,14 +168,15 @@ func cmdRun(ctx context.Context, args []string) error {
 	cfg.Ready = func(a system.Addrs) {
 		fmt.Fprintf(os.Stderr, `
 UIMS is running.
-  web page and API   %s://%s   (demo tokens: alice-token, bob-token; operator view: operator-token)
+  web page and API   %s://%s   (demo tokens: alice-token, bob-token)
+  operator view      %s   (token: UIMS_OPERATOR_TOKEN, operator-token unless set)
   NATS               %s   (anonymous connections are refused; parties' credentials in %s)
                      watch: nats --creds %s sub 'uims.>'   ;   nats --creds %s micro ls
   SMTP               %s   (swaks --server %s --from carol@outside.test --to bob@example.test)
   SMPP               %s   (bind as system_id carol, password carol-pw: an SMS application)
   send a message     uims send --from alice --to bob "hello"
                      curl -H 'Authorization: Bearer alice-token' -d '{"to":"bob","text":"hello"}' %s://%s/api/v1/messages
-`, scheme, a.HTTP, a.NATS, a.Creds, filepath.Join(a.Creds, "ops.creds"), filepath.Join(a.Creds, "ops.creds"), a.SMTP, a.SMTP, a.SMPP, scheme, a.HTTP)
+`, scheme, a.HTTP, opsURL(scheme, a.Ops), a.NATS, a.Creds, filepath.Join(a.Creds, "ops.creds"), filepath.Join(a.Creds, "ops.creds"), a.SMTP, a.SMTP, a.SMPP, scheme, a.HTTP)
 	}
 	return system.Run(ctx, cfg, log)
 }
@@ -305,23 +308,8 @@ func cmdGateway(ctx context.Context, args []string) error {
 		if err != nil || shards < 1 {
 			return fmt.Errorf("UIMS_WEB_INBOX_SHARDS: want a positive number")
 		}
-		wc := web.Config{Addr: *httpAddr, TLS: httpTLS, OperatorToken: env("UIMS_OPERATOR_TOKEN", ""), Metrics: system.NewRegistry(),
+		wc := web.Config{Addr: *httpAddr, TLS: httpTLS, Metrics: system.NewRegistry(),
 			Kit: kit.Config{Strict: o.strict}, InboxShards: shards}
-		// The operator view's observer reads the whole fabric, which the
-		// web identity may not: it connects as the observer (ops) when
-		// those credentials are at hand (UIMS_OBSERVER_CREDS or
-		// <data>/creds/ops.creds), and is off otherwise.
-		obs := *o
-		obs.creds = env("UIMS_OBSERVER_CREDS", "")
-		if obs.creds != "" || fileExists(filepath.Join(o.data, "creds", "ops.creds")) || o.creds == "" {
-			if wc.ObserverConn, err = obs.connect("ops"); err != nil {
-				return fmt.Errorf("observer: %w", err)
-			}
-			defer wc.ObserverConn.Close()
-		} else {
-			wc.NoObserver = true
-			log.Warn().Msg("no observer credentials (UIMS_OBSERVER_CREDS): the operator view and fabric metrics are off")
-		}
 		g, err := web.New(wc, nc, kr, log)
 		if err != nil {
 			return err
@@ -341,6 +329,53 @@ func cmdGateway(ctx context.Context, args []string) error {
 		return g.Run(ctx, nil)
 	}
 	return fmt.Errorf("unknown gateway %q", medium)
+}
+
+// opsURL is the operator view's page, or a note that it is off.
+func opsURL(scheme, addr string) string {
+	if addr == "" {
+		return "off"
+	}
+	return scheme + "://" + addr + "/ops.html"
+}
+
+// cmdOps runs the operator view (package ops, docs/OPS.md) as the observer
+// party: it reads the whole fabric and writes nothing but its own bucket.
+func cmdOps(ctx context.Context, args []string) error {
+	o := newOpts("ops")
+	o.client()
+	var cfg ops.Config
+	o.fs.StringVar(&cfg.Addr, "http", env("UIMS_OPS_ADDR", ops.DefaultAddr), "HTTP address of the operator view (UIMS_OPS_ADDR)")
+	o.fs.StringVar(&cfg.Token, "operator-token", env("UIMS_OPERATOR_TOKEN", ""), "operator token; empty: the operator API is off (UIMS_OPERATOR_TOKEN)")
+	o.fs.BoolVar(&cfg.Observer.NoStore, "memory", false, "keep the timelines in memory only, not in the shared bucket "+ops.DefaultBucket)
+	var tlsCert, tlsKey string
+	tlsFlags(o.fs, &tlsCert, &tlsKey) // HTTPS of the operator view
+	o.parse(args)
+	log := o.logger()
+	var err error
+	if cfg.TLS, err = system.ServerTLS(tlsCert, tlsKey); err != nil {
+		return err
+	}
+	if cfg.Token == "" {
+		log.Warn().Msg("no operator token (UIMS_OPERATOR_TOKEN): the operator API answers 404; /metrics is served")
+	}
+	if o.creds == "" { // the name the web gateway's observer used before it moved here
+		o.creds = env("UIMS_OBSERVER_CREDS", "")
+	}
+	nc, err := o.connect("ops")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	cfg.Metrics = system.NewRegistry()
+	if err := system.ServeMetrics(ctx, o.metrics, cfg.Metrics, log); err != nil {
+		return err
+	}
+	s, err := ops.New(cfg, nc, log)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx, nil)
 }
 
 // mailFlags are the e-mail gateway's flags.

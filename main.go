@@ -1,6 +1,6 @@
 // Command uims runs the Unified Instant Messaging System: the whole fabric
 // in one process (uims run) or one role per process (uims broker, uims
-// gateway <medium>, uims processor), and the tools around it (send,
+// gateway <medium>, uims processor, uims ops), and the tools around it (send,
 // profile, keys, bench). Configuration comes from flags and UIMS_*
 // environment variables; see README.md.
 package main
@@ -29,6 +29,7 @@ var commands = []struct {
 	{"broker", "run a broker replica against NATS and Redis", cmdBroker},
 	{"gateway", "run one gateway (web | email | sms) against NATS", cmdGateway},
 	{"processor", "run a message processor against NATS", cmdProcessor},
+	{"ops", "run the operator view: the whole fabric from trace events and heartbeats (docs/OPS.md)", cmdOps},
 	{"send", "send a message as a client and print its id and final status", cmdSend},
 	{"profile", "list, load or delete client profiles (list | put FILE | delete ID)", cmdProfile},
 	{"party", "add, list or remove a party: its MIAP key and NATS identity in one step (add NAME --role gateway --medium M | list | remove NAME | sync)", cmdParty},

@@ -73,3 +73,8 @@ func TraceBatchSubject(party string) string { return SubjectTrace + "." + party 
 // reads its own entry, so keys added, rotated or removed reach every
 // process without a restart.
 const KeyBucket = "uims_keys"
+
+// OpsBucket is the JetStream key-value bucket of the operator view's
+// message timelines (package ops, docs/OPS.md): one entry per message
+// (tl.<message id>), written and read by the observer parties alone.
+const OpsBucket = "uims_ops"

@@ -157,7 +157,7 @@ func startFabric(t *testing.T, strict bool) *fabric {
 
 	// the web gateway, on a connection issued for role gateway, medium web
 	wnc := natstest.ConnectAs(t, ns, a, "web", natsauth.RoleGateway, []string{schemas.MediumWeb}, nil)
-	g, err := web.New(web.Config{Addr: "127.0.0.1:0", MaxBody: 64 << 10, NoObserver: true, Kit: kit.Config{Strict: strict}}, wnc, keyring(kf.For("web")), log)
+	g, err := web.New(web.Config{Addr: "127.0.0.1:0", MaxBody: 64 << 10, Kit: kit.Config{Strict: strict}}, wnc, keyring(kf.For("web")), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func (g *Gateway) Handler() http.Handler {
 	for p, h := range g.cfg.Extra {
 		mux.Handle(p, h)
 	}
-	g.mountOps(mux) // ops.go: /ops/api/... and /metrics
+	g.mountMetrics(mux) // metrics.go
 	sub, _ := fs.Sub(static, "static")
 	mux.Handle("GET /", http.FileServerFS(sub))
 	return g.httpm.instrument(mux)

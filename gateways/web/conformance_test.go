@@ -39,7 +39,7 @@ func TestWebConforms(t *testing.T) {
 	kittest.Run(t, kittest.Adapter{Gateway: "web", Medium: "web", Address: "suite-rcpt", Features: kittest.Features{Immediate: true},
 		Profile: func(p *schemas.Profile) { p.Token = "rcpt-token" }, // to read the inbox
 		Start: func(t *testing.T, f *fabrictest.Fabric) kittest.Probe {
-			g, err := web.New(web.Config{Addr: "127.0.0.1:0", NoObserver: true}, f.Conn("web"), f.Keyring("web"), f.Log)
+			g, err := web.New(web.Config{Addr: "127.0.0.1:0"}, f.Conn("web"), f.Keyring("web"), f.Log)
 			if err != nil {
 				t.Fatal(err)
 			}

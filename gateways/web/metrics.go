@@ -11,123 +11,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Prometheus metrics of the web gateway process. Two families:
-//
-//   - uims_web_*: this gateway's own HTTP API (requests by route and
-//     status, latency, open event streams);
-//   - uims_fabric_* and uims_broker_*: fabric-wide figures the observer
-//     computes from the trace events and the micro services' STATS it
-//     hears. Every web gateway instance hears the whole fabric, so these
-//     must not be summed over instances (take max, or scrape one).
+// Prometheus metrics of the web gateway process: uims_web_*, this
+// gateway's own HTTP API (requests by route and status, latency, open event
+// streams). The fabric-wide figures (uims_fabric_*) are the operator
+// view's (package ops).
 //
 // Nothing is registered in the global default registry: the registerer
 // comes from Config.Metrics.
 
-// fabricMetrics are the figures computed from trace events. A nil
-// *fabricMetrics records nothing.
-type fabricMetrics struct {
-	obs        *Observer
-	events     *prometheus.CounterVec
-	messages   *prometheus.CounterVec
-	rejections *prometheus.CounterVec
-	steps      *prometheus.HistogramVec
-	deliveries *prometheus.HistogramVec
-}
-
 // latencyBuckets span 100 µs to 30 s.
 var latencyBuckets = prometheus.ExponentialBucketsRange(0.0001, 30, 16)
 
-func newFabricMetrics(reg prometheus.Registerer) *fabricMetrics {
-	m := &fabricMetrics{
-		events: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "uims_fabric_trace_events_total",
-			Help: "Protocol-step trace events heard on uims.trace.>, by publisher (broker or gateway id), step and result.",
-		}, []string{"source", "step", "result"})),
-		messages: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "uims_fabric_messages_total",
-			Help: "Messages by originating medium, destination medium and outcome (delivered, read, failed, rejected); read is counted in addition to delivered.",
-		}, []string{"origin_medium", "dest_medium", "outcome"})),
-		rejections: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "uims_fabric_rejections_total",
-			Help: "Protocol steps that ended in an error code (MIAP refusals and delivery failures), by publisher, step and code.",
-		}, []string{"source", "step", "code"})),
-		steps: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "uims_fabric_step_latency_seconds",
-			Help:    "Time from a message's previous protocol step to this one, as the observer heard them; broker steps are prefixed broker.",
-			Buckets: latencyBuckets,
-		}, []string{"step"})),
-		deliveries: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "uims_fabric_delivery_latency_seconds",
-			Help:    "Time from accepted at the originating gateway to delivered at the destination, by destination medium.",
-			Buckets: latencyBuckets,
-		}, []string{"dest_medium"})),
-	}
-	register(reg, &observerCollector{m: m})
-	return m
-}
-
-func (m *fabricMetrics) event(ev TraceEvent) {
-	if m == nil {
-		return
-	}
-	m.events.WithLabelValues(ev.Source, ev.Step, ev.Result).Inc()
-}
-
-func (m *fabricMetrics) rejection(source, step, code string) {
-	if m == nil {
-		return
-	}
-	m.rejections.WithLabelValues(source, step, code).Inc()
-}
-
-func (m *fabricMetrics) outcome(origin, dest, outcome string) {
-	if m == nil {
-		return
-	}
-	m.messages.WithLabelValues(origin, dest, outcome).Inc()
-}
-
-func (m *fabricMetrics) stepLatency(step string, s float64) {
-	if m == nil {
-		return
-	}
-	m.steps.WithLabelValues(step).Observe(s)
-}
-
-func (m *fabricMetrics) delivery(dest string, s float64) {
-	if m == nil {
-		return
-	}
-	m.deliveries.WithLabelValues(dest).Observe(s)
-}
-
-// observerCollector reads the observer's live view at scrape time.
-type observerCollector struct{ m *fabricMetrics }
-
-var (
-	instancesDesc = prometheus.NewDesc("uims_fabric_instances",
-		"Live instances per fabric node (broker, gateway or processor group), from heartbeats, $SRV.PING and trace events.",
-		[]string{"kind", "name", "medium"}, nil)
-	brokerRejectionsDesc = prometheus.NewDesc("uims_broker_rejections_total",
-		"Requests the brokers refused, by endpoint and MIAP code, summed over live broker instances from $SRV.STATS.uims-broker.",
-		[]string{"endpoint", "code"}, nil)
-)
-
-func (c *observerCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- instancesDesc
-	ch <- brokerRejectionsDesc
-}
-
-func (c *observerCollector) Collect(ch chan<- prometheus.Metric) {
-	o := c.m.obs
-	if o == nil {
-		return
-	}
-	for k, n := range o.instanceCounts() {
-		ch <- prometheus.MustNewConstMetric(instancesDesc, prometheus.GaugeValue, float64(n), k[0], k[1], k[2])
-	}
-	for k, n := range o.brokerRejections() {
-		ch <- prometheus.MustNewConstMetric(brokerRejectionsDesc, prometheus.CounterValue, float64(n), k[0], k[1])
+// mountMetrics adds GET /metrics to mux.
+func (g *Gateway) mountMetrics(mux *http.ServeMux) {
+	if g.gatherer != nil {
+		mux.Handle("GET /metrics", metricsHandler(g.gatherer))
 	}
 }
 
@@ -151,7 +49,7 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 		}, []string{"route"})),
 		streams: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "uims_web_event_streams",
-			Help: "Open Server-Sent Event streams by kind (client, operator).",
+			Help: "Open Server-Sent Event streams by kind (client).",
 		}, []string{"kind"})),
 	}
 }
@@ -204,18 +102,15 @@ func (m *httpMetrics) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		stream := ""
-		switch r.URL.Path {
-		case "/api/v1/events":
+		if r.URL.Path == "/api/v1/events" {
 			stream = "client"
-		case "/ops/api/stream":
-			stream = "operator"
 		}
 		if stream != "" {
 			g := m.streams.WithLabelValues(stream)
 			g.Inc()
 			defer g.Dec()
 		}
-		if !strings.HasPrefix(r.URL.Path, "/api/") && !strings.HasPrefix(r.URL.Path, "/ops/api/") && r.URL.Path != "/metrics" {
+		if !strings.HasPrefix(r.URL.Path, "/api/") && r.URL.Path != "/metrics" {
 			h := w.Header()
 			h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 			h.Set("X-Content-Type-Options", "nosniff")

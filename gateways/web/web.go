@@ -43,24 +43,12 @@ type Config struct {
 	Kit kit.Config
 	// MaxBody bounds a request body; default 2 MiB.
 	MaxBody int64
-	// OperatorToken opens the operator view; empty disables it.
-	OperatorToken string
-	// Extra mounts more handlers by pattern (not /metrics or /ops/api/).
+	// Extra mounts more handlers by pattern (not /metrics).
 	Extra map[string]http.Handler
 	// Metrics is where the gateway registers its Prometheus collectors and
 	// what GET /metrics serves; nil: a registry of its own with the Go and
 	// process collectors. Never the global default registry.
 	Metrics *prometheus.Registry
-	// NoObserver turns off the fabric observer behind the operator view
-	// and the uims_fabric_* metrics (ops.go, observer.go).
-	NoObserver bool
-	// Observer bounds the observer's memory.
-	Observer ObserverConfig
-	// ObserverConn is the observer's own connection, as the operator's
-	// read-only identity: the web gateway's identity may not read the
-	// fabric's trace events (docs/SECURITY.md). nil: the gateway's own
-	// connection (a fabric without NATS permissions).
-	ObserverConn *nats.Conn
 	// TokenTTL is how long the gateway reuses the brokers' answer for a
 	// bearer token: a known token's client, and an unknown token's
 	// refusal (so a token that becomes valid is accepted at most TokenTTL
@@ -98,7 +86,6 @@ type Gateway struct {
 	unknown  *authlimit.Cache[struct{}]
 	authAddr *authlimit.Limiter
 
-	obs      *Observer
 	gatherer prometheus.Gatherer
 	httpm    *httpMetrics
 }
@@ -139,13 +126,6 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	g.gatherer, g.httpm = reg, newHTTPMetrics(reg)
-	if !cfg.NoObserver {
-		onc := cfg.ObserverConn
-		if onc == nil {
-			onc = nc
-		}
-		g.obs = NewObserver(onc, k.Query, newFabricMetrics(reg), cfg.Observer, log)
-	}
 	js, _ := jetstream.New(nc)
 	g.inbox = &inbox{js: js, nc: nc, shards: cfg.InboxShards}
 	return g, nil
@@ -177,30 +157,12 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	kitDone := make(chan error, 1)
 	kctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	obsDone := make(chan struct{})
-	if g.obs == nil {
-		close(obsDone)
-	} else { // first, so that it hears the kit's first heartbeat
-		obsReady := make(chan struct{})
-		go func() {
-			defer close(obsDone)
-			if err := g.obs.Run(kctx, func() { close(obsReady) }); err != nil {
-				g.log.Warn().Err(err).Msg("fabric observer stopped")
-			}
-		}()
-		select {
-		case <-obsReady:
-		case <-time.After(5 * time.Second):
-			g.log.Warn().Msg("fabric observer not subscribed yet")
-		}
-	}
 	go func() { kitDone <- g.kit.Run(kctx, func() { close(kitReady) }) }()
 	select {
 	case <-kitReady:
 	case err := <-kitDone:
 		ln.Close()
 		cancel()
-		<-obsDone
 		return err
 	}
 	srvDone := make(chan error, 1)
@@ -220,7 +182,6 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	case err := <-srvDone:
 		cancel()
 		<-kitDone
-		<-obsDone
 		return err
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -228,7 +189,6 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	g.srv.Shutdown(sctx)
 	cancel()
 	err = <-kitDone
-	<-obsDone
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

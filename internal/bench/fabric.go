@@ -22,6 +22,7 @@ import (
 	"github.com/uims/uims/gateways/web"
 	"github.com/uims/uims/internal/system"
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/ops"
 	"github.com/uims/uims/schemas"
 )
 
@@ -252,13 +253,23 @@ func (f *fabric) useWeb(ctx context.Context, strict bool) error {
 			return err
 		}
 	}
-	g, err := web.New(web.Config{Addr: "127.0.0.1:0", InboxShards: f.cfg.InboxShards, Kit: kit.Config{Strict: strict, NoTrace: f.cfg.NoTrace},
-		ObserverConn: f.obsNC}, f.webNC, keys, f.log)
+	g, err := web.New(web.Config{Addr: "127.0.0.1:0", InboxShards: f.cfg.InboxShards, Kit: kit.Config{Strict: strict, NoTrace: f.cfg.NoTrace}},
+		f.webNC, keys, f.log)
 	if err != nil {
 		f.closeWebConns()
 		return err
 	}
 	wctx, cancel := context.WithCancel(ctx)
+	if !f.cfg.NoTrace {
+		// the operator view's observer listens, as under uims run (in
+		// memory: its bucket's writes are not part of these figures)
+		obsNC := f.obsNC
+		if obsNC == nil { // no authentication: any connection may listen
+			obsNC = f.webNC
+		}
+		obs := ops.NewObserver(obsNC, nil, ops.ObserverConfig{NoStore: true}, f.log)
+		go obs.Run(wctx, nil)
+	}
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- g.Run(wctx, func() { close(ready) }) }()

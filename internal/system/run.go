@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"github.com/uims/uims/gateways/sms"
 	"github.com/uims/uims/gateways/web"
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/ops"
 	"github.com/uims/uims/processor"
 )
 
@@ -31,6 +34,10 @@ type Config struct {
 	ProfilesFile string // UIMS_PROFILES; empty: demo clients
 	Strict       bool   // UIMS_MIAP_MODE=strict
 	Window       time.Duration
+	// OpsAddr is the operator view's HTTP address (UIMS_OPS_ADDR; package
+	// ops); "off" disables it. Default 127.0.0.1:8081, or a random port
+	// when HTTPAddr's port is 0 (tests).
+	OpsAddr string
 	// Operator is the operator view's token (UIMS_OPERATOR_TOKEN).
 	Operator string
 	// SMTPAddr, SMTPRelay, SMTPDomains: the e-mail gateway (UIMS_SMTP_ADDR,
@@ -60,6 +67,7 @@ type Config struct {
 type Addrs struct {
 	HTTP string
 	NATS string
+	Ops  string // the operator view; empty when it is off
 	SMTP string // empty when the e-mail gateway is off
 	SMPP string // empty when the SMS gateway is off
 	// Creds is the folder of the parties' NATS credentials
@@ -73,6 +81,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.NATSAddr == "" {
 		c.NATSAddr = "127.0.0.1:4222"
+	}
+	if c.OpsAddr == "" {
+		c.OpsAddr = ops.DefaultAddr
+		if host, port, err := net.SplitHostPort(c.HTTPAddr); err == nil && port == "0" {
+			c.OpsAddr = net.JoinHostPort(host, "0")
+		}
 	}
 	if c.DataDir == "" {
 		c.DataDir = "uims-data"
@@ -195,8 +209,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	var wg *web.Gateway
 	var eg *email.Gateway
 	var sg *sms.Gateway
+	var ov *ops.Server
 	kc := kit.Config{Strict: cfg.Strict, Window: cfg.Window}
-	reg := NewRegistry() // served by the web gateway at /metrics
+	reg := NewRegistry() // served by the web gateway and the operator view at /metrics
 	httpScheme := "http://"
 	if tcfg != nil {
 		httpScheme = "https://"
@@ -226,10 +241,23 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			if err != nil {
 				return err
 			}
-			obs, err := conn("ops")
+			wc := web.Config{Addr: cfg.HTTPAddr, TLS: tcfg, Metrics: reg, Kit: kc}
+			if cfg.OpsAddr != "off" { // the operator view moved out of the web gateway: send its old address there
+				wc.Extra = map[string]http.Handler{"GET /ops.html": opsRedirect(httpScheme, func() string { return ov.Addr() })}
+			}
+			wg, err = web.New(wc, nc, kr, log)
+			return err
+		},
+		func() error {
+			if cfg.OpsAddr == "off" {
+				return nil
+			}
+			// the observer's read-only identity; its history queries go
+			// through the web gateway's kit, since it has no MIAP key
+			nc, err := conn("ops")
 			if err == nil {
-				wg, err = web.New(web.Config{Addr: cfg.HTTPAddr, TLS: tcfg, OperatorToken: cfg.Operator, Metrics: reg, Kit: kc,
-					ObserverConn: obs}, nc, kr, log)
+				ov, err = ops.New(ops.Config{Addr: cfg.OpsAddr, TLS: tcfg, Token: cfg.Operator, Metrics: reg,
+					Observer: ops.ObserverConfig{Query: wg.Kit().Query}}, nc, log)
 			}
 			return err
 		},
@@ -271,8 +299,11 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			return b.Run(ctx)
 		}},
 		{"processor", proc.Run},
-		{"web", wg.Run},
 	}
+	if ov != nil { // before the gateways, so that it hears their first heartbeats
+		comps = append(comps, component{"ops", ov.Run})
+	}
+	comps = append(comps, component{"web", wg.Run})
 	if eg != nil {
 		comps = append(comps, component{"email", eg.Run})
 	}
@@ -281,13 +312,16 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	if err := runAll(ctx, comps, log, func() {
 		a := Addrs{HTTP: wg.Addr(), NATS: ns.ClientURL(), Creds: au.CredsDir}
+		if ov != nil {
+			a.Ops = ov.Addr()
+		}
 		if eg != nil {
 			a.SMTP = eg.Addr()
 		}
 		if sg != nil {
 			a.SMPP = sg.Addr().String()
 		}
-		log.Info().Str("web", httpScheme+a.HTTP).Str("nats", a.NATS).Str("smtp", a.SMTP).Str("smpp", a.SMPP).Bool("strict", cfg.Strict).Bool("tls", tcfg != nil).Msg("UIMS is running")
+		log.Info().Str("web", httpScheme+a.HTTP).Str("ops", a.Ops).Str("nats", a.NATS).Str("smtp", a.SMTP).Str("smpp", a.SMPP).Bool("strict", cfg.Strict).Bool("tls", tcfg != nil).Msg("UIMS is running")
 		if cfg.Ready != nil {
 			cfg.Ready(a)
 		}
@@ -295,6 +329,23 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// opsRedirect sends a request for the operator view's page to where it
+// lives now: the same host, the operator view's port.
+func opsRedirect(scheme string, addr func() string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, port, err := net.SplitHostPort(addr())
+		host := r.Host
+		if h, _, err := net.SplitHostPort(r.Host); err == nil {
+			host = h
+		}
+		if err != nil || host == "" {
+			http.NotFound(w, r)
+			return
+		}
+		http.Redirect(w, r, scheme+net.JoinHostPort(host, port)+"/ops.html", http.StatusFound)
+	})
 }
 
 // runAll starts the components in order, each after the previous one is

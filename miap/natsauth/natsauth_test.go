@@ -142,6 +142,19 @@ func TestPermissionMatrix(t *testing.T) {
 		{observer, op{"pub", "uims.broker.profile"}, false},
 		{observer, op{"pub", "uims.inbox.0.bob.m1"}, false},
 		{observer, op{"pub", "$JS.API.STREAM.PURGE.UIMS_INBOX_0"}, false},
+		// ... but its own bucket of timelines (the operator view, package ops)
+		{observer, op{"pub", "$KV.uims_ops.tl.0123456789abcdef0123456789abcdef"}, true},
+		{observer, op{"pub", "$JS.API.STREAM.CREATE.KV_uims_ops"}, true},
+		{observer, op{"pub", "$JS.API.DIRECT.GET.KV_uims_ops.$KV.uims_ops.tl.0123456789abcdef0123456789abcdef"}, true},
+		{observer, op{"pub", "$JS.API.CONSUMER.CREATE.KV_uims_ops.o1.$KV.uims_ops.tl.>"}, true},
+		{observer, op{"pub", "$JS.API.STREAM.DELETE.KV_uims_ops"}, false},
+		{observer, op{"pub", "$JS.API.STREAM.PURGE.KV_uims_ops"}, false},
+		{observer, op{"pub", "$KV.uims_keys.web"}, false},
+		{observer, op{"pub", "$KV.uims_miap.epoch"}, false},
+		{observer, op{"pub", "$JS.API.STREAM.CREATE.UIMS_INBOX_0"}, false},
+		{observer, op{"pub", "$JS.API.STREAM.UPDATE.KV_uims_keys"}, false},
+		{web, op{"pub", "$KV.uims_ops.tl.0123456789abcdef0123456789abcdef"}, false},
+		{web, op{"pub", "$JS.API.DIRECT.GET.KV_uims_ops.$KV.uims_ops.tl.0123456789abcdef0123456789abcdef"}, false},
 	}
 	for _, c := range cases {
 		name := c.who.name + " " + c.op.kind + " " + c.op.subject

@@ -26,7 +26,8 @@ const (
 	// receives nothing but its own status notifications.
 	RoleClient Role = "client"
 	// RoleObserver reads every uims subject and the JetStream and service
-	// listings, and publishes nothing but service discovery requests.
+	// listings, and publishes nothing but service discovery requests and
+	// the operator view's own bucket (schemas.OpsBucket).
 	RoleObserver Role = "observer"
 )
 
@@ -213,6 +214,9 @@ func Permissions(role Role, name string, media []string) jwt.Permissions {
 		p.subs("uims.>", "_INBOX.>", "$SRV.>")
 		p.pubs("$SRV.>", api("INFO"), api("STREAM.NAMES"), api("STREAM.LIST"),
 			api("STREAM.INFO.*"), api("CONSUMER.NAMES.*"), api("CONSUMER.LIST.*"), api("CONSUMER.INFO.*.*"))
+		// the operator view's own bucket of timelines (package ops), and
+		// nothing else it could write
+		p.kv(schemas.OpsBucket)
 	}
 	out := jwt.Permissions{Resp: resp}
 	out.Pub.Allow.Add(p.pub...)

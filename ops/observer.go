@@ -1,4 +1,4 @@
-package web
+package ops
 
 import (
 	"cmp"
@@ -18,7 +18,7 @@ import (
 	"github.com/uims/uims/schemas"
 )
 
-// The observer is the web gateway's view of the whole fabric, behind the
+// The observer is the operator's view of the whole fabric, behind the
 // operator view and the fabric-wide metrics. It only listens: the trace
 // events that brokers and gateway kits publish on uims.trace.<party>.batch,
 // the signed heartbeats on uims.broker.announce (read, not verified: they
@@ -41,6 +41,23 @@ type ObserverConfig struct {
 	Window time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Query, if set, asks the brokers for a transaction's history: the
+	// sender and recipient when no event named them, and the steps of a
+	// message the observer never heard of. The observer's identity has no
+	// MIAP key; uims run passes its web gateway's kit.Query, which the
+	// brokers answer for the messages that gateway originated or received.
+	Query func(ctx context.Context, msgID string) (*schemas.TxStatus, error)
+	// Bucket is the key-value bucket the timelines are shared in by every
+	// instance (store.go); default DefaultBucket.
+	Bucket string
+	// TTL is how long a timeline stays in the bucket after its last
+	// change; default DefaultTTL.
+	TTL time.Duration
+	// Flush is how often the timelines that changed are written to the
+	// bucket; default 1 s.
+	Flush time.Duration
+	// NoStore keeps the timelines in this instance's memory only.
+	NoStore bool
 }
 
 func (c *ObserverConfig) setDefaults() {
@@ -62,32 +79,27 @@ func (c *ObserverConfig) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Bucket == "" {
+		c.Bucket = DefaultBucket
+	}
+	if c.TTL <= 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.Flush <= 0 {
+		c.Flush = time.Second
+	}
 }
 
-// TraceEvent is one protocol step as a broker or gateway kit reported it.
-// Broker events name the peer gateway in Party and the broker instance in
-// By; gateway events name the gateway itself in Party and its instance in By.
-type TraceEvent struct {
+// Event is one protocol step as the observer heard it: the trace event a
+// broker, gateway kit or processor published (schemas.TraceEvent: broker
+// events name the peer gateway in Party and the broker instance in By;
+// gateway events name the gateway itself in Party and its instance in By),
+// who published it and when the observer heard it.
+type Event struct {
+	schemas.TraceEvent
 	// Source is who published the event: "broker" or a gateway id
 	// (the <party> token of uims.trace.<party>.batch).
-	Source     string `json:"source"`
-	Step       string `json:"step"`
-	MsgID      string `json:"msg_id,omitempty"`
-	Tx         string `json:"tx,omitempty"`
-	Party      string `json:"party"`
-	By         string `json:"by,omitempty"`
-	Result     string `json:"result"`
-	At         int64  `json:"at"` // the publisher's clock, Unix ms
-	Dest       string `json:"dest,omitempty"`
-	ID         string `json:"id,omitempty"` // first characters of the inner digest ID
-	Status     string `json:"status,omitempty"`
-	IDMatch    *bool  `json:"id_match,omitempty"`
-	Conversion string `json:"conversion,omitempty"`
-	// Sender, Recipient (client ids) and To (as the sender wrote it) are
-	// read when a broker's imi event carries them.
-	Sender    string `json:"sender,omitempty"`
-	Recipient string `json:"recipient,omitempty"`
-	To        string `json:"to,omitempty"`
+	Source string `json:"source"`
 	// Seen is when the observer received the event, Unix µs on the
 	// observer's clock; latencies are differences of Seen, so they do not
 	// depend on the publishers' clocks agreeing.
@@ -95,7 +107,7 @@ type TraceEvent struct {
 }
 
 // broker reports whether a broker published the event.
-func (e *TraceEvent) broker() bool { return e.Source == "broker" }
+func (e *Event) broker() bool { return e.Source == "broker" }
 
 // isCode reports whether a trace result is an error code rather than a status.
 func isCode(result string) bool {
@@ -119,7 +131,7 @@ const stateRejected = "rejected"
 // txRec is what the observer knows about one message.
 type txRec struct {
 	TxSummary
-	events    []TraceEvent
+	events    []Event
 	accepted  int64 // Seen of the accepted step
 	delivered int64 // Seen of the event that made it delivered
 	prev      int64 // Seen of the latest step
@@ -128,6 +140,7 @@ type txRec struct {
 	history   []schemas.HistoryEntry
 	histState string // the state when history was fetched
 	originMed string
+	rev       uint64 // revision of its entry in the bucket, as last written or read
 }
 
 const (
@@ -218,7 +231,7 @@ type Observer struct {
 	order    []string // ring of message ids, oldest at head once full
 	head     int
 	byTx     map[string]string
-	recent   []TraceEvent
+	recent   []Event
 	rhead    int
 	secs     []secBucket
 	edges    map[edgeKey]*rateRing
@@ -227,6 +240,8 @@ type Observer struct {
 	brokers  map[string]time.Time           // broker instances seen in trace events
 	version  uint64                         // bumped on every change, for pollers
 	enrichCh chan enrichReq
+	store    *store              // nil: memory only
+	dirty    map[string]struct{} // timelines changed since the last flush
 }
 
 // svcInst is one nats micro service instance from $SRV.PING and $SRV.STATS.
@@ -236,12 +251,11 @@ type svcInst struct {
 	seen  time.Time
 }
 
-// NewObserver returns an observer. query, if not nil, asks the brokers for
-// a transaction's history (kit.Query); m, if not nil, gets the fabric-wide
-// metrics.
-func NewObserver(nc *nats.Conn, query func(context.Context, string) (*schemas.TxStatus, error), m *fabricMetrics, cfg ObserverConfig, log zerolog.Logger) *Observer {
+// NewObserver returns an observer that listens on nc; m, if not nil, gets
+// the fabric-wide metrics.
+func NewObserver(nc *nats.Conn, m *fabricMetrics, cfg ObserverConfig, log zerolog.Logger) *Observer {
 	cfg.setDefaults()
-	o := &Observer{cfg: cfg, nc: nc, query: query, metrics: m, log: log.With().Str("role", "observer").Logger(),
+	o := &Observer{cfg: cfg, nc: nc, query: cfg.Query, metrics: m, log: log.With().Str("role", "observer").Logger(),
 		txs: map[string]*txRec{}, byTx: map[string]string{}, edges: map[edgeKey]*rateRing{},
 		parties: map[string]*partyRec{}, services: map[string]map[string]*svcInst{}, brokers: map[string]time.Time{},
 		secs: make([]secBucket, int(cfg.Window/time.Second)+1), enrichCh: make(chan enrichReq, 1024)}
@@ -252,8 +266,22 @@ func NewObserver(nc *nats.Conn, query func(context.Context, string) (*schemas.Tx
 }
 
 // Run subscribes to the trace events and heartbeats and polls the micro
-// services until ctx is done. ready, if not nil, is called once subscribed.
+// services until ctx is done. Unless NoStore, it opens the bucket, loads the
+// newest timelines from it, and writes the ones that change back. ready,
+// if not nil, is called once subscribed and loaded.
 func (o *Observer) Run(ctx context.Context, ready func()) error {
+	if !o.cfg.NoStore {
+		st, err := openStore(ctx, o.nc, o.cfg.Bucket, o.cfg.TTL, o.cfg.EventsPerMessage)
+		if err != nil {
+			// an identity issued before the observer had its bucket
+			// (uims party add NAME --role observer issues a new one)
+			o.log.Warn().Err(err).Msg("timelines kept in this instance's memory only: the shared bucket is not usable")
+		} else {
+			o.mu.Lock()
+			o.store, o.dirty = st, map[string]struct{}{}
+			o.mu.Unlock()
+		}
+	}
 	trace, err := o.nc.Subscribe(schemas.SubjectTrace+".>", o.onTrace)
 	if err != nil {
 		return err
@@ -267,6 +295,14 @@ func (o *Observer) Run(ctx context.Context, ready func()) error {
 	defer ann.Unsubscribe()
 	if err := o.nc.Flush(); err != nil {
 		return err
+	}
+	if o.store != nil {
+		if err := o.store.recent(ctx, o.cfg.Messages, o.load); err != nil {
+			o.log.Warn().Err(err).Msg("timelines in the bucket not loaded")
+		}
+		flushed := make(chan struct{})
+		defer func() { <-flushed }()
+		go func() { defer close(flushed); o.flusher(ctx) }()
 	}
 	if ready != nil {
 		ready()
@@ -285,7 +321,7 @@ func (o *Observer) Run(ctx context.Context, ready func()) error {
 }
 
 func (o *Observer) onTrace(m *nats.Msg) {
-	var evs []TraceEvent
+	var evs []Event
 	ages, err := tracing.Decode(m.Data, &evs)
 	if err != nil || len(ages) != len(evs) {
 		return
@@ -331,7 +367,7 @@ func (o *Observer) onAnnounce(m *nats.Msg) {
 
 // Ingest records one trace event. Run calls it for every event on
 // uims.trace.>; tests call it directly.
-func (o *Observer) Ingest(ev TraceEvent) {
+func (o *Observer) Ingest(ev Event) {
 	now := o.cfg.Now()
 	if ev.Seen == 0 {
 		ev.Seen = now.UnixMicro()
@@ -341,7 +377,7 @@ func (o *Observer) Ingest(ev TraceEvent) {
 	defer o.mu.Unlock()
 	o.version++
 	if o.recent == nil {
-		o.recent = make([]TraceEvent, 0, o.cfg.Recent)
+		o.recent = make([]Event, 0, o.cfg.Recent)
 	}
 	if len(o.recent) < o.cfg.Recent {
 		o.recent = append(o.recent, ev)
@@ -387,10 +423,18 @@ func (o *Observer) Ingest(ev TraceEvent) {
 		rec.To = ev.To
 	}
 	o.apply(rec, ev, sec)
+	o.changed(rec)
+}
+
+// changed marks a timeline for the next write to the bucket.
+func (o *Observer) changed(rec *txRec) {
+	if o.dirty != nil {
+		o.dirty[rec.MsgID] = struct{}{}
+	}
 }
 
 // record returns the transaction an event belongs to, creating it.
-func (o *Observer) record(ev TraceEvent) *txRec {
+func (o *Observer) record(ev Event) *txRec {
 	id := ev.MsgID
 	if id == "" {
 		id = o.byTx[ev.Tx]
@@ -407,7 +451,12 @@ func (o *Observer) record(ev TraceEvent) *txRec {
 	if !schemas.ValidMsgID(id) {
 		return nil
 	}
-	rec := &txRec{TxSummary: TxSummary{MsgID: id, First: ev.Seen / 1000}}
+	return o.insert(&txRec{TxSummary: TxSummary{MsgID: id, First: ev.Seen / 1000}})
+}
+
+// insert adds a new transaction, evicting the oldest when full.
+func (o *Observer) insert(rec *txRec) *txRec {
+	id := rec.MsgID
 	if len(o.order) < o.cfg.Messages {
 		o.order = append(o.order, id)
 	} else {
@@ -425,7 +474,7 @@ func (o *Observer) record(ev TraceEvent) *txRec {
 
 // stepName names a step for the per-step metrics: broker steps carry a
 // "broker." prefix, gateway steps are bare.
-func stepName(ev TraceEvent) string {
+func stepName(ev Event) string {
 	if ev.broker() {
 		return "broker." + ev.Step
 	}
@@ -437,7 +486,7 @@ func gwNode(party string) string { return "gw:" + party }
 const brokerNode = "broker"
 
 // edge counts the message flow between parties that an event stands for.
-func (o *Observer) edge(ev TraceEvent, sec int64) {
+func (o *Observer) edge(ev Event, sec int64) {
 	var k edgeKey
 	switch {
 	case ev.broker() && ev.Step == "imi":
@@ -502,7 +551,7 @@ func (o *Observer) latency(rec *txRec) {
 }
 
 // apply moves a transaction's state on and counts outcomes once.
-func (o *Observer) apply(rec *txRec, ev TraceEvent, sec int64) {
+func (o *Observer) apply(rec *txRec, ev Event, sec int64) {
 	b := o.bucket(sec)
 	switch {
 	case !ev.broker() && ev.Step == "accepted":
@@ -708,6 +757,7 @@ func (o *Observer) enrichNow(ctx context.Context, id string) *schemas.TxStatus {
 		}
 		rec.history = st.History
 		rec.histState = rec.State
+		o.changed(rec)
 		o.version++
 	}
 	return st
@@ -760,11 +810,13 @@ func (r *txRec) matches(q string) bool {
 // Timeline is one message's protocol steps (patent figure 5 for a real message).
 type Timeline struct {
 	TxSummary
-	Events []TraceEvent `json:"events"`
+	Events []Event `json:"events"`
 	// History is the brokers' record of the transaction, when they answered.
 	History []schemas.HistoryEntry `json:"history,omitempty"`
-	// Source says where the steps come from: "trace" (this observer saw
-	// them), "history" (the brokers' record only, for older messages).
+	// Source says where the steps come from: "trace" (this instance heard
+	// them, or loaded them from the bucket when it started), "store" (the
+	// bucket: another instance heard them), "history" (the brokers' record
+	// only).
 	Source string `json:"source"`
 }
 
@@ -784,7 +836,7 @@ func (o *Observer) Timeline(ctx context.Context, msgID string) (*Timeline, bool)
 	if rec != nil {
 		tl = &Timeline{TxSummary: rec.TxSummary, Events: slices.Clone(rec.events), History: slices.Clone(rec.history), Source: "trace"}
 		// in the order they happened: parties' batches arrive in any order
-		slices.SortStableFunc(tl.Events, func(a, b TraceEvent) int { return cmp.Compare(a.Seen, b.Seen) })
+		slices.SortStableFunc(tl.Events, func(a, b Event) int { return cmp.Compare(a.Seen, b.Seen) })
 		needHistory = rec.enrich == 0 || rec.enrich == 1 || (rec.enrich == 2 && rec.histState != rec.State)
 		msgID = rec.MsgID
 	}
@@ -792,13 +844,19 @@ func (o *Observer) Timeline(ctx context.Context, msgID string) (*Timeline, bool)
 	if !needHistory {
 		return tl, true
 	}
+	if tl == nil && o.store != nil && schemas.ValidMsgID(msgID) {
+		// another instance's, or from before this one started
+		if doc, _, err := o.store.get(ctx, msgID); err == nil && doc != nil {
+			return &Timeline{TxSummary: doc.TxSummary, Events: doc.Events, History: doc.History, Source: "store"}, true
+		}
+	}
 	st := o.enrichNow(ctx, msgID)
 	if tl == nil {
 		if st == nil {
 			return nil, false
 		}
 		tl = &Timeline{TxSummary: TxSummary{MsgID: st.MsgID, Tx: st.Tx, Dest: st.Dest.Gateway, Sender: st.Sender,
-			Recipient: st.Dest.Address, To: st.To, State: st.State}, Events: []TraceEvent{}, Source: "history"}
+			Recipient: st.Dest.Address, To: st.To, State: st.State}, Events: []Event{}, Source: "history"}
 		if len(st.History) > 0 {
 			tl.First, tl.Last = st.History[0].At, st.History[len(st.History)-1].At
 		}
@@ -815,10 +873,10 @@ func (o *Observer) Timeline(ctx context.Context, msgID string) (*Timeline, bool)
 }
 
 // Recent returns the latest trace events of any message, oldest first, at most limit.
-func (o *Observer) Recent(limit int) []TraceEvent {
+func (o *Observer) Recent(limit int) []Event {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	out := make([]TraceEvent, 0, len(o.recent))
+	out := make([]Event, 0, len(o.recent))
 	out = append(out, o.recent[o.rhead:]...)
 	out = append(out, o.recent[:o.rhead]...)
 	if len(out) > limit {
@@ -1242,4 +1300,108 @@ func (o *Observer) brokerRejections() map[[2]string]int64 {
 		}
 	}
 	return out
+}
+
+// load takes a timeline from the bucket: a new one joins the recent
+// transactions, a known one gets the events it lacked.
+func (o *Observer) load(doc *storedTimeline, rev uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.adopt(doc, rev)
+	o.version++
+}
+
+// adopt merges a timeline from the bucket into memory.
+func (o *Observer) adopt(doc *storedTimeline, rev uint64) {
+	rec := o.txs[doc.MsgID]
+	if rec == nil {
+		rec = o.insert(&txRec{TxSummary: doc.TxSummary})
+		// outcomes were counted by the instance that heard them
+		switch rec.State {
+		case schemas.StatusRead:
+			rec.counted = countedDelivered | countedRead
+		case schemas.StatusDelivered:
+			rec.counted = countedDelivered
+		case schemas.StatusFailed:
+			rec.counted = countedFailed
+		case stateRejected:
+			rec.counted = countedRejected
+		}
+		if len(doc.History) > 0 {
+			rec.history, rec.histState, rec.enrich = doc.History, rec.State, 2
+		}
+	} else {
+		rec.TxSummary = mergeSummary(rec.TxSummary, doc.TxSummary)
+		if len(doc.History) > len(rec.history) {
+			rec.history = doc.History
+		}
+	}
+	rec.events = mergeEvents(rec.events, doc.Events, o.cfg.EventsPerMessage)
+	rec.Steps = len(rec.events)
+	for _, ev := range rec.events {
+		rec.prev = max(rec.prev, ev.Seen)
+	}
+	if rec.Tx != "" && rec.Tx != rec.MsgID {
+		o.byTx[rec.Tx] = rec.MsgID
+	}
+	rec.rev = rev
+}
+
+// flusher writes the timelines that changed to the bucket every Flush, and
+// once more when ctx is done.
+func (o *Observer) flusher(ctx context.Context) {
+	t := time.NewTicker(o.cfg.Flush)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			o.Flush(fctx)
+			cancel()
+			return
+		case <-t.C:
+			o.Flush(ctx)
+		}
+	}
+}
+
+// Flush writes the timelines that changed since the last flush to the
+// bucket, merging what other instances wrote (store.go), and takes the
+// merged timelines into memory. Run calls it every ObserverConfig.Flush;
+// tests call it directly.
+func (o *Observer) Flush(ctx context.Context) {
+	o.mu.Lock()
+	if o.store == nil || len(o.dirty) == 0 {
+		o.mu.Unlock()
+		return
+	}
+	type job struct {
+		doc *storedTimeline
+		rev uint64
+	}
+	jobs := make([]job, 0, len(o.dirty))
+	for id := range o.dirty {
+		if rec := o.txs[id]; rec != nil {
+			jobs = append(jobs, job{&storedTimeline{TxSummary: rec.TxSummary, Events: slices.Clone(rec.events), History: rec.history}, rec.rev})
+		}
+	}
+	clear(o.dirty)
+	o.mu.Unlock()
+	failed := 0
+	var lastErr error
+	for _, j := range jobs {
+		doc, rev, err := o.store.write(ctx, j.doc, j.rev)
+		if err != nil {
+			failed, lastErr = failed+1, err
+			continue
+		}
+		o.mu.Lock()
+		if rec := o.txs[doc.MsgID]; rec != nil {
+			o.adopt(doc, rev)
+		}
+		o.mu.Unlock()
+	}
+	if failed > 0 {
+		o.log.Warn().Err(lastErr).Int("timelines", failed).Msg("timelines not written to the bucket")
+	}
 }

@@ -1,4 +1,4 @@
-package web
+package ops
 
 import (
 	"bufio"
@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/uims/uims/schemas"
 )
 
 // fakeClock is a settable clock for the observer.
@@ -39,25 +41,26 @@ const (
 	msgB = "fedcba9876543210fedcba9876543210"
 )
 
-func yes() *bool { b := true; return &b }
+// ev is a trace event as the observer hears it from source.
+func ev(source string, e schemas.TraceEvent) Event { return Event{TraceEvent: e, Source: source} }
 
 // webToWeb is the trace of one message from alice to bob on the web
 // gateway, in the order a real fabric publishes it, then bob reading it.
-func webToWeb(id string) []TraceEvent {
-	return []TraceEvent{
-		{Source: "web", Step: "accepted", MsgID: id, Party: "web", By: "web-1", Result: "ok"},
-		{Source: "broker", Step: "imi", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "broker-1", Result: "routed", Dest: "web", ID: "AbCdEf12"},
-		{Source: "web", Step: "route", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "web-1", Result: "verified", Dest: "web"},
-		{Source: "web", Step: "deliver", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "web-1", Result: "delivered"},
-		{Source: "broker", Step: "ack", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "broker-1", Result: "applied", Status: "delivered", IDMatch: yes()},
-		{Source: "web", Step: "ack", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "web-1", Result: "delivered"},
-		{Source: "web", Step: "transfer", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "web-1", Result: "delivered"},
-		{Source: "broker", Step: "notify", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "broker-1", Result: "delivered"},
-		{Source: "web", Step: "notified", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "web-1", Result: "delivered"},
-		{Source: "broker", Step: "ack", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "broker-1", Result: "applied", Status: "read", IDMatch: yes()},
-		{Source: "web", Step: "ack", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "web-1", Result: "read"},
-		{Source: "broker", Step: "notify", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "broker-1", Result: "read"},
-		{Source: "web", Step: "notified", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "web-1", Result: "read"},
+func webToWeb(id string) []Event {
+	return []Event{
+		ev("web", schemas.TraceEvent{Step: "accepted", MsgID: id, Party: "web", By: "web-1", Result: "ok"}),
+		ev("broker", schemas.TraceEvent{Step: "imi", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "broker-1", Result: "routed", Dest: "web", ID: "AbCdEf12"}),
+		ev("web", schemas.TraceEvent{Step: "route", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "web-1", Result: "verified", Dest: "web"}),
+		ev("web", schemas.TraceEvent{Step: "deliver", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "web-1", Result: "delivered"}),
+		ev("broker", schemas.TraceEvent{Step: "ack", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "broker-1", Result: "applied", Status: "delivered", IDMatch: true}),
+		ev("web", schemas.TraceEvent{Step: "ack", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "web-1", Result: "delivered"}),
+		ev("web", schemas.TraceEvent{Step: "transfer", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "web-1", Result: "delivered"}),
+		ev("broker", schemas.TraceEvent{Step: "notify", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "broker-1", Result: "delivered"}),
+		ev("web", schemas.TraceEvent{Step: "notified", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "web-1", Result: "delivered"}),
+		ev("broker", schemas.TraceEvent{Step: "ack", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "broker-1", Result: "applied", Status: "read", IDMatch: true}),
+		ev("web", schemas.TraceEvent{Step: "ack", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "web-1", Result: "read"}),
+		ev("broker", schemas.TraceEvent{Step: "notify", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "broker-1", Result: "read"}),
+		ev("web", schemas.TraceEvent{Step: "notified", MsgID: id, Tx: "tx-" + id[:6], Party: "web", By: "web-1", Result: "read"}),
 	}
 }
 
@@ -66,7 +69,7 @@ func newTestObserver(t *testing.T, cfg ObserverConfig) (*Observer, *fakeClock, *
 	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 	cfg.Now = clock.Now
 	reg := prometheus.NewRegistry()
-	o := NewObserver(nil, nil, newFabricMetrics(reg), cfg, zerolog.Nop())
+	o := NewObserver(nil, newFabricMetrics(reg), cfg, zerolog.Nop())
 	return o, clock, reg
 }
 
@@ -84,7 +87,7 @@ func TestObserverFollowsOneMessage(t *testing.T) {
 	if tl.State != "read" || tl.Origin != "web" || tl.Dest != "web" || tl.Tx != "tx-012345" || tl.Source != "trace" {
 		t.Fatalf("timeline summary %+v", tl.TxSummary)
 	}
-	if len(tl.Events) != 13 || tl.Events[4].IDMatch == nil || !*tl.Events[4].IDMatch {
+	if len(tl.Events) != 13 || !tl.Events[4].IDMatch {
 		t.Fatalf("events %+v", tl.Events)
 	}
 	// accepted → delivered: three steps of 700 µs
@@ -121,8 +124,8 @@ func TestObserverRejectedAndSearch(t *testing.T) {
 	for _, ev := range webToWeb(msgA) {
 		o.Ingest(ev)
 	}
-	o.Ingest(TraceEvent{Source: "web", Step: "accepted", MsgID: msgB, Party: "web", Result: "ok"})
-	o.Ingest(TraceEvent{Source: "web", Step: "imi", MsgID: msgB, Party: "web", Result: "UNKNOWN_RECIPIENT"})
+	o.Ingest(ev("web", schemas.TraceEvent{Step: "accepted", MsgID: msgB, Party: "web", Result: "ok"}))
+	o.Ingest(ev("web", schemas.TraceEvent{Step: "imi", MsgID: msgB, Party: "web", Result: "UNKNOWN_RECIPIENT"}))
 	tl, ok := o.Timeline(context.Background(), msgB)
 	if !ok || tl.State != stateRejected || tl.Code != "UNKNOWN_RECIPIENT" {
 		t.Fatalf("rejected: %+v", tl)
@@ -141,7 +144,7 @@ func TestObserverRejectedAndSearch(t *testing.T) {
 		t.Fatalf("no match: %+v", got)
 	}
 	// a client search uses the sender the brokers named
-	o.Ingest(TraceEvent{Source: "broker", Step: "imi", MsgID: msgA, Party: "web", Result: "routed", Sender: "alice", Recipient: "bob"})
+	o.Ingest(ev("broker", schemas.TraceEvent{Step: "imi", MsgID: msgA, Party: "web", Result: "routed", Sender: "alice", Recipient: "bob"}))
 	if got := o.Transactions("ALICE", 10); len(got) != 1 || got[0].MsgID != msgA {
 		t.Fatalf("by client: %+v", got)
 	}
@@ -188,16 +191,14 @@ func TestPercentiles(t *testing.T) {
 	}
 }
 
-// opsServer serves the operator API and /metrics of a gateway that has an
-// observer but no fabric behind it.
+// opsServer serves the operator API and /metrics of an observer with no
+// fabric behind it.
 func opsServer(t *testing.T, token string) (*httptest.Server, *Observer) {
 	t.Helper()
 	o, _, reg := newTestObserver(t, ObserverConfig{})
 	o.cfg.Now = time.Now
-	g := &Gateway{cfg: Config{OperatorToken: token}, obs: o, gatherer: reg, httpm: newHTTPMetrics(reg)}
-	mux := http.NewServeMux()
-	g.mountOps(mux)
-	srv := httptest.NewServer(g.httpm.instrument(mux))
+	s := &Server{cfg: Config{Token: token}, obs: o, gatherer: reg, httpm: newHTTPMetrics(reg)}
+	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return srv, o
 }
@@ -291,7 +292,7 @@ func TestOpsStreamSendsSnapshots(t *testing.T) {
 			event = v
 		}
 		if v, ok := strings.CutPrefix(line, "data: "); ok && event == "snapshot" {
-			var snap opsSnapshot
+			var snap snapshot
 			if err := json.Unmarshal([]byte(v), &snap); err != nil {
 				t.Fatal(err)
 			}
@@ -309,8 +310,8 @@ func TestMetricsFromTraceEvents(t *testing.T) {
 	for _, ev := range webToWeb(msgA) {
 		o.Ingest(ev)
 	}
-	o.Ingest(TraceEvent{Source: "web", Step: "accepted", MsgID: msgB, Party: "web", Result: "ok"})
-	o.Ingest(TraceEvent{Source: "web", Step: "imi", MsgID: msgB, Party: "web", Result: "UNKNOWN_RECIPIENT"})
+	o.Ingest(ev("web", schemas.TraceEvent{Step: "accepted", MsgID: msgB, Party: "web", Result: "ok"}))
+	o.Ingest(ev("web", schemas.TraceEvent{Step: "imi", MsgID: msgB, Party: "web", Result: "UNKNOWN_RECIPIENT"}))
 	get(t, srv.URL+"/ops/api/fabric", "")   // a 401, counted by route
 	get(t, srv.URL+"/ops/api/fabric", "op") // a 200
 	res, body := get(t, srv.URL+"/metrics", "")
@@ -326,8 +327,8 @@ func TestMetricsFromTraceEvents(t *testing.T) {
 		`uims_fabric_step_latency_seconds_count{step="broker.imi"} 1`,
 		`uims_fabric_delivery_latency_seconds_count{dest_medium="web"} 1`,
 		`uims_fabric_instances{kind="broker",medium="",name="uims-broker"} 1`,
-		`uims_web_http_requests_total{code="401",route="GET /ops/api/fabric"} 1`,
-		`uims_web_http_requests_total{code="200",route="GET /ops/api/fabric"} 1`,
+		`uims_ops_http_requests_total{code="401",route="GET /ops/api/fabric"} 1`,
+		`uims_ops_http_requests_total{code="200",route="GET /ops/api/fabric"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
@@ -343,13 +344,13 @@ func TestMetricsFromTraceEvents(t *testing.T) {
 func TestObserverStrictModeSteps(t *testing.T) {
 	o, _, _ := newTestObserver(t, ObserverConfig{})
 	tx := "tx-strict"
-	for _, ev := range []TraceEvent{
-		{Source: "web", Step: "accepted", MsgID: msgA, Party: "web", Result: "ok"},
-		{Source: "web", Step: "login", MsgID: msgA, Party: "web", Result: "ok"},
-		{Source: "broker", Step: "login", Party: "web", By: "broker-1", Result: "ok"},
-		{Source: "broker", Step: "imi", MsgID: msgA, Tx: tx, Party: "web", By: "broker-1", Result: "routed", Dest: "web"},
-		{Source: "web", Step: "route", MsgID: msgA, Tx: tx, Party: "web", Result: "verified", Dest: "web"},
-		{Source: "broker", Step: "routeack", MsgID: tx, Tx: tx, Party: "web", By: "broker-1", Result: "ok"},
+	for _, ev := range []Event{
+		ev("web", schemas.TraceEvent{Step: "accepted", MsgID: msgA, Party: "web", Result: "ok"}),
+		ev("web", schemas.TraceEvent{Step: "login", MsgID: msgA, Party: "web", Result: "ok"}),
+		ev("broker", schemas.TraceEvent{Step: "login", Party: "web", By: "broker-1", Result: "ok"}),
+		ev("broker", schemas.TraceEvent{Step: "imi", MsgID: msgA, Tx: tx, Party: "web", By: "broker-1", Result: "routed", Dest: "web"}),
+		ev("web", schemas.TraceEvent{Step: "route", MsgID: msgA, Tx: tx, Party: "web", Result: "verified", Dest: "web"}),
+		ev("broker", schemas.TraceEvent{Step: "routeack", MsgID: tx, Tx: tx, Party: "web", By: "broker-1", Result: "ok"}),
 	} {
 		o.Ingest(ev)
 	}
@@ -373,16 +374,16 @@ func TestObserverEventsFromBatchesInAnyOrder(t *testing.T) {
 		evs[i].Seen = start.Add(time.Duration(i+1) * 700 * time.Microsecond).UnixMicro() // as dated from the batches' ages
 	}
 	// the broker's batch first, then the web gateway's
-	var broker, web []TraceEvent
+	var broker, gw []Event
 	for _, ev := range evs {
 		if ev.Source == "broker" {
 			broker = append(broker, ev)
 		} else {
-			web = append(web, ev)
+			gw = append(gw, ev)
 		}
 	}
 	clock.add(50 * time.Millisecond)
-	for _, ev := range append(broker, web...) {
+	for _, ev := range append(broker, gw...) {
 		o.Ingest(ev)
 	}
 	tl, ok := o.Timeline(context.Background(), msgA)

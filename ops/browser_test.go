@@ -1,0 +1,238 @@
+package ops_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/uims/uims/broker"
+	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/internal/browsertest"
+	"github.com/uims/uims/internal/fabrictest"
+	"github.com/uims/uims/miap"
+	"github.com/uims/uims/ops"
+	"github.com/uims/uims/processor"
+	"github.com/uims/uims/schemas"
+)
+
+// The operator view against a real fabric (embedded NATS, redis-server, a
+// broker, gateway kits and a processor) started in this process. The
+// gateways are kits with in-memory media: the operator view meets them only
+// on NATS, as it meets any gateway.
+
+const opsToken = "operator-token"
+
+// scene is a fabric with traffic to watch.
+type scene struct {
+	base   string // the operator view
+	f      *fabrictest.Fabric
+	sender *kit.Kit // "test": alice's gateway
+	peer   *kit.Kit // "peer", medium web: bob's gateway
+	inbox  *fabrictest.Inbox
+}
+
+// startScene starts a fabric where alice (gateway "test") writes to bob
+// (gateway "peer", medium web) and to phones (gateway "sms", plain text
+// only, through the html2text processor), and the operator view.
+func startScene(t *testing.T) *scene {
+	t.Helper()
+	f := fabrictest.New(t)
+	f.StartBroker(broker.Config{})
+	f.PutProfiles(
+		&schemas.Profile{ID: "alice", Name: "Alice Example", Addresses: map[string]string{"test": "alice"}, Prefer: []string{"test"}},
+		&schemas.Profile{ID: "bob", Name: "Bob Example", Addresses: map[string]string{"web": "bob"}, Prefer: []string{"web"}},
+	)
+	s := &scene{f: f, inbox: fabrictest.NewInbox()}
+	// the operator view first, so that it hears the gateways' first heartbeats
+	srv, err := ops.New(ops.Config{Addr: "127.0.0.1:0", Token: opsToken,
+		Observer: ops.ObserverConfig{Poll: 250 * time.Millisecond, Query: func(ctx context.Context, id string) (*schemas.TxStatus, error) {
+			return s.sender.Query(ctx, id)
+		}}}, f.Conn("ops"), f.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fabrictest.Start(t, "operator view", srv.Run)
+	s.base = "http://" + srv.Addr()
+	s.sender, _ = f.StartKit(fabrictest.NewInbox(), kit.Config{Gateway: "test", Medium: "test"})
+	s.peer, _ = f.StartKit(s.inbox, kit.Config{Gateway: "peer", Medium: schemas.MediumWeb})
+	f.StartKit(fabrictest.NewInbox(), kit.Config{Gateway: "sms", Medium: "sms", Accepts: []string{"text/plain"}, Reach: []string{"+"}})
+	p, err := processor.New(f.Conn("proc"), f.Keyring("proc"), processor.Config{Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, f.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fabrictest.Start(t, "processor", p.Run)
+	return s
+}
+
+// send sends as alice, retrying while the fabric is still starting.
+func (s *scene) send(t *testing.T, to, ctype, text string) (*kit.Result, error) {
+	t.Helper()
+	var res *kit.Result
+	var err error
+	sub := &kit.Submission{MsgID: kit.NewMsgID(), From: schemas.Endpoint{Medium: "test", Address: "alice", Client: "alice"}, To: to, Type: ctype, Content: []byte(text)}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if res, err = s.sender.Send(context.Background(), sub); err == nil || !miap.CodeOf(err).Retryable() {
+			break
+		}
+	}
+	return res, err
+}
+
+// sendRead sends alice → bob and bob reads it; it returns the message id.
+func (s *scene) sendRead(t *testing.T, text string) string {
+	t.Helper()
+	res, err := s.send(t, "bob", "text/plain", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.MsgID
+	d := s.inbox.Get(id)
+	if d == nil {
+		t.Fatalf("bob's gateway has not got %s", id)
+	}
+	if err := s.peer.Ack(context.Background(), d.Ref, schemas.StatusRead, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func (s *scene) get(t *testing.T, path, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", s.base+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return r.StatusCode, string(b)
+}
+
+// TestOpsAndMetricsAcrossTheFabric checks the operator API and /metrics
+// against a real fabric, without a browser.
+func TestOpsAndMetricsAcrossTheFabric(t *testing.T) {
+	s := startScene(t)
+	id := s.sendRead(t, "hi")
+	if _, err := s.send(t, "nobody-here", "text/plain", "hi"); !kit.IsCode(err, schemas.CodeUnknownRecipient) {
+		t.Fatalf("unknown recipient: %v", err)
+	}
+	if code, _ := s.get(t, "/ops/api/messages/"+id, "alice-token"); code != 401 {
+		t.Fatalf("a client token opened the operator API: %d", code)
+	}
+	// Trace events come in batches (internal/tracing): wait for all of them.
+	waitContains(t, func() string { _, b := s.get(t, "/ops/api/messages/"+id, opsToken); return b }, "timeline",
+		`"state":"read"`, `"sender":"alice"`, `"step":"accepted"`, `"step":"imi"`, `"id_match":true`, `"step":"notify"`, `"step":"notified"`)
+	fabrictest.Eventually(t, 10*time.Second, "brokers from $SRV.PING and bob's gateway from its heartbeat", func() bool {
+		_, body := s.get(t, "/ops/api/fabric", opsToken)
+		return strings.Contains(body, `"endpoints":[`) && strings.Contains(body, `"queue":"uims.gw.peer.im","instances":[{"id":"peer-`)
+	})
+	metrics := waitContains(t, func() string { _, m := s.get(t, "/metrics", ""); return m }, "metrics",
+		`uims_broker_rejections_total{code="UNKNOWN_RECIPIENT",endpoint="imi"} 1`,
+		`uims_fabric_messages_total{dest_medium="web",origin_medium="test",outcome="read"} 1`,
+		`uims_fabric_rejections_total{code="UNKNOWN_RECIPIENT",source="test",step="imi"} 1`,
+		`uims_fabric_instances{kind="broker",medium="",name="uims-broker"} 1`,
+		`uims_fabric_instances{kind="gateway",medium="web",name="peer"} 1`,
+		`uims_ops_http_requests_total{code="401",route="GET /ops/api/messages/{id}"} 1`,
+		`go_goroutines`,
+	)
+	if t.Failed() {
+		t.Log(metrics)
+	}
+	// the page is served at / and /ops.html
+	if code, body := s.get(t, "/", ""); code != 200 || !strings.Contains(body, "UIMS operator view") {
+		t.Fatalf("page: %d", code)
+	}
+}
+
+// TestBrowserOperatorView follows messages through the protocol in the
+// operator view's page in a real browser: the MIAP timeline of a message
+// that was read, the fabric picture with rates, a message through the
+// processor, and a search by client.
+func TestBrowserOperatorView(t *testing.T) {
+	b := browsertest.New(t)
+	s := startScene(t)
+	id := s.sendRead(t, "Hello Bob, lunch at noon?")
+	toPhone, err := s.send(t, "+15550199", "text/html", "<p>Running <b>late</b>.</p>")
+	if err != nil || toPhone.Dest.Gateway != "sms" {
+		t.Fatalf("to a phone: %+v %v", toPhone, err)
+	}
+	s.sendRead(t, "And another one.")
+
+	p := b.Tab("operator")
+	p.Do("open the operator view", chromedp.Navigate(s.base+"/ops.html#msg="+id), chromedp.WaitVisible(chromedp.ID("token")))
+	p.Do("operator sign in", chromedp.SendKeys(chromedp.ID("token"), opsToken+"\r"), chromedp.WaitVisible(chromedp.ID("app")))
+	want := []string{"accepted", "broker.imi", "route", "transfer", "deliver", "broker.ack", "ack", "broker.notify", "notified"}
+	// Trace events come in batches (internal/tracing): wait for the whole timeline.
+	p.WaitJS("the timeline of the message read, every step in", fmt.Sprintf(`(() => {
+		const steps = Array.from(document.querySelectorAll('#steps tbody tr')).map(r => r.dataset.step);
+		return (document.getElementById('tl-state')||{}).textContent === 'read' && %s.every(s => steps.includes(s));
+	})()`, jsList(want)))
+	p.WaitJS("the gateways, the processor and the broker in the fabric picture",
+		`['gw:test', 'gw:peer', 'gw:sms', 'proc:proc', 'broker'].every(id => document.querySelector('#graph g.node[data-id="' + id + '"]'))`)
+	p.WaitJS("rates on the edges", `/IMI \d/.test(document.getElementById('graph').textContent)`)
+	steps := strings.Fields(p.Eval(`Array.from(document.querySelectorAll('#steps tbody tr')).map(r => r.dataset.step).join(' ')`))
+	for _, w := range want {
+		if !slices.Contains(steps, w) {
+			t.Errorf("timeline lacks step %s: %v", w, steps)
+		}
+	}
+	if seq := p.Text("#seq"); !strings.Contains(seq, "ID compared: match") || !strings.Contains(seq, "outer digest verified") {
+		t.Errorf("sequence diagram %q", seq)
+	}
+	p.Screenshot("operator-view-timeline")
+	p.ScreenshotOf("#app > section:first-child", "operator-fabric")
+
+	// the message to the phone went through the processor
+	p.Eval(fmt.Sprintf(`location.hash = "msg=%s", "ok"`, toPhone.MsgID))
+	p.WaitJS("the timeline through the processor", `(document.getElementById('tl-state')||{}).textContent === 'delivered' && /conversion report/.test(document.getElementById('seq').textContent)`)
+	p.ScreenshotOf("#timeline", "operator-timeline-through-processor")
+
+	// search by client: alice's three messages
+	p.Do("search for alice", chromedp.SendKeys(chromedp.ID("q"), "alice"))
+	p.WaitJS("alice's transactions", fmt.Sprintf(`!!document.querySelector('#txs tr[data-msg=%q]') && document.querySelectorAll('#txs tr').length === 3`, id))
+	p.Eval(`window.scrollTo(0, 0), "ok"`)
+	p.Screenshot("operator-search-alice")
+}
+
+func jsList(s []string) string {
+	q := make([]string, len(s))
+	for i, v := range s {
+		q[i] = fmt.Sprintf("%q", v)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// waitContains fetches until the text holds every want (10 s at most), then
+// reports each one missing, and returns the last text.
+func waitContains(t *testing.T, fetch func() string, what string, wants ...string) string {
+	t.Helper()
+	var text string
+	all := func() bool {
+		text = fetch()
+		for _, w := range wants {
+			if !strings.Contains(text, w) {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(10 * time.Second); !all() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, w := range wants {
+		if !strings.Contains(text, w) {
+			t.Errorf("%s lacks %s", what, w)
+		}
+	}
+	return text
+}
