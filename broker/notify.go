@@ -130,9 +130,56 @@ func (b *Broker) sweep(ctx context.Context) {
 			continue
 		}
 		for _, id := range ids {
-			b.expire(ctx, id, now)
+			if !b.heldByDestination(ctx, id, now) {
+				b.expire(ctx, id, now)
+			}
 		}
 	}
+}
+
+// heldByDestination asks the destination of a routed message whose
+// deadline passed whether it holds it (PROTOCOL.md §6.14): a gateway that
+// stored the message and died before its acknowledgement left acknowledges
+// it now, and the message is not failed while it sits with its recipient.
+// A destination that cannot look now moves the deadline on by Grace. No
+// answer (no gateway, no responders, a timeout of 1 s) lets the deadline
+// fail the message as before.
+func (b *Broker) heldByDestination(ctx context.Context, msgID string, now int64) bool {
+	v, err := b.rdb.HMGet(ctx, keyTx+msgID, fState, fDG, fDest, fRecipient, fRouted).Result()
+	if err != nil || len(v) != 5 {
+		return false
+	}
+	state, _ := v[0].(string)
+	dg, _ := v[1].(string)
+	dest, _ := v[2].(string)
+	if state != schemas.StatusRouted || dg == "" || dg != dest {
+		return false // a processor holds it, or it already ended
+	}
+	q := schemas.HeldQuery{V: schemas.Version, MsgID: msgID, Tx: msgID}
+	q.Recipient, _ = v[3].(string)
+	if raw, ok := v[4].(string); ok {
+		var routed schemas.RoutedIMI
+		if json.Unmarshal([]byte(raw), &routed) == nil {
+			q.Tx, q.Dest = routed.Tx, routed.Dest
+		}
+	}
+	body, _ := json.Marshal(q)
+	m, err := b.nc.Request(schemas.GatewayHeld(dg), body, time.Second)
+	if err != nil {
+		return false
+	}
+	var r schemas.HeldReply
+	if json.Unmarshal(m.Data, &r) != nil {
+		return false
+	}
+	if r.Later {
+		b.rdb.ZAddXX(ctx, keyDeadlines, redis.Z{Score: float64(now + b.cfg.Grace.Milliseconds()), Member: msgID})
+		return true
+	}
+	if r.Held {
+		b.log.Warn().Str("msg_id", msgID).Str("dg", dg).Msg("deadline passed, but the destination holds the message: it acknowledged it now")
+	}
+	return r.Held
 }
 
 // tick advances the fabric's clock (clockScript) and reports whether this

@@ -178,3 +178,67 @@ func TestNATSOutageLongerThanDeadline(t *testing.T) {
 		t.Errorf("state %s after the NATS outage, want delivered; history %+v", st.State, st.History)
 	}
 }
+
+// refuseWhenSet is a medium that answers BUSY while refuse is set.
+type refuseWhenSet struct {
+	*fabrictest.Inbox
+	refuse atomic.Bool
+}
+
+func (r *refuseWhenSet) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
+	if r.refuse.Load() {
+		return "", schemas.Errorf(schemas.CodeBusy, nil, "test: not this instance")
+	}
+	return r.Inbox.Deliver(ctx, d)
+}
+
+// storeThenHang stores a delivery and never returns: a destination gateway
+// that dies after it stored a message and before its acknowledgement left.
+type storeThenHang struct{ *fabrictest.Inbox }
+
+func (s storeThenHang) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
+	s.Inbox.Deliver(ctx, d)
+	<-ctx.Done()
+	select {} // the acknowledgement never leaves
+}
+
+// A destination stores a message and never acknowledges it; another
+// instance of the same gateway, sharing its store, runs (the gateway came
+// back). At the deadline the broker asks the destination whether it holds
+// the message (PROTOCOL.md §6.14): it does, acknowledges it, and the
+// message ends delivered instead of failed while in the recipient's inbox.
+func TestDeadlineAsksTheDestination(t *testing.T) {
+	f := fabrictest.New(t)
+	f.StartBroker(broker.Config{Deadline: 2 * time.Second, Grace: 500 * time.Millisecond, SweepInterval: 50 * time.Millisecond})
+	profiles(f)
+	og := fabrictest.NewInbox()
+	ogKit, _ := f.StartKit(og, kit.Config{Gateway: "test", Medium: "test", TransferTimeout: time.Second})
+	store := fabrictest.NewInbox()
+	healthy := &refuseWhenSet{Inbox: store}
+	f.StartKit(healthy, kit.Config{Gateway: "peer", Medium: "web"})
+	waitRoute(t, ogKit)
+
+	// the next message goes to an instance that stores it and hangs
+	k, err := kit.New(f.Conn("gw-peer-2"), f.Keyring("peer"), storeThenHang{store}, kit.Config{Gateway: "peer", Medium: "web"}, f.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hangCtx, hang := context.WithCancel(context.Background())
+	defer hang()
+	go k.Run(hangCtx, nil)
+	healthy.refuse.Store(true) // the healthy instance takes no transfer: it only answers the deadline check
+	s := submission("stored, never acknowledged")
+	s.MsgID = kit.NewMsgID()
+	fabrictest.Eventually(t, 10*time.Second, "the message stored by the hanging instance", func() bool {
+		ogKit.Send(context.Background(), s)
+		return store.Get(s.MsgID) != nil
+	})
+	var st *schemas.TxStatus
+	fabrictest.Eventually(t, 15*time.Second, "the outcome", func() bool {
+		st, err = ogKit.Query(context.Background(), s.MsgID)
+		return err == nil && schemas.Terminal(st.State)
+	})
+	if st.State != schemas.StatusDelivered {
+		t.Errorf("state %s, want delivered (the destination holds it); history %+v", st.State, st.History)
+	}
+}

@@ -54,6 +54,10 @@ func GatewayIM(gw string) string { return "uims.gw." + gw + ".im" }
 // GatewayLogin is the strict-mode login subject of gateway gw (§6.5).
 func GatewayLogin(gw string) string { return "uims.gw." + gw + ".login" }
 
+// GatewayHeld is the subject on which brokers ask gateway gw whether it
+// holds a message whose deadline passed (§6.14); only brokers may publish on it.
+func GatewayHeld(gw string) string { return "uims.gw." + gw + ".held" }
+
 // StatusFor is the subject of status notifications for originating gateway gw (§6.9).
 func StatusFor(gw string) string { return "uims.gw." + gw + ".status" }
 

@@ -215,6 +215,28 @@ type HistoryEntry struct {
 	Party string `json:"party,omitempty"`
 }
 
+// HeldQuery is a broker's question to a destination gateway about a
+// message whose deadline passed without an acknowledgement: does it hold
+// it? A destination that does answers with its signed acknowledgement
+// (PROTOCOL.md §6.14), so the deadline never fails a message that sits
+// with its recipient.
+type HeldQuery struct {
+	V         int    `json:"v"`
+	MsgID     string `json:"msg_id"`
+	Tx        string `json:"tx"`
+	Recipient string `json:"recipient,omitempty"`
+	Dest      Hop    `json:"dest"`
+}
+
+// HeldReply answers a HeldQuery: Held is true once the destination sent
+// its acknowledgement for the message; Later when it could not look now
+// (its store failed), so the broker asks again instead of failing it.
+type HeldReply struct {
+	V     int  `json:"v"`
+	Held  bool `json:"held"`
+	Later bool `json:"later,omitempty"`
+}
+
 // StatusQuery asks the brokers for a message's status (PROTOCOL.md §6.10).
 type StatusQuery struct {
 	V     int    `json:"v"`

@@ -45,6 +45,16 @@ type Medium interface {
 	Notify(ctx context.Context, ev *schemas.StatusEvent) error
 }
 
+// Holder is a Medium that can tell whether it holds a message. The kit
+// answers the brokers' deadline check with it (PROTOCOL.md §6.14): a
+// message the medium stored but whose acknowledgement was lost (the
+// gateway died in between) is acknowledged then, instead of failing at its
+// deadline while it sits with its recipient. Held returns the reference
+// stored with the message, or nil when the medium does not hold it.
+type Holder interface {
+	Held(ctx context.Context, q *schemas.HeldQuery) (*AckRef, error)
+}
+
 // Delivery is a message arrived for this gateway's medium.
 type Delivery struct {
 	Routed *schemas.RoutedIMI
@@ -218,6 +228,12 @@ func (k *Kit) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return fmt.Errorf("kit: subscribe: %w", err)
 	}
+	heldSub, err := k.nc.QueueSubscribe(schemas.GatewayHeld(k.cfg.Gateway), "uims-gw-"+k.cfg.Gateway, func(m *nats.Msg) {
+		go k.handleHeld(ctx, m)
+	})
+	if err != nil {
+		return fmt.Errorf("kit: subscribe: %w", err)
+	}
 	for range k.cfg.Workers {
 		k.wg.Add(1)
 		go func() {
@@ -261,6 +277,7 @@ loop:
 	k.announce(context.Background(), 0) // goodbye: brokers stop routing here at once
 	imSub.Drain()
 	loginSub.Drain()
+	heldSub.Drain()
 	k.workMu.Lock()
 	k.stopped = true
 	k.workMu.Unlock()

@@ -114,6 +114,34 @@ func (k *Kit) openIM(m *nats.Msg) (*miap.Transfer, *schemas.RoutedIMI, error) {
 	return tr, &routed, nil
 }
 
+// handleHeld answers a broker's deadline check (§6.14): when the medium
+// holds the message, the kit sends its acknowledgement now (the one that
+// was lost) and answers held; otherwise not held, and the deadline fails
+// the message.
+func (k *Kit) handleHeld(ctx context.Context, m *nats.Msg) {
+	var q schemas.HeldQuery
+	reply := schemas.HeldReply{V: schemas.Version}
+	h, ok := k.medium.(Holder)
+	if ok && json.Unmarshal(m.Data, &q) == nil && schemas.ValidMsgID(q.MsgID) {
+		ref, err := h.Held(ctx, &q)
+		switch {
+		case err != nil:
+			reply.Later = true
+			k.log.Warn().Err(err).Str("msg_id", q.MsgID).Msg("deadline check: cannot look now")
+		case ref != nil:
+			if _, err := k.ackNow(ctx, *ref, schemas.StatusDelivered, "", "", false); err != nil {
+				reply.Later = miap.CodeOf(err).Retryable()
+				k.log.Warn().Err(err).Str("msg_id", q.MsgID).Msg("deadline check: held, but the acknowledgement failed")
+			} else {
+				reply.Held = true
+				k.log.Warn().Str("msg_id", q.MsgID).Msg("deadline check: the message was stored but not acknowledged; acknowledged now")
+			}
+		}
+	}
+	b, _ := json.Marshal(reply)
+	m.Respond(b)
+}
+
 // Ack reports a delivered, read or failed message to the brokers (§6.8).
 // If no broker can take it now, it waits in the durable ack outbox and is
 // retried until one does.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/nats-io/nats.go/jetstream"
 	"io"
 	"io/fs"
 	"net/http"
@@ -438,6 +439,26 @@ func (g *Gateway) Deliver(ctx context.Context, d *kit.Delivery) (string, error) 
 		return "", schemas.Errorf(schemas.CodeBusy, err, "inbox")
 	}
 	return schemas.StatusDelivered, nil
+}
+
+// Held implements kit.Holder: whether the recipient's inbox holds the
+// message, for the brokers' deadline check (PROTOCOL.md §6.14).
+func (g *Gateway) Held(ctx context.Context, q *schemas.HeldQuery) (*kit.AckRef, error) {
+	client := q.Recipient
+	if client == "" {
+		client = q.Dest.Address
+	}
+	if client == "" {
+		return nil, nil
+	}
+	s, err := g.inbox.get(ctx, client, q.MsgID)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil // not held: the deadline may fail it
+	}
+	if err != nil {
+		return nil, err // could not look: ask again later
+	}
+	return &s.Ref, nil
 }
 
 // Notify implements kit.Medium: the sender's open pages get a status event.

@@ -251,6 +251,17 @@ func (m *Inbox) Get(msgID string) *kit.Delivery {
 	return m.Delivered[msgID]
 }
 
+// Held implements kit.Holder: the reference of a message it holds.
+func (m *Inbox) Held(ctx context.Context, q *schemas.HeldQuery) (*kit.AckRef, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d := m.Delivered[q.MsgID]; d != nil {
+		ref := d.Ref
+		return &ref, nil
+	}
+	return nil, nil
+}
+
 // Len returns the number of distinct messages delivered.
 func (m *Inbox) Len() int {
 	m.mu.Lock()

@@ -122,6 +122,10 @@ func TestPermissionMatrix(t *testing.T) {
 		// brokers
 		{brk, op{"queue", "uims.broker.imi"}, true},
 		{brk, op{"pub", "uims.gw.web.status"}, true},
+		{brk, op{"pub", "uims.gw.web.held"}, true},
+		{web, op{"queue", "uims.gw.web.held"}, true},
+		{web, op{"pub", "uims.gw.email.held"}, false},
+		{email, op{"sub", "uims.gw.web.held"}, false},
 		{brk, op{"pub", "$JS.API.CONSUMER.CREATE.KV_uims_keys.w"}, true},
 		{brk, op{"sub", "uims.gw.web.im"}, false},
 		{brk, op{"pub", "uims.gw.web.im"}, false},

@@ -144,7 +144,7 @@ func (p *perms) fabric(name string) {
 // gateway adds a gateway's own subjects and the kit's streams.
 func (p *perms) gateway(name string) {
 	p.fabric(name)
-	p.subs("uims.gw."+name+".im", "uims.gw."+name+".login", schemas.StatusFor(name))
+	p.subs(schemas.GatewayIM(name), schemas.GatewayLogin(name), schemas.GatewayHeld(name), schemas.StatusFor(name))
 	// the kit's acknowledgement outbox, and receipts it files for itself
 	p.pubs("uims.acks."+name, schemas.StatusFor(name))
 	p.createStream(ackStream)
@@ -193,7 +193,7 @@ func Permissions(role Role, name string, media []string) jwt.Permissions {
 	case RoleBroker:
 		p.party(name)
 		p.subs("uims.broker.>", "uims.profiles.changed", "$SRV.>")
-		p.pubs("uims.gw.*.status", "uims.profiles.changed")
+		p.pubs("uims.gw.*.status", "uims.gw.*.held", "uims.profiles.changed")
 		p.createStream(schemas.StatusStream)
 		p.kv("uims_miap")
 		// the whole key registry, read only
