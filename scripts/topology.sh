@@ -2,7 +2,8 @@
 # Runs the scaled topology of docker/compose.yaml as local processes, for
 # machines without a Docker engine: a 3-node NATS cluster (embedded
 # nats-server in `uims nats`, authentication on), redis-server, two brokers,
-# a processor and the web, e-mail and SMS gateways. Ctrl-C stops everything.
+# a processor and the web, e-mail and SMS gateways, each under a supervisor
+# that restarts it when it exits. Ctrl-C stops everything.
 #   scripts/topology.sh [data-dir]
 # The data folder is the fabric's trust folder too: auth/ (operator and
 # accounts), creds/<party>.creds and keys.json, written by the first
@@ -16,28 +17,35 @@ mkdir -p "$dir"
 rm -f "$dir"/*.log   # this run's logs only
 go build -o "$dir/uims" .
 U="$dir/uims"
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT INT TERM
-# start NAME COMMAND…: runs COMMAND in the background, its output in $dir/NAME.log.
-start() { local name=$1; shift; "$@" >>"$dir/$name.log" 2>&1 & pids+=($!); }
-# up NAME PATTERN COMMAND…: starts COMMAND and waits until its log shows
-# PATTERN. One that exits first (in a fresh cluster JetStream may still be
-# electing its leaders, or a stream creation time out on a busy machine) is
-# started again, three times at most. Not a supervisor: later exits stay.
-up() {
-  local name=$1 pattern=$2 try s from; shift 2
-  for try in 1 2 3; do
-    from=1
-    [ ! -f "$dir/$name.log" ] || from=$(($(wc -l <"$dir/$name.log") + 1))
-    start "$name" "$@"
-    for ((s = 0; s < 60; s++)); do
-      grep -q "$pattern" < <(tail -n +"$from" "$dir/$name.log") && return 0
-      kill -0 "${pids[-1]}" 2>/dev/null || break
+# Ctrl-C or the end of the script stops the whole process group: every
+# supervisor loop and what it runs.
+trap 'trap - EXIT INT TERM; kill 0 2>/dev/null; wait' EXIT INT TERM
+# start NAME COMMAND…: runs COMMAND under a supervisor, its output in
+# $dir/NAME.log: whenever it exits, whatever the cause, it starts again a
+# second later. Components wait for their dependencies (NATS, JetStream,
+# the store) instead of exiting, so a restart is all a crash needs.
+start() {
+  local name=$1; shift
+  (
+    while :; do
+      "$@" >>"$dir/$name.log" 2>&1 && code=0 || code=$?
+      echo "topology: $name exited ($code); restarting in 1 s" >>"$dir/$name.log"
       sleep 1
     done
-    echo "topology: $name did not start (try $try): $(tail -n +"$from" "$dir/$name.log" | tail -1)" >&2
-    kill "${pids[-1]}" 2>/dev/null || true
+  ) &
+}
+# up NAME PATTERN COMMAND…: starts COMMAND (supervised) and waits until its
+# log shows PATTERN, so that the roles start one at a time.
+up() {
+  local name=$1 pattern=$2 from s; shift 2
+  from=1
+  [ ! -f "$dir/$name.log" ] || from=$(($(wc -l <"$dir/$name.log") + 1))
+  start "$name" "$@"
+  for ((s = 0; s < 120; s++)); do
+    grep -q "$pattern" < <(tail -n +"$from" "$dir/$name.log") && return 0
+    sleep 1
   done
+  echo "topology: $name did not start in 120 s: $(tail -n +"$from" "$dir/$name.log" | tail -1)" >&2
   exit 1
 }
 # waitfor SECONDS DESCRIPTION COMMAND…: retries COMMAND every second.
