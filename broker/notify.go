@@ -105,7 +105,7 @@ func (b *Broker) retryNote(n note, err error) {
 }
 
 // sweep turns transactions whose deadline passed into non-delivery reports
-// (BRIEF §3). ZREM in the sweep script makes exactly one replica act on
+// (docs/RELIABILITY.md, One outcome). ZREM in the sweep script makes exactly one replica act on
 // each transaction.
 func (b *Broker) sweep(ctx context.Context) {
 	t := time.NewTicker(b.cfg.SweepInterval)

@@ -20,7 +20,8 @@ const ReasonNoRelay = "no SMTP relay configured for outside addresses"
 
 // Deliver implements kit.Medium: a message for an e-mail address is
 // composed (RFC 5322, MIME) and queued durably for the smarthost; the
-// outcome follows later with Kit.Ack (patent step S9; BRIEF §3).
+// outcome follows later with Kit.Ack (patent step S9; docs/RELIABILITY.md,
+// Ownership).
 func (g *Gateway) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
 	imi := &d.Routed.IMI
 	if g.cfg.Relay == "" {

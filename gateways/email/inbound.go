@@ -527,8 +527,8 @@ func attachmentList(m *mailmsg.Message) []schemas.Attachment {
 
 // msgIDFor derives the message id of one recipient's copy of a received
 // message from the envelope and the exact bytes, so that an MTA's retry of
-// the same message reuses the same ids (BRIEF §3) and every hop
-// de-duplicates it.
+// the same message reuses the same ids and every hop de-duplicates it
+// (docs/RELIABILITY.md, Hand-over).
 func msgIDFor(gw, from, rcpt string, sum []byte) string {
 	h := sha256.New()
 	for _, s := range []string{gw, from, rcpt} {

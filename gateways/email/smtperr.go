@@ -50,7 +50,7 @@ func tempLookup() *smtp.SMTPError {
 }
 
 // sendReply maps a kit.Send error to an SMTP reply: temporary codes give
-// 451 so the MTA retries (BRIEF §3), the others a 5xx with the reason.
+// 451 so the MTA retries (docs/RELIABILITY.md, Hand-over), the others a 5xx with the reason.
 func sendReply(rcpt string, err error) *smtp.SMTPError {
 	code := miap.CodeOf(err)
 	var se *schemas.Error

@@ -15,8 +15,8 @@ import (
 	"github.com/uims/uims/miap/miapnats"
 )
 
-// JetStream names of the e-mail gateway (BRIEF §3: what waits for an
-// outside party sits in JetStream). Several e-mail gateway parties share
+// JetStream names of the e-mail gateway (docs/RELIABILITY.md, Ownership:
+// what waits for an outside party sits in JetStream). Several e-mail gateway parties share
 // them; subjects and keys carry the party id.
 const (
 	// OutStream is the durable outbound queue: one message per mail to
@@ -88,7 +88,7 @@ func (s *store) outSubject() string { return "uims.mail." + s.gw + ".out" }
 func (s *store) ensure(ctx context.Context) error {
 	err := miapnats.EnsureStream(ctx, s.js, jetstream.StreamConfig{
 		Name:        OutStream,
-		Description: "e-mail gateway: outbound mail waiting for the smarthost (BRIEF §3)",
+		Description: "e-mail gateway: outbound mail waiting for the smarthost (docs/RELIABILITY.md, Ownership)",
 		Subjects:    []string{"uims.mail.*.out"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.WorkQueuePolicy,

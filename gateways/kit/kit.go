@@ -335,7 +335,7 @@ func ackSubject(gw string) string { return "uims.acks." + gw }
 func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	err := miapnats.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        AckStream,
-		Description: "acknowledgements waiting for a broker (BRIEF §3)",
+		Description: "acknowledgements waiting for a broker (docs/RELIABILITY.md, Acknowledgements)",
 		Subjects:    []string{ackSubjects},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.WorkQueuePolicy,

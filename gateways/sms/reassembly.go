@@ -23,7 +23,7 @@ import (
 
 // PartsBucket holds concatenated messages being reassembled. Parts an
 // application or the centre was told are accepted are owned by the
-// gateway (BRIEF §3): they live here, not in one process's memory, so a
+// gateway (docs/RELIABILITY.md, Ownership): they live here, not in one process's memory, so a
 // restart loses none and parts arriving at different instances meet.
 const PartsBucket = "uims_sms_parts"
 

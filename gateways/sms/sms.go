@@ -14,8 +14,8 @@
 //
 // Everything that waits for an outside party (messages and receipts for an
 // unbound application, the SMS centre's message ids awaiting receipts)
-// lives in JetStream, never only in memory (BRIEF §3). The codecs are in
-// the subpackages pdu (SMPP 3.4 PDUs), gsm (GSM 03.38, UCS-2, UDH,
+// lives in JetStream, never only in memory (docs/RELIABILITY.md,
+// Ownership). The codecs are in the subpackages pdu (SMPP 3.4 PDUs), gsm (GSM 03.38, UCS-2, UDH,
 // reassembly) and dlr (receipt text, message id matching).
 package sms
 

@@ -40,7 +40,7 @@ func (s *store) queueSubject(client string) string { return "uims.sms." + s.gw +
 func (s *store) ensure(ctx context.Context, maxAge time.Duration) error {
 	err := miapnats.EnsureStream(ctx, s.js, jetstream.StreamConfig{
 		Name:        QueueStream,
-		Description: "SMS gateway: messages and delivery receipts waiting for SMPP applications (BRIEF §3)",
+		Description: "SMS gateway: messages and delivery receipts waiting for SMPP applications (docs/RELIABILITY.md, Ownership)",
 		Subjects:    []string{"uims.sms.*.q.*"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.WorkQueuePolicy,

@@ -86,7 +86,8 @@ func decodeText(c gsm.Coding, b []byte) (string, error) {
 
 // submitFromApp handles submit_sm and data_sm of a bound application
 // (SMPP 3.4 §4.4, §4.7): it returns the message id for the response and
-// the command_status, only once the fabric took the message (BRIEF §3).
+// the command_status, only once the fabric took the message
+// (docs/RELIABILITY.md, Hand-over).
 func (g *Gateway) submitFromApp(ctx context.Context, s *session, m *pdu.MessageFields) (string, pdu.Status) {
 	ci := s.clientInfo()
 	in := &incoming{origin: ci.ID,

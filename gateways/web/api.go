@@ -68,7 +68,7 @@ func writeError(w http.ResponseWriter, status int, code schemas.Code, msg string
 
 // httpStatus maps a wire code to an HTTP status: temporary failures are 503
 // with Retry-After, so clients retry, as mail and SMS clients do on 4xx
-// and ESME_RTHROTTLED (BRIEF §3).
+// and ESME_RTHROTTLED (docs/RELIABILITY.md, Hand-over).
 func httpStatus(c schemas.Code) int {
 	switch c {
 	case schemas.CodeUnknownRecipient:

@@ -21,8 +21,8 @@ import (
 	"github.com/uims/uims/schemas"
 )
 
-// The inboxes live in JetStream streams (BRIEF §3: a message waiting for
-// an outside party sits in a stream), spread over a fixed number of shards
+// The inboxes live in JetStream streams (docs/RELIABILITY.md, Ownership: a
+// message waiting for an outside party sits in a stream), spread over a fixed number of shards
 // by a hash of the client id: uims.inbox.<shard>.<client>.<msgid> holds a
 // delivered message, uims.read.<shard>.<client>.<msgid> the read marker,
 // in stream UIMS_INBOX_<shard>. A stream stores its messages one after the

@@ -12,7 +12,7 @@ import (
 
 // Replicas is the replication a shared stream gets: one copy per server up
 // to three, so that a 3-node cluster keeps every stream through the loss of
-// a node (BRIEF §4) and a single server needs none.
+// a node and a single server needs none (docs/SCALE.md, Streams' replicas).
 func Replicas(js jetstream.JetStream) int {
 	n := len(js.Conn().Servers())
 	if js.Conn().ConnectedClusterName() == "" {
