@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	json "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go/micro"
@@ -58,112 +59,198 @@ func (b *Broker) handleLogin(ctx context.Context, req micro.Request) error {
 	return b.reply(req, &miap.Frame{Purpose: miap.PurposeLoginAck, Party: f.Party, Nonce: f.Nonce, Session: key}, nil)
 }
 
-// handleIMI routes one message (PROTOCOL.md §6.2, §6.3).
+// handleIMI routes one message (PROTOCOL.md §6.2, §6.3): it verifies the
+// request, routes the message, stores the transaction and answers with the
+// route.
 func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
+	in, err := b.verifyIMI(ctx, req)
+	if err != nil {
+		return err
+	}
+	r, err := b.routeIMI(ctx, in)
+	if err != nil {
+		return err
+	}
+	if err := b.storeIMI(ctx, in, r); err != nil {
+		return err
+	}
+	return b.replyIMI(req, in, r)
+}
+
+// imiRequest is a verified IMI request.
+type imiRequest struct {
+	f      *miap.Frame
+	imi    schemas.IMI
+	strict bool             // the frame carries a session (§6.1)
+	sender *schemas.Profile // nil: the sender is no client
+}
+
+// imiRoute is a routed message as the reply carries it.
+type imiRoute struct {
+	now      time.Time
+	routed   schemas.RoutedIMI
+	bytes    []byte // routed, encoded: what the ID and the ticket cover
+	id       []byte
+	kid2     string
+	cack     []byte // C_ack, the session of the reply
+	firstHop string // the party the ticket is for
+}
+
+// verifyIMI checks an IMI request: its frame (the nonce is claimed by
+// storeIMI), the session in strict mode, the body, and the sender binding.
+func (b *Broker) verifyIMI(ctx context.Context, req micro.Request) (*imiRequest, error) {
 	f, err := b.frame(ctx, req, miap.PurposeIMI, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	strict := len(f.Session) > 0
-	if !strict && b.cfg.Strict {
-		return schemas.Errorf(schemas.CodeStrictRequired, nil, "session-less IMI")
+	in := &imiRequest{f: f, strict: len(f.Session) > 0}
+	if !in.strict && b.cfg.Strict {
+		return nil, schemas.Errorf(schemas.CodeStrictRequired, nil, "session-less IMI")
 	}
-	if strict {
+	if in.strict {
 		if err := b.guard.TakeSession(ctx, f.Party, f.Session); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	var imi schemas.IMI
-	if err := decodeJSON(f.Body, &imi); err != nil {
-		return err
+	if err := decodeJSON(f.Body, &in.imi); err != nil {
+		return nil, err
 	}
-	if err := imi.Validate(); err != nil {
-		return err
+	if err := in.imi.Validate(); err != nil {
+		return nil, err
 	}
-	if imi.Gateway != f.Party {
-		return schemas.Errorf(schemas.CodeNotAllowed, nil, fmt.Sprintf("imi names gateway %q, signed by %q", imi.Gateway, f.Party))
+	if in.imi.Gateway != f.Party {
+		return nil, schemas.Errorf(schemas.CodeNotAllowed, nil, fmt.Sprintf("imi names gateway %q, signed by %q", in.imi.Gateway, f.Party))
 	}
-	// The sender binding (§6.2): the signer speaks for this medium, and a
-	// client it names owns the sender address.
-	grant, err := checkGrant(b.guard.Keys(), f.Party, &imi.From)
+	if in.sender, err = b.bindSender(ctx, f.Party, &in.imi); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// bindSender checks the sender binding (§6.2): the signer speaks for this
+// medium, and a client it names owns the sender address. It returns the
+// sender's profile, or nil for a sender who is no client.
+func (b *Broker) bindSender(ctx context.Context, party string, imi *schemas.IMI) (*schemas.Profile, error) {
+	grant, err := checkGrant(b.guard.Keys(), party, &imi.From)
 	if err != nil {
-		return b.refuseSender(f.Party, &imi, err)
+		return nil, b.refuseSender(party, imi, err)
 	}
-	var sender *schemas.Profile
-	if imi.From.Client != "" {
-		if sender, err = b.profiles.ByID(ctx, imi.From.Client); err != nil {
-			if errors.Is(err, ErrNoClient) {
-				return schemas.Errorf(schemas.CodeUnknownSender, nil, imi.From.Client)
-			}
-			return schemas.Errorf(schemas.CodeStoreUnavailable, err, "sender profile")
+	if imi.From.Client == "" {
+		if p, err := b.profiles.ByAddress(ctx, imi.From.Medium, imi.From.Address); err == nil {
+			return p, nil
 		}
-		if grant.Role != miap.RoleClient {
-			if err := checkOwner(sender, &imi.From); err != nil {
-				return b.refuseSender(f.Party, &imi, err)
-			}
-		}
-	} else if p, err := b.profiles.ByAddress(ctx, imi.From.Medium, imi.From.Address); err == nil {
-		sender = p
+		return nil, nil
 	}
-	dec, err := b.route(ctx, &imi)
+	sender, err := b.profiles.ByID(ctx, imi.From.Client)
 	if err != nil {
-		return err
+		if errors.Is(err, ErrNoClient) {
+			return nil, schemas.Errorf(schemas.CodeUnknownSender, nil, imi.From.Client)
+		}
+		return nil, schemas.Errorf(schemas.CodeStoreUnavailable, err, "sender profile")
+	}
+	if grant.Role != miap.RoleClient {
+		if err := checkOwner(sender, &imi.From); err != nil {
+			return nil, b.refuseSender(party, imi, err)
+		}
+	}
+	return sender, nil
+}
+
+// routeIMI decides the route (patent phase 2) and mints the ID over the
+// routed IMI and the reply's session key.
+func (b *Broker) routeIMI(ctx context.Context, in *imiRequest) (*imiRoute, error) {
+	imi := &in.imi
+	dec, err := b.route(ctx, imi)
+	if err != nil {
+		return nil, err
 	}
 	now := b.cfg.Now()
-	routed := schemas.RoutedIMI{V: schemas.Version, IMI: imi, Tx: imi.MsgID, Dest: dec.dest, Conversions: dec.steps,
-		Routed: now.UnixMilli(), Deadline: now.Add(b.cfg.Deadline).UnixMilli(), Attempt: 1}
+	r := &imiRoute{now: now, routed: schemas.RoutedIMI{V: schemas.Version, IMI: *imi, Tx: imi.MsgID, Dest: dec.dest, Conversions: dec.steps,
+		Routed: now.UnixMilli(), Deadline: now.Add(b.cfg.Deadline).UnixMilli(), Attempt: 1}}
 	receipts := schemas.ReceiptPrefs{Delivery: true, Read: true, Failure: true}
-	if sender != nil {
-		routed.Sender = sender.ID
-		receipts = sender.ReceiptsOrDefault()
+	if in.sender != nil {
+		r.routed.Sender = in.sender.ID
+		receipts = in.sender.ReceiptsOrDefault()
 	}
-	routed.Receipts = receiptList(receipts)
+	r.routed.Receipts = receiptList(receipts)
 	if dec.recipient != nil {
-		routed.Recipient = dec.recipient.ID
-		routed.RecipientName = dec.recipient.Name
-		routed.Options = dec.recipient.Options
+		r.routed.Recipient = dec.recipient.ID
+		r.routed.RecipientName = dec.recipient.Name
+		r.routed.Options = dec.recipient.Options
 	}
-	routedBytes, err := json.Marshal(&routed)
-	if err != nil {
-		return schemas.Errorf(schemas.CodeInternal, err, "encode routed imi")
+	if r.bytes, err = json.Marshal(&r.routed); err != nil {
+		return nil, schemas.Errorf(schemas.CodeInternal, err, "encode routed imi")
 	}
-	if len(routedBytes) > miap.MaxRouted {
-		return schemas.Errorf(schemas.CodeTooLarge, nil, "routed imi")
+	if len(r.bytes) > miap.MaxRouted {
+		return nil, schemas.Errorf(schemas.CodeTooLarge, nil, "routed imi")
 	}
-	cack := f.Session
-	if !strict {
-		if cack, err = b.guard.NewSessionKey(); err != nil {
-			return schemas.Errorf(schemas.CodeInternal, err, "session key")
+	r.cack = in.f.Session
+	if !in.strict {
+		if r.cack, err = b.guard.NewSessionKey(); err != nil {
+			return nil, schemas.Errorf(schemas.CodeInternal, err, "session key")
 		}
 	}
-	id, kid2, err := b.guard.MintID(routedBytes, cack)
-	if err != nil {
-		return schemas.Errorf(schemas.CodeInternal, err, "mint ID")
+	if r.id, r.kid2, err = b.guard.MintID(r.bytes, r.cack); err != nil {
+		return nil, schemas.Errorf(schemas.CodeInternal, err, "mint ID")
 	}
-	firstHop := dec.dest.Gateway
-	if len(dec.steps) > 0 {
-		firstHop = dec.steps[0].Processor
-	}
-	note, _ := json.Marshal(schemas.StatusEvent{V: schemas.Version, Tx: routed.Tx, MsgID: imi.MsgID, Sender: routed.Sender,
-		From: imi.From, To: imi.To, Dest: dec.dest, Subject: imi.Subject, Meta: imi.Meta})
-	fp := imi.Gateway + "|" + imi.Content.SHA256 + "|" + strconv.FormatInt(imi.Content.Length, 10)
-	quota, quotaKey := int64(0), keyQuota+"-"
-	if sender != nil && sender.Quota > 0 {
-		quota, quotaKey = sender.Quota, keyQuota+sender.ID+":"+day(now)
-	}
-	accepted := historyJSON(schemas.StatusAccepted, imi.Created, "", "", imi.Gateway)
-	routedH := historyJSON(schemas.StatusRouted, now.UnixMilli(), "", "to "+dec.dest.Gateway+":"+dec.dest.Address, b.cfg.Instance)
-	// createScript's arguments, by position (tx.go).
-	args := []any{fp, imi.MsgID, routed.Deadline + b.cfg.Grace.Milliseconds(), quota, int64(b.cfg.Retention.Seconds()), accepted, routedH,
-		routedBytes, miap.EncodeB64(id), idHash(id), kid2, miap.EncodeB64(cack), imi.Gateway, firstHop, dec.dest.Gateway,
-		schemas.StatusRouted, routed.Sender, routed.Recipient, dec.dest.Medium, note, routed.Deadline, now.UnixMilli()}
-	keys := []string{keyTx + imi.MsgID, keyTxHistory + imi.MsgID, keyDeadlines, quotaKey}
+	r.firstHop = firstHop(&r.routed)
+	return r, nil
+}
 
-	// One round trip: the nonce claim and the transaction (§8 step 6e).
+// firstHop is the party the first ticket of a route is for: the first
+// processor, or the destination.
+func firstHop(routed *schemas.RoutedIMI) string {
+	if len(routed.Conversions) > 0 {
+		return routed.Conversions[0].Processor
+	}
+	return routed.Dest.Gateway
+}
+
+// createArgs are the arguments of the transaction of a routed message.
+func (b *Broker) createArgs(in *imiRequest, r *imiRoute) createArgs {
+	imi, routed, now := &in.imi, &r.routed, r.now
+	note, _ := json.Marshal(schemas.StatusEvent{V: schemas.Version, Tx: routed.Tx, MsgID: imi.MsgID, Sender: routed.Sender,
+		From: imi.From, To: imi.To, Dest: routed.Dest, Subject: imi.Subject, Meta: imi.Meta})
+	a := createArgs{
+		Fingerprint: imi.Gateway + "|" + imi.Content.SHA256 + "|" + strconv.FormatInt(imi.Content.Length, 10),
+		MsgID:       imi.MsgID,
+		Expiry:      routed.Deadline + b.cfg.Grace.Milliseconds(),
+		QuotaKey:    keyQuota + "-",
+		Retention:   int64(b.cfg.Retention.Seconds()),
+		Accepted:    historyJSON(schemas.StatusAccepted, imi.Created, "", "", imi.Gateway),
+		RoutedEntry: historyJSON(schemas.StatusRouted, now.UnixMilli(), "", "to "+routed.Dest.Gateway+":"+routed.Dest.Address, b.cfg.Instance),
+		Routed:      r.bytes,
+		ID:          miap.EncodeB64(r.id),
+		IDHash:      idHash(r.id),
+		Kid2:        r.kid2,
+		Session:     miap.EncodeB64(r.cack),
+		OG:          imi.Gateway,
+		DG:          r.firstHop,
+		Dest:        routed.Dest.Gateway,
+		Sender:      routed.Sender,
+		Recipient:   routed.Recipient,
+		Medium:      routed.Dest.Medium,
+		Note:        note,
+		Deadline:    routed.Deadline,
+		Created:     now.UnixMilli(),
+	}
+	if in.sender != nil && in.sender.Quota > 0 {
+		a.Quota, a.QuotaKey = in.sender.Quota, keyQuota+in.sender.ID+":"+day(now)
+	}
+	return a
+}
+
+// storeIMI claims the request's nonce and creates the transaction, in one
+// round trip (§8 step 6e). A retry of a message still on its way finds its
+// transaction and takes the stored route into r (§6.3); a retry of a
+// settled message is answered SETTLED.
+func (b *Broker) storeIMI(ctx context.Context, in *imiRequest, r *imiRoute) error {
+	a := b.createArgs(in, r)
+	keys, args := a.keys(), a.argv()
 	var claim func() error
 	var create *redis.Cmd
 	b.batch.do(ctx, func(pipe redis.Pipeliner) {
-		claim = b.store.QueueClaim(ctx, pipe, f.Party, f.Nonce, b.guard.NonceTTL())
+		claim = b.store.QueueClaim(ctx, pipe, in.f.Party, in.f.Nonce, b.guard.NonceTTL())
 		create = createScript.EvalSha(ctx, pipe, keys, args...)
 	})
 	if err := b.guard.StoreResult(ctx, claim()); err != nil {
@@ -182,45 +269,56 @@ func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
 	}
 	switch out[0] {
 	case "quota":
-		return schemas.Errorf(schemas.CodeQuotaExceeded, nil, routed.Sender)
+		return schemas.Errorf(schemas.CodeQuotaExceeded, nil, r.routed.Sender)
 	case "exists":
-		// A retry of a message already routed: the same route again, if it is
-		// the same message (§6.3).
-		if out[1] != fp {
-			return schemas.Errorf(schemas.CodeDuplicate, nil, "msg_id "+imi.MsgID+" names another message")
-		}
-		routedBytes = []byte(out[2])
-		if id, err = miap.DecodeB64(out[3]); err != nil {
-			return schemas.Errorf(schemas.CodeInternal, err, "stored ID")
-		}
-		if cack, err = miap.DecodeB64(out[4]); err != nil {
-			return schemas.Errorf(schemas.CodeInternal, err, "stored session")
-		}
-		if err := json.Unmarshal(routedBytes, &routed); err != nil {
-			return schemas.Errorf(schemas.CodeInternal, err, "stored routed imi")
-		}
-		if state := out[5]; schemas.Terminal(state) || routed.Deadline <= now.UnixMilli() {
-			// Routing it again could only fail at the next hop (an expired
-			// ticket) or deliver it twice: the originator asks its status
-			// and tells its client that (docs/RELIABILITY.md, retries).
-			b.log.Info().Str("msg_id", imi.MsgID).Str("tx", routed.Tx).Str("state", state).Msg("imi retry of a settled message")
-			return schemas.Errorf(schemas.CodeSettled, nil, "msg_id "+imi.MsgID+" is "+state)
-		}
-		firstHop = routed.Dest.Gateway
-		if len(routed.Conversions) > 0 {
-			firstHop = routed.Conversions[0].Processor
-		}
-		b.log.Info().Str("msg_id", imi.MsgID).Str("tx", routed.Tx).Str("state", out[5]).Msg("imi retry: same route again")
+		return b.storedRoute(in, r, a.Fingerprint, out)
 	}
-	ticket, err := b.ticket(firstHop, imi.Gateway, id, imi.Content, routed.Deadline, routedBytes)
+	return nil
+}
+
+// storedRoute takes the route of a retried message from its transaction
+// (the "exists" reply of createScript): the same route again, if it is the
+// same message and it is still on its way (§6.3).
+func (b *Broker) storedRoute(in *imiRequest, r *imiRoute, fp string, out []string) error {
+	msgID := in.imi.MsgID
+	if out[1] != fp {
+		return schemas.Errorf(schemas.CodeDuplicate, nil, "msg_id "+msgID+" names another message")
+	}
+	var err error
+	r.bytes = []byte(out[2])
+	if r.id, err = miap.DecodeB64(out[3]); err != nil {
+		return schemas.Errorf(schemas.CodeInternal, err, "stored ID")
+	}
+	if r.cack, err = miap.DecodeB64(out[4]); err != nil {
+		return schemas.Errorf(schemas.CodeInternal, err, "stored session")
+	}
+	if err := json.Unmarshal(r.bytes, &r.routed); err != nil {
+		return schemas.Errorf(schemas.CodeInternal, err, "stored routed imi")
+	}
+	if state := out[5]; schemas.Terminal(state) || r.routed.Deadline <= r.now.UnixMilli() {
+		// Routing it again could only fail at the next hop (an expired
+		// ticket) or deliver it twice: the originator asks its status
+		// and tells its client that (docs/RELIABILITY.md, retries).
+		b.log.Info().Str("msg_id", msgID).Str("tx", r.routed.Tx).Str("state", state).Msg("imi retry of a settled message")
+		return schemas.Errorf(schemas.CodeSettled, nil, "msg_id "+msgID+" is "+state)
+	}
+	r.firstHop = firstHop(&r.routed)
+	b.log.Info().Str("msg_id", msgID).Str("tx", r.routed.Tx).Str("state", out[5]).Msg("imi retry: same route again")
+	return nil
+}
+
+// replyIMI answers with the route and the ticket for its first hop.
+func (b *Broker) replyIMI(req micro.Request, in *imiRequest, r *imiRoute) error {
+	imi, routed := &in.imi, &r.routed
+	ticket, err := b.ticket(r.firstHop, imi.Gateway, r.id, imi.Content, routed.Deadline, r.bytes)
 	if err != nil {
 		return schemas.Errorf(schemas.CodeInternal, err, "ticket")
 	}
 	b.log.Info().Str("msg_id", imi.MsgID).Str("tx", routed.Tx).Str("og", imi.Gateway).Str("dest", routed.Dest.Gateway).
-		Str("to", routed.Dest.Address).Bool("strict", strict).Msg("imi routed")
-	b.trace("imi", imi.MsgID, routed.Tx, f.Party, "routed", schemas.TraceEvent{Dest: routed.Dest.Gateway, ID: miap.EncodeB64(id)[:8],
+		Str("to", routed.Dest.Address).Bool("strict", in.strict).Msg("imi routed")
+	b.trace("imi", imi.MsgID, routed.Tx, in.f.Party, "routed", schemas.TraceEvent{Dest: routed.Dest.Gateway, ID: miap.EncodeB64(r.id)[:8],
 		Sender: routed.Sender, Recipient: routed.Recipient, To: imi.To})
-	return b.reply(req, &miap.Frame{Purpose: miap.PurposeRoute, Party: imi.Gateway, Nonce: f.Nonce, Session: cack, ID: id, Body: routedBytes}, ticket)
+	return b.reply(req, &miap.Frame{Purpose: miap.PurposeRoute, Party: imi.Gateway, Nonce: in.f.Nonce, Session: r.cack, ID: r.id, Body: r.bytes}, ticket)
 }
 
 // refuseSender logs a refused sender binding with what the signer claimed.

@@ -44,7 +44,11 @@ const (
 	fCreated     = "created"
 )
 
-var createScript = redis.NewScript(`
+// createSrc creates a transaction (PROTOCOL.md §6.3): the hash, its
+// history and its deadline, counted against the sender's daily quota; a
+// transaction that exists already is returned instead. Its arguments are a
+// createArgs, with KEYS from keys() and ARGV from argv().
+const createSrc = `
 local tx = KEYS[1]
 if redis.call('EXISTS', tx) == 1 then
   local v = redis.call('HMGET', tx, 'fp', 'routed', 'id', 'sess', 'state', 'kid2')
@@ -70,7 +74,54 @@ redis.call('RPUSH', KEYS[2], ARGV[6], ARGV[7])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[2])
 return {'created'}
-`)
+`
+
+var createScript = redis.NewScript(createSrc)
+
+// createArgs are createScript's arguments. The fields are in ARGV order;
+// argv() gives them by position and keys() gives KEYS. A tag says where the
+// script uses the value: the hash field it is stored in (hset, one of the f*
+// constants) or a word of every line that reads it (lua). TestCreateArgs
+// holds the tags to the script's source and the values to what Redis stores.
+type createArgs struct {
+	Fingerprint string `argv:"1" hset:"fp"`
+	MsgID       string `argv:"2" lua:"ZADD"`   // also names KEYS[1] and KEYS[2]
+	Expiry      int64  `argv:"3" lua:"ZADD"`   // Unix ms when the sweeper fails it: the deadline plus grace
+	Quota       int64  `argv:"4" lua:"limit"`  // the sender's messages a day; 0: no quota
+	Retention   int64  `argv:"5" lua:"EXPIRE"` // seconds the transaction is kept
+	Accepted    string `argv:"6" lua:"RPUSH"`  // history entries, JSON
+	RoutedEntry string `argv:"7" lua:"RPUSH"`
+	Routed      []byte `argv:"8" hset:"routed"`
+	ID          string `argv:"9" hset:"id"`
+	IDHash      string `argv:"10" hset:"idh"`
+	Kid2        string `argv:"11" hset:"kid2"`
+	Session     string `argv:"12" hset:"sess"`
+	OG          string `argv:"13" hset:"og"`
+	DG          string `argv:"14" hset:"dg"`
+	Dest        string `argv:"15" hset:"dest"`
+	// ARGV[16], the state, is always schemas.StatusRouted: a constant,
+	// which costs no allocation as an argument.
+	Sender    string `argv:"17" hset:"sender"`
+	Recipient string `argv:"18" hset:"recipient"`
+	Medium    string `argv:"19" hset:"medium"`
+	Note      []byte `argv:"20" hset:"note"`
+	Deadline  int64  `argv:"21" hset:"deadline"`
+	Created   int64  `argv:"22" hset:"created"`
+
+	QuotaKey string // KEYS[4]: keyQuota + client:yyyymmdd, or any key when Quota is 0
+}
+
+// keys returns createScript's KEYS.
+func (a *createArgs) keys() []string {
+	return []string{keyTx + a.MsgID, keyTxHistory + a.MsgID, keyDeadlines, a.QuotaKey}
+}
+
+// argv returns createScript's ARGV.
+func (a *createArgs) argv() []any {
+	return []any{a.Fingerprint, a.MsgID, a.Expiry, a.Quota, a.Retention, a.Accepted, a.RoutedEntry,
+		a.Routed, a.ID, a.IDHash, a.Kid2, a.Session, a.OG, a.DG, a.Dest,
+		schemas.StatusRouted, a.Sender, a.Recipient, a.Medium, a.Note, a.Deadline, a.Created}
+}
 
 // ackScript checks and applies an acknowledged status in one round trip
 // (PROTOCOL.md §6.8). It compares the SHA-256 of the returned ID with the
