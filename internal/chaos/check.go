@@ -1,0 +1,319 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/uims/uims/gateways/web"
+	"github.com/uims/uims/schemas"
+)
+
+// Figures are one scenario's line of the table.
+type Figures struct {
+	Scenario string
+	Fault    time.Duration // how long the fault lasted
+	Sent     int
+	Accepted int // 202/200
+	Refused  int // a permanent error
+	Unknown  int // no answer for good within the load's bound
+	// Delivered: accepted messages in the recipient's inbox; Failed:
+	// accepted messages whose final status is failed.
+	Delivered, Failed int
+	// Lost: accepted, not in the inbox, and not failed. Duplicated: more
+	// than one inbox entry for a message id. Conflicting: in the inbox and
+	// failed, two terminal outcomes in the history, or refused for good and
+	// delivered all the same. Open: accepted and still not terminal after
+	// the settle period.
+	Lost, Duplicated, Conflicting, Open int
+	Retries                             int // client retries (tries beyond the first)
+	Took                                time.Duration
+	Problems                            []string // one line per lost, duplicated, conflicting or open message
+}
+
+// Bad reports whether the scenario broke the promise.
+func (f *Figures) Bad() bool { return f.Lost+f.Duplicated+f.Conflicting+f.Open > 0 }
+
+// Checker reads the outcome of a run from the fabric.
+type Checker struct {
+	Topology *Topology
+	Token    string        // the sender's bearer token, to ask the statuses
+	To       string        // the recipient's client id
+	Settle   time.Duration // how long to wait for every accepted message to be terminal
+}
+
+// Check computes the figures of a run from the clients' outcomes, the
+// messages' final statuses and the recipient's inbox streams.
+func (c *Checker) Check(ctx context.Context, scenario string, fault time.Duration, out []Outcome) (*Figures, error) {
+	f := &Figures{Scenario: scenario, Fault: fault, Sent: len(out)}
+	var accepted []string
+	for _, o := range out {
+		f.Retries += o.Tries - 1
+		switch {
+		case o.Accepted:
+			f.Accepted++
+			accepted = append(accepted, o.ID)
+		case o.Unknown:
+			f.Unknown++
+		default:
+			f.Refused++
+		}
+	}
+	t0 := time.Now()
+	status := c.statuses(ctx, accepted)
+	t1 := time.Now()
+	inbox, err := c.inbox(ctx)
+	c.Topology.Logf("chaos: statuses in %v, inbox in %v", t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	problem := func(kind string, o Outcome, st *schemas.TxStatus) {
+		var h []string
+		state := "?"
+		if st != nil {
+			state = st.State
+			for _, e := range st.History {
+				h = append(h, e.Status+"/"+e.Code+"/"+e.Party)
+			}
+		}
+		f.Problems = append(f.Problems, fmt.Sprintf("%s %s key=%s accepted=%v code=%d %s tries=%d state=%s inbox=%d history=%v",
+			kind, o.ID, o.Key, o.Accepted, o.Code, o.ErrCode, o.Tries, state, inbox[o.ID], h))
+	}
+	for _, o := range out {
+		n := inbox[o.ID]
+		if n > 1 {
+			f.Duplicated++
+			problem("DUPLICATED", o, status[o.ID])
+		}
+		if !o.Accepted {
+			if n > 0 && !o.Unknown {
+				f.Conflicting++
+				problem("CONFLICTING(refused, delivered)", o, status[o.ID])
+			}
+			continue
+		}
+		st := status[o.ID]
+		state := ""
+		if st != nil {
+			state = st.State
+		}
+		if n > 0 {
+			f.Delivered++
+		}
+		if state == schemas.StatusFailed {
+			f.Failed++
+		}
+		switch {
+		case n > 0 && state == schemas.StatusFailed:
+			f.Conflicting++
+			problem("CONFLICTING(delivered, failed)", o, st)
+		case st != nil && terminals(st) > 1:
+			f.Conflicting++
+			problem("CONFLICTING(two outcomes)", o, st)
+		case n == 0 && state != schemas.StatusFailed:
+			f.Lost++
+			problem("LOST", o, st)
+		case !terminal(state):
+			f.Open++
+			problem("OPEN", o, st)
+		}
+	}
+	return f, nil
+}
+
+func terminal(state string) bool {
+	return state == schemas.StatusDelivered || state == schemas.StatusRead || state == schemas.StatusFailed
+}
+
+// terminals counts the distinct outcomes in a history: delivered (read
+// counts as delivered) and failed.
+func terminals(st *schemas.TxStatus) int {
+	var d, f bool
+	for _, e := range st.History {
+		switch e.Status {
+		case schemas.StatusDelivered, schemas.StatusRead:
+			d = true
+		case schemas.StatusFailed:
+			f = true
+		}
+	}
+	n := 0
+	if d {
+		n++
+	}
+	if f {
+		n++
+	}
+	return n
+}
+
+// statuses asks every message's status (GET /api/v1/messages/{id} as the
+// sender) until all are terminal or Settle has passed.
+func (c *Checker) statuses(ctx context.Context, ids []string) map[string]*schemas.TxStatus {
+	res := map[string]*schemas.TxStatus{}
+	var mu sync.Mutex
+	deadline := time.Now().Add(c.Settle)
+	pending := ids
+	for len(pending) > 0 {
+		jobs := make(chan string)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for id := range jobs {
+					if st := c.status(ctx, id); st != nil {
+						mu.Lock()
+						res[id] = st
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		for _, id := range pending {
+			jobs <- id
+		}
+		close(jobs)
+		wg.Wait()
+		var next []string
+		for _, id := range pending {
+			if st := res[id]; st == nil || !terminal(st.State) {
+				next = append(next, id)
+			}
+		}
+		pending = next
+		if len(pending) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	return res
+}
+
+func (c *Checker) status(ctx context.Context, id string) *schemas.TxStatus {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.Topology.HTTP+"/api/v1/messages/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode == http.StatusNotFound {
+		return &schemas.TxStatus{MsgID: id, State: "unknown-tx"}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	var st schemas.TxStatus
+	if json.Unmarshal(b, &st) != nil {
+		return nil
+	}
+	return &st
+}
+
+// inbox counts the recipient's inbox entries per message id, reading every
+// web inbox stream (UIMS_INBOX_0…) as the administrator with an ordered
+// consumer: the web gateway's own listing de-duplicates, this does not.
+func (c *Checker) inbox(ctx context.Context) (map[string]int, error) {
+	nc, err := nats.Connect(strings.Join(c.Topology.NATSURLs, ","),
+		nats.UserCredentials(filepath.Join(c.Topology.Dir, "creds", "admin.creds")), nats.Name("chaos-checker"))
+	if err != nil {
+		return nil, fmt.Errorf("chaos: checker: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	for i := 0; ; i++ {
+		var (
+			st  jetstream.Stream
+			err error
+		)
+		for try := 0; try < 10; try++ { // a stream may be electing a leader
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			st, err = js.Stream(sctx, web.InboxStreamName(i))
+			cancel()
+			if err == nil || errors.Is(err, jetstream.ErrStreamNotFound) {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			if i == 0 {
+				return nil, fmt.Errorf("chaos: checker: no inbox stream")
+			}
+			return counts, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("chaos: checker: stream %s: %w", web.InboxStreamName(i), err)
+		}
+		if err := readInbox(ctx, st, "uims.inbox."+strconv.Itoa(i)+"."+c.To+".*", counts); err != nil {
+			return nil, fmt.Errorf("chaos: checker: stream %s: %w", web.InboxStreamName(i), err)
+		}
+	}
+}
+
+func readInbox(ctx context.Context, st jetstream.Stream, filter string, counts map[string]int) error {
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, HeadersOnly: true})
+	if err != nil {
+		return err
+	}
+	if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
+		return nil // nothing for this client in this shard (a fetch would wait)
+	}
+	for {
+		batch, err := cons.FetchNoWait(1000)
+		if err != nil {
+			return err
+		}
+		n := 0
+		var pending uint64
+		for m := range batch.Messages() {
+			n++
+			subj := m.Subject()
+			counts[subj[strings.LastIndexByte(subj, '.')+1:]]++
+			if md, err := m.Metadata(); err == nil {
+				pending = md.NumPending
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		if n == 0 || pending == 0 {
+			return nil
+		}
+	}
+}
+
+// Table formats the figures as a Markdown table.
+func Table(fs []*Figures) string {
+	var b strings.Builder
+	b.WriteString("| scenario | fault | sent | accepted | refused | unknown | delivered | failed | lost | duplicated | conflicting | open | retries | took |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, f := range fs {
+		fault := "—"
+		if f.Fault > 0 {
+			fault = f.Fault.String()
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s |\n", f.Scenario, fault, f.Sent,
+			f.Accepted, f.Refused, f.Unknown, f.Delivered, f.Failed, f.Lost, f.Duplicated, f.Conflicting, f.Open, f.Retries,
+			f.Took.Round(time.Second))
+	}
+	return b.String()
+}
