@@ -15,7 +15,10 @@ import (
 // known lists scenarios that fail for a known, documented reason
 // (docs/RELIABILITY.md, "What is not covered yet"): the short version skips
 // their verdict (not their run), the full version reports them.
-var known = map[string]string{}
+var known = map[string]string{
+	"R8 Sentinel failover": "Redis replication is asynchronous: transactions the brokers wrote to the old master " +
+		"around the failover are gone from the new one, so delivered messages have no status (docs/RELIABILITY.md, Chaos suite)",
+}
 
 func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 	v := os.Getenv(name)

@@ -132,6 +132,10 @@ func (c *Checker) Check(ctx context.Context, scenario string, fault time.Duratio
 	return f, nil
 }
 
+// unknownTx is the state of a message whose transaction the brokers do not
+// know (404 UNKNOWN_TX).
+const unknownTx = "unknown-tx"
+
 func terminal(state string) bool {
 	return state == schemas.StatusDelivered || state == schemas.StatusRead || state == schemas.StatusFailed
 }
@@ -188,7 +192,9 @@ func (c *Checker) statuses(ctx context.Context, ids []string) map[string]*schema
 		wg.Wait()
 		var next []string
 		for _, id := range pending {
-			if st := res[id]; st == nil || !terminal(st.State) {
+			// A transaction the brokers do not know (after a 202, which
+			// comes after the brokers stored it) will not come back.
+			if st := res[id]; st == nil || !terminal(st.State) && st.State != unknownTx {
 				next = append(next, id)
 			}
 		}
@@ -213,7 +219,7 @@ func (c *Checker) status(ctx context.Context, id string) *schemas.TxStatus {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode == http.StatusNotFound {
-		return &schemas.TxStatus{MsgID: id, State: "unknown-tx"}
+		return &schemas.TxStatus{MsgID: id, State: unknownTx}
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil
@@ -225,9 +231,10 @@ func (c *Checker) status(ctx context.Context, id string) *schemas.TxStatus {
 	return &st
 }
 
-// inbox counts the recipient's inbox entries per message id, reading every
-// web inbox stream (UIMS_INBOX_0…) as the administrator with an ordered
-// consumer: the web gateway's own listing de-duplicates, this does not.
+// inbox counts the recipient's inbox entries per message id from every web
+// inbox stream (UIMS_INBOX_0…), read as the administrator: the stream's
+// per-subject counts (uims.inbox.<shard>.<client>.<msgid>), which count
+// every stored entry, where the web gateway's own listing de-duplicates.
 func (c *Checker) inbox(ctx context.Context) (map[string]int, error) {
 	nc, err := nats.Connect(strings.Join(c.Topology.NATSURLs, ","),
 		nats.UserCredentials(filepath.Join(c.Topology.Dir, "creds", "admin.creds")), nats.Name("chaos-checker"))
@@ -241,18 +248,16 @@ func (c *Checker) inbox(ctx context.Context) (map[string]int, error) {
 	}
 	counts := map[string]int{}
 	for i := 0; ; i++ {
-		var (
-			st  jetstream.Stream
-			err error
-		)
-		for try := 0; try < 10; try++ { // a stream may be electing a leader
-			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			st, err = js.Stream(sctx, web.InboxStreamName(i))
+		name := web.InboxStreamName(i)
+		var subjects map[string]uint64
+		for try := 0; ; try++ { // a stream may be electing a leader
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			subjects, err = streamSubjects(sctx, js, name, "uims.inbox."+strconv.Itoa(i)+"."+c.To+".*")
 			cancel()
-			if err == nil || errors.Is(err, jetstream.ErrStreamNotFound) {
+			if err == nil || errors.Is(err, jetstream.ErrStreamNotFound) || try == 20 {
 				break
 			}
-			time.Sleep(time.Second)
+			time.Sleep(500 * time.Millisecond)
 		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			if i == 0 {
@@ -261,44 +266,24 @@ func (c *Checker) inbox(ctx context.Context) (map[string]int, error) {
 			return counts, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("chaos: checker: stream %s: %w", web.InboxStreamName(i), err)
+			return nil, fmt.Errorf("chaos: checker: stream %s: %w", name, err)
 		}
-		if err := readInbox(ctx, st, "uims.inbox."+strconv.Itoa(i)+"."+c.To+".*", counts); err != nil {
-			return nil, fmt.Errorf("chaos: checker: stream %s: %w", web.InboxStreamName(i), err)
+		for subj, n := range subjects {
+			counts[subj[strings.LastIndexByte(subj, '.')+1:]] += int(n)
 		}
 	}
 }
 
-func readInbox(ctx context.Context, st jetstream.Stream, filter string, counts map[string]int) error {
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, HeadersOnly: true})
+func streamSubjects(ctx context.Context, js jetstream.JetStream, name, filter string) (map[string]uint64, error) {
+	st, err := js.Stream(ctx, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
-		return nil // nothing for this client in this shard (a fetch would wait)
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return nil, err
 	}
-	for {
-		batch, err := cons.FetchNoWait(1000)
-		if err != nil {
-			return err
-		}
-		n := 0
-		var pending uint64
-		for m := range batch.Messages() {
-			n++
-			subj := m.Subject()
-			counts[subj[strings.LastIndexByte(subj, '.')+1:]]++
-			if md, err := m.Metadata(); err == nil {
-				pending = md.NumPending
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-			return err
-		}
-		if n == 0 || pending == 0 {
-			return nil
-		}
-	}
+	return info.State.Subjects, nil
 }
 
 // Table formats the figures as a Markdown table.
@@ -309,7 +294,7 @@ func Table(fs []*Figures) string {
 	for _, f := range fs {
 		fault := "—"
 		if f.Fault > 0 {
-			fault = f.Fault.String()
+			fault = f.Fault.Round(100 * time.Millisecond).String()
 		}
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s |\n", f.Scenario, fault, f.Sent,
 			f.Accepted, f.Refused, f.Unknown, f.Delivered, f.Failed, f.Lost, f.Duplicated, f.Conflicting, f.Open, f.Retries,

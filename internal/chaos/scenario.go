@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -122,7 +123,43 @@ func (t *Topology) waitMaster(ctx context.Context, old string) (string, error) {
 	return "", fmt.Errorf("chaos: no failover from %s after 60s", old)
 }
 
+// waitReplicated waits until the master the sentinels name has its replica
+// online and at the master's replication offset, so that a scenario starts
+// from a replicated store and not from the previous one's resync.
+func (t *Topology) waitReplicated(ctx context.Context) error {
+	deadline := time.Now().Add(60 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		if addr, err := t.master(ctx); err == nil {
+			c := redis.NewClient(&redis.Options{Addr: addr})
+			info, err := c.Info(ctx, "replication").Result()
+			c.Close()
+			if err == nil {
+				last = info
+				var offset string
+				for _, line := range strings.Split(info, "\r\n") {
+					if v, ok := strings.CutPrefix(line, "master_repl_offset:"); ok {
+						offset = v
+					}
+				}
+				for _, line := range strings.Split(info, "\r\n") {
+					if strings.HasPrefix(line, "slave0:") && strings.Contains(line, "state=online") && strings.Contains(line, ",offset="+offset+",") {
+						return nil
+					}
+				}
+			}
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("chaos: the Redis replica is not in sync after 60s: %s", last)
+}
+
 func sentinelFailover(ctx context.Context, t *Topology, d time.Duration) (time.Duration, error) {
+	if err := t.waitReplicated(ctx); err != nil {
+		return 0, err
+	}
 	_, old, err := t.masterName(ctx)
 	if err != nil {
 		return 0, err
@@ -134,11 +171,18 @@ func sentinelFailover(ctx context.Context, t *Topology, d time.Duration) (time.D
 		return 0, fmt.Errorf("chaos: SENTINEL FAILOVER: %w", err)
 	}
 	addr, err := t.waitMaster(ctx, old)
+	lasted := time.Since(start)
 	t.Logf("chaos: master %s → %s", old, addr)
-	return time.Since(start), err
+	if err != nil {
+		return lasted, err
+	}
+	return lasted, t.waitReplicated(ctx)
 }
 
 func sentinelKill(ctx context.Context, t *Topology, d time.Duration) (time.Duration, error) {
+	if err := t.waitReplicated(ctx); err != nil {
+		return 0, err
+	}
 	name, old, err := t.masterName(ctx)
 	if err != nil {
 		return 0, err
@@ -156,7 +200,10 @@ func sentinelKill(ctx context.Context, t *Topology, d time.Duration) (time.Durat
 	}
 	// The old master comes back with its old arguments; the sentinels
 	// reconfigure it as a replica of the new one.
-	return d, t.Restart(ctx, name)
+	if err := t.Restart(ctx, name); err != nil {
+		return d, err
+	}
+	return d, t.waitReplicated(ctx)
 }
 
 // Config is one scenario run's load and check settings.

@@ -394,13 +394,20 @@ func (t *Topology) Restart(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := t.Kill(name); err != nil {
-		return err
+	var err2 error
+	for try := range 3 { // one that exits first (JetStream busy electing leaders) again, as up does
+		if err := t.Kill(name); err != nil {
+			return err
+		}
+		if err := t.spawn(p); err != nil {
+			return err
+		}
+		if err2 = t.WaitReady(ctx, name); err2 == nil {
+			return nil
+		}
+		t.Logf("chaos: %s did not restart (try %d): %v", name, try+1, err2)
 	}
-	if err := t.spawn(p); err != nil {
-		return err
-	}
-	return t.WaitReady(ctx, name)
+	return err2
 }
 
 // WaitReady waits until the component's current process serves.
