@@ -56,28 +56,28 @@ type Checker struct {
 // Check computes the figures of a run from the clients' outcomes, the
 // messages' final statuses and the recipient's inbox streams.
 func (c *Checker) Check(ctx context.Context, scenario string, fault time.Duration, out []Outcome) (*Figures, error) {
-	f := &Figures{Scenario: scenario, Fault: fault, Sent: len(out)}
 	var accepted []string
 	for _, o := range out {
-		f.Retries += o.Tries - 1
-		switch {
-		case o.Accepted:
-			f.Accepted++
+		if o.Accepted {
 			accepted = append(accepted, o.ID)
-		case o.Unknown:
-			f.Unknown++
-		default:
-			f.Refused++
 		}
 	}
 	t0 := time.Now()
 	status := c.statuses(ctx, accepted)
 	t1 := time.Now()
 	inbox, err := c.inbox(ctx)
-	c.Topology.Logf("chaos: statuses in %v, inbox in %v", t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
 	if err != nil {
 		return nil, err
 	}
+	c.Topology.Logf("chaos: statuses in %v, inbox in %v", t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
+	return Classify(scenario, fault, out, status, inbox), nil
+}
+
+// Classify computes the figures from the clients' outcomes, the final
+// statuses of the accepted messages (by message id) and the number of
+// entries per message id in the recipient's inbox.
+func Classify(scenario string, fault time.Duration, out []Outcome, status map[string]*schemas.TxStatus, inbox map[string]int) *Figures {
+	f := &Figures{Scenario: scenario, Fault: fault, Sent: len(out)}
 	problem := func(kind string, o Outcome, st *schemas.TxStatus) {
 		var h []string
 		state := "?"
@@ -91,6 +91,15 @@ func (c *Checker) Check(ctx context.Context, scenario string, fault time.Duratio
 			kind, o.ID, o.Key, o.Accepted, o.Code, o.ErrCode, o.Tries, state, inbox[o.ID], h))
 	}
 	for _, o := range out {
+		f.Retries += o.Tries - 1
+		switch {
+		case o.Accepted:
+			f.Accepted++
+		case o.Unknown:
+			f.Unknown++
+		default:
+			f.Refused++
+		}
 		n := inbox[o.ID]
 		if n > 1 {
 			f.Duplicated++
@@ -129,7 +138,7 @@ func (c *Checker) Check(ctx context.Context, scenario string, fault time.Duratio
 			problem("OPEN", o, st)
 		}
 	}
-	return f, nil
+	return f
 }
 
 // unknownTx is the state of a message whose transaction the brokers do not
