@@ -13,8 +13,8 @@ import (
 )
 
 // known lists scenarios that fail for a known, documented reason
-// (docs/RELIABILITY.md, "What is not covered yet"): the short version skips
-// their verdict (not their run), the full version reports them.
+// (docs/RELIABILITY.md, "Chaos suite"): the short version (CHAOS_DURATION
+// not set) skips their verdict, not their run; the full version fails.
 var known = map[string]string{
 	"R8 Sentinel failover": "Redis replication is asynchronous: transactions the brokers wrote to the old master " +
 		"around the failover are gone from the new one, so delivered messages have no status (docs/RELIABILITY.md, Chaos suite)",
@@ -115,7 +115,7 @@ func TestChaos(t *testing.T) {
 					t.Fatal(err)
 				}
 				if f.Bad() {
-					if why, ok := known[sc.Name]; ok {
+					if why, ok := known[sc.Name]; ok && os.Getenv("CHAOS_DURATION") == "" {
 						t.Skip("KNOWN: " + why)
 					}
 					t.Errorf("%s: %d lost, %d duplicated, %d conflicting, %d open (of %d accepted)", sc.Name, f.Lost, f.Duplicated, f.Conflicting, f.Open, f.Accepted)
