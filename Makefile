@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 60s
 BIN       ?= bin/uims
 
-.PHONY: all build run test test-short vet fuzz bench vectors clean
+.PHONY: all build run test test-short vet fuzz bench vectors clean chaos
 
 all: build
 
@@ -40,3 +40,9 @@ vectors:
 
 clean:
 	rm -rf bin
+
+# The chaos suite's full version (docs/RELIABILITY.md, "Chaos suite"): every
+# scenario with a 60 s fault and 2000 messages; `go test ./...` runs the short
+# one (3 s, 200 messages).
+chaos:
+	CHAOS_DURATION=$${CHAOS_DURATION:-60s} CHAOS_MESSAGES=$${CHAOS_MESSAGES:-2000} $(GO) test -run TestChaos -count=1 -v -timeout 60m ./internal/chaos/

@@ -201,6 +201,44 @@ func (g *Gateway) client(ctx context.Context, token, addr string) (*schemas.Clie
 	if _, ok := g.unknown.Get(k); ok {
 		return nil, &schemas.Error{Code: schemas.CodeUnauthorized}
 	}
+	// One lookup per token at a time: a burst of requests with one token
+	// the gateway has not cached (after a pause, or many requests behind
+	// one proxy) is one attempt for the address's budget, not one each.
+	g.lookMu.Lock()
+	l, waiting := g.lookups[k]
+	if !waiting {
+		l = &tokenLookup{done: make(chan struct{})}
+		g.lookups[k] = l
+	}
+	g.lookMu.Unlock()
+	if !waiting {
+		// Detached from this request: the others wait for its answer.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		l.c, l.err = g.lookup(lctx, k, addr)
+		cancel()
+		g.lookMu.Lock()
+		delete(g.lookups, k)
+		g.lookMu.Unlock()
+		close(l.done)
+	}
+	select {
+	case <-l.done:
+		return l.c, l.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// tokenLookup is a token lookup in flight.
+type tokenLookup struct {
+	done chan struct{}
+	c    *schemas.ClientInfo
+	err  error
+}
+
+// lookup asks the brokers for the client of token hash k, within the
+// address's budget of failed lookups, and caches the answer.
+func (g *Gateway) lookup(ctx context.Context, k, addr string) (*schemas.ClientInfo, error) {
 	v := g.authAddr.Begin(addr)
 	if !v.OK {
 		if v.Refused == 1 || v.Refused%100 == 0 {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -85,6 +86,10 @@ type Gateway struct {
 	known    *authlimit.Cache[*schemas.ClientInfo]
 	unknown  *authlimit.Cache[struct{}]
 	authAddr *authlimit.Limiter
+	// lookups are the token lookups in flight, by token hash: concurrent
+	// requests with one token wait for the same lookup.
+	lookMu  sync.Mutex
+	lookups map[string]*tokenLookup
 
 	gatherer prometheus.Gatherer
 	httpm    *httpMetrics
@@ -112,7 +117,7 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 	}
 	g := &Gateway{cfg: cfg, nc: nc, log: log.With().Str("gateway", cfg.Gateway).Logger(),
 		known: authlimit.NewCache[*schemas.ClientInfo](maxTokens, cfg.TokenTTL), unknown: authlimit.NewCache[struct{}](maxTokens, cfg.TokenTTL),
-		authAddr: authlimit.New(cfg.AuthPerAddr)}
+		authAddr: authlimit.New(cfg.AuthPerAddr), lookups: map[string]*tokenLookup{}}
 	kc := cfg.Kit
 	kc.Gateway, kc.Medium = cfg.Gateway, schemas.MediumWeb
 	k, err := kit.New(nc, keys, g, kc, log)
