@@ -146,7 +146,16 @@ func (k *Kit) settled(ctx context.Context, msgID string) (*Result, error) {
 		return nil, err
 	}
 	k.trace("imi", msgID, st.Tx, "settled:"+st.State, schemas.TraceEvent{})
-	if st.State != schemas.StatusFailed {
+	switch st.State {
+	case schemas.StatusFailed:
+	case schemas.StatusRouted:
+		// Routed, but no hop took it before its deadline (the transfer
+		// failed, or the store stalled while routing it): nobody accepted
+		// it, so the client is not told it was (docs/RELIABILITY.md,
+		// Hand-over). The brokers fail it at the deadline check; until then
+		// a temporary answer, then the final failure.
+		return nil, schemas.Errorf(schemas.CodeBusy, nil, "routed but not transferred before its deadline")
+	default:
 		return &Result{MsgID: msgID, Tx: st.Tx, Dest: st.Dest, Status: st.State}, nil
 	}
 	code, reason := schemas.CodeExpired, ""
