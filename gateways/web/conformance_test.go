@@ -35,7 +35,7 @@ func (p webProbe) Received(t testing.TB, id string) (int, string) {
 }
 
 // The web gateway passes the kit's conformance suite.
-func TestWebConforms(t *testing.T) {
+func TestWebConformance(t *testing.T) {
 	kittest.Run(t, kittest.Adapter{Gateway: "web", Medium: "web", Address: "suite-rcpt", Features: kittest.Features{Immediate: true},
 		Profile: func(p *schemas.Profile) { p.Token = "rcpt-token" }, // to read the inbox
 		Start: func(t *testing.T, f *fabrictest.Fabric) kittest.Probe {

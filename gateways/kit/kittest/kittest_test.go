@@ -21,7 +21,7 @@ func (p inboxProbe) Received(t testing.TB, id string) (int, string) {
 
 // The in-memory medium of the fabric tests passes the suite, so the suite
 // itself is checked against the simplest adapter.
-func TestInboxConforms(t *testing.T) {
+func TestInboxConformance(t *testing.T) {
 	kittest.Run(t, kittest.Adapter{Gateway: "peer", Medium: "web", Address: "rcpt", Features: kittest.Features{Immediate: true},
 		Start: func(t *testing.T, f *fabrictest.Fabric) kittest.Probe {
 			in := fabrictest.NewInbox()
