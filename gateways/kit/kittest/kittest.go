@@ -70,6 +70,10 @@ type Features struct {
 	LargeContent bool
 }
 
+// Subject is the subject of every message the suite sends; a medium
+// without a subject field may show it in the text (SMS: on its own line).
+const Subject = "conformance"
+
 // LargeSize is the text size of the LargeContent case: above the 1 MiB a
 // JetStream stream message holds by default.
 const LargeSize = 1536 << 10
@@ -160,7 +164,7 @@ func (s *suite) send(t testing.TB, id, text string) (*kit.Result, error) {
 		e.Expect(id, text)
 	}
 	return s.og.Send(context.Background(), &kit.Submission{MsgID: id, From: schemas.Endpoint{Medium: "test", Address: "suite-sender", Client: "suite-sender"},
-		To: "suite-rcpt", Subject: "conformance", Type: "text/plain; charset=utf-8", Content: []byte(text)})
+		To: "suite-rcpt", Subject: Subject, Type: "text/plain; charset=utf-8", Content: []byte(text)})
 }
 
 func (s *suite) mustSend(t testing.TB, text string) string {
@@ -290,14 +294,19 @@ func testRefused(t *testing.T, s *suite) {
 	r.Refuse(t, false)
 	id := s.mustSend(t, "refuse me")
 	var note *schemas.StatusEvent
-	fabrictest.Eventually(t, 20*time.Second, "a failed notification at the sender", func() bool {
-		note = s.notes.Note(id)
-		return note != nil && note.Status == schemas.StatusFailed
-	})
+	deadline := time.Now().Add(20 * time.Second)
+	for note == nil {
+		note = s.notes.NoteOf(id, schemas.StatusFailed)
+		if time.Now().After(deadline) {
+			st, err := s.og.Query(context.Background(), id)
+			t.Fatalf("no failed notification at the sender: notified %v; state %+v, %v", s.notes.Statuses(id), st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if note.Reason == "" {
 		t.Fatalf("failed without a reason: %+v", note)
 	}
-	t.Logf("reason: %s %s", note.Code, note.Reason)
+	t.Logf("reason: %s %s; notified %v", note.Code, note.Reason, s.notes.Statuses(id))
 	st, err := s.og.Query(context.Background(), id)
 	if err != nil || st.State != schemas.StatusFailed {
 		t.Fatalf("state %v, %v", st, err)
