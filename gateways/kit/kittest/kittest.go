@@ -11,6 +11,7 @@ package kittest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -59,10 +60,12 @@ type Features struct {
 	ASCIIOnly bool
 	// Refusal: the recipient can refuse a message for good (the probe is a
 	// Refuser), and the medium then reports it failed, with a reason, to
-	// the sender.
+	// the sender (an Immediate medium: the send fails with the reason).
 	Refusal bool
-	// Retry: after a temporary refusal the medium tries again by itself
-	// (the probe is a Refuser), and the recipient gets the message once.
+	// Retry: after a temporary refusal (the probe is a Refuser) the medium
+	// tries again by itself (an Immediate medium: the send answers a
+	// retryable code and the sender tries again under the same message
+	// id), and the recipient gets the message once.
 	Retry bool
 	// LargeContent: the medium carries content larger than one JetStream
 	// message (LargeSize), as the e-mail gateway does through the object
@@ -288,29 +291,40 @@ func (s *suite) refuser(t *testing.T) Refuser {
 }
 
 // A recipient's refusal for good reaches the sender as failed, with a
-// reason, and the message is not delivered.
+// reason (an immediate medium's refusal as the error of the send), and the
+// message is not delivered.
 func testRefused(t *testing.T, s *suite) {
 	r := s.refuser(t)
 	r.Refuse(t, false)
-	id := s.mustSend(t, "refuse me")
-	var note *schemas.StatusEvent
-	deadline := time.Now().Add(20 * time.Second)
-	for note == nil {
-		note = s.notes.NoteOf(id, schemas.StatusFailed)
-		if time.Now().After(deadline) {
-			st, err := s.og.Query(context.Background(), id)
-			t.Fatalf("no failed notification at the sender: notified %v; state %+v, %v", s.notes.Statuses(id), st, err)
+	id := kit.NewMsgID()
+	res, err := s.send(t, id, "refuse me")
+	switch {
+	case err != nil && s.a.Features.Immediate:
+		t.Logf("refused at once: %v", err)
+	case err != nil:
+		t.Fatalf("send: %v", err)
+	case res.Status == schemas.StatusDelivered:
+		t.Fatalf("refused message answered %q", res.Status)
+	default:
+		var note *schemas.StatusEvent
+		deadline := time.Now().Add(20 * time.Second)
+		for note == nil {
+			if note = s.notes.NoteOf(id, schemas.StatusFailed); note == nil && time.Now().After(deadline) {
+				st, err := s.og.Query(context.Background(), id)
+				t.Fatalf("no failed notification at the sender: notified %v; state %+v, %v", s.notes.Statuses(id), st, err)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		time.Sleep(20 * time.Millisecond)
+		if note.Reason == "" {
+			t.Fatalf("failed without a reason: %+v", note)
+		}
+		// Notifications may arrive in any order (failed before transferred).
+		t.Logf("reason: %s %s; notified %v", note.Code, note.Reason, s.notes.Statuses(id))
 	}
-	if note.Reason == "" {
-		t.Fatalf("failed without a reason: %+v", note)
-	}
-	t.Logf("reason: %s %s; notified %v", note.Code, note.Reason, s.notes.Statuses(id))
-	st, err := s.og.Query(context.Background(), id)
-	if err != nil || st.State != schemas.StatusFailed {
-		t.Fatalf("state %v, %v", st, err)
-	}
+	fabrictest.Eventually(t, 10*time.Second, "state failed", func() bool {
+		st, err := s.og.Query(context.Background(), id)
+		return err == nil && st.State == schemas.StatusFailed
+	})
 	if n, _ := s.probe.Received(t, id); n != 0 {
 		t.Fatalf("refused message received %d times", n)
 	}
@@ -319,19 +333,36 @@ func testRefused(t *testing.T, s *suite) {
 	}
 }
 
-// After a temporary refusal the medium tries again: the recipient gets the
-// message exactly once and the sender hears delivered, never failed.
+// After a temporary refusal the message is tried again, by the medium
+// (its queue) or, for an immediate medium, by the sender, which was told to
+// try again (a retryable code) and does so under the same message id: the
+// recipient gets the message exactly once and the sender hears delivered,
+// never failed.
 func testRetried(t *testing.T, s *suite) {
 	r := s.refuser(t)
 	r.Refuse(t, true)
-	id := s.mustSend(t, "try me again")
-	fabrictest.Eventually(t, 20*time.Second, "a refused attempt", func() bool { return r.Refused(t) > 0 })
-	r.Accept(t)
+	id := kit.NewMsgID()
+	res, err := s.send(t, id, "try me again")
+	var se *schemas.Error
+	switch {
+	case err != nil && s.a.Features.Immediate && errors.As(err, &se) && se.Code.Retryable():
+		r.Accept(t)
+		if res, err = s.send(t, id, "try me again"); err != nil || res.Status != schemas.StatusDelivered {
+			t.Fatalf("send again: %v, %v", res, err)
+		}
+	case err != nil:
+		t.Fatalf("send: %v", err)
+	case res.Status != schemas.StatusTransferred:
+		t.Fatalf("temporarily refused message answered %q", res.Status)
+	default:
+		fabrictest.Eventually(t, 20*time.Second, "a refused attempt", func() bool { return r.Refused(t) > 0 })
+		r.Accept(t)
+	}
 	s.waitReceived(t, id, "try me again")
 	fabrictest.Eventually(t, 20*time.Second, "a delivered notification at the sender", func() bool {
 		for _, st := range s.notes.Statuses(id) {
 			if st == schemas.StatusFailed {
-				t.Fatalf("retried message reported failed: %+v", s.notes.Note(id))
+				t.Fatalf("retried message reported failed: %+v", s.notes.NoteOf(id, st))
 			}
 			if st == schemas.StatusDelivered {
 				return true
