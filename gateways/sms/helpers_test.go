@@ -133,6 +133,7 @@ type esme struct {
 	waiting map[uint32]chan pdu.PDU
 	nacks   []*pdu.GenericNack
 	status  pdu.Status // answers deliver_sm; default ESME_ROK
+	refused int        // deliver_sm answered with another status
 
 	Delivered chan *pdu.DeliverSM
 	closed    chan struct{}
@@ -177,6 +178,9 @@ func (e *esme) read() {
 		case *pdu.DeliverSM:
 			e.mu.Lock()
 			st := e.status
+			if st != pdu.ESME_ROK {
+				e.refused++
+			}
 			e.mu.Unlock()
 			e.write(&pdu.DeliverSMResp{Header: pdu.Header{Status: st, Sequence: h.Sequence}})
 			if st == pdu.ESME_ROK {
@@ -218,6 +222,14 @@ func (e *esme) setStatus(st pdu.Status) {
 	e.mu.Lock()
 	e.status = st
 	e.mu.Unlock()
+}
+
+// refusals returns how many deliver_sm were answered with another status
+// than ESME_ROK.
+func (e *esme) refusals() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.refused
 }
 
 // writeRaw writes octets as they are (malformed PDUs).

@@ -294,3 +294,16 @@ func (m *Inbox) Note(msgID string) *schemas.StatusEvent {
 	}
 	return nil
 }
+
+// NoteOf returns the last notification of a message with a status, nil.
+func (m *Inbox) NoteOf(msgID, status string) *schemas.StatusEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := len(m.Notes) - 1; i >= 0; i-- {
+		if m.Notes[i].MsgID == msgID && m.Notes[i].Status == status {
+			n := m.Notes[i]
+			return &n
+		}
+	}
+	return nil
+}
