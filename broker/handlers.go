@@ -104,6 +104,10 @@ func (b *Broker) handleIMI(ctx context.Context, req micro.Request) error {
 		}
 	} else if p, err := b.profiles.ByAddress(ctx, imi.From.Medium, imi.From.Address); err == nil {
 		sender = p
+	} else if !errors.Is(err, ErrNoClient) {
+		// Could not look: an outside sender would lose the client's
+		// receipt preferences and statistics, so try again later.
+		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "sender profile")
 	}
 	dec, err := b.route(ctx, &imi)
 	if err != nil {
