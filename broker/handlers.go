@@ -136,10 +136,16 @@ func (b *Broker) bindSender(ctx context.Context, party string, imi *schemas.IMI)
 		return nil, b.refuseSender(party, imi, err)
 	}
 	if imi.From.Client == "" {
-		if p, err := b.profiles.ByAddress(ctx, imi.From.Medium, imi.From.Address); err == nil {
+		p, err := b.profiles.ByAddress(ctx, imi.From.Medium, imi.From.Address)
+		switch {
+		case err == nil:
 			return p, nil
+		case errors.Is(err, ErrNoClient):
+			return nil, nil // an outside sender
 		}
-		return nil, nil
+		// Could not look: an outside sender would lose the client's
+		// receipt preferences and statistics, so try again later.
+		return nil, schemas.Errorf(schemas.CodeStoreUnavailable, err, "sender profile")
 	}
 	sender, err := b.profiles.ByID(ctx, imi.From.Client)
 	if err != nil {

@@ -141,12 +141,19 @@ func (b *Broker) sweep(ctx context.Context) {
 // deadline passed whether it holds it (PROTOCOL.md §6.14): a gateway that
 // stored the message and died before its acknowledgement left acknowledges
 // it now, and the message is not failed while it sits with its recipient.
-// A destination that cannot look now moves the deadline on by Grace. No
+// A destination that cannot look now moves the deadline on by Grace, and
+// a store that cannot be read leaves it for the next sweep. No
 // answer (no gateway, no responders, a timeout of 1 s) lets the deadline
 // fail the message as before.
 func (b *Broker) heldByDestination(ctx context.Context, msgID string, now int64) bool {
 	v, err := b.rdb.HMGet(ctx, keyTx+msgID, fState, fDG, fDest, fRecipient, fRouted).Result()
-	if err != nil || len(v) != 5 {
+	if err != nil {
+		// Could not read the transaction: not a reason to fail it; the
+		// next sweep looks again.
+		b.log.Warn().Err(err).Str("msg_id", msgID).Msg("sweep: cannot read the transaction")
+		return true
+	}
+	if len(v) != 5 {
 		return false
 	}
 	state, _ := v[0].(string)

@@ -34,7 +34,9 @@ const (
 	profileMaxAge = 30 * time.Second
 )
 
-// ErrNoClient is returned when no profile matches.
+// ErrNoClient is returned when no profile matches (redis.Nil). Any other
+// error of a lookup means the store could not be read: a temporary
+// failure (schemas.CodeStoreUnavailable), never an unknown client.
 var ErrNoClient = errors.New("broker: no such client")
 
 // Profiles is the client profile database on Redis, with a read cache that
@@ -230,9 +232,13 @@ func (ps *Profiles) List(ctx context.Context) ([]*schemas.Profile, error) {
 	out := make([]*schemas.Profile, 0, len(ids))
 	for _, id := range ids {
 		p, err := ps.load(ctx, id)
-		if err == nil {
-			out = append(out, p)
+		if errors.Is(err, ErrNoClient) || errors.Is(err, errBadProfile) {
+			continue // removed since SMembers, or unreadable
 		}
+		if err != nil {
+			return nil, err // could not look: not an empty list
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }
@@ -247,7 +253,7 @@ func (ps *Profiles) load(ctx context.Context, id string) (*schemas.Profile, erro
 	}
 	var p schemas.Profile
 	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("broker: profile %s: %w", id, err)
+		return nil, fmt.Errorf("%w %s: %w", errBadProfile, id, err)
 	}
 	// A profile stored before PROTOCOL.md rev 1.2 may hold a clear token or
 	// password: hash it on read (its token index, keyed by the same SHA-256,
@@ -283,6 +289,9 @@ func (ps *Profiles) cachedLookup(ctx context.Context, key string, fetch func() (
 	}
 	return p, nil
 }
+
+// errBadProfile is a stored profile that does not decode.
+var errBadProfile = errors.New("broker: bad stored profile")
 
 // ByID returns the profile of client id.
 func (ps *Profiles) ByID(ctx context.Context, id string) (*schemas.Profile, error) {

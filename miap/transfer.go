@@ -2,8 +2,11 @@ package miap
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/uims/uims/schemas"
 )
 
 // Transfer is an instant message in transit (patent: IM = IMI' + content;
@@ -38,7 +41,9 @@ func AppendTransfer(h map[string][]string, ticket *Frame, content []byte, ref st
 	return append(body, content...)
 }
 
-// Fetch returns content stored by reference (§10).
+// Fetch returns content stored by reference (§10). A *schemas.Error
+// (e.g. STORE_UNAVAILABLE: could not look) keeps its code; any other
+// error means the content is not there, a digest mismatch.
 type Fetch func(ref string) ([]byte, error)
 
 // OpenTransfer reads and checks an instant message received by party
@@ -63,6 +68,12 @@ func (e *Engine) OpenTransfer(party string, h map[string][]string, body []byte, 
 			return nil, fmt.Errorf("%w: content both inline and by reference, or no store", ErrMalformed)
 		}
 		if content, err = fetch(ref); err != nil {
+			var se *schemas.Error
+			if errors.As(err, &se) {
+				// The store could not be read (its code says so, e.g.
+				// STORE_UNAVAILABLE): not a digest mismatch.
+				return nil, fmt.Errorf("miap: fetch %s: %w", ref, err)
+			}
 			return nil, fmt.Errorf("%w: fetch %s: %w", ErrDigest, ref, err)
 		}
 	}

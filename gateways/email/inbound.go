@@ -310,7 +310,17 @@ func (s *session) Data(r io.Reader) error {
 	if drop || s.from == "" {
 		// Reports about mail we sent: bounces (RFC 3464) and read notices
 		// (RFC 8098) become the original message's acknowledgements.
-		if s.g.handleBounce(ctx, raw, s.rcpts) || s.g.handleReadNotice(ctx, raw, s.rcpts) {
+		done, err := s.g.handleBounce(ctx, raw, s.rcpts)
+		if err == nil && !done {
+			done, err = s.g.handleReadNotice(ctx, raw, s.rcpts)
+		}
+		if err != nil {
+			// Could not look whether it reports on a mail of ours: not
+			// "unknown", so the MTA sends it again later.
+			s.log.Warn().Err(err).Msg("report not matched: store unavailable")
+			return reply(451, smtp.EnhancedCode{4, 3, 0}, "Message store unavailable, try again later")
+		}
+		if done {
 			return nil
 		}
 	}
@@ -352,7 +362,11 @@ type outcome struct {
 // failed (RFC 5321 §6.1: once we said 250, we report failures ourselves).
 func (s *session) send(ctx context.Context, raw []byte, m *mailmsg.Message, rcpts []recipient) error {
 	sum := sha256.Sum256(raw)
-	inReplyTo := s.g.inReplyTo(ctx, m.InReplyTo)
+	inReplyTo, err := s.g.inReplyTo(ctx, m.InReplyTo)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("In-Reply-To not resolved: store unavailable")
+		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Message store unavailable, try again later")
+	}
 	outs := make([]outcome, len(rcpts))
 	sem := make(chan struct{}, maxParallelSends)
 	var wg sync.WaitGroup
@@ -541,18 +555,22 @@ func msgIDFor(gw, from, rcpt string, sum []byte) string {
 
 // inReplyTo maps an In-Reply-To field to the UIMS message it answers, if
 // it is one we know (a mail we sent, or one with our id in its
-// Message-ID).
-func (g *Gateway) inReplyTo(ctx context.Context, messageID string) string {
+// Message-ID). An error means the store could not be read.
+func (g *Gateway) inReplyTo(ctx context.Context, messageID string) (string, error) {
 	if messageID == "" {
-		return ""
+		return "", nil
 	}
-	if id := g.store.lookupMessageID(ctx, messageID); schemas.ValidMsgID(id) {
-		return id
+	id, _, err := g.store.lookupMessageID(ctx, messageID)
+	if err != nil {
+		return "", err
+	}
+	if schemas.ValidMsgID(id) {
+		return id, nil
 	}
 	if id, host, ok := strings.Cut(messageID, "@"); ok && strings.EqualFold(host, g.cfg.Hostname) && schemas.ValidMsgID(id) {
-		return id
+		return id, nil
 	}
-	return ""
+	return "", nil
 }
 
 // bareNewline returns the offset of the first CR not followed by LF or LF

@@ -74,36 +74,43 @@ func parseMDN(contentType string, content []byte) (*readNotice, bool) {
 
 // handleReadNotice takes a read notice about a mail we sent (matched by
 // our VERP address or the original Message-ID) and acknowledges the
-// original message as read. It reports whether the mail was such a notice.
-func (g *Gateway) handleReadNotice(ctx context.Context, raw []byte, rcpts []recipient) bool {
+// original message as read. It reports whether the mail was such a notice;
+// an error means the store could not be read, and the sending MTA should
+// try again.
+func (g *Gateway) handleReadNotice(ctx context.Context, raw []byte, rcpts []recipient) (bool, error) {
 	m, err := mailmsg.Extract(bytes.NewReader(raw), g.cfg.Limits)
 	if err != nil {
-		return false
+		return false, nil
 	}
 	n, ok := parseMDN(m.ContentType, m.Content)
 	if !ok {
-		return false
+		return false, nil
 	}
 	id := g.verpID(rcpts)
 	if id == "" {
-		id = g.store.lookupMessageID(ctx, n.OriginalMessageID)
+		if id, _, err = g.store.lookupMessageID(ctx, n.OriginalMessageID); err != nil {
+			return false, err
+		}
 	}
 	if id == "" {
-		return false
+		return false, nil
 	}
 	rec, err := g.store.getOut(ctx, id)
-	if err != nil || rec == nil {
-		return false
+	if err != nil {
+		return false, err
+	}
+	if rec == nil {
+		return false, nil
 	}
 	log := g.log.With().Str("msg_id", id).Str("disposition", oneLine(n.Disposition, 200)).Logger()
 	if !n.Displayed {
 		log.Info().Msg("disposition notification other than displayed")
-		return true
+		return true, nil
 	}
 	if err := g.kit.Ack(ctx, rec.Ref, schemas.StatusRead, "", ""); err != nil {
 		log.Warn().Err(err).Msg("read acknowledgement refused")
 	} else {
 		log.Info().Msg("read notice: message read")
 	}
-	return true
+	return true, nil
 }

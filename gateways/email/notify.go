@@ -217,25 +217,31 @@ func (g *Gateway) noticeToClient(ctx context.Context, client string, raw []byte,
 // handleBounce takes a delivery status notification about a mail we sent
 // (matched by our VERP bounce address, the original Message-ID or the
 // ENVID) and turns a failure into the original message's non-delivery
-// report. It reports whether the mail was such a bounce.
-func (g *Gateway) handleBounce(ctx context.Context, raw []byte, rcpts []recipient) bool {
+// report. It reports whether the mail was such a bounce; an error means
+// the store could not be read, and the sending MTA should try again.
+func (g *Gateway) handleBounce(ctx context.Context, raw []byte, rcpts []recipient) (bool, error) {
 	rep, err := mailmsg.ParseDSN(bytes.NewReader(raw))
 	if err != nil {
-		return false
+		return false, nil
 	}
 	id := g.verpID(rcpts)
 	if id == "" {
-		id = g.store.lookupMessageID(ctx, rep.OriginalMessageID)
+		if id, _, err = g.store.lookupMessageID(ctx, rep.OriginalMessageID); err != nil {
+			return false, err
+		}
 	}
 	if id == "" && schemas.ValidMsgID(rep.OriginalEnvelopeID) {
 		id = rep.OriginalEnvelopeID
 	}
 	if id == "" {
-		return false
+		return false, nil
 	}
 	rec, err := g.store.getOut(ctx, id)
-	if err != nil || rec == nil {
-		return false
+	if err != nil {
+		return false, err
+	}
+	if rec == nil {
+		return false, nil
 	}
 	var failed *mailmsg.DSNRecipientStatus
 	for i := range rep.Recipients {
@@ -247,7 +253,7 @@ func (g *Gateway) handleBounce(ctx context.Context, raw []byte, rcpts []recipien
 	log := g.log.With().Str("msg_id", id).Str("reporting_mta", rep.ReportingMTA).Logger()
 	if failed == nil {
 		log.Info().Msg("delivery status notification without a failure")
-		return true
+		return true, nil
 	}
 	mta := rep.ReportingMTA
 	if mta == "" {
@@ -273,7 +279,7 @@ func (g *Gateway) handleBounce(ctx context.Context, raw []byte, rcpts []recipien
 	}
 	rec.Outcome, rec.LastError = schemas.StatusFailed, reason
 	g.store.put(ctx, g.store.key("out", id), rec)
-	return true
+	return true, nil
 }
 
 // verpID returns the message id named by a VERP bounce address among the

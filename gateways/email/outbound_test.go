@@ -54,8 +54,8 @@ func TestWebToOutsideThroughMailpit(t *testing.T) {
 		t.Fatalf("reply: %d %s", code, msg)
 	}
 	s.waitInbox("alice-token", "dave's reply", func(m web.Message) bool { return m.Subject == "Re: web to mail" })
-	if id := s.mail.inReplyTo(t.Context(), res.ID+"@example.test"); id != res.ID {
-		t.Fatalf("reply does not thread: %q", id)
+	if id, err := s.mail.inReplyTo(t.Context(), res.ID+"@example.test"); id != res.ID {
+		t.Fatalf("reply does not thread: %q %v", id, err)
 	}
 
 	// A client who prefers e-mail gets it at her outside address.

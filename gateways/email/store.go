@@ -187,17 +187,21 @@ func (s *store) mapMessageID(ctx context.Context, messageID, msgID string) error
 	return nil
 }
 
-// lookupMessageID returns the UIMS message id of an RFC 5322 Message-ID,
-// "" when unknown.
-func (s *store) lookupMessageID(ctx context.Context, messageID string) string {
+// lookupMessageID returns the UIMS message id of an RFC 5322 Message-ID;
+// found is false when the Message-ID is not ours. An error means the
+// store could not be read: a temporary failure, not an unknown id.
+func (s *store) lookupMessageID(ctx context.Context, messageID string) (id string, found bool, err error) {
 	if messageID == "" {
-		return ""
+		return "", false, nil
 	}
 	e, err := s.kv.Get(ctx, s.key("mid", midKey(messageID)))
-	if err != nil {
-		return ""
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", false, nil
 	}
-	return string(e.Value())
+	if err != nil {
+		return "", false, fmt.Errorf("email: load message-id: %w", err)
+	}
+	return string(e.Value()), true, nil
 }
 
 // queue stores an outbound mail in the stream (deduplicated by dedup

@@ -429,7 +429,13 @@ func (g *Gateway) Deliver(ctx context.Context, d *kit.Delivery) (string, error) 
 		return "", err
 	}
 	rcpt := d.Routed.Recipient
-	switch g.via(ctx, d) {
+	via, err := g.via(ctx, d)
+	if err != nil {
+		// Could not look whether the recipient is an application: try
+		// again later rather than fail the message as unknown.
+		return "", schemas.Errorf(schemas.CodeBusy, err, "SMS application state")
+	}
+	switch via {
 	case viaApp:
 		return g.queue.enqueueMT(ctx, rcpt, d, text)
 	case viaSMSC:
@@ -453,26 +459,33 @@ const (
 
 // via decides where a message for this gateway goes: the recipient's
 // profile option "sms.via" ("smpp" or "smsc") first, then an application
-// that has bound as the recipient before, then the SMS centre.
-func (g *Gateway) via(ctx context.Context, d *kit.Delivery) route {
+// that has bound as the recipient before, then the SMS centre. An error
+// means the application store could not be read.
+func (g *Gateway) via(ctx context.Context, d *kit.Delivery) (route, error) {
 	rcpt := d.Routed.Recipient
 	switch strings.ToLower(d.Routed.Options["sms.via"]) {
 	case "smpp", "esme", "app":
 		if rcpt != "" {
-			return viaApp
+			return viaApp, nil
 		}
 	case "smsc":
 		if g.smsc != nil {
-			return viaSMSC
+			return viaSMSC, nil
 		}
 	}
-	if rcpt != "" && g.store.isApp(ctx, rcpt) {
-		return viaApp
+	if rcpt != "" {
+		app, err := g.store.isApp(ctx, rcpt)
+		if err != nil {
+			return viaNone, err
+		}
+		if app {
+			return viaApp, nil
+		}
 	}
 	if g.smsc != nil {
-		return viaSMSC
+		return viaSMSC, nil
 	}
-	return viaNone
+	return viaNone, nil
 }
 
 // deliveryText returns the text to send for a delivery: the subject (if

@@ -261,7 +261,10 @@ func (l *smscLink) deliver(ctx context.Context, d *kit.Delivery, text string) (s
 	if rec.Acked != "" {
 		return schemas.StatusTransferred, nil
 	}
-	src := l.source(ctx, d)
+	src, err := l.source(ctx, d)
+	if err != nil {
+		return "", schemas.Errorf(schemas.CodeBusy, err, "sender profile")
+	}
 	dst := smppAddress(d.Routed.Dest.Address, 20)
 	for i, seg := range segs {
 		if i < len(rec.IDs) && rec.IDs[i] != "" {
@@ -347,12 +350,15 @@ func gaddr(a address) gpdu.Address {
 }
 
 // source is the source_addr of a message to a phone number: the sender's
-// phone number when it has one, else the configured source address.
-func (l *smscLink) source(ctx context.Context, d *kit.Delivery) address {
+// phone number when it has one, else the configured source address. An
+// error means the sender's profile could not be looked up now (a
+// retryable code): the message waits rather than go out under the
+// gateway's number.
+func (l *smscLink) source(ctx context.Context, d *kit.Delivery) (address, error) {
 	from := d.Routed.IMI.From
 	if from.Medium == schemas.MediumSMS {
 		if _, ok := phoneDigits(from.Address); ok {
-			return smppAddress(from.Address, 20)
+			return smppAddress(from.Address, 20), nil
 		}
 	}
 	if sender := d.Routed.Sender; sender != "" {
@@ -360,11 +366,14 @@ func (l *smscLink) source(ctx context.Context, d *kit.Delivery) address {
 		c, ok := l.srcCache[sender]
 		l.srcMu.Unlock()
 		if ok && time.Now().Before(c.expires) {
-			return c.addr
+			return c.addr, nil
 		}
 		qctx, cancel := context.WithTimeout(ctx, l.cfg.ResponseTimeout)
 		ci, err := l.g.kit.Client(qctx, schemas.ClientQuery{Kind: "id", User: sender})
 		cancel()
+		if err != nil && miap.CodeOf(err).Retryable() {
+			return address{}, err
+		}
 		if err == nil {
 			a := smppAddress(l.cfg.SourceAddr, 11)
 			if n, ok := phoneDigits(ci.Addresses[schemas.MediumSMS]); ok {
@@ -376,10 +385,10 @@ func (l *smscLink) source(ctx context.Context, d *kit.Delivery) address {
 			}
 			l.srcCache[sender] = cachedSource{addr: a, expires: time.Now().Add(5 * time.Minute)}
 			l.srcMu.Unlock()
-			return a
+			return a, nil
 		}
 	}
-	return smppAddress(l.cfg.SourceAddr, 11)
+	return smppAddress(l.cfg.SourceAddr, 11), nil
 }
 
 // onDeliver handles deliver_sm from the centre: a delivery receipt for a

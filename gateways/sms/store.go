@@ -71,9 +71,18 @@ func (s *store) markApp(ctx context.Context, client string) error {
 	return err
 }
 
-func (s *store) isApp(ctx context.Context, client string) bool {
+// isApp reports whether client has bound as an SMPP application. An
+// error means the gateway could not look (a temporary failure), never
+// that the client is no application.
+func (s *store) isApp(ctx context.Context, client string) (bool, error) {
 	_, err := s.apps.Get(ctx, s.gw+"."+client)
-	return err == nil
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("sms: app bucket: %w", err)
+	}
+	return true, nil
 }
 
 // smscRecord is the state of one message sent to the SMS centre.

@@ -343,6 +343,16 @@ func (g *Gateway) getMessage(w http.ResponseWriter, r *http.Request, c *schemas.
 	writeJSON(w, http.StatusOK, st)
 }
 
+// inboxMiss answers a failed inbox.get: 404 when the inbox does not hold
+// the message, 503 (retry) when it could not be read.
+func inboxMiss(w http.ResponseWriter, err error) {
+	if errors.Is(err, jetstream.ErrMsgNotFound) || errors.Is(err, errBadEntry) {
+		writeError(w, http.StatusNotFound, schemas.CodeUnknownTx, "no such message in your inbox")
+		return
+	}
+	fail(w, schemas.Errorf(schemas.CodeBusy, err, "inbox"))
+}
+
 func (g *Gateway) postRead(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
 	id := r.PathValue("id")
 	if !schemas.ValidMsgID(id) {
@@ -351,7 +361,7 @@ func (g *Gateway) postRead(w http.ResponseWriter, r *http.Request, c *schemas.Cl
 	}
 	s, err := g.inbox.get(r.Context(), c.ID, id)
 	if err != nil {
-		writeError(w, http.StatusNotFound, schemas.CodeUnknownTx, "no such message in your inbox")
+		inboxMiss(w, err)
 		return
 	}
 	if s.ReadAt == 0 {
@@ -373,7 +383,7 @@ func (g *Gateway) postRead(w http.ResponseWriter, r *http.Request, c *schemas.Cl
 func (g *Gateway) getContent(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
 	s, err := g.inbox.get(r.Context(), c.ID, r.PathValue("id"))
 	if err != nil {
-		writeError(w, http.StatusNotFound, schemas.CodeUnknownTx, "no such message in your inbox")
+		inboxMiss(w, err)
 		return
 	}
 	body := s.Content

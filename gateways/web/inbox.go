@@ -359,7 +359,12 @@ func (in *inbox) event(client string, ev *Event) {
 	in.nc.Publish(EventsSubject(client), data)
 }
 
-// get returns one inbox entry of client.
+// errBadEntry is an inbox entry that does not decode.
+var errBadEntry = errors.New("web: bad inbox entry")
+
+// get returns one inbox entry of client. It returns an error wrapping
+// jetstream.ErrMsgNotFound when the inbox does not hold the message; any
+// other error means the inbox could not be read (a temporary failure).
 func (in *inbox) get(ctx context.Context, client, msgID string) (*stored, error) {
 	st, err := in.js.Stream(ctx, InboxStreamName(in.shard(msgID)))
 	if err != nil {
@@ -371,10 +376,14 @@ func (in *inbox) get(ctx context.Context, client, msgID string) (*stored, error)
 	}
 	var s stored
 	if err := json.Unmarshal(raw.Data, &s); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w %s: %w", errBadEntry, msgID, err)
 	}
-	if r, err := st.GetLastMsgForSubject(ctx, in.readSubject(client, msgID)); err == nil {
+	r, err := st.GetLastMsgForSubject(ctx, in.readSubject(client, msgID))
+	switch {
+	case err == nil:
 		fmt.Sscan(string(r.Data), &s.ReadAt)
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil, err // unread is not "could not look"
 	}
 	return &s, nil
 }

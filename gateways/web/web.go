@@ -131,7 +131,10 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	g.gatherer, g.httpm = reg, newHTTPMetrics(reg)
-	js, _ := jetstream.New(nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("web: jetstream: %w", err)
+	}
 	g.inbox = &inbox{js: js, nc: nc, shards: cfg.InboxShards}
 	return g, nil
 }

@@ -3,11 +3,14 @@ package miapnats
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/uims/uims/schemas"
 )
 
 // ContentBucket is the JetStream object store bucket of content carried by
@@ -49,13 +52,20 @@ func (s *ContentStore) Put(ctx context.Context, name string, content []byte) err
 }
 
 // Fetch returns a function that gets content by name, for miap.OpenTransfer.
+// Content that is not there is jetstream.ErrObjectNotFound (the transfer
+// fails its digest check); a store that could not be read is a
+// *schemas.Error with CodeStoreUnavailable, so the sender tries again.
 func (s *ContentStore) Fetch(ctx context.Context) func(string) ([]byte, error) {
 	return func(name string) ([]byte, error) {
 		os, err := s.bucket(ctx)
 		if err != nil {
-			return nil, err
+			return nil, schemas.Errorf(schemas.CodeStoreUnavailable, err, "content bucket")
 		}
-		return os.GetBytes(ctx, name)
+		b, err := os.GetBytes(ctx, name)
+		if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			return nil, schemas.Errorf(schemas.CodeStoreUnavailable, err, "content "+name)
+		}
+		return b, err
 	}
 }
 
