@@ -322,7 +322,7 @@ func cmdGateway(ctx context.Context, args []string) error {
 		}
 		return g.Run(ctx, nil)
 	case "sms":
-		g, err := sms.New(sms.Config{Addr: *smppAddr, Strict: o.strict, SMSC: smsc}, nc, kr, log)
+		g, err := sms.New(sms.Config{Addr: *smppAddr, SMSC: smsc, Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
 		if err != nil {
 			return err
 		}

@@ -277,7 +277,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			}
 			nc, kr, err := party(kf, "sms", conn)
 			if err == nil {
-				sg, err = sms.New(sms.Config{Addr: cfg.SMPPAddr, Strict: cfg.Strict, SMSC: cfg.SMSC, InboxURL: httpScheme + cfg.HTTPAddr + "/"}, nc, kr, log)
+				sg, err = sms.New(sms.Config{Addr: cfg.SMPPAddr, SMSC: cfg.SMSC, InboxURL: httpScheme + cfg.HTTPAddr + "/", Kit: kc}, nc, kr, log)
 			}
 			return err
 		},
