@@ -259,11 +259,11 @@ func cmdBroker(ctx context.Context, args []string) error {
 	if err := system.ServeMetrics(ctx, o.metrics, reg, log); err != nil {
 		return err
 	}
-	b, err := broker.New(nc, rdb, eng, cfg, log)
+	b, err := broker.New(cfg, nc, rdb, eng, log)
 	if err != nil {
 		return err
 	}
-	return b.Run(ctx)
+	return b.Run(ctx, nil)
 }
 
 func cmdGateway(ctx context.Context, args []string) error {
@@ -322,7 +322,7 @@ func cmdGateway(ctx context.Context, args []string) error {
 		}
 		return g.Run(ctx, nil)
 	case "sms":
-		g, err := sms.New(sms.Config{Addr: *smppAddr, Strict: o.strict, SMSC: smsc}, nc, kr, log)
+		g, err := sms.New(sms.Config{Addr: *smppAddr, SMSC: smsc, Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
 		if err != nil {
 			return err
 		}
@@ -430,8 +430,8 @@ func cmdProcessor(ctx context.Context, args []string) error {
 	if err := system.ServeMetrics(ctx, o.metrics, system.NewRegistry(), log); err != nil {
 		return err
 	}
-	p, err := processor.New(nc, kr, processor.Config{Version: version, Strict: o.strict,
-		Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, log)
+	p, err := processor.New(processor.Config{Version: version, Strict: o.strict,
+		Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, nc, kr, log)
 	if err != nil {
 		return err
 	}

@@ -131,7 +131,6 @@ type Broker struct {
 	work    chan job
 	workMu  sync.RWMutex // guards stopped; held for reading while sending on work
 	stopped bool
-	ready   chan struct{}
 	mu      sync.Mutex
 	stats   map[string]*endpointStats
 	pending sync.WaitGroup
@@ -150,7 +149,7 @@ type job struct {
 type handler func(ctx context.Context, req micro.Request) error
 
 // New returns a broker. engine must hold every gateway's K1 and the K2 keys.
-func New(nc *nats.Conn, rdb redis.UniversalClient, engine *miap.Engine, cfg Config, log zerolog.Logger) (*Broker, error) {
+func New(cfg Config, nc *nats.Conn, rdb redis.UniversalClient, engine *miap.Engine, log zerolog.Logger) (*Broker, error) {
 	cfg.setDefaults()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -161,7 +160,6 @@ func New(nc *nats.Conn, rdb redis.UniversalClient, engine *miap.Engine, cfg Conf
 		log:   log.With().Str("role", "broker").Str("instance", cfg.Instance).Logger(),
 		work:  make(chan job, cfg.Queue),
 		notes: make(chan note, cfg.Queue),
-		ready: make(chan struct{}),
 		stats: make(map[string]*endpointStats),
 	}
 	b.eng = engine
@@ -177,14 +175,12 @@ func New(nc *nats.Conn, rdb redis.UniversalClient, engine *miap.Engine, cfg Conf
 // Profiles returns the broker's profile database.
 func (b *Broker) Profiles() *Profiles { return b.profiles }
 
-// Ready is closed once the broker serves requests.
-func (b *Broker) Ready() <-chan struct{} { return b.ready }
-
 // Instance returns the replica's instance name.
 func (b *Broker) Instance() string { return b.cfg.Instance }
 
-// Run serves until ctx is done, then drains in-flight requests.
-func (b *Broker) Run(ctx context.Context) error {
+// Run serves until ctx is done, then drains in-flight requests. ready, if
+// not nil, is called once serving.
+func (b *Broker) Run(ctx context.Context, ready func()) error {
 	// JetStream and the store may not be up yet (a cluster starting, a
 	// restart after an outage): wait for them instead of exiting.
 	retrying := func(what string) func(error, time.Duration) {
@@ -252,7 +248,9 @@ func (b *Broker) Run(ctx context.Context) error {
 		}
 	}
 	b.log.Info().Str("service", schemas.BrokerService).Str("queue", schemas.BrokerQueue).Str("miap_mode", b.mode()).Msg("broker serving")
-	close(b.ready)
+	if ready != nil {
+		ready()
+	}
 
 	sweepDone, notesDone := make(chan struct{}), make(chan struct{})
 	go func() { b.sweep(ctx); close(sweepDone) }()

@@ -63,7 +63,7 @@ func startScene(t *testing.T) *scene {
 	s.sender, _ = f.StartKit(fabrictest.NewInbox(), kit.Config{Gateway: "test", Medium: "test"})
 	s.peer, _ = f.StartKit(s.inbox, kit.Config{Gateway: "peer", Medium: schemas.MediumWeb})
 	f.StartKit(fabrictest.NewInbox(), kit.Config{Gateway: "sms", Medium: "sms", Accepts: []string{"text/plain"}, Reach: []string{"+"}})
-	p, err := processor.New(f.Conn("proc"), f.Keyring("proc"), processor.Config{Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, f.Log)
+	p, err := processor.New(processor.Config{Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, f.Conn("proc"), f.Keyring("proc"), f.Log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,7 +93,7 @@ type Processor struct {
 }
 
 // New returns a processor. keys must hold the processor party's K1.
-func New(nc *nats.Conn, keys *miap.Keyring, cfg Config, log zerolog.Logger) (*Processor, error) {
+func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Processor, error) {
 	if cfg.Party == "" {
 		cfg.Party = "proc"
 	}

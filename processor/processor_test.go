@@ -13,8 +13,8 @@ import (
 )
 
 func startProcessor(t *testing.T, f *fabrictest.Fabric, strict bool) {
-	p, err := processor.New(f.Conn("proc"), f.Keyring("proc"), processor.Config{Strict: strict,
-		Conversions: []processor.Conversion{processor.HTMLToText(1 << 16)}}, f.Log)
+	p, err := processor.New(processor.Config{Strict: strict,
+		Conversions: []processor.Conversion{processor.HTMLToText(1 << 16)}}, f.Conn("proc"), f.Keyring("proc"), f.Log)
 	if err != nil {
 		t.Fatal(err)
 	}

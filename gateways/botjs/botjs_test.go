@@ -128,21 +128,11 @@ func startFabric(t *testing.T, strict bool) *fabric {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.New(natstest.ConnectAs(t, ns, a, "broker", natsauth.RoleBroker, nil, nil), rdb, eng, broker.Config{Strict: strict}, log)
+	b, err := broker.New(broker.Config{Strict: strict}, natstest.ConnectAs(t, ns, a, "broker", natsauth.RoleBroker, nil, nil), rdb, eng, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-b.Ready():
-	case err := <-done:
-		t.Fatalf("broker stopped: %v", err)
-	case <-time.After(15 * time.Second):
-		t.Fatal("broker not ready")
-	}
+	fabrictest.Start(t, "broker", b.Run)
 
 	// the profiles: alice on the web; echo, the bot's own client, on medium bot
 	store := broker.NewProfiles(rdb, nil)

@@ -45,10 +45,6 @@ import (
 type Config struct {
 	// Gateway is the party id (MIAP key owner); default "sms".
 	Gateway string
-	// Instance names this process; default a random id.
-	Instance string
-	// Strict selects the strict MIAP mode of the kit.
-	Strict bool
 	// Addr is the SMPP listen address for applications; default
 	// 127.0.0.1:2775 (uims run: UIMS_SMPP_ADDR). Port 0 picks a free one
 	// (see Gateway.Addr).
@@ -110,6 +106,10 @@ type Config struct {
 	// BindDelay is the first delay of a bind refused during a lockout;
 	// default 1 s.
 	BindDelay time.Duration
+
+	// Kit configures the gateway kit (mode, instance, timeouts); Gateway,
+	// Medium, Accepts and Reach are set from this Config.
+	Kit kit.Config
 }
 
 // SMSCConfig configures the link to an upstream SMS centre (uims run:
@@ -279,12 +279,12 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 	g := &Gateway{cfg: cfg, nc: nc, sessions: make(map[*session]struct{}),
 		bindID: authlimit.New(cfg.BindPerID), bindAddr: authlimit.New(cfg.BindPerAddr),
 		log: log.With().Str("role", "gateway").Str("gateway", cfg.Gateway).Str("medium", schemas.MediumSMS).Logger()}
-	var reach []string
+	kc := cfg.Kit
+	kc.Gateway, kc.Medium, kc.Accepts, kc.Reach = cfg.Gateway, schemas.MediumSMS, []string{"text/plain"}, nil
 	if cfg.SMSC.Addr != "" {
-		reach = cfg.SMSC.Reach
+		kc.Reach = cfg.SMSC.Reach
 	}
-	k, err := kit.New(nc, keys, g, kit.Config{Gateway: cfg.Gateway, Medium: schemas.MediumSMS, Instance: cfg.Instance,
-		Strict: cfg.Strict, Accepts: []string{"text/plain"}, Reach: reach}, log)
+	k, err := kit.New(nc, keys, g, kc, log)
 	if err != nil {
 		return nil, fmt.Errorf("sms: %w", err)
 	}

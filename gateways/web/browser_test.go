@@ -50,7 +50,7 @@ func startFabric(t *testing.T) (string, *fabrictest.Fabric) {
 func startSMSAndProcessor(t *testing.T, f *fabrictest.Fabric) *kit.Kit {
 	t.Helper()
 	sms, _ := f.StartKit(fabrictest.NewInbox(), kit.Config{Gateway: "sms", Medium: "sms", Accepts: []string{"text/plain"}, Reach: []string{"+"}})
-	p, err := processor.New(f.Conn("proc"), f.Keyring("proc"), processor.Config{Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, f.Log)
+	p, err := processor.New(processor.Config{Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, f.Conn("proc"), f.Keyring("proc"), f.Log)
 	if err != nil {
 		t.Fatal(err)
 	}

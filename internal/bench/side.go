@@ -127,15 +127,15 @@ func StartSide(ctx context.Context, cfg SideConfig) (*Side, error) {
 	if err != nil {
 		return fail(err)
 	}
-	b, err := broker.New(nc, rdb, eng, broker.Config{NoTrace: cfg.NoTrace}, cfg.Log)
+	b, err := broker.New(broker.Config{NoTrace: cfg.NoTrace}, nc, rdb, eng, cfg.Log)
 	if err != nil {
 		return fail(err)
 	}
-	bdone := make(chan error, 1)
+	bdone, bready := make(chan error, 1), make(chan struct{})
 	s.wg.Add(1)
-	go func() { defer s.wg.Done(); bdone <- b.Run(ctx) }()
+	go func() { defer s.wg.Done(); bdone <- b.Run(ctx, func() { close(bready) }) }()
 	select {
-	case <-b.Ready():
+	case <-bready:
 	case err := <-bdone:
 		return fail(fmt.Errorf("bench: broker stopped: %v", err))
 	case <-time.After(20 * time.Second):

@@ -148,19 +148,11 @@ func (f *Fabric) StartBroker(cfg broker.Config) (*broker.Broker, *Running) {
 	if err != nil {
 		f.T.Fatal(err)
 	}
-	b, err := broker.New(f.Conn("broker"), f.RDB, eng, cfg, f.Log)
+	b, err := broker.New(cfg, f.Conn("broker"), f.RDB, eng, f.Log)
 	if err != nil {
 		f.T.Fatal(err)
 	}
-	r := run(f.T, b.Run)
-	select {
-	case <-b.Ready():
-	case err := <-r.done:
-		f.T.Fatalf("broker stopped: %v", err)
-	case <-time.After(15 * time.Second):
-		f.T.Fatal("broker not ready")
-	}
-	return b, r
+	return b, Start(f.T, "broker", b.Run)
 }
 
 // StartDefaultBroker starts a broker replica with the default configuration,

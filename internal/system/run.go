@@ -224,15 +224,15 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			}
 			nc, err := conn("broker")
 			if err == nil {
-				b, err = broker.New(nc, rdb, eng, bc, log)
+				b, err = broker.New(bc, nc, rdb, eng, log)
 			}
 			return err
 		},
 		func() error {
 			nc, kr, err := party(kf, "proc", conn)
 			if err == nil {
-				proc, err = processor.New(nc, kr, processor.Config{Version: cfg.Version, Strict: cfg.Strict,
-					Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, log)
+				proc, err = processor.New(processor.Config{Version: cfg.Version, Strict: cfg.Strict,
+					Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, nc, kr, log)
 			}
 			return err
 		},
@@ -277,7 +277,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			}
 			nc, kr, err := party(kf, "sms", conn)
 			if err == nil {
-				sg, err = sms.New(sms.Config{Addr: cfg.SMPPAddr, Strict: cfg.Strict, SMSC: cfg.SMSC, InboxURL: httpScheme + cfg.HTTPAddr + "/"}, nc, kr, log)
+				sg, err = sms.New(sms.Config{Addr: cfg.SMPPAddr, SMSC: cfg.SMSC, InboxURL: httpScheme + cfg.HTTPAddr + "/", Kit: kc}, nc, kr, log)
 			}
 			return err
 		},
@@ -288,16 +288,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		}
 	}
 	comps := []component{
-		{"broker", func(ctx context.Context, ready func()) error {
-			go func() {
-				select {
-				case <-b.Ready():
-					ready()
-				case <-ctx.Done():
-				}
-			}()
-			return b.Run(ctx)
-		}},
+		{"broker", b.Run},
 		{"processor", proc.Run},
 	}
 	if ov != nil { // before the gateways, so that it hears their first heartbeats
