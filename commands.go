@@ -225,9 +225,14 @@ func cmdBroker(ctx context.Context, args []string) error {
 	o.fs.StringVar(&o.redisURL, "redis", env("UIMS_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL (UIMS_REDIS_URL)")
 	o.fs.StringVar(&cfg.Instance, "instance", env("UIMS_INSTANCE", ""), "instance name (UIMS_INSTANCE)")
 	o.fs.DurationVar(&cfg.Deadline, "deadline", 30*time.Second, "transfer and acknowledgement deadline")
+	wait := o.fs.String("redis-wait", env("UIMS_REDIS_WAIT", ""), "Redis replicas that must have each write (WAIT); default 1 for a redis-sentinel URL, else 0 (UIMS_REDIS_WAIT)")
 	o.parse(args)
 	cfg.Version = version
 	cfg.Strict = o.strict
+	var err error
+	if cfg.WaitReplicas, err = system.WaitReplicas(o.redisURL, *wait); err != nil {
+		return err
+	}
 	log := o.logger()
 	kf, err := miap.ReadKeyFile(o.keyFile())
 	if err != nil {

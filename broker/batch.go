@@ -2,7 +2,9 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -17,6 +19,10 @@ import (
 type batcher struct {
 	rdb     redis.UniversalClient
 	leaders int
+	// replicas, when above 0, ends every pipeline with WAIT: the writes
+	// count only once that many replicas have them (Config.WaitReplicas).
+	replicas int
+	timeout  time.Duration
 
 	mu      sync.Mutex
 	running int
@@ -25,6 +31,7 @@ type batcher struct {
 
 type batchReq struct {
 	queue func(redis.Pipeliner)
+	err   error // the replicas did not confirm the pipeline's writes
 	done  chan struct{}
 	// batch, set before done is closed, makes this request's goroutine
 	// the runner of the next pipeline.
@@ -39,14 +46,15 @@ func newBatcher(rdb redis.UniversalClient, leaders int) *batcher {
 
 // do queues commands with queue and returns once they ran; the caller reads
 // each command's own result (an error of one command is not the others').
-func (b *batcher) do(_ context.Context, queue func(redis.Pipeliner)) {
+// The error says the replicas did not confirm the writes in time.
+func (b *batcher) do(_ context.Context, queue func(redis.Pipeliner)) error {
 	r := &batchReq{queue: queue}
 	b.mu.Lock()
 	if b.running < b.leaders {
 		b.running++
 		b.mu.Unlock()
 		b.run([]*batchReq{r})
-		return
+		return r.err
 	}
 	r.done = make(chan struct{})
 	b.waiting = append(b.waiting, r)
@@ -55,6 +63,27 @@ func (b *batcher) do(_ context.Context, queue func(redis.Pipeliner)) {
 	if r.batch != nil {
 		b.run(r.batch)
 	}
+	return r.err
+}
+
+// waitReplicas waits until b.replicas replicas have this connection's
+// writes; run alone, after a command that could not go in a pipeline.
+func (b *batcher) waitReplicas(ctx context.Context) error {
+	if b.replicas <= 0 {
+		return nil
+	}
+	n, err := b.rdb.Do(ctx, "WAIT", b.replicas, b.timeout.Milliseconds()).Int64()
+	return replicated(n, b.replicas, err)
+}
+
+func replicated(n int64, want int, err error) error {
+	if err != nil {
+		return fmt.Errorf("broker: replicas: %w", err)
+	}
+	if n < int64(want) {
+		return fmt.Errorf("broker: %d of %d replicas took the writes", n, want)
+	}
+	return nil
 }
 
 // run runs batch as one pipeline, then hands the next batch of waiting
@@ -64,7 +93,19 @@ func (b *batcher) run(batch []*batchReq) {
 	for _, r := range batch {
 		r.queue(pipe)
 	}
+	var wait *redis.Cmd
+	if b.replicas > 0 {
+		wait = pipe.Do(context.Background(), "WAIT", b.replicas, b.timeout.Milliseconds())
+	}
 	pipe.Exec(context.Background()) // results are read per command
+	if wait != nil {
+		n, err := wait.Int64()
+		if err := replicated(n, b.replicas, err); err != nil {
+			for _, r := range batch {
+				r.err = err
+			}
+		}
+	}
 	for _, r := range batch[1:] {
 		close(r.done)
 	}

@@ -61,6 +61,14 @@ type Config struct {
 	SweepInterval time.Duration
 	// Retention is how long finished transactions stay queryable; default 7 days.
 	Retention time.Duration
+	// WaitReplicas, when above 0, makes every write of a transaction count
+	// only once that many Redis replicas have it (WAIT): with Sentinel, a
+	// failover then loses no transaction a gateway was told about, since
+	// Redis replicates asynchronously (docs/RELIABILITY.md). uims sets 1
+	// for a redis-sentinel URL (UIMS_REDIS_WAIT). WaitTimeout bounds the
+	// wait; default 500 ms.
+	WaitReplicas int
+	WaitTimeout  time.Duration
 	// Strict enforces the strict MIAP mode: an IMI or an acknowledgement
 	// without a session key from a login is refused with STRICT_REQUIRED
 	// (PROTOCOL.md §6.13). The mode is in the micro service's metadata
@@ -102,6 +110,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Queue == 0 {
 		c.Queue = 4096
+	}
+	if c.WaitTimeout == 0 {
+		c.WaitTimeout = 500 * time.Millisecond
 	}
 	if c.SweepInterval == 0 {
 		c.SweepInterval = 500 * time.Millisecond
@@ -166,6 +177,7 @@ func New(cfg Config, nc *nats.Conn, rdb redis.UniversalClient, engine *miap.Engi
 	b.guard = miap.NewGuard(engine, b.store, b.recordEpoch)
 	b.metrics = newMetrics(cfg.Metrics, func() float64 { return float64(len(b.work)) })
 	b.batch = newBatcher(rdb, 4)
+	b.batch.replicas, b.batch.timeout = cfg.WaitReplicas, cfg.WaitTimeout
 	if !cfg.NoTrace {
 		b.tracer = tracing.New(nc, "broker", 0, 0)
 	}

@@ -255,7 +255,7 @@ func (b *Broker) storeIMI(ctx context.Context, in *imiRequest, r *imiRoute) erro
 	keys, args := a.keys(), a.argv()
 	var claim func() error
 	var create *redis.Cmd
-	b.batch.do(ctx, func(pipe redis.Pipeliner) {
+	werr := b.batch.do(ctx, func(pipe redis.Pipeliner) {
 		claim = b.store.QueueClaim(ctx, pipe, in.f.Party, in.f.Nonce, b.guard.NonceTTL())
 		create = createScript.EvalSha(ctx, pipe, keys, args...)
 	})
@@ -265,6 +265,14 @@ func (b *Broker) storeIMI(ctx context.Context, in *imiRequest, r *imiRoute) erro
 	res, err := create.Result()
 	if isNoScript(err) {
 		res, err = createScript.Run(ctx, b.rdb, keys, args...).Result()
+		if err == nil {
+			werr = b.batch.waitReplicas(ctx)
+		}
+	}
+	if err == nil && werr != nil {
+		// Not on enough replicas: a failover could lose it. The client's
+		// retry (same message id) finds it, or makes it again.
+		return schemas.Errorf(schemas.CodeStoreUnavailable, werr, "store transaction")
 	}
 	if err != nil {
 		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "store transaction")
@@ -448,7 +456,7 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 		now + b.cfg.DeliveryDeadline.Milliseconds(), keyUsage}
 	var claim func() error
 	var apply *redis.Cmd
-	b.batch.do(ctx, func(pipe redis.Pipeliner) {
+	werr := b.batch.do(ctx, func(pipe redis.Pipeliner) {
 		claim = b.store.QueueClaim(ctx, pipe, f.Party, f.Nonce, b.guard.NonceTTL())
 		apply = ackScript.EvalSha(ctx, pipe, keys, args...)
 	})
@@ -458,6 +466,14 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 	res, err := apply.Result()
 	if isNoScript(err) {
 		res, err = ackScript.Run(ctx, b.rdb, keys, args...).Result()
+		if err == nil {
+			werr = b.batch.waitReplicas(ctx)
+		}
+	}
+	if err == nil && werr != nil {
+		// Not on enough replicas: the gateway retries the acknowledgement
+		// (a duplicate then, or applied again after a failover).
+		return schemas.Errorf(schemas.CodeStoreUnavailable, werr, "transition")
 	}
 	if err != nil {
 		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "transition")

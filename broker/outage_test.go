@@ -10,6 +10,7 @@ import (
 	"github.com/uims/uims/broker"
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/internal/fabrictest"
+	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
 )
 
@@ -240,5 +241,24 @@ func TestDeadlineAsksTheDestination(t *testing.T) {
 	})
 	if st.State != schemas.StatusDelivered {
 		t.Errorf("state %s, want delivered (the destination holds it); history %+v", st.State, st.History)
+	}
+}
+
+// With WaitReplicas a write counts only once a replica has it: a store
+// without replicas answers STORE_UNAVAILABLE (retryable) instead of
+// routing a transaction a Sentinel failover could lose.
+func TestWaitReplicasRefusesUnreplicatedWrites(t *testing.T) {
+	f := fabrictest.New(t)
+	f.StartBroker(broker.Config{WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
+	profiles(f)
+	ogKit, _ := f.StartKit(fabrictest.NewInbox(), kit.Config{Gateway: "test", Medium: "test"})
+	f.StartKit(fabrictest.NewInbox(), kit.Config{Gateway: "peer", Medium: "web"})
+	var err error
+	fabrictest.Eventually(t, 10*time.Second, "an answer from the store", func() bool {
+		_, err = ogKit.Send(context.Background(), submission("unreplicated"))
+		return miap.CodeOf(err) != schemas.CodeNoRoute
+	})
+	if miap.CodeOf(err) != schemas.CodeStoreUnavailable {
+		t.Fatalf("send with no replica to wait for: %v, want STORE_UNAVAILABLE", err)
 	}
 }

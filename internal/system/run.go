@@ -218,7 +218,11 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	parts := []func() error{
 		func() error {
-			bc := broker.Config{Version: cfg.Version, Strict: cfg.Strict, Metrics: reg}
+			wait, err := WaitReplicas(cfg.RedisURL, os.Getenv("UIMS_REDIS_WAIT"))
+			if err != nil {
+				return err
+			}
+			bc := broker.Config{Version: cfg.Version, Strict: cfg.Strict, Metrics: reg, WaitReplicas: wait}
 			if cfg.RedisURL == "" { // the embedded store forgets: keep profile changes in the data folder
 				bc.OnProfilesChanged = func(ctx context.Context) error { return SaveProfiles(ctx, rdb, saved) }
 			}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -164,6 +165,24 @@ func OpenStore(url string, log zerolog.Logger) (redis.UniversalClient, func(), e
 	log.Warn().Str("addr", mr.Addr()).Msg("embedded in-memory store (miniredis): NOT durable, profiles reload from the profile file at start; set UIMS_REDIS_URL for Redis")
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), PoolSize: 256, Protocol: 2})
 	return rdb, func() { rdb.Close(); mr.Close() }, nil
+}
+
+// WaitReplicas is how many Redis replicas must have each of the brokers'
+// writes (broker.Config.WaitReplicas): the number given, or by default 1
+// for a Sentinel URL, whose failover would otherwise lose the writes its
+// old master had not replicated yet, and 0 otherwise.
+func WaitReplicas(redisURL, given string) (int, error) {
+	if given != "" {
+		n, err := strconv.Atoi(given)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("system: UIMS_REDIS_WAIT %q: want a number of replicas", given)
+		}
+		return n, nil
+	}
+	if strings.HasPrefix(redisURL, "redis-sentinel://") {
+		return 1, nil
+	}
+	return 0, nil
 }
 
 // LoadOrCreateKeys reads the key file at path, creating it with a key for
