@@ -12,14 +12,6 @@ import (
 	"github.com/uims/uims/internal/peertest"
 )
 
-// known lists scenarios that fail for a known, documented reason
-// (docs/RELIABILITY.md, "Chaos suite"): the short version (CHAOS_DURATION
-// not set) skips their verdict, not their run; the full version fails.
-var known = map[string]string{
-	"R8 Sentinel failover": "Redis replication is asynchronous: transactions the brokers wrote to the old master " +
-		"around the failover are gone from the new one, so delivered messages have no status (docs/RELIABILITY.md, Chaos suite)",
-}
-
 func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 	v := os.Getenv(name)
 	if v == "" {
@@ -115,11 +107,6 @@ func TestChaos(t *testing.T) {
 					t.Fatal(err)
 				}
 				if f.Bad() {
-					// A known gap excuses only its own symptom (open statuses),
-					// never a lost, duplicated or conflicting message.
-					if why, ok := known[sc.Name]; ok && os.Getenv("CHAOS_DURATION") == "" && f.Lost+f.Duplicated+f.Conflicting == 0 {
-						t.Skip("KNOWN: " + why)
-					}
 					t.Errorf("%s: %d lost, %d duplicated, %d conflicting, %d open (of %d accepted)", sc.Name, f.Lost, f.Duplicated, f.Conflicting, f.Open, f.Accepted)
 				}
 			})
