@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs the scaled topology of docker/compose.yaml as local processes, for
 # machines without a Docker engine: a 3-node NATS cluster (embedded
-# nats-server in `uims nats`, authentication on), redis-server, two brokers,
-# a processor and the web, e-mail and SMS gateways, each under a supervisor
+# nats-server in `uims nats`, authentication on),
+# Redis with a replica and three sentinels, two brokers, a processor and the
+# web, e-mail and SMS gateways, each under a supervisor
 # that restarts it when it exits. Ctrl-C stops everything.
 #   scripts/topology.sh [data-dir]
 # The data folder is the fabric's trust folder too: auth/ (operator and
 # accounts), creds/<party>.creds and keys.json, written by the first
 # `uims nats`; every other command finds them with --data (UIMS_DATA_DIR).
-# Ports: NATS 11422 12422 13422 (routes 11622…), Redis 16379, web 8080,
+# Ports: NATS 11422 12422 13422 (routes 11622…), Redis 16379 (master) and
+# 16380 (replica), sentinels 16381 16382 16383, web 8080,
 # SMTP 12525, SMPP 12775.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,7 @@ trap 'trap - EXIT INT TERM; kill 0 2>/dev/null; wait' EXIT INT TERM
 # the store) instead of exiting, so a restart is all a crash needs.
 start() {
   local name=$1; shift
+  touch "$dir/$name.log"
   (
     while :; do
       "$@" >>"$dir/$name.log" 2>&1 && code=0 || code=$?
@@ -59,7 +62,9 @@ waitfor() {
 export UIMS_DATA_DIR="$dir"   # keys.json and creds/ of every command below
 unset UIMS_KEYS UIMS_NATS_CREDS UIMS_OBSERVER_CREDS
 export UIMS_NATS_URL=nats://127.0.0.1:11422,nats://127.0.0.1:12422,nats://127.0.0.1:13422
-export UIMS_REDIS_URL=redis://127.0.0.1:16379/0
+# Redis: a master, a replica and three sentinels; the brokers follow the
+# master through Sentinel (and wait for the replica on every write).
+export UIMS_REDIS_URL=redis-sentinel://127.0.0.1:16381,127.0.0.1:16382,127.0.0.1:16383/mymaster
 
 # The cluster: nats1 provisions the trust folder (keys.json, auth/, creds/)
 # alone, then the others start on the same --fabric.
@@ -73,9 +78,20 @@ start_nats 1   # alone first: it writes the trust folder
 waitfor 30 "trust folder" grep -q "anonymous connections are refused" "$dir/nats1.log"
 start_nats 2
 start_nats 3
-start redis redis-server --port 16379 --bind 127.0.0.1 --dir "$dir" --appendonly yes --appendfsync always --maxmemory-policy noeviction
+redis_args=(--bind 127.0.0.1 --appendonly yes --appendfsync always --maxmemory-policy noeviction)
+mkdir -p "$dir/redis1" "$dir/redis2"
+start redis1 redis-server --port 16379 --dir "$dir/redis1" "${redis_args[@]}"
 waitfor 30 redis-server redis-cli -p 16379 ping
-"$U" profile put scripts/profiles.yaml --redis "$UIMS_REDIS_URL"   # before the brokers: straight into the store
+start redis2 redis-server --port 16380 --dir "$dir/redis2" "${redis_args[@]}" --replicaof 127.0.0.1 16379
+for i in 1 2 3; do
+  conf="$dir/sentinel$i.conf"
+  # a sentinel rewrites its file: write it once, keep what it learnt
+  [ -f "$conf" ] || printf 'port 1638%d\nbind 127.0.0.1\ndir %s\nsentinel monitor mymaster 127.0.0.1 16379 2\nsentinel down-after-milliseconds mymaster 2000\nsentinel failover-timeout mymaster 10000\n' \
+    "$i" "$dir" >"$conf"
+  start sentinel$i redis-server "$conf" --sentinel
+done
+waitfor 30 "Redis Sentinel" redis-cli -p 16381 sentinel get-master-addr-by-name mymaster
+"$U" profile put scripts/profiles.yaml --redis redis://127.0.0.1:16379/0   # before the brokers: straight into the master
 # The brokers need JetStream (their epoch marker): in a fresh cluster it
 # answers once the members elected a meta leader and the key registry is
 # published.
