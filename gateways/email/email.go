@@ -310,51 +310,39 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	g.mu.Unlock()
 	g.srv = g.newServer()
 
-	kctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	kitReady := make(chan struct{})
-	kitDone := make(chan error, 1)
-	go func() { kitDone <- g.kit.Run(kctx, func() { close(kitReady) }) }()
-	select {
-	case <-kitReady:
-	case err := <-kitDone:
-		ln.Close()
+	defer ln.Close()
+	err = g.kit.Serve(ctx, ready, func(ctx context.Context) error {
+		outCtx, outCancel := context.WithCancel(context.Background())
+		outDone := make(chan error, 1)
+		go func() { outDone <- g.runOutbound(outCtx) }()
+		drained := make(chan struct{})
+		go func() {
+			<-ctx.Done()
+			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer scancel()
+			if err := g.srv.Shutdown(sctx); err != nil {
+				g.srv.Close()
+			}
+			close(drained)
+		}()
+		g.log.Info().Str("addr", ln.Addr().String()).Strs("domains", g.cfg.Domains).Str("relay", g.cfg.Relay).
+			Int("max_connections", g.cfg.MaxConnections).Int("max_per_ip", g.cfg.MaxPerIP).Msg("e-mail gateway listening")
+		err := g.srv.Serve(lln)
+		if errors.Is(err, smtp.ErrServerClosed) {
+			<-drained
+			err = nil
+		}
+		// the outbound queue stops after the SMTP server, before the kit
+		outCancel()
+		if oerr := <-outDone; err == nil {
+			err = oerr
+		}
 		return err
+	})
+	if errors.Is(err, smtp.ErrServerClosed) {
+		err = nil
 	}
-	outDone := make(chan error, 1)
-	go func() { outDone <- g.runOutbound(kctx) }()
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- g.srv.Serve(lln) }()
-	g.log.Info().Str("addr", ln.Addr().String()).Strs("domains", g.cfg.Domains).Str("relay", g.cfg.Relay).
-		Int("max_connections", g.cfg.MaxConnections).Int("max_per_ip", g.cfg.MaxPerIP).Msg("e-mail gateway listening")
-	if ready != nil {
-		ready()
-	}
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-srvDone:
-		srvDone = nil
-	}
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := g.srv.Shutdown(sctx); err != nil {
-		g.srv.Close()
-	}
-	scancel()
-	if srvDone != nil {
-		<-srvDone
-	}
-	cancel()
-	if err := <-outDone; err != nil && serveErr == nil {
-		serveErr = err
-	}
-	if err := <-kitDone; err != nil && serveErr == nil {
-		serveErr = err
-	}
-	if errors.Is(serveErr, smtp.ErrServerClosed) {
-		serveErr = nil
-	}
-	return serveErr
+	return err
 }
 
 // newServer configures the go-smtp server.

@@ -309,6 +309,41 @@ func (k *Kit) publishAnnounce(a *schemas.Announce) {
 	k.nc.PublishMsg(m)
 }
 
+// Serve runs a gateway: the kit first and, once it serves, the medium's
+// own server. serve runs that server and returns when it stopped; it must
+// stop, draining what it has, once its ctx is done. ready (if not nil) is
+// called when both run. The kit drains last, after the medium's server
+// stopped, so that the medium's late acknowledgements still go out. Serve
+// returns the first error of either; a gateway maps its server's "closed"
+// error to nil itself. With it a gateway writes only its medium.
+func (k *Kit) Serve(ctx context.Context, ready func(), serve func(ctx context.Context) error) error {
+	kctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kitReady := make(chan struct{})
+	kitDone := make(chan error, 1)
+	go func() { kitDone <- k.Run(kctx, func() { close(kitReady) }) }()
+	select {
+	case <-kitReady:
+	case err := <-kitDone:
+		return err
+	case <-ctx.Done():
+		cancel()
+		<-kitDone
+		return nil
+	}
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- serve(ctx) }()
+	if ready != nil {
+		ready()
+	}
+	err := <-srvDone
+	cancel()
+	if kerr := <-kitDone; err == nil {
+		err = kerr
+	}
+	return err
+}
+
 // KeyRefresh is how often a gateway reads its own entry of the key
 // registry: a rotated key reaches it within this time (PROTOCOL.md §3.4).
 const KeyRefresh = 2 * time.Second

@@ -322,45 +322,32 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 		return err
 	}
 	g.runCtx = ctx
-	kitReady := make(chan struct{})
-	kitDone := make(chan error, 1)
-	go func() { kitDone <- g.kit.Run(ctx, func() { close(kitReady) }) }()
-	select {
-	case <-kitReady:
-	case err := <-kitDone:
-		return fmt.Errorf("sms: kit: %w", err)
-	case <-ctx.Done():
-		<-kitDone
-		return nil
-	}
-	if g.smsc != nil {
-		g.wg.Add(1)
-		go func() { defer g.wg.Done(); g.smsc.run(ctx) }()
-	}
-	g.wg.Add(3)
-	go func() {
-		defer g.wg.Done()
-		if err := g.parts.watch(ctx); err != nil {
-			g.log.Error().Err(err).Msg("reassembly index stopped")
+	return g.kit.Serve(ctx, ready, func(ctx context.Context) error {
+		if g.smsc != nil {
+			g.wg.Add(1)
+			go func() { defer g.wg.Done(); g.smsc.run(ctx) }()
 		}
-	}()
-	go func() { defer g.wg.Done(); g.expireLoop(ctx) }()
-	go func() { defer g.wg.Done(); g.acceptLoop(ctx) }()
-	g.log.Info().Str("addr", g.ln.Addr().String()).Str("smsc", g.cfg.SMSC.Addr).Msg("SMPP server serving")
-	if ready != nil {
-		ready()
-	}
-	<-ctx.Done()
-	g.ln.Close()
-	g.mu.Lock()
-	for s := range g.sessions {
-		s.shutdown()
-	}
-	g.mu.Unlock()
-	g.wg.Wait()
-	g.queue.stopAll()
-	<-kitDone
-	return nil
+		g.wg.Add(3)
+		go func() {
+			defer g.wg.Done()
+			if err := g.parts.watch(ctx); err != nil {
+				g.log.Error().Err(err).Msg("reassembly index stopped")
+			}
+		}()
+		go func() { defer g.wg.Done(); g.expireLoop(ctx) }()
+		go func() { defer g.wg.Done(); g.acceptLoop(ctx) }()
+		g.log.Info().Str("addr", g.ln.Addr().String()).Str("smsc", g.cfg.SMSC.Addr).Msg("SMPP server serving")
+		<-ctx.Done()
+		g.ln.Close()
+		g.mu.Lock()
+		for s := range g.sessions {
+			s.shutdown()
+		}
+		g.mu.Unlock()
+		g.wg.Wait()
+		g.queue.stopAll()
+		return nil
+	})
 }
 
 func (g *Gateway) acceptLoop(ctx context.Context) {

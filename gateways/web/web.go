@@ -161,42 +161,28 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	}
 	g.ln = ln
 	g.srv = &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: g.cfg.TLS}
-	kitReady := make(chan struct{})
-	kitDone := make(chan error, 1)
-	kctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { kitDone <- g.kit.Run(kctx, func() { close(kitReady) }) }()
-	select {
-	case <-kitReady:
-	case err := <-kitDone:
-		ln.Close()
-		cancel()
-		return err
-	}
-	srvDone := make(chan error, 1)
-	go func() {
+	defer ln.Close()
+	err = g.kit.Serve(ctx, ready, func(ctx context.Context) error {
+		drained := make(chan struct{})
+		go func() {
+			<-ctx.Done()
+			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer scancel()
+			g.srv.Shutdown(sctx) // requests in flight finish, with the kit still up
+			close(drained)
+		}()
+		g.log.Info().Str("addr", ln.Addr().String()).Bool("tls", g.cfg.TLS != nil).Msg("web gateway listening")
+		var err error
 		if g.cfg.TLS != nil {
-			srvDone <- g.srv.ServeTLS(ln, "", "") // certificates from TLSConfig
+			err = g.srv.ServeTLS(ln, "", "") // certificates from TLSConfig
 		} else {
-			srvDone <- g.srv.Serve(ln)
+			err = g.srv.Serve(ln)
 		}
-	}()
-	g.log.Info().Str("addr", ln.Addr().String()).Bool("tls", g.cfg.TLS != nil).Msg("web gateway listening")
-	if ready != nil {
-		ready()
-	}
-	select {
-	case <-ctx.Done():
-	case err := <-srvDone:
-		cancel()
-		<-kitDone
+		if errors.Is(err, http.ErrServerClosed) {
+			<-drained
+		}
 		return err
-	}
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer scancel()
-	g.srv.Shutdown(sctx)
-	cancel()
-	err = <-kitDone
+	})
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
