@@ -1,13 +1,14 @@
 package ops
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/uims/uims/internal/httpmetrics"
 )
 
 // Prometheus metrics of the operator view. Two families:
@@ -37,30 +38,30 @@ var latencyBuckets = prometheus.ExponentialBucketsRange(0.0001, 30, 16)
 
 func newFabricMetrics(reg prometheus.Registerer) *fabricMetrics {
 	m := &fabricMetrics{
-		events: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		events: httpmetrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "uims_fabric_trace_events_total",
 			Help: "Protocol-step trace events heard on uims.trace.>, by publisher (broker or gateway id), step and result.",
 		}, []string{"source", "step", "result"})),
-		messages: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		messages: httpmetrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "uims_fabric_messages_total",
 			Help: "Messages by originating medium, destination medium and outcome (delivered, read, failed, rejected); read is counted in addition to delivered.",
 		}, []string{"origin_medium", "dest_medium", "outcome"})),
-		rejections: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		rejections: httpmetrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "uims_fabric_rejections_total",
 			Help: "Protocol steps that ended in an error code (MIAP refusals and delivery failures), by publisher, step and code.",
 		}, []string{"source", "step", "code"})),
-		steps: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		steps: httpmetrics.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "uims_fabric_step_latency_seconds",
 			Help:    "Time from a message's previous protocol step to this one, as the observer heard them; broker steps are prefixed broker.",
 			Buckets: latencyBuckets,
 		}, []string{"step"})),
-		deliveries: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		deliveries: httpmetrics.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "uims_fabric_delivery_latency_seconds",
 			Help:    "Time from accepted at the originating gateway to delivered at the destination, by destination medium.",
 			Buckets: latencyBuckets,
 		}, []string{"dest_medium"})),
 	}
-	register(reg, &observerCollector{m: m})
+	httpmetrics.Register(reg, &observerCollector{m: m})
 	return m
 }
 
@@ -137,58 +138,16 @@ type httpMetrics struct {
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	return &httpMetrics{
-		requests: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		requests: httpmetrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "uims_ops_http_requests_total",
 			Help: "HTTP requests to the operator view by route and status code.",
 		}, []string{"route", "code"})),
-		streams: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		streams: httpmetrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "uims_ops_event_streams",
 			Help: "Open operator event streams (GET /ops/api/stream).",
 		})),
 	}
 }
-
-// register registers c, or returns the collector already registered in
-// its place (two gateways in one process sharing a registry).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if old, ok := are.ExistingCollector.(C); ok {
-				return old
-			}
-		}
-	}
-	return c
-}
-
-// statusWriter records the status code; it passes Flush through for SSE.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // instrument wraps the handler: request metrics, and security headers on
 // the page's assets.
@@ -204,16 +163,16 @@ func (m *httpMetrics) instrument(next http.Handler) http.Handler {
 			h.Set("X-Content-Type-Options", "nosniff")
 			h.Set("Referrer-Policy", "no-referrer")
 		}
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &httpmetrics.StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		route := r.Pattern
 		if route == "" {
 			route = "unmatched"
 		}
-		if sw.code == 0 {
-			sw.code = http.StatusOK
+		if sw.Code == 0 {
+			sw.Code = http.StatusOK
 		}
-		m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+		m.requests.WithLabelValues(route, strconv.Itoa(sw.Code)).Inc()
 	})
 }
 

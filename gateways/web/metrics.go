@@ -1,7 +1,6 @@
 package web
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -9,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/uims/uims/internal/httpmetrics"
 )
 
 // Prometheus metrics of the web gateway process: uims_web_*, this
@@ -38,63 +39,21 @@ type httpMetrics struct {
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	return &httpMetrics{
-		requests: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		requests: httpmetrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "uims_web_http_requests_total",
 			Help: "HTTP requests to the web gateway by route and status code (POST /api/v1/messages with 202 is an accepted message).",
 		}, []string{"route", "code"})),
-		duration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		duration: httpmetrics.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "uims_web_http_request_duration_seconds",
 			Help:    "HTTP request latency by route (event streams excluded).",
 			Buckets: latencyBuckets,
 		}, []string{"route"})),
-		streams: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		streams: httpmetrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "uims_web_event_streams",
 			Help: "Open Server-Sent Event streams by kind (client).",
 		}, []string{"kind"})),
 	}
 }
-
-// register registers c, or returns the collector already registered in
-// its place (two gateways in one process sharing a registry).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if old, ok := are.ExistingCollector.(C); ok {
-				return old
-			}
-		}
-	}
-	return c
-}
-
-// statusWriter records the status code; it passes Flush through for SSE.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // instrument wraps the gateway's handler: request metrics, and security
 // headers on the page's assets.
@@ -116,16 +75,16 @@ func (m *httpMetrics) instrument(next http.Handler) http.Handler {
 			h.Set("X-Content-Type-Options", "nosniff")
 			h.Set("Referrer-Policy", "no-referrer")
 		}
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &httpmetrics.StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		route := r.Pattern
 		if route == "" {
 			route = "unmatched"
 		}
-		if sw.code == 0 {
-			sw.code = http.StatusOK
+		if sw.Code == 0 {
+			sw.Code = http.StatusOK
 		}
-		m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+		m.requests.WithLabelValues(route, strconv.Itoa(sw.Code)).Inc()
 		if stream == "" {
 			m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}
