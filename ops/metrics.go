@@ -158,21 +158,10 @@ func (m *httpMetrics) instrument(next http.Handler) http.Handler {
 			defer m.streams.Dec()
 		}
 		if !strings.HasPrefix(r.URL.Path, "/ops/api/") && r.URL.Path != "/metrics" {
-			h := w.Header()
-			h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-			h.Set("X-Content-Type-Options", "nosniff")
-			h.Set("Referrer-Policy", "no-referrer")
+			httpmetrics.PageHeaders(w.Header())
 		}
-		sw := &httpmetrics.StatusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		route := r.Pattern
-		if route == "" {
-			route = "unmatched"
-		}
-		if sw.Code == 0 {
-			sw.Code = http.StatusOK
-		}
-		m.requests.WithLabelValues(route, strconv.Itoa(sw.Code)).Inc()
+		route, code := httpmetrics.Serve(next, w, r)
+		m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 	})
 }
 
