@@ -70,12 +70,14 @@ func (ps *Profiles) Invalidate() {
 }
 
 // NormalizeAddress returns the canonical form of an address on a medium:
-// e-mail addresses in lower case; phone numbers as digits with a leading '+'
-// (international form, with or without '+' on input); others trimmed.
+// e-mail addresses and bare JIDs in lower case (RFC 7622 §3.2, §3.3: the
+// domainpart and localpart compare case-insensitively); phone numbers as
+// digits with a leading '+' (international form, with or without '+' on
+// input); others trimmed.
 func NormalizeAddress(medium, addr string) string {
 	addr = strings.TrimSpace(addr)
 	switch medium {
-	case schemas.MediumEmail:
+	case schemas.MediumEmail, schemas.MediumXMPP:
 		return strings.ToLower(addr)
 	case schemas.MediumSMS, schemas.MediumFax, schemas.MediumVoice:
 		var b strings.Builder
@@ -91,6 +93,20 @@ func NormalizeAddress(medium, addr string) string {
 		return b.String()
 	}
 	return addr
+}
+
+// SplitMedium splits a recipient written as MEDIUM:ADDRESS, which names
+// its medium, such as xmpp:dave@chat.example.test (the form of RFC 5122's
+// XMPP URIs): the way to reach an outside address on a medium whose
+// addresses GuessMedium would take for another's. MEDIUM is a medium name
+// (a-z 0-9 - _); no client id, e-mail address or phone number has that
+// form, since none holds a colon after such a name.
+func SplitMedium(to string) (medium, addr string, ok bool) {
+	i := strings.IndexByte(to, ':')
+	if i <= 0 || i == len(to)-1 || !miap.ValidName(to[:i]) {
+		return "", "", false
+	}
+	return to[:i], to[i+1:], true
 }
 
 // GuessMedium says on which medium an address written by a sender lives:

@@ -11,6 +11,9 @@ const (
 	MediumFax   = "fax"
 	MediumVoice = "voice"
 	MediumBot   = "bot"
+	// MediumXMPP is chat over XMPP (gateways/xmpp, docs/XMPP.md): the
+	// address is a bare JID, user@domain.
+	MediumXMPP = "xmpp"
 	// MediumCLI is the operator's command-line sender (`uims send`): its
 	// address is the client id it sends as (PROTOCOL.md §6.2).
 	MediumCLI = "cli"
