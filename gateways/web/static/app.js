@@ -306,8 +306,7 @@ function renderReader(m, receipt) {
       m.attachments.map((a) => h('span', { class: 'badge m-other' }, a.name + ' (' + a.type + ', ' + size(a.length) + ')')),
       h('button', { type: 'button', on: { click: () => download(m) } }, 'Download the content')));
   }
-  const replyTo = f.client || f.address;
-  if (replyTo) {
+  if (replyAddress(f)) {
     parts.push(h('div', { class: 'actions' }, h('button', { type: 'button', on: { click: () => reply(m) } }, 'Reply')));
   }
   $('reader-body').replaceChildren(...parts);
@@ -334,8 +333,18 @@ async function download(m) {
   }
 }
 
+// replyAddress is whom a reply goes to: the sending client, else the
+// outside address; on a medium other than e-mail or SMS written
+// MEDIUM:ADDRESS (xmpp:dave@chat.example.test), since the brokers take a
+// bare address for e-mail or SMS by its look (PROTOCOL.md §6.3).
+function replyAddress(f) {
+  if (f.client || !f.address) return f.client || '';
+  if (!f.medium || f.medium === 'email' || f.medium === 'sms') return f.address;
+  return f.medium + ':' + f.address;
+}
+
 function reply(m) {
-  $('to').value = m.from.client || m.from.address;
+  $('to').value = replyAddress(m.from);
   $('subject').value = m.subject ? (m.subject.startsWith('Re: ') ? m.subject : 'Re: ' + m.subject) : '';
   state.pendingKey = null;
   $('text').focus();
