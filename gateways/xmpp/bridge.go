@@ -286,12 +286,22 @@ func (br *Bridge) fromChat(ctx context.Context, st *stanza) {
 	}
 	sent, err := br.bot.Send(ctx, o)
 	if err != nil {
-		typ, cond := condition(bot.Code(err))
-		br.log.Info().Str("msg_id", o.ID).Str("code", bot.Code(err)).Err(err).Msg("chat message refused")
-		br.refuse(st, typ, cond, err.Error())
+		code := bot.Code(err)
+		typ, cond := condition(code)
+		br.log.Info().Str("msg_id", o.ID).Str("code", code).Err(err).Msg("chat message refused")
+		br.refuse(st, typ, cond, fmt.Sprintf("%s (to %s)", reasonOf(err), to))
 		return
 	}
 	br.log.Debug().Str("msg_id", sent.ID).Str("status", sent.Status).Str("dest", sent.Dest.Gateway).Msg("chat message sent")
+}
+
+// reasonOf is an SDK error as a chat user reads it: its code and reason.
+func reasonOf(err error) string {
+	code, s := bot.Code(err), err.Error()
+	for strings.HasPrefix(s, code+": ") {
+		s = strings.TrimPrefix(s, code+": ")
+	}
+	return code + ": " + s
 }
 
 // msgID derives the UIMS message id from the stanza, so that a client

@@ -8,6 +8,8 @@ package xmpp_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -136,8 +138,12 @@ func start(t *testing.T, mod func(*xmpp.Config)) *env {
 	got := make(chan *bot.Message, 16)
 	echo.Handle(func(ctx context.Context, m *bot.Message) error {
 		got <- m
-		if strings.HasPrefix(m.Text(), "echo") {
+		switch {
+		case strings.HasPrefix(m.Text(), "echo"):
 			return nil
+		case m.Text() == "fail later":
+			go echo.Failed(context.Background(), m.Ref, "the echo bot gave up")
+			return bot.ErrLater
 		}
 		_, err := echo.Reply(ctx, m, "echo: "+m.Text())
 		return err
@@ -331,4 +337,92 @@ func TestOutsideChatUser(t *testing.T) {
 	if s := e.state("bob-token", id); s != schemas.StatusDelivered {
 		t.Fatalf("bob's answer: state %q, want delivered", s)
 	}
+}
+
+// (4) what the bridge refuses, and how a chat user learns it: an unknown
+// recipient, an oversized body, a recipient's side that gives up later, a
+// chat recipient the XMPP server does not know.
+func TestRefusals(t *testing.T) {
+	e := start(t, func(c *xmpp.Config) { c.MaxBody = 4 << 10 })
+	carol := xmpptest.Dial(t, e.srv, "carol", "carol-pw")
+
+	errorFor := func(id string) *xmpptest.Message {
+		return carol.Wait(t, 15*time.Second, "the error for "+id, func(m *xmpptest.Message) bool { return m.ID == id && m.Type == "error" })
+	}
+	carol.Send(t, `<message to='nobody@uims.chat.example.test' type='chat' id='u1'><body>anyone?</body></message>`)
+	m := errorFor("u1")
+	if m.Condition() != "item-not-found" || m.Error.Type != "cancel" || !strings.Contains(m.ErrorText(), "UNKNOWN_RECIPIENT") || !strings.Contains(m.ErrorText(), "nobody") {
+		t.Errorf("unknown recipient: %s", m)
+	}
+
+	big := strings.Repeat("x", 5<<10)
+	carol.Send(t, `<message to='bob@uims.chat.example.test' type='chat' id='u2'><body>`+big+`</body></message>`)
+	m = errorFor("u2")
+	if m.Condition() != "policy-violation" || m.Error.Type != "modify" || !strings.Contains(m.ErrorText(), "at most 4096") {
+		t.Errorf("oversized body: %s", m)
+	}
+
+	// the echo bot takes it (ErrLater) and fails it later: a non-delivery
+	// report, as a stanza error with the message's id
+	carol.Send(t, `<message to='echo@uims.chat.example.test' type='chat' id='u3'><body>fail later</body></message>`)
+	m = errorFor("u3")
+	if m.From != "echo@uims.chat.example.test" || m.Condition() != "not-acceptable" || !strings.Contains(m.ErrorText(), "the echo bot gave up") {
+		t.Errorf("failed later: %s", m)
+	}
+
+	// bob writes to a JID prosody has no account for: prosody bounces it,
+	// and bob's send fails with the XMPP condition
+	body, _ := json.Marshal(map[string]string{"to": "xmpp:nobody@chat.example.test", "text": "hello?"})
+	code, out := e.call("POST", "/api/v1/messages", "bob-token", string(body))
+	if code != http.StatusBadGateway || out["code"] != "REJECTED" {
+		t.Errorf("to an unknown JID: %d %v", code, out)
+	}
+	sum := sha256.Sum256([]byte("bob\x00" + fmt.Sprintf("%x", sha(string(body)))))
+	_, st := e.call("GET", "/api/v1/messages/"+hex.EncodeToString(sum[:16]), "bob-token", "")
+	if h, _ := st["history"].([]any); st["state"] != schemas.StatusFailed || len(h) == 0 ||
+		!strings.Contains(fmt.Sprint(h[len(h)-1]), "the XMPP server bounced the message: service-unavailable") {
+		t.Errorf("status of the message to an unknown JID: %v", st)
+	}
+	// and nothing came out of the bridge for a message the fabric refused
+	for _, r := range carol.Received() {
+		if r.ID == "u1" && r.Type != "error" {
+			t.Errorf("unexpected %s", r)
+		}
+	}
+}
+
+// (4) prosody restarts: the bridge reconnects on its own, a message bob
+// sends meanwhile is either taken (and reaches carol, who was offline, when
+// she comes back, with her receipt making it delivered) or refused as
+// temporary and sent again with the same id — never silently lost; and
+// carol's messages flow again.
+func TestProsodyRestart(t *testing.T) {
+	e := start(t, nil)
+	carol := xmpptest.Dial(t, e.srv, "carol", "carol-pw")
+	// carol's client speaks receipts: the bridge learns it from her message
+	carol.Send(t, `<message to='bob@uims.chat.example.test' type='chat' id='b1'><body>before</body><request xmlns='urn:xmpp:receipts'/></message>`)
+	carol.Wait(t, 15*time.Second, "the receipt for b1", func(m *xmpptest.Message) bool { return m.ReceivedID() == "b1" })
+
+	e.srv.Stop(t)
+	<-carol.Done()
+	sent := make(chan string, 1)
+	go func() { sent <- e.send("bob-token", "carol", "while prosody restarts") }()
+	e.srv.Start(t)
+	id := <-sent
+
+	carol = xmpptest.Dial(t, e.srv, "carol", "carol-pw")
+	m := carol.Wait(t, 20*time.Second, "bob's message after the restart", func(m *xmpptest.Message) bool { return m.Body == "while prosody restarts" })
+	if s := e.state("bob-token", id); s != schemas.StatusTransferred {
+		t.Fatalf("before carol's receipt: %q, want transferred", s)
+	}
+	carol.Send(t, `<message to='bob@uims.chat.example.test' id='r2'><received xmlns='urn:xmpp:receipts' id='`+m.ID+`'/></message>`)
+	fabrictest.Eventually(t, 10*time.Second, "delivered", func() bool { return e.state("bob-token", id) == schemas.StatusDelivered })
+	for _, r := range carol.Received() {
+		if r.Body == "while prosody restarts" && r.ID != m.ID {
+			t.Logf("sent twice (the barrier's ping was lost with the server): %s", r)
+		}
+	}
+
+	carol.Send(t, `<message to='bob@uims.chat.example.test' type='chat' id='b2'><body>after</body></message>`)
+	fabrictest.Eventually(t, 15*time.Second, "carol's message after the restart", func() bool { return e.inbox("bob-token", "after") != nil })
 }
