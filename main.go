@@ -29,6 +29,7 @@ var commands = []struct {
 	{"broker", "run a broker replica against NATS and Redis", cmdBroker},
 	{"gateway", "run one gateway (web | email | sms) against NATS", cmdGateway},
 	{"processor", "run a message processor against NATS", cmdProcessor},
+	{"xmpp", "run the XMPP bridge: a component of an XMPP server, on the fabric with its party bundle (docs/XMPP.md)", cmdXMPP},
 	{"ops", "run the operator view: the whole fabric from trace events and heartbeats (docs/OPS.md)", cmdOps},
 	{"send", "send a message as a client and print its id and final status", cmdSend},
 	{"profile", "list, load or delete client profiles (list | put FILE | delete ID)", cmdProfile},
