@@ -21,8 +21,8 @@ type Outgoing struct {
 	// sender, else an outside sender. Name is a display name.
 	From string
 	Name string
-	// To is a client id or an address on any medium (an e-mail address, a
-	// phone number, an address on the bot's medium).
+	// To is a client id or an address: an e-mail address, a phone number,
+	// or "medium:address" for any medium ("xmpp:carol@chat.example").
 	To      string
 	Subject string
 	// Text is the content as text/plain; or Type and Content for any other.
@@ -82,12 +82,12 @@ func (b *Bot) Send(ctx context.Context, o Outgoing) (*Sent, error) {
 	}
 }
 
-// Reply answers m: to its sender (the client, else the address), from the
-// bot address m was sent to, as a reply to it.
+// Reply answers m: to its sender (the client, else the address on the
+// sender's medium), from the bot address m was sent to, as a reply to it.
 func (b *Bot) Reply(ctx context.Context, m *Message, text string) (*Sent, error) {
 	to := m.From.Client
 	if to == "" {
-		to = m.From.Address
+		to = m.From.Medium + ":" + m.From.Address
 	}
 	subject := m.Subject
 	if subject != "" && !strings.HasPrefix(strings.ToLower(subject), "re:") {
