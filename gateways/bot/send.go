@@ -82,6 +82,10 @@ func (b *Bot) Send(ctx context.Context, o Outgoing) (*Sent, error) {
 	}
 }
 
+// NewMsgID returns a fresh message id, for an Outgoing that may be sent
+// again (a retry after a crash must reuse it).
+func NewMsgID() string { return kit.NewMsgID() }
+
 // Reply answers m: to its sender (the client, else the address on the
 // sender's medium), from the bot address m was sent to, as a reply to it.
 func (b *Bot) Reply(ctx context.Context, m *Message, text string) (*Sent, error) {
