@@ -284,3 +284,30 @@ func TestBotHandlesAMessageOnce(t *testing.T) {
 		t.Fatal("a handler timeout beyond the originator's transfer timeout was accepted")
 	}
 }
+
+// A handler that marks its message read at once: the sender hears
+// delivered, then read (a read before delivered would be refused, and a
+// medium such as SMS has receipts for delivery only).
+func TestBotReadInHandler(t *testing.T) {
+	w := newWorld(t)
+	w.startBot(t, bot.Config{}, func(b *bot.Bot) {
+		b.Handle(func(ctx context.Context, m *bot.Message) error { return b.Read(ctx, m.Ref) })
+	})
+	res := w.send(t, "read me")
+	if res.Status != schemas.StatusDelivered {
+		t.Fatalf("result %+v", res)
+	}
+	w.note(t, res.MsgID, schemas.StatusDelivered)
+	w.note(t, res.MsgID, schemas.StatusRead)
+	st, err := w.alice.Query(context.Background(), res.MsgID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range st.History {
+		got = append(got, h.Status)
+	}
+	if st.State != schemas.StatusRead || !strings.Contains(strings.Join(got, ","), "delivered,read") {
+		t.Fatalf("state %s, history %v", st.State, got)
+	}
+}
