@@ -30,7 +30,7 @@ func cmdBot(ctx context.Context, args []string) error {
 		return fmt.Errorf("usage: uims bot example --bundle DIR | uims bot send --bundle DIR --to X TEXT")
 	}
 	log := o.logger()
-	b, err := bot.Dial(*dir, bot.Config{NATSURL: *natsURL, TLSCA: *tlsCA, Strict: *strict, Address: *address}, log)
+	b, err := bot.Dial(*dir, bot.Config{NATSURL: *natsURL, TLSCA: *tlsCA, Strict: *strict, Address: *address, Version: version}, log)
 	if err != nil {
 		return err
 	}

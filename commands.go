@@ -314,20 +314,20 @@ func cmdGateway(ctx context.Context, args []string) error {
 			return fmt.Errorf("UIMS_WEB_INBOX_SHARDS: want a positive number")
 		}
 		wc := web.Config{Addr: *httpAddr, TLS: httpTLS, Metrics: system.NewRegistry(),
-			Kit: kit.Config{Strict: o.strict}, InboxShards: shards}
+			Kit: kit.Config{Version: version, Strict: o.strict}, InboxShards: shards}
 		g, err := web.New(wc, nc, kr, log)
 		if err != nil {
 			return err
 		}
 		return g.Run(ctx, nil)
 	case "email":
-		g, err := email.New(email.Config{Addr: *smtpAddr, Relay: *smtpRelay, Domains: smtpDomains, MaxPerIP: smtpPerIP, Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
+		g, err := email.New(email.Config{Addr: *smtpAddr, Relay: *smtpRelay, Domains: smtpDomains, MaxPerIP: smtpPerIP, Kit: kit.Config{Version: version, Strict: o.strict}}, nc, kr, log)
 		if err != nil {
 			return err
 		}
 		return g.Run(ctx, nil)
 	case "sms":
-		g, err := sms.New(sms.Config{Addr: *smppAddr, SMSC: smsc, Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
+		g, err := sms.New(sms.Config{Addr: *smppAddr, SMSC: smsc, Kit: kit.Config{Version: version, Strict: o.strict}}, nc, kr, log)
 		if err != nil {
 			return err
 		}
