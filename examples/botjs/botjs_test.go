@@ -42,7 +42,7 @@ import (
 const (
 	botParty   = "botjs"
 	natsJSVer  = "2.29.3"
-	installCmd = "apt-get install nodejs npm && (cd gateways/botjs && npm ci)"
+	installCmd = "apt-get install nodejs npm && (cd examples/botjs && npm ci)"
 )
 
 // requireNode returns the path of node, or skips loudly (fails under CI)
@@ -56,7 +56,7 @@ func requireNode(t *testing.T) string {
 	}
 	b, err := os.ReadFile(filepath.Join("node_modules", "nats", "package.json"))
 	if err != nil {
-		missing("npm package nats not installed in gateways/botjs/node_modules")
+		missing("npm package nats not installed in examples/botjs/node_modules")
 	}
 	var pkg struct{ Version string }
 	if json.Unmarshal(b, &pkg); pkg.Version != natsJSVer {
