@@ -2,265 +2,35 @@ package botjs_test
 
 // The echo bot of this folder (Node.js, the stock nats.js client, MIAP from
 // PROTOCOL.md alone) joins an authenticated fabric with a party bundle
-// alone and exchanges messages both ways with a web client.
+// alone and exchanges messages both ways with a web client, receipts
+// included.
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/rs/zerolog"
 
-	"github.com/uims/uims/broker"
-	"github.com/uims/uims/gateways/kit"
-	"github.com/uims/uims/gateways/web"
 	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/internal/natstest"
 	"github.com/uims/uims/internal/peertest"
-	"github.com/uims/uims/internal/redistest"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/miap/natsauth"
 	"github.com/uims/uims/schemas"
 )
 
-const (
-	botParty   = "botjs"
-	natsJSVer  = "2.29.3"
-	installCmd = "apt-get install nodejs npm && (cd examples/botjs && npm ci)"
-)
-
-// requireNode returns the path of node, or skips loudly (fails under CI)
-// when node or the locked npm packages are missing.
-func requireNode(t *testing.T) string {
-	t.Helper()
-	missing := func(what string) { peertest.Missing(t, what, installCmd) }
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node (Node.js) not on PATH")
-	}
-	b, err := os.ReadFile(filepath.Join("node_modules", "nats", "package.json"))
-	if err != nil {
-		missing("npm package nats not installed in examples/botjs/node_modules")
-	}
-	var pkg struct{ Version string }
-	if json.Unmarshal(b, &pkg); pkg.Version != natsJSVer {
-		missing(fmt.Sprintf("npm package nats is %q, package-lock.json wants %s", pkg.Version, natsJSVer))
-	}
-	return node
-}
-
-// syncBuffer collects a process's stderr.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-type fabric struct {
-	ns     *server.Server
-	auth   *natsauth.Authority
-	keys   *miap.KeyFile
-	web    string
-	bundle string
-}
-
-// startFabric starts NATS with authentication, redis, a broker, the web
-// gateway, the profiles, and writes the bot's party bundle.
-func startFabric(t *testing.T, strict bool) *fabric {
-	t.Helper()
-	a, err := natsauth.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := natstest.RunAuth(t, a)
-	_, rdb := redistest.Run(t)
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-
-	kf := &miap.KeyFile{MIAP: 1}
-	add := func(party, role string, media ...string) {
-		e, err := miap.NewKeyEntry(rand.Reader, party, party+"-1", time.Time{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.Role, e.Media = role, media
-		kf.Keys = append(kf.Keys, e)
-	}
-	add(miap.BrokerParty, "")
-	add("web", "gateway", schemas.MediumWeb)
-	add(botParty, "gateway", schemas.MediumBot)
-	keyring := func(kf *miap.KeyFile) *miap.Keyring {
-		kr, err := kf.Keyring()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return kr
-	}
-
-	// the broker, on a connection issued for role broker
-	eng, err := miap.New(miap.Config{Keys: keyring(kf)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.New(broker.Config{Strict: strict}, natstest.ConnectAs(t, ns, a, "broker", natsauth.RoleBroker, nil, nil), rdb, eng, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fabrictest.Start(t, "broker", b.Run)
-
-	// the profiles: alice on the web; echo, the bot's own client, on medium bot
-	store := broker.NewProfiles(rdb, nil)
-	for _, p := range []*schemas.Profile{
-		{ID: "alice", Name: "Alice", Token: "alice-token", Addresses: map[string]string{schemas.MediumWeb: "alice"}},
-		{ID: "echo", Name: "Echo bot", Addresses: map[string]string{schemas.MediumBot: "echo"}, Prefer: []string{schemas.MediumBot}},
-	} {
-		if err := store.Put(context.Background(), p); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// the web gateway, on a connection issued for role gateway, medium web
-	wnc := natstest.ConnectAs(t, ns, a, "web", natsauth.RoleGateway, []string{schemas.MediumWeb}, nil)
-	g, err := web.New(web.Config{Addr: "127.0.0.1:0", MaxBody: 64 << 10, Kit: kit.Config{Strict: strict}}, wnc, keyring(kf.For("web")), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fabrictest.Start(t, "web gateway", g.Run)
-
-	// the bot's party bundle: exactly what `uims party add` writes
-	dir := t.TempDir()
-	creds, err := a.Issue(botParty, natsauth.RoleGateway, []string{schemas.MediumBot})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle, _ := json.Marshal(map[string]any{"party": botParty, "role": "gateway", "media": []string{schemas.MediumBot},
-		"nats_url": ns.ClientURL(), "inbox_prefix": natsauth.InboxPrefix(botParty)})
-	keys, _ := json.MarshalIndent(kf.For(botParty), "", "  ")
-	for name, b := range map[string][]byte{"bundle.json": bundle, "keys.json": keys, botParty + ".creds": creds} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return &fabric{ns: ns, auth: a, keys: kf, web: "http://" + g.Addr(), bundle: dir}
-}
-
-// startBot runs `node bot.js BUNDLE` until the test ends; it returns the
-// bot's inbox file and its log.
-func startBot(t *testing.T, node, bundle string) (string, *syncBuffer) {
-	t.Helper()
-	inbox := filepath.Join(t.TempDir(), "inbox.jsonl")
-	logs := &syncBuffer{}
-	cmd := exec.Command(node, "bot.js", bundle)
-	cmd.Env = append(os.Environ(), "BOT_INBOX="+inbox)
-	cmd.Stderr = logs
-	cmd.Stdout = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		t.Logf("bot log:\n%s", logs.String())
-	})
-	fabrictest.Eventually(t, 15*time.Second, "the bot's announcement", func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("bot exited:\n%s", logs.String())
-		default:
-		}
-		return strings.Contains(logs.String(), "announced on uims.broker.announce")
-	})
-	return inbox, logs
-}
-
-func call(t *testing.T, method, url, token, body string) (int, map[string]any) {
-	t.Helper()
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	json.Unmarshal(b, &out)
-	return resp.StatusCode, out
-}
-
-// inboxHas returns the id of the message with text from client from in
-// alice's web inbox, or "".
-func inboxHas(t *testing.T, f *fabric, from, text string) string {
-	code, inbox := call(t, "GET", f.web+"/api/v1/inbox", "alice-token", "")
-	if code != 200 {
-		return ""
-	}
-	msgs, _ := inbox["messages"].([]any)
-	for _, m := range msgs {
-		m := m.(map[string]any)
-		fr, _ := m["from"].(map[string]any)
-		if m["text"] == text && fr["client"] == from && fr["medium"] == schemas.MediumBot {
-			id, _ := m["id"].(string)
-			return id
-		}
-	}
-	return ""
-}
-
-func readLines(t *testing.T, path string) []map[string]any {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("bot inbox line %q: %v", sc.Text(), err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
 func TestEchoBotJoinsWithBundleAlone(t *testing.T) {
 	node := requireNode(t)
-	f := startFabric(t, false)
+	f := startFabric(t, fabricConfig{})
 
 	// no credentials, no fabric
 	if nc, err := nats.Connect(f.ns.ClientURL(), nats.MaxReconnects(0)); err == nil {
@@ -268,21 +38,16 @@ func TestEchoBotJoinsWithBundleAlone(t *testing.T) {
 		t.Fatal("a connection without credentials was accepted")
 	}
 
-	inbox, logs := startBot(t, node, f.bundle)
+	b := startBot(t, node, f.bundle)
+	alice := openEvents(t, f)
 
 	// alice (web) -> echo (bot): the broker routes to medium bot, the bot delivers
-	var sent map[string]any
-	fabrictest.Eventually(t, 15*time.Second, "alice's message accepted", func() bool {
-		var code int
-		code, sent = call(t, "POST", f.web+"/api/v1/messages", "alice-token", `{"to":"echo","text":"hi"}`)
-		return code == http.StatusAccepted
-	})
-	id, _ := sent["id"].(string)
-	if sent["status"] != schemas.StatusDelivered {
-		t.Fatalf("POST answer %v", sent)
+	code, sent, id := post(t, f, "hi")
+	if code != http.StatusAccepted || sent["status"] != schemas.StatusDelivered || sent["id"] != id {
+		t.Fatalf("POST answer %d %v", code, sent)
 	}
 	fabrictest.Eventually(t, 10*time.Second, "the bot's delivery of hi", func() bool {
-		for _, m := range readLines(t, inbox) {
+		for _, m := range b.lines(t) {
 			fr, _ := m["from"].(map[string]any)
 			if m["kind"] == "message" && m["msg_id"] == id && m["text"] == "hi" && fr["client"] == "alice" && m["recipient"] == "echo" {
 				return true
@@ -296,31 +61,48 @@ func TestEchoBotJoinsWithBundleAlone(t *testing.T) {
 		echoID = inboxHas(t, f, "echo", "echo: hi")
 		return echoID != ""
 	})
-	// alice's message reached delivered, acknowledged by the bot with the ID
-	code, st := call(t, "GET", f.web+"/api/v1/messages/"+id, "alice-token", "")
-	if code != 200 || st["state"] != schemas.StatusDelivered {
+
+	// Receipts to alice (PROTOCOL.md §6.8, §6.9): the bot acknowledged
+	// delivered with the ID inside its answer (the receipt her web gateway
+	// relays to her page), and read once it had sent the echo (a
+	// notification through the brokers).
+	alice.waitStatus(t, 10*time.Second, id, schemas.StatusDelivered)
+	alice.waitStatus(t, 10*time.Second, id, schemas.StatusRead)
+	if code, st := call(t, "GET", f.web+"/api/v1/messages/"+id, "alice-token", ""); code != 200 || st["state"] != schemas.StatusRead {
 		t.Fatalf("status of alice's message: %d %v", code, st)
 	}
-	// the bot logs the transfer's answer after alice's inbox has the echo
-	for _, want := range []string{"ticket ok", "digest ok", "ID accepted, state delivered", "outer digest ok", "receipt verified: delivered"} {
-		fabrictest.Eventually(t, 5*time.Second, "bot log line "+want, func() bool { return strings.Contains(logs.String(), want) })
+	for _, want := range []string{"ticket ok", "digest ok", "ID accepted, state delivered", "outer digest ok", "receipt verified: delivered",
+		"ack " + id + " read -> uims.broker.ack: ID accepted, state read"} {
+		b.waitLog(t, 5*time.Second, want)
 	}
 
-	// alice reads the echo: the read receipt reaches the bot as a
-	// notification on its status stream (§6.9), verified and acknowledged
+	// Receipts to the bot: its echo was delivered (the web gateway's receipt,
+	// relayed in the answer to its transfer); alice reads it through the web
+	// API, and the read notification reaches the bot on its status stream
+	// (§6.9), verified and acknowledged.
+	if st := b.status(t, echoID, schemas.StatusDelivered); st == nil || st["via"] != "receipt" {
+		t.Fatalf("the bot's delivered receipt for its echo %s: %v", echoID, st)
+	}
 	if code, _ := call(t, "POST", f.web+"/api/v1/messages/"+echoID+"/read", "alice-token", ""); code != 200 {
 		t.Fatalf("read: %d", code)
 	}
 	fabrictest.Eventually(t, 10*time.Second, "the read notification at the bot", func() bool {
-		for _, m := range readLines(t, inbox) {
-			if m["kind"] == "status" && m["msg_id"] == echoID && m["status"] == schemas.StatusRead {
-				return true
-			}
-		}
-		return false
+		st := b.status(t, echoID, schemas.StatusRead)
+		return st != nil && st["via"] == "notify"
 	})
 
+	testDiscovery(t, f, b)
 	testRefusals(t, f)
+	if discoverable() {
+		// the refusals count as errors of the im endpoint
+		var stats struct{ Endpoints []endpointStats }
+		request(t, f, "$SRV.STATS."+botService, &stats)
+		i := slices.IndexFunc(stats.Endpoints, func(e endpointStats) bool { return e.Name == "im" })
+		if i < 0 || stats.Endpoints[i].NumErrors < 5 || stats.Endpoints[i].LastError == "" {
+			t.Errorf("im endpoint stats after 5 refusals: %+v", stats.Endpoints)
+		}
+	}
+	testHeld(t, f, id)
 
 	// the one-shot send from the command line
 	cmd := exec.Command(node, "bot.js", "send", "--bundle", f.bundle, "--from", "echo", "--client", "echo", "--to", "alice", "hello from the command line")
@@ -345,6 +127,100 @@ func TestEchoBotJoinsWithBundleAlone(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err == nil || !strings.Contains(out.String(), `"error":"NOT_ALLOWED"`) {
 		t.Fatalf("bot.js send as alice: %v, printed %q\nstderr: %s", err, out.String(), errb.String())
+	}
+}
+
+// endpointStats is one endpoint in a $SRV.STATS answer.
+type endpointStats struct {
+	Name      string `json:"name"`
+	NumErrors int    `json:"num_errors"`
+	LastError string `json:"last_error"`
+}
+
+// request sends a request on an observer's connection (the operator view's
+// identity) and decodes its JSON answer into v.
+func request(t *testing.T, f *fabric, subject string, v any) {
+	t.Helper()
+	obs := natstest.ConnectAs(t, f.ns, f.auth, "observer", natsauth.RoleObserver, nil, nil)
+	defer obs.Close()
+	m, err := obs.Request(subject, nil, 2*time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", subject, err)
+	}
+	if err := json.Unmarshal(m.Data, v); err != nil {
+		t.Fatalf("%s: %v: %s", subject, err, m.Data)
+	}
+}
+
+// testDiscovery: the bot is the nats micro service uims-gw-botjs, found
+// by $SRV.PING from an observer, with the metadata and endpoints the Go
+// gateways register.
+func testDiscovery(t *testing.T, f *fabric, b *bot) {
+	t.Helper()
+	name := botService
+	if !discoverable() {
+		// the gateway role may not subscribe to $SRV yet: the bot serves
+		// its subjects with plain subscriptions, as everything above shows
+		t.Logf("NOT CHECKED: discovery of %s; the gateway role's NATS permissions do not allow $SRV.PING yet (miap/natsauth/perms.go)", name)
+		b.waitLog(t, time.Second, "micro service "+name+" not discoverable")
+		return
+	}
+	var ping struct {
+		Type, Name, ID, Version string
+		Metadata                map[string]string
+	}
+	request(t, f, "$SRV.PING."+name, &ping)
+	if ping.Type != "io.nats.micro.v1.ping_response" || ping.Name != name || ping.Version != packageVersion(t) || ping.ID == "" {
+		t.Errorf("$SRV.PING.%s answered %+v", name, ping)
+	}
+	inst := ping.Metadata["instance"]
+	want := map[string]string{"party": botParty, "medium": schemas.MediumBot, "instance": inst, "miap_mode": "fast", "kind": "gateway"}
+	if !strings.HasPrefix(inst, "botjs-") || fmt.Sprint(ping.Metadata) != fmt.Sprint(want) {
+		t.Errorf("metadata %v, want %v", ping.Metadata, want)
+	}
+	var info struct {
+		Description string
+		Endpoints   []struct {
+			Name, Subject string
+			QueueGroup    string `json:"queue_group"`
+		}
+	}
+	request(t, f, "$SRV.INFO."+name, &info)
+	if info.Description != "UIMS gateway botjs (medium bot)" {
+		t.Errorf("description %q", info.Description)
+	}
+	got := map[string]string{}
+	for _, e := range info.Endpoints {
+		if e.QueueGroup != name {
+			t.Errorf("endpoint %s in queue group %q, want %s", e.Name, e.QueueGroup, name)
+		}
+		got[e.Name] = e.Subject
+	}
+	if fmt.Sprint(got) != fmt.Sprint(map[string]string{"im": schemas.GatewayIM(botParty), "login": schemas.GatewayLogin(botParty), "held": schemas.GatewayHeld(botParty)}) {
+		t.Errorf("endpoints %v", got)
+	}
+}
+
+// testHeld: the brokers' deadline check (PROTOCOL.md §6.14). A message the
+// bot delivered is held (and acknowledged again); one it never saw is not.
+func testHeld(t *testing.T, f *fabric, delivered string) {
+	t.Helper()
+	nc := natstest.ConnectAs(t, f.ns, f.auth, "sweeper", natsauth.RoleBroker, nil, nil)
+	defer nc.Close()
+	for _, c := range []struct {
+		msgID string
+		held  bool
+	}{{delivered, true}, {strings.Repeat("0", 32), false}} {
+		q, _ := json.Marshal(schemas.HeldQuery{V: schemas.Version, MsgID: c.msgID, Tx: c.msgID,
+			Recipient: "echo", Dest: schemas.Hop{Gateway: botParty, Medium: schemas.MediumBot, Address: "echo"}})
+		m, err := nc.Request(schemas.GatewayHeld(botParty), q, 5*time.Second)
+		if err != nil {
+			t.Fatalf("held %s: %v", c.msgID, err)
+		}
+		var r schemas.HeldReply
+		if err := json.Unmarshal(m.Data, &r); err != nil || r.V != 1 || r.Held != c.held || r.Later {
+			t.Errorf("held %s: answered %s (%v), want held %v", c.msgID, m.Data, err, c.held)
+		}
 	}
 }
 
@@ -434,21 +310,17 @@ func TestVectorsNode(t *testing.T) {
 // bot logs in to the web gateway before its own.
 func TestEchoBotStrict(t *testing.T) {
 	node := requireNode(t)
-	f := startFabric(t, true)
-	_, logs := startBot(t, node, f.bundle)
-	var sent map[string]any
-	fabrictest.Eventually(t, 15*time.Second, "alice's message accepted", func() bool {
-		var code int
-		code, sent = call(t, "POST", f.web+"/api/v1/messages", "alice-token", `{"to":"echo","text":"strictly hi"}`)
-		return code == http.StatusAccepted
-	})
-	if sent["status"] != schemas.StatusDelivered {
-		t.Fatalf("POST answer %v", sent)
+	f := startFabric(t, fabricConfig{strict: true})
+	b := startBot(t, node, f.bundle)
+	code, sent, _ := post(t, f, "strictly hi")
+	if code != http.StatusAccepted || sent["status"] != schemas.StatusDelivered {
+		t.Fatalf("POST answer %d %v", code, sent)
 	}
 	fabrictest.Eventually(t, 15*time.Second, `"echo: strictly hi" in alice's inbox`, func() bool {
 		return inboxHas(t, f, "echo", "echo: strictly hi") != ""
 	})
-	for _, want := range []string{"session token issued", "switching to strict mode", "C_ack received", "route-ack", "ID accepted, state delivered", "with the ticket and session token"} {
-		fabrictest.Eventually(t, 5*time.Second, "bot log line "+want, func() bool { return strings.Contains(logs.String(), want) })
+	for _, want := range []string{"session token issued", "switching to strict mode", "C_ack received", "route-ack", "ID accepted, state delivered",
+		"with the ticket and session token", "ID accepted, state read"} {
+		b.waitLog(t, 5*time.Second, want)
 	}
 }
