@@ -307,22 +307,48 @@ func call(t *testing.T, method, url, token, body string, hdr ...string) (int, ma
 	return resp.StatusCode, out
 }
 
-// post sends alice's message text to the bot's client echo, again while the
-// brokers know no live bot yet (NO_ROUTE: its announcement is on its way),
-// with an Idempotency-Key so that the retries are one message. It returns
-// the HTTP status, the answer and the message id.
+// idempotent returns a fresh Idempotency-Key and the message id the web
+// gateway derives from it for alice.
+func idempotent(t *testing.T) (key, id string) {
+	key = fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
+	sum := sha256.Sum256([]byte("alice\x00" + key))
+	return key, hex.EncodeToString(sum[:16])
+}
+
+// send posts alice's message text to the bot's client echo with the
+// Idempotency-Key key, again while the brokers know no live bot yet
+// (NO_ROUTE: its announcement is on its way), until timeout; the retries
+// are one message. It returns the last HTTP status and answer; it may run
+// outside the test's goroutine.
+func send(url, key, text string, timeout time.Duration) (int, map[string]any, error) {
+	body, _ := json.Marshal(map[string]string{"to": "echo", "text": text})
+	for until := time.Now().Add(timeout); ; {
+		req, _ := http.NewRequest("POST", url+"/api/v1/messages", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer alice-token")
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if out["code"] != schemas.CodeNoRoute.String() || time.Now().After(until) {
+			return resp.StatusCode, out, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// post sends alice's message text to echo (send) and returns the HTTP
+// status, the answer and the message id.
 func post(t *testing.T, f *fabric, text string) (int, map[string]any, string) {
 	t.Helper()
-	key := fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
-	sum := sha256.Sum256([]byte("alice\x00" + key))
-	id := hex.EncodeToString(sum[:16]) // the web gateway's msg_id for this key
-	body, _ := json.Marshal(map[string]string{"to": "echo", "text": text})
-	var code int
-	var out map[string]any
-	fabrictest.Eventually(t, 15*time.Second, "a route to the bot", func() bool {
-		code, out = call(t, "POST", f.web+"/api/v1/messages", "alice-token", string(body), "Idempotency-Key", key)
-		return out["code"] != schemas.CodeNoRoute.String()
-	})
+	key, id := idempotent(t)
+	code, out, err := send(f.web, key, text, 15*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return code, out, id
 }
 
