@@ -30,6 +30,7 @@ var commands = []struct {
 	{"gateway", "run one gateway (web | email | sms) against NATS", cmdGateway},
 	{"processor", "run a message processor against NATS", cmdProcessor},
 	{"ops", "run the operator view: the whole fabric from trace events and heartbeats (docs/OPS.md)", cmdOps},
+	{"bot", "run a bot with the SDK: the example (example --bundle DIR), or send one message as a bot (send --bundle DIR --to X TEXT)", cmdBot},
 	{"send", "send a message as a client and print its id and final status", cmdSend},
 	{"profile", "list, load or delete client profiles (list | put FILE | delete ID)", cmdProfile},
 	{"party", "add, list or remove a party: its MIAP key and NATS identity in one step (add NAME --role gateway --medium M | list | remove NAME | sync)", cmdParty},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/uims/uims/internal/system"
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/bundle"
 	"github.com/uims/uims/miap/natsauth"
 )
 
@@ -109,7 +110,7 @@ func cmdParty(ctx context.Context, args []string) error {
 		if r == natsauth.RoleObserver {
 			prefix = "_INBOX"
 		}
-		if err := system.WriteBundle(*out, system.Bundle{Party: name, Role: string(r), Media: ms, NATSURL: url, InboxPrefix: prefix},
+		if err := bundle.Write(*out, bundle.Meta{Party: name, Role: string(r), Media: ms, NATSURL: url, InboxPrefix: prefix},
 			kf.For(name), creds); err != nil {
 			return err
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/internal/system"
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/bundle"
 	"github.com/uims/uims/miap/natsauth"
 	"github.com/uims/uims/schemas"
 )
@@ -50,8 +51,8 @@ func TestPartyAddJoinsAndRemoveShutsOut(t *testing.T) {
 	data := tempData(t)
 	a := runFabric(t, data)
 	t.Setenv("UIMS_NATS_URL", a.NATS)
-	bundle := filepath.Join(t.TempDir(), "mybot")
-	out := mustRun(t, cmdParty, "add", "mybot", "--role", "gateway", "--medium", "bot", "--out", bundle)
+	dir := filepath.Join(t.TempDir(), "mybot")
+	out := mustRun(t, cmdParty, "add", "mybot", "--role", "gateway", "--medium", "bot", "--out", dir)
 	if !strings.Contains(out, "no restart") {
 		t.Errorf("party add: %s", out)
 	}
@@ -60,12 +61,11 @@ func TestPartyAddJoinsAndRemoveShutsOut(t *testing.T) {
 	mustRun(t, cmdProfile, "put", profiles)
 
 	// the bundle holds this party's material and nothing else
-	var b system.Bundle
-	raw, err := os.ReadFile(filepath.Join(bundle, "bundle.json"))
-	if err != nil || json.Unmarshal(raw, &b) != nil || b.Party != "mybot" || b.InboxPrefix != "_INBOX.mybot" {
-		t.Fatalf("bundle.json: %s %v", raw, err)
+	b, err := bundle.Read(dir)
+	if err != nil || b.Party != "mybot" || b.InboxPrefix != "_INBOX.mybot" || b.Role != "gateway" {
+		t.Fatalf("bundle: %+v %v", b, err)
 	}
-	kf, err := miap.ReadKeyFile(filepath.Join(bundle, "keys.json"))
+	kf, err := miap.ReadKeyFile(filepath.Join(dir, "keys.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestPartyAddJoinsAndRemoveShutsOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed := make(chan struct{})
-	nc, err := nats.Connect(b.NATSURL, append(natsauth.Options(b.Party, filepath.Join(bundle, "mybot.creds")),
+	nc, err := nats.Connect(b.NATSURL, append(natsauth.Options(b.Party, filepath.Join(dir, "mybot.creds")),
 		nats.MaxReconnects(0), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))...)
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func TestPartyAddJoinsAndRemoveShutsOut(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the removed party is still connected")
 	}
-	if _, err := nats.Connect(b.NATSURL, append(natsauth.Options(b.Party, filepath.Join(bundle, "mybot.creds")), nats.MaxReconnects(0))...); !errors.Is(err, nats.ErrAuthorization) {
+	if _, err := nats.Connect(b.NATSURL, append(natsauth.Options(b.Party, filepath.Join(dir, "mybot.creds")), nats.MaxReconnects(0))...); !errors.Is(err, nats.ErrAuthorization) {
 		t.Errorf("the removed party connects again: %v", err)
 	}
 	if out := mustRun(t, cmdParty, "list"); strings.Contains(out, "mybot") {

@@ -77,6 +77,13 @@ func NormalizeAddress(medium, addr string) string {
 	switch medium {
 	case schemas.MediumEmail:
 		return strings.ToLower(addr)
+	case schemas.MediumXMPP:
+		// a bare JID: the resource names one of the user's clients, not the
+		// user; localpart and domain compare case-insensitively
+		if i := strings.IndexByte(addr, '/'); i >= 0 {
+			addr = addr[:i]
+		}
+		return strings.ToLower(addr)
 	case schemas.MediumSMS, schemas.MediumFax, schemas.MediumVoice:
 		var b strings.Builder
 		b.WriteByte('+')
@@ -91,6 +98,27 @@ func NormalizeAddress(medium, addr string) string {
 		return b.String()
 	}
 	return addr
+}
+
+// SplitAddress splits a recipient written as "medium:address" (an xmpp
+// JID, say, which GuessMedium would take for an e-mail address): medium is
+// the scheme when it is a medium name or one of the URI schemes mailto, tel
+// and sms; ok is false for anything else (PROTOCOL.md §6.2, to).
+func SplitAddress(to string) (medium, addr string, ok bool) {
+	scheme, rest, found := strings.Cut(to, ":")
+	if !found || rest == "" {
+		return "", "", false
+	}
+	switch scheme {
+	case "mailto":
+		return schemas.MediumEmail, rest, true
+	case "tel":
+		return schemas.MediumSMS, rest, true
+	case schemas.MediumEmail, schemas.MediumSMS, schemas.MediumFax, schemas.MediumVoice, schemas.MediumBot,
+		schemas.MediumXMPP, schemas.MediumWeb:
+		return scheme, rest, true
+	}
+	return "", "", false
 }
 
 // GuessMedium says on which medium an address written by a sender lives:

@@ -19,8 +19,9 @@ type decision struct {
 }
 
 // resolveRecipient finds the client a message is for: by client id, then by
-// address on the medium the address looks like. It returns nil, medium and
-// the normalised address for an outside address.
+// address on the medium the address names ("xmpp:bob@chat.example") or
+// looks like. It returns nil, medium and the normalised address for an
+// outside address.
 func (b *Broker) resolveRecipient(ctx context.Context, to string) (*schemas.Profile, string, string, error) {
 	if miap.ValidName(to) {
 		p, err := b.profiles.ByID(ctx, to)
@@ -31,15 +32,18 @@ func (b *Broker) resolveRecipient(ctx context.Context, to string) (*schemas.Prof
 			return nil, "", "", err
 		}
 	}
-	medium := GuessMedium(to)
-	p, err := b.profiles.ByAddress(ctx, medium, to)
+	medium, addr, ok := SplitAddress(to)
+	if !ok {
+		medium, addr = GuessMedium(to), to
+	}
+	p, err := b.profiles.ByAddress(ctx, medium, addr)
 	if err == nil {
 		return p, "", "", nil
 	}
 	if !errors.Is(err, ErrNoClient) {
 		return nil, "", "", err
 	}
-	return nil, medium, NormalizeAddress(medium, to), nil
+	return nil, medium, NormalizeAddress(medium, addr), nil
 }
 
 // route picks the destination gateway, address and conversions for a

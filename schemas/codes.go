@@ -40,6 +40,7 @@ const (
 	CodeUnauthorized                 // a client credential was missing or wrong
 	CodeStrictRequired               // the broker runs in strict mode: log in first (a session-less frame is refused)
 	CodeSettled                      // a retry of a message that has its outcome, or whose deadline passed: ask its status
+	CodeRejected                     // the recipient's side refused the message or did not take it in time (a bot's answer)
 	codeEnd                          // keep last; not a code
 )
 
@@ -74,6 +75,7 @@ var codeNames = [...]string{
 	CodeUnauthorized:     "UNAUTHORIZED",
 	CodeStrictRequired:   "STRICT_REQUIRED",
 	CodeSettled:          "SETTLED",
+	CodeRejected:         "REJECTED",
 }
 
 var codeText = [...]string{
@@ -107,6 +109,7 @@ var codeText = [...]string{
 	CodeUnauthorized:     "missing or wrong credentials",
 	CodeStrictRequired:   "strict MIAP mode required",
 	CodeSettled:          "the message is settled: see its status",
+	CodeRejected:         "refused by the recipient's side",
 }
 
 // String returns the code's wire name, such as "BAD_MAC".

@@ -82,3 +82,12 @@ const KeyBucket = "uims_keys"
 // message timelines (package ops, docs/OPS.md): one entry per message
 // (tl.<message id>), written and read by the observer parties alone.
 const OpsBucket = "uims_ops"
+
+// GatewayService is the nats micro service name of gateway gw: every
+// instance of it answers $SRV.PING, INFO and STATS under this name, with
+// the endpoints im, login and held in queue group GatewayQueue(gw).
+func GatewayService(gw string) string { return "uims-gw-" + gw }
+
+// GatewayQueue is the queue group every instance of gateway gw joins on its
+// subjects.
+func GatewayQueue(gw string) string { return "uims-gw-" + gw }

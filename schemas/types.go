@@ -11,6 +11,7 @@ const (
 	MediumFax   = "fax"
 	MediumVoice = "voice"
 	MediumBot   = "bot"
+	MediumXMPP  = "xmpp"
 	// MediumCLI is the operator's command-line sender (`uims send`): its
 	// address is the client id it sends as (PROTOCOL.md §6.2).
 	MediumCLI = "cli"

@@ -22,6 +22,7 @@ import (
 	json "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/uims/uims/internal/tracing"
@@ -81,6 +82,8 @@ type Config struct {
 	Medium  string
 	// Instance names this process; default a random id.
 	Instance string
+	// Version is what the gateway's micro service reports; default 0.1.0.
+	Version string
 	// Strict selects the strict MIAP mode (a TSCS login round trip before
 	// each step, PROTOCOL.md §6); default fast.
 	Strict bool
@@ -116,6 +119,9 @@ func (c *Config) setDefaults() error {
 		rand.Read(b[:])
 		c.Instance = c.Gateway + "-" + hex.EncodeToString(b[:])
 	}
+	if c.Version == "" {
+		c.Version = "0.1.0"
+	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 5 * time.Second
 	}
@@ -144,7 +150,8 @@ type Kit struct {
 	content *miapnats.ContentStore
 	tracer  *tracing.Publisher // nil: no trace events
 
-	work    chan *nats.Msg
+	work    chan micro.Request
+	count   counters
 	workMu  sync.RWMutex // guards stopped; held for reading while sending on work
 	stopped bool
 	wg      sync.WaitGroup
@@ -165,7 +172,7 @@ func New(nc *nats.Conn, keys *miap.Keyring, medium Medium, cfg Config, log zerol
 	}
 	k := &Kit{cfg: cfg, nc: nc, medium: medium,
 		log:  log.With().Str("role", "gateway").Str("gateway", cfg.Gateway).Str("instance", cfg.Instance).Logger(),
-		work: make(chan *nats.Msg, 4*cfg.Workers)}
+		work: make(chan micro.Request, 4*cfg.Workers)}
 	eng, err := miap.New(miap.Config{Keys: keys, Now: k.clock.Now, Window: cfg.Window, Skew: cfg.Skew})
 	if err != nil {
 		return nil, err
@@ -208,31 +215,23 @@ func (k *Kit) Run(ctx context.Context, ready func()) error {
 	}); err != nil {
 		return err
 	}
-	imSub, err := k.nc.QueueSubscribe(schemas.GatewayIM(k.cfg.Gateway), "uims-gw-"+k.cfg.Gateway, func(m *nats.Msg) {
+	svc, err := k.serve(func(req micro.Request) {
 		k.workMu.RLock()
 		defer k.workMu.RUnlock()
 		if k.stopped {
-			miapnats.RespondError(m, schemas.CodeBusy)
+			respondError(req, schemas.CodeBusy, "gateway stopping")
 			return
 		}
 		select {
-		case k.work <- m:
+		case k.work <- req:
 		default:
-			miapnats.RespondError(m, schemas.CodeBusy)
+			respondError(req, schemas.CodeBusy, "gateway at capacity")
 		}
+	}, k.handleLogin, func(req micro.Request) {
+		go k.handleHeld(ctx, req)
 	})
 	if err != nil {
-		return fmt.Errorf("kit: subscribe: %w", err)
-	}
-	loginSub, err := k.nc.QueueSubscribe(schemas.GatewayLogin(k.cfg.Gateway), "uims-gw-"+k.cfg.Gateway, k.handleLogin)
-	if err != nil {
-		return fmt.Errorf("kit: subscribe: %w", err)
-	}
-	heldSub, err := k.nc.QueueSubscribe(schemas.GatewayHeld(k.cfg.Gateway), "uims-gw-"+k.cfg.Gateway, func(m *nats.Msg) {
-		go k.handleHeld(ctx, m)
-	})
-	if err != nil {
-		return fmt.Errorf("kit: subscribe: %w", err)
+		return err
 	}
 	for range k.cfg.Workers {
 		k.wg.Add(1)
@@ -275,9 +274,7 @@ loop:
 	}
 	k.running.Store(false)
 	k.announce(context.Background(), 0) // goodbye: brokers stop routing here at once
-	imSub.Drain()
-	loginSub.Drain()
-	heldSub.Drain()
+	svc.Stop()                          // drains the endpoints' subscriptions
 	k.workMu.Lock()
 	k.stopped = true
 	k.workMu.Unlock()

@@ -59,6 +59,17 @@ func NewMsgID() string {
 // message. Errors are *schemas.Error; Code.Retryable() tells the caller
 // whether its client should retry.
 func (k *Kit) Send(ctx context.Context, s *Submission) (*Result, error) {
+	res, err := k.send(ctx, s)
+	if err != nil {
+		k.count.sendFailed.Add(1)
+		k.count.code(errCode(err))
+	} else {
+		k.count.sent.Add(1)
+	}
+	return res, err
+}
+
+func (k *Kit) send(ctx context.Context, s *Submission) (*Result, error) {
 	if s.MsgID == "" {
 		s.MsgID = NewMsgID()
 	}

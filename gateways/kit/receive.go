@@ -9,45 +9,48 @@ import (
 	json "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/uims/uims/miap"
-	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/schemas"
 )
 
 // handleLogin is the destination's side of the strict-mode login (§6.5):
 // the originator presents the broker's ticket (without content) and gets a
 // single-transfer session token.
-func (k *Kit) handleLogin(m *nats.Msg) {
-	f, err := miap.ParseHeader(m.Header, m.Data)
+func (k *Kit) handleLogin(req micro.Request) {
+	f, err := miap.ParseHeader(req.Headers(), req.Data())
 	if err == nil {
 		err = k.eng.VerifyTicket(k.cfg.Gateway, f) // BAD_TICKET as at the transfer (§6.6)
 	}
 	if err != nil {
 		k.log.Warn().Err(err).Bool("security", true).Msg("transfer login refused")
-		miapnats.RespondError(m, miap.CodeOf(err))
+		k.count.code(miap.CodeOf(err).String())
+		respondError(req, miap.CodeOf(err), "")
 		return
 	}
 	tok, err := k.eng.SessionToken(k.cfg.Gateway, f.ID)
 	if err != nil {
-		miapnats.RespondError(m, schemas.CodeInternal)
+		respondError(req, schemas.CodeInternal, "")
 		return
 	}
-	r := nats.NewMsg(m.Reply)
+	r := nats.NewMsg(req.Reply())
 	r.Header.Set(miap.HdrGwSess, miap.EncodeB64(tok))
-	m.RespondMsg(r)
+	respond(req, r)
 }
 
 // handleIM receives an instant message (patent steps S8 to S10; §6.6):
 // ticket, content digest and expiry are checked, the medium delivers, and
 // the outcome is acknowledged to the brokers before the originator is told.
-func (k *Kit) handleIM(ctx context.Context, m *nats.Msg) {
-	tr, routed, err := k.openIM(m)
+func (k *Kit) handleIM(ctx context.Context, req micro.Request) {
+	tr, routed, err := k.openIM(header(req), req.Data())
 	if err != nil {
 		code := miap.CodeOf(err)
 		k.log.Warn().Err(err).Str("code", code.String()).Bool("security", true).Msg("transfer refused")
 		k.trace("receive", "", "", code.String(), schemas.TraceEvent{})
-		miapnats.RespondError(m, code)
+		k.count.refused.Add(1)
+		k.count.code(code.String())
+		respondError(req, code, "")
 		return
 	}
 	ref := AckRef{MsgID: routed.IMI.MsgID, Tx: routed.Tx, ID: miap.EncodeB64(tr.Ticket.ID)}
@@ -60,21 +63,23 @@ func (k *Kit) handleIM(ctx context.Context, m *nats.Msg) {
 		k.log.Warn().Err(err).Str("msg_id", ref.MsgID).Str("code", code.String()).Msg("delivery failed")
 		k.trace("deliver", ref.MsgID, ref.Tx, code.String(), schemas.TraceEvent{})
 		reason := deliveryReason(err)
+		k.count.failed.Add(1)
+		k.count.code(code.String())
 		if !code.Retryable() {
 			// A permanent failure is the destination's to report (§6.8).
 			k.Ack(ctx, ref, schemas.StatusFailed, code.String(), reason)
 		}
-		r := nats.NewMsg(m.Reply)
-		for key, v := range schemas.ErrorHeader(code) {
-			r.Header[key] = v
-		}
-		r.Header.Set(schemas.HdrReason, truncate(reason, 256))
-		m.RespondMsg(r)
+		respondError(req, code, reason)
 		return
 	}
 	k.log.Info().Str("msg_id", ref.MsgID).Str("tx", ref.Tx).Str("status", status).Msg("delivered")
 	k.trace("deliver", ref.MsgID, ref.Tx, status, schemas.TraceEvent{})
-	r := nats.NewMsg(m.Reply)
+	if status == schemas.StatusDelivered {
+		k.count.delivered.Add(1)
+	} else {
+		k.count.transferred.Add(1)
+	}
+	r := nats.NewMsg(req.Reply())
 	r.Header.Set(schemas.HdrStatus, status)
 	receipt, err := k.ackNow(ctx, ref, status, "", "", true)
 	switch {
@@ -85,11 +90,11 @@ func (k *Kit) handleIM(ctx context.Context, m *nats.Msg) {
 	default:
 		k.log.Warn().Err(err).Str("msg_id", ref.MsgID).Msg("broker refused the acknowledgement")
 	}
-	m.RespondMsg(r)
+	respond(req, r)
 }
 
-func (k *Kit) openIM(m *nats.Msg) (*miap.Transfer, *schemas.RoutedIMI, error) {
-	tr, err := k.eng.OpenTransfer(k.cfg.Gateway, m.Header, m.Data, k.content.Fetch(context.Background()))
+func (k *Kit) openIM(h nats.Header, data []byte) (*miap.Transfer, *schemas.RoutedIMI, error) {
+	tr, err := k.eng.OpenTransfer(k.cfg.Gateway, h, data, k.content.Fetch(context.Background()))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -100,10 +105,10 @@ func (k *Kit) openIM(m *nats.Msg) (*miap.Transfer, *schemas.RoutedIMI, error) {
 	if routed.Dest.Gateway != k.cfg.Gateway {
 		return nil, nil, fmt.Errorf("%w: routed to %q", miap.ErrBadTicket, routed.Dest.Gateway)
 	}
-	if k.cfg.Strict || m.Header.Get(miap.HdrGwSess) != "" {
+	if k.cfg.Strict || h.Get(miap.HdrGwSess) != "" {
 		// Without a token, a strict destination answers BAD_SESSION: the
 		// originator's cue to log in first (§6.5).
-		tok, err := miap.DecodeB64(m.Header.Get(miap.HdrGwSess))
+		tok, err := miap.DecodeB64(h.Get(miap.HdrGwSess))
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: %v", miap.ErrBadSession, err)
 		}
@@ -118,11 +123,11 @@ func (k *Kit) openIM(m *nats.Msg) (*miap.Transfer, *schemas.RoutedIMI, error) {
 // holds the message, the kit sends its acknowledgement now (the one that
 // was lost) and answers held; otherwise not held, and the deadline fails
 // the message.
-func (k *Kit) handleHeld(ctx context.Context, m *nats.Msg) {
+func (k *Kit) handleHeld(ctx context.Context, req micro.Request) {
 	var q schemas.HeldQuery
 	reply := schemas.HeldReply{V: schemas.Version}
 	h, ok := k.medium.(Holder)
-	if ok && json.Unmarshal(m.Data, &q) == nil && schemas.ValidMsgID(q.MsgID) {
+	if ok && json.Unmarshal(req.Data(), &q) == nil && schemas.ValidMsgID(q.MsgID) {
 		ref, err := h.Held(ctx, &q)
 		switch {
 		case err != nil:
@@ -139,7 +144,7 @@ func (k *Kit) handleHeld(ctx context.Context, m *nats.Msg) {
 		}
 	}
 	b, _ := json.Marshal(reply)
-	m.Respond(b)
+	req.Respond(b)
 }
 
 // Ack reports a delivered, read or failed message to the brokers (§6.8).
@@ -176,6 +181,7 @@ func (k *Kit) ackNow(ctx context.Context, ref AckRef, status, code, reason strin
 		return "", err
 	}
 	k.trace("ack", ref.MsgID, ref.Tx, status, schemas.TraceEvent{})
+	k.count.acks.Add(1)
 	return reply.Header.Get(miap.HdrReceipt), nil
 }
 
@@ -336,6 +342,7 @@ func (k *Kit) consumeStatus(ctx context.Context) error {
 			return
 		}
 		k.trace("notified", ev.MsgID, ev.Tx, ev.Status, schemas.TraceEvent{})
+		k.count.notified.Add(1)
 		msg.Ack() // the originator's final acknowledgement (§6.9)
 	})
 }

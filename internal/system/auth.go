@@ -2,7 +2,6 @@ package system
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -134,38 +133,6 @@ func (au *Auth) PushAccount(url string, extra ...nats.Option) error {
 // longer than a gateway's poll of its key registry entry (kit.KeyRefresh),
 // so that every verifier has the key before the first frame under it.
 const RotationLead = 10 * time.Second
-
-// Bundle is what a party's machines need to join the fabric, and nothing
-// of anyone else's: written by `uims party add` into one folder.
-type Bundle struct {
-	Party       string   `json:"party"`
-	Role        string   `json:"role"`
-	Media       []string `json:"media,omitempty"`
-	NATSURL     string   `json:"nats_url"`
-	InboxPrefix string   `json:"inbox_prefix"`
-}
-
-// WriteBundle writes dir/bundle.json, dir/keys.json (the party's own MIAP
-// key entries) and dir/<party>.creds, each mode 0600.
-func WriteBundle(dir string, b Bundle, keys *miap.KeyFile, creds []byte) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("system: bundle: %w", err)
-	}
-	meta, err := json.MarshalIndent(b, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bundle.json"), append(meta, '\n'), 0o600); err != nil {
-		return fmt.Errorf("system: bundle: %w", err)
-	}
-	if err := miap.WriteKeyFile(filepath.Join(dir, "keys.json"), keys); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, b.Party+".creds"), creds, 0o600); err != nil {
-		return fmt.Errorf("system: bundle: %w", err)
-	}
-	return nil
-}
 
 // PublishKeyFile writes the key file to the fabric's key registry through
 // an administrator connection, deleting parties the file no longer holds.

@@ -107,6 +107,14 @@ func TestPermissionMatrix(t *testing.T) {
 		{bot, op{"pub", "uims.acks.mybot"}, true},
 		{bot, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_STATUS.status-mybot.uims.gw.mybot.status"}, true},
 		{bot, op{"pub", "$JS.API.DIRECT.GET.KV_uims_keys.$KV.uims_keys.mybot"}, true},
+		// its own micro service's discovery, and no other's: a gateway that
+		// answered $SRV.PING.uims-broker would pass for a broker instance
+		{bot, op{"sub", "$SRV.PING"}, true},
+		{bot, op{"sub", "$SRV.STATS.uims-gw-mybot"}, true},
+		{bot, op{"sub", "$SRV.INFO.uims-gw-mybot.abc123"}, true},
+		{bot, op{"sub", "$SRV.PING.uims-broker"}, false},
+		{bot, op{"sub", "$SRV.STATS.uims-gw-web"}, false},
+		{bot, op{"sub", "$SRV.>"}, false},
 		{bot, op{"sub", "uims.gw.web.>"}, false},
 		{bot, op{"pub", "uims.web.events.bob"}, false},
 		{bot, op{"sub", "uims.web.events.bob"}, false},

@@ -145,6 +145,10 @@ func (p *perms) fabric(name string) {
 func (p *perms) gateway(name string) {
 	p.fabric(name)
 	p.subs(schemas.GatewayIM(name), schemas.GatewayLogin(name), schemas.GatewayHeld(name), schemas.StatusFor(name))
+	// discovery of its own micro service: the fabric-wide PING, INFO and
+	// STATS, and those addressed to its name; never another service's
+	svc := schemas.GatewayService(name)
+	p.subs("$SRV.PING", "$SRV.INFO", "$SRV.STATS", "$SRV.*."+svc, "$SRV.*."+svc+".*")
 	// the kit's acknowledgement outbox, and receipts it files for itself
 	p.pubs("uims.acks."+name, schemas.StatusFor(name))
 	p.createStream(ackStream)
