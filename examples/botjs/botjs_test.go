@@ -93,14 +93,12 @@ func TestEchoBotJoinsWithBundleAlone(t *testing.T) {
 
 	testDiscovery(t, f, b)
 	testRefusals(t, f)
-	if discoverable() {
-		// the refusals count as errors of the im endpoint
-		var stats struct{ Endpoints []endpointStats }
-		request(t, f, "$SRV.STATS."+botService, &stats)
-		i := slices.IndexFunc(stats.Endpoints, func(e endpointStats) bool { return e.Name == "im" })
-		if i < 0 || stats.Endpoints[i].NumErrors < 5 || stats.Endpoints[i].LastError == "" {
-			t.Errorf("im endpoint stats after 5 refusals: %+v", stats.Endpoints)
-		}
+	// the refusals count as errors of the im endpoint
+	var stats struct{ Endpoints []endpointStats }
+	request(t, f, "$SRV.STATS."+schemas.GatewayService(botParty), &stats)
+	i := slices.IndexFunc(stats.Endpoints, func(e endpointStats) bool { return e.Name == "im" })
+	if i < 0 || stats.Endpoints[i].NumErrors < 5 || stats.Endpoints[i].LastError == "" {
+		t.Errorf("im endpoint stats after 5 refusals: %+v", stats.Endpoints)
 	}
 	testHeld(t, f, id)
 
@@ -154,16 +152,13 @@ func request(t *testing.T, f *fabric, subject string, v any) {
 
 // testDiscovery: the bot is the nats micro service uims-gw-botjs, found
 // by $SRV.PING from an observer, with the metadata and endpoints the Go
-// gateways register.
+// gateways register (gateways/kit/service.go), in their queue group.
 func testDiscovery(t *testing.T, f *fabric, b *bot) {
 	t.Helper()
-	name := botService
-	if !discoverable() {
-		// the gateway role may not subscribe to $SRV yet: the bot serves
-		// its subjects with plain subscriptions, as everything above shows
-		t.Logf("NOT CHECKED: discovery of %s; the gateway role's NATS permissions do not allow $SRV.PING yet (miap/natsauth/perms.go)", name)
-		b.waitLog(t, time.Second, "micro service "+name+" not discoverable")
-		return
+	name := schemas.GatewayService(botParty)
+	b.waitLog(t, 5*time.Second, "micro service "+name+" ")
+	if strings.Contains(b.logs.String(), "not discoverable") {
+		t.Fatalf("the bot's micro service is not discoverable")
 	}
 	var ping struct {
 		Type, Name, ID, Version string
@@ -191,8 +186,8 @@ func testDiscovery(t *testing.T, f *fabric, b *bot) {
 	}
 	got := map[string]string{}
 	for _, e := range info.Endpoints {
-		if e.QueueGroup != name {
-			t.Errorf("endpoint %s in queue group %q, want %s", e.Name, e.QueueGroup, name)
+		if q := schemas.GatewayQueue(botParty); e.QueueGroup != q {
+			t.Errorf("endpoint %s in queue group %q, want %s", e.Name, e.QueueGroup, q)
 		}
 		got[e.Name] = e.Subject
 	}
@@ -322,5 +317,11 @@ func TestEchoBotStrict(t *testing.T) {
 	for _, want := range []string{"session token issued", "switching to strict mode", "C_ack received", "route-ack", "ID accepted, state delivered",
 		"with the ticket and session token", "ID accepted, state read"} {
 		b.waitLog(t, 5*time.Second, want)
+	}
+	// its micro service's INFO tells the mode it switched to
+	var info struct{ Metadata map[string]string }
+	request(t, f, "$SRV.INFO."+schemas.GatewayService(botParty), &info)
+	if info.Metadata["miap_mode"] != "strict" {
+		t.Errorf("metadata after the switch to strict mode: %v", info.Metadata)
 	}
 }

@@ -58,6 +58,7 @@ const ERROR_TEXT = {
   DUPLICATE: 'the message id names another message', UNSUPPORTED: 'the destination cannot take this content',
   UNAUTHORIZED: 'missing or wrong client credentials', STRICT_REQUIRED: 'the broker enforces strict mode: log in first',
   SETTLED: 'a retry of a message that has its outcome or whose deadline passed',
+  REJECTED: "refused by the recipient's side",
 };
 
 class Gateway {

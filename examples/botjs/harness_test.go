@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,9 +40,7 @@ import (
 )
 
 const (
-	botParty = "botjs"
-	// botService is the bot's micro service and queue group (PROTOCOL.md §4.1).
-	botService = "uims-gw-" + botParty
+	botParty   = "botjs"
 	natsJSVer  = "2.29.3"
 	installCmd = "apt-get install nodejs npm && (cd examples/botjs && npm ci)"
 )
@@ -438,13 +435,4 @@ func (e *events) waitStatus(t *testing.T, timeout time.Duration, msgID, status s
 		return ev != nil
 	})
 	return ev
-}
-
-// discoverable reports whether a gateway's NATS permissions let it answer
-// $SRV.PING for its own micro service (miap/natsauth/perms.go). Until they
-// do, the bot's service registration is refused and it serves its subjects
-// with plain subscriptions.
-func discoverable() bool {
-	p := natsauth.Permissions(natsauth.RoleGateway, botParty, []string{schemas.MediumBot})
-	return slices.Contains(p.Sub.Allow, "$SRV.PING")
 }
