@@ -35,6 +35,7 @@ import (
 	"github.com/uims/uims/internal/peertest"
 	"github.com/uims/uims/internal/redistest"
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/bundle"
 	"github.com/uims/uims/miap/natsauth"
 	"github.com/uims/uims/schemas"
 )
@@ -179,19 +180,15 @@ func startFabric(t *testing.T, fc fabricConfig) *fabric {
 	}
 	fabrictest.Start(t, "web gateway", g.Run)
 
-	// the bot's party bundle: exactly what `uims party add` writes
+	// the bot's party bundle, written as `uims party add` writes it
 	dir := t.TempDir()
 	creds, err := a.Issue(botParty, natsauth.RoleGateway, []string{schemas.MediumBot})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundle, _ := json.Marshal(map[string]any{"party": botParty, "role": "gateway", "media": []string{schemas.MediumBot},
-		"nats_url": ns.ClientURL(), "inbox_prefix": natsauth.InboxPrefix(botParty)})
-	keys, _ := json.MarshalIndent(kf.For(botParty), "", "  ")
-	for name, b := range map[string][]byte{"bundle.json": bundle, "keys.json": keys, botParty + ".creds": creds} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
+	meta := bundle.Meta{Party: botParty, Role: "gateway", Media: []string{schemas.MediumBot}, NATSURL: ns.ClientURL(), InboxPrefix: natsauth.InboxPrefix(botParty)}
+	if err := bundle.Write(dir, meta, kf.For(botParty), creds); err != nil {
+		t.Fatal(err)
 	}
 	return &fabric{ns: ns, auth: a, keys: kf, web: "http://" + g.Addr(), bundle: dir, broker: bcfg}
 }
