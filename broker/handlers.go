@@ -386,10 +386,11 @@ func (b *Broker) handleRouteAck(ctx context.Context, req micro.Request) error {
 	if err != nil {
 		return err
 	}
-	var body struct {
-		Tx string `json:"tx"`
-	}
+	var body schemas.RouteAck
 	if err := decodeJSON(f.Body, &body); err != nil {
+		return err
+	}
+	if err := body.Validate(); err != nil {
 		return err
 	}
 	pipe := b.rdb.Pipeline()
@@ -571,6 +572,9 @@ func (b *Broker) handleConv(ctx context.Context, req micro.Request) error {
 	if err := decodeJSON(f.Body, &rep); err != nil {
 		return err
 	}
+	if err := rep.Validate(); err != nil {
+		return err
+	}
 	pipe := b.rdb.Pipeline()
 	claim := b.store.QueueClaim(ctx, pipe, f.Party, f.Nonce, b.guard.NonceTTL())
 	load := queueLoad(ctx, pipe, rep.MsgID)
@@ -622,8 +626,8 @@ func (b *Broker) handleStatus(ctx context.Context, req micro.Request) error {
 	if err := decodeJSON(f.Body, &q); err != nil {
 		return err
 	}
-	if !schemas.ValidMsgID(q.MsgID) {
-		return schemas.Errorf(schemas.CodeMalformed, nil, "msg_id")
+	if err := q.Validate(); err != nil {
+		return err
 	}
 	tx, st, err := b.txStatus(ctx, q.MsgID)
 	if err != nil {
@@ -682,6 +686,9 @@ func (b *Broker) handleClient(ctx context.Context, req micro.Request) error {
 	if err := decodeJSON(f.Body, &q); err != nil {
 		return err
 	}
+	if err := q.Validate(); err != nil {
+		return err
+	}
 	var p *schemas.Profile
 	switch q.Kind {
 	case schemas.CredentialToken:
@@ -690,15 +697,13 @@ func (b *Broker) handleClient(ctx context.Context, req micro.Request) error {
 		p, err = b.profiles.BySMPP(ctx, q.User, q.Hash)
 	case schemas.CredentialSMTP:
 		p, err = b.profiles.BySMTP(ctx, q.User, q.Hash)
-	case "address":
+	case schemas.ClientByAddress:
 		p, err = b.profiles.ByAddress(ctx, q.Medium, q.User)
-	case "id":
+	default: // schemas.ClientByID
 		p, err = b.profiles.ByID(ctx, q.User)
-	default:
-		return schemas.Errorf(schemas.CodeMalformed, nil, "query kind "+q.Kind)
 	}
 	if errors.Is(err, ErrNoClient) {
-		if q.Kind == "address" || q.Kind == "id" {
+		if q.Kind == schemas.ClientByAddress || q.Kind == schemas.ClientByID {
 			return schemas.Errorf(schemas.CodeUnknownRecipient, nil, q.User)
 		}
 		return schemas.Errorf(schemas.CodeUnauthorized, nil, q.Kind)

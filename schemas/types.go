@@ -255,6 +255,20 @@ type TxStatus struct {
 	History []HistoryEntry `json:"history"`
 }
 
+// RouteAck is the body of the originator's acknowledgement of a routed
+// IMI (strict mode, PROTOCOL.md §6.4).
+type RouteAck struct {
+	V int `json:"v"`
+	// Tx is the routed IMI's transaction id.
+	Tx string `json:"tx"`
+}
+
+// RouteAckReply is the body of the brokers' answer to a RouteAck: nothing
+// but the version (PROTOCOL.md §6.4).
+type RouteAckReply struct {
+	V int `json:"v"`
+}
+
 // ConvReport is a processor's report of converted content to the brokers
 // (PROTOCOL.md §6.7). The broker answers with a new ticket for the next hop.
 type ConvReport struct {
@@ -265,6 +279,13 @@ type ConvReport struct {
 	Step       int     `json:"step"`
 	Content    Content `json:"content"`
 }
+
+// Kinds of a ClientQuery that look a client up rather than check a
+// credential (PROTOCOL.md §6.11).
+const (
+	ClientByAddress = "address" // User is an address on Medium
+	ClientByID      = "id"      // User is a client id
+)
 
 // ClientQuery asks the brokers to resolve a client (PROTOCOL.md §6.11):
 // by a credential (Kind CredentialToken, CredentialSMPP, CredentialSMTP), by
