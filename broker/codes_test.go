@@ -75,7 +75,7 @@ func body(v any) []byte {
 // the status query answers MALFORMED; a document of another version went
 // through as version 1 everywhere but in the IMI and the acknowledgement;
 // a content type the destination's ticket header cannot carry was routed
-// and then refused by the destination.
+// and then refused by the destination; a body null was BAD_VERSION.
 func TestBrokerFaultCodes(t *testing.T) {
 	f := fabrictest.New(t)
 	f.StartBroker(broker.Config{})
@@ -99,6 +99,8 @@ func TestBrokerFaultCodes(t *testing.T) {
 	}{
 		{"imi without a nonce", noNonce(), schemas.CodeMalformed},
 		{"imi without a nonce, again", noNonce(), schemas.CodeMalformed},
+		{"imi body null", signedMsg(t, f, schemas.SubjectBrokerIMI, &miap.Frame{Purpose: miap.PurposeIMI, Party: "test", Body: []byte("null")}), schemas.CodeMalformed},
+		{"status query body a list", signedMsg(t, f, schemas.SubjectBrokerStatus, &miap.Frame{Purpose: miap.PurposeQuery, Party: "test", Body: []byte("[]")}), schemas.CodeMalformed},
 		{"imi with a content type over 256 bytes", signedMsg(t, f, schemas.SubjectBrokerIMI,
 			&miap.Frame{Purpose: miap.PurposeIMI, Party: "test", Body: body(longType)}), schemas.CodeMalformed},
 		{"ack with a 16-byte ID", signedMsg(t, f, schemas.SubjectBrokerAck, &miap.Frame{Purpose: miap.PurposeAck, Party: "peer", ID: id[:16],

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -37,7 +38,12 @@ func (b *Broker) frame(ctx context.Context, req micro.Request, want miap.Purpose
 	return f, nil
 }
 
+// decodeJSON decodes a document: a JSON object (PROTOCOL.md §13.1), else
+// MALFORMED (null, a list or a string would decode to an empty document).
 func decodeJSON(body []byte, v any) error {
+	if b := bytes.TrimLeft(body, " \t\r\n"); len(b) == 0 || b[0] != '{' {
+		return schemas.Errorf(schemas.CodeMalformed, nil, "not a JSON object")
+	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return schemas.Errorf(schemas.CodeMalformed, err, "json")
 	}
