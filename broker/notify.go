@@ -28,7 +28,10 @@ func (b *Broker) handleAnnounce(m *nats.Msg) {
 	if err == nil {
 		err = json.Unmarshal(f.Body, &a)
 	}
-	if err == nil && (a.Gateway != f.Party || a.Instance == "" || a.TTL < 0 || a.TTL > 10*60_000) {
+	if err == nil {
+		err = a.Validate()
+	}
+	if err == nil && a.Gateway != f.Party {
 		err = fmt.Errorf("broker: announcement of %q signed by %q", a.Gateway, f.Party)
 	}
 	if err == nil {
