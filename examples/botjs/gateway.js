@@ -379,7 +379,9 @@ class Gateway {
       // the ticket names this party and verifies (kid, MAC, expiry, ts)
       const t = this.checkTicket(get, routedBytes);
       // content carried by reference (§10) is not fetched by this gateway
-      if (content.length === 0 && t.clen > 0 && get('Miap-Content-Ref')) {
+      const ref = get('Miap-Content-Ref');
+      if (ref) {
+        if (content.length > 0 || Buffer.byteLength(ref) > 64) throw new MiapError('MALFORMED', 'Miap-Content-Ref with inline content, or over 64 bytes');
         throw new MiapError('UNSUPPORTED', 'content by reference', { reason: 'this bot takes inline content only' });
       }
       // the content is the one the ticket binds
@@ -528,12 +530,35 @@ class Gateway {
       try {
         return await this.sendOnce(imi, imiBytes, content, csha);
       } catch (e) {
+        if (e instanceof MiapError && e.code === 'SETTLED') return this.settled(imi.msg_id); // §6.3
         const retry = e instanceof MiapError && e.retry;
         if (!retry || Date.now() + 500 > until) throw e;
         log(`send ${imi.msg_id}: ${e.code} (retryable), attempt ${attempt}, retrying with the same msg_id`);
         await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
       }
     }
+  }
+
+  // query asks the brokers for a message's status and history (§6.10).
+  async query(msgID) {
+    const body = Buffer.from(JSON.stringify({ v: 1, msg_id: msgID }));
+    const { reply, frame: sent } = await this.brokerRequest('uims.broker.status', { purpose: 'query', body });
+    const f = this.checkReply(reply, 'query-reply', sent);
+    return JSON.parse(f.body.toString('utf8'));
+  }
+
+  // settled answers a retry the brokers call settled (§6.3): the message's
+  // status, or its final failure with its code.
+  async settled(msgID) {
+    const st = await this.query(msgID);
+    log(`send ${msgID}: SETTLED, its state is ${st.state}`);
+    if (st.state === 'failed') {
+      const last = (st.history || [])[st.history.length - 1] || {};
+      const code = last.code && miap.ERRORS[last.code] && !miap.ERRORS[last.code][1] ? last.code : 'EXPIRED';
+      throw new MiapError(code, last.reason || 'failed', { reason: last.reason });
+    }
+    if (['transferred', 'delivered', 'read'].includes(st.state)) return { msg_id: msgID, tx: st.tx, status: st.state };
+    throw new MiapError('BUSY', `state ${st.state}: not settled yet`);
   }
 
   // newIMI makes the IMI of a text message (§6.2) with a fresh msg_id.
