@@ -166,17 +166,26 @@ func cmdRun(ctx context.Context, args []string) error {
 	}
 	log := o.logger()
 	cfg.Ready = func(a system.Addrs) {
+		ops := filepath.Join(a.Creds, "ops.creds")
+		smtp, smpp := "off", "off"
+		if a.SMTP != "" {
+			smtp = a.SMTP + "   (swaks --server " + a.SMTP + " --from carol@outside.test --to bob@example.test)"
+		}
+		if a.SMPP != "" {
+			smpp = a.SMPP + "   (bind as system_id carol, password carol-pw: an SMS application)"
+		}
 		fmt.Fprintf(os.Stderr, `
 UIMS is running.
   web page and API   %s://%s   (demo tokens: alice-token, bob-token)
   operator view      %s   (token: UIMS_OPERATOR_TOKEN, operator-token unless set)
   NATS               %s   (anonymous connections are refused; parties' credentials in %s)
                      watch: nats --creds %s sub 'uims.>'   ;   nats --creds %s micro ls
-  SMTP               %s   (swaks --server %s --from carol@outside.test --to bob@example.test)
-  SMPP               %s   (bind as system_id carol, password carol-pw: an SMS application)
+  SMTP               %s
+  SMPP               %s
   send a message     uims send --from alice --to bob "hello"
                      curl -H 'Authorization: Bearer alice-token' -d '{"to":"bob","text":"hello"}' %s://%s/api/v1/messages
-`, scheme, a.HTTP, opsURL(scheme, a.Ops), a.NATS, a.Creds, filepath.Join(a.Creds, "ops.creds"), filepath.Join(a.Creds, "ops.creds"), a.SMTP, a.SMTP, a.SMPP, scheme, a.HTTP)
+  add a bot          uims party add mybot --role gateway --medium bot ; uims bot example --bundle mybot-bundle (docs/GATEWAYS.md)
+`, scheme, a.HTTP, opsURL(scheme, a.Ops), a.NATS, a.Creds, ops, ops, smtp, smpp, scheme, a.HTTP)
 	}
 	return system.Run(ctx, cfg, log)
 }
@@ -314,20 +323,20 @@ func cmdGateway(ctx context.Context, args []string) error {
 			return fmt.Errorf("UIMS_WEB_INBOX_SHARDS: want a positive number")
 		}
 		wc := web.Config{Addr: *httpAddr, TLS: httpTLS, Metrics: system.NewRegistry(),
-			Kit: kit.Config{Strict: o.strict}, InboxShards: shards}
+			Kit: kit.Config{Version: version, Strict: o.strict}, InboxShards: shards}
 		g, err := web.New(wc, nc, kr, log)
 		if err != nil {
 			return err
 		}
 		return g.Run(ctx, nil)
 	case "email":
-		g, err := email.New(email.Config{Addr: *smtpAddr, Relay: *smtpRelay, Domains: smtpDomains, MaxPerIP: smtpPerIP, Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
+		g, err := email.New(email.Config{Addr: *smtpAddr, Relay: *smtpRelay, Domains: smtpDomains, MaxPerIP: smtpPerIP, Kit: kit.Config{Version: version, Strict: o.strict}}, nc, kr, log)
 		if err != nil {
 			return err
 		}
 		return g.Run(ctx, nil)
 	case "sms":
-		g, err := sms.New(sms.Config{Addr: *smppAddr, SMSC: smsc, Kit: kit.Config{Strict: o.strict}}, nc, kr, log)
+		g, err := sms.New(sms.Config{Addr: *smppAddr, SMSC: smsc, Kit: kit.Config{Version: version, Strict: o.strict}}, nc, kr, log)
 		if err != nil {
 			return err
 		}

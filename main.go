@@ -31,6 +31,7 @@ var commands = []struct {
 	{"processor", "run a message processor against NATS", cmdProcessor},
 	{"xmpp", "run the XMPP bridge: a component of an XMPP server, on the fabric with its party bundle (docs/XMPP.md)", cmdXMPP},
 	{"ops", "run the operator view: the whole fabric from trace events and heartbeats (docs/OPS.md)", cmdOps},
+	{"bot", "run a bot with the SDK: the example (example --bundle DIR), or send one message as a bot (send --bundle DIR --to X TEXT)", cmdBot},
 	{"send", "send a message as a client and print its id and final status", cmdSend},
 	{"profile", "list, load or delete client profiles (list | put FILE | delete ID)", cmdProfile},
 	{"party", "add, list or remove a party: its MIAP key and NATS identity in one step (add NAME --role gateway --medium M | list | remove NAME | sync)", cmdParty},

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -37,7 +38,12 @@ func (b *Broker) frame(ctx context.Context, req micro.Request, want miap.Purpose
 	return f, nil
 }
 
+// decodeJSON decodes a document: a JSON object (PROTOCOL.md §13.1), else
+// MALFORMED (null, a list or a string would decode to an empty document).
 func decodeJSON(body []byte, v any) error {
+	if b := bytes.TrimLeft(body, " \t\r\n"); len(b) == 0 || b[0] != '{' {
+		return schemas.Errorf(schemas.CodeMalformed, nil, "not a JSON object")
+	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return schemas.Errorf(schemas.CodeMalformed, err, "json")
 	}
@@ -386,10 +392,11 @@ func (b *Broker) handleRouteAck(ctx context.Context, req micro.Request) error {
 	if err != nil {
 		return err
 	}
-	var body struct {
-		Tx string `json:"tx"`
-	}
+	var body schemas.RouteAck
 	if err := decodeJSON(f.Body, &body); err != nil {
+		return err
+	}
+	if err := body.Validate(); err != nil {
 		return err
 	}
 	pipe := b.rdb.Pipeline()
@@ -571,6 +578,9 @@ func (b *Broker) handleConv(ctx context.Context, req micro.Request) error {
 	if err := decodeJSON(f.Body, &rep); err != nil {
 		return err
 	}
+	if err := rep.Validate(); err != nil {
+		return err
+	}
 	pipe := b.rdb.Pipeline()
 	claim := b.store.QueueClaim(ctx, pipe, f.Party, f.Nonce, b.guard.NonceTTL())
 	load := queueLoad(ctx, pipe, rep.MsgID)
@@ -622,8 +632,8 @@ func (b *Broker) handleStatus(ctx context.Context, req micro.Request) error {
 	if err := decodeJSON(f.Body, &q); err != nil {
 		return err
 	}
-	if !schemas.ValidMsgID(q.MsgID) {
-		return schemas.Errorf(schemas.CodeMalformed, nil, "msg_id")
+	if err := q.Validate(); err != nil {
+		return err
 	}
 	tx, st, err := b.txStatus(ctx, q.MsgID)
 	if err != nil {
@@ -682,6 +692,9 @@ func (b *Broker) handleClient(ctx context.Context, req micro.Request) error {
 	if err := decodeJSON(f.Body, &q); err != nil {
 		return err
 	}
+	if err := q.Validate(); err != nil {
+		return err
+	}
 	var p *schemas.Profile
 	switch q.Kind {
 	case schemas.CredentialToken:
@@ -690,15 +703,13 @@ func (b *Broker) handleClient(ctx context.Context, req micro.Request) error {
 		p, err = b.profiles.BySMPP(ctx, q.User, q.Hash)
 	case schemas.CredentialSMTP:
 		p, err = b.profiles.BySMTP(ctx, q.User, q.Hash)
-	case "address":
+	case schemas.ClientByAddress:
 		p, err = b.profiles.ByAddress(ctx, q.Medium, q.User)
-	case "id":
+	default: // schemas.ClientByID
 		p, err = b.profiles.ByID(ctx, q.User)
-	default:
-		return schemas.Errorf(schemas.CodeMalformed, nil, "query kind "+q.Kind)
 	}
 	if errors.Is(err, ErrNoClient) {
-		if q.Kind == "address" || q.Kind == "id" {
+		if q.Kind == schemas.ClientByAddress || q.Kind == schemas.ClientByID {
 			return schemas.Errorf(schemas.CodeUnknownRecipient, nil, q.User)
 		}
 		return schemas.Errorf(schemas.CodeUnauthorized, nil, q.Kind)

@@ -28,7 +28,10 @@ func (b *Broker) handleAnnounce(m *nats.Msg) {
 	if err == nil {
 		err = json.Unmarshal(f.Body, &a)
 	}
-	if err == nil && (a.Gateway != f.Party || a.Instance == "" || a.TTL < 0 || a.TTL > 10*60_000) {
+	if err == nil {
+		err = a.Validate()
+	}
+	if err == nil && a.Gateway != f.Party {
 		err = fmt.Errorf("broker: announcement of %q signed by %q", a.Gateway, f.Party)
 	}
 	if err == nil {
@@ -164,11 +167,18 @@ func (b *Broker) heldByDestination(ctx context.Context, msgID string, now int64)
 	}
 	q := schemas.HeldQuery{V: schemas.Version, MsgID: msgID, Tx: msgID}
 	q.Recipient, _ = v[3].(string)
+	var deadline int64
 	if raw, ok := v[4].(string); ok {
 		var routed schemas.RoutedIMI
 		if json.Unmarshal([]byte(raw), &routed) == nil {
-			q.Tx, q.Dest = routed.Tx, routed.Dest
+			q.Tx, q.Dest, deadline = routed.Tx, routed.Dest, routed.Deadline
 		}
+	}
+	if deadline > 0 && now > deadline+HeldLimit*b.cfg.Grace.Milliseconds() {
+		// a destination that answers "later" for ever does not keep the
+		// message from its non-delivery report
+		b.log.Warn().Str("msg_id", msgID).Str("dg", dg).Bool("security", true).Msg("deadline check: the destination put the outcome off too long; the message fails")
+		return false
 	}
 	body, _ := json.Marshal(q)
 	m, err := b.nc.Request(schemas.GatewayHeld(dg), body, time.Second)
@@ -183,11 +193,23 @@ func (b *Broker) heldByDestination(ctx context.Context, msgID string, now int64)
 		b.rdb.ZAddXX(ctx, keyDeadlines, redis.Z{Score: float64(now + b.cfg.Grace.Milliseconds()), Member: msgID})
 		return true
 	}
-	if r.Held {
-		b.log.Warn().Str("msg_id", msgID).Str("dg", dg).Msg("deadline passed, but the destination holds the message: it acknowledged it now")
+	if !r.Held {
+		return false
 	}
-	return r.Held
+	// "held" means the destination acknowledged the message before it
+	// answered (§6.14): a destination that says so without doing it would
+	// keep the message open for ever.
+	if st, err := b.rdb.HGet(ctx, keyTx+msgID, fState).Result(); err == nil && st == schemas.StatusRouted {
+		b.log.Warn().Str("msg_id", msgID).Str("dg", dg).Bool("security", true).Msg("deadline check: the destination says it holds the message but did not acknowledge it; the message fails")
+		return false
+	}
+	b.log.Warn().Str("msg_id", msgID).Str("dg", dg).Msg("deadline passed, but the destination holds the message: it acknowledged it now")
+	return true
 }
+
+// HeldLimit bounds, in Grace periods past a message's deadline, how long
+// a destination's deadline-check answers may put its outcome off.
+const HeldLimit = 10
 
 // tick advances the fabric's clock (clockScript) and reports whether this
 // broker may sweep now: it must hear acknowledgements (NATS connected) and

@@ -70,14 +70,19 @@ func (ps *Profiles) Invalidate() {
 }
 
 // NormalizeAddress returns the canonical form of an address on a medium:
-// e-mail addresses and bare JIDs in lower case (RFC 7622 §3.2, §3.3: the
-// domainpart and localpart compare case-insensitively); phone numbers as
-// digits with a leading '+' (international form, with or without '+' on
-// input); others trimmed.
+// e-mail addresses in lower case; phone numbers as digits with a leading '+'
+// (international form, with or without '+' on input); others trimmed.
 func NormalizeAddress(medium, addr string) string {
 	addr = strings.TrimSpace(addr)
 	switch medium {
-	case schemas.MediumEmail, schemas.MediumXMPP:
+	case schemas.MediumEmail:
+		return strings.ToLower(addr)
+	case schemas.MediumXMPP:
+		// a bare JID: the resource names one of the user's clients, not the
+		// user; localpart and domain compare case-insensitively
+		if i := strings.IndexByte(addr, '/'); i >= 0 {
+			addr = addr[:i]
+		}
 		return strings.ToLower(addr)
 	case schemas.MediumSMS, schemas.MediumFax, schemas.MediumVoice:
 		var b strings.Builder
@@ -95,18 +100,25 @@ func NormalizeAddress(medium, addr string) string {
 	return addr
 }
 
-// SplitMedium splits a recipient written as MEDIUM:ADDRESS, which names
-// its medium, such as xmpp:dave@chat.example.test (the form of RFC 5122's
-// XMPP URIs): the way to reach an outside address on a medium whose
-// addresses GuessMedium would take for another's. MEDIUM is a medium name
-// (a-z 0-9 - _); no client id, e-mail address or phone number has that
-// form, since none holds a colon after such a name.
-func SplitMedium(to string) (medium, addr string, ok bool) {
-	i := strings.IndexByte(to, ':')
-	if i <= 0 || i == len(to)-1 || !miap.ValidName(to[:i]) {
+// SplitAddress splits a recipient written as "medium:address" (an xmpp
+// JID, say, which GuessMedium would take for an e-mail address): medium is
+// the scheme when it is a medium name or one of the URI schemes mailto, tel
+// and sms; ok is false for anything else (PROTOCOL.md §6.2, to).
+func SplitAddress(to string) (medium, addr string, ok bool) {
+	scheme, rest, found := strings.Cut(to, ":")
+	if !found || rest == "" {
 		return "", "", false
 	}
-	return to[:i], to[i+1:], true
+	switch scheme {
+	case "mailto":
+		return schemas.MediumEmail, rest, true
+	case "tel":
+		return schemas.MediumSMS, rest, true
+	case schemas.MediumEmail, schemas.MediumSMS, schemas.MediumFax, schemas.MediumVoice, schemas.MediumBot,
+		schemas.MediumXMPP, schemas.MediumWeb:
+		return scheme, rest, true
+	}
+	return "", "", false
 }
 
 // GuessMedium says on which medium an address written by a sender lives:

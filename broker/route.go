@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"errors"
-	"slices"
 
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
@@ -20,9 +19,9 @@ type decision struct {
 }
 
 // resolveRecipient finds the client a message is for: by client id, then by
-// address on the medium the recipient names (MEDIUM:ADDRESS, SplitMedium)
-// or the address looks like. It returns nil, medium and the normalised
-// address for an outside address.
+// address on the medium the address names ("xmpp:bob@chat.example") or
+// looks like. It returns nil, medium and the normalised address for an
+// outside address.
 func (b *Broker) resolveRecipient(ctx context.Context, to string) (*schemas.Profile, string, string, error) {
 	if miap.ValidName(to) {
 		p, err := b.profiles.ByID(ctx, to)
@@ -33,8 +32,8 @@ func (b *Broker) resolveRecipient(ctx context.Context, to string) (*schemas.Prof
 			return nil, "", "", err
 		}
 	}
-	medium, addr, named := SplitMedium(to)
-	if !named {
+	medium, addr, ok := SplitAddress(to)
+	if !ok {
 		medium, addr = GuessMedium(to), to
 	}
 	p, err := b.profiles.ByAddress(ctx, medium, addr)
@@ -74,7 +73,7 @@ func (b *Broker) route(ctx context.Context, imi *schemas.IMI) (*decision, error)
 	}
 	prefer := rcpt.Prefer
 	if len(prefer) == 0 {
-		prefer = defaultOrder(rcpt)
+		prefer = defaultPrefer[:]
 	}
 	tried := 0
 	for _, m := range prefer {
@@ -93,24 +92,6 @@ func (b *Broker) route(ctx context.Context, imi *schemas.IMI) (*decision, error)
 		return nil, schemas.Errorf(schemas.CodeUnknownRecipient, nil, "client "+rcpt.ID+" has no address")
 	}
 	return nil, schemas.Errorf(schemas.CodeNoRoute, nil, "no live gateway for "+rcpt.ID)
-}
-
-// defaultOrder is the delivery order of a client that states none:
-// defaultPrefer, then the client's other media (xmpp, any medium a bot
-// serves) in name order, so that an address on one of them is used too.
-func defaultOrder(p *schemas.Profile) []string {
-	order := defaultPrefer[:]
-	var more []string
-	for m := range p.Addresses {
-		if !slices.Contains(order, m) {
-			more = append(more, m)
-		}
-	}
-	if len(more) == 0 {
-		return order
-	}
-	slices.Sort(more)
-	return append(slices.Clone(order), more...)
 }
 
 // plan returns the conversions needed for gw to take content of type ctype:

@@ -167,7 +167,7 @@ func maxBody(p Purpose) int {
 }
 
 // Verify checks a frame received as purpose want, in the order of §8:
-// purpose and size, time, key id, MAC. It does not consult the nonce store;
+// purpose, size and nonce, time, key id, MAC. It does not consult the nonce store;
 // Guard.Check does both.
 func (e *Engine) Verify(f *Frame, want Purpose) error {
 	if f.Purpose != want || !want.Valid() || want == PurposeID {
@@ -178,6 +178,11 @@ func (e *Engine) Verify(f *Frame, want Purpose) error {
 	}
 	if len(f.MAC) != MACSize {
 		return fmt.Errorf("%w: MAC length %d", ErrMalformed, len(f.MAC))
+	}
+	if want.Direction() == GatewayToBroker && f.Nonce == ([NonceSize]byte{}) {
+		// Every gateway → broker frame carries a fresh nonce (§7.2); an
+		// absent one is 16 zero bytes (§4.2), which no sender draws.
+		return fmt.Errorf("%w: %s frame without a nonce", ErrMalformed, want)
 	}
 	now := e.now()
 	if err := e.checkTime(f, now.UnixMilli()); err != nil {

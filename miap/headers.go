@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+
+	"github.com/uims/uims/schemas"
 )
 
 // Header names (§4.2). Frames travel as NATS headers next to the body; the
@@ -35,7 +37,10 @@ const (
 	HdrServerTS = "Miap-Server-Time"
 )
 
-var b64 = base64.RawURLEncoding
+// b64 is base64url without padding (RFC 4648 §5). Strict: a value whose
+// unused trailing bits are not zero is refused, so that every value has
+// one encoding (§4.2).
+var b64 = base64.RawURLEncoding.Strict()
 
 // PutHeader writes f's fields into h (§4.2). Empty fields are left out.
 func (f *Frame) PutHeader(h map[string][]string) {
@@ -78,12 +83,14 @@ func get(h map[string][]string, k string) string {
 // Limits on header values (§4.2).
 const (
 	maxName    = 64
-	maxCType   = 256
+	maxCType   = schemas.MaxContentType
 	maxSession = 128
 )
 
 // ParseHeader reads a frame from headers h and body (§4.2). It checks the
-// syntax only; Verify checks the frame.
+// syntax only; Verify checks the frame. Header names are matched exactly;
+// a header that is absent or has an empty value is the empty field (an
+// absent nonce: 16 zero bytes); of a repeated header the first value counts.
 func ParseHeader(h map[string][]string, body []byte) (*Frame, error) {
 	if v := get(h, HdrVersion); v != "1" {
 		if v == "" {
@@ -123,6 +130,9 @@ func ParseHeader(h map[string][]string, body []byte) (*Frame, error) {
 	if f.ID, err = parseB64(h, HdrID, MACSize); err != nil {
 		return nil, err
 	}
+	if f.ID != nil && len(f.ID) != MACSize {
+		return nil, fmt.Errorf("%w: %s of %d bytes", ErrMalformed, HdrID, len(f.ID))
+	}
 	if f.MAC, err = parseB64(h, HdrMAC, MACSize); err != nil {
 		return nil, err
 	}
@@ -130,14 +140,21 @@ func ParseHeader(h map[string][]string, body []byte) (*Frame, error) {
 		return nil, fmt.Errorf("%w: MAC length %d", ErrMalformed, len(f.MAC))
 	}
 	if v := get(h, HdrCSHA); v != "" {
-		if len(v) != 2*MACSize {
-			return nil, fmt.Errorf("%w: content digest length", ErrMalformed)
+		if len(v) != 2*MACSize || !lowerHex(v) {
+			return nil, fmt.Errorf("%w: content digest is not 64 lowercase hex digits", ErrMalformed)
 		}
-		if f.CSHA, err = hex.DecodeString(v); err != nil {
-			return nil, fmt.Errorf("%w: content digest: %w", ErrMalformed, err)
-		}
+		f.CSHA, _ = hex.DecodeString(v)
 	}
 	return f, nil
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func parseInt(h map[string][]string, k string, required bool) (int64, error) {
@@ -148,14 +165,26 @@ func parseInt(h map[string][]string, k string, required bool) (int64, error) {
 		}
 		return 0, nil
 	}
-	if len(v) > 19 || (len(v) > 1 && v[0] == '0') {
-		return 0, fmt.Errorf("%w: %s %q", ErrMalformed, k, v)
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
+	n, ok := parseDecimal(v)
+	if !ok {
 		return 0, fmt.Errorf("%w: %s %q", ErrMalformed, k, v)
 	}
 	return n, nil
+}
+
+// parseDecimal reads a canonical decimal integer (§4.2): ASCII digits, no
+// sign, no leading zero, at most 19 digits.
+func parseDecimal(v string) (int64, bool) {
+	if v == "" || len(v) > 19 || (len(v) > 1 && v[0] == '0') {
+		return 0, false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil
 }
 
 func parseB64(h map[string][]string, k string, maxLen int) ([]byte, error) {

@@ -47,14 +47,25 @@ func AppendTransfer(h map[string][]string, ticket *Frame, content []byte, ref st
 type Fetch func(ref string) ([]byte, error)
 
 // OpenTransfer reads and checks an instant message received by party
-// (§6.6), in this order: syntax, ticket (purpose, addressee, expiry, key,
+// (§6.6), in this order: Miap-Imi-Len (MALFORMED, or TOO_LARGE over the
+// routed IMI's limit), syntax, ticket (addressee, purpose, expiry, key,
 // MAC), then the content's length and SHA-256 against the ticket. Content
-// sent by reference is fetched with fetch after the ticket verified.
+// sent by reference is fetched with fetch after the ticket verified; a
+// nil fetch takes no content by reference (UNSUPPORTED).
 func (e *Engine) OpenTransfer(party string, h map[string][]string, body []byte, fetch Fetch) (*Transfer, error) {
-	n, err := strconv.Atoi(get(h, HdrIMILen))
-	if err != nil || n < 0 || n > len(body) || n > MaxRouted {
-		return nil, fmt.Errorf("%w: %s %q", ErrMalformed, HdrIMILen, get(h, HdrIMILen))
+	v := get(h, HdrIMILen)
+	n64, ok := parseDecimal(v)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%w: %s %q", ErrMalformed, HdrIMILen, v)
+	case n64 > MaxRouted:
+		// The routed IMI's limit, as at the login (§6.5), where the
+		// body is the routed IMI alone.
+		return nil, fmt.Errorf("%w: routed IMI of %d bytes, limit %d", ErrTooLarge, n64, MaxRouted)
+	case n64 == 0 || n64 > int64(len(body)):
+		return nil, fmt.Errorf("%w: %s %d of a %d-byte body", ErrMalformed, HdrIMILen, n64, len(body))
 	}
+	n := int(n64)
 	f, err := ParseHeader(h, body[:n:n])
 	if err != nil {
 		return nil, err
@@ -64,8 +75,11 @@ func (e *Engine) OpenTransfer(party string, h map[string][]string, body []byte, 
 	}
 	content := body[n:]
 	if ref := get(h, HdrContentRef); ref != "" {
-		if len(content) != 0 || fetch == nil || len(ref) > maxName {
-			return nil, fmt.Errorf("%w: content both inline and by reference, or no store", ErrMalformed)
+		if len(content) != 0 || len(ref) > maxName {
+			return nil, fmt.Errorf("%w: content both inline and by reference, or a name over %d bytes", ErrMalformed, maxName)
+		}
+		if fetch == nil {
+			return nil, schemas.Errorf(schemas.CodeUnsupported, nil, "content by reference, and no content store")
 		}
 		if content, err = fetch(ref); err != nil {
 			var se *schemas.Error

@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/uims/uims/broker"
+	"github.com/uims/uims/gateways/bot"
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/internal/browsertest"
 	"github.com/uims/uims/internal/fabrictest"
@@ -36,18 +37,23 @@ type scene struct {
 	sender *kit.Kit // "test": alice's gateway
 	peer   *kit.Kit // "peer", medium web: bob's gateway
 	inbox  *fabrictest.Inbox
+	bot    *bot.Bot // "mybot", medium bot: the client echo
 }
 
 // startScene starts a fabric where alice (gateway "test") writes to bob
-// (gateway "peer", medium web) and to phones (gateway "sms", plain text
-// only, through the html2text processor), and the operator view.
+// (gateway "peer", medium web), to phones (gateway "sms", plain text
+// only, through the html2text processor) and to the bot echo (party
+// "mybot" on the SDK, medium bot, which refuses the text "no"), and the
+// operator view.
 func startScene(t *testing.T) *scene {
 	t.Helper()
 	f := fabrictest.New(t)
+	f.AddParty("mybot", miap.Grant{Role: miap.RoleGateway, Media: []string{schemas.MediumBot}}) // before the broker, which learns the keys
 	f.StartBroker(broker.Config{})
 	f.PutProfiles(
 		&schemas.Profile{ID: "alice", Name: "Alice Example", Addresses: map[string]string{"test": "alice"}, Prefer: []string{"test"}},
 		&schemas.Profile{ID: "bob", Name: "Bob Example", Addresses: map[string]string{"web": "bob"}, Prefer: []string{"web"}},
+		&schemas.Profile{ID: "echo", Name: "Echo", Addresses: map[string]string{schemas.MediumBot: "echo"}, Prefer: []string{schemas.MediumBot}},
 	)
 	s := &scene{f: f, inbox: fabrictest.NewInbox()}
 	// the operator view first, so that it hears the gateways' first heartbeats
@@ -68,6 +74,18 @@ func startScene(t *testing.T) *scene {
 		t.Fatal(err)
 	}
 	fabrictest.Start(t, "processor", p.Run)
+	s.bot, err = bot.New(f.Conn("mybot"), f.Keyring("mybot"), bot.Config{Party: "mybot", Medium: schemas.MediumBot, Address: "echo",
+		Instance: "mybot-1", Version: "1.2.3"}, f.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.bot.Handle(func(ctx context.Context, m *bot.Message) error {
+		if m.Text() == "no" {
+			return bot.Reject("not today")
+		}
+		return nil
+	})
+	fabrictest.Start(t, "bot", s.bot.Run)
 	return s
 }
 
@@ -178,7 +196,7 @@ func TestBrowserOperatorView(t *testing.T) {
 		return (document.getElementById('tl-state')||{}).textContent === 'read' && %s.every(s => steps.includes(s));
 	})()`, jsList(want)))
 	p.WaitJS("the gateways, the processor and the broker in the fabric picture",
-		`['gw:test', 'gw:peer', 'gw:sms', 'proc:proc', 'broker'].every(id => document.querySelector('#graph g.node[data-id="' + id + '"]'))`)
+		`['gw:test', 'gw:peer', 'gw:sms', 'gw:mybot', 'proc:proc', 'broker'].every(id => document.querySelector('#graph g.node[data-id="' + id + '"]'))`)
 	p.WaitJS("rates on the edges", `/IMI \d/.test(document.getElementById('graph').textContent)`)
 	steps := strings.Fields(p.Eval(`Array.from(document.querySelectorAll('#steps tbody tr')).map(r => r.dataset.step).join(' ')`))
 	for _, w := range want {
@@ -202,6 +220,23 @@ func TestBrowserOperatorView(t *testing.T) {
 	p.WaitJS("alice's transactions", fmt.Sprintf(`!!document.querySelector('#txs tr[data-msg=%q]') && document.querySelectorAll('#txs tr').length === 3`, id))
 	p.Eval(`window.scrollTo(0, 0), "ok"`)
 	p.Screenshot("operator-search-alice")
+
+	// the bot: a gateway like the others, with its medium, its instance
+	// and version, and its rates
+	if _, err := s.send(t, "echo", "text/plain", "hello bot"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.send(t, "echo", "text/plain", "no"); !kit.IsCode(err, schemas.CodeRejected) {
+		t.Fatalf("the bot's refusal: %v", err)
+	}
+	p.WaitJS("the bot in the fabric picture and in the gateways table", `(() => {
+		const row = document.querySelector('#gateway-table tr[data-gw="mybot"]');
+		return !!document.querySelector('#graph g.node[data-id="gw:mybot"]') && !!row && row.cells[0].textContent.startsWith('Bot') &&
+			row.cells[1].textContent === 'mybot-1 v1.2.3 · fast' && parseFloat(row.cells[2].textContent) > 0 &&
+			[2, 3, 4, 5].map(i => row.cells[i].querySelector('.sub').textContent).join() === '2 / min,1 / min,1 / min,0 / min' &&
+			row.cells[6].textContent === 'REJECTED 1';
+	})()`)
+	p.ScreenshotOf("#app > section:first-child", "operator-fabric-gateways")
 }
 
 func jsList(s []string) string {

@@ -13,9 +13,9 @@ import (
 
 // Prometheus metrics of the operator view. Two families:
 //
-//   - uims_fabric_* and uims_broker_*: fabric-wide figures the observer
-//     computes from the trace events and the micro services' STATS it
-//     hears. Every instance hears the whole fabric, so these must not be
+//   - uims_fabric_*, uims_broker_* and uims_gateway_*: fabric-wide figures
+//     the observer computes from the trace events and the micro services'
+//     STATS it hears. Every instance hears the whole fabric, so these must not be
 //     summed over instances (take max, or scrape one);
 //   - uims_ops_*: this instance's own HTTP API.
 //
@@ -31,6 +31,8 @@ type fabricMetrics struct {
 	rejections *prometheus.CounterVec
 	steps      *prometheus.HistogramVec
 	deliveries *prometheus.HistogramVec
+	gwMessages *prometheus.CounterVec
+	gwCodes    *prometheus.CounterVec
 }
 
 // latencyBuckets span 100 µs to 30 s.
@@ -60,6 +62,14 @@ func newFabricMetrics(reg prometheus.Registerer) *fabricMetrics {
 			Help:    "Time from accepted at the originating gateway to delivered at the destination, by destination medium.",
 			Buckets: latencyBuckets,
 		}, []string{"dest_medium"})),
+		gwMessages: httpmetrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "uims_gateway_messages_total",
+			Help: "Gateway outcomes (received, delivered, transferred, failed, refused, sent, send_failed) by gateway and medium, summed over its instances: the increases of the counters in $SRV.STATS.uims-gw-<gateway> since this observer started.",
+		}, []string{"gateway", "medium", "outcome"})),
+		gwCodes: httpmetrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "uims_gateway_codes_total",
+			Help: "Refusals and failures at a gateway by MIAP code, from $SRV.STATS.uims-gw-<gateway> since this observer started.",
+		}, []string{"gateway", "medium", "code"})),
 	}
 	httpmetrics.Register(reg, &observerCollector{m: m})
 	return m
@@ -98,6 +108,32 @@ func (m *fabricMetrics) delivery(dest string, s float64) {
 		return
 	}
 	m.deliveries.WithLabelValues(dest).Observe(s)
+}
+
+// gatewaySeen makes a gateway's outcome series exist from its first poll,
+// at zero: rate() needs a first sample.
+func (m *fabricMetrics) gatewaySeen(gateway, medium string) {
+	if m == nil {
+		return
+	}
+	for _, oc := range outcomes {
+		m.gwMessages.WithLabelValues(gateway, medium, oc)
+	}
+}
+
+// gatewayCounts adds one poll's increases of a gateway instance's counters.
+func (m *fabricMetrics) gatewayCounts(gateway, medium string, d GatewayCounts, codes map[string]int64) {
+	if m == nil {
+		return
+	}
+	for i, n := range d.fields() {
+		if *n > 0 {
+			m.gwMessages.WithLabelValues(gateway, medium, outcomes[i]).Add(float64(*n))
+		}
+	}
+	for c, n := range codes {
+		m.gwCodes.WithLabelValues(gateway, medium, c).Add(float64(n))
+	}
 }
 
 // observerCollector reads the observer's live view at scrape time.

@@ -237,6 +237,8 @@ type Observer struct {
 	edges    map[edgeKey]*rateRing
 	parties  map[string]*partyRec
 	services map[string]map[string]*svcInst // service name → instance id
+	gateways map[string]*gwTraffic          // party → counters from its micro service
+	started  time.Time                      // when the observer was made
 	brokers  map[string]time.Time           // broker instances seen in trace events
 	version  uint64                         // bumped on every change, for pollers
 	enrichCh chan enrichReq
@@ -258,6 +260,7 @@ func NewObserver(nc *nats.Conn, m *fabricMetrics, cfg ObserverConfig, log zerolo
 	o := &Observer{cfg: cfg, nc: nc, query: cfg.Query, metrics: m, log: log.With().Str("role", "observer").Logger(),
 		txs: map[string]*txRec{}, byTx: map[string]string{}, edges: map[edgeKey]*rateRing{},
 		parties: map[string]*partyRec{}, services: map[string]map[string]*svcInst{}, brokers: map[string]time.Time{},
+		gateways: map[string]*gwTraffic{}, started: cfg.Now(),
 		secs: make([]secBucket, int(cfg.Window/time.Second)+1), enrichCh: make(chan enrichReq, 1024)}
 	if m != nil {
 		m.obs = o
@@ -980,8 +983,18 @@ type FabricNode struct {
 	Name   string `json:"name"`
 	Medium string `json:"medium,omitempty"`
 	// Queue is the queue group (or subject) the instances share.
-	Queue     string         `json:"queue,omitempty"`
+	Queue string `json:"queue,omitempty"`
+	// Service is the nats micro service the instances serve (`nats micro
+	// info <service>`), when they answered $SRV.PING.
+	Service   string         `json:"service,omitempty"`
 	Instances []NodeInstance `json:"instances"`
+	// NotRoutable marks a gateway with no live heartbeat: its micro service
+	// answers (or it had traffic in the last minute), but the brokers route
+	// no message to it.
+	NotRoutable bool `json:"not_routable,omitempty"`
+	// Traffic is a gateway's rates and totals, from the counters of its
+	// micro service (gateways.go).
+	Traffic *GatewayTraffic `json:"traffic,omitempty"`
 	// Endpoints are the micro service endpoints' counters, summed over instances.
 	Endpoints []EndpointSummary `json:"endpoints,omitempty"`
 	// Rejections are MIAP refusals by code, summed over instances.
@@ -994,6 +1007,13 @@ type NodeInstance struct {
 	ID      string `json:"id"`
 	Version string `json:"version,omitempty"`
 	AgeMs   int64  `json:"age_ms"` // since last heard of
+	// MIAPMode is a gateway instance's MIAP mode (fast or strict).
+	MIAPMode string `json:"miap_mode,omitempty"`
+	// Unannounced marks a gateway instance that answers its micro service
+	// (and takes transfers in the queue group) without a live heartbeat.
+	Unannounced bool `json:"unannounced,omitempty"`
+	// Rate is a gateway instance's rates over the last 10 s.
+	Rate *GatewayRates `json:"rate,omitempty"`
 }
 
 // EndpointSummary is one micro service endpoint over all instances.
@@ -1038,7 +1058,7 @@ func (o *Observer) Fabric() Fabric {
 		return &n
 	}
 	// brokers: micro service pings, then instances seen in trace events
-	b := add(FabricNode{ID: brokerNode, Kind: "broker", Name: schemas.BrokerService, Queue: schemas.BrokerQueue})
+	b := add(FabricNode{ID: brokerNode, Kind: "broker", Name: schemas.BrokerService, Queue: schemas.BrokerQueue, Service: schemas.BrokerService})
 	seenInst := map[string]bool{}
 	endpoints := map[string]*EndpointSummary{}
 	var epNames []string
@@ -1125,6 +1145,7 @@ func (o *Observer) Fabric() Fabric {
 		sort.Strings(convs)
 		n.Conversions = convs
 	}
+	o.addGateways(now, nodes, add)
 	// edges, and nodes that appear only in trace events
 	for k, r := range o.edges {
 		count := r.sum(sec, 60)
@@ -1218,6 +1239,12 @@ func (o *Observer) pollServices(ctx context.Context) {
 			}
 		}
 	}
+	o.recordServices(seen, now)
+}
+
+// recordServices takes one poll's answers: instances not heard for three
+// polls are forgotten, gateways' counters sampled (gateways.go).
+func (o *Observer) recordServices(seen map[string]map[string]*svcInst, now time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for name, old := range o.services {
@@ -1236,8 +1263,12 @@ func (o *Observer) pollServices(ctx context.Context) {
 		}
 		for id, in := range insts {
 			o.services[name][id] = in
+			if party := gatewayParty(in.ping); party != "" {
+				o.sampleGateway(party, in, now)
+			}
 		}
 	}
+	o.pruneGateways(now)
 	o.version++
 }
 

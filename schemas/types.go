@@ -11,9 +11,7 @@ const (
 	MediumFax   = "fax"
 	MediumVoice = "voice"
 	MediumBot   = "bot"
-	// MediumXMPP is chat over XMPP (gateways/xmpp, docs/XMPP.md): the
-	// address is a bare JID, user@domain.
-	MediumXMPP = "xmpp"
+	MediumXMPP  = "xmpp"
 	// MediumCLI is the operator's command-line sender (`uims send`): its
 	// address is the client id it sends as (PROTOCOL.md §6.2).
 	MediumCLI = "cli"
@@ -60,7 +58,7 @@ type Content struct {
 	// Type is a MIME content type with parameters, e.g. "text/plain; charset=utf-8"
 	// or "multipart/mixed; boundary=x". Content bytes are the decoded body.
 	Type string `json:"type"`
-	// Length is the exact content length in bytes.
+	// Length is the exact content length in bytes (of the decoded body).
 	Length int64 `json:"length"`
 	// SHA256 is the lowercase hex SHA-256 of the content bytes.
 	SHA256 string `json:"sha256"`
@@ -76,7 +74,7 @@ type Content struct {
 type Attachment struct {
 	Name   string `json:"name"`
 	Type   string `json:"type"`
-	Length int64  `json:"length"`
+	Length int64  `json:"length"` // bytes
 }
 
 // IMI is the instant message meta information that the originating gateway
@@ -169,7 +167,9 @@ type Ack struct {
 	// Code and Reason explain a failure.
 	Code   string `json:"code,omitempty"`
 	Reason string `json:"reason,omitempty"`
-	At     int64  `json:"at"`
+	// At is the destination's clock when the status happened, Unix ms;
+	// informative (the brokers date a status by their own clock).
+	At int64 `json:"at"`
 	// Relayed says the destination relays the broker's receipt to the
 	// originator in its transfer reply, so the brokers need not also store a
 	// notification for this status (PROTOCOL.md §6.8).
@@ -195,7 +195,8 @@ type StatusEvent struct {
 	Status string `json:"status"`
 	Code   string `json:"code,omitempty"`
 	Reason string `json:"reason,omitempty"`
-	At     int64  `json:"at"`
+	// At is when the brokers applied the status, Unix ms.
+	At int64 `json:"at"`
 	// Sender is the client id of the sender, From its endpoint, so that the
 	// originating gateway can find whom to tell without state of its own.
 	Sender string   `json:"sender,omitempty"`
@@ -211,6 +212,7 @@ type StatusEvent struct {
 // HistoryEntry is one status change with its time.
 type HistoryEntry struct {
 	Status string `json:"status"`
+	// At is when it happened, Unix ms.
 	At     int64  `json:"at"`
 	Code   string `json:"code,omitempty"`
 	Reason string `json:"reason,omitempty"`
@@ -258,6 +260,20 @@ type TxStatus struct {
 	History []HistoryEntry `json:"history"`
 }
 
+// RouteAck is the body of the originator's acknowledgement of a routed
+// IMI (strict mode, PROTOCOL.md §6.4).
+type RouteAck struct {
+	V int `json:"v"`
+	// Tx is the routed IMI's transaction id.
+	Tx string `json:"tx"`
+}
+
+// RouteAckReply is the body of the brokers' answer to a RouteAck: nothing
+// but the version (PROTOCOL.md §6.4).
+type RouteAckReply struct {
+	V int `json:"v"`
+}
+
 // ConvReport is a processor's report of converted content to the brokers
 // (PROTOCOL.md §6.7). The broker answers with a new ticket for the next hop.
 type ConvReport struct {
@@ -268,6 +284,13 @@ type ConvReport struct {
 	Step       int     `json:"step"`
 	Content    Content `json:"content"`
 }
+
+// Kinds of a ClientQuery that look a client up rather than check a
+// credential (PROTOCOL.md §6.11).
+const (
+	ClientByAddress = "address" // User is an address on Medium
+	ClientByID      = "id"      // User is a client id
+)
 
 // ClientQuery asks the brokers to resolve a client (PROTOCOL.md §6.11):
 // by a credential (Kind CredentialToken, CredentialSMPP, CredentialSMTP), by
@@ -309,9 +332,11 @@ type Announce struct {
 	// Domains and Prefixes say which outside addresses the gateway can reach
 	// ("*" for any), for recipients that are not clients.
 	Reach []string `json:"reach,omitempty"`
-	// TTL is how long the announcement is valid, in milliseconds.
+	// TTL is how long the announcement is valid after At, in
+	// milliseconds (0 to MaxAnnounceTTL; 0: the instance stops).
 	TTL int64 `json:"ttl"`
-	At  int64 `json:"at"`
+	// At is the announcer's clock, Unix ms.
+	At int64 `json:"at"`
 }
 
 // Conversion is one content conversion a processor offers.

@@ -33,7 +33,18 @@ func validSHA(s string) bool {
 	return true
 }
 
-// cleanText rejects text with control characters that could break a
+// Limits of document fields (PROTOCOL.md §6.2), in bytes of UTF-8.
+const (
+	// MaxContentType bounds a content type: it travels in the ticket's
+	// Miap-Ctype header, which has the same limit (§4.2).
+	MaxContentType = 256
+	// MaxMeta is the most entries of an IMI's meta.
+	MaxMeta = 32
+	// MaxAnnounceTTL is the longest announcement TTL, in milliseconds (§6.12).
+	MaxAnnounceTTL = 600_000
+)
+
+// cleanLine rejects text with control characters that could break a
 // medium's framing (CR, LF, NUL) where a single line is expected.
 func cleanLine(s string, max int) bool {
 	if len(s) > max || !utf8.ValidString(s) {
@@ -62,15 +73,18 @@ func (m *IMI) Validate() error {
 		return Errorf(CodeMalformed, nil, "bad to")
 	case !cleanLine(m.Subject, 998):
 		return Errorf(CodeMalformed, nil, "subject must be one line of at most 998 bytes")
-	case m.Content.Length < 0 || !validSHA(m.Content.SHA256):
-		return Errorf(CodeMalformed, nil, "content length or sha256")
 	case m.InReplyTo != "" && !ValidMsgID(m.InReplyTo):
 		return Errorf(CodeMalformed, nil, "in_reply_to")
 	}
-	if _, _, err := mime.ParseMediaType(m.Content.Type); err != nil {
-		return Errorf(CodeMalformed, err, "content type")
+	if err := m.Content.Validate(); err != nil {
+		return err
 	}
-	if len(m.Meta) > 32 {
+	for _, a := range m.Content.Attachments {
+		if a.Length < 0 {
+			return Errorf(CodeMalformed, nil, "attachment length")
+		}
+	}
+	if len(m.Meta) > MaxMeta {
 		return Errorf(CodeMalformed, nil, "too many meta entries")
 	}
 	for k, v := range m.Meta {
@@ -81,7 +95,23 @@ func (m *IMI) Validate() error {
 	return nil
 }
 
-// ValidStatus reports whether s is a status a destination may acknowledge.
+// Validate checks a content description (PROTOCOL.md §6.2): a MIME type
+// with parameters of at most MaxContentType bytes, a length of at least 0
+// and a SHA-256 of 64 lowercase hex digits.
+func (c *Content) Validate() error {
+	if c.Length < 0 || !validSHA(c.SHA256) {
+		return Errorf(CodeMalformed, nil, "content length or sha256")
+	}
+	if len(c.Type) > MaxContentType {
+		return Errorf(CodeMalformed, nil, "content type longer than 256 bytes")
+	}
+	if _, _, err := mime.ParseMediaType(c.Type); err != nil {
+		return Errorf(CodeMalformed, err, "content type")
+	}
+	return nil
+}
+
+// ValidAckStatus reports whether s is a status a destination may acknowledge.
 func ValidAckStatus(s string) bool {
 	return s == StatusTransferred || s == StatusDelivered || s == StatusRead || s == StatusFailed
 }
@@ -97,6 +127,66 @@ func (a *Ack) Validate() error {
 		return Errorf(CodeMalformed, nil, "ack status "+a.Status)
 	case !cleanLine(a.Reason, 1024):
 		return Errorf(CodeMalformed, nil, "ack reason")
+	}
+	return nil
+}
+
+// Validate checks a route acknowledgement's body (PROTOCOL.md §6.4).
+func (r *RouteAck) Validate() error {
+	switch {
+	case r.V != Version:
+		return Errorf(CodeBadVersion, nil, "route-ack version")
+	case !ValidMsgID(r.Tx):
+		return Errorf(CodeMalformed, nil, "route-ack tx must be 32 lowercase hex digits")
+	}
+	return nil
+}
+
+// Validate checks a conversion report (PROTOCOL.md §6.7). Whether its
+// step and conversion are on the route is the broker's check.
+func (r *ConvReport) Validate() error {
+	switch {
+	case r.V != Version:
+		return Errorf(CodeBadVersion, nil, "conv version")
+	case !ValidMsgID(r.MsgID) || r.Tx == "":
+		return Errorf(CodeMalformed, nil, "conv ids")
+	}
+	return r.Content.Validate()
+}
+
+// Validate checks a status query (PROTOCOL.md §6.10).
+func (q *StatusQuery) Validate() error {
+	switch {
+	case q.V != Version:
+		return Errorf(CodeBadVersion, nil, "status query version")
+	case !ValidMsgID(q.MsgID):
+		return Errorf(CodeMalformed, nil, "msg_id")
+	}
+	return nil
+}
+
+// Validate checks a client query (PROTOCOL.md §6.11).
+func (q *ClientQuery) Validate() error {
+	if q.V != Version {
+		return Errorf(CodeBadVersion, nil, "client query version")
+	}
+	switch q.Kind {
+	case CredentialToken, CredentialSMPP, CredentialSMTP, ClientByAddress, ClientByID:
+		return nil
+	}
+	return Errorf(CodeMalformed, nil, "query kind "+q.Kind)
+}
+
+// Validate checks an announcement (PROTOCOL.md §6.12); that gateway is
+// the signer and the medium in its grant are the broker's checks.
+func (a *Announce) Validate() error {
+	switch {
+	case a.V != Version:
+		return Errorf(CodeBadVersion, nil, "announce version")
+	case a.Gateway == "" || a.Instance == "" || a.Medium == "":
+		return Errorf(CodeMalformed, nil, "announce without gateway, medium or instance")
+	case a.TTL < 0 || a.TTL > MaxAnnounceTTL:
+		return Errorf(CodeMalformed, nil, fmt.Sprintf("announce ttl %d ms outside 0..%d", a.TTL, MaxAnnounceTTL))
 	}
 	return nil
 }

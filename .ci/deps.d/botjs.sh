@@ -1,6 +1,6 @@
-# Peer of the Node.js echo bot gateway tests (gateways/botjs): Node.js and
+# Peer of the Node.js echo bot gateway tests (examples/botjs): Node.js and
 # npm, and the npm package nats@2.29.3 installed from the committed lock
-# file into gateways/botjs/node_modules. Sourced by .ci/run; idempotent and
+# file into examples/botjs/node_modules. Sourced by .ci/run; idempotent and
 # quiet.
 
 botjs_need=()
@@ -11,7 +11,7 @@ if [ ${#botjs_need[@]} -gt 0 ]; then
 fi
 unset botjs_need
 
-botjs_dir=gateways/botjs
+botjs_dir=examples/botjs
 if [ "$(cd "$botjs_dir" && node -p "try { require('./node_modules/nats/package.json').version } catch (e) { '' }" 2>/dev/null)" != "2.29.3" ]; then
   (cd "$botjs_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

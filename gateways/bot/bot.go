@@ -246,7 +246,12 @@ func (b *Bot) Delivered(ctx context.Context, ref Ref) error {
 }
 
 // Read reports that the recipient read the message (a read receipt).
+// Called from the handler of that message, it is sent right after the
+// delivery (a read before delivered would be refused).
 func (b *Bot) Read(ctx context.Context, ref Ref) error {
+	if b.seen.readInHandler(ref.MsgID) {
+		return nil
+	}
 	return b.ack(ctx, ref, schemas.StatusRead, "", "")
 }
 

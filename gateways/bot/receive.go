@@ -125,6 +125,9 @@ func (b *Bot) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
 		}
 	}
 	status, err := b.handle(ctx, newMessage(d))
+	if status == schemas.StatusDelivered && b.seen.readDuring(e) {
+		status = schemas.StatusRead // the kit acknowledges delivered, then read
+	}
 	b.seen.end(e, status, err)
 	return status, err
 }
@@ -216,6 +219,8 @@ type seenEntry struct {
 	done   chan struct{}
 	status string
 	err    error
+	// read: the handler called Read while it ran
+	read, ended bool
 }
 
 const seenMax = 8192
@@ -239,9 +244,31 @@ func (s *seen) begin(id string, ref Ref) (*seenEntry, bool) {
 	return e, true
 }
 
+// readInHandler reports whether message id is in its handler now, and
+// notes the read to be acknowledged after the delivery.
+func (s *seen) readInHandler(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.byID[id]
+	if !ok || e.ended {
+		return false
+	}
+	e.read = true
+	return true
+}
+
+func (s *seen) readDuring(e *seenEntry) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return e.read
+}
+
 func (s *seen) end(e *seenEntry, status string, err error) {
 	s.mu.Lock()
-	e.status, e.err = status, err
+	e.status, e.err, e.ended = status, err, true
+	if status == schemas.StatusRead {
+		e.status = schemas.StatusDelivered
+	}
 	s.mu.Unlock()
 	close(e.done)
 	if err != nil && miap.CodeOf(err).Retryable() {

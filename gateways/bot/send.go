@@ -21,8 +21,8 @@ type Outgoing struct {
 	// sender, else an outside sender. Name is a display name.
 	From string
 	Name string
-	// To is a client id or an address on any medium (an e-mail address, a
-	// phone number, an address on the bot's medium).
+	// To is a client id or an address: an e-mail address, a phone number,
+	// or "medium:address" for any medium ("xmpp:carol@chat.example").
 	To      string
 	Subject string
 	// Text is the content as text/plain; or Type and Content for any other.
@@ -82,30 +82,22 @@ func (b *Bot) Send(ctx context.Context, o Outgoing) (*Sent, error) {
 	}
 }
 
+// NewMsgID returns a fresh message id, for an Outgoing that may be sent
+// again (a retry after a crash must reuse it).
+func NewMsgID() string { return kit.NewMsgID() }
+
 // Reply answers m: to its sender (the client, else the address on the
 // sender's medium), from the bot address m was sent to, as a reply to it.
 func (b *Bot) Reply(ctx context.Context, m *Message, text string) (*Sent, error) {
-	return b.Send(ctx, ReplyTo(m, text))
-}
-
-// ReplyTo returns the answer to m that Reply sends, to change before
-// sending it. An outside sender is written MEDIUM:ADDRESS
-// (xmpp:dave@chat.example.test): a JID looks like an e-mail address, and
-// the brokers route an address without its medium by its look
-// (PROTOCOL.md §6.3).
-func ReplyTo(m *Message, text string) Outgoing {
 	to := m.From.Client
 	if to == "" {
-		to = m.From.Address
-		if m.From.Medium != "" {
-			to = m.From.Medium + ":" + to
-		}
+		to = m.From.Medium + ":" + m.From.Address
 	}
 	subject := m.Subject
 	if subject != "" && !strings.HasPrefix(strings.ToLower(subject), "re:") {
 		subject = "Re: " + subject
 	}
-	return Outgoing{From: m.To, To: to, Subject: subject, Text: text, InReplyTo: m.ID}
+	return b.Send(ctx, Outgoing{From: m.To, To: to, Subject: subject, Text: text, InReplyTo: m.ID})
 }
 
 // sender finds the client that owns a sender address, through the brokers

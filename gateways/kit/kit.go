@@ -35,8 +35,10 @@ import (
 type Medium interface {
 	// Deliver hands a message to its recipient (patent step S9) and returns
 	// once the gateway owns it durably: schemas.StatusDelivered when the
-	// recipient has it, schemas.StatusTransferred when delivery goes on
-	// later (the medium then reports the outcome with Kit.Ack). Deliver must
+	// recipient has it, schemas.StatusRead when the recipient has read it
+	// already (a bot that answered at once: the kit acknowledges delivered,
+	// then read), schemas.StatusTransferred when delivery goes on later (the
+	// medium then reports the outcome with Kit.Ack). Deliver must
 	// be idempotent per message id: the same message again must not be
 	// delivered twice and must report the first outcome.
 	Deliver(ctx context.Context, d *Delivery) (string, error)

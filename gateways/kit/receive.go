@@ -74,6 +74,10 @@ func (k *Kit) handleIM(ctx context.Context, req micro.Request) {
 	}
 	k.log.Info().Str("msg_id", ref.MsgID).Str("tx", ref.Tx).Str("status", status).Msg("delivered")
 	k.trace("deliver", ref.MsgID, ref.Tx, status, schemas.TraceEvent{})
+	read := status == schemas.StatusRead
+	if read { // delivered first: the receipts a sender's medium has are for delivery
+		status = schemas.StatusDelivered
+	}
 	if status == schemas.StatusDelivered {
 		k.count.delivered.Add(1)
 	} else {
@@ -91,6 +95,11 @@ func (k *Kit) handleIM(ctx context.Context, req micro.Request) {
 		k.log.Warn().Err(err).Str("msg_id", ref.MsgID).Msg("broker refused the acknowledgement")
 	}
 	respond(req, r)
+	if read {
+		if err := k.Ack(ctx, ref, schemas.StatusRead, "", ""); err != nil {
+			k.log.Warn().Err(err).Str("msg_id", ref.MsgID).Msg("read acknowledgement failed")
+		}
+	}
 }
 
 func (k *Kit) openIM(h nats.Header, data []byte) (*miap.Transfer, *schemas.RoutedIMI, error) {

@@ -236,6 +236,17 @@ func (m *Inbox) Notify(ctx context.Context, ev *schemas.StatusEvent) error {
 	return nil
 }
 
+// All returns every delivery.
+func (m *Inbox) All() []*kit.Delivery {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*kit.Delivery, 0, len(m.Delivered))
+	for _, d := range m.Delivered {
+		out = append(out, d)
+	}
+	return out
+}
+
 // Get returns the delivery of a message id.
 func (m *Inbox) Get(msgID string) *kit.Delivery {
 	m.mu.Lock()

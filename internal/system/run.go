@@ -210,7 +210,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	var eg *email.Gateway
 	var sg *sms.Gateway
 	var ov *ops.Server
-	kc := kit.Config{Strict: cfg.Strict, Window: cfg.Window}
+	kc := kit.Config{Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window}
 	reg := NewRegistry() // served by the web gateway and the operator view at /metrics
 	httpScheme := "http://"
 	if tcfg != nil {

@@ -271,6 +271,7 @@ function renderFabric(f) {
   svg.replaceChildren(...kids);
   $('graph-desc').textContent = f.nodes.map((n) => nodeLabel(n) + ' with ' + n.instances.length + ' instance' + (n.instances.length === 1 ? '' : 's')).join('; ') +
     '. ' + f.edges.map((e) => (nodes[e.from] ? nodes[e.from].name : e.from) + ' to ' + (nodes[e.to] ? nodes[e.to].name : e.to) + ': ' + edgeText(e)).join('; ');
+  renderGateways(f.nodes);
   renderBrokers(f.nodes.find((n) => n.kind === 'broker'));
 }
 
@@ -300,8 +301,11 @@ function drawNode(n, p) {
   const x = p.x - p.w / 2, y = p.y - p.h / 2;
   const broker = n.kind === 'broker';
   const color = broker ? '#141a2a' : (MEDIUM_COLOR[n.medium] || '#5d6679');
-  g.append(s('title', {}, nodeLabel(n) + (n.queue ? '\nqueue: ' + n.queue : '') + '\n' + n.instances.map((i) => i.id + (i.version ? ' v' + i.version : '')).join('\n')));
-  g.append(s('rect', { x, y, width: p.w, height: p.h, rx: 10, fill: broker ? '#141a2a' : '#fff', stroke: color, 'stroke-width': broker ? 0 : 1.6 }));
+  g.append(s('title', {}, nodeLabel(n) + (n.not_routable ? ' (not routable: no heartbeat)' : '') + (n.queue ? '\nqueue: ' + n.queue : '') +
+    (n.service ? '\nservice: ' + n.service : '') + '\n' + n.instances.map(instanceText).join('\n') +
+    (n.traffic ? '\n' + trafficText(n.traffic.rate) : '')));
+  g.append(s('rect', { x, y, width: p.w, height: p.h, rx: 10, fill: broker ? '#141a2a' : '#fff', stroke: n.not_routable ? '#f0a43a' : color,
+    'stroke-width': broker ? 0 : 1.6, 'stroke-dasharray': n.not_routable ? '6 4' : null }));
   if (!broker) g.append(s('rect', { x, y, width: 6, height: p.h, rx: 3, fill: color }));
   const ink = broker ? '#fff' : '#1d2330', sub = broker ? '#aeb8d0' : '#5d6679';
   g.append(s('text', { x: p.x, y: y + 22, 'text-anchor': 'middle', 'font-weight': 700, 'font-size': 14, fill: ink }, nodeLabel(n)));
@@ -311,12 +315,55 @@ function drawNode(n, p) {
   // one dot per instance (up to 12)
   const dots = Math.min(count, 12);
   for (let i = 0; i < dots; i++) {
-    const fresh = n.instances[i].age_ms < 5000;
+    const fresh = n.instances[i].age_ms < 5000 && !n.instances[i].unannounced;
     g.append(s('circle', { cx: p.x - (dots - 1) * 6 + i * 12, cy: y + p.h - 12, r: 4, fill: fresh ? '#3ccf7a' : '#f0a43a' },
       s('title', {}, n.instances[i].id)));
   }
   if (!count) g.append(s('text', { x: p.x, y: y + p.h - 8, 'text-anchor': 'middle', 'font-size': 11, fill: '#f0a43a' }, 'no live instance'));
   return g;
+}
+
+function instanceText(i) {
+  return i.id + (i.version ? ' v' + i.version : '') + (i.miap_mode ? ' · ' + i.miap_mode : '') + (i.unannounced ? ' · no heartbeat' : '');
+}
+
+function trafficText(r) {
+  return 'received ' + fmtRate(r.received) + '/s, delivered ' + fmtRate(r.delivered + r.transferred) + '/s, failed ' +
+    fmtRate(r.failed + r.refused) + '/s, sent ' + fmtRate(r.sent) + '/s';
+}
+
+// renderGateways lists the gateways, bots among them, with their medium,
+// instances and rates, from their micro services uims-gw-<party>.
+function renderGateways(nodes) {
+  const box = $('gateways');
+  const gws = nodes.filter((n) => n.kind === 'gateway' && (n.service || n.traffic));
+  if (!gws.length) { box.replaceChildren(); return; }
+  const col = (text, n, title) => h('th', { scope: 'col', class: n ? 'n' : null, title }, text);
+  box.replaceChildren(h('div', { class: 'scroll' }, h('table', { class: 'mini', id: 'gateway-table', 'aria-label': 'Gateways: instances and rates' },
+    h('thead', {}, h('tr', {}, col('Gateway'), col('Instances'), col('Received', true, 'IM transfers that reached the gateway'),
+      col('Delivered', true, 'delivered or handed on by the medium'), col('Failed', true, 'failed by the medium or refused by the gateway'),
+      col('Sent', true, 'messages the gateway originated and the brokers routed'), col('Codes, last minute'))),
+    h('tbody', {}, gws.map(gatewayRow)))),
+    h('p', { class: 'caption' }, 'Gateways, bots among them, from their micro services (', h('code', {}, 'nats micro stats uims-gw-<party>'),
+      '): per second over the last 10 s, and below, the total of the last minute. A dashed node has no heartbeat: the brokers route nothing to it.'));
+}
+
+function gatewayRow(n) {
+  const t = n.traffic || { rate: {}, minute: {} };
+  const r = t.rate, m = t.minute;
+  const z = (v) => v || 0;
+  const cell = (rate, total, bad) => h('td', { class: bad && total ? 'n res-bad' : 'n' },
+    h('span', { class: 'rate' }, fmtRate(rate) + '/s'), h('span', { class: 'sub' }, total + ' / min'));
+  const codes = Object.entries(t.codes || {}).sort((a, b) => b[1] - a[1]);
+  return h('tr', { 'data-gw': n.name },
+    h('td', { class: 'nw' }, h('span', { class: 'badge m-' + (MEDIUM_COLOR[n.medium] && n.medium !== 'processor' ? n.medium : 'other') }, MEDIA[n.medium] || n.medium || '?'),
+      ' ', n.name, n.not_routable ? h('span', { class: 'sub res-bad', title: 'no live heartbeat: the brokers route nothing to it' }, 'not routable') : null),
+    h('td', {}, n.instances.map((i) => h('div', { class: 'mono nw' }, instanceText(i)))),
+    cell(z(r.received), z(m.received)),
+    cell(z(r.delivered) + z(r.transferred), z(m.delivered) + z(m.transferred)),
+    cell(z(r.failed) + z(r.refused), z(m.failed) + z(m.refused), true),
+    cell(z(r.sent), z(m.sent)),
+    h('td', { class: codes.length ? 'res-bad' : null }, codes.length ? codes.map(([c, k]) => c + ' ' + k).join(', ') : 'none'));
 }
 
 function renderBrokers(b) {

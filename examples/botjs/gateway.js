@@ -13,6 +13,8 @@ const miap = require('./miap');
 const { MiapError, H } = miap;
 
 const TEXT = 'text/plain; charset=utf-8';
+// VERSION is what the micro service reports: the package's version.
+const VERSION = require('./package.json').version;
 
 function log(...parts) {
   process.stderr.write(`${new Date().toISOString()} botjs ${parts.join(' ')}\n`);
@@ -40,14 +42,23 @@ function loadBundle(dir) {
   };
 }
 
+// §9: the fixed text of each code, in Nats-Service-Error.
 const ERROR_TEXT = {
   MALFORMED: 'malformed frame or document', TOO_LARGE: 'size limit exceeded', BAD_VERSION: 'unsupported version',
   UNKNOWN_KEY: 'unknown or retired key id', BAD_MAC: 'authentication failed', STALE: 'timestamp older than the window',
-  CLOCK_SKEW: 'timestamp ahead of server time', BAD_SESSION: 'session key unknown, used or expired',
+  CLOCK_SKEW: 'timestamp ahead of server time', REPLAY: 'nonce already used',
+  BAD_SESSION: 'session key unknown, used or expired', ID_MISMATCH: 'the returned ID is not the one the broker minted',
   BAD_TICKET: 'the ticket does not verify or names another party',
   DIGEST_MISMATCH: 'content does not match its length or SHA-256', EXPIRED: "the transaction's deadline passed",
-  NOT_ALLOWED: 'the party may not do this', INTERNAL: 'an unexpected failure', UNSUPPORTED: 'the destination cannot take this content',
-  BUSY: 'the fabric cannot take it now',
+  STORE_UNAVAILABLE: 'the nonce, session or profile store failed', QUARANTINE: 'the nonce store lost its state',
+  UNKNOWN_RECIPIENT: 'no client or address matches', UNKNOWN_SENDER: 'the sender is not a known client',
+  NO_ROUTE: 'no live gateway can take the message now', QUOTA_EXCEEDED: "the sender's quota is used up",
+  NOT_ALLOWED: 'the party may not do this', BUSY: 'the fabric cannot take it now', INTERNAL: 'an unexpected failure',
+  UNKNOWN_TX: 'no such transaction', CONVERSION_FAILED: 'a processor could not convert the content',
+  DUPLICATE: 'the message id names another message', UNSUPPORTED: 'the destination cannot take this content',
+  UNAUTHORIZED: 'missing or wrong client credentials', STRICT_REQUIRED: 'the broker enforces strict mode: log in first',
+  SETTLED: 'a retry of a message that has its outcome or whose deadline passed',
+  REJECTED: "refused by the recipient's side",
 };
 
 class Gateway {
@@ -62,6 +73,8 @@ class Gateway {
     this.offset = 0; // added to the local clock after a CLOCK_SKEW answer (§7.1)
     this.seen = new Map(); // msg_id -> {promise, at}: de-duplication of transfers (§6.6)
     this.timers = [];
+    this.disconnects = 0; // disconnections from NATS since connect()
+    this.refusedSRV = []; // $SRV subjects the server refused us to subscribe to
   }
 
   now() { return Date.now() + this.offset; }
@@ -78,7 +91,15 @@ class Gateway {
     log(`connected to ${this.nc.getServer()}`);
     (async () => {
       for await (const s of this.nc.status()) {
-        if (s.type === 'error' || s.type === 'disconnect' || s.type === 'reconnect') log(`nats ${s.type}: ${s.data}`);
+        if (s.type === 'disconnect') this.disconnects++;
+        const pc = s.permissionContext;
+        if (pc && pc.operation === 'subscription' && pc.subject.startsWith('$SRV.')) {
+          this.refusedSRV.push(pc.subject); // reported by serve()
+          continue;
+        }
+        if (s.type === 'error' || s.type === 'disconnect' || s.type === 'reconnect') {
+          log(`nats ${s.type}: ${s.data}${pc ? ` (${pc.operation} ${pc.subject})` : ''}`);
+        }
       }
     })().catch(() => {});
   }
@@ -147,6 +168,7 @@ class Gateway {
       } catch (e) {
         if (e.code !== 'STRICT_REQUIRED' || this.strict) throw e;
         this.strict = true;
+        if (this.metadata) this.metadata.miap_mode = 'strict'; // INFO and STATS show it; PING keeps the start's
         log(`${subject}: the brokers enforce strict mode (STRICT_REQUIRED); switching to strict mode (login before each IMI and ack)`);
       }
     }
@@ -190,44 +212,123 @@ class Gateway {
     this.timers.push(setInterval(() => { try { this.announce(3000); } catch (e) { log(`announce: ${e.message}`); } }, 1000));
   }
 
-  // ---- §6.6 destination: serve uims.gw.<party>.im -----------------------
+  // ---- §4.1 the destination's subjects, as a nats micro service ----------
 
-  serve() {
-    const subject = `uims.gw.${this.party}.im`;
-    this.sub = this.nc.subscribe(subject, {
-      queue: `uims-gw-${this.party}`,
-      callback: (err, msg) => {
-        if (err) { log(`subscription ${subject}: ${err.message}`); return; }
-        this.onIM(msg).catch((e) => log(`im: unexpected ${e.stack || e}`));
-      },
-    });
-    log(`serving ${subject} in queue group uims-gw-${this.party}`);
+  // endpoints are the subjects a gateway serves (§4.1, §6.14), all in queue
+  // group uims-gw-<party>: transfers (§6.6), logins of strict originators
+  // (§6.5), the brokers' deadline check (§6.14).
+  endpoints() {
+    return [
+      { name: 'im', subject: `uims.gw.${this.party}.im`, fn: (m) => this.onIM(m) },
+      { name: 'login', subject: `uims.gw.${this.party}.login`, fn: (m) => this.onLogin(m) },
+      { name: 'held', subject: `uims.gw.${this.party}.held`, fn: (m) => this.onHeld(m) },
+    ];
   }
 
-  // §6.5 (a strict originator's login to this destination): check the
-  // ticket, answer with a stateless session token bound to its ID.
-  serveLogin() {
-    const subject = `uims.gw.${this.party}.login`;
-    this.nc.subscribe(subject, {
-      queue: `uims-gw-${this.party}`,
-      callback: (err, msg) => {
-        if (err) { log(`subscription ${subject}: ${err.message}`); return; }
-        try {
-          const body = Buffer.from(msg.data);
-          if (body.length > miap.MAX_ROUTED) throw new MiapError('TOO_LARGE', `routed IMI of ${body.length} bytes`);
-          const t = this.checkTicket(Gateway.getter(msg), body);
-          const { frame, mac } = miap.sign(this.keys, { purpose: 'gw-session', party: this.party, nonce: miap.nonce(), id: t.id }, this.now());
-          const h = nats.headers();
-          h.set(H.gwSession, miap.b64e(miap.compact(frame, mac)));
-          msg.respond(nats.Empty, { headers: h });
-          log(`login from ${t.peer} (strict): ticket ok, session token issued`);
-        } catch (e) {
-          log(`login refused: ${e.message}`);
-          this.respondError(msg, e);
-        }
-      },
+  // serve registers the micro service uims-gw-<party> (version, metadata
+  // and endpoints as the Go gateways register theirs), so that `nats micro
+  // ls` and the operator view find this gateway. The service also answers
+  // $SRV.PING, INFO and STATS, which needs the NATS permission to subscribe
+  // there. A server that refuses it leaves the service without discovery
+  // (nats.js 2.29 keeps it running, its endpoints serve); a service that
+  // stops is replaced by plain subscriptions to the same subjects in the
+  // same queue group. Either way the bot serves.
+  async serve() {
+    const name = `uims-gw-${this.party}`;
+    this.metadata = { party: this.party, medium: this.medium, instance: this.instance,
+      miap_mode: this.strict ? 'strict' : 'fast', kind: 'gateway' };
+    let srv = null;
+    try {
+      srv = await this.nc.services.add({ name, version: VERSION, queue: name, metadata: this.metadata,
+        description: `UIMS gateway ${this.party} (medium ${this.medium})` });
+      for (const ep of this.endpoints()) {
+        srv.addEndpoint(ep.name, { subject: ep.subject, handler: (err, m) => { if (!err) this.dispatch(ep, m); } });
+      }
+      await this.nc.flush(); // a refused subscription is reported before the PONG
+      await new Promise((r) => setImmediate(r)); // and its status event handled
+    } catch (e) {
+      log(`micro service ${name}: ${e.message}`);
+      if (srv) srv.stop().catch(() => {});
+    }
+    if (srv && !srv.isStopped) {
+      this.srv = srv;
+      log(`micro service ${name} ${VERSION} (id ${srv.id}): endpoints ${this.endpoints().map((ep) => `${ep.name} on ${ep.subject}`).join(', ')}, queue group ${name}`);
+      if (this.refusedSRV.length) {
+        log(`micro service ${name} not discoverable: the server refused the subscriptions to ${[...new Set(this.refusedSRV)].join(', ')} (permissions); its endpoints serve`);
+      }
+      srv.stopped.then((err) => {
+        this.srv = null;
+        if (this.closing) return;
+        log(`micro service ${name} stopped${err ? `: ${err.message}` : ''}; serving its subjects with plain subscriptions`);
+        this.servePlain();
+      });
+      return;
+    }
+    const err = srv ? await srv.stopped : null;
+    log(`micro service ${name} not registered${err ? ` (${err.message})` : ''}: not discoverable; serving its subjects with plain subscriptions`);
+    this.servePlain();
+    await this.nc.flush();
+  }
+
+  // servePlain subscribes to the endpoints' subjects without the service.
+  servePlain() {
+    for (const ep of this.endpoints()) {
+      this.nc.subscribe(ep.subject, {
+        queue: `uims-gw-${this.party}`,
+        callback: (err, m) => {
+          if (err) { log(`subscription ${ep.subject}: ${err.message}`); return; }
+          this.dispatch(ep, m);
+        },
+      });
+      log(`serving ${ep.subject} in queue group uims-gw-${this.party}`);
+    }
+  }
+
+  dispatch(ep, m) {
+    ep.fn(m).catch((e) => {
+      log(`${ep.name}: unexpected ${e.stack || e}`);
+      this.respondError(m, new MiapError('INTERNAL', e.message), ep.name);
     });
-    log(`serving ${subject} in queue group uims-gw-${this.party} (strict originators)`);
+  }
+
+  // respondError answers the error headers of §9 through the micro
+  // service's error path (msg.respondError), and counts the error in the
+  // endpoint's stats: nats.js 2.29 counts only errors thrown by a handler
+  // before it returns, and these handlers answer after awaiting.
+  respondError(msg, e, endpoint) {
+    const name = e instanceof MiapError ? e.code : 'INTERNAL';
+    const [num] = miap.ERRORS[name] || [22];
+    const text = `${name}: ${ERROR_TEXT[name] || name}`;
+    const h = nats.headers();
+    h.set(H.serviceError, text);
+    h.set(H.serviceErrorCode, String(num));
+    h.set(H.error, name);
+    if (name === 'CLOCK_SKEW') h.set(H.serverTime, String(this.now()));
+    if (e.reason) h.set(H.reason, e.reason);
+    if (typeof msg.respondError === 'function') msg.respondError(num, text, nats.Empty, { headers: h });
+    else msg.respond(nats.Empty, { headers: h });
+    const ep = this.srv && endpoint && this.srv.handlers.find((x) => x.name === endpoint);
+    if (ep && ep.stats) ep.stats.countError(new Error(text));
+  }
+
+  // ---- §6.5 login of strict originators ----------------------------------
+
+  // onLogin checks the ticket and answers with a stateless session token
+  // bound to its ID.
+  async onLogin(msg) {
+    try {
+      const body = Buffer.from(msg.data);
+      if (body.length > miap.MAX_ROUTED) throw new MiapError('TOO_LARGE', `routed IMI of ${body.length} bytes`);
+      const t = this.checkTicket(Gateway.getter(msg), body);
+      const { frame, mac } = miap.sign(this.keys, { purpose: 'gw-session', party: this.party, nonce: miap.nonce(), id: t.id }, this.now());
+      const h = nats.headers();
+      h.set(H.gwSession, miap.b64e(miap.compact(frame, mac)));
+      msg.respond(nats.Empty, { headers: h });
+      log(`login from ${t.peer} (strict): ticket ok, session token issued`);
+    } catch (e) {
+      log(`login refused: ${e.message}`);
+      this.respondError(msg, e, 'login');
+    }
   }
 
   // checkTicket reads and verifies a ticket (§6.6): it names this party, has
@@ -239,7 +340,7 @@ class Gateway {
     try {
       miap.verify(this.keys, t, mac, { now: this.now(), ticket: true });
     } catch (e) {
-      if (e.code === 'BAD_MAC') throw new MiapError('BAD_TICKET', e.message);
+      if (e.code === 'BAD_MAC' || e.code === 'UNKNOWN_KEY') throw new MiapError('BAD_TICKET', e.message);
       throw e;
     }
     return t;
@@ -258,17 +359,7 @@ class Gateway {
     }
   }
 
-  respondError(msg, e) {
-    const name = e instanceof MiapError ? e.code : 'INTERNAL';
-    const [num] = miap.ERRORS[name] || [22];
-    const h = nats.headers();
-    h.set(H.serviceError, `${name}: ${ERROR_TEXT[name] || name}`);
-    h.set(H.serviceErrorCode, String(num));
-    h.set(H.error, name);
-    if (name === 'CLOCK_SKEW') h.set(H.serverTime, String(this.now()));
-    if (e.reason) h.set(H.reason, e.reason);
-    msg.respond(nats.Empty, { headers: h });
-  }
+  // ---- §6.6 destination: the instant message -----------------------------
 
   async onIM(msg) {
     const get = Gateway.getter(msg);
@@ -288,7 +379,9 @@ class Gateway {
       // the ticket names this party and verifies (kid, MAC, expiry, ts)
       const t = this.checkTicket(get, routedBytes);
       // content carried by reference (§10) is not fetched by this gateway
-      if (content.length === 0 && t.clen > 0 && get('Miap-Content-Ref')) {
+      const ref = get('Miap-Content-Ref');
+      if (ref) {
+        if (content.length > 0 || Buffer.byteLength(ref) > 64) throw new MiapError('MALFORMED', 'Miap-Content-Ref with inline content, or over 64 bytes');
         throw new MiapError('UNSUPPORTED', 'content by reference', { reason: 'this bot takes inline content only' });
       }
       // the content is the one the ticket binds
@@ -305,10 +398,16 @@ class Gateway {
       if (get(H.gwSession)) this.checkSessionToken(get(H.gwSession), t.id);
       log(`im ${msgID} tx ${routed.tx} from ${routed.imi.from && routed.imi.from.medium}:${routed.imi.from && routed.imi.from.address}` +
         ` (client ${routed.sender || '-'}) via ${t.peer}: ticket ok (kid ${t.kid}), digest ok, ${content.length} bytes`);
+      if (this.opts.stall === 'hang') {
+        // a bot that hangs: the transfer is never answered, nothing is
+        // acknowledged; the brokers' deadline turns it into a failure (§6.14)
+        log(`im ${msgID}: stalled (BOT_STALL=hang): not delivering, not answering, not acknowledging`);
+        return;
+      }
       // de-duplicate by msg_id: a retry gets the first transfer's answer
       let entry = this.seen.get(msgID);
       if (!entry) {
-        entry = { at: Date.now(), delivered: null, reply: null };
+        entry = { at: Date.now(), routed, id: t.id, delivered: null, reply: null, status: '' };
         this.seen.set(msgID, entry);
         this.gcSeen();
       } else {
@@ -320,12 +419,23 @@ class Gateway {
         entry.delivered.catch(() => { entry.delivered = null; });
       }
       const status = await entry.delivered;
+      if (this.opts.stall === 'noack') {
+        // a bot that takes the message "for later delivery" and never
+        // reports the outcome: the originator hears transferred, then the
+        // deadline's failure (§6.6, §6.9)
+        const h = nats.headers();
+        h.set(H.status, 'transferred');
+        msg.respond(nats.Empty, { headers: h });
+        log(`im ${msgID}: stalled (BOT_STALL=noack): answered transferred, never acknowledging to the brokers`);
+        return;
+      }
       step = 'ack';
       if (!entry.reply) {
-        entry.reply = this.acknowledge(routed, t.id, status);
+        entry.reply = this.acknowledge(routed, t.id, status, true);
         entry.reply.catch(() => { entry.reply = null; });
       }
       const { status: st, receipt } = await entry.reply;
+      entry.status = entry.status || st;
       const h = nats.headers();
       h.set(H.status, st);
       if (receipt) h.set(H.receipt, receipt);
@@ -333,11 +443,11 @@ class Gateway {
       log(`im ${msgID}: answered ${st}${receipt ? ' with the broker receipt' : ''} in ${Date.now() - t0} ms`);
       if (this.opts.onDelivered && !entry.after) {
         entry.after = true;
-        setImmediate(() => this.opts.onDelivered({ routed, content }));
+        setImmediate(() => this.opts.onDelivered({ routed, content, id: t.id }));
       }
     } catch (e) {
       log(`im ${msgID || '?'}: refused at ${step}: ${e.message}`);
-      this.respondError(msg, e);
+      this.respondError(msg, e, 'im');
     }
   }
 
@@ -348,10 +458,21 @@ class Gateway {
     }
   }
 
+  // read acknowledges a delivered message as read (§6.8, not relayed: the
+  // brokers notify the originator, §6.9), once whoever takes the bot's
+  // messages has processed it.
+  async read(msgID) {
+    const entry = this.seen.get(msgID);
+    if (!entry || !entry.status) throw new MiapError('UNKNOWN_TX', `${msgID} was not delivered here`);
+    if (entry.status === 'read') return;
+    await this.acknowledge(entry.routed, entry.id, 'read', false);
+    entry.status = 'read';
+  }
+
   // acknowledge sends the ack with the ID to the brokers (§6.8), checks the
   // ack-reply and returns the receipt to relay.
-  async acknowledge(routed, id, status) {
-    const ack = { v: 1, tx: routed.tx, msg_id: routed.imi.msg_id, gateway: this.party, status, at: this.now(), relayed: true };
+  async acknowledge(routed, id, status, relayed) {
+    const ack = { v: 1, tx: routed.tx, msg_id: routed.imi.msg_id, gateway: this.party, status, at: this.now(), relayed };
     const body = Buffer.from(JSON.stringify(ack));
     const { reply, frame: sent } = await this.sessionRequest('uims.broker.ack', { purpose: 'ack', id, body });
     const f = this.checkReply(reply, 'ack-reply', sent);
@@ -363,27 +484,53 @@ class Gateway {
     return { status, receipt };
   }
 
+  // ---- §6.14 deadline check ------------------------------------------------
+
+  // onHeld answers a broker's question about a message whose deadline
+  // passed: one delivered here is acknowledged again (with its latest
+  // status) and held; one never delivered here is not.
+  async onHeld(msg) {
+    let q;
+    try { q = JSON.parse(Buffer.from(msg.data).toString('utf8')); } catch (e) { q = null; }
+    if (!q || typeof q.msg_id !== 'string') {
+      this.respondError(msg, new MiapError('MALFORMED', 'held query not JSON'), 'held');
+      return;
+    }
+    if (this.opts.stall) {
+      log(`held ${q.msg_id}: stalled (BOT_STALL=${this.opts.stall}): not answering`);
+      return;
+    }
+    const reply = { v: 1, held: false };
+    const entry = this.seen.get(q.msg_id);
+    if (entry && entry.status) {
+      try {
+        await this.acknowledge(entry.routed, entry.id, entry.status, false);
+        reply.held = true;
+        log(`held ${q.msg_id}: delivered here; acknowledged ${entry.status} again`);
+      } catch (e) {
+        reply.later = e instanceof MiapError && e.retry;
+        log(`held ${q.msg_id}: delivered here, but the acknowledgement failed: ${e.message}`);
+      }
+    } else {
+      log(`held ${q.msg_id}: not delivered here`);
+    }
+    msg.respond(Buffer.from(JSON.stringify(reply)));
+  }
+
   // ---- §6.2, §6.3, §6.6 origination -------------------------------------
 
   // send originates a text message: IMI to the brokers, route check,
   // transfer with the ticket, the destination's answer and the receipt.
   // Retryable failures are retried with the same msg_id until deadlineMs.
-  async send({ from, to, text, subject, inReplyTo, ctype }, deadlineMs) {
-    const content = Buffer.from(text, 'utf8');
-    const csha = miap.sha256(content);
-    const imi = {
-      v: 1, msg_id: crypto.randomBytes(16).toString('hex'), gateway: this.party, instance: this.instance,
-      from, to, content: { type: ctype || TEXT, length: content.length, sha256: csha.toString('hex') }, created: this.now(),
-    };
-    if (subject) imi.subject = subject;
-    if (inReplyTo) imi.in_reply_to = inReplyTo;
-    const imiBytes = Buffer.from(JSON.stringify(imi));
+  async send(msg, deadlineMs) {
+    const { imi, imiBytes, content, csha } = this.newIMI(msg);
     if (imiBytes.length > miap.MAX_IMI) throw new MiapError('TOO_LARGE', 'IMI');
     const until = Date.now() + (deadlineMs || 15000);
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.sendOnce(imi, imiBytes, content, csha);
       } catch (e) {
+        if (e instanceof MiapError && e.code === 'SETTLED') return this.settled(imi.msg_id); // §6.3
         const retry = e instanceof MiapError && e.retry;
         if (!retry || Date.now() + 500 > until) throw e;
         log(`send ${imi.msg_id}: ${e.code} (retryable), attempt ${attempt}, retrying with the same msg_id`);
@@ -392,10 +539,53 @@ class Gateway {
     }
   }
 
+  // query asks the brokers for a message's status and history (§6.10).
+  async query(msgID) {
+    const body = Buffer.from(JSON.stringify({ v: 1, msg_id: msgID }));
+    const { reply, frame: sent } = await this.brokerRequest('uims.broker.status', { purpose: 'query', body });
+    const f = this.checkReply(reply, 'query-reply', sent);
+    return JSON.parse(f.body.toString('utf8'));
+  }
+
+  // settled answers a retry the brokers call settled (§6.3): the message's
+  // status, or its final failure with its code.
+  async settled(msgID) {
+    const st = await this.query(msgID);
+    log(`send ${msgID}: SETTLED, its state is ${st.state}`);
+    if (st.state === 'failed') {
+      const last = (st.history || [])[st.history.length - 1] || {};
+      const code = last.code && miap.ERRORS[last.code] && !miap.ERRORS[last.code][1] ? last.code : 'EXPIRED';
+      throw new MiapError(code, last.reason || 'failed', { reason: last.reason });
+    }
+    if (['transferred', 'delivered', 'read'].includes(st.state)) return { msg_id: msgID, tx: st.tx, status: st.state };
+    throw new MiapError('BUSY', `state ${st.state}: not settled yet`);
+  }
+
+  // newIMI makes the IMI of a text message (§6.2) with a fresh msg_id.
+  newIMI({ from, to, text, subject, inReplyTo, ctype }) {
+    const content = Buffer.from(text, 'utf8');
+    const csha = miap.sha256(content);
+    const imi = {
+      v: 1, msg_id: crypto.randomBytes(16).toString('hex'), gateway: this.party, instance: this.instance,
+      from, to, content: { type: ctype || TEXT, length: content.length, sha256: csha.toString('hex') }, created: this.now(),
+    };
+    if (subject) imi.subject = subject;
+    if (inReplyTo) imi.in_reply_to = inReplyTo;
+    return { imi, imiBytes: Buffer.from(JSON.stringify(imi)), content, csha };
+  }
+
   async sendOnce(imi, imiBytes, content, csha) {
     const id = imi.msg_id;
     log(`imi ${id} -> uims.broker.imi: from ${imi.from.medium}:${imi.from.address}${imi.from.client ? ` (client ${imi.from.client})` : ''} to ${imi.to}, ${content.length} bytes`);
     const { reply, frame: sent } = await this.sessionRequest('uims.broker.imi', { purpose: 'imi', body: imiBytes });
+    return this.forward(imi, content, csha, reply, sent);
+  }
+
+  // forward takes the brokers' route reply to the IMI frame sent: it checks
+  // the route (§6.3), acknowledges it in strict mode (§6.4) and transfers
+  // the content with the ticket (§6.6); it returns the destination's answer.
+  async forward(imi, content, csha, reply, sent) {
+    const id = imi.msg_id;
     // §6.3: the route frame (outer digest), IMI' and the ticket headers
     const r = this.checkReply(reply, 'route', sent);
     if (r.id.length !== 32) throw new MiapError('MALFORMED', 'route without a 32-byte ID');
@@ -471,6 +661,9 @@ class Gateway {
     const rc = tget(H.receipt);
     if (rc) out.receipt = this.checkReceipt(rc, r.id, hop);
     log(`transfer ${id}: ${hop} answered ${status}${out.receipt ? `; receipt verified: ${out.receipt.status}` : '; no receipt'}`);
+    // the brokers store no notification for a relayed status (§6.8): the
+    // receipt is this message's delivered (or failed) notification
+    if (out.receipt && this.opts.onNotify) this.opts.onNotify(Object.assign({ via: 'receipt' }, out.receipt));
     return out;
   }
 
@@ -533,7 +726,7 @@ class Gateway {
       miap.verify(this.keys, frame, mac, { now: this.now(), noAge: true });
       const ev = JSON.parse(frame.body.toString('utf8'));
       log(`notify ${ev.msg_id}: ${ev.status}${ev.code ? ` ${ev.code}` : ''}${ev.reason ? ` (${ev.reason})` : ''}`);
-      if (this.opts.onNotify) this.opts.onNotify(ev);
+      if (this.opts.onNotify) this.opts.onNotify(Object.assign({ via: 'notify' }, ev));
       m.ack(); // the originator's final acknowledgement
     } catch (e) {
       log(`notify refused: ${e.message}`);
@@ -546,9 +739,10 @@ class Gateway {
     for (const t of this.timers) clearInterval(t);
     if (this.nc && !this.nc.isClosed()) {
       try { if (this.announcing) this.announce(0); } catch (e) { /* closing */ }
+      if (this.srv) await this.srv.stop().catch(() => {});
       await this.nc.drain().catch(() => {});
     }
   }
 }
 
-module.exports = { Gateway, loadBundle, log, TEXT };
+module.exports = { Gateway, loadBundle, log, TEXT, VERSION, ERROR_TEXT };

@@ -28,6 +28,7 @@ const ERRORS = {
   UNKNOWN_SENDER: [17, false], NO_ROUTE: [18, true], QUOTA_EXCEEDED: [19, false], NOT_ALLOWED: [20, false],
   BUSY: [21, true], INTERNAL: [22, true], UNKNOWN_TX: [23, false], CONVERSION_FAILED: [24, false],
   DUPLICATE: [25, false], UNSUPPORTED: [26, false], UNAUTHORIZED: [27, false], STRICT_REQUIRED: [28, false],
+  SETTLED: [29, false], REJECTED: [30, false],
 };
 
 // §10 limits.
@@ -209,6 +210,7 @@ function frameFromHeaders(get, body, expectPurpose) {
   }
   f.ctype = get(H.ctype);
   if (Buffer.byteLength(f.ctype) > 256) throw new MiapError('MALFORMED', 'ctype longer than 256 bytes');
+  if (get(H.ts) === '') throw new MiapError('MALFORMED', 'no Miap-Ts'); // §4.2: every frame is dated
   for (const k of ['ts', 'clen', 'expiry']) {
     const s = get(H[k]);
     f[k] = s === '' ? 0 : decimal(s, H[k]);
