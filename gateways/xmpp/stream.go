@@ -97,6 +97,7 @@ func (e *errorElt) condition() (cond, text string) {
 type conn struct {
 	nc     net.Conn
 	dec    *xml.Decoder
+	lim    *stanzaLimit
 	domain string
 
 	wmu sync.Mutex
@@ -124,8 +125,7 @@ func dial(ctx context.Context, addr, domain, secret string) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{nc: nc, dec: xml.NewDecoder(nc), domain: domain, iqs: map[string]chan *stanza{},
-		bounces: map[string]chan *stanza{}, closed: make(chan struct{})}
+	c := newConn(nc, nc, domain)
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	if err := c.handshake(domain, secret); err != nil {
 		nc.Close()
@@ -133,6 +133,42 @@ func dial(ctx context.Context, addr, domain, secret string) (*conn, error) {
 	}
 	nc.SetDeadline(time.Time{})
 	return c, nil
+}
+
+// newConn reads stanzas from r (nc itself, or a test's bytes) and writes
+// to nc.
+func newConn(nc net.Conn, r io.Reader, domain string) *conn {
+	lim := &stanzaLimit{r: r, max: MaxStanza}
+	return &conn{nc: nc, dec: xml.NewDecoder(lim), lim: lim, domain: domain, iqs: map[string]chan *stanza{},
+		bounces: map[string]chan *stanza{}, closed: make(chan struct{})}
+}
+
+// MaxStanza bounds what the bridge reads for one stanza from the server,
+// in bytes (the decoder's read-ahead included): a larger one ends the
+// stream instead of growing the bridge's memory. Prosody's own limit for
+// a client's stanza is 256 KiB (c2s_stanza_size_limit) and the bridge
+// refuses bodies over 64 KiB.
+const MaxStanza = 1 << 20
+
+// errStanzaTooLarge ends a stream whose stanza exceeds MaxStanza.
+var errStanzaTooLarge = errors.New("xmpp: a stanza from the server exceeds MaxStanza")
+
+// stanzaLimit counts the bytes read since the last stanza.
+type stanzaLimit struct {
+	r      io.Reader
+	n, max int
+}
+
+func (l *stanzaLimit) Read(p []byte) (int, error) {
+	if l.n >= l.max {
+		return 0, errStanzaTooLarge
+	}
+	if len(p) > l.max-l.n {
+		p = p[:l.max-l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n += n
+	return n, err
 }
 
 func (c *conn) handshake(domain, secret string) error {
@@ -222,6 +258,7 @@ func (c *conn) read(handle func(*stanza)) error {
 		if err := c.dec.DecodeElement(&st, &start); err != nil {
 			return err
 		}
+		c.lim.n = 0
 		if c.route(&st) {
 			continue
 		}
