@@ -124,6 +124,9 @@ func cmdParty(ctx context.Context, args []string) error {
 		} else {
 			fmt.Fprintln(stdout, "the brokers know its key now; no restart needed")
 		}
+		if r == natsauth.RoleGateway {
+			fmt.Fprintf(stdout, "give a client an address on %s (uims profile put), then run it: uims bot example --bundle %s, or your own with the SDK (docs/GATEWAYS.md)\n", ms[0], *out)
+		}
 		return nil
 	case rest[0] == "list" && len(rest) == 1:
 		kf, _ := miap.ReadKeyFile(o.keyFile())
