@@ -5,6 +5,10 @@ import (
 	"strings"
 )
 
+// MediumProcessor is the medium a processor announces (PROTOCOL.md §6.12):
+// only announcements of this medium offer conversions to the brokers.
+const MediumProcessor = "processor"
+
 // MaxChain is the most conversion steps a route carries (PROTOCOL.md §6.12,
 // "Chains").
 const MaxChain = 4
