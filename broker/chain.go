@@ -45,10 +45,11 @@ func cheapest(ctype string, target []string, offers []offer) ([]schemas.Step, bo
 	if start == "" {
 		return nil, false
 	}
-	from := make([][]string, len(offers)) // one-element pattern lists for accepts
 	to := make([]string, len(offers))
 	for i, o := range offers {
-		from[i], to[i] = []string{o.From}, schemas.MediaType(o.To)
+		if to[i] = o.toMT; to[i] == "" {
+			to[i] = schemas.MediaType(o.To)
+		}
 	}
 	layer := map[string]chain{start: {}}
 	var best chain
@@ -60,7 +61,7 @@ func cheapest(ctype string, target []string, offers []offer) ([]schemas.Step, bo
 				continue // every extension costs more than the best chain
 			}
 			for i := range offers {
-				if to[i] == "" || !accepts(from[i], t) {
+				if to[i] == "" || !matches(offers[i].From, t) {
 					continue
 				}
 				n := chain{cost: c.cost + offers[i].CostOrDefault(), steps: append(slices.Clip(c.steps), i)}
@@ -70,7 +71,7 @@ func cheapest(ctype string, target []string, offers []offer) ([]schemas.Step, bo
 			}
 		}
 		for t, c := range next {
-			if accepts(target, t) && (!found || c.better(best)) {
+			if (!found || c.better(best)) && matchesAny(target, t) {
 				best, found = c, true
 			}
 		}
@@ -84,6 +85,27 @@ func cheapest(ctype string, target []string, offers []offer) ([]schemas.Step, bo
 		steps[k] = schemas.Step{Conversion: offers[i].Name, Processor: offers[i].proc, To: offers[i].To}
 	}
 	return steps, true
+}
+
+// matches reports whether media type mt (parsed: lower case, no
+// parameters) matches pattern (schemas.TypeMatches without the parsing).
+func matches(pattern, mt string) bool {
+	switch {
+	case pattern == "*/*" || pattern == mt:
+		return true
+	case strings.HasSuffix(pattern, "/*"):
+		return strings.HasPrefix(mt, pattern[:len(pattern)-1])
+	}
+	return false
+}
+
+func matchesAny(patterns []string, mt string) bool {
+	for _, p := range patterns {
+		if matches(p, mt) {
+			return true
+		}
+	}
+	return false
 }
 
 // noRoute is route's answer when no live gateway that fits can take content

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -148,6 +149,22 @@ func TestRegistryConversions(t *testing.T) {
 	if len(all) != 3 || all[2].Name != "png2text" || all[2].proc != "old" {
 		t.Fatalf("known conversions %+v", all)
 	}
+	// The cached live offers follow expiries and announcements.
+	if got := r.conversions(now+2001, true); len(got) != 2 || got[1].Cost != 2 {
+		t.Fatalf("proc-1 expired: %+v", got)
+	}
+	if got := r.conversions(now+3001, true); len(got) != 0 {
+		t.Fatalf("every processor expired: %+v", got)
+	}
+	r.add(&schemas.Announce{V: 1, Gateway: "old", Medium: schemas.MediumProcessor, Instance: "old-1", TTL: 3000, At: now + 3000,
+		Conversions: []schemas.Conversion{{Name: "png2text", From: "image/png", To: "text/plain"}}})
+	if got := r.conversions(now+3001, true); len(got) != 1 || got[0].Name != "png2text" {
+		t.Fatalf("old announced again: %+v", got)
+	}
+	r.forget(func(party string) bool { return party != "old" })
+	if got := r.conversions(now+3001, true); len(got) != 0 {
+		t.Fatalf("old removed: %+v", got)
+	}
 }
 
 // Content no chain converts for any gateway that could take the message is
@@ -230,5 +247,25 @@ func TestOneLine(t *testing.T) {
 	}
 	if strings.ContainsRune(got[:len(got)-len("…")], '\uFFFD') {
 		t.Error("cut inside a character")
+	}
+}
+
+// BenchmarkPlan is the routing cost of a chain: multipart/alternative to a
+// text-only gateway over the standard conversions and 20 others.
+func BenchmarkPlan(b *testing.B) {
+	br := &Broker{reg: newRegistry()}
+	now := time.Now().UnixMilli()
+	convs := []schemas.Conversion{{Name: "alternative", From: "multipart/alternative", To: "text/html; charset=utf-8"},
+		{Name: "html2text", From: "text/html", To: "text/plain; charset=utf-8"}}
+	for i := range 20 {
+		convs = append(convs, schemas.Conversion{Name: "x" + strconv.Itoa(i), From: "image/*", To: "image/t" + strconv.Itoa(i), Cost: 2})
+	}
+	br.reg.add(&schemas.Announce{V: 1, Gateway: "proc", Medium: schemas.MediumProcessor, Instance: "p1", Conversions: convs, TTL: 60_000, At: now})
+	gw := &schemas.Announce{Gateway: "sms", Accepts: []string{"text/plain"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if steps, ok := br.plan("multipart/alternative; boundary=x", gw, now); !ok || len(steps) != 2 {
+			b.Fatal(steps)
+		}
 	}
 }

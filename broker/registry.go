@@ -1,9 +1,11 @@
 package broker
 
 import (
+	"math"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/uims/uims/schemas"
@@ -21,6 +23,19 @@ type registry struct {
 	// (settled).
 	born  time.Time
 	learn time.Duration
+	// version counts the changes to processors' announcements (add,
+	// forget); cache holds the live offers for a version and a span of time.
+	version atomic.Uint64
+	cache   atomic.Pointer[offerCache]
+}
+
+// offerCache is what conversions(now, true) returned for a registry
+// version, valid for now in [from, until): until the first live processor
+// announcement expires.
+type offerCache struct {
+	version     uint64
+	from, until int64
+	offers      []offer
 }
 
 // learnTime is how long a new registry listens before a conversion it has
@@ -41,10 +56,14 @@ func (r *registry) add(a *schemas.Announce) {
 		m = make(map[string]*schemas.Announce)
 		r.instances[a.Gateway] = m
 	}
-	if old := m[a.Instance]; old != nil && old.At >= a.At {
+	old := m[a.Instance]
+	if old != nil && old.At >= a.At {
 		return
 	}
 	m[a.Instance] = a
+	if a.Medium == schemas.MediumProcessor || (old != nil && old.Medium == schemas.MediumProcessor) {
+		r.version.Add(1)
+	}
 }
 
 // forget drops every gateway and processor that keep refuses: parties
@@ -57,6 +76,7 @@ func (r *registry) forget(keep func(party string) bool) {
 			delete(r.instances, gw)
 		}
 	}
+	r.version.Add(1)
 }
 
 // live reports whether an announcement is still valid at now (Unix ms).
@@ -101,6 +121,7 @@ func (r *registry) count(gateway string, now int64) int {
 type offer struct {
 	schemas.Conversion
 	proc string
+	toMT string // the media type of To
 }
 
 // conversions returns what processors offer: a conversion of a party once,
@@ -108,9 +129,17 @@ type offer struct {
 // party (the planner's tie-break). With live false it counts every
 // processor instance heard, also those whose announcement expired: what
 // the fabric offers when every processor is up.
+//
+// The live offers are cached until a processor announces or one of their
+// announcements expires: routing asks for them with every message that
+// needs a conversion. The slice returned is shared: do not modify it.
 func (r *registry) conversions(now int64, live bool) []offer {
+	if c := r.cache.Load(); live && c != nil && now >= c.from && now < c.until && c.version == r.version.Load() {
+		return c.offers
+	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	version, until := r.version.Load(), int64(math.MaxInt64)
 	type pick struct {
 		c        schemas.Conversion
 		at       int64
@@ -123,6 +152,7 @@ func (r *registry) conversions(now int64, live bool) []offer {
 			if a.Medium != schemas.MediumProcessor || (live && !r.live(a, now)) {
 				continue
 			}
+			until = min(until, a.At+a.TTL)
 			for _, c := range a.Conversions {
 				if p, ok := picks[c.Name]; !ok || a.At > p.at || (a.At == p.at && a.Instance < p.instance) {
 					picks[c.Name] = pick{c, a.At, a.Instance}
@@ -130,7 +160,7 @@ func (r *registry) conversions(now int64, live bool) []offer {
 			}
 		}
 		for _, p := range picks {
-			out = append(out, offer{Conversion: p.c, proc: party})
+			out = append(out, offer{Conversion: p.c, proc: party, toMT: schemas.MediaType(p.c.To)})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -139,6 +169,9 @@ func (r *registry) conversions(now int64, live bool) []offer {
 		}
 		return out[i].proc < out[j].proc
 	})
+	if live {
+		r.cache.Store(&offerCache{version: version, from: now, until: until, offers: out})
+	}
 	return out
 }
 
