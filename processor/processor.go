@@ -133,8 +133,10 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Pr
 		return nil, fmt.Errorf("processor: no key for party %q", cfg.Party)
 	}
 	for _, c := range cfg.Conversions {
-		if !miap.ValidName(c.Name) || c.Converter == nil {
-			return nil, fmt.Errorf("processor: invalid conversion %q", c.Name)
+		if !miap.ValidName(c.Name) || c.Converter == nil || schemas.MediaType(c.To) == "" ||
+			c.Cost < 0 || c.Cost > schemas.MaxConversionCost {
+			return nil, fmt.Errorf("processor: invalid conversion %q (a name, a converter, a content type to produce, a cost of 0 to %d)",
+				c.Name, schemas.MaxConversionCost)
 		}
 	}
 	p := &Processor{cfg: cfg, nc: nc, sem: make(chan struct{}, cfg.Workers),
