@@ -445,7 +445,7 @@ func cmdProcessor(ctx context.Context, args []string) error {
 		return err
 	}
 	p, err := processor.New(processor.Config{Version: version, Strict: o.strict,
-		Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, nc, kr, log)
+		Conversions: processor.Standard(64 << 10)}, nc, kr, log)
 	if err != nil {
 		return err
 	}

@@ -394,13 +394,18 @@ func (b *Broker) keepAlive(ctx context.Context) {
 }
 
 // replyError answers with a MIAP error: the code crosses the wire, the
-// detail stays in the log (PROTOCOL.md §9).
+// detail stays in the log (PROTOCOL.md §9), but for a reason meant for the
+// sender (reasonError), which goes in Uims-Reason.
 func (b *Broker) replyError(req micro.Request, err error) {
 	code := miap.CodeOf(err)
 	h := micro.Headers{miap.HdrError: {code.String()}}
 	var se *miap.SkewError
 	if errors.As(err, &se) {
 		h[miap.HdrServerTS] = []string{strconv.FormatInt(se.ServerTime, 10)}
+	}
+	var reason interface{ Reason() string }
+	if errors.As(err, &reason) {
+		h[schemas.HdrReason] = []string{reason.Reason()}
 	}
 	if q := b.guard.QuarantineUntil(); code == schemas.CodeQuarantine && !q.IsZero() {
 		h[miap.HdrServerTS] = []string{strconv.FormatInt(b.cfg.Now().UnixMilli(), 10)}

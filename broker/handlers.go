@@ -566,62 +566,6 @@ func eventJSON(note, status, code, reason string, at int64) []byte {
 	return append(out, note[i+len(noteHole):]...)
 }
 
-// handleConv takes a processor's report of converted content and signs the
-// ticket for the next hop (PROTOCOL.md §6.7). The broker still sees only
-// meta information: the new type, length and digest.
-func (b *Broker) handleConv(ctx context.Context, req micro.Request) error {
-	f, err := b.frame(ctx, req, miap.PurposeConv, false)
-	if err != nil {
-		return err
-	}
-	var rep schemas.ConvReport
-	if err := decodeJSON(f.Body, &rep); err != nil {
-		return err
-	}
-	if err := rep.Validate(); err != nil {
-		return err
-	}
-	pipe := b.rdb.Pipeline()
-	claim := b.store.QueueClaim(ctx, pipe, f.Party, f.Nonce, b.guard.NonceTTL())
-	load := queueLoad(ctx, pipe, rep.MsgID)
-	pipe.Exec(ctx)
-	if err := b.guard.StoreResult(ctx, claim()); err != nil {
-		return err
-	}
-	tx, err := load()
-	if err != nil {
-		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "load tx")
-	}
-	if err := b.checkParty(tx, f, func(t *txRecord) string { return t.DG }); err != nil {
-		return err
-	}
-	var routed schemas.RoutedIMI
-	if err := json.Unmarshal(tx.Routed, &routed); err != nil {
-		return schemas.Errorf(schemas.CodeInternal, err, "stored routed imi")
-	}
-	if rep.Step < 0 || rep.Step >= len(routed.Conversions) || routed.Conversions[rep.Step].Processor != f.Party ||
-		routed.Conversions[rep.Step].Conversion != rep.Conversion {
-		return schemas.Errorf(schemas.CodeNotAllowed, nil, fmt.Sprintf("step %d %q is not on the route", rep.Step, rep.Conversion))
-	}
-	if rep.Content.Type != f.CType || rep.Content.Length != f.CLen || rep.Content.SHA256 != hex.EncodeToString(f.CSHA) {
-		return schemas.Errorf(schemas.CodeMalformed, nil, "report and frame disagree on the content")
-	}
-	next := routed.Dest.Gateway
-	if rep.Step+1 < len(routed.Conversions) {
-		next = routed.Conversions[rep.Step+1].Processor
-	}
-	if err := b.rdb.HSet(ctx, keyTx+rep.MsgID, fDG, next).Err(); err != nil {
-		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "next hop")
-	}
-	b.rdb.RPush(ctx, keyTxHistory+rep.MsgID, historyJSON("converted", b.cfg.Now().UnixMilli(), "", rep.Conversion+" → "+rep.Content.Type, f.Party))
-	ticket, err := b.ticket(next, f.Party, f.ID, rep.Content, routed.Deadline, tx.Routed)
-	if err != nil {
-		return schemas.Errorf(schemas.CodeInternal, err, "ticket")
-	}
-	b.trace("conv", rep.MsgID, routed.Tx, f.Party, "ok", schemas.TraceEvent{Conversion: rep.Conversion, Next: next})
-	return b.reply(req, &miap.Frame{Purpose: miap.PurposeConvReply, Party: f.Party, Nonce: f.Nonce, ID: f.ID, Body: tx.Routed}, ticket)
-}
-
 // handleStatus answers a status query from the originator or the destination.
 func (b *Broker) handleStatus(ctx context.Context, req micro.Request) error {
 	f, err := b.frame(ctx, req, miap.PurposeQuery, true)

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
@@ -49,7 +50,8 @@ func (b *Broker) resolveRecipient(ctx context.Context, to string) (*schemas.Prof
 // route picks the destination gateway, address and conversions for a
 // message from the recipient's profile and the live gateways (patent phase 2):
 // the first medium in the recipient's preference order that has a live
-// gateway able to take the content, directly or through a processor.
+// gateway able to take the content, directly or through a chain of
+// processors (plan).
 func (b *Broker) route(ctx context.Context, imi *schemas.IMI) (*decision, error) {
 	now := b.cfg.Now().UnixMilli()
 	rcpt, medium, addr, err := b.resolveRecipient(ctx, imi.To)
@@ -69,7 +71,8 @@ func (b *Broker) route(ctx context.Context, imi *schemas.IMI) (*decision, error)
 				return &decision{dest: schemas.Hop{Gateway: gw.Gateway, Medium: medium, Address: addr}, steps: steps}, nil
 			}
 		}
-		return nil, schemas.Errorf(schemas.CodeNoRoute, nil, "no live "+medium+" gateway reaches "+addr)
+		fits := func(a *schemas.Announce) bool { return a.Medium == medium && reaches(a.Reach, addr) }
+		return nil, b.noRoute(imi.Content.Type, fits, now, "no live "+medium+" gateway reaches "+addr)
 	}
 	prefer := rcpt.Prefer
 	if len(prefer) == 0 {
@@ -91,19 +94,18 @@ func (b *Broker) route(ctx context.Context, imi *schemas.IMI) (*decision, error)
 	if tried == 0 {
 		return nil, schemas.Errorf(schemas.CodeUnknownRecipient, nil, "client "+rcpt.ID+" has no address")
 	}
-	return nil, schemas.Errorf(schemas.CodeNoRoute, nil, "no live gateway for "+rcpt.ID)
+	fits := func(a *schemas.Announce) bool {
+		return rcpt.Addresses[a.Medium] != "" && slices.Contains(prefer, a.Medium)
+	}
+	return nil, b.noRoute(imi.Content.Type, fits, now, "no live gateway for "+rcpt.ID)
 }
 
-// plan returns the conversions needed for gw to take content of type ctype:
-// none if it accepts it, one processor step if a live processor converts
-// it into a type gw accepts.
+// plan returns the conversions needed for gw to take content of type ctype
+// (PROTOCOL.md §6.12, "Chains"): none if it accepts it, else the cheapest
+// chain of live processors' conversions to a type it accepts.
 func (b *Broker) plan(ctype string, gw *schemas.Announce, now int64) ([]schemas.Step, bool) {
 	if len(gw.Accepts) == 0 || accepts(gw.Accepts, ctype) {
 		return nil, true
 	}
-	c, proc, ok := b.reg.conversion(ctype, gw.Accepts, now)
-	if !ok {
-		return nil, false
-	}
-	return []schemas.Step{{Conversion: c.Name, Processor: proc, To: c.To}}, true
+	return cheapest(ctype, gw.Accepts, b.reg.conversions(now, true))
 }

@@ -42,7 +42,7 @@ type scene struct {
 
 // startScene starts a fabric where alice (gateway "test") writes to bob
 // (gateway "peer", medium web), to phones (gateway "sms", plain text
-// only, through the html2text processor) and to the bot echo (party
+// only, through the processor's alternative and html2text) and to the bot echo (party
 // "mybot" on the SDK, medium bot, which refuses the text "no"), and the
 // operator view.
 func startScene(t *testing.T) *scene {
@@ -69,7 +69,7 @@ func startScene(t *testing.T) *scene {
 	s.sender, _ = f.StartKit(fabrictest.NewInbox(), kit.Config{Gateway: "test", Medium: "test"})
 	s.peer, _ = f.StartKit(s.inbox, kit.Config{Gateway: "peer", Medium: schemas.MediumWeb})
 	f.StartKit(fabrictest.NewInbox(), kit.Config{Gateway: "sms", Medium: "sms", Accepts: []string{"text/plain"}, Reach: []string{"+"}})
-	p, err := processor.New(processor.Config{Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, f.Conn("proc"), f.Keyring("proc"), f.Log)
+	p, err := processor.New(processor.Config{Conversions: processor.Standard(64 << 10)}, f.Conn("proc"), f.Keyring("proc"), f.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,6 +237,30 @@ func TestBrowserOperatorView(t *testing.T) {
 			row.cells[6].textContent === 'REJECTED 1';
 	})()`)
 	p.ScreenshotOf("#app > section:first-child", "operator-fabric-gateways")
+
+	// a mail with an HTML part only to the phone: two conversion steps,
+	// alternative then html2text, each with its report and its forward
+	alt := "--b\r\nContent-Type: text/html\r\n\r\n<p>Two <b>steps</b></p>\r\n--b--\r\n"
+	chained, err := s.send(t, "+15550199", "multipart/alternative; boundary=b", alt)
+	if err != nil || chained.Dest.Gateway != "sms" {
+		t.Fatalf("a chain to a phone: %+v %v", chained, err)
+	}
+	p.Eval(fmt.Sprintf(`location.hash = "msg=%s", "ok"`, chained.MsgID))
+	p.WaitJS("the timeline through two conversion steps", `(() => {
+		const seq = (document.getElementById('seq')||{}).textContent || '';
+		return (document.getElementById('tl-state')||{}).textContent === 'delivered' &&
+			seq.includes('conversion report (alternative)') && seq.includes('conversion report (html2text)');
+	})()`)
+	seq := p.Text("#seq")
+	for _, w := range []string{"IM: converted content + new ticket to proc", "IM: converted content + new ticket"} {
+		if !strings.Contains(seq, w) {
+			t.Errorf("sequence diagram lacks %q: %q", w, seq)
+		}
+	}
+	if rows := p.Eval(`String(document.querySelectorAll('#steps tbody tr[data-step="broker.conv"]').length)`); rows != "2" {
+		t.Errorf("%s conversion steps in the table, want 2", rows)
+	}
+	p.ScreenshotOf("#timeline", "operator-timeline-two-conversion-steps")
 }
 
 func jsList(s []string) string {

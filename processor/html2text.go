@@ -27,9 +27,9 @@ const OptionTextMax = "text.max"
 func HTMLToText(maxLen int) Conversion {
 	return Conversion{
 		Conversion: schemas.Conversion{Name: "html2text", From: "text/html", To: "text/plain; charset=utf-8"},
-		Converter: ConverterFunc(func(ctx context.Context, in Content, opts map[string]string) (Content, error) {
+		Converter: ConverterFunc(func(ctx context.Context, in Content, route Route) (Content, error) {
 			limit := maxLen
-			if v, err := strconv.Atoi(opts[OptionTextMax]); err == nil && v > 0 && v < limit {
+			if v, err := strconv.Atoi(route.Options[OptionTextMax]); err == nil && v > 0 && v < limit {
 				limit = v
 			}
 			text, err := htmlText(in)

@@ -10,7 +10,7 @@ import (
 )
 
 func convert(t testing.TB, max int, ctype, html string, opts map[string]string) string {
-	out, err := processor.HTMLToText(max).Converter.Convert(context.Background(), processor.Content{Type: ctype, Data: []byte(html)}, opts)
+	out, err := processor.HTMLToText(max).Converter.Convert(context.Background(), processor.Content{Type: ctype, Data: []byte(html)}, processor.Route{Options: opts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func FuzzHTMLToText(f *testing.F) {
 		if max < 4 || max > 1<<16 {
 			return
 		}
-		out, err := processor.HTMLToText(max).Converter.Convert(context.Background(), processor.Content{Type: "text/html", Data: []byte(html)}, nil)
+		out, err := processor.HTMLToText(max).Converter.Convert(context.Background(), processor.Content{Type: "text/html", Data: []byte(html)}, processor.Route{})
 		if err != nil {
 			return
 		}

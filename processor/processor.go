@@ -37,18 +37,33 @@ type Content struct {
 	Data []byte
 }
 
-// Converter converts content. Options are the recipient's delivery options
-// from the routed IMI (for example a length limit).
+// Converter converts content.
 type Converter interface {
-	Convert(ctx context.Context, in Content, opts map[string]string) (Content, error)
+	// Convert returns in converted. The output's media type must be one of
+	// route.Targets (the processor refuses to forward anything else,
+	// CONVERSION_FAILED); a converter that always produces its announced
+	// type need not look.
+	Convert(ctx context.Context, in Content, route Route) (Content, error)
+}
+
+// Route is what a converter knows of the route the content is on.
+type Route struct {
+	// Options are the recipient's delivery options from the routed IMI
+	// (for example a length limit, OptionTextMax).
+	Options map[string]string
+	// Targets are the media types the content may leave this step as, best
+	// first (schemas.Targets): the outputs of the route's later steps from
+	// the destination's end, then this step's announced output. Content of
+	// a later step's type skips the steps up to it (PROTOCOL.md §6.7).
+	Targets []string
 }
 
 // ConverterFunc adapts a function to Converter.
-type ConverterFunc func(ctx context.Context, in Content, opts map[string]string) (Content, error)
+type ConverterFunc func(ctx context.Context, in Content, route Route) (Content, error)
 
 // Convert calls f.
-func (f ConverterFunc) Convert(ctx context.Context, in Content, opts map[string]string) (Content, error) {
-	return f(ctx, in, opts)
+func (f ConverterFunc) Convert(ctx context.Context, in Content, route Route) (Content, error) {
+	return f(ctx, in, route)
 }
 
 var _ Converter = ConverterFunc(nil)
@@ -118,8 +133,10 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Pr
 		return nil, fmt.Errorf("processor: no key for party %q", cfg.Party)
 	}
 	for _, c := range cfg.Conversions {
-		if !miap.ValidName(c.Name) || c.Converter == nil {
-			return nil, fmt.Errorf("processor: invalid conversion %q", c.Name)
+		if !miap.ValidName(c.Name) || c.Converter == nil || schemas.MediaType(c.To) == "" ||
+			c.Cost < 0 || c.Cost > schemas.MaxConversionCost {
+			return nil, fmt.Errorf("processor: invalid conversion %q (a name, a converter, a content type to produce, a cost of 0 to %d)",
+				c.Name, schemas.MaxConversionCost)
 		}
 	}
 	p := &Processor{cfg: cfg, nc: nc, sem: make(chan struct{}, cfg.Workers),
@@ -291,15 +308,28 @@ func (p *Processor) process(ctx context.Context, h nats.Header, body []byte, c C
 	if step < 0 {
 		return nil, schemas.Errorf(schemas.CodeNotAllowed, nil, "conversion "+c.Name+" is not on this route")
 	}
+	if !schemas.TypeMatches([]string{c.From}, tr.Ticket.CType) {
+		return nil, schemas.Errorf(schemas.CodeUnsupported, nil, fmt.Sprintf("conversion %s takes %s, not %s", c.Name, c.From, tr.Ticket.CType))
+	}
 	deadline := time.UnixMilli(routed.Deadline)
 	cctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	out, err := c.Converter.Convert(cctx, Content{Type: tr.Ticket.CType, Data: tr.Content}, routed.Options)
+	out, err := c.Converter.Convert(cctx, Content{Type: tr.Ticket.CType, Data: tr.Content},
+		Route{Options: routed.Options, Targets: schemas.Targets(routed.Conversions, step)})
 	if err != nil {
 		return nil, schemas.Errorf(schemas.CodeConversionFailed, err, c.Name)
 	}
+	// The converted content goes to the step after the last one that
+	// produces its type: the next step, or a later one (§6.7).
+	next, ok := schemas.NextStep(routed.Conversions, step, out.Type)
+	if !ok {
+		return nil, schemas.Errorf(schemas.CodeConversionFailed, nil, fmt.Sprintf("%s produced %q, which the route does not take", c.Name, out.Type))
+	}
 	sum := sha256.Sum256(out.Data)
 	oc := schemas.Content{Type: out.Type, Length: int64(len(out.Data)), SHA256: hex.EncodeToString(sum[:])}
+	if err := oc.Validate(); err != nil {
+		return nil, schemas.Errorf(schemas.CodeConversionFailed, err, c.Name+" output")
+	}
 	report, _ := json.Marshal(schemas.ConvReport{V: schemas.Version, Tx: routed.Tx, MsgID: routed.IMI.MsgID, Conversion: c.Name, Step: step, Content: oc})
 	rf, reply, err := p.client.Request(cctx, schemas.SubjectBrokerConv, &miap.Frame{Purpose: miap.PurposeConv, Party: p.cfg.Party,
 		ID: tr.Ticket.ID, CType: oc.Type, CLen: oc.Length, CSHA: sum[:], Body: report}, miap.PurposeConvReply, nil)
@@ -311,11 +341,12 @@ func (p *Processor) process(ctx context.Context, h nats.Header, body []byte, c C
 		return nil, err
 	}
 	subject, login := schemas.GatewayIM(routed.Dest.Gateway), schemas.GatewayLogin(routed.Dest.Gateway)
-	if step+1 < len(routed.Conversions) {
-		next := routed.Conversions[step+1].Conversion
-		subject, login = schemas.ProcessorIM(next), schemas.ProcessorLogin(next)
+	if next < len(routed.Conversions) {
+		conv := routed.Conversions[next].Conversion
+		subject, login = schemas.ProcessorIM(conv), schemas.ProcessorLogin(conv)
 	}
-	p.log.Info().Str("msg_id", routed.IMI.MsgID).Str("conversion", c.Name).Int64("in", tr.Ticket.CLen).Int64("out", oc.Length).Msg("converted")
+	p.log.Info().Str("msg_id", routed.IMI.MsgID).Str("conversion", c.Name).Int("step", step).Str("type", oc.Type).
+		Int64("in", tr.Ticket.CLen).Int64("out", oc.Length).Str("next", subject).Msg("converted")
 	p.trace(schemas.TraceEvent{Step: "convert", MsgID: routed.IMI.MsgID, Tx: routed.Tx, Result: "ok", Conversion: c.Name, Next: subject})
 	fwd, err := p.client.Transfer(cctx, subject, login, p.cfg.Strict, ticket, out.Data)
 	if fwd != nil {

@@ -347,6 +347,9 @@ type Conversion struct {
 	From string `json:"from"`
 	// To is the content type it produces ("text/plain; charset=utf-8").
 	To string `json:"to"`
+	// Cost is what the conversion costs a route, 1 to MaxConversionCost;
+	// absent or 0 means 1. Brokers pick the cheapest chain (PROTOCOL.md §6.12).
+	Cost int `json:"cost,omitempty"`
 }
 
 // ReceiptPrefs says which receipts a client wants for the messages it sends.

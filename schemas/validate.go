@@ -42,6 +42,8 @@ const (
 	MaxMeta = 32
 	// MaxAnnounceTTL is the longest announcement TTL, in milliseconds (§6.12).
 	MaxAnnounceTTL = 600_000
+	// MaxConversionCost is the highest cost of an announced conversion (§6.12).
+	MaxConversionCost = 1000
 )
 
 // cleanLine rejects text with control characters that could break a
@@ -187,6 +189,11 @@ func (a *Announce) Validate() error {
 		return Errorf(CodeMalformed, nil, "announce without gateway, medium or instance")
 	case a.TTL < 0 || a.TTL > MaxAnnounceTTL:
 		return Errorf(CodeMalformed, nil, fmt.Sprintf("announce ttl %d ms outside 0..%d", a.TTL, MaxAnnounceTTL))
+	}
+	for _, c := range a.Conversions {
+		if c.Cost < 0 || c.Cost > MaxConversionCost {
+			return Errorf(CodeMalformed, nil, fmt.Sprintf("conversion %q costs %d, outside 0..%d", c.Name, c.Cost, MaxConversionCost))
+		}
 	}
 	return nil
 }

@@ -236,7 +236,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			nc, kr, err := party(kf, "proc", conn)
 			if err == nil {
 				proc, err = processor.New(processor.Config{Version: cfg.Version, Strict: cfg.Strict,
-					Conversions: []processor.Conversion{processor.HTMLToText(64 << 10)}}, nc, kr, log)
+					Conversions: processor.Standard(64 << 10)}, nc, kr, log)
 			}
 			return err
 		},

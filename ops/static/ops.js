@@ -528,6 +528,7 @@ function arrow(ev, hasProc) {
     case 'broker.routeack': return ['og', 'broker', 'acknowledge IMI′', r];
     case 'transfer': return ['og', hasProc ? 'proc' : 'dg', 'IM: IMI′ + content + ticket', isCode(r) ? 'refused: ' + r : r];
     case 'broker.conv': return ['proc', 'broker', 'conversion report (' + (ev.conversion || '') + ')', r];
+    case 'convert': return ['proc', 'proc', 'convert (' + (ev.conversion || '') + ')', isCode(r) ? 'refused: ' + r : r];
     case 'receive': return ['og', 'dg', 'IM', 'refused: ' + r];
     case 'deliver': return ['dg', 'recipient', 'deliver to the client', r];
     case 'broker.ack': return ['dg', 'broker', 'acknowledgement: ' + (ev.status || '') + ' + ID',
@@ -623,7 +624,7 @@ function diagramRows(events) {
 
 function sequence(tl, events, hasProc, first) {
   const lanes = [['sender', 'Sender', tl.sender || ''], ['og', 'Originating gateway', tl.origin || ''], ['broker', 'Broker', brokerName(events)]];
-  if (hasProc) lanes.push(['proc', 'Processor', (events.find((e) => e.step === 'conv') || {}).party || '']);
+  if (hasProc) lanes.push(['proc', 'Processor', [...new Set(events.filter((e) => e.step === 'conv').map((e) => e.party))].join(', ')]);
   lanes.push(['dg', 'Destination gateway', tl.dest || ''], ['recipient', 'Recipient', tl.recipient || tl.to || '']);
   const rows = diagramRows(events);
   const L = 92, R = 40, top = 58, row = 40, W = Math.max(1000, L + R + lanes.length * 160);
@@ -644,7 +645,10 @@ function sequence(tl, events, hasProc, first) {
     const bad = isCode(e.result);
     let color = bad ? '#b42318' : '#2454d6', mark = bad ? 'url(#seq-bad)' : 'url(#seq-ok)', dash = null;
     if (rw.forward) {
-      [from, to, text, result] = ['proc', 'dg', 'IM: converted content + new ticket', 'sent by request-reply'];
+      // to the destination, or to the next conversion step's processor
+      [from, to, text, result] = e.next && tl.dest && e.next !== tl.dest
+        ? ['proc', 'proc', 'IM: converted content + new ticket to ' + e.next, 'sent by request-reply']
+        : ['proc', 'dg', 'IM: converted content + new ticket', 'sent by request-reply'];
       color = '#2454d6'; mark = 'url(#seq-ok)';
     } else if (rw.request) {
       result = 'sent by request-reply';
