@@ -1,15 +1,18 @@
 package natsauth_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/uims/uims/internal/natstest"
 	"github.com/uims/uims/miap/natsauth"
+	"github.com/uims/uims/schemas"
 )
 
 func TestAnonymousRefused(t *testing.T) {
@@ -121,8 +124,27 @@ func TestPermissionMatrix(t *testing.T) {
 		{bot, op{"pub", "$JS.API.STREAM.DELETE.UIMS_STATUS"}, false},
 		{bot, op{"pub", "$JS.API.STREAM.UPDATE.UIMS_ACKS"}, false},
 		{bot, op{"pub", "$JS.API.CONSUMER.CREATE.OBJ_uims_content.x.$O.uims_content.M.>"}, false},
+		// the content a gateway keeps for a reroute (PROTOCOL.md §6.15) is
+		// its own: it writes, reads, deletes; another gateway none of it
+		{web, op{"pub", "$O.uims_og_web.C.abc"}, true},
+		{web, op{"pub", "$JS.API.STREAM.CREATE.OBJ_uims_og_web"}, true},
+		{web, op{"pub", "$JS.API.CONSUMER.CREATE.OBJ_uims_og_web.x.$O.uims_og_web.C.abc"}, true},
+		{web, op{"pub", "$JS.API.DIRECT.GET.OBJ_uims_og_web.$O.uims_og_web.M.bWVzc2FnZQ=="}, true},
+		{web, op{"pub", "$JS.API.STREAM.PURGE.OBJ_uims_og_web"}, true},
+		{web, op{"pub", "$JS.API.STREAM.DELETE.OBJ_uims_og_web"}, false},
+		{web, op{"pub", "$JS.API.STREAM.PURGE.OBJ_uims_og_email"}, false},
+		{email, op{"pub", "$O.uims_og_web.C.abc"}, false},
+		{email, op{"pub", "$O.uims_og_web.M.bWVzc2FnZQ=="}, false},
+		{email, op{"pub", "$JS.API.STREAM.INFO.OBJ_uims_og_web"}, false},
+		{email, op{"pub", "$JS.API.CONSUMER.CREATE.OBJ_uims_og_web.x.$O.uims_og_web.C.abc"}, false},
+		{email, op{"pub", "$JS.API.DIRECT.GET.OBJ_uims_og_web.$O.uims_og_web.M.bWVzc2FnZQ=="}, false},
+		{email, op{"pub", "$JS.API.STREAM.MSG.GET.OBJ_uims_og_web"}, false},
+		{email, op{"pub", "$JS.API.STREAM.PURGE.OBJ_uims_og_web"}, false},
+		{bot, op{"pub", "$O.uims_og_mybot.C.abc"}, true},
+		{bot, op{"pub", "$O.uims_og_web.C.abc"}, false},
 		// processors
 		{proc, op{"queue", "uims.proc.html2text"}, true},
+		{proc, op{"pub", "$O.uims_og_web.C.abc"}, false},
 		{proc, op{"pub", "uims.broker.conv"}, true},
 		{proc, op{"pub", "uims.gw.web.im"}, true},
 		{proc, op{"sub", "uims.gw.web.im"}, false},
@@ -257,5 +279,58 @@ func TestRevokedPartyDisconnected(t *testing.T) {
 	}
 	if b.AccountJWT() != a.AccountJWT() {
 		t.Error("the account JWT was not saved")
+	}
+}
+
+// The kept-content bucket end to end under the permissions: a gateway
+// creates its own, puts, gets and deletes content there (what the kit does,
+// PROTOCOL.md §6.15); another gateway can neither read it nor delete from
+// it, and not even learn that it exists.
+func TestKeptContentBucketIsOwn(t *testing.T) {
+	a, err := natsauth.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.RunAuth(t, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	webJS, err := jetstream.New(natstest.ConnectAs(t, ns, a, web.name, web.role, web.media, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := schemas.KeptContentBucket("web")
+	os, err := webJS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket, TTL: time.Hour})
+	if err != nil {
+		t.Fatalf("web creates its bucket: %v", err)
+	}
+	if _, err := os.PutBytes(ctx, "m1", []byte("kept content")); err != nil {
+		t.Fatalf("web puts: %v", err)
+	}
+	if b, err := os.GetBytes(ctx, "m1"); err != nil || string(b) != "kept content" {
+		t.Fatalf("web gets: %q %v", b, err)
+	}
+
+	emailJS, err := jetstream.New(natstest.ConnectAs(t, ns, a, email.name, email.role, email.media, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel2 := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel2()
+	if other, err := emailJS.ObjectStore(short, bucket); err == nil {
+		if b, err := other.GetBytes(short, "m1"); err == nil {
+			t.Fatalf("email read web's kept content: %q", b)
+		}
+		if err := other.Delete(short, "m1"); err == nil {
+			t.Fatal("email deleted web's kept content")
+		}
+	}
+	if err := os.Delete(ctx, "m1"); err != nil {
+		t.Fatalf("web deletes: %v", err)
+	}
+	if _, err := os.GetBytes(ctx, "m1"); !errors.Is(err, jetstream.ErrObjectNotFound) {
+		t.Fatalf("after the delete: %v", err)
+	}
+	if st, err := os.Status(ctx); err != nil || st.Size() > 1024 {
+		t.Fatalf("the deleted object's chunks stay: %v %v", st, err)
 	}
 }

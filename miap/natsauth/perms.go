@@ -155,6 +155,12 @@ func (p *perms) gateway(name string) {
 	p.createStream(schemas.StatusStream)
 	p.consumer(ackStream, "acks-"+name, "uims.acks."+name)
 	p.consumer(schemas.StatusStream, "status-"+name, schemas.StatusFor(name))
+	// the content it keeps for a reroute (PROTOCOL.md §6.15): its own
+	// object store; deleting an object purges its chunks, so the purge of
+	// this one stream is allowed too
+	kept := schemas.KeptContentBucket(name)
+	p.objects(kept)
+	p.pubs(api("STREAM.PURGE.OBJ_" + kept))
 }
 
 // medium adds what the built-in gateway of one medium keeps in JetStream.
@@ -185,7 +191,8 @@ func (p *perms) medium(m string) {
 
 // Permissions returns the NATS permissions of a party of role named name
 // that speaks for media. Everything not listed is denied; no role but the
-// administrator may delete or purge a stream.
+// administrator may delete or purge a stream, except that a gateway purges
+// its own kept-content bucket (an object's deletion is a purge).
 func Permissions(role Role, name string, media []string) jwt.Permissions {
 	var p perms
 	resp := &jwt.ResponsePermission{MaxMsgs: 1}
