@@ -50,7 +50,9 @@ func (b *Broker) resolveRecipient(ctx context.Context, to string) (*schemas.Prof
 // message from the recipient's profile and the live gateways (patent phase 2):
 // the first medium in the recipient's preference order that has a live
 // gateway able to take the content, directly or through a processor.
-func (b *Broker) route(ctx context.Context, imi *schemas.IMI) (*decision, error) {
+// A client's media in skip are not tried (a reroute skips those tried
+// before, fallback.go).
+func (b *Broker) route(ctx context.Context, imi *schemas.IMI, skip map[string]bool) (*decision, error) {
 	now := b.cfg.Now().UnixMilli()
 	rcpt, medium, addr, err := b.resolveRecipient(ctx, imi.To)
 	if err != nil {
@@ -71,14 +73,10 @@ func (b *Broker) route(ctx context.Context, imi *schemas.IMI) (*decision, error)
 		}
 		return nil, schemas.Errorf(schemas.CodeNoRoute, nil, "no live "+medium+" gateway reaches "+addr)
 	}
-	prefer := rcpt.Prefer
-	if len(prefer) == 0 {
-		prefer = defaultPrefer[:]
-	}
 	tried := 0
-	for _, m := range prefer {
+	for _, m := range mediaOrder(rcpt) {
 		a := rcpt.Addresses[m]
-		if a == "" {
+		if a == "" || skip[m] {
 			continue
 		}
 		tried++
