@@ -227,6 +227,11 @@ func (k *Kit) handleReroute(ctx context.Context, h map[string][]string, seq uint
 	return streamAck
 }
 
+// FollowStatus handles this originator's notifications, reroutes
+// included, until ctx is done: for an originator that does not Run, such
+// as the command-line sender while it waits for the outcome (§6.9, §6.15).
+func (k *Kit) FollowStatus(ctx context.Context) error { return k.consumeStatus(ctx) }
+
 // streamAction is what becomes of a status stream message.
 type streamAction int
 

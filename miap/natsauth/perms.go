@@ -1,6 +1,9 @@
 package natsauth
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"strconv"
 
 	"github.com/nats-io/jwt/v2"
@@ -233,4 +236,13 @@ func Permissions(role Role, name string, media []string) jwt.Permissions {
 	out.Pub.Allow.Add(p.pub...)
 	out.Sub.Allow.Add(p.sub...)
 	return out
+}
+
+// PermsDigest identifies the permissions Permissions gives: credentials
+// whose identity records another digest were issued under older rules (a
+// gateway before it owned uims_og_<self>, PROTOCOL.md §6.15).
+func PermsDigest(role Role, name string, media []string) string {
+	b, _ := json.Marshal(Permissions(role, name, media))
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }
