@@ -41,16 +41,23 @@ type fallbackFabric struct {
 // newFallback starts the fabric with bob's profile and the two
 // destinations' media (nil: none of that medium).
 func newFallback(t *testing.T, bob *schemas.Profile, email, web kit.Medium) *fallbackFabric {
+	return newFallbackMode(t, false, bob, email, web)
+}
+
+// newFallbackMode is newFallback, in strict MIAP mode if strict.
+func newFallbackMode(t *testing.T, strict bool, bob *schemas.Profile, email, web kit.Medium) *fallbackFabric {
 	f := fabrictest.New(t)
-	f.StartBroker(fallbackCfg)
+	cfg := fallbackCfg
+	cfg.Strict = strict
+	f.StartBroker(cfg)
 	f.PutProfiles(&schemas.Profile{ID: "alice", Addresses: map[string]string{"test": "alice"}}, bob)
 	x := &fallbackFabric{t: t, f: f, og: fabrictest.NewInbox()}
-	x.ogKit, x.ogRun = f.StartKit(x.og, kit.Config{Gateway: "test", Medium: "test", TransferTimeout: time.Second})
+	x.ogKit, x.ogRun = f.StartKit(x.og, kit.Config{Gateway: "test", Medium: "test", TransferTimeout: time.Second, Strict: strict})
 	if email != nil {
-		f.StartKit(email, kit.Config{Gateway: "email", Medium: "email"})
+		f.StartKit(email, kit.Config{Gateway: "email", Medium: "email", Strict: strict})
 	}
 	if web != nil {
-		f.StartKit(web, kit.Config{Gateway: "web", Medium: "web"})
+		f.StartKit(web, kit.Config{Gateway: "web", Medium: "web", Strict: strict})
 	}
 	return x
 }
@@ -128,8 +135,14 @@ func permanent(code schemas.Code, reason string) *fabrictest.Inbox {
 // the history shows both attempts, the sender hears rerouted as
 // information and then one delivered that says how.
 func TestFallbackOnPermanentFailure(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fast", true: "strict"}[strict], func(t *testing.T) { testFallbackOnPermanentFailure(t, strict) })
+	}
+}
+
+func testFallbackOnPermanentFailure(t *testing.T, strict bool) {
 	email, web := permanent(schemas.CodeUnknownRecipient, "550 5.1.1 no such mailbox"), fabrictest.NewInbox()
-	x := newFallback(t, bobPrefersEmail(nil), email, web)
+	x := newFallbackMode(t, strict, bobPrefersEmail(nil), email, web)
 	msgID, res, err := x.send("fall back")
 	if err != nil {
 		t.Fatalf("Send: %v (a message routed with fallback is accepted when its first medium refuses it)", err)
@@ -151,6 +164,9 @@ func TestFallbackOnPermanentFailure(t *testing.T) {
 	if len(rr) != 1 || rr[0].Attempt != 2 || rr[0].Medium != "web" || rr[0].Reason != "to web:bob" {
 		t.Errorf("rerouted %+v", rr)
 	}
+	if ra := entries(st, "route-acknowledged"); strict && len(ra) != 2 {
+		t.Errorf("strict: route acknowledgements %+v, want one per attempt", ra)
+	}
 	if len(dl) != 1 || dl[0].Attempt != 2 || dl[0].Medium != "web" || len(entries(st, schemas.StatusFailed)) != 0 {
 		t.Errorf("history %+v", st.History)
 	}
@@ -171,11 +187,11 @@ func (x *fallbackFabric) noKeptContent(msgID string) {
 	x.t.Helper()
 	js, _ := jetstream.New(x.f.Conn("check"))
 	fabrictest.Eventually(x.t, 5*time.Second, "the kept content dropped", func() bool {
-		os, err := js.ObjectStore(context.Background(), schemas.KeptContentBucket("test"))
+		kv, err := js.KeyValue(context.Background(), schemas.KeptContentBucket("test"))
 		if err != nil {
 			return true
 		}
-		_, err = os.GetInfo(context.Background(), msgID)
+		_, err = kv.Get(context.Background(), msgID)
 		return err != nil
 	})
 }
@@ -283,8 +299,8 @@ func TestFallbackSingleMediumUnchanged(t *testing.T) {
 		}
 	}
 	js, _ := jetstream.New(x.f.Conn("check"))
-	if os, err := js.ObjectStore(context.Background(), schemas.KeptContentBucket("test")); err == nil {
-		if _, err := os.GetInfo(context.Background(), msgID); err == nil {
+	if kv, err := js.KeyValue(context.Background(), schemas.KeptContentBucket("test")); err == nil {
+		if _, err := kv.Get(context.Background(), msgID); err == nil {
 			t.Error("the content of a message without fallback was kept")
 		}
 	}
@@ -514,4 +530,34 @@ func TestRerouteNotificationReplayedOrForged(t *testing.T) {
 	if n := web.Deliveries(msgID); n != 1 {
 		t.Fatalf("the web got %d transfers: a replayed or forged reroute was followed", n)
 	}
+}
+
+// Content larger than a NATS message is kept in the originator's object
+// store and goes to the next destination by reference (PROTOCOL.md §10).
+func TestFallbackLargeContent(t *testing.T) {
+	email, web := permanent(schemas.CodeUnknownRecipient, "550 5.1.1 no such mailbox"), fabrictest.NewInbox()
+	x := newFallback(t, bobPrefersEmail(nil), email, web)
+	big := strings.Repeat("large content ", (9<<20)/14) // above the server's 8 MiB max_payload
+	s := submission(big)
+	s.MsgID = kit.NewMsgID()
+	fabrictest.Eventually(t, 10*time.Second, "a route to bob", func() bool {
+		_, err := x.ogKit.Send(context.Background(), s)
+		return miap.CodeOf(err) != schemas.CodeNoRoute
+	})
+	if st := x.final(s.MsgID); st.State != schemas.StatusDelivered || st.Dest.Medium != "web" {
+		t.Fatalf("state %s on %s", st.State, st.Dest.Medium)
+	}
+	if d := web.Get(s.MsgID); d == nil || string(d.Content) != big {
+		t.Fatal("the web did not get the large content")
+	}
+	x.noKeptContent(s.MsgID)
+	js, _ := jetstream.New(x.f.Conn("check"))
+	os, err := js.ObjectStore(context.Background(), schemas.KeptContentBucket("test"))
+	if err != nil {
+		t.Fatalf("the large content was not kept in the object store: %v", err)
+	}
+	fabrictest.Eventually(t, 5*time.Second, "the kept object dropped", func() bool {
+		_, err := os.GetInfo(context.Background(), s.MsgID)
+		return err != nil
+	})
 }

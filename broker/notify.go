@@ -245,7 +245,7 @@ func (b *Broker) tick(ctx context.Context, now int64) bool {
 
 func (b *Broker) expire(ctx context.Context, msgID string, now int64) {
 	// A message routed with fallback moves on instead (fallback.go).
-	handled, final, attempt, medium := b.expireReroute(ctx, msgID, time.UnixMilli(now))
+	handled, final, attempt, medium := b.expireReroute(ctx, msgID, b.cfg.Now()) // now: the sweep may have taken a while
 	if handled {
 		return
 	}

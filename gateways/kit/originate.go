@@ -159,7 +159,7 @@ func (k *Kit) send(ctx context.Context, s *Submission) (*Result, error) {
 	}
 	k.trace("transfer", imi.MsgID, routed.Tx, res.Status, schemas.TraceEvent{})
 	if routed.Fallback && res.Receipt != nil && schemas.Terminal(res.Status) {
-		k.forget(ctx, imi.MsgID)
+		k.forget(ctx, imi.MsgID, len(s.Content))
 	}
 	return res, nil
 }
@@ -176,7 +176,7 @@ func (k *Kit) settled(ctx context.Context, msgID string) (*Result, error) {
 	}
 	k.trace("imi", msgID, st.Tx, "settled:"+st.State, schemas.TraceEvent{})
 	if schemas.Terminal(st.State) {
-		k.forget(ctx, msgID)
+		k.forget(ctx, msgID, -1)
 	}
 	switch st.State {
 	case schemas.StatusFailed:

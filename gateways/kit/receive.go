@@ -369,7 +369,7 @@ func (k *Kit) consumeStatus(ctx context.Context) error {
 		k.trace("notified", ev.MsgID, ev.Tx, ev.Status, schemas.TraceEvent{})
 		k.count.notified.Add(1)
 		if ev.Status == schemas.StatusDelivered || ev.Status == schemas.StatusFailed {
-			k.forget(ctx, ev.MsgID) // kept for a reroute (§6.15), if it was
+			k.forget(ctx, ev.MsgID, -1) // kept for a reroute (§6.15), if it was
 		}
 		msg.Ack() // the originator's final acknowledgement (§6.9)
 	})

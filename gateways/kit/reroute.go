@@ -1,13 +1,13 @@
 package kit
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,24 +24,44 @@ import (
 // is kept in the gateway's own object store until its outcome, and a
 // rerouted notification sends it to the next destination from there.
 
-// Metadata of a kept message: the highest attempt this gateway began to
-// transfer, and the status stream sequence of the notification that
-// brought it (none for the first attempt, which Send transfers), so that
-// the same notification redelivered is handled again but another copy of
-// it (a replay), or one of an earlier attempt, is not.
-const (
-	keptAttempt = "attempt"
-	keptSeq     = "seq"
-)
-
-// keptStore holds the object store of kept content, created on first use.
+// Where the content of a message routed with fallback is kept: in the
+// gateway's own key-value bucket uims_og_<gateway>, key <msg_id>, when it
+// fits one NATS message (one write to keep it, one to delete it: what a
+// message delivered at once pays for its fallback); else in the object
+// store of the same name, object <msg_id>, with an empty value under the
+// key. The key <msg_id>.attempt holds "<attempt> <stream sequence>": the
+// highest attempt this gateway began to transfer for a reroute and the
+// sequence of the notification that brought it, so that the same
+// notification redelivered is handled again but another copy of it (a
+// replay), or one of an earlier attempt, is not.
 type keptStore struct {
 	mu sync.Mutex
+	kv jetstream.KeyValue
 	os jetstream.ObjectStore
 }
 
-// kept returns the gateway's bucket of kept content, creating it if need be.
-func (k *Kit) kept(ctx context.Context) (jetstream.ObjectStore, error) {
+const keptAttemptKey = ".attempt"
+
+// keptKV returns the gateway's bucket of kept content, creating it if need be.
+func (k *Kit) keptKV(ctx context.Context) (jetstream.KeyValue, error) {
+	k.keep.mu.Lock()
+	defer k.keep.mu.Unlock()
+	if k.keep.kv != nil {
+		return k.keep.kv, nil
+	}
+	kv, err := miapnats.KeyValue(ctx, k.js, jetstream.KeyValueConfig{Bucket: schemas.KeptContentBucket(k.cfg.Gateway),
+		Description: "content of messages the brokers may route again, until their outcome (PROTOCOL.md §6.15)",
+		TTL:         k.cfg.KeepContent, Storage: jetstream.FileStorage})
+	if err != nil {
+		return nil, fmt.Errorf("kit: kept content bucket: %w", err)
+	}
+	k.keep.kv = kv
+	return kv, nil
+}
+
+// keptObjects returns the object store of kept content too large for the
+// bucket, creating it if need be.
+func (k *Kit) keptObjects(ctx context.Context) (jetstream.ObjectStore, error) {
 	k.keep.mu.Lock()
 	defer k.keep.mu.Unlock()
 	if k.keep.os != nil {
@@ -51,28 +71,37 @@ func (k *Kit) kept(ctx context.Context) (jetstream.ObjectStore, error) {
 	os, err := k.js.ObjectStore(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		os, err = k.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket,
-			Description: "content of messages the brokers may route again, until their outcome (PROTOCOL.md §6.15)",
+			Description: "large content of messages the brokers may route again, until their outcome (PROTOCOL.md §6.15)",
 			TTL:         k.cfg.KeepContent, Storage: jetstream.FileStorage, Replicas: miapnats.Replicas(k.js)})
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			os, err = k.js.ObjectStore(ctx, bucket)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("kit: kept content bucket: %w", err)
+		return nil, fmt.Errorf("kit: kept content objects: %w", err)
 	}
 	k.keep.os = os
 	return os, nil
 }
+
+// inline reports whether content of n bytes is kept in the bucket itself.
+func (k *Kit) inline(n int) bool { return int64(n)+4096 <= k.nc.MaxPayload() }
 
 // keepContent stores the content of a message routed with fallback
 // before it is transferred (docs/RELIABILITY.md, Ownership): a reroute
 // must find it even after this process restarted. A store that fails is
 // STORE_UNAVAILABLE: the client retries.
 func (k *Kit) keepContent(ctx context.Context, routed *schemas.RoutedIMI, content []byte) error {
-	os, err := k.kept(ctx)
-	if err == nil {
-		_, err = os.Put(ctx, jetstream.ObjectMeta{Name: routed.IMI.MsgID,
-			Metadata: map[string]string{keptAttempt: strconv.Itoa(routed.Attempt)}}, bytes.NewReader(content))
+	kv, err := k.keptKV(ctx)
+	if err == nil && k.inline(len(content)) {
+		_, err = kv.Put(ctx, routed.IMI.MsgID, content)
+	} else if err == nil {
+		var os jetstream.ObjectStore
+		if os, err = k.keptObjects(ctx); err == nil {
+			if _, err = os.PutBytes(ctx, routed.IMI.MsgID, content); err == nil {
+				_, err = kv.Put(ctx, routed.IMI.MsgID, nil)
+			}
+		}
 	}
 	if err != nil {
 		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "keep content for a reroute")
@@ -80,11 +109,53 @@ func (k *Kit) keepContent(ctx context.Context, routed *schemas.RoutedIMI, conten
 	return nil
 }
 
-// forget drops the kept content of a message that has its outcome.
-func (k *Kit) forget(ctx context.Context, msgID string) {
-	os, err := k.kept(ctx)
+// keptContent returns the kept content of a message;
+// jetstream.ErrKeyNotFound when none is kept.
+func (k *Kit) keptContent(ctx context.Context, msgID string) ([]byte, error) {
+	kv, err := k.keptKV(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, err := kv.Get(ctx, msgID)
+	if err != nil {
+		return nil, err
+	}
+	if len(e.Value()) > 0 {
+		return e.Value(), nil
+	}
+	os, err := k.keptObjects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.GetBytes(ctx, msgID)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, jetstream.ErrKeyNotFound
+	}
+	return b, err
+}
+
+// forget drops the kept content of a message that has its outcome; n is
+// its length when known, else -1.
+func (k *Kit) forget(ctx context.Context, msgID string, n int) {
+	kv, err := k.keptKV(ctx)
+	large := n >= 0 && !k.inline(n)
+	if err == nil && n < 0 {
+		// Unknown: look (most messages were never kept).
+		var e jetstream.KeyValueEntry
+		e, err = kv.Get(ctx, msgID)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return
+		}
+		large = err == nil && len(e.Value()) == 0
+	}
 	if err == nil {
-		err = os.Delete(ctx, msgID)
+		err = kv.Delete(ctx, msgID)
+	}
+	if err == nil && large {
+		var os jetstream.ObjectStore
+		if os, err = k.keptObjects(ctx); err == nil {
+			err = os.Delete(ctx, msgID)
+		}
 	}
 	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 		k.log.Debug().Err(err).Str("msg_id", msgID).Msg("kept content not deleted; it expires with the bucket's TTL")
@@ -144,13 +215,28 @@ func (k *Kit) handleReroute(ctx context.Context, h map[string][]string, seq uint
 		log.Warn().Bool("security", true).Msg("reroute refused: its deadline passed")
 		return streamTerm
 	}
-	os, err := k.kept(ctx)
+	kv, err := k.keptKV(ctx)
 	if err != nil {
 		log.Warn().Err(err).Msg("reroute: kept content not readable; retry")
 		return streamNak
 	}
-	info, err := os.GetInfo(ctx, ev.MsgID)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
+	var n int
+	var handledSeq string
+	if e, err := kv.Get(ctx, ev.MsgID+keptAttemptKey); err == nil {
+		a, sq, _ := strings.Cut(string(e.Value()), " ")
+		n, _ = strconv.Atoi(a)
+		handledSeq = sq
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		log.Warn().Err(err).Msg("reroute: kept content not readable; retry")
+		return streamNak
+	}
+	this := strconv.FormatUint(seq, 10)
+	if n > routed.Attempt || (n == routed.Attempt && handledSeq != this) {
+		log.Warn().Bool("security", true).Int("handled", n).Msg("reroute refused: this attempt was handled already (a replay)")
+		return streamTerm
+	}
+	content, err := k.keptContent(ctx, ev.MsgID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		log.Warn().Msg("reroute refused: the content is not kept (its outcome came, or it was never routed with fallback here)")
 		return streamTerm
 	}
@@ -158,29 +244,22 @@ func (k *Kit) handleReroute(ctx context.Context, h map[string][]string, seq uint
 		log.Warn().Err(err).Msg("reroute: kept content not readable; retry")
 		return streamNak
 	}
-	n, _ := strconv.Atoi(info.Metadata[keptAttempt])
-	this := strconv.FormatUint(seq, 10)
-	if n > routed.Attempt || (n == routed.Attempt && info.Metadata[keptSeq] != this) {
-		log.Warn().Bool("security", true).Int("handled", n).Msg("reroute refused: this attempt was handled already (a replay)")
-		return streamTerm
-	}
 	if n < routed.Attempt {
 		// Begun: a redelivery of this notification (a transfer to retry)
 		// goes on, another copy of it does not.
-		meta := jetstream.ObjectMeta{Name: ev.MsgID, Metadata: map[string]string{keptAttempt: strconv.Itoa(routed.Attempt), keptSeq: this}}
-		if err := os.UpdateMeta(ctx, ev.MsgID, meta); err != nil {
+		if _, err := kv.Put(ctx, ev.MsgID+keptAttemptKey, []byte(strconv.Itoa(routed.Attempt)+" "+this)); err != nil {
 			log.Warn().Err(err).Msg("reroute: kept content not writable; retry")
 			return streamNak
 		}
 	}
-	content, err := os.GetBytes(ctx, ev.MsgID)
-	if err != nil {
-		log.Warn().Err(err).Msg("reroute: kept content not readable; retry")
-		return streamNak
-	}
 	sum := sha256.Sum256(content)
 	if int64(len(content)) != routed.IMI.Content.Length || hex.EncodeToString(sum[:]) != routed.IMI.Content.SHA256 {
 		log.Warn().Bool("security", true).Msg("reroute refused: the kept content is not the message's")
+		return streamTerm
+	}
+	ticket, err := miapnats.TicketFrom(h, f.ID, k.cfg.Gateway, routed.IMI.Content.Type, routed.IMI.Content.Length, sum[:], routed.Deadline, raw)
+	if err != nil {
+		log.Warn().Err(err).Bool("security", true).Msg("reroute refused: no ticket")
 		return streamTerm
 	}
 	// The medium hears of it first, as information: the outcome, which
@@ -200,11 +279,6 @@ func (k *Kit) handleReroute(ctx context.Context, h map[string][]string, seq uint
 			return streamTerm
 		}
 	}
-	ticket, err := miapnats.TicketFrom(h, f.ID, k.cfg.Gateway, routed.IMI.Content.Type, routed.IMI.Content.Length, sum[:], routed.Deadline, raw)
-	if err != nil {
-		log.Warn().Err(err).Bool("security", true).Msg("reroute refused: no ticket")
-		return streamTerm
-	}
 	k.trace("reroute", ev.MsgID, routed.Tx, "verified", schemas.TraceEvent{Dest: routed.Dest.Gateway})
 	res, terr := k.transfer(ctx, &routed, ticket, content)
 	if terr != nil && miap.CodeOf(terr).Retryable() {
@@ -222,7 +296,7 @@ func (k *Kit) handleReroute(ctx context.Context, h map[string][]string, seq uint
 	log.Info().Str("status", res.Status).Msg("rerouted message transferred")
 	k.trace("transfer", ev.MsgID, routed.Tx, res.Status, schemas.TraceEvent{})
 	if res.Receipt != nil && schemas.Terminal(res.Status) {
-		k.forget(ctx, ev.MsgID)
+		k.forget(ctx, ev.MsgID, len(content))
 	}
 	return streamAck
 }

@@ -159,9 +159,10 @@ func (p *perms) gateway(name string) {
 	p.consumer(ackStream, "acks-"+name, "uims.acks."+name)
 	p.consumer(schemas.StatusStream, "status-"+name, schemas.StatusFor(name))
 	// the content it keeps for a reroute (PROTOCOL.md §6.15): its own
-	// object store; deleting an object purges its chunks, so the purge of
-	// this one stream is allowed too
+	// key-value bucket, and object store for large content; deleting an
+	// object purges its chunks, so the purge of that one stream is allowed
 	kept := schemas.KeptContentBucket(name)
+	p.kv(kept)
 	p.objects(kept)
 	p.pubs(api("STREAM.PURGE.OBJ_" + kept))
 }
