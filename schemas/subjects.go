@@ -92,7 +92,8 @@ func GatewayService(gw string) string { return "uims-gw-" + gw }
 // subjects.
 func GatewayQueue(gw string) string { return "uims-gw-" + gw }
 
-// KeptContentBucket is the JetStream object store bucket in which
+// KeptContentBucket is the JetStream key-value bucket (and, for content
+// larger than a NATS message, the object store of the same name) in which
 // originating gateway gw keeps the content of a message the brokers may
 // route again (PROTOCOL.md §6.15), until its outcome: the gateway's own,
 // which no other party may read.
