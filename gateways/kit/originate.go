@@ -142,14 +142,17 @@ func (k *Kit) send(ctx context.Context, s *Submission) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if routed.Fallback {
+	res, err := k.transfer(ctx, &routed, ticket, s.Content)
+	if routed.Fallback && !(err == nil && res.Receipt != nil && schemas.Terminal(res.Status)) {
 		// The brokers may route it again: the content stays here until
-		// the outcome (PROTOCOL.md §6.15).
-		if err := k.keepContent(ctx, &routed, s.Content); err != nil {
-			return nil, err
+		// the outcome (PROTOCOL.md §6.15), kept before the client hears
+		// what became of the message — also when it is told to try again
+		// (a destination that hangs is passed at the deadline). A message
+		// delivered at once needs nothing kept.
+		if kerr := k.keepContent(ctx, &routed, s.Content); kerr != nil {
+			return nil, kerr
 		}
 	}
-	res, err := k.transfer(ctx, &routed, ticket, s.Content)
 	if err != nil {
 		k.trace("transfer", imi.MsgID, routed.Tx, errCode(err), schemas.TraceEvent{})
 		if routed.Fallback && !miap.CodeOf(err).Retryable() {
@@ -158,9 +161,6 @@ func (k *Kit) send(ctx context.Context, s *Submission) (*Result, error) {
 		return nil, err
 	}
 	k.trace("transfer", imi.MsgID, routed.Tx, res.Status, schemas.TraceEvent{})
-	if routed.Fallback && res.Receipt != nil && schemas.Terminal(res.Status) {
-		k.forget(ctx, imi.MsgID, len(s.Content))
-	}
 	return res, nil
 }
 

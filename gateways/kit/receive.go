@@ -356,6 +356,8 @@ func (k *Kit) consumeStatus(ctx context.Context) error {
 				msg.Ack()
 			case streamNak:
 				msg.NakWithDelay(time.Second)
+			case streamSoon:
+				msg.NakWithDelay(200 * time.Millisecond)
 			default:
 				msg.Term()
 			}

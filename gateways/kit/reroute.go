@@ -88,9 +88,9 @@ func (k *Kit) keptObjects(ctx context.Context) (jetstream.ObjectStore, error) {
 func (k *Kit) inline(n int) bool { return int64(n)+4096 <= k.nc.MaxPayload() }
 
 // keepContent stores the content of a message routed with fallback
-// before it is transferred (docs/RELIABILITY.md, Ownership): a reroute
-// must find it even after this process restarted. A store that fails is
-// STORE_UNAVAILABLE: the client retries.
+// before its client hears that it was accepted (docs/RELIABILITY.md,
+// Ownership): a reroute must find it even after this process restarted.
+// A store that fails is STORE_UNAVAILABLE: the client retries.
 func (k *Kit) keepContent(ctx context.Context, routed *schemas.RoutedIMI, content []byte) error {
 	kv, err := k.keptKV(ctx)
 	if err == nil && k.inline(len(content)) {
@@ -237,8 +237,11 @@ func (k *Kit) handleReroute(ctx context.Context, h map[string][]string, seq uint
 	}
 	content, err := k.keptContent(ctx, ev.MsgID)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		log.Warn().Msg("reroute refused: the content is not kept (its outcome came, or it was never routed with fallback here)")
-		return streamTerm
+		// Send keeps the content once its transfer ended (originate.go):
+		// a destination that failed at once may make the brokers reroute
+		// before that. Until the deadline, look again shortly.
+		log.Debug().Msg("reroute: the content is not kept (yet); look again")
+		return streamSoon
 	}
 	if err != nil {
 		log.Warn().Err(err).Msg("reroute: kept content not readable; retry")
@@ -313,4 +316,5 @@ const (
 	streamAck  streamAction = iota // handled: the originator's final acknowledgement (§6.9)
 	streamNak                      // again in a second
 	streamTerm                     // refused, never again
+	streamSoon                     // again in a moment
 )
