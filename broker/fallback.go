@@ -112,6 +112,7 @@ type reroute struct {
 	firstHop string
 	limit    int64
 	args     rerouteArgs
+	receipt  []byte // the rerouted status event without the IMI′ (notifyReroute)
 }
 
 // planReroute decides whether the current attempt of t, which ended with
@@ -231,27 +232,31 @@ func truncate(s string, n int) string {
 // applyReroute stores a planned attempt (rerouteScript), claiming the
 // acknowledgement's nonce in the same round trip when f is not nil. It
 // returns the script's result: "rerouted", or "stale", "terminal", "gone"
-// when another broker or acknowledgement changed the transaction first.
-func (b *Broker) applyReroute(ctx context.Context, f *miap.Frame, rr *reroute) (string, error) {
+// when another broker or acknowledgement changed the transaction first;
+// and, apart, the claim's error: the script ran all the same (as
+// ackScript does in the pipeline), so a reroute it made is told to the
+// originator even then.
+func (b *Broker) applyReroute(ctx context.Context, f *miap.Frame, rr *reroute) (result string, claimErr, err error) {
 	keys, args := rr.args.keys(), rr.args.argv()
-	res, err := b.evalClaim(ctx, f, rerouteScript, keys, args)
+	res, claimErr, err := b.evalClaim(ctx, f, rerouteScript, keys, args)
 	if err != nil {
-		return "", err
+		return "", claimErr, err
 	}
 	out, err := scriptReply(res)
 	if err != nil {
-		return "", schemas.Errorf(schemas.CodeInternal, err, "reroute reply")
+		return "", claimErr, schemas.Errorf(schemas.CodeInternal, err, "reroute reply")
 	}
 	if out[0] == "rerouted" {
 		b.metrics.outcomes.WithLabelValues(schemas.StatusRerouted).Inc()
 	}
-	return out[0], nil
+	return out[0], claimErr, nil
 }
 
 // evalClaim runs script on the hot path's shared pipeline (batch.go), with
 // the nonce claim of frame f in the same round trip when f is not nil, and
-// waits for the replicas the configuration asks for.
-func (b *Broker) evalClaim(ctx context.Context, f *miap.Frame, script *redis.Script, keys []string, args []any) (any, error) {
+// waits for the replicas the configuration asks for. The claim's error
+// (REPLAY, QUARANTINE, STORE_UNAVAILABLE) comes apart from the script's.
+func (b *Broker) evalClaim(ctx context.Context, f *miap.Frame, script *redis.Script, keys []string, args []any) (res any, claimErr, err error) {
 	var claim func() error
 	var cmd *redis.Cmd
 	werr := b.batch.do(ctx, func(pipe redis.Pipeliner) {
@@ -261,11 +266,9 @@ func (b *Broker) evalClaim(ctx context.Context, f *miap.Frame, script *redis.Scr
 		cmd = script.EvalSha(ctx, pipe, keys, args...)
 	})
 	if claim != nil {
-		if err := b.guard.StoreResult(ctx, claim()); err != nil {
-			return nil, err
-		}
+		claimErr = b.guard.StoreResult(ctx, claim())
 	}
-	res, err := cmd.Result()
+	res, err = cmd.Result()
 	if isNoScript(err) {
 		res, err = script.Run(ctx, b.rdb, keys, args...).Result()
 		if err == nil {
@@ -275,12 +278,12 @@ func (b *Broker) evalClaim(ctx context.Context, f *miap.Frame, script *redis.Scr
 	if err == nil && werr != nil {
 		// Not on enough replicas: the sender retries (a duplicate then,
 		// or applied again after a failover).
-		return nil, schemas.Errorf(schemas.CodeStoreUnavailable, werr, "transition")
+		return nil, claimErr, schemas.Errorf(schemas.CodeStoreUnavailable, werr, "transition")
 	}
 	if err != nil {
-		return nil, schemas.Errorf(schemas.CodeStoreUnavailable, err, "transition")
+		return nil, claimErr, schemas.Errorf(schemas.CodeStoreUnavailable, err, "transition")
 	}
-	return res, nil
+	return res, claimErr, nil
 }
 
 // notifyReroute tells the originator of a rerouted message where it goes
@@ -296,6 +299,7 @@ func (b *Broker) notifyReroute(og string, rr *reroute) []byte {
 		Attempt: rr.routed.Attempt}
 	json.Unmarshal(rr.args.Attempts, &ev.Earlier)
 	receipt, _ := json.Marshal(ev)
+	rr.receipt = receipt
 	ev.Routed = miap.EncodeB64(rr.bytes)
 	body, _ := json.Marshal(ev)
 	ticket, err := b.ticket(rr.firstHop, og, rr.id, imi.Content, rr.routed.Deadline, rr.bytes)
@@ -346,7 +350,13 @@ func (b *Broker) ackReroute(ctx context.Context, reply func(*miap.Frame, map[str
 		return out, nil
 	}
 	rr.args.Mode, rr.args.Party = "ack", f.Party
-	res, err := b.applyReroute(ctx, f, rr)
+	res, claimErr, err := b.applyReroute(ctx, f, rr)
+	if res == "rerouted" {
+		b.notifyReroute(t.OG, rr)
+	}
+	if claimErr != nil {
+		return out, claimErr
+	}
 	if err != nil {
 		return out, err
 	}
@@ -355,7 +365,7 @@ func (b *Broker) ackReroute(ctx context.Context, reply func(*miap.Frame, map[str
 		return out, nil // raced: ackScript decides on the transaction as it is now
 	}
 	out.handled = true
-	evBody := b.notifyReroute(t.OG, rr)
+	evBody := rr.receipt
 	receipt := &miap.Frame{Purpose: miap.PurposeReceipt, Party: t.OG, Nonce: f.Nonce, ID: f.ID, Peer: f.Party, Body: evBody}
 	if err := b.guard.Sign(receipt); err != nil {
 		return out, schemas.Errorf(schemas.CodeInternal, err, "receipt")
@@ -393,7 +403,7 @@ func (b *Broker) expireReroute(ctx context.Context, msgID string, now time.Time)
 	}
 	if rr != nil {
 		rr.args.Mode = "sweep"
-		res, err := b.applyReroute(ctx, nil, rr)
+		res, _, err := b.applyReroute(ctx, nil, rr)
 		if err != nil {
 			b.log.Warn().Err(err).Str("msg_id", msgID).Msg("sweep: reroute")
 			return true, "", 0, ""

@@ -479,7 +479,10 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 	keys := []string{keyTx + ack.MsgID, keyTxHistory + ack.MsgID, keyDeadlines}
 	args := []any{f.Party, idHash(f.ID), ack.Status, nowMS, historyJSON(ack.Status, nowMS, ack.Code, ack.Reason, f.Party), ack.MsgID,
 		nowMS + b.cfg.DeliveryDeadline.Milliseconds(), keyUsage}
-	res, err := b.evalClaim(ctx, claim, ackScript, keys, args)
+	res, claimErr, err := b.evalClaim(ctx, claim, ackScript, keys, args)
+	if claimErr != nil {
+		return claimErr
+	}
 	if err != nil {
 		return err
 	}
