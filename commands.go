@@ -498,6 +498,11 @@ func cmdSend(ctx context.Context, args []string) error {
 	}
 	fmt.Println(res.MsgID)
 	fmt.Printf("%s  %s → %s:%s\n", res.Status, *from, res.Dest.Gateway, res.Dest.Address)
+	// While it waits, the sender serves its notifications: a reroute to
+	// the recipient's next medium is transferred from here (PROTOCOL.md §6.15).
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go k.FollowStatus(fctx)
 	deadline := time.Now().Add(*wait)
 	seen := map[string]bool{res.Status: true}
 	for time.Now().Before(deadline) {

@@ -183,7 +183,7 @@ func TestNoChainIsUnsupported(t *testing.T) {
 	b.reg.add(&schemas.Announce{V: 1, Gateway: "proc", Medium: schemas.MediumProcessor, Instance: "p1", TTL: 60_000, At: now,
 		Conversions: []schemas.Conversion{{Name: "html2text", From: "text/html", To: "text/plain; charset=utf-8"}}})
 	route := func(to, ctype string) error {
-		_, err := b.route(ctx, &schemas.IMI{To: to, Content: schemas.Content{Type: ctype}})
+		_, err := b.route(ctx, &schemas.IMI{To: to, Content: schemas.Content{Type: ctype}}, nil)
 		return err
 	}
 
@@ -215,7 +215,7 @@ func TestNoChainIsUnsupported(t *testing.T) {
 	// Up again: routed through it.
 	b.reg.add(&schemas.Announce{V: 1, Gateway: "ocr", Medium: schemas.MediumProcessor, Instance: "o1", TTL: 60_000, At: now,
 		Conversions: []schemas.Conversion{{Name: "ocr", From: "image/*", To: "text/plain"}}})
-	if d, err := b.route(ctx, &schemas.IMI{To: "bob", Content: schemas.Content{Type: "image/png"}}); err != nil || names(d.steps) != "ocr@ocr" {
+	if d, err := b.route(ctx, &schemas.IMI{To: "bob", Content: schemas.Content{Type: "image/png"}}, nil); err != nil || names(d.steps) != "ocr@ocr" {
 		t.Fatalf("with the processor up: %+v, %v", d, err)
 	}
 

@@ -100,6 +100,7 @@ type imiRoute struct {
 	kid2     string
 	cack     []byte // C_ack, the session of the reply
 	firstHop string // the party the ticket is for
+	limit    int64  // Unix ms the attempt's medium may take (fallback.go); 0: none
 }
 
 // verifyIMI checks an IMI request: its frame (the nonce is claimed by
@@ -172,7 +173,7 @@ func (b *Broker) bindSender(ctx context.Context, party string, imi *schemas.IMI)
 // routed IMI and the reply's session key.
 func (b *Broker) routeIMI(ctx context.Context, in *imiRequest) (*imiRoute, error) {
 	imi := &in.imi
-	dec, err := b.route(ctx, imi)
+	dec, err := b.route(ctx, imi, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +190,7 @@ func (b *Broker) routeIMI(ctx context.Context, in *imiRequest) (*imiRoute, error
 		r.routed.Recipient = dec.recipient.ID
 		r.routed.RecipientName = dec.recipient.Name
 		r.routed.Options = dec.recipient.Options
+		r.limit = fallbackRoute(dec.recipient, &r.routed, nil, now)
 	}
 	if r.bytes, err = json.Marshal(&r.routed); err != nil {
 		return nil, schemas.Errorf(schemas.CodeInternal, err, "encode routed imi")
@@ -226,7 +228,7 @@ func (b *Broker) createArgs(in *imiRequest, r *imiRoute) createArgs {
 	a := createArgs{
 		Fingerprint: imi.Gateway + "|" + imi.Content.SHA256 + "|" + strconv.FormatInt(imi.Content.Length, 10),
 		MsgID:       imi.MsgID,
-		Expiry:      routed.Deadline + b.cfg.Grace.Milliseconds(),
+		Expiry:      b.score(routed.Deadline, r.limit),
 		QuotaKey:    keyQuota + "-",
 		Retention:   int64(b.cfg.Retention.Seconds()),
 		Accepted:    historyJSON(schemas.StatusAccepted, imi.Created, "", "", imi.Gateway),
@@ -245,6 +247,7 @@ func (b *Broker) createArgs(in *imiRequest, r *imiRoute) createArgs {
 		Note:        note,
 		Deadline:    routed.Deadline,
 		Created:     now.UnixMilli(),
+		Limit:       r.limit,
 	}
 	if in.sender != nil && in.sender.Quota > 0 {
 		a.Quota, a.QuotaKey = in.sender.Quota, keyQuota+in.sender.ID+":"+day(now)
@@ -456,34 +459,32 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 	if ack.Gateway != f.Party {
 		return schemas.Errorf(schemas.CodeNotAllowed, nil, "ack names another gateway")
 	}
-	// One round trip: the nonce claim, and the ID check with the transition.
-	now := b.cfg.Now().UnixMilli()
-	keys := []string{keyTx + ack.MsgID, keyTxHistory + ack.MsgID, keyDeadlines}
-	args := []any{f.Party, idHash(f.ID), ack.Status, now, historyJSON(ack.Status, now, ack.Code, ack.Reason, f.Party), ack.MsgID,
-		now + b.cfg.DeliveryDeadline.Milliseconds(), keyUsage}
-	var claim func() error
-	var apply *redis.Cmd
-	werr := b.batch.do(ctx, func(pipe redis.Pipeliner) {
-		claim = b.store.QueueClaim(ctx, pipe, f.Party, f.Nonce, b.guard.NonceTTL())
-		apply = ackScript.EvalSha(ctx, pipe, keys, args...)
-	})
-	if err := b.guard.StoreResult(ctx, claim()); err != nil {
-		return err
-	}
-	res, err := apply.Result()
-	if isNoScript(err) {
-		res, err = ackScript.Run(ctx, b.rdb, keys, args...).Result()
-		if err == nil {
-			werr = b.batch.waitReplicas(ctx)
+	now := b.cfg.Now()
+	claim := f
+	var final string
+	if ack.Status == schemas.StatusFailed {
+		// A failure of an attempt routed with fallback moves the message
+		// on to the recipient's next medium (PROTOCOL.md §6.15).
+		fb, err := b.ackReroute(ctx, func(rf *miap.Frame, extra map[string][]string) error { return b.reply(req, rf, extra) }, f, &ack, now)
+		if err != nil || fb.handled {
+			return err
 		}
+		if fb.claimed {
+			claim = nil
+		}
+		final = fb.final
 	}
-	if err == nil && werr != nil {
-		// Not on enough replicas: the gateway retries the acknowledgement
-		// (a duplicate then, or applied again after a failover).
-		return schemas.Errorf(schemas.CodeStoreUnavailable, werr, "transition")
+	// One round trip: the nonce claim, and the ID check with the transition.
+	nowMS := now.UnixMilli()
+	keys := []string{keyTx + ack.MsgID, keyTxHistory + ack.MsgID, keyDeadlines}
+	args := []any{f.Party, idHash(f.ID), ack.Status, nowMS, historyJSON(ack.Status, nowMS, ack.Code, ack.Reason, f.Party), ack.MsgID,
+		nowMS + b.cfg.DeliveryDeadline.Milliseconds(), keyUsage}
+	res, claimErr, err := b.evalClaim(ctx, claim, ackScript, keys, args)
+	if claimErr != nil {
+		return claimErr
 	}
 	if err != nil {
-		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "transition")
+		return err
 	}
 	out, err := scriptReply(res)
 	if err != nil || len(out) < 2 {
@@ -506,29 +507,39 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 		return schemas.Errorf(schemas.CodeNotAllowed, nil, fmt.Sprintf("%s after %s", ack.Status, out[1]))
 	}
 	og := out[2]
-	evBody := eventJSON(out[3], ack.Status, ack.Code, ack.Reason, now)
-	if out[0] == "duplicate" {
+	evBody := b.ackEvent(out, &ack, final, nowMS)
+	switch out[0] {
+	case "duplicate":
 		state = out[1]
-	}
-	if out[0] == "applied" {
+	case "applied", "late":
 		b.metrics.outcomes.WithLabelValues(ack.Status).Inc()
+	case "recorded":
+		// Another attempt decided the outcome (docs/ROUTING.md, "Late
+		// acknowledgements"): kept in the history, nothing else.
+		state = out[1]
+		b.record(ctx, &ack, out[4], f.Party, nowMS)
 	}
 	// A relayed status reaches the originator with the receipt (§6.8). A
 	// repeated acknowledgement notifies again (the stream de-duplicates), in
 	// case the first one was applied but not answered.
-	if !ack.Relayed && (out[0] == "applied" || out[1] == ack.Status) {
+	if !ack.Relayed && (out[0] == "applied" || out[0] == "late" || (out[0] == "duplicate" && out[1] == ack.Status)) {
 		b.notify(og, ack.MsgID, ack.Tx, ack.Status, evBody, f.ID)
 	}
 	b.log.Info().Str("msg_id", ack.MsgID).Str("tx", ack.Tx).Str("dg", f.Party).Str("status", ack.Status).
 		Str("result", out[0]).Msg("ack: ID matches")
 	b.trace("ack", ack.MsgID, ack.Tx, f.Party, out[0], schemas.TraceEvent{Status: ack.Status, IDMatch: true})
-	receipt := &miap.Frame{Purpose: miap.PurposeReceipt, Party: og, Nonce: f.Nonce, ID: f.ID, Peer: f.Party, Body: evBody}
-	if err := b.guard.Sign(receipt); err != nil {
-		return schemas.Errorf(schemas.CodeInternal, err, "receipt")
+	extra := map[string][]string{}
+	if out[0] != "recorded" {
+		// no receipt for what changed nothing: the originator must not
+		// take another attempt's late failure for the outcome
+		receipt := &miap.Frame{Purpose: miap.PurposeReceipt, Party: og, Nonce: f.Nonce, ID: f.ID, Peer: f.Party, Body: evBody}
+		if err := b.guard.Sign(receipt); err != nil {
+			return schemas.Errorf(schemas.CodeInternal, err, "receipt")
+		}
+		extra[miap.HdrReceipt] = []string{miap.EncodeB64(miap.AppendCompact(nil, receipt))}
 	}
-	body, _ := json.Marshal(schemas.AckReply{V: schemas.Version, Tx: ack.Tx, State: state, Duplicate: out[0] == "duplicate"})
-	return b.reply(req, &miap.Frame{Purpose: miap.PurposeAckReply, Party: f.Party, Nonce: f.Nonce, ID: f.ID, Body: body},
-		map[string][]string{miap.HdrReceipt: {miap.EncodeB64(miap.AppendCompact(nil, receipt))}})
+	body, _ := json.Marshal(schemas.AckReply{V: schemas.Version, Tx: ack.Tx, State: state, Duplicate: out[0] == "duplicate" || out[0] == "recorded"})
+	return b.reply(req, &miap.Frame{Purpose: miap.PurposeAckReply, Party: f.Party, Nonce: f.Nonce, ID: f.ID, Body: body}, extra)
 }
 
 // noteHole is where a transaction's notification template (the JSON of a
@@ -621,7 +632,11 @@ func (b *Broker) txStatus(ctx context.Context, msgID string) (*txRecord, *schema
 			h = append(h, e)
 		}
 	}
-	return tx, &schemas.TxStatus{V: schemas.Version, Tx: msgID, MsgID: msgID, State: tx.State, Sender: tx.Sender, To: routed.IMI.To, Dest: routed.Dest, History: h}, nil
+	st := &schemas.TxStatus{V: schemas.Version, Tx: msgID, MsgID: msgID, State: tx.State, Sender: tx.Sender, To: routed.IMI.To, Dest: routed.Dest, History: h}
+	if tx.Attempt > 1 {
+		st.Attempt = tx.Attempt
+	}
+	return tx, st, nil
 }
 
 // handleClient resolves a client credential or address for a gateway

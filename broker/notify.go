@@ -50,6 +50,12 @@ func (b *Broker) handleAnnounce(m *nats.Msg) {
 // published asynchronously in order, so a message's statuses reach the
 // stream in the order they happened.
 func (b *Broker) notify(og, msgID, tx, status string, body []byte, id []byte) {
+	b.notifyWith(og, msgID, tx, status, msgID+":"+status, body, id, nil)
+}
+
+// notifyWith publishes a notification as notify does, de-duplicated by
+// dedup, with extra headers outside the frame (a reroute's ticket, §6.15).
+func (b *Broker) notifyWith(og, msgID, tx, status, dedup string, body []byte, id []byte, extra map[string][]string) {
 	f := &miap.Frame{Purpose: miap.PurposeNotify, Party: og, ID: id, Body: body}
 	if err := b.guard.Sign(f); err != nil {
 		b.log.Error().Err(err).Str("og", og).Msg("cannot sign notification")
@@ -57,8 +63,11 @@ func (b *Broker) notify(og, msgID, tx, status string, body []byte, id []byte) {
 	}
 	msg := nats.NewMsg(schemas.StatusFor(og))
 	f.PutHeader(msg.Header)
+	for k, v := range extra {
+		msg.Header[k] = v
+	}
 	msg.Data = body
-	b.notes <- note{msg: msg, dedup: msgID + ":" + status, msgID: msgID, status: status}
+	b.notes <- note{msg: msg, dedup: dedup, msgID: msgID, status: status}
 	b.trace("notify", msgID, tx, og, status, schemas.TraceEvent{Status: status})
 }
 
@@ -235,9 +244,20 @@ func (b *Broker) tick(ctx context.Context, now int64) bool {
 }
 
 func (b *Broker) expire(ctx context.Context, msgID string, now int64) {
+	// A message routed with fallback moves on instead (fallback.go).
+	handled, final, attempt, medium := b.expireReroute(ctx, msgID, b.cfg.Now()) // now: the sweep may have taken a while
+	if handled {
+		return
+	}
 	reason := "no acknowledgement from the destination before the deadline"
+	entry := historyJSON(schemas.StatusFailed, now, schemas.CodeExpired.String(), reason, b.cfg.Instance)
+	if attempt > 1 {
+		e, _ := json.Marshal(schemas.HistoryEntry{Status: schemas.StatusFailed, At: now, Code: schemas.CodeExpired.String(),
+			Reason: reason, Party: b.cfg.Instance, Attempt: attempt, Medium: medium})
+		entry = string(e)
+	}
 	res, err := sweepScript.Run(ctx, b.rdb, []string{keyTx + msgID, keyTxHistory + msgID, keyDeadlines, keyUsage},
-		msgID, historyJSON(schemas.StatusFailed, now, schemas.CodeExpired.String(), reason, b.cfg.Instance)).Result()
+		msgID, entry).Result()
 	if err != nil {
 		b.log.Warn().Err(err).Str("msg_id", msgID).Msg("sweep")
 		return
@@ -246,7 +266,11 @@ func (b *Broker) expire(ctx context.Context, msgID string, now int64) {
 	if err != nil || out[0] != "failed" || len(out) < 5 {
 		return
 	}
-	body := eventJSON(out[2], schemas.StatusFailed, schemas.CodeExpired.String(), reason+" ("+out[4]+")", now)
+	reason += " (" + out[4] + ")"
+	if final != "" {
+		reason = final // every attempt of a message routed more than once
+	}
+	body := eventJSON(out[2], schemas.StatusFailed, schemas.CodeExpired.String(), reason, now)
 	b.log.Info().Str("msg_id", msgID).Str("was", out[1]).Str("dg", out[4]).Msg("deadline passed: non-delivery report")
 	b.metrics.outcomes.WithLabelValues("expired").Inc()
 	b.notify(out[3], msgID, msgID, schemas.StatusFailed, body, nil)

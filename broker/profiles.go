@@ -404,6 +404,9 @@ func checkProfile(p *schemas.Profile) error {
 	if p.SMPP != nil && (len(p.SMPP.SystemID) > 15 || len(p.SMPP.Password) > 8) {
 		return fmt.Errorf("broker: client %s: SMPP system_id is at most 15 and password at most 8 characters (SMPP 3.4 §4.1.1)", p.ID)
 	}
+	if err := p.Fallback.Validate(); err != nil {
+		return fmt.Errorf("broker: client %s: %w", p.ID, err)
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -175,5 +176,33 @@ func TestProfilesFileWithHashes(t *testing.T) {
 	}
 	if p, err := ps.BySMPP(ctx, "hashed", schemas.CredentialHash(schemas.CredentialSMPP, "hashed", "h-pw")); err != nil || p.ID != "hashed" {
 		t.Errorf("BySMPP = %v, %v", p, err)
+	}
+}
+
+// The fallback settings read from YAML (docs/ROUTING.md, "Settings"), and
+// a file with a setting that means nothing is refused with the field.
+func TestProfilesFileFallback(t *testing.T) {
+	file := `clients:
+  - id: bob
+    addresses: {email: bob@example.test, sms: "+15550100"}
+    prefer: [email, sms]
+    fallback:
+      on: [permanent, REJECTED]
+      after: {sms: 2m, email: 10m}
+      last_resort: web
+`
+	in, err := broker.ReadProfiles(strings.NewReader(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := in[0].Fallback
+	if f == nil || len(f.On) != 2 || f.On[1] != "REJECTED" || f.AfterFor("sms") != 2*time.Minute || f.LastResort != "web" {
+		t.Fatalf("fallback %+v", f)
+	}
+	for _, bad := range []string{"on: [sometimes]", "after: {sms: 120}", "last_resort: Web Page", "after: {sms: 1ms}"} {
+		_, err := broker.ReadProfiles(strings.NewReader("clients:\n  - id: bob\n    fallback: {" + bad + "}\n"))
+		if err == nil || !strings.Contains(err.Error(), "fallback") {
+			t.Errorf("%s: err %v", bad, err)
+		}
 	}
 }

@@ -51,8 +51,9 @@ func (b *Broker) resolveRecipient(ctx context.Context, to string) (*schemas.Prof
 // message from the recipient's profile and the live gateways (patent phase 2):
 // the first medium in the recipient's preference order that has a live
 // gateway able to take the content, directly or through a chain of
-// processors (plan).
-func (b *Broker) route(ctx context.Context, imi *schemas.IMI) (*decision, error) {
+// processors (plan). A client's media in skip are not tried (a reroute
+// skips those tried before, fallback.go).
+func (b *Broker) route(ctx context.Context, imi *schemas.IMI, skip map[string]bool) (*decision, error) {
 	now := b.cfg.Now().UnixMilli()
 	rcpt, medium, addr, err := b.resolveRecipient(ctx, imi.To)
 	if err != nil {
@@ -74,14 +75,11 @@ func (b *Broker) route(ctx context.Context, imi *schemas.IMI) (*decision, error)
 		fits := func(a *schemas.Announce) bool { return a.Medium == medium && reaches(a.Reach, addr) }
 		return nil, b.noRoute(imi.Content.Type, fits, now, "no live "+medium+" gateway reaches "+addr)
 	}
-	prefer := rcpt.Prefer
-	if len(prefer) == 0 {
-		prefer = defaultPrefer[:]
-	}
 	tried := 0
-	for _, m := range prefer {
+	order := mediaOrder(rcpt)
+	for _, m := range order {
 		a := rcpt.Addresses[m]
-		if a == "" {
+		if a == "" || skip[m] {
 			continue
 		}
 		tried++
@@ -95,7 +93,7 @@ func (b *Broker) route(ctx context.Context, imi *schemas.IMI) (*decision, error)
 		return nil, schemas.Errorf(schemas.CodeUnknownRecipient, nil, "client "+rcpt.ID+" has no address")
 	}
 	fits := func(a *schemas.Announce) bool {
-		return rcpt.Addresses[a.Medium] != "" && slices.Contains(prefer, a.Medium)
+		return rcpt.Addresses[a.Medium] != "" && !skip[a.Medium] && slices.Contains(order, a.Medium)
 	}
 	return nil, b.noRoute(imi.Content.Type, fits, now, "no live gateway for "+rcpt.ID)
 }

@@ -30,7 +30,7 @@ func TestRouteNamedMediumAndOtherMedia(t *testing.T) {
 	b.reg.add(&schemas.Announce{V: 1, Gateway: "web", Medium: schemas.MediumWeb, Instance: "w1", TTL: 60_000, At: now})
 
 	route := func(to string) (*decision, error) {
-		return b.route(ctx, &schemas.IMI{To: to, Content: schemas.Content{Type: "text/plain; charset=utf-8"}})
+		return b.route(ctx, &schemas.IMI{To: to, Content: schemas.Content{Type: "text/plain; charset=utf-8"}}, nil)
 	}
 	for _, c := range []struct{ to, client, gateway, addr string }{
 		{"carol", "carol", "xmpp", "carol@chat.example.test"},                        // xmpp only: after the default order

@@ -42,6 +42,15 @@ const (
 	fDeadline    = "deadline"
 	fNote        = "note" // StatusEvent template for notifications
 	fCreated     = "created"
+	// Fallback across media (docs/ROUTING.md; fallback.go).
+	fLimit    = "limit" // Unix ms: the attempt's time on its medium ends (Fallback.After); 0: none
+	fAttempt  = "att"   // the current attempt; absent: 1
+	fAttempts = "atts"  // JSON []schemas.Attempt: the attempts that ended before the current one
+	fAfter    = "fb"    // "after email failed: …": what the outcome of a later attempt says of the earlier ones
+	fDlv      = "dlv"   // Unix ms: the delivery deadline of a transferred attempt whose limit came first
+	fWinner   = "win"   // the ID hash of an earlier attempt whose late success ended the transaction
+	// fPrevious + an earlier attempt's ID hash → "<attempt>|<gateway>|<medium>|<address>"
+	fPrevious = "p:"
 )
 
 // createSrc creates a transaction (PROTOCOL.md §6.3): the hash, its
@@ -68,7 +77,8 @@ end
 -- names are the f* constants of tx.go.
 redis.call('HSET', tx, 'fp', ARGV[1], 'routed', ARGV[8], 'id', ARGV[9], 'idh', ARGV[10], 'kid2', ARGV[11],
   'sess', ARGV[12], 'og', ARGV[13], 'dg', ARGV[14], 'dest', ARGV[15], 'state', ARGV[16], 'sender', ARGV[17],
-  'recipient', ARGV[18], 'medium', ARGV[19], 'note', ARGV[20], 'deadline', ARGV[21], 'created', ARGV[22])
+  'recipient', ARGV[18], 'medium', ARGV[19], 'note', ARGV[20], 'deadline', ARGV[21], 'created', ARGV[22],
+  'limit', ARGV[23])
 redis.call('EXPIRE', tx, tonumber(ARGV[5]))
 redis.call('RPUSH', KEYS[2], ARGV[6], ARGV[7])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
@@ -107,6 +117,7 @@ type createArgs struct {
 	Note      []byte `argv:"20" hset:"note"`
 	Deadline  int64  `argv:"21" hset:"deadline"`
 	Created   int64  `argv:"22" hset:"created"`
+	Limit     int64  `argv:"23" hset:"limit"` // Unix ms the attempt's medium may take (Fallback.After); 0: none
 
 	QuotaKey string // KEYS[4]: keyQuota + client:yyyymmdd, or any key when Quota is 0
 }
@@ -120,7 +131,7 @@ func (a *createArgs) keys() []string {
 func (a *createArgs) argv() []any {
 	return []any{a.Fingerprint, a.MsgID, a.Expiry, a.Quota, a.Retention, a.Accepted, a.RoutedEntry,
 		a.Routed, a.ID, a.IDHash, a.Kid2, a.Session, a.OG, a.DG, a.Dest,
-		schemas.StatusRouted, a.Sender, a.Recipient, a.Medium, a.Note, a.Deadline, a.Created}
+		schemas.StatusRouted, a.Sender, a.Recipient, a.Medium, a.Note, a.Deadline, a.Created, a.Limit}
 }
 
 // ackScript checks and applies an acknowledged status in one round trip
@@ -132,32 +143,81 @@ func (a *createArgs) argv() []any {
 // | read | failed; delivered → read. The same status again is a duplicate
 // (no effect); any other change is refused, so a message never has two
 // terminal outcomes. It returns the result, the state before, the
-// originator and the notification template.
+// originator, the notification template, the acknowledged attempt
+// ("n|gateway|medium|address", empty for a message routed once) and what
+// its outcome says of the earlier attempts (fAfter).
+//
+// A message routed again (PROTOCOL.md §6.15) also takes acknowledgements
+// of its earlier attempts, each with that attempt's ID and from that
+// attempt's destination (docs/ROUTING.md, "Late acknowledgements"): a
+// delivered or read one ends a transaction still open ("late", the
+// attempt wins), any other is only recorded ("recorded", with no history
+// entry: the caller writes it), as is every acknowledgement of an attempt
+// that another one's late success superseded. A transferred attempt whose
+// limit (fLimit) comes before its delivery deadline waits for the limit.
 var ackScript = redis.NewScript(`
 local tx = KEYS[1]
-local v = redis.call('HMGET', tx, 'state', 'dg', 'idh', 'og', 'note', 'sender', 'recipient', 'medium')
+local v = redis.call('HMGET', tx, 'state', 'dg', 'idh', 'og', 'note', 'sender', 'recipient', 'medium', 'win', 'att', 'limit', 'fb')
 local state = v[1]
 if not state then return {'unknown', ''} end
-if v[2] ~= ARGV[1] then return {'party', v[2]} end
-if v[3] ~= ARGV[2] then return {'id', ''} end
-local new = ARGV[3]
 local og, note = v[4] or '', v[5] or ''
-if new == state then return {'duplicate', state, og, note} end
+local medium = v[8] or ''
+local att = ''
+if v[3] ~= ARGV[2] or v[2] ~= ARGV[1] then
+  local p = false
+  if v[3] ~= ARGV[2] and v[10] then p = redis.call('HGET', tx, 'p:' .. ARGV[2]) end
+  if not p then
+    if v[2] ~= ARGV[1] then return {'party', v[2]} end
+    return {'id', ''}
+  end
+  local n, gw, m = string.match(p, '^(%d+)|([^|]*)|([^|]*)|')
+  if gw ~= ARGV[1] then return {'party', gw} end
+  att, medium = p, m
+elseif v[10] then
+  att = v[10] .. '|' .. v[2] .. '|' .. medium .. '|'
+end
+local new = ARGV[3]
+local entry = ARGV[5]
+if att ~= '' then
+  local n = string.match(att, '^(%d+)|')
+  entry = '{"attempt":' .. n .. ',"medium":' .. cjson.encode(medium) .. ',' .. string.sub(entry, 2)
+end
+local fb = v[12] or ''
+local live = (v[3] == ARGV[2] and not v[9]) or v[9] == ARGV[2]
+local terminal = (state == 'delivered' or state == 'read' or state == 'failed')
+if not live then
+  if (new == 'delivered' or new == 'read') and not terminal then
+    redis.call('HSET', tx, 'state', new, 'win', ARGV[2])
+    redis.call('RPUSH', KEYS[2], entry)
+    redis.call('ZREM', KEYS[3], ARGV[6])
+    local sender, recipient = v[6] or '', v[7] or ''
+    if sender ~= '' then redis.call('HINCRBY', ARGV[8] .. sender, medium .. '.sent', 1) end
+    if recipient ~= '' then redis.call('HINCRBY', ARGV[8] .. recipient, medium .. '.received', 1) end
+    return {'late', state, og, note, att, fb, v[10] or ''}
+  end
+  return {'recorded', state, og, note, att, fb, v[10] or ''}
+end
+if new == state then return {'duplicate', state, og, note, att, fb, v[10] or ''} end
 -- "transferred" is a progress report: arriving after the outcome it changes nothing.
-if new == 'transferred' and state ~= 'routed' then return {'duplicate', state, og, note} end
+if new == 'transferred' and state ~= 'routed' then return {'duplicate', state, og, note, att, fb, v[10] or ''} end
 local ok = false
 if state == 'routed' then ok = (new == 'transferred' or new == 'delivered' or new == 'read' or new == 'failed')
 elseif state == 'transferred' then ok = (new == 'delivered' or new == 'read' or new == 'failed')
 elseif state == 'delivered' then ok = (new == 'read') end
-if not ok then return {'refused', state, og, note} end
+if not ok then return {'refused', state, og, note, att, fb, v[10] or ''} end
 redis.call('HSET', tx, 'state', new)
-redis.call('RPUSH', KEYS[2], ARGV[5])
+redis.call('RPUSH', KEYS[2], entry)
 if new == 'transferred' then
-  redis.call('ZADD', KEYS[3], tonumber(ARGV[7]), ARGV[6])
+  local dd, lim = tonumber(ARGV[7]), tonumber(v[11] or '0')
+  if lim > 0 and lim < dd then
+    redis.call('ZADD', KEYS[3], lim, ARGV[6])
+    redis.call('HSET', tx, 'dlv', dd)
+  else
+    redis.call('ZADD', KEYS[3], dd, ARGV[6])
+  end
 else
   redis.call('ZREM', KEYS[3], ARGV[6])
 end
-local medium = v[8] or ''
 local sender, recipient = v[6] or '', v[7] or ''
 if new == 'failed' then
   if sender ~= '' then redis.call('HINCRBY', ARGV[8] .. sender, medium .. '.failed', 1) end
@@ -165,8 +225,77 @@ elseif (new == 'delivered') or (new == 'read' and state ~= 'delivered') then
   if sender ~= '' then redis.call('HINCRBY', ARGV[8] .. sender, medium .. '.sent', 1) end
   if recipient ~= '' then redis.call('HINCRBY', ARGV[8] .. recipient, medium .. '.received', 1) end
 end
-return {'applied', state, og, note}
+return {'applied', state, og, note, att, fb, v[10] or ''}
 `)
+
+// rerouteScript routes a transaction to its next medium (PROTOCOL.md
+// §6.15) in place of failing it, atomically: only if the attempt that
+// failed is still the current one (its ID hash and number; for an
+// acknowledgement, from its destination; for the sweeper, with its
+// deadline due) and the transaction is still open. The attempt's ID hash
+// stays known (fPrevious) so that its late acknowledgement is recognised.
+// Its arguments are a rerouteArgs.
+const rerouteSrc = `
+local tx = KEYS[1]
+local v = redis.call('HMGET', tx, 'state', 'dg', 'idh', 'att', 'og')
+local state = v[1]
+if not state then return {'gone'} end
+if v[3] ~= ARGV[3] or (v[4] or '1') ~= ARGV[4] then return {'stale', state} end
+if ARGV[1] == 'ack' then
+  if v[2] ~= ARGV[2] then return {'stale', state} end
+else
+  local s = redis.call('ZSCORE', KEYS[3], ARGV[6])
+  if not s or tonumber(s) > tonumber(ARGV[5]) then return {'stale', state} end
+end
+if state ~= 'routed' and state ~= 'transferred' then return {'terminal', state} end
+redis.call('HSET', tx, 'state', 'routed', 'routed', ARGV[7], 'id', ARGV[8], 'idh', ARGV[9], 'kid2', ARGV[10],
+  'sess', ARGV[11], 'dg', ARGV[12], 'dest', ARGV[13], 'medium', ARGV[14], 'note', ARGV[15], 'deadline', ARGV[16],
+  'limit', ARGV[17], 'att', ARGV[18], 'atts', ARGV[19], 'fb', ARGV[20], 'p:' .. ARGV[3], ARGV[21])
+redis.call('HDEL', tx, 'dlv')
+redis.call('RPUSH', KEYS[2], ARGV[22], ARGV[23])
+redis.call('ZADD', KEYS[3], tonumber(ARGV[24]), ARGV[6])
+return {'rerouted', state, v[5] or ''}
+`
+
+var rerouteScript = redis.NewScript(rerouteSrc)
+
+// rerouteArgs are rerouteScript's arguments, in ARGV order.
+type rerouteArgs struct {
+	Mode     string // "ack" or "sweep"
+	Party    string // ack: the acknowledging destination
+	IDHash   string // the failed attempt's ID hash: still the current one
+	Attempt  int    // the failed attempt's number: still the current one
+	Now      int64
+	MsgID    string
+	Routed   []byte // the new attempt
+	ID       string
+	NewHash  string
+	Kid2     string
+	Session  string
+	DG       string
+	Dest     string
+	Medium   string
+	Note     []byte
+	Deadline int64
+	Limit    int64
+	Next     int // the new attempt's number
+	Attempts []byte
+	After    string
+	Previous string // fPrevious value of the failed attempt
+	Failed   string // history entries: the failed attempt, the new route
+	Rerouted string
+	Score    int64 // the new attempt's place on the deadline set
+}
+
+func (a *rerouteArgs) keys() []string {
+	return []string{keyTx + a.MsgID, keyTxHistory + a.MsgID, keyDeadlines}
+}
+
+func (a *rerouteArgs) argv() []any {
+	return []any{a.Mode, a.Party, a.IDHash, strconv.Itoa(a.Attempt), a.Now, a.MsgID, a.Routed, a.ID, a.NewHash, a.Kid2,
+		a.Session, a.DG, a.Dest, a.Medium, a.Note, a.Deadline, a.Limit, a.Next, a.Attempts, a.After,
+		a.Previous, a.Failed, a.Rerouted, a.Score}
+}
 
 // clockScript keeps the fabric's clock for deadlines (docs/RELIABILITY.md,
 // "Deadlines"): every sweep of a broker that is connected to NATS records
@@ -225,9 +354,15 @@ type txRecord struct {
 	Note      string
 	Deadline  int64
 	Dest      string
+	Limit     int64
+	Attempt   int // 1 for a message routed once
+	Attempts  []schemas.Attempt
+	Dlv       int64
+	IDHash    string
 }
 
-var txFields = []string{fRouted, fID, fKid2, fSession, fOG, fDG, fState, fSender, fRecipient, fMedium, fNote, fDeadline, fDest}
+var txFields = []string{fRouted, fID, fKid2, fSession, fOG, fDG, fState, fSender, fRecipient, fMedium, fNote, fDeadline, fDest,
+	fLimit, fAttempt, fAttempts, fDlv, fIDHash}
 
 // queueLoad queues the read of a transaction on a pipeline.
 func queueLoad(ctx context.Context, pipe redis.Pipeliner, msgID string) func() (*txRecord, error) {
@@ -245,8 +380,18 @@ func queueLoad(ctx context.Context, pipe redis.Pipeliner, msgID string) func() (
 			return nil, nil
 		}
 		dl, _ := strconv.ParseInt(str(11), 10, 64)
-		return &txRecord{Routed: []byte(str(0)), ID: str(1), Kid2: str(2), Session: str(3), OG: str(4), DG: str(5),
-			State: str(6), Sender: str(7), Recipient: str(8), Medium: str(9), Note: str(10), Deadline: dl, Dest: str(12)}, nil
+		t := &txRecord{Routed: []byte(str(0)), ID: str(1), Kid2: str(2), Session: str(3), OG: str(4), DG: str(5),
+			State: str(6), Sender: str(7), Recipient: str(8), Medium: str(9), Note: str(10), Deadline: dl, Dest: str(12), IDHash: str(17)}
+		t.Limit, _ = strconv.ParseInt(str(13), 10, 64)
+		t.Dlv, _ = strconv.ParseInt(str(16), 10, 64)
+		t.Attempt = 1
+		if n, err := strconv.Atoi(str(14)); err == nil && n > 1 {
+			t.Attempt = n
+		}
+		if a := str(15); a != "" {
+			json.Unmarshal([]byte(a), &t.Attempts)
+		}
+		return t, nil
 	}
 }
 

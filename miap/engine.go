@@ -20,6 +20,11 @@ const (
 // MaxRouted is the largest routed IMI (§10): the IMI plus the broker's additions.
 const MaxRouted = schemas.MaxIMI + 4<<10
 
+// MaxNotify is the largest notification body (§10): a status event that
+// reroutes a message carries an IMI′ in base64url (§6.15), its earlier
+// attempts and the IMI's meta besides.
+const MaxNotify = 48 << 10
+
 // Config configures an Engine. Only Keys is required.
 type Config struct {
 	// Keys holds the master keys this process may use: a gateway holds its
@@ -162,6 +167,8 @@ func maxBody(p Purpose) int {
 		return schemas.MaxIMI
 	case PurposeRoute, PurposeTicket:
 		return MaxRouted
+	case PurposeNotify:
+		return MaxNotify
 	}
 	return schemas.MaxControl
 }

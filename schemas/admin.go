@@ -41,12 +41,13 @@ type ProfileSummary struct {
 	Quota        int64             `json:"quota,omitempty"`
 	Options      map[string]string `json:"options,omitempty"`
 	Operator     bool              `json:"operator,omitempty"`
+	Fallback     *Fallback         `json:"fallback,omitempty"`
 }
 
 // Summary returns p without its secrets.
 func (p *Profile) Summary() ProfileSummary {
 	s := ProfileSummary{ID: p.ID, Name: p.Name, Addresses: p.Addresses, Prefer: p.Prefer,
-		Receipts: p.Receipts, Quota: p.Quota, Options: p.Options, Operator: p.Operator}
+		Receipts: p.Receipts, Quota: p.Quota, Options: p.Options, Operator: p.Operator, Fallback: p.Fallback}
 	if p.SMPP != nil {
 		s.SMPPSystemID = p.SMPP.SystemID
 	}

@@ -55,6 +55,8 @@ var (
 	hex64    = map[string]any{"pattern": "^[0-9a-f]{64}$"}
 	nonEmpty = map[string]any{"minLength": 1}
 	states   = []string{schemas.StatusTransferred, schemas.StatusDelivered, schemas.StatusRead, schemas.StatusFailed}
+	medium   = map[string]any{"pattern": "^[a-z0-9_-]{1,32}$"}
+	attempt  = map[string]any{"minimum": 1}
 )
 
 // constraints add what the Go types cannot say, by Go type and JSON
@@ -97,25 +99,38 @@ var constraints = map[string]map[string]any{
 	"AckReply.state":        {"enum": states},
 	"StatusEvent.msg_id":    msgID,
 	"StatusEvent.tx":        msgID,
-	"StatusEvent.status":    {"enum": states},
+	"StatusEvent.status":    {"enum": append(append([]string(nil), states...), schemas.StatusRerouted)},
+	"StatusEvent.attempt":   attempt,
+	"StatusEvent.routed":    {"pattern": "^[A-Za-z0-9_-]*$"},
+	"Attempt.attempt":       attempt,
+	"Attempt.medium":        nonEmpty,
+	"Attempt.gateway":       nonEmpty,
+	"Attempt.outcome":       {"enum": []string{schemas.OutcomeFailed, schemas.OutcomeExpired}},
+	"TxStatus.attempt":      attempt,
+	"HistoryEntry.attempt":  attempt,
 	"StatusQuery.msg_id":    msgID,
 	"TxStatus.tx":           msgID,
 	"TxStatus.msg_id":       msgID,
 	"TxStatus.state":        {"enum": []string{schemas.StatusRouted, schemas.StatusTransferred, schemas.StatusDelivered, schemas.StatusRead, schemas.StatusFailed}},
 	"HistoryEntry.status": {"enum": []string{schemas.StatusAccepted, schemas.StatusRouted, "route-acknowledged", "converted",
-		schemas.StatusTransferred, schemas.StatusDelivered, schemas.StatusRead, schemas.StatusFailed}},
+		schemas.StatusTransferred, schemas.StatusDelivered, schemas.StatusRead, schemas.StatusFailed,
+		schemas.HistoryAttemptFailed, schemas.StatusRerouted, schemas.HistoryRecorded}},
 	"ClientQuery.kind": {"enum": []string{schemas.CredentialToken, schemas.CredentialSMPP, schemas.CredentialSMTP,
 		schemas.ClientByAddress, schemas.ClientByID}},
-	"ClientQuery.hash":              hex64,
-	"Announce.gateway":              nonEmpty,
-	"Announce.medium":               nonEmpty,
-	"Announce.instance":             nonEmpty,
-	"Announce.ttl":                  {"minimum": 0, "maximum": schemas.MaxAnnounceTTL},
-	"Conversion.name":               nonEmpty,
-	"Conversion.cost":               {"minimum": 0, "maximum": schemas.MaxConversionCost},
-	"HeldQuery.msg_id":              msgID,
-	"HeldQuery.tx":                  msgID,
-	"Profile.token_sha256":          hex64,
+	"ClientQuery.hash":     hex64,
+	"Announce.gateway":     nonEmpty,
+	"Announce.medium":      nonEmpty,
+	"Announce.instance":    nonEmpty,
+	"Announce.ttl":         {"minimum": 0, "maximum": schemas.MaxAnnounceTTL},
+	"Conversion.name":      nonEmpty,
+	"Conversion.cost":      {"minimum": 0, "maximum": schemas.MaxConversionCost},
+	"HeldQuery.msg_id":     msgID,
+	"HeldQuery.tx":         msgID,
+	"Profile.token_sha256": hex64,
+	"Fallback.on":          {"items": map[string]any{"type": "string", "pattern": "^(permanent|deadline|none|[A-Z][A-Z_]*)$"}},
+	"Fallback.after": {"propertyNames": medium,
+		"additionalProperties": map[string]any{"type": "string", "pattern": `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`}},
+	"Fallback.last_resort":          medium,
 	"SMPPCredentials.password_hash": hex64,
 	"SMTPCredentials.password_hash": hex64,
 }
@@ -236,10 +251,19 @@ func good() map[string][]any {
 			schemas.Ack{V: 1, Tx: id, MsgID: id, Gateway: "web", Status: "failed", Code: "UNKNOWN_RECIPIENT", Reason: "no such mailbox", At: 3}},
 		"ack-reply": {schemas.AckReply{V: 1, Tx: id, State: "delivered", Duplicate: true}},
 		"status-event": {schemas.StatusEvent{V: 1, Tx: id, MsgID: id, Status: "read", At: 4, Sender: "alice", From: imi.From, To: "bob", Dest: dest,
-			Subject: "hi", Meta: imi.Meta}},
+			Subject: "hi", Meta: imi.Meta},
+			schemas.StatusEvent{V: 1, Tx: id, MsgID: id, Status: "rerouted", Code: "UNKNOWN_RECIPIENT", Reason: "email failed: 550 5.1.1 no such mailbox; now web",
+				At: 5, Sender: "alice", From: imi.From, To: "bob", Dest: dest, Attempt: 2, Routed: "eyJ2IjoxfQ",
+				Earlier: []schemas.Attempt{{Attempt: 1, Medium: "email", Gateway: "email", Address: "bob@example.test", Outcome: "failed",
+					Code: "UNKNOWN_RECIPIENT", Reason: "550 5.1.1 no such mailbox", At: 4}}}},
 		"status-query": {schemas.StatusQuery{V: 1, MsgID: id}},
 		"tx-status": {schemas.TxStatus{V: 1, Tx: id, MsgID: id, State: "routed", Sender: "alice", To: "bob", Dest: dest,
-			History: []schemas.HistoryEntry{{Status: "accepted", At: 1, Party: "web"}, {Status: "routed", At: 2, Reason: "to web:bob", Party: "broker-1"}}}},
+			History: []schemas.HistoryEntry{{Status: "accepted", At: 1, Party: "web"}, {Status: "routed", At: 2, Reason: "to web:bob", Party: "broker-1"}}},
+			schemas.TxStatus{V: 1, Tx: id, MsgID: id, State: "delivered", Sender: "alice", To: "bob", Dest: dest, Attempt: 2,
+				History: []schemas.HistoryEntry{{Status: "accepted", At: 1, Party: "web"}, {Status: "routed", At: 2, Reason: "to email:bob@example.test", Party: "broker-1"},
+					{Status: "attempt-failed", At: 3, Code: "UNKNOWN_RECIPIENT", Reason: "550 5.1.1 no such mailbox", Party: "email", Attempt: 1, Medium: "email"},
+					{Status: "rerouted", At: 3, Reason: "to web:bob", Party: "broker-1", Attempt: 2, Medium: "web"},
+					{Status: "delivered", At: 4, Party: "web", Attempt: 2, Medium: "web"}}}},
 		"client-query": {schemas.ClientQuery{V: 1, Kind: "token", Hash: strings.Repeat("b", 64)}, schemas.ClientQuery{V: 1, Kind: "address", Medium: "sms", User: "+15550100"}},
 		"client-info": {schemas.ClientInfo{V: 1, ID: "alice", Name: "Alice", Addresses: map[string]string{"web": "alice"}, Prefer: []string{"web"},
 			Receipts: schemas.ReceiptPrefs{Delivery: true}}},
@@ -248,7 +272,9 @@ func good() map[string][]any {
 		"held-query":  {schemas.HeldQuery{V: 1, MsgID: id, Tx: id, Recipient: "bob", Dest: dest}},
 		"held-reply":  {schemas.HeldReply{V: 1, Held: false, Later: true}},
 		"trace-event": {schemas.TraceEvent{Step: "imi", MsgID: id, Tx: id, Party: "web", By: "broker-1", Result: "routed", At: 6, Dest: "web"}},
-		"profile":     {schemas.Profile{V: 1, ID: "alice", Addresses: map[string]string{"web": "alice"}, Prefer: []string{"web"}}},
+		"profile": {schemas.Profile{V: 1, ID: "alice", Addresses: map[string]string{"web": "alice"}, Prefer: []string{"web"}},
+			schemas.Profile{V: 1, ID: "bob", Addresses: map[string]string{"web": "bob", "email": "bob@example.test", "sms": "+15550100"}, Prefer: []string{"email", "sms"},
+				Fallback: &schemas.Fallback{On: []string{"permanent", "REJECTED"}, After: map[string]string{"sms": "2m", "email": "1h30m"}, LastResort: "web"}}},
 	}
 }
 
@@ -274,7 +300,9 @@ var bad = map[string]map[string]string{
 	"held-query":      {"no dest": `{"v":1,"msg_id":"0123456789abcdef0123456789abcdef","tx":"0123456789abcdef0123456789abcdef"}`},
 	"held-reply":      {"held missing": `{"v":1}`},
 	"trace-event":     {"at as text": `{"step":"imi","party":"web","by":"a","result":"ok","at":"now"}`},
-	"profile":         {"no id": `{"v":1}`},
+	"profile": {"no id": `{"v":1}`, "fallback on a word it does not know": `{"v":1,"id":"bob","fallback":{"on":["sometimes"]}}`,
+		"fallback after in minutes as a number": `{"v":1,"id":"bob","fallback":{"after":{"sms":2}}}`,
+		"fallback after without a unit":         `{"v":1,"id":"bob","fallback":{"after":{"sms":"120"}}}`},
 }
 
 // TestDocumentsValidate: documents the Go code writes validate against the

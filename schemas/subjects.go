@@ -91,3 +91,10 @@ func GatewayService(gw string) string { return "uims-gw-" + gw }
 // GatewayQueue is the queue group every instance of gateway gw joins on its
 // subjects.
 func GatewayQueue(gw string) string { return "uims-gw-" + gw }
+
+// KeptContentBucket is the JetStream key-value bucket (and, for content
+// larger than a NATS message, the object store of the same name) in which
+// originating gateway gw keeps the content of a message the brokers may
+// route again (PROTOCOL.md §6.15), until its outcome: the gateway's own,
+// which no other party may read.
+func KeptContentBucket(gw string) string { return "uims_og_" + gw }

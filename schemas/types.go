@@ -27,6 +27,22 @@ const (
 	StatusDelivered   = "delivered"   // the destination handed it to the recipient
 	StatusRead        = "read"        // the recipient opened it
 	StatusFailed      = "failed"      // non-delivery, with a reason
+	// StatusRerouted is not terminal: an attempt failed and the brokers
+	// sent the message on to the recipient's next medium (PROTOCOL.md
+	// §6.15, docs/ROUTING.md). A notification with it carries the new
+	// route for the originator.
+	StatusRerouted = "rerouted"
+)
+
+// History entries of a rerouted message besides the statuses above
+// (PROTOCOL.md §13.10, docs/ROUTING.md "History").
+const (
+	// HistoryAttemptFailed ends an attempt that the brokers followed with
+	// another one: its medium, code and reason.
+	HistoryAttemptFailed = "attempt-failed"
+	// HistoryRecorded is an acknowledgement that changed nothing because
+	// another attempt already decided the outcome.
+	HistoryRecorded = "recorded"
 )
 
 // Terminal reports whether a status ends a transaction (read may still follow delivered).
@@ -143,6 +159,10 @@ type RoutedIMI struct {
 	// Options carries recipient-side delivery options from the profile
 	// (e.g. "sms.long": "segment" | "shorten").
 	Options map[string]string `json:"options,omitempty"`
+	// Fallback says that the brokers route the message to another medium
+	// if this attempt fails: the originator keeps the content until the
+	// outcome (PROTOCOL.md §6.15).
+	Fallback bool `json:"fallback,omitempty"`
 }
 
 // Step is one conversion on a route.
@@ -184,6 +204,10 @@ type AckReply struct {
 	State string `json:"state"`
 	// Duplicate is true when the same acknowledgement had already been applied.
 	Duplicate bool `json:"duplicate,omitempty"`
+	// Rerouted is true when the acknowledged failure made the brokers try
+	// another medium (PROTOCOL.md §6.15); State is then "failed", the
+	// outcome of the acknowledged attempt.
+	Rerouted bool `json:"rerouted,omitempty"`
 }
 
 // StatusEvent tells the originating gateway what happened to a message
@@ -207,7 +231,37 @@ type StatusEvent struct {
 	Subject string `json:"subject,omitempty"`
 	// Meta echoes the IMI's Meta (e.g. the SMPP message id to put in a receipt).
 	Meta map[string]string `json:"meta,omitempty"`
+	// Attempt is the attempt the status belongs to (absent: 1), Earlier
+	// the attempts before it that failed (PROTOCOL.md §6.15).
+	Attempt int       `json:"attempt,omitempty"`
+	Earlier []Attempt `json:"earlier,omitempty"`
+	// Routed is, for StatusRerouted only, the new IMI′ as base64url of its
+	// exact bytes: the originator transfers the content with it and the
+	// ticket headers of the notification (PROTOCOL.md §6.15).
+	Routed string `json:"routed,omitempty"`
 }
+
+// Attempt is one attempt of a message that the brokers followed with
+// another one (PROTOCOL.md §6.15).
+type Attempt struct {
+	Attempt int    `json:"attempt"`
+	Medium  string `json:"medium"`
+	Gateway string `json:"gateway"`
+	Address string `json:"address,omitempty"`
+	// Outcome is "failed" (the destination acknowledged a failure) or
+	// "expired" (its deadline passed without an outcome).
+	Outcome string `json:"outcome"`
+	Code    string `json:"code,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	// At is when the brokers ended the attempt, Unix ms.
+	At int64 `json:"at"`
+}
+
+// Outcomes of an Attempt.
+const (
+	OutcomeFailed  = "failed"
+	OutcomeExpired = "expired"
+)
 
 // HistoryEntry is one status change with its time.
 type HistoryEntry struct {
@@ -218,6 +272,10 @@ type HistoryEntry struct {
 	Reason string `json:"reason,omitempty"`
 	// Party is who caused the change (gateway or broker instance).
 	Party string `json:"party,omitempty"`
+	// Attempt and Medium name the attempt of a rerouted message the entry
+	// belongs to; absent for a message routed once (PROTOCOL.md §6.15).
+	Attempt int    `json:"attempt,omitempty"`
+	Medium  string `json:"medium,omitempty"`
 }
 
 // HeldQuery is a broker's question to a destination gateway about a
@@ -258,6 +316,8 @@ type TxStatus struct {
 	To      string         `json:"to,omitempty"`
 	Dest    Hop            `json:"dest"`
 	History []HistoryEntry `json:"history"`
+	// Attempt is the current attempt (absent: 1; PROTOCOL.md §6.15).
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // RouteAck is the body of the originator's acknowledgement of a routed
@@ -406,6 +466,9 @@ type Profile struct {
 	Options map[string]string `json:"options,omitempty" yaml:"options"`
 	// Operator marks a client allowed into the operator view.
 	Operator bool `json:"operator,omitempty" yaml:"operator"`
+	// Fallback says when a message for this client moves on to its next
+	// medium (docs/ROUTING.md); nil: the defaults.
+	Fallback *Fallback `json:"fallback,omitempty" yaml:"fallback"`
 }
 
 // ReceiptsOrDefault returns the profile's receipt preferences; all on by default.

@@ -107,6 +107,10 @@ type Config struct {
 	NoTrace bool
 	// MIAP freshness; defaults as in package miap.
 	Window, Skew time.Duration
+	// KeepContent bounds how long the content of a message the brokers may
+	// route again is kept when no outcome comes (PROTOCOL.md §6.15): the
+	// TTL of the gateway's bucket uims_og_<gateway>; default 24 h.
+	KeepContent time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -136,6 +140,9 @@ func (c *Config) setDefaults() error {
 	if c.Workers == 0 {
 		c.Workers = 128
 	}
+	if c.KeepContent == 0 {
+		c.KeepContent = 24 * time.Hour
+	}
 	return nil
 }
 
@@ -162,6 +169,8 @@ type Kit struct {
 	// (NATS itself down), retried until one does (receive.go holdAck).
 	heldMu sync.Mutex
 	held   map[string]queuedAck
+	// keep is the content kept for reroutes (reroute.go).
+	keep keptStore
 }
 
 // New returns a kit for one gateway. keys must hold the gateway's own K1.

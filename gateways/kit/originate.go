@@ -36,10 +36,15 @@ type Submission struct {
 
 // Result is what happened to a submission once the destination took it.
 type Result struct {
-	MsgID  string
-	Tx     string
-	Dest   schemas.Hop
-	Status string // transferred or delivered
+	MsgID string
+	Tx    string
+	Dest  schemas.Hop
+	// Status is transferred or delivered; for a message routed with
+	// fallback whose destination refused it for good, rerouted (the
+	// brokers sent it on to the next medium, Dest) or routed (they will at
+	// its deadline): accepted either way, the outcome follows as a
+	// notification (PROTOCOL.md §6.15).
+	Status string
 	// Receipt is the broker-signed status relayed by the destination, when
 	// the destination acknowledged at once.
 	Receipt *schemas.StatusEvent
@@ -138,8 +143,21 @@ func (k *Kit) send(ctx context.Context, s *Submission) (*Result, error) {
 		return nil, err
 	}
 	res, err := k.transfer(ctx, &routed, ticket, s.Content)
+	if routed.Fallback && !(err == nil && res.Receipt != nil && schemas.Terminal(res.Status)) {
+		// The brokers may route it again: the content stays here until
+		// the outcome (PROTOCOL.md §6.15), kept before the client hears
+		// what became of the message — also when it is told to try again
+		// (a destination that hangs is passed at the deadline). A message
+		// delivered at once needs nothing kept.
+		if kerr := k.keepContent(ctx, &routed, s.Content); kerr != nil {
+			return nil, kerr
+		}
+	}
 	if err != nil {
 		k.trace("transfer", imi.MsgID, routed.Tx, errCode(err), schemas.TraceEvent{})
+		if routed.Fallback && !miap.CodeOf(err).Retryable() {
+			return k.movedOn(ctx, &routed, err)
+		}
 		return nil, err
 	}
 	k.trace("transfer", imi.MsgID, routed.Tx, res.Status, schemas.TraceEvent{})
@@ -157,6 +175,9 @@ func (k *Kit) settled(ctx context.Context, msgID string) (*Result, error) {
 		return nil, err
 	}
 	k.trace("imi", msgID, st.Tx, "settled:"+st.State, schemas.TraceEvent{})
+	if schemas.Terminal(st.State) {
+		k.forget(ctx, msgID, -1)
+	}
 	switch st.State {
 	case schemas.StatusFailed:
 	case schemas.StatusRouted:

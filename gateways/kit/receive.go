@@ -345,6 +345,24 @@ func (k *Kit) consumeStatus(ctx context.Context) error {
 			msg.Term()
 			return
 		}
+		if ev.Status == schemas.StatusRerouted && f.Purpose == miap.PurposeNotify && ev.Routed != "" {
+			// the message goes on to another medium: send it there (§6.15)
+			var seq uint64
+			if md, err := msg.Metadata(); err == nil {
+				seq = md.Sequence.Stream
+			}
+			switch k.handleReroute(ctx, msg.Headers(), seq, f, &ev) {
+			case streamAck:
+				msg.Ack()
+			case streamNak:
+				msg.NakWithDelay(time.Second)
+			case streamSoon:
+				msg.NakWithDelay(200 * time.Millisecond)
+			default:
+				msg.Term()
+			}
+			return
+		}
 		if err := k.medium.Notify(ctx, &ev); err != nil {
 			k.log.Warn().Err(err).Str("msg_id", ev.MsgID).Msg("notify failed; will retry")
 			msg.NakWithDelay(time.Second)
@@ -352,6 +370,9 @@ func (k *Kit) consumeStatus(ctx context.Context) error {
 		}
 		k.trace("notified", ev.MsgID, ev.Tx, ev.Status, schemas.TraceEvent{})
 		k.count.notified.Add(1)
+		if ev.Status == schemas.StatusDelivered || ev.Status == schemas.StatusFailed {
+			k.forget(ctx, ev.MsgID, -1) // kept for a reroute (§6.15), if it was
+		}
 		msg.Ack() // the originator's final acknowledgement (§6.9)
 	})
 }

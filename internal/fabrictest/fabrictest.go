@@ -265,6 +265,13 @@ func (m *Inbox) Held(ctx context.Context, q *schemas.HeldQuery) (*kit.AckRef, er
 	return nil, nil
 }
 
+// Deliveries returns how many times Deliver was called for a message id.
+func (m *Inbox) Deliveries(msgID string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.Count[msgID]
+}
+
 // Len returns the number of distinct messages delivered.
 func (m *Inbox) Len() int {
 	m.mu.Lock()

@@ -76,9 +76,11 @@ func OpenAuth(dataDir string) (*Auth, error) {
 func (au *Auth) CredsFile(name string) string { return filepath.Join(au.CredsDir, name+".creds") }
 
 // Creds returns the credentials of a party, issuing (and saving) new ones
-// when it has none or was issued with another role or media.
+// when it has none, was issued with another role or media, or under
+// permissions its role no longer has (natsauth.PermsDigest).
 func (au *Auth) Creds(id Identity) ([]byte, error) {
-	if cur, ok := au.Identity(id.Name); ok && cur.Role == id.Role && slices.Equal(cur.Media, id.Media) {
+	if cur, ok := au.Identity(id.Name); ok && cur.Role == id.Role && slices.Equal(cur.Media, id.Media) &&
+		cur.Perms == natsauth.PermsDigest(id.Role, id.Name, id.Media) {
 		if b, err := os.ReadFile(au.CredsFile(id.Name)); err == nil {
 			return b, nil
 		}

@@ -32,6 +32,10 @@ type Identity struct {
 	Media  []string  `json:"media,omitempty"`
 	User   string    `json:"user"` // the user's public nkey
 	Issued time.Time `json:"issued"`
+	// Perms is PermsDigest of the permissions the user was issued with:
+	// credentials issued before the permissions of their role changed
+	// differ from it, and a supervisor issues them again (system.Auth.Creds).
+	Perms string `json:"perms,omitempty"`
 }
 
 // Authority holds the operator, system account and UIMS account keys in a
@@ -229,7 +233,8 @@ func (a *Authority) Issue(name string, role Role, media []string) ([]byte, error
 			return nil, err
 		}
 	}
-	a.ids[name] = Identity{Name: name, Role: role, Media: media, User: uc.Subject, Issued: time.Unix(uc.IssuedAt, 0).UTC()}
+	a.ids[name] = Identity{Name: name, Role: role, Media: media, User: uc.Subject, Issued: time.Unix(uc.IssuedAt, 0).UTC(),
+		Perms: PermsDigest(role, name, media)}
 	if err := a.saveIdentities(); err != nil {
 		return nil, err
 	}

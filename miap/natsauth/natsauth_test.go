@@ -1,15 +1,18 @@
 package natsauth_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/uims/uims/internal/natstest"
 	"github.com/uims/uims/miap/natsauth"
+	"github.com/uims/uims/schemas"
 )
 
 func TestAnonymousRefused(t *testing.T) {
@@ -121,8 +124,35 @@ func TestPermissionMatrix(t *testing.T) {
 		{bot, op{"pub", "$JS.API.STREAM.DELETE.UIMS_STATUS"}, false},
 		{bot, op{"pub", "$JS.API.STREAM.UPDATE.UIMS_ACKS"}, false},
 		{bot, op{"pub", "$JS.API.CONSUMER.CREATE.OBJ_uims_content.x.$O.uims_content.M.>"}, false},
+		// the content a gateway keeps for a reroute (PROTOCOL.md §6.15) is
+		// its own: it writes, reads, deletes; another gateway none of it
+		{web, op{"pub", "$KV.uims_og_web.0123456789abcdef0123456789abcdef"}, true},
+		{web, op{"pub", "$JS.API.STREAM.CREATE.KV_uims_og_web"}, true},
+		{web, op{"pub", "$JS.API.DIRECT.GET.KV_uims_og_web.$KV.uims_og_web.0123456789abcdef0123456789abcdef"}, true},
+		{email, op{"pub", "$KV.uims_og_web.0123456789abcdef0123456789abcdef"}, false},
+		{email, op{"pub", "$JS.API.DIRECT.GET.KV_uims_og_web.$KV.uims_og_web.0123456789abcdef0123456789abcdef"}, false},
+		{email, op{"pub", "$JS.API.STREAM.MSG.GET.KV_uims_og_web"}, false},
+		{email, op{"pub", "$JS.API.CONSUMER.CREATE.KV_uims_og_web.x.$KV.uims_og_web.>"}, false},
+		{web, op{"pub", "$JS.API.STREAM.PURGE.KV_uims_og_web"}, false},
+		{web, op{"pub", "$O.uims_og_web.C.abc"}, true},
+		{web, op{"pub", "$JS.API.STREAM.CREATE.OBJ_uims_og_web"}, true},
+		{web, op{"pub", "$JS.API.CONSUMER.CREATE.OBJ_uims_og_web.x.$O.uims_og_web.C.abc"}, true},
+		{web, op{"pub", "$JS.API.DIRECT.GET.OBJ_uims_og_web.$O.uims_og_web.M.bWVzc2FnZQ=="}, true},
+		{web, op{"pub", "$JS.API.STREAM.PURGE.OBJ_uims_og_web"}, true},
+		{web, op{"pub", "$JS.API.STREAM.DELETE.OBJ_uims_og_web"}, false},
+		{web, op{"pub", "$JS.API.STREAM.PURGE.OBJ_uims_og_email"}, false},
+		{email, op{"pub", "$O.uims_og_web.C.abc"}, false},
+		{email, op{"pub", "$O.uims_og_web.M.bWVzc2FnZQ=="}, false},
+		{email, op{"pub", "$JS.API.STREAM.INFO.OBJ_uims_og_web"}, false},
+		{email, op{"pub", "$JS.API.CONSUMER.CREATE.OBJ_uims_og_web.x.$O.uims_og_web.C.abc"}, false},
+		{email, op{"pub", "$JS.API.DIRECT.GET.OBJ_uims_og_web.$O.uims_og_web.M.bWVzc2FnZQ=="}, false},
+		{email, op{"pub", "$JS.API.STREAM.MSG.GET.OBJ_uims_og_web"}, false},
+		{email, op{"pub", "$JS.API.STREAM.PURGE.OBJ_uims_og_web"}, false},
+		{bot, op{"pub", "$O.uims_og_mybot.C.abc"}, true},
+		{bot, op{"pub", "$O.uims_og_web.C.abc"}, false},
 		// processors
 		{proc, op{"queue", "uims.proc.html2text"}, true},
+		{proc, op{"pub", "$O.uims_og_web.C.abc"}, false},
 		{proc, op{"pub", "uims.broker.conv"}, true},
 		{proc, op{"pub", "uims.gw.web.im"}, true},
 		{proc, op{"sub", "uims.gw.web.im"}, false},
@@ -257,5 +287,82 @@ func TestRevokedPartyDisconnected(t *testing.T) {
 	}
 	if b.AccountJWT() != a.AccountJWT() {
 		t.Error("the account JWT was not saved")
+	}
+}
+
+// The kept-content bucket end to end under the permissions: a gateway
+// creates its own key-value bucket and object store, puts, gets and
+// deletes content there (what the kit does, PROTOCOL.md §6.15); another
+// gateway can neither read them nor delete from them.
+func TestKeptContentBucketIsOwn(t *testing.T) {
+	a, err := natsauth.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.RunAuth(t, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	webJS, err := jetstream.New(natstest.ConnectAs(t, ns, a, web.name, web.role, web.media, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := schemas.KeptContentBucket("web")
+	kv, err := webJS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, TTL: time.Hour})
+	if err != nil {
+		t.Fatalf("web creates its bucket: %v", err)
+	}
+	if _, err := kv.Put(ctx, "m1", []byte("kept content")); err != nil {
+		t.Fatalf("web puts: %v", err)
+	}
+	if e, err := kv.Get(ctx, "m1"); err != nil || string(e.Value()) != "kept content" {
+		t.Fatalf("web gets: %v", err)
+	}
+	os, err := webJS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket, TTL: time.Hour})
+	if err != nil {
+		t.Fatalf("web creates its object store: %v", err)
+	}
+	if _, err := os.PutBytes(ctx, "m2", []byte("large kept content")); err != nil {
+		t.Fatalf("web puts an object: %v", err)
+	}
+	if b, err := os.GetBytes(ctx, "m2"); err != nil || string(b) != "large kept content" {
+		t.Fatalf("web gets an object: %q %v", b, err)
+	}
+
+	emailJS, err := jetstream.New(natstest.ConnectAs(t, ns, a, email.name, email.role, email.media, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel2 := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel2()
+	if other, err := emailJS.KeyValue(short, bucket); err == nil {
+		if e, err := other.Get(short, "m1"); err == nil {
+			t.Fatalf("email read web's kept content: %q", e.Value())
+		}
+		if err := other.Delete(short, "m1"); err == nil {
+			t.Fatal("email deleted web's kept content")
+		}
+	}
+	if other, err := emailJS.ObjectStore(short, bucket); err == nil {
+		if b, err := other.GetBytes(short, "m2"); err == nil {
+			t.Fatalf("email read web's kept object: %q", b)
+		}
+		if err := other.Delete(short, "m2"); err == nil {
+			t.Fatal("email deleted web's kept object")
+		}
+	}
+	if _, err := kv.Get(ctx, "m1"); err != nil {
+		t.Fatalf("web's content after email's tries: %v", err)
+	}
+	if err := kv.Delete(ctx, "m1"); err != nil {
+		t.Fatalf("web deletes: %v", err)
+	}
+	if _, err := kv.Get(ctx, "m1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("after the delete: %v", err)
+	}
+	if err := os.Delete(ctx, "m2"); err != nil {
+		t.Fatalf("web deletes an object: %v", err)
+	}
+	if st, err := os.Status(ctx); err != nil || st.Size() > 1024 {
+		t.Fatalf("the deleted object's chunks stay: %v %v", st, err)
 	}
 }

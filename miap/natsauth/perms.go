@@ -1,6 +1,9 @@
 package natsauth
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"strconv"
 
 	"github.com/nats-io/jwt/v2"
@@ -155,6 +158,13 @@ func (p *perms) gateway(name string) {
 	p.createStream(schemas.StatusStream)
 	p.consumer(ackStream, "acks-"+name, "uims.acks."+name)
 	p.consumer(schemas.StatusStream, "status-"+name, schemas.StatusFor(name))
+	// the content it keeps for a reroute (PROTOCOL.md §6.15): its own
+	// key-value bucket, and object store for large content; deleting an
+	// object purges its chunks, so the purge of that one stream is allowed
+	kept := schemas.KeptContentBucket(name)
+	p.kv(kept)
+	p.objects(kept)
+	p.pubs(api("STREAM.PURGE.OBJ_" + kept))
 }
 
 // medium adds what the built-in gateway of one medium keeps in JetStream.
@@ -185,7 +195,8 @@ func (p *perms) medium(m string) {
 
 // Permissions returns the NATS permissions of a party of role named name
 // that speaks for media. Everything not listed is denied; no role but the
-// administrator may delete or purge a stream.
+// administrator may delete or purge a stream, except that a gateway purges
+// its own kept-content bucket (an object's deletion is a purge).
 func Permissions(role Role, name string, media []string) jwt.Permissions {
 	var p perms
 	resp := &jwt.ResponsePermission{MaxMsgs: 1}
@@ -226,4 +237,13 @@ func Permissions(role Role, name string, media []string) jwt.Permissions {
 	out.Pub.Allow.Add(p.pub...)
 	out.Sub.Allow.Add(p.sub...)
 	return out
+}
+
+// PermsDigest identifies the permissions Permissions gives: credentials
+// whose identity records another digest were issued under older rules (a
+// gateway before it owned uims_og_<self>, PROTOCOL.md §6.15).
+func PermsDigest(role Role, name string, media []string) string {
+	b, _ := json.Marshal(Permissions(role, name, media))
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }
