@@ -13,12 +13,13 @@ import (
 	"github.com/uims/uims/schemas"
 )
 
-// Clients of the classification tests, besides profiles: erin prefers SMS
+// Clients of the classification tests, besides profiles: erin takes SMS
 // and is no SMPP application; frank is one (sms.via: smpp) that has not
-// bound yet; gina takes fax only, for which no gateway runs.
+// bound yet; gina takes fax only, for which no gateway runs. (SMS only:
+// what the brokers do on a failure with a next medium is theirs.)
 var classifyProfiles = []*schemas.Profile{
-	{ID: "erin", Addresses: map[string]string{"sms": "+15550199", "test": "erin"}, Prefer: []string{"sms", "test"}},
-	{ID: "frank", Addresses: map[string]string{"sms": "+15550198", "test": "frank"}, Prefer: []string{"sms", "test"},
+	{ID: "erin", Addresses: map[string]string{"sms": "+15550199", "test": "erin"}, Prefer: []string{"sms"}},
+	{ID: "frank", Addresses: map[string]string{"sms": "+15550198", "test": "frank"}, Prefer: []string{"sms"},
 		SMPP: &schemas.SMPPCredentials{SystemID: "frank", Password: "frank-pw"}, Options: map[string]string{"sms.via": "smpp"}},
 	{ID: "gina", Addresses: map[string]string{"fax": "+15550197"}, Prefer: []string{"fax"}},
 }

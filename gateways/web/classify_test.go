@@ -35,7 +35,7 @@ func post(t *testing.T, url, token, to string) (int, string, map[string]any) {
 // gateway that has no SMS centre:
 //   - a number no client owns is 422 UNREACHABLE at once ("no SMS centre
 //     configured"), no Retry-After; it was 503 NO_ROUTE with Retry-After;
-//   - so is erin, who prefers SMS and is no SMPP application;
+//   - so is erin, who takes SMS and is no SMPP application;
 //   - frank, an SMPP application that has not bound yet (sms.via: smpp),
 //     is 202 transferred: his message waits for his application;
 //   - an unknown recipient is 404;
@@ -46,8 +46,9 @@ func TestErrorsByClass(t *testing.T) {
 	f.StartBroker(broker.Config{})
 	f.PutProfiles(
 		&schemas.Profile{ID: "alice", Token: "alice-token", Addresses: map[string]string{"web": "alice"}},
-		&schemas.Profile{ID: "erin", Addresses: map[string]string{"sms": "+15550199", "web": "erin"}, Prefer: []string{"sms", "web"}},
-		&schemas.Profile{ID: "frank", Addresses: map[string]string{"sms": "+15550198", "web": "frank"}, Prefer: []string{"sms", "web"},
+		// SMS only: what the brokers do on a failure with a next medium is theirs.
+		&schemas.Profile{ID: "erin", Addresses: map[string]string{"sms": "+15550199", "web": "erin"}, Prefer: []string{"sms"}},
+		&schemas.Profile{ID: "frank", Addresses: map[string]string{"sms": "+15550198", "web": "frank"}, Prefer: []string{"sms"},
 			SMPP: &schemas.SMPPCredentials{SystemID: "frank", Password: "frank-pw"}, Options: map[string]string{"sms.via": "smpp"}},
 	)
 	g, err := web.New(web.Config{Addr: "127.0.0.1:0"}, f.Conn("web"), f.Keyring("web"), f.Log)
