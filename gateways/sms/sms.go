@@ -454,7 +454,7 @@ func (g *Gateway) Deliver(ctx context.Context, d *kit.Delivery) (string, error) 
 			"no SMS centre configured for "+d.Routed.Dest.Address+", a number no client owns")
 	}
 	return "", schemas.Errorf(schemas.CodeUnreachable, nil,
-		"no SMS centre configured, and client "+rcpt+" ("+d.Routed.Dest.Address+") is no SMPP application")
+		"no SMS centre configured, and client "+rcpt+" ("+d.Routed.Dest.Address+") has never bound as an SMPP application to receive")
 }
 
 type route int
