@@ -2,12 +2,14 @@ package sms_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/gateways/sms"
 	"github.com/uims/uims/gateways/sms/dlr"
+	"github.com/uims/uims/gateways/sms/gsm"
 	"github.com/uims/uims/gateways/sms/pdu"
 	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/schemas"
@@ -151,4 +153,46 @@ func TestApplicationNotBoundYetIsHeld(t *testing.T) {
 	fabrictest.Eventually(t, 10*time.Second, "delivered at dave", func() bool {
 		return slices.Contains(e.test.Statuses(res.MsgID), schemas.StatusDelivered)
 	})
+}
+
+// A concatenated message whose last part the fabric refuses for good: the
+// application got the ids of the parts before it, not of the last one,
+// so the failure receipts name those and never the refused part's id.
+func TestRefusedPartGetsNoReceipt(t *testing.T) {
+	e := newEnv(t, sms.Config{})
+	e.f.PutProfiles(classifyProfiles...)
+	c := dialESME(t, e.addr())
+	c.mustBind(pdu.CmdBindTransceiver, "alice", "alice-pw")
+	fabrictest.Eventually(t, 10*time.Second, "the fabric serving", func() bool {
+		return c.submit(textMsg("15550100", "bob", "warm up", 0)).Status == pdu.ESME_ROK
+	})
+	segs, _ := gsm.Split(strings.Repeat("A long text for erin, who cannot get it. ", 6), 77)
+	if len(segs) < 2 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	var given []string
+	for i, s := range segs {
+		m := textMsg("15550100", "15550199", "", pdu.RegisteredDeliveryFinal)
+		m.ESMClass, m.ShortMessage = pdu.ESMClassUDHI, s.ShortMessage()
+		r := c.submit(m)
+		last := i == len(segs)-1
+		switch {
+		case !last && r.Status == pdu.ESME_ROK:
+			given = append(given, r.MessageID)
+		case last && r.Status == pdu.ESME_RSUBMITFAIL && r.MessageID == "":
+		default:
+			t.Fatalf("part %d of %d: %s %q", i+1, len(segs), r.Status, r.MessageID)
+		}
+	}
+	got := map[string]dlr.Stat{}
+	for range given {
+		id, stat := receiptOf(t, c)
+		got[id] = stat
+	}
+	for _, id := range given {
+		if got[id] != dlr.StatUndeliverable {
+			t.Fatalf("receipts %v, want UNDELIV for %v", got, given)
+		}
+	}
+	noDeliverSM(t, c, 2*time.Second, "after the receipts for the parts given")
 }
