@@ -41,6 +41,7 @@ const (
 	CodeStrictRequired               // the broker runs in strict mode: log in first (a session-less frame is refused)
 	CodeSettled                      // a retry of a message that has its outcome, or whose deadline passed: ask its status
 	CodeRejected                     // the recipient's side refused the message or did not take it in time (a bot's answer)
+	CodeUnreachable                  // no gateway is set up to reach the address at all (no SMS centre, no SMTP relay); NO_ROUTE is "none live now"
 	codeEnd                          // keep last; not a code
 )
 
@@ -76,6 +77,7 @@ var codeNames = [...]string{
 	CodeStrictRequired:   "STRICT_REQUIRED",
 	CodeSettled:          "SETTLED",
 	CodeRejected:         "REJECTED",
+	CodeUnreachable:      "UNREACHABLE",
 }
 
 var codeText = [...]string{
@@ -110,6 +112,7 @@ var codeText = [...]string{
 	CodeStrictRequired:   "strict MIAP mode required",
 	CodeSettled:          "the message is settled: see its status",
 	CodeRejected:         "refused by the recipient's side",
+	CodeUnreachable:      "no gateway is set up to reach this address",
 }
 
 // String returns the code's wire name, such as "BAD_MAC".
@@ -128,15 +131,99 @@ func (c Code) Text() string {
 	return "unknown error"
 }
 
-// Retryable reports whether a sender should retry the same message later
-// (the temporary failures: 4xx in SMTP, ESME_RTHROTTLED in SMPP, 503 in HTTP).
-func (c Code) Retryable() bool {
+// Class is what a failure means for the sender of a message: worth
+// sending the same message again later, or not (PROTOCOL.md §9, the
+// "retry" column). Every gateway maps a code to its medium's answer by its
+// class, so that a permanent condition is never presented as a temporary
+// one (which invites endless retries) nor the reverse (which loses
+// messages):
+//
+//	class      HTTP                        SMTP  SMPP
+//	temporary  503 with Retry-After        4xx   ESME_RTHROTTLED, ESME_RMSGQFUL
+//	permanent  4xx (404, 422, 403...), 502  5xx   ESME_RINVDSTADR, ESME_RSUBMITFAIL...
+//
+// docs/WEB.md, docs/EMAIL.md and docs/SMS.md give each medium's table.
+type Class uint8
+
+const (
+	// ClassNone is the class of CodeOK: no failure.
+	ClassNone Class = iota
+	// ClassTemporary: the same message may go through later; retry it,
+	// with the same message id, after a while.
+	ClassTemporary
+	// ClassPermanent: it fails the same way whenever it is sent again; do
+	// not retry it as it is.
+	ClassPermanent
+)
+
+// String returns "temporary", "permanent" or "none".
+func (c Class) String() string {
 	switch c {
-	case CodeStoreUnavailable, CodeQuarantine, CodeNoRoute, CodeBusy, CodeInternal, CodeClockSkew:
-		return true
+	case ClassTemporary:
+		return "temporary"
+	case ClassPermanent:
+		return "permanent"
 	}
-	return false
+	return "none"
 }
+
+// codeClass is the one classification of the codes (PROTOCOL.md §9,
+// "retry": yes is temporary). TestCodeClassesMatchProtocol checks the two
+// agree. A code added to the list needs its class here.
+var codeClass = [codeEnd]Class{
+	CodeOK:               ClassNone,
+	CodeMalformed:        ClassPermanent,
+	CodeTooLarge:         ClassPermanent,
+	CodeBadVersion:       ClassPermanent,
+	CodeUnknownKey:       ClassPermanent, // a key the sender's party does not have: configuration
+	CodeBadMAC:           ClassPermanent,
+	CodeStale:            ClassPermanent,
+	CodeClockSkew:        ClassTemporary, // the receiver's clock catches up; Miap-Server-Time tells by how much
+	CodeReplay:           ClassPermanent,
+	CodeBadSession:       ClassPermanent,
+	CodeIDMismatch:       ClassPermanent,
+	CodeBadTicket:        ClassPermanent,
+	CodeDigestMismatch:   ClassPermanent,
+	CodeExpired:          ClassPermanent,
+	CodeStoreUnavailable: ClassTemporary,
+	CodeQuarantine:       ClassTemporary, // over after the freshness window (§7.4)
+	CodeUnknownRecipient: ClassPermanent,
+	CodeUnknownSender:    ClassPermanent,
+	CodeNoRoute:          ClassTemporary, // no live gateway now; UNREACHABLE when none is set up to reach it
+	CodeQuotaExceeded:    ClassPermanent, // a daily quota: not before the next UTC day, so no automatic retry
+	CodeNotAllowed:       ClassPermanent,
+	CodeBusy:             ClassTemporary,
+	CodeInternal:         ClassTemporary, // unexpected, so not known to be permanent
+	CodeUnknownTx:        ClassPermanent,
+	CodeConversionFailed: ClassPermanent,
+	CodeDuplicate:        ClassPermanent,
+	CodeUnsupported:      ClassPermanent,
+	CodeUnauthorized:     ClassPermanent,
+	CodeStrictRequired:   ClassPermanent, // the gateway's mode is configuration
+	CodeSettled:          ClassPermanent, // ask the status instead
+	CodeRejected:         ClassPermanent,
+	CodeUnreachable:      ClassPermanent,
+}
+
+// Class returns the code's class. A code this version does not know (a
+// newer peer's) is temporary, as ParseCode reads an unknown name as
+// CodeInternal: the brokers' deadline still ends the retries.
+func (c Code) Class() Class {
+	if int(c) < len(codeClass) {
+		return codeClass[c]
+	}
+	return ClassTemporary
+}
+
+// Retryable reports whether a sender should retry the same message later:
+// the code is of ClassTemporary (4xx in SMTP, ESME_RTHROTTLED in SMPP,
+// 503 with Retry-After in HTTP).
+func (c Code) Retryable() bool { return c.Class() == ClassTemporary }
+
+// Permanent reports whether the failure is for good: the code is of
+// ClassPermanent (5xx in SMTP, a permanent command_status in SMPP, a 4xx
+// in HTTP). CodeOK is neither temporary nor permanent.
+func (c Code) Permanent() bool { return c.Class() == ClassPermanent }
 
 // ParseCode maps a wire name back to its code; unknown names give CodeInternal, false.
 func ParseCode(name string) (Code, bool) {

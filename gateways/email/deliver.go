@@ -25,9 +25,10 @@ const ReasonNoRelay = "no SMTP relay configured for outside addresses"
 func (g *Gateway) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
 	imi := &d.Routed.IMI
 	if g.cfg.Relay == "" {
-		// Permanent, so the kit acknowledges the failure with this reason
-		// and the sender hears it.
-		return "", schemas.Errorf(schemas.CodeUnsupported, nil, ReasonNoRelay)
+		// No gateway is set up to reach outside addresses: permanent, so
+		// the kit acknowledges the failure with this reason and the sender
+		// hears it at once (not NO_ROUTE, which means "no live gateway now").
+		return "", schemas.Errorf(schemas.CodeUnreachable, nil, ReasonNoRelay)
 	}
 	rcpt, err := mailaddr.Parse(d.Routed.Dest.Address)
 	if err != nil || rcpt.Domain == "" {

@@ -238,8 +238,12 @@ func (s *session) recipient(ctx context.Context, to string) (recipient, error) {
 	case miap.CodeOf(err).Retryable():
 		return recipient{}, tempLookup()
 	}
-	s.log.Error().Err(err).Msg("recipient lookup failed")
-	return recipient{}, tempLookup()
+	// Refused for good (the gateway's keys or grants, say): a 5xx by the
+	// code's class, so the MTA does not retry what fails again.
+	code := miap.CodeOf(err)
+	s.log.Error().Err(err).Str("code", code.String()).Msg("recipient lookup refused")
+	n, enh := smtpStatus(code)
+	return recipient{}, reply(n, enh, "<%s>: recipient lookup refused (%s)", addr, code)
 }
 
 // resolveLocal finds the client a local address belongs to: by its e-mail

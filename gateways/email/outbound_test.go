@@ -198,7 +198,8 @@ func TestSubmission(t *testing.T) {
 		t.Fatalf("victim got %d mails", n)
 	}
 
-	// A temporary failure (no SMS gateway for a phone number) gives 451.
+	// A temporary failure (no SMS gateway for a phone number: NO_ROUTE)
+	// gives 451 4.4.4.
 	// (swaks takes a leading '+' for an option: go-smtp's client here.)
 	pc, err := smtp.Dial(s.smtp)
 	if err != nil {
@@ -211,7 +212,7 @@ func TestSubmission(t *testing.T) {
 	err = pc.SendMail("alice@example.test", []string{"+15550123@example.test"},
 		strings.NewReader(mailText("alice@example.test", "+15550123@example.test", "sms", "to a phone")))
 	var se *smtp.SMTPError
-	if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 3, 0}) {
+	if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 4, 4}) {
 		t.Fatalf("phone number without an SMS gateway: %v", err)
 	}
 
@@ -285,8 +286,9 @@ func TestOutsideSenderReceipts(t *testing.T) {
 	}
 }
 
-// Without a relay, mail to an outside address fails at once with a clear
-// reason that the sender sees in its status events.
+// Without a relay, mail to an outside address fails at once, for good
+// (422 UNREACHABLE, no Retry-After), with a clear reason that the sender
+// sees in its status events.
 func TestNoRelay(t *testing.T) {
 	s := startSystem(t, Config{})
 	events := make(chan *nats.Msg, 64)
@@ -300,8 +302,8 @@ func TestNoRelay(t *testing.T) {
 		var r map[string]any
 		code := s.api("POST", "/api/v1/messages", "alice-token", string(body), &r)
 		t.Logf("POST to %s: %d %v", to, code, r)
-		if code/100 == 2 || code == 503 {
-			t.Fatalf("POST to %s: %d %v", to, code, r)
+		if code != 422 || r["code"] != schemas.CodeUnreachable.String() {
+			t.Fatalf("POST to %s: %d %v, want 422 UNREACHABLE", to, code, r)
 		}
 		deadline := time.After(10 * time.Second)
 		for found := false; !found; {

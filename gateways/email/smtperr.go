@@ -49,40 +49,70 @@ func tempLookup() *smtp.SMTPError {
 	return reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary failure looking up the recipient, try again later")
 }
 
-// sendReply maps a kit.Send error to an SMTP reply: temporary codes give
-// 451 so the MTA retries (docs/RELIABILITY.md, Hand-over), the others a 5xx with the reason.
+// smtpStatus is the one mapping of a wire code to an SMTP reply code and
+// enhanced status code (RFC 5321 §4.2.1, RFC 3463; docs/EMAIL.md,
+// "Replies"). The code's class decides the first digit
+// (schemas.Code.Class): every temporary failure is 451 4.x.x, so the MTA
+// keeps the message and retries; every permanent one is 5xx 5.x.x, so it
+// bounces it at once. NO_ROUTE (no live gateway now) and UNREACHABLE (none
+// set up to reach the address) are the two sides of X.4.4, "unable to
+// route".
+func smtpStatus(c schemas.Code) (int, smtp.EnhancedCode) {
+	if c.Retryable() {
+		if c == schemas.CodeNoRoute {
+			return 451, smtp.EnhancedCode{4, 4, 4}
+		}
+		return 451, smtp.EnhancedCode{4, 3, 0} // store, busy, quarantine, clock, internal
+	}
+	switch c {
+	case schemas.CodeUnknownRecipient:
+		return 550, smtp.EnhancedCode{5, 1, 1}
+	case schemas.CodeUnreachable:
+		return 550, smtp.EnhancedCode{5, 4, 4}
+	case schemas.CodeTooLarge:
+		return 552, smtp.EnhancedCode{5, 3, 4}
+	case schemas.CodeUnsupported:
+		return 554, smtp.EnhancedCode{5, 6, 1} // media not supported
+	case schemas.CodeConversionFailed:
+		return 554, smtp.EnhancedCode{5, 6, 5} // conversion failed
+	case schemas.CodeMalformed:
+		return 554, smtp.EnhancedCode{5, 6, 0}
+	case schemas.CodeExpired:
+		return 554, smtp.EnhancedCode{5, 4, 7} // delivery time expired
+	case schemas.CodeQuotaExceeded:
+		return 550, smtp.EnhancedCode{5, 7, 0} // the daily quota: send again tomorrow (UTC)
+	case schemas.CodeNotAllowed, schemas.CodeUnknownSender, schemas.CodeUnauthorized, schemas.CodeRejected:
+		return 550, smtp.EnhancedCode{5, 7, 1} // not authorized, message refused
+	case schemas.CodeStrictRequired: // gateway in fast mode, brokers in strict mode
+		return 554, smtp.EnhancedCode{5, 3, 5} // system incorrectly configured
+	case schemas.CodeDuplicate, schemas.CodeSettled:
+		return 554, smtp.EnhancedCode{5, 0, 0}
+	}
+	// The MIAP faults between the gateway and the fabric: keys, MACs,
+	// sessions. The operator's to fix.
+	return 554, smtp.EnhancedCode{5, 3, 0}
+}
+
+// sendReply maps a kit.Send error to an SMTP reply (smtpStatus), with the
+// reason when it is meant for the sender.
 func sendReply(rcpt string, err error) *smtp.SMTPError {
 	code := miap.CodeOf(err)
 	var se *schemas.Error
 	detail := ""
-	if errors.As(err, &se) && se.Detail != "" {
+	if errors.As(err, &se) && se.Detail != "" && !strings.HasPrefix(se.Detail, code.String()+":") {
 		switch code {
 		case schemas.CodeUnknownRecipient, schemas.CodeTooLarge, schemas.CodeMalformed, schemas.CodeUnsupported,
-			schemas.CodeQuotaExceeded:
+			schemas.CodeQuotaExceeded, schemas.CodeUnreachable, schemas.CodeRejected, schemas.CodeConversionFailed,
+			schemas.CodeNoRoute, schemas.CodeExpired:
 			detail = ": " + se.Detail
 		}
 	}
 	text := fmt.Sprintf("<%s>: %s%s (%s)", rcpt, code.Text(), detail, code)
+	n, enh := smtpStatus(code)
 	if code.Retryable() {
-		return reply(451, smtp.EnhancedCode{4, 3, 0}, "%s, try again later", text)
+		return reply(n, enh, "%s, try again later", text)
 	}
-	switch code {
-	case schemas.CodeUnknownRecipient:
-		return reply(550, smtp.EnhancedCode{5, 1, 1}, "%s", text)
-	case schemas.CodeTooLarge:
-		return reply(552, smtp.EnhancedCode{5, 3, 4}, "%s", text)
-	case schemas.CodeUnsupported, schemas.CodeConversionFailed:
-		return reply(554, smtp.EnhancedCode{5, 6, 1}, "%s", text)
-	case schemas.CodeMalformed:
-		return reply(554, smtp.EnhancedCode{5, 6, 0}, "%s", text)
-	case schemas.CodeQuotaExceeded:
-		return reply(550, smtp.EnhancedCode{5, 7, 0}, "%s", text)
-	case schemas.CodeNotAllowed, schemas.CodeUnknownSender, schemas.CodeUnauthorized:
-		return reply(550, smtp.EnhancedCode{5, 7, 1}, "%s", text)
-	case schemas.CodeStrictRequired: // gateway in fast mode, brokers in strict mode
-		return reply(554, smtp.EnhancedCode{5, 3, 5}, "%s", text) // RFC 3463: system incorrectly configured
-	}
-	return reply(554, smtp.EnhancedCode{5, 0, 0}, "%s", text)
+	return reply(n, enh, "%s", text)
 }
 
 // extractReply maps a mailmsg.Extract error to an SMTP reply.
@@ -96,45 +126,35 @@ func extractReply(err error) *smtp.SMTPError {
 	return reply(554, smtp.EnhancedCode{5, 6, 0}, "Malformed message: %v", err)
 }
 
-// ackCode maps an enhanced status code (RFC 3463) from a relay or a bounce
-// to the wire code of a failed acknowledgement.
+// ackCode maps the enhanced status code (RFC 3463) of a relay's 5xx or of
+// a bounce to the wire code of a failed acknowledgement: a permanent code,
+// as the relay's answer is.
 func ackCode(status string) schemas.Code {
 	switch {
 	case strings.HasPrefix(status, "5.1.") || strings.HasPrefix(status, "5.2.1"):
 		return schemas.CodeUnknownRecipient
 	case strings.HasPrefix(status, "5.3.4") || strings.HasPrefix(status, "5.2.3"):
 		return schemas.CodeTooLarge
+	case strings.HasPrefix(status, "5.4.7"):
+		return schemas.CodeExpired
+	case strings.HasPrefix(status, "5.4."):
+		return schemas.CodeUnreachable // routing: no such domain, unable to route, loop
 	case strings.HasPrefix(status, "5.6."):
 		return schemas.CodeUnsupported
 	case strings.HasPrefix(status, "5.7."):
 		return schemas.CodeNotAllowed
 	}
-	return schemas.CodeNoRoute
+	return schemas.CodeRejected // the recipient's side refused it
 }
 
-// dsnStatus maps the wire code of a failure to an RFC 3463 status for a
-// DSN.
+// dsnStatus maps the wire code of a failure to the RFC 3463 status of a
+// failed DSN recipient: smtpStatus's, always 5.x.x, as the message failed
+// for good (a temporary code here is the cause that lasted until the
+// deadline).
 func dsnStatus(code string) string {
 	c, _ := schemas.ParseCode(code)
-	switch c {
-	case schemas.CodeUnknownRecipient:
-		return "5.1.1"
-	case schemas.CodeTooLarge:
-		return "5.3.4"
-	case schemas.CodeExpired:
-		return "5.4.7"
-	case schemas.CodeNoRoute:
-		return "5.4.4"
-	case schemas.CodeUnsupported:
-		return "5.6.1"
-	case schemas.CodeConversionFailed:
-		return "5.6.3"
-	case schemas.CodeNotAllowed, schemas.CodeUnauthorized, schemas.CodeUnknownSender, schemas.CodeQuotaExceeded:
-		return "5.7.1"
-	case schemas.CodeStrictRequired:
-		return "5.3.5"
-	}
-	return "5.0.0"
+	_, e := smtpStatus(c)
+	return fmt.Sprintf("5.%d.%d", e[1], e[2])
 }
 
 // enhanced returns the "x.y.z" form of an enhanced code, "" when unset.

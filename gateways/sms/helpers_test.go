@@ -40,6 +40,7 @@ type env struct {
 	webKit  *kit.Kit
 	test    *fabrictest.Inbox
 	testKit *kit.Kit
+	testRun *fabrictest.Running
 	stop    func()
 }
 
@@ -55,7 +56,7 @@ func newEnv(t testing.TB, cfg sms.Config, opts ...func(*env)) *env {
 		o(e)
 	}
 	e.webKit, _ = f.StartKit(e.web, kit.Config{Gateway: "web", Medium: "web", Accepts: []string{"text/*"}})
-	e.testKit, _ = f.StartKit(e.test, kit.Config{Gateway: "test", Medium: "test"})
+	e.testKit, e.testRun = f.StartKit(e.test, kit.Config{Gateway: "test", Medium: "test"})
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
 	}

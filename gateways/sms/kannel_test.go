@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/gateways/sms"
 	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/schemas"
@@ -48,6 +49,7 @@ access-log = "{{dir}}/access.log"
 store-type = file
 store-location = "{{dir}}/kannel.store"
 dlr-storage = internal
+sms-resend-freq = 2
 
 group = smsc
 smsc = smpp
@@ -82,41 +84,51 @@ omit-empty = true
 max-messages = 0
 `
 
-// Kannel (Debian kannel 1.4.5) binds to our SMPP server as carol's
-// application: a message submitted through its sendsms HTTP interface
-// reaches bob's web inbox, the delivery receipt comes back into Kannel
-// (its dlr-url fires with "delivered"), and a message from the fabric to
-// carol reaches Kannel's sms-service.
-func TestKannelAsESME(t *testing.T) {
+// hit is a request Kannel made to the test's web server: a delivery
+// report (/dlr) or a message for the sms-service (/mo).
+type hit struct {
+	path  string
+	query url.Values
+}
+
+// kannel is a running Kannel bound to the gateway of e as carol's
+// application.
+type kannel struct {
+	t       *testing.T
+	sendsms int
+	hits    chan hit
+	web     string // base URL of the test's web server
+	dir     string
+}
+
+// startKannel starts bearerbox (and waits until its SMPP link is online)
+// and smsbox, skipping the test loudly when Kannel is missing.
+func startKannel(t *testing.T, e *env) *kannel {
+	t.Helper()
 	for _, bin := range []string{"/usr/sbin/bearerbox", "/usr/sbin/smsbox"} {
 		_, err := os.Stat(bin)
 		needPeer(t, "Kannel ("+bin+", Debian package kannel)", err == nil)
 	}
-	e := newEnv(t, sms.Config{})
-
-	type hit struct {
-		path  string
-		query url.Values
-	}
-	hits := make(chan hit, 100)
+	k := &kannel{t: t, hits: make(chan hit, 100), dir: t.TempDir()}
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits <- hit{r.URL.Path, r.URL.Query()}
+		k.hits <- hit{r.URL.Path, r.URL.Query()}
 		w.WriteHeader(http.StatusOK) // empty body: no reply SMS
 	}))
 	t.Cleanup(web.Close)
+	k.web = web.URL
 
-	dir := t.TempDir()
-	admin, smsbox, sendsms := freePort(t), freePort(t), freePort(t)
+	admin, smsbox := freePort(t), freePort(t)
+	k.sendsms = freePort(t)
 	_, smppPort, _ := net.SplitHostPort(e.addr())
-	conf := strings.NewReplacer("{{admin}}", fmt.Sprint(admin), "{{smsbox}}", fmt.Sprint(smsbox), "{{sendsms}}", fmt.Sprint(sendsms),
-		"{{smpp}}", smppPort, "{{dir}}", dir, "{{mo}}", web.URL).Replace(kannelConf)
-	confPath := filepath.Join(dir, "kannel.conf")
+	conf := strings.NewReplacer("{{admin}}", fmt.Sprint(admin), "{{smsbox}}", fmt.Sprint(smsbox), "{{sendsms}}", fmt.Sprint(k.sendsms),
+		"{{smpp}}", smppPort, "{{dir}}", k.dir, "{{mo}}", web.URL).Replace(kannelConf)
+	confPath := filepath.Join(k.dir, "kannel.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	start := func(bin string) {
 		cmd := exec.Command(bin, confPath)
-		cmd.Dir = dir
+		cmd.Dir = k.dir
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -128,27 +140,7 @@ func TestKannelAsESME(t *testing.T) {
 			})
 		})
 	}
-	dumpLogs := func() {
-		for _, f := range []string{"bearerbox.log", "smsbox.log"} {
-			if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
-				s := string(b)
-				if len(s) > 6000 {
-					s = s[len(s)-6000:]
-				}
-				t.Logf("%s:\n%s", f, s)
-			}
-		}
-	}
 	start("/usr/sbin/bearerbox")
-	get := func(u string) string {
-		resp, err := http.Get(u)
-		if err != nil {
-			return ""
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
 	status := fmt.Sprintf("http://127.0.0.1:%d/status.txt?password=adminpw", admin)
 	ok := false
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
@@ -158,26 +150,67 @@ func TestKannelAsESME(t *testing.T) {
 		}
 	}
 	if !ok {
-		dumpLogs()
+		k.dumpLogs()
 		t.Fatalf("Kannel's SMPP link is not online: %s", get(status))
 	}
 	start("/usr/sbin/smsbox")
+	return k
+}
 
-	// sendsms → our SMPP server → bob's web inbox, with a delivery report.
-	dlrURL := web.URL + "/dlr?type=%d&smsc_id=%I&to=%p"
-	q := url.Values{"username": {"tester"}, "password": {"testpw"}, "from": {"15550102"}, "to": {"15550101"},
-		"text": {"Hello Bob, from Kannel [ok]"}, "dlr-mask": {"3"}, "dlr-url": {dlrURL}}
-	send := fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/sendsms?%s", sendsms, q.Encode())
-	var answer string
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
-		if answer = get(send); strings.Contains(answer, "Accepted") || strings.Contains(answer, "Sent") {
-			break
+func get(u string) string {
+	resp, err := http.Get(u)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func (k *kannel) dumpLogs() {
+	for _, f := range []string{"bearerbox.log", "smsbox.log"} {
+		if b, err := os.ReadFile(filepath.Join(k.dir, f)); err == nil {
+			s := string(b)
+			if len(s) > 6000 {
+				s = s[len(s)-6000:]
+			}
+			k.t.Logf("%s:\n%s", f, s)
 		}
 	}
-	if !strings.Contains(answer, "Accepted") && !strings.Contains(answer, "Sent") {
-		dumpLogs()
-		t.Fatalf("sendsms: %q", answer)
+}
+
+// send submits a message through Kannel's sendsms interface, retrying
+// until smsbox answers that it took it.
+func (k *kannel) send(q url.Values) {
+	k.t.Helper()
+	q.Set("username", "tester")
+	q.Set("password", "testpw")
+	u := fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/sendsms?%s", k.sendsms, q.Encode())
+	var answer string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		if answer = get(u); strings.Contains(answer, "Accepted") || strings.Contains(answer, "Sent") {
+			return
+		}
 	}
+	k.dumpLogs()
+	k.t.Fatalf("sendsms: %q", answer)
+}
+
+// Kannel (Debian kannel 1.4.5) binds to our SMPP server as carol's
+// application: a message submitted through its sendsms HTTP interface
+// reaches bob's web inbox, the delivery receipt comes back into Kannel
+// (its dlr-url fires with "delivered"), and a message from the fabric to
+// carol reaches Kannel's sms-service.
+func TestKannelAsESME(t *testing.T) {
+	e := newEnv(t, sms.Config{})
+	k := startKannel(t, e)
+	hits, dumpLogs := k.hits, k.dumpLogs
+
+	// sendsms → our SMPP server → bob's web inbox, with a delivery report.
+	dlrURL := k.web + "/dlr?type=%d&smsc_id=%I&to=%p"
+	q := url.Values{"from": {"15550102"}, "to": {"15550101"},
+		"text": {"Hello Bob, from Kannel [ok]"}, "dlr-mask": {"3"}, "dlr-url": {dlrURL}}
+	k.send(q)
 	var msgID string
 	fabrictest.Eventually(t, 20*time.Second, "Kannel's message in bob's inbox", func() bool {
 		for _, id := range e.webIDs() {
@@ -207,9 +240,7 @@ func TestKannelAsESME(t *testing.T) {
 	// reports the whole message delivered once every part's receipt came.
 	long := strings.Repeat("A long message from Kannel in several parts. ", 5)
 	q.Set("text", long)
-	if answer := get(fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/sendsms?%s", sendsms, q.Encode())); !strings.Contains(answer, "Accepted") && !strings.Contains(answer, "Sent") {
-		t.Fatalf("sendsms: %q", answer)
-	}
+	k.send(q)
 	fabrictest.Eventually(t, 20*time.Second, "Kannel's long message in bob's inbox", func() bool {
 		for _, id := range e.webIDs() {
 			if d := e.web.Get(id); string(d.Content) == long {
@@ -253,4 +284,62 @@ func TestKannelAsESME(t *testing.T) {
 	fabrictest.Eventually(t, 10*time.Second, "delivered at dave", func() bool {
 		return slices.Contains(e.test.Statuses(res.MsgID), schemas.StatusDelivered)
 	})
+}
+
+// Kannel takes our answers by their class (issue 15). With no SMS centre,
+// a message to erin, who prefers SMS and is no SMPP application, is
+// ESME_RSUBMITFAIL (UNREACHABLE): Kannel gives up at once and reports it
+// rejected (DLR type 16), and no receipt follows. A message to hana,
+// whose gateway (the test gateway) is down, is ESME_RTHROTTLED (NO_ROUTE):
+// Kannel keeps it and submits it again until the gateway is back, then
+// the message is delivered and Kannel reports it delivered (type 1).
+func TestKannelTemporaryAndPermanent(t *testing.T) {
+	e := newEnv(t, sms.Config{})
+	e.f.PutProfiles(classifyProfiles...)
+	e.f.PutProfiles(&schemas.Profile{ID: "hana", Addresses: map[string]string{"sms": "+15550196", "test": "hana"}, Prefer: []string{"test"}})
+	k := startKannel(t, e)
+	dlrURL := func(tag string) string { return k.web + "/dlr?tag=" + tag + "&type=%d" }
+	report := func(timeout time.Duration) (hit, bool) {
+		select {
+		case h := <-k.hits:
+			return h, true
+		case <-time.After(timeout):
+			return hit{}, false
+		}
+	}
+
+	k.send(url.Values{"from": {"15550102"}, "to": {"15550199"}, "text": {"to erin"}, "dlr-mask": {"19"}, "dlr-url": {dlrURL("erin")}})
+	h, ok := report(20 * time.Second)
+	if !ok || h.path != "/dlr" || h.query.Get("tag") != "erin" || h.query.Get("type") != "16" {
+		k.dumpLogs()
+		t.Fatalf("Kannel's report for erin: %v %v, want type 16 (rejected by the SMSC)", ok, h)
+	}
+	if h, ok := report(2500 * time.Millisecond); ok {
+		t.Fatalf("a second report after the refusal: %v", h)
+	}
+
+	e.testRun.Stop() // hana's only medium: NO_ROUTE from now on
+	k.send(url.Values{"from": {"15550102"}, "to": {"15550196"}, "text": {"to hana, later"}, "dlr-mask": {"19"}, "dlr-url": {dlrURL("hana")}})
+	if h, ok := report(4 * time.Second); ok {
+		k.dumpLogs()
+		t.Fatalf("Kannel reported %v while hana's gateway is down; it should keep the message", h)
+	}
+	if b, _ := os.ReadFile(filepath.Join(k.dir, "bearerbox.log")); !strings.Contains(string(b), "ESME_RTHROTTLED") && !strings.Contains(string(b), "0x00000058") {
+		k.dumpLogs()
+		t.Fatal("Kannel's log shows no ESME_RTHROTTLED")
+	}
+	e.f.StartKit(e.test, kit.Config{Gateway: "test", Medium: "test"})
+	fabrictest.Eventually(t, 60*time.Second, "Kannel's retry in hana's inbox", func() bool {
+		for _, d := range e.test.All() {
+			if d.Routed.Recipient == "hana" && string(d.Content) == "to hana, later" {
+				return true
+			}
+		}
+		return false
+	})
+	h, ok = report(20 * time.Second)
+	if !ok || h.query.Get("tag") != "hana" || h.query.Get("type") != "1" {
+		k.dumpLogs()
+		t.Fatalf("Kannel's report for hana: %v %v, want type 1 (delivered)", ok, h)
+	}
 }

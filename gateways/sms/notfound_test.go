@@ -15,18 +15,19 @@ import (
 
 // When the gateway cannot read which clients are applications, a message
 // for a client is a temporary failure (ESME_RTHROTTLED: submit again
-// later), not an unknown recipient (ESME_RINVDSTADR), which the client
-// would give up on (issue 13 item 4).
+// later), not a permanent one (ESME_RSUBMITFAIL), which the client would
+// give up on (issue 13 item 4).
 func TestAppStoreFailureIsTemporary(t *testing.T) {
 	e := newEnv(t, sms.Config{})
 	e.f.PutProfiles(&schemas.Profile{ID: "erin", Addresses: map[string]string{"sms": "+15550199"}})
 	c := dialESME(t, e.addr())
 	c.mustBind(pdu.CmdBindTransmitter, "alice", "alice-pw")
-	// erin has no application and there is no SMS centre: refused for good.
+	// erin has no application and there is no SMS centre: refused for
+	// good (UNREACHABLE).
 	var st pdu.Status
 	fabrictest.Eventually(t, 10*time.Second, "a decision", func() bool {
 		st = c.submit(textMsg("15550100", "15550199", "hi", 0)).Status
-		return st == pdu.ESME_RINVDSTADR
+		return st == pdu.ESME_RSUBMITFAIL
 	})
 
 	// The application bucket goes away (a JetStream failure): the gateway

@@ -223,6 +223,23 @@ func (q *queue) handle(f *feed, msg jetstream.Msg) {
 			msg.NakWithDelay(wait)
 			return
 		}
+		if g.deciding.has(it.MsgID) { // the application has not heard of it yet
+			msg.NakWithDelay(250 * time.Millisecond)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.ResponseTimeout)
+		ok, err := g.given(ctx, it.MsgID, it.Receipt)
+		cancel()
+		switch {
+		case err != nil:
+			g.log.Warn().Err(err).Str("msg_id", it.MsgID).Msg("cannot check the receipt's message ids; will retry")
+			msg.NakWithDelay(time.Second)
+			return
+		case !ok:
+			g.log.Info().Str("msg_id", it.MsgID).Str("client", f.client).Msg("receipt dropped: the application was refused the message, not given its id")
+			msg.Ack()
+			return
+		}
 	}
 	s := q.pick(f)
 	if s == nil {

@@ -1,10 +1,13 @@
 package sms
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -29,6 +32,78 @@ type receipt struct {
 	// the original source, as the application wrote them.
 	Src address `json:"src"`
 	Dst address `json:"dst"`
+}
+
+// Refusals. A receipt names only message ids the application was given in
+// submit_sm_resp (SMPP 3.4 §5.2.17, Appendix B). A submission the fabric
+// refused gave it none, yet the message may still get a status: a
+// destination that refuses it for good acknowledges the failure to the
+// brokers, which notify this gateway, often before kit.Send returns here
+// (the UNDELIV receipt for an id the application never got, issue 15); one
+// refused for now fails at the brokers' deadline. So a refused submission
+// whose application asked for receipts is recorded in SMSCBucket
+// before its error status goes out, and a receipt is checked against the
+// record when it is due (queue.handle). A receipt for a submission still
+// being decided on this instance waits for the decision; on another
+// instance, ReceiptDelay covers the moment between the brokers' failure
+// and the record.
+
+// wantsReceipts reports whether registered_delivery asks for any receipt
+// (§5.2.17).
+func wantsReceipts(rd uint8) bool {
+	return rd&(pdu.RegisteredDeliveryReceiptMask|pdu.RegisteredDeliveryIntermediate) != 0
+}
+
+// deciding counts the submissions being handed to the fabric on this
+// instance, by message id.
+type deciding struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (d *deciding) begin(msgID string) {
+	d.mu.Lock()
+	if d.m == nil {
+		d.m = make(map[string]int)
+	}
+	d.m[msgID]++
+	d.mu.Unlock()
+}
+
+func (d *deciding) end(msgID string) {
+	d.mu.Lock()
+	if d.m[msgID]--; d.m[msgID] <= 0 {
+		delete(d.m, msgID)
+	}
+	d.mu.Unlock()
+}
+
+func (d *deciding) has(msgID string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.m[msgID] > 0
+}
+
+// refuse records that the application was refused ids of message msgID
+// (see Refusals). It is called before the application hears the refusal.
+func (g *Gateway) refuse(ctx context.Context, msgID string, ids ...string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.ResponseTimeout)
+	defer cancel()
+	if err := g.store.markRefused(ctx, msgID, ids); err != nil {
+		g.log.Warn().Err(err).Str("msg_id", msgID).Strs("ids", ids).
+			Msg("refusal not recorded: the application may get a receipt for an id it was not given")
+	}
+}
+
+// given removes from r the ids the application was refused. ok is false
+// when none is left: the receipt is dropped.
+func (g *Gateway) given(ctx context.Context, msgID string, r *receipt) (ok bool, err error) {
+	refused, err := g.store.refusedIDs(ctx, msgID)
+	if err != nil || len(refused) == 0 {
+		return err == nil, err
+	}
+	r.IDs = slices.DeleteFunc(r.IDs, func(id string) bool { return slices.Contains(refused, id) })
+	return len(r.IDs) > 0, nil
 }
 
 // receiptFor returns the receipt an application asked for with

@@ -457,7 +457,7 @@ func TestDeliverToApplication(t *testing.T) {
 }
 
 // Without an SMS centre, a message for a phone number whose client has no
-// application gets a clear non-delivery report.
+// application gets a clear non-delivery report: UNREACHABLE, permanent.
 func TestNoCentreNoApplication(t *testing.T) {
 	e := newEnv(t, sms.Config{})
 	f := e.f
@@ -468,7 +468,7 @@ func TestNoCentreNoApplication(t *testing.T) {
 			From: schemas.Endpoint{Medium: "test", Address: "dave", Client: "dave"}, To: "erin", Content: []byte("hi")})
 		return err != nil && !strings.Contains(err.Error(), "NO_ROUTE")
 	})
-	if !strings.Contains(err.Error(), "UNKNOWN_RECIPIENT") {
+	if !kit.IsCode(err, schemas.CodeUnreachable) || !strings.Contains(err.Error(), "no SMS centre configured") {
 		t.Fatalf("error %v", err)
 	}
 }

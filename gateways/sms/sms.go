@@ -93,6 +93,15 @@ type Config struct {
 	ReceiptDelay time.Duration
 	// SMSC is the upstream SMS centre; empty Addr means none.
 	SMSC SMSCConfig
+	// NoOutsideReach makes a gateway without an SMS centre announce no
+	// phone prefixes. By default it announces those of SMSC.Reach (every
+	// number) all the same, so that the brokers route a number no client
+	// owns here and its sender hears at once that it is UNREACHABLE (no
+	// centre configured: permanent) instead of NO_ROUTE (no live gateway
+	// now: try again later) from the brokers. Set it when another SMS
+	// gateway party with a centre serves those numbers: the brokers take
+	// the first gateway (by party id) whose prefixes match.
+	NoOutsideReach bool
 
 	// BindPerID and BindPerAddr lock out binds for a system_id and for a
 	// remote address (an IPv6 /64) after failed passwords
@@ -241,6 +250,9 @@ type Gateway struct {
 	store *store
 	queue *queue
 	parts *reassembly
+	// deciding tracks submissions whose outcome the application has not
+	// heard yet (receipt.go, Refusals).
+	deciding deciding
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -281,8 +293,15 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 		log: log.With().Str("role", "gateway").Str("gateway", cfg.Gateway).Str("medium", schemas.MediumSMS).Logger()}
 	kc := cfg.Kit
 	kc.Gateway, kc.Medium, kc.Accepts, kc.Reach = cfg.Gateway, schemas.MediumSMS, []string{"text/plain"}, nil
-	if cfg.SMSC.Addr != "" {
+	switch {
+	case cfg.SMSC.Addr != "":
 		kc.Reach = cfg.SMSC.Reach
+	case !cfg.NoOutsideReach:
+		// No centre: Deliver refuses these numbers as UNREACHABLE.
+		kc.Reach = cfg.SMSC.Reach
+		if len(kc.Reach) == 0 {
+			kc.Reach = []string{"+"}
+		}
 	}
 	k, err := kit.New(nc, keys, g, kc, log)
 	if err != nil {
@@ -410,6 +429,8 @@ func (g *Gateway) expireLoop(ctx context.Context) {
 // profile says "sms.via": "smpp") gets it as deliver_sm when it is bound:
 // the message waits in JetStream and Deliver reports transferred; the
 // outcome follows with Kit.Ack. Other numbers go to the SMS centre.
+// Without a centre they are UNREACHABLE: permanent, since no retry makes a
+// centre appear (docs/SMS.md, "Status codes"), unlike NO_ROUTE.
 func (g *Gateway) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
 	text, err := g.deliveryText(d)
 	if err != nil {
@@ -419,7 +440,7 @@ func (g *Gateway) Deliver(ctx context.Context, d *kit.Delivery) (string, error) 
 	via, err := g.via(ctx, d)
 	if err != nil {
 		// Could not look whether the recipient is an application: try
-		// again later rather than fail the message as unknown.
+		// again later rather than fail the message as unreachable.
 		return "", schemas.Errorf(schemas.CodeBusy, err, "SMS application state")
 	}
 	switch via {
@@ -428,12 +449,12 @@ func (g *Gateway) Deliver(ctx context.Context, d *kit.Delivery) (string, error) 
 	case viaSMSC:
 		return g.smsc.deliver(ctx, d, text)
 	}
-	who := d.Routed.Dest.Address
-	if rcpt != "" {
-		who = rcpt + " (" + who + ")"
+	if rcpt == "" {
+		return "", schemas.Errorf(schemas.CodeUnreachable, nil,
+			"no SMS centre configured for "+d.Routed.Dest.Address+", a number no client owns")
 	}
-	return "", schemas.Errorf(schemas.CodeUnknownRecipient, nil,
-		"no SMS centre configured and no SMPP application bound as "+who)
+	return "", schemas.Errorf(schemas.CodeUnreachable, nil,
+		"no SMS centre configured, and client "+rcpt+" ("+d.Routed.Dest.Address+") has never bound as an SMPP application to receive")
 }
 
 type route int
@@ -448,6 +469,10 @@ const (
 // profile option "sms.via" ("smpp" or "smsc") first, then an application
 // that has bound as the recipient before, then the SMS centre. An error
 // means the application store could not be read.
+//
+// An application that has never bound is known here only by "sms.via":
+// "smpp": the gateway cannot see a profile's smpp credential, which the
+// brokers keep (docs/SMS.md, "Applications that have not bound yet").
 func (g *Gateway) via(ctx context.Context, d *kit.Delivery) (route, error) {
 	rcpt := d.Routed.Recipient
 	switch strings.ToLower(d.Routed.Options["sms.via"]) {

@@ -233,11 +233,11 @@ func (l *smscLink) deliver(ctx context.Context, d *kit.Delivery, text string) (s
 	if d.Routed.IMI.Gateway == l.g.cfg.Gateway && d.Routed.IMI.Meta["sms.via"] == "smsc" {
 		// A mobile-originated message would go straight back to the
 		// centre that delivered it to us: a loop.
-		who := "no client has the number " + d.Routed.Dest.Address
 		if d.Routed.Recipient != "" {
-			who = "client " + d.Routed.Recipient + " takes SMS only through the SMS centre, where this message came from"
+			return "", schemas.Errorf(schemas.CodeUnreachable, nil,
+				"client "+d.Routed.Recipient+" takes SMS only through the SMS centre, where this message came from")
 		}
-		return "", schemas.Errorf(schemas.CodeUnknownRecipient, nil, who)
+		return "", schemas.Errorf(schemas.CodeUnknownRecipient, nil, "no client has the number "+d.Routed.Dest.Address)
 	}
 	msgID := d.Ref.MsgID
 	h := fnv.New32a()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,7 +24,10 @@ const (
 	// AppBucket remembers which clients bind as SMPP applications.
 	AppBucket = "uims_sms_apps"
 	// SMSCBucket maps message ids of the SMS centre to ours and keeps the
-	// state of messages awaiting the centre's receipts.
+	// state of messages awaiting the centre's receipts; and the message
+	// ids of submissions an application was refused (it got an error
+	// status, not the id), so that no receipt names them (receipt.go,
+	// Refusals).
 	SMSCBucket = "uims_sms_smsc"
 )
 
@@ -62,6 +66,46 @@ func (s *store) ensure(ctx context.Context, maxAge time.Duration) error {
 		return fmt.Errorf("sms: smsc bucket: %w", err)
 	}
 	return nil
+}
+
+// refusedKey is the key of the ids refused for message msgID, in
+// SMSCBucket (whose 7-day TTL outlasts the brokers' 24-hour deadline: a
+// receipt waiting longer for an unbound application may slip through).
+func (s *store) refusedKey(msgID string) string { return s.gw + ".r." + msgID }
+
+// markRefused records that the application was refused ids (the message
+// id, or "<id>-<part>") of message msgID.
+func (s *store) markRefused(ctx context.Context, msgID string, ids []string) error {
+	old, err := s.refusedIDs(ctx, msgID)
+	if err != nil {
+		return err
+	}
+	for _, id := range old {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	b, _ := json.Marshal(ids)
+	_, err = s.smsc.Put(ctx, s.refusedKey(msgID), b)
+	return err
+}
+
+// refusedIDs returns the ids of message msgID the application was
+// refused; none when it got them all. An error means the gateway could not
+// look.
+func (s *store) refusedIDs(ctx context.Context, msgID string) ([]string, error) {
+	e, err := s.smsc.Get(ctx, s.refusedKey(msgID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sms: refused ids: %w", err)
+	}
+	var ids []string
+	if err := json.Unmarshal(e.Value(), &ids); err != nil {
+		return nil, fmt.Errorf("sms: refused %s: %w", msgID, err)
+	}
+	return ids, nil
 }
 
 // markApp records that client binds as an SMPP application, so that

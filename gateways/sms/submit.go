@@ -132,9 +132,17 @@ func hasPayload(t pdu.TLVs) bool {
 	return ok
 }
 
-// appStatus maps the outcome of a submission to the command_status for
-// the application (SMPP 3.4 §5.1.3): ESME_RTHROTTLED when the fabric
-// pushes back (retry later), ESME_RINVDSTADR for an unknown recipient.
+// appStatus is the one mapping of the outcome of a submission to the
+// command_status for the application (SMPP 3.4 §5.1.3; docs/SMS.md,
+// "Status codes for applications"). The code's class decides first
+// (schemas.Code.Class): every temporary failure is ESME_RTHROTTLED ("submit
+// the same message again later"; a full reassembly store is
+// ESME_RMSGQFUL, a rejectError); a permanent one is a status that
+// applications, Kannel among them, take as final: ESME_RINVDSTADR for an
+// unknown recipient, ESME_RINVMSGLEN, ESME_RINVSRCADR, and
+// ESME_RSUBMITFAIL for the rest. ESME_RSYSERR is not used for a permanent
+// failure: applications (and this gateway, in deliver_sm_resp) read it as
+// temporary.
 func appStatus(err error) pdu.Status {
 	if err == nil {
 		return pdu.ESME_ROK
@@ -146,22 +154,25 @@ func appStatus(err error) pdu.Status {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return pdu.ESME_RTHROTTLED
 	}
-	switch code := miap.CodeOf(err); {
-	case code == schemas.CodeUnknownRecipient:
+	code := miap.CodeOf(err)
+	if code.Retryable() {
+		return pdu.ESME_RTHROTTLED // "ESME exceeded allowed message limits": submit again later
+	}
+	switch code {
+	case schemas.CodeUnknownRecipient:
 		return pdu.ESME_RINVDSTADR
-	case code.Retryable(), code == schemas.CodeQuotaExceeded:
-		return pdu.ESME_RTHROTTLED // "ESME exceeded allowed message limits"
-	case code == schemas.CodeTooLarge:
+	case schemas.CodeTooLarge:
 		return pdu.ESME_RINVMSGLEN
-	case code == schemas.CodeUnknownSender, code == schemas.CodeNotAllowed:
+	case schemas.CodeUnknownSender, schemas.CodeNotAllowed:
 		// NOT_ALLOWED: the source address is not the client's own number
 		// (the sender binding, PROTOCOL.md §6.2).
 		return pdu.ESME_RINVSRCADR
-	case code == schemas.CodeStrictRequired: // gateway in fast mode, brokers in strict mode
-		return pdu.ESME_RSYSERR
-	default:
-		return pdu.ESME_RSUBMITFAIL
 	}
+	// UNREACHABLE (no SMS centre, no gateway set up for the number),
+	// QUOTA_EXCEEDED (the daily quota), UNSUPPORTED, REJECTED,
+	// STRICT_REQUIRED (the gateway in fast mode, the brokers in strict
+	// mode) and the rest.
+	return pdu.ESME_RSUBMITFAIL
 }
 
 // accept decodes a short message, reassembles concatenated ones and
@@ -180,7 +191,18 @@ func (g *Gateway) accept(ctx context.Context, in *incoming) (string, error) {
 		return g.acceptPart(ctx, in, m.concat, m.coding, m.payload)
 	}
 	msgID := kit.NewMsgID()
-	return msgID, g.send(ctx, in, msgID, m.text, nil)
+	track := in.origin != "" && wantsReceipts(in.rd)
+	if track {
+		g.deciding.begin(msgID)
+		defer g.deciding.end(msgID)
+	}
+	err = g.send(ctx, in, msgID, m.text, nil)
+	if err != nil && track {
+		// The application gets an error status, not msgID; a retry is a
+		// new submission with a new id.
+		g.refuse(ctx, msgID, msgID)
+	}
+	return msgID, err
 }
 
 // parsedSM is a decoded short message: a whole text, or one part of a
@@ -247,10 +269,21 @@ func (g *Gateway) acceptPart(ctx context.Context, in *incoming, c gsm.Concat, co
 	if !claimed {
 		return partID, nil // more parts to come, or a repeated part
 	}
+	track := in.origin != "" && wantsReceipts(d.RD|in.rd)
+	if track {
+		g.deciding.begin(d.MsgID)
+		defer g.deciding.end(d.MsgID)
+	}
 	err = g.sendDoc(ctx, d)
 	retry := err != nil && (miap.CodeOf(err).Retryable() || errors.Is(err, context.DeadlineExceeded))
 	g.parts.finish(context.WithoutCancel(ctx), key, !retry)
 	if err != nil {
+		if track && !retry {
+			// The other parts' ids were given; this one is refused for
+			// good. (Refused for now, it is sent again: its repeat gets
+			// partID.)
+			g.refuse(ctx, d.MsgID, partID)
+		}
 		return "", err
 	}
 	return partID, nil

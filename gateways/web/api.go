@@ -59,19 +59,29 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// writeError answers an error: a temporary one (schemas.ClassTemporary)
+// with Retry-After, so that clients retry the same message; a permanent
+// one without.
 func writeError(w http.ResponseWriter, status int, code schemas.Code, msg string) {
-	if code.Retryable() {
+	if code.Retryable() && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, status, apiError{Error: msg, Code: code.String()})
 }
 
-// httpStatus maps a wire code to an HTTP status: temporary failures are 503
-// with Retry-After, so clients retry, as mail and SMS clients do on 4xx
-// and ESME_RTHROTTLED (docs/RELIABILITY.md, Hand-over).
+// httpStatus is the one mapping of a wire code to an HTTP status
+// (docs/WEB.md, "Errors"). Its class decides first (schemas.Code.Class):
+// every temporary failure is 503 with Retry-After, so clients retry as
+// mail and SMS clients do on 4xx and ESME_RTHROTTLED (docs/RELIABILITY.md,
+// Hand-over); a permanent one is a 4xx naming what is wrong, or 502 when
+// the gateway and the fabric disagree (keys, MACs, mode: the operator's to
+// fix, and retrying does not help).
 func httpStatus(c schemas.Code) int {
+	if c.Retryable() {
+		return http.StatusServiceUnavailable
+	}
 	switch c {
-	case schemas.CodeUnknownRecipient:
+	case schemas.CodeUnknownRecipient, schemas.CodeUnknownTx:
 		return http.StatusNotFound
 	case schemas.CodeUnauthorized:
 		return http.StatusUnauthorized
@@ -80,22 +90,30 @@ func httpStatus(c schemas.Code) int {
 	case schemas.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
 	case schemas.CodeQuotaExceeded:
+		// The daily quota (schemas.Profile.Quota): not before the next
+		// UTC day, so no Retry-After.
 		return http.StatusTooManyRequests
-	case schemas.CodeDuplicate:
+	case schemas.CodeDuplicate, schemas.CodeSettled:
 		return http.StatusConflict
-	case schemas.CodeMalformed, schemas.CodeBadVersion, schemas.CodeUnsupported:
+	case schemas.CodeMalformed, schemas.CodeBadVersion:
 		return http.StatusBadRequest
-	case schemas.CodeUnknownTx:
-		return http.StatusNotFound
-	case schemas.CodeStrictRequired:
-		// The gateway runs in fast mode, the brokers in strict mode: the
-		// operator must fix the configuration, a retry will not help.
-		return http.StatusBadGateway
+	case schemas.CodeUnsupported, schemas.CodeConversionFailed, schemas.CodeRejected,
+		schemas.CodeUnreachable, schemas.CodeExpired:
+		// Understood, but the recipient's side cannot take it: this
+		// content, this address, or not in time.
+		return http.StatusUnprocessableEntity
 	}
-	if c.Retryable() {
-		return http.StatusServiceUnavailable
-	}
+	// STRICT_REQUIRED (the gateway runs in fast mode, the brokers in
+	// strict mode) and the MIAP faults between the gateway and the fabric.
 	return http.StatusBadGateway
+}
+
+// senderReasons are the codes whose detail is meant for the sender
+// (Uims-Reason, PROTOCOL.md §9: never MIAP verification details).
+var senderReasons = map[schemas.Code]bool{
+	schemas.CodeUnknownRecipient: true, schemas.CodeMalformed: true, schemas.CodeTooLarge: true,
+	schemas.CodeUnsupported: true, schemas.CodeNoRoute: true, schemas.CodeConversionFailed: true,
+	schemas.CodeUnreachable: true, schemas.CodeRejected: true, schemas.CodeExpired: true,
 }
 
 func fail(w http.ResponseWriter, err error) {
@@ -104,12 +122,8 @@ func fail(w http.ResponseWriter, err error) {
 		se = &schemas.Error{Code: schemas.CodeInternal}
 	}
 	msg := se.Code.Text()
-	switch se.Code {
-	case schemas.CodeUnknownRecipient, schemas.CodeMalformed, schemas.CodeTooLarge, schemas.CodeUnsupported, schemas.CodeNoRoute, schemas.CodeConversionFailed:
-		// Reasons meant for the sender (never MIAP verification details).
-		if se.Detail != "" && !strings.HasPrefix(se.Detail, se.Code.String()+":") {
-			msg += ": " + se.Detail
-		}
+	if senderReasons[se.Code] && se.Detail != "" && !strings.HasPrefix(se.Detail, se.Code.String()+":") {
+		msg += ": " + se.Detail
 	}
 	writeError(w, httpStatus(se.Code), se.Code, msg)
 }

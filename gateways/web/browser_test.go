@@ -204,6 +204,35 @@ func TestBrowserErrors(t *testing.T) {
 	}
 	p.Screenshot("unknown-recipient")
 
+	// A permanent refusal: no gateway is set up to reach the address (422
+	// UNREACHABLE, no Retry-After). The page says why, marks the field,
+	// and does not retry.
+	p.Eval(`(() => {
+		window.__unreachable = 0;
+		const real = window.fetch;
+		window.fetch = (url, opts) => {
+			if (opts && opts.method === 'POST' && String(url).endsWith('/api/v1/messages')) {
+				window.__unreachable++;
+				return Promise.resolve(new Response(JSON.stringify({error: 'no gateway is set up to reach this address: no SMS centre configured for +15550123, a number no client owns', code: 'UNREACHABLE'}),
+					{status: 422, headers: {'Content-Type': 'application/json'}}));
+			}
+			return real(url, opts);
+		};
+		window.__realFetch = real;
+		return 'ok';
+	})()`)
+	compose(p, "+15550123", "", "hello?")
+	p.Do("send to a number nothing reaches", chromedp.Click(chromedp.ID("send")))
+	p.WaitJS("the unreachable error", `/cannot be reached/.test(document.getElementById('compose-error').textContent)`)
+	if msg := p.Text("#compose-error"); !strings.Contains(msg, "no SMS centre configured") {
+		t.Fatalf("unreachable message %q", msg)
+	}
+	if inv, n := p.Eval(`document.getElementById('to').getAttribute('aria-invalid') || ''`), p.Eval(`String(window.__unreachable)`); inv != "true" || n != "1" {
+		t.Fatalf("unreachable: field invalid %q, %s tries", inv, n)
+	}
+	p.Screenshot("unreachable")
+	p.Eval(`(() => { window.fetch = window.__realFetch; return 'ok'; })()`)
+
 	// A busy fabric: the gateway answers 503 with Retry-After. The page
 	// retries with the same Idempotency-Key, then says nothing was sent.
 	p.Eval(`(() => {

@@ -374,7 +374,7 @@ func TestRefusals(t *testing.T) {
 	// and bob's send fails with the XMPP condition
 	body, _ := json.Marshal(map[string]string{"to": "xmpp:nobody@chat.example.test", "text": "hello?"})
 	code, out := e.call("POST", "/api/v1/messages", "bob-token", string(body))
-	if code != http.StatusBadGateway || out["code"] != "REJECTED" {
+	if code != http.StatusUnprocessableEntity || out["code"] != "REJECTED" { // permanent: 422 (docs/WEB.md)
 		t.Errorf("to an unknown JID: %d %v", code, out)
 	}
 	sum := sha256.Sum256([]byte("bob\x00" + fmt.Sprintf("%x", sha(string(body)))))

@@ -358,6 +358,7 @@ function explain(e) {
     case 404: return e.code === 'UNKNOWN_RECIPIENT' ? 'Unknown recipient.' : 'Not found.';
     case 403: return 'Not allowed: ' + (e.message || 'this client may not do that') + '.';
     case 413: return 'The message is too large.';
+    case 422: return 'It cannot be delivered: ' + (e.message || 'refused') + (e.code ? ' (' + e.code + ')' : '') + '.';
     case 429: return 'Your sending quota is used up for today.';
     case 503: return 'The fabric is busy; try again in a moment.';
     default: return (e.message || 'Something went wrong') + (e.code ? ' (' + e.code + ')' : '') + '.';
@@ -419,6 +420,9 @@ async function onSend(ev) {
         note.textContent = '';
         if (e.status === 404 && e.code === 'UNKNOWN_RECIPIENT') {
           showComposeError('Unknown recipient “' + to + '”.', 'No client or address matches it. Check the client id, e-mail address or phone number.', false, 'to');
+        } else if (e.status === 422 && e.code === 'UNREACHABLE') {
+          // Permanent: no gateway is set up to reach the address; retrying will not help.
+          showComposeError('“' + to + '” cannot be reached from here.', e.message, false, 'to');
         } else if (e.status === 503) {
           showComposeError('The fabric is busy.', 'It could not take the message after ' + MAX_BUSY_TRIES + ' tries, so nothing was sent. Try again in a moment.', true);
         } else if (e.status === 400) {
