@@ -1,6 +1,10 @@
 package broker
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/uims/uims/schemas"
+)
 
 // A recipient names its medium with a scheme when its address would be
 // taken for another medium's: an xmpp JID looks like an e-mail address.
@@ -25,5 +29,27 @@ func TestSplitAndNormalizeAddress(t *testing.T) {
 		if ok != c.ok || m != c.medium || (ok && NormalizeAddress(m, a) != c.addr) {
 			t.Errorf("%q: %q %q %v, want %q %q %v", c.to, m, NormalizeAddress(m, a), ok, c.medium, c.addr, c.ok)
 		}
+	}
+}
+
+// A client with SMPP credentials is an SMS application: a message for its
+// number waits for its bind unless its profile chose the centre.
+func TestDeliveryOptionsHoldForApplications(t *testing.T) {
+	app := &schemas.Profile{ID: "erin", SMPP: &schemas.SMPPCredentials{SystemID: "erin"}, Options: map[string]string{"sms.long": "segment"}}
+	if o := deliveryOptions(app, schemas.MediumSMS); o["sms.via"] != "smpp" || o["sms.long"] != "segment" {
+		t.Errorf("application: %v", o)
+	}
+	if app.Options["sms.via"] != "" {
+		t.Error("the profile's own options were changed")
+	}
+	if o := deliveryOptions(app, schemas.MediumWeb); o["sms.via"] != "" {
+		t.Errorf("web: %v", o)
+	}
+	chose := &schemas.Profile{ID: "f", SMPP: &schemas.SMPPCredentials{SystemID: "f"}, Options: map[string]string{"sms.via": "smsc"}}
+	if o := deliveryOptions(chose, schemas.MediumSMS); o["sms.via"] != "smsc" {
+		t.Errorf("chosen: %v", o)
+	}
+	if o := deliveryOptions(&schemas.Profile{ID: "phone"}, schemas.MediumSMS); o["sms.via"] != "" {
+		t.Errorf("a phone: %v", o)
 	}
 }

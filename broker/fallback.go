@@ -159,7 +159,7 @@ func (b *Broker) planReroute(ctx context.Context, msgID string, t *txRecord, cod
 		Outcome: outcome, Code: code, Reason: truncate(reason, 1024), At: now.UnixMilli()}}
 	rr.routed = cur
 	rr.routed.Dest, rr.routed.Conversions = dec.dest, dec.steps
-	rr.routed.RecipientName, rr.routed.Options = dec.recipient.Name, dec.recipient.Options
+	rr.routed.RecipientName, rr.routed.Options = dec.recipient.Name, deliveryOptions(dec.recipient, dec.dest.Medium)
 	rr.routed.Routed, rr.routed.Deadline = now.UnixMilli(), now.Add(b.cfg.Deadline).UnixMilli()
 	rr.routed.Attempt = t.Attempt + 1
 	rr.limit = fallbackRoute(dec.recipient, &rr.routed, tried, now)

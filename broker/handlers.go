@@ -189,7 +189,7 @@ func (b *Broker) routeIMI(ctx context.Context, in *imiRequest) (*imiRoute, error
 	if dec.recipient != nil {
 		r.routed.Recipient = dec.recipient.ID
 		r.routed.RecipientName = dec.recipient.Name
-		r.routed.Options = dec.recipient.Options
+		r.routed.Options = deliveryOptions(dec.recipient, dec.dest.Medium)
 		r.limit = fallbackRoute(dec.recipient, &r.routed, nil, now)
 	}
 	if r.bytes, err = json.Marshal(&r.routed); err != nil {

@@ -107,3 +107,20 @@ func (b *Broker) plan(ctype string, gw *schemas.Announce, now int64) ([]schemas.
 	}
 	return cheapest(ctype, gw.Accepts, b.reg.conversions(now, true))
 }
+
+// deliveryOptions are the recipient-side options a routed IMI carries to
+// the destination (profile options). A client with SMPP credentials is an
+// SMS application: its messages wait for its bind (sms.via smpp) unless its
+// profile says otherwise — the SMS gateway cannot see credentials
+// (docs/SMS.md, "Known but unreachable").
+func deliveryOptions(p *schemas.Profile, medium string) map[string]string {
+	if medium != schemas.MediumSMS || p.SMPP == nil || p.Options["sms.via"] != "" {
+		return p.Options
+	}
+	o := make(map[string]string, len(p.Options)+1)
+	for k, v := range p.Options {
+		o[k] = v
+	}
+	o["sms.via"] = "smpp"
+	return o
+}

@@ -59,6 +59,7 @@ const ERROR_TEXT = {
   UNAUTHORIZED: 'missing or wrong client credentials', STRICT_REQUIRED: 'the broker enforces strict mode: log in first',
   SETTLED: 'a retry of a message that has its outcome or whose deadline passed',
   REJECTED: "refused by the recipient's side",
+  UNREACHABLE: 'no gateway is set up to reach the address',
 };
 
 class Gateway {

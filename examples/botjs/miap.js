@@ -28,7 +28,7 @@ const ERRORS = {
   UNKNOWN_SENDER: [17, false], NO_ROUTE: [18, true], QUOTA_EXCEEDED: [19, false], NOT_ALLOWED: [20, false],
   BUSY: [21, true], INTERNAL: [22, true], UNKNOWN_TX: [23, false], CONVERSION_FAILED: [24, false],
   DUPLICATE: [25, false], UNSUPPORTED: [26, false], UNAUTHORIZED: [27, false], STRICT_REQUIRED: [28, false],
-  SETTLED: [29, false], REJECTED: [30, false],
+  SETTLED: [29, false], REJECTED: [30, false], UNREACHABLE: [31, false],
 };
 
 // §10 limits.

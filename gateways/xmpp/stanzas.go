@@ -119,6 +119,8 @@ func condition(code string) (typ, cond string) {
 		return "cancel", "item-not-found"
 	case schemas.CodeNoRoute:
 		return "wait", "recipient-unavailable"
+	case schemas.CodeUnreachable:
+		return "cancel", "remote-server-not-found"
 	case schemas.CodeTooLarge:
 		return "modify", "policy-violation"
 	case schemas.CodeQuotaExceeded:
