@@ -72,6 +72,10 @@ func (b *Broker) route(ctx context.Context, imi *schemas.IMI, skip map[string]bo
 				return &decision{dest: schemas.Hop{Gateway: gw.Gateway, Medium: medium, Address: addr}, steps: steps}, nil
 			}
 		}
+		if !b.provisioned(medium) {
+			// no party may ever serve it: waiting will not help
+			return nil, &reasonError{schemas.Errorf(schemas.CodeUnreachable, nil, "no gateway is provisioned for medium "+medium+" ("+addr+")")}
+		}
 		fits := func(a *schemas.Announce) bool { return a.Medium == medium && reaches(a.Reach, addr) }
 		return nil, b.noRoute(imi.Content.Type, fits, now, "no live "+medium+" gateway reaches "+addr)
 	}
@@ -123,4 +127,21 @@ func deliveryOptions(p *schemas.Profile, medium string) map[string]string {
 	}
 	o["sms.via"] = "smpp"
 	return o
+}
+
+// provisioned reports whether some party of the keyring is a gateway
+// provisioned for medium (PROTOCOL.md §3.5): when none is, an outside
+// address on it is UNREACHABLE, not NO_ROUTE (PROTOCOL.md §9). Without a
+// keyring it cannot tell, and says yes.
+func (b *Broker) provisioned(medium string) bool {
+	if b.eng == nil {
+		return true
+	}
+	kr := b.eng.Keys()
+	for _, p := range kr.Parties() {
+		if g, ok := kr.Grant(p); ok && (g.Role == miap.RoleGateway || g.Role == "") && g.Speaks(medium) {
+			return true
+		}
+	}
+	return false
 }
