@@ -81,24 +81,6 @@ func packageVersion(t *testing.T) string {
 	return pkg.Version
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type fabric struct {
 	ns     *server.Server
 	auth   *natsauth.Authority
@@ -197,7 +179,7 @@ func startFabric(t *testing.T, fc fabricConfig) *fabric {
 type bot struct {
 	cmd    *exec.Cmd
 	inbox  string
-	logs   *syncBuffer
+	logs   *peertest.Output
 	exited chan struct{}
 }
 
@@ -205,7 +187,7 @@ type bot struct {
 // and waits for its first announcement.
 func startBot(t *testing.T, node, bundle string, env ...string) *bot {
 	t.Helper()
-	b := &bot{inbox: filepath.Join(t.TempDir(), "inbox.jsonl"), logs: &syncBuffer{}, exited: make(chan struct{})}
+	b := &bot{inbox: filepath.Join(t.TempDir(), "inbox.jsonl"), logs: &peertest.Output{}, exited: make(chan struct{})}
 	b.cmd = exec.Command(node, "bot.js", bundle)
 	b.cmd.Env = append(append(os.Environ(), "BOT_INBOX="+b.inbox), env...)
 	b.cmd.Stderr = b.logs

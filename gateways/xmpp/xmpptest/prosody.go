@@ -5,7 +5,6 @@
 package xmpptest
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -48,7 +47,7 @@ type Server struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *syncBuffer
+	log  *peertest.Output
 }
 
 // Start writes a configuration in a temporary folder and starts prosody
@@ -75,7 +74,7 @@ func Start(t testing.TB, o Options) *Server {
 	}
 	s := &Server{Domain: o.Domain, Component: o.Component, Secret: o.Secret,
 		C2S: freeAddr(t), ComponentAddr: freeAddr(t), dir: dir, config: filepath.Join(dir, "prosody.cfg.lua"),
-		prosody: prosody, ctl: ctl, log: &syncBuffer{}}
+		prosody: prosody, ctl: ctl, log: &peertest.Output{}}
 	modules := `"disco"; "roster"; "saslauth"; "ping"; "posix"`
 	if !o.NoOffline {
 		modules += `; "offline"`
@@ -201,21 +200,3 @@ func freeAddr(t testing.TB) string {
 }
 
 func port(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
