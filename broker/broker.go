@@ -249,6 +249,7 @@ func (b *Broker) Run(ctx context.Context, ready func()) error {
 		{"conv", schemas.SubjectBrokerConv, b.handleConv},
 		{"status", schemas.SubjectBrokerStatus, b.handleStatus},
 		{"client", schemas.SubjectBrokerClient, b.handleClient},
+		{"cancel", schemas.SubjectBrokerCancel, b.handleCancel},
 		{"profile", schemas.SubjectBrokerProfile, b.handleProfile},
 	}
 	for _, ep := range endpoints {

@@ -287,32 +287,41 @@ func (b *Broker) evalClaim(ctx context.Context, f *miap.Frame, script *redis.Scr
 }
 
 // notifyReroute tells the originator of a rerouted message where it goes
-// now (PROTOCOL.md §6.15): a notification with status rerouted whose event
-// carries the new IMI′, signed with the new ID, and the ticket headers for
-// its first hop, as the route reply of §6.3 does. It returns the event
-// without the IMI′, the body of the acknowledgement's receipt.
+// now (PROTOCOL.md §6.15). It returns the event without the IMI′, the
+// body of the acknowledgement's receipt.
 func (b *Broker) notifyReroute(og string, rr *reroute) []byte {
+	var earlier []schemas.Attempt
+	json.Unmarshal(rr.args.Attempts, &earlier)
+	rr.receipt = b.notifyRoute(og, schemas.StatusRerouted, rr.prev.Code, describe(rr.prev)+"; now "+rr.routed.Dest.Medium,
+		&rr.routed, rr.bytes, rr.id, rr.firstHop, earlier, rr.routed.IMI.MsgID+":"+schemas.StatusRerouted+":"+strconv.Itoa(rr.routed.Attempt))
 	imi := &rr.routed.IMI
-	ev := schemas.StatusEvent{V: schemas.Version, Tx: rr.routed.Tx, MsgID: imi.MsgID, Status: schemas.StatusRerouted,
-		Code: rr.prev.Code, Reason: truncate(describe(rr.prev)+"; now "+rr.routed.Dest.Medium, 1024), At: rr.args.Now,
-		Sender: rr.routed.Sender, From: imi.From, To: imi.To, Dest: rr.routed.Dest, Subject: imi.Subject, Meta: imi.Meta,
-		Attempt: rr.routed.Attempt}
-	json.Unmarshal(rr.args.Attempts, &ev.Earlier)
-	receipt, _ := json.Marshal(ev)
-	rr.receipt = receipt
-	ev.Routed = miap.EncodeB64(rr.bytes)
-	body, _ := json.Marshal(ev)
-	ticket, err := b.ticket(rr.firstHop, og, rr.id, imi.Content, rr.routed.Deadline, rr.bytes)
-	if err != nil {
-		b.log.Error().Err(err).Str("msg_id", imi.MsgID).Msg("cannot sign the ticket of a reroute")
-		return receipt
-	}
-	b.notifyWith(og, imi.MsgID, rr.routed.Tx, schemas.StatusRerouted, imi.MsgID+":"+schemas.StatusRerouted+":"+strconv.Itoa(rr.routed.Attempt),
-		body, rr.id, ticket)
 	b.log.Info().Str("msg_id", imi.MsgID).Str("from_medium", rr.prev.Medium).Str("code", rr.prev.Code).
 		Str("dest", rr.routed.Dest.Gateway).Str("medium", rr.routed.Dest.Medium).Int("attempt", rr.routed.Attempt).Msg("rerouted")
 	b.trace("reroute", imi.MsgID, rr.routed.Tx, og, schemas.StatusRerouted, schemas.TraceEvent{Dest: rr.routed.Dest.Gateway,
 		ID: miap.EncodeB64(rr.id)[:8], Code: rr.prev.Code, Recipient: rr.routed.Recipient})
+	return rr.receipt
+}
+
+// notifyRoute sends the originator a route by notification (PROTOCOL.md
+// §6.15 rerouted, §6.16 released): a status event that carries the new
+// IMI′, signed with its ID, and the ticket headers for its first hop, as
+// the route reply of §6.3 does. It returns the event without the IMI′.
+func (b *Broker) notifyRoute(og, status, code, reason string, routed *schemas.RoutedIMI, bytes, id []byte, hop string,
+	earlier []schemas.Attempt, dedup string) []byte {
+	imi := &routed.IMI
+	ev := schemas.StatusEvent{V: schemas.Version, Tx: routed.Tx, MsgID: imi.MsgID, Status: status,
+		Code: code, Reason: truncate(reason, 1024), At: routed.Routed,
+		Sender: routed.Sender, From: imi.From, To: imi.To, Dest: routed.Dest, Subject: imi.Subject, Meta: imi.Meta,
+		Attempt: routed.Attempt, Earlier: earlier}
+	receipt, _ := json.Marshal(ev)
+	ev.Routed = miap.EncodeB64(bytes)
+	body, _ := json.Marshal(ev)
+	ticket, err := b.ticket(hop, og, id, imi.Content, routed.Deadline, bytes)
+	if err != nil {
+		b.log.Error().Err(err).Str("msg_id", imi.MsgID).Msg("cannot sign the ticket of a route by notification")
+		return receipt
+	}
+	b.notifyWith(og, imi.MsgID, routed.Tx, status, dedup, body, id, ticket)
 	return receipt
 }
 

@@ -101,6 +101,7 @@ type imiRoute struct {
 	cack     []byte // C_ack, the session of the reply
 	firstHop string // the party the ticket is for
 	limit    int64  // Unix ms the attempt's medium may take (fallback.go); 0: none
+	held     bool   // the transaction is held (hold.go): the reply carries no ticket
 }
 
 // verifyIMI checks an IMI request: its frame (the nonce is claimed by
@@ -173,11 +174,15 @@ func (b *Broker) bindSender(ctx context.Context, party string, imi *schemas.IMI)
 // routed IMI and the reply's session key.
 func (b *Broker) routeIMI(ctx context.Context, in *imiRequest) (*imiRoute, error) {
 	imi := &in.imi
-	dec, err := b.route(ctx, imi, nil)
+	now := b.cfg.Now()
+	var sender string
+	if in.sender != nil {
+		sender = in.sender.ID
+	}
+	dec, h, err := b.decide(ctx, imi, sender, nil, now)
 	if err != nil {
 		return nil, err
 	}
-	now := b.cfg.Now()
 	r := &imiRoute{now: now, routed: schemas.RoutedIMI{V: schemas.Version, IMI: *imi, Tx: imi.MsgID, Dest: dec.dest, Conversions: dec.steps,
 		Routed: now.UnixMilli(), Deadline: now.Add(b.cfg.Deadline).UnixMilli(), Attempt: 1}}
 	receipts := schemas.ReceiptPrefs{Delivery: true, Read: true, Failure: true}
@@ -191,6 +196,9 @@ func (b *Broker) routeIMI(ctx context.Context, in *imiRequest) (*imiRoute, error
 		r.routed.RecipientName = dec.recipient.Name
 		r.routed.Options = deliveryOptions(dec.recipient, dec.dest.Medium)
 		r.limit = fallbackRoute(dec.recipient, &r.routed, nil, now)
+	}
+	if h != nil {
+		b.applyHold(&r.routed, h)
 	}
 	if r.bytes, err = json.Marshal(&r.routed); err != nil {
 		return nil, schemas.Errorf(schemas.CodeInternal, err, "encode routed imi")
@@ -248,6 +256,11 @@ func (b *Broker) createArgs(in *imiRequest, r *imiRoute) createArgs {
 		Deadline:    routed.Deadline,
 		Created:     now.UnixMilli(),
 		Limit:       r.limit,
+		State:       schemas.StatusRouted,
+	}
+	if routed.HeldUntil > 0 {
+		a.State, a.Set, a.Expiry = schemas.StatusHeld, keyHolds, routed.HeldUntil
+		a.RoutedEntry = heldEntry(routed, b.cfg.Instance, now)
 	}
 	if in.sender != nil && in.sender.Quota > 0 {
 		a.Quota, a.QuotaKey = in.sender.Quota, keyQuota+in.sender.ID+":"+day(now)
@@ -296,6 +309,7 @@ func (b *Broker) storeIMI(ctx context.Context, in *imiRequest, r *imiRoute) erro
 	case "exists":
 		return b.storedRoute(in, r, a.Fingerprint, out)
 	}
+	r.held = r.routed.HeldUntil > 0
 	return nil
 }
 
@@ -326,6 +340,7 @@ func (b *Broker) storedRoute(in *imiRequest, r *imiRoute, fp string, out []strin
 		return schemas.Errorf(schemas.CodeSettled, nil, "msg_id "+msgID+" is "+state)
 	}
 	r.firstHop = firstHop(&r.routed)
+	r.held = out[5] == schemas.StatusHeld
 	b.log.Info().Str("msg_id", msgID).Str("tx", r.routed.Tx).Str("state", out[5]).Msg("imi retry: same route again")
 	return nil
 }
@@ -333,6 +348,14 @@ func (b *Broker) storedRoute(in *imiRequest, r *imiRoute, fp string, out []strin
 // replyIMI answers with the route and the ticket for its first hop.
 func (b *Broker) replyIMI(req micro.Request, in *imiRequest, r *imiRoute) error {
 	imi, routed := &in.imi, &r.routed
+	var ticket map[string][]string
+	if r.held {
+		// held (§6.16): no ticket; the released notification brings one
+		b.log.Info().Str("msg_id", imi.MsgID).Str("og", imi.Gateway).Str("why", routed.Held).Msg("imi held")
+		b.trace("imi", imi.MsgID, routed.Tx, in.f.Party, schemas.StatusHeld, schemas.TraceEvent{Dest: routed.Dest.Gateway,
+			ID: miap.EncodeB64(r.id)[:8], Sender: routed.Sender, Recipient: routed.Recipient, To: imi.To})
+		return b.reply(req, &miap.Frame{Purpose: miap.PurposeRoute, Party: imi.Gateway, Nonce: in.f.Nonce, Session: r.cack, ID: r.id, Body: r.bytes}, nil)
+	}
 	ticket, err := b.ticket(r.firstHop, imi.Gateway, r.id, imi.Content, routed.Deadline, r.bytes)
 	if err != nil {
 		return schemas.Errorf(schemas.CodeInternal, err, "ticket")
@@ -635,6 +658,9 @@ func (b *Broker) txStatus(ctx context.Context, msgID string) (*txRecord, *schema
 	st := &schemas.TxStatus{V: schemas.Version, Tx: msgID, MsgID: msgID, State: tx.State, Sender: tx.Sender, To: routed.IMI.To, Dest: routed.Dest, History: h}
 	if tx.Attempt > 1 {
 		st.Attempt = tx.Attempt
+	}
+	if tx.State == schemas.StatusHeld {
+		st.HeldUntil = routed.HeldUntil
 	}
 	return tx, st, nil
 }

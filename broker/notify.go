@@ -134,6 +134,7 @@ func (b *Broker) sweep(ctx context.Context) {
 		if !b.tick(ctx, now) {
 			continue
 		}
+		b.releaseHolds(ctx, time.UnixMilli(now))
 		ids, err := b.rdb.ZRangeByScore(ctx, keyDeadlines, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now, 10), Count: 500}).Result()
 		if err != nil {
 			if ctx.Err() == nil {

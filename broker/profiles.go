@@ -18,6 +18,7 @@ import (
 
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
+	"github.com/uims/uims/schemas/quiet"
 )
 
 // Redis keys of the client profile database. Every broker key carries the
@@ -407,7 +408,54 @@ func checkProfile(p *schemas.Profile) error {
 	if err := p.Fallback.Validate(); err != nil {
 		return fmt.Errorf("broker: client %s: %w", p.ID, err)
 	}
+	if p.TimeZone != "" {
+		if _, err := time.LoadLocation(p.TimeZone); err != nil {
+			return fmt.Errorf("broker: client %s: time_zone %q: %w", p.ID, p.TimeZone, err)
+		}
+	}
+	for m, s := range p.QuietHours {
+		if m != "*" && !miap.ValidName(m) {
+			return fmt.Errorf("broker: client %s: quiet_hours for %q, not a medium", p.ID, m)
+		}
+		if _, err := quiet.Parse(s); err != nil {
+			return fmt.Errorf("broker: client %s: quiet_hours.%s: %w", p.ID, m, err)
+		}
+	}
+	switch p.Quiet {
+	case "", schemas.QuietHold, schemas.QuietNext:
+	default:
+		return fmt.Errorf("broker: client %s: quiet %q: want %s or %s", p.ID, p.Quiet, schemas.QuietHold, schemas.QuietNext)
+	}
+	for _, u := range p.UrgentFrom {
+		if !miap.ValidName(u) {
+			return fmt.Errorf("broker: client %s: urgent_from %q is not a client id", p.ID, u)
+		}
+	}
 	return nil
+}
+
+// QuietUntil reports whether medium m is quiet for p at t (its
+// quiet_hours for m, else for "*", in its time zone) and until when.
+// Profiles are checked when stored (checkProfile), so a schedule that
+// does not parse here is not quiet.
+func QuietUntil(p *schemas.Profile, m string, t time.Time) (time.Time, bool) {
+	s, ok := p.QuietHours[m]
+	if !ok {
+		if s, ok = p.QuietHours["*"]; !ok {
+			return time.Time{}, false
+		}
+	}
+	sched, err := quiet.Parse(s)
+	if err != nil {
+		return time.Time{}, false
+	}
+	loc := time.UTC
+	if p.TimeZone != "" {
+		if l, err := time.LoadLocation(p.TimeZone); err == nil {
+			loc = l
+		}
+	}
+	return sched.Until(t, loc)
 }
 
 // ProfileFile is the YAML profile file (UIMS_PROFILES).

@@ -19,6 +19,7 @@ const (
 	keyTx        = keyPrefix + "tx:"  // + msgid → hash
 	keyTxHistory = keyPrefix + "txh:" // + msgid → list of HistoryEntry JSON
 	keyDeadlines = keyPrefix + "deadlines"
+	keyHolds     = keyPrefix + "holds"  // held messages (hold.go) by the Unix ms their hold ends
 	keyUsage     = keyPrefix + "usage:" // + client → hash "<medium>.<sent|received|failed>"
 	keyQuota     = keyPrefix + "quota:" // + client:yyyymmdd → count
 	keyAlive     = keyPrefix + "alive"  // Unix ms: the last time a broker could apply acknowledgements
@@ -109,8 +110,10 @@ type createArgs struct {
 	OG          string `argv:"13" hset:"og"`
 	DG          string `argv:"14" hset:"dg"`
 	Dest        string `argv:"15" hset:"dest"`
-	// ARGV[16], the state, is always schemas.StatusRouted: a constant,
-	// which costs no allocation as an argument.
+	// State is schemas.StatusRouted, or schemas.StatusHeld for a message
+	// the brokers hold (hold.go): then Set is keyHolds and Expiry the end
+	// of the hold.
+	State     string `argv:"16" hset:"state"`
 	Sender    string `argv:"17" hset:"sender"`
 	Recipient string `argv:"18" hset:"recipient"`
 	Medium    string `argv:"19" hset:"medium"`
@@ -120,18 +123,23 @@ type createArgs struct {
 	Limit     int64  `argv:"23" hset:"limit"` // Unix ms the attempt's medium may take (Fallback.After); 0: none
 
 	QuotaKey string // KEYS[4]: keyQuota + client:yyyymmdd, or any key when Quota is 0
+	Set      string // KEYS[3]: keyDeadlines, or keyHolds for a held message; default keyDeadlines
 }
 
 // keys returns createScript's KEYS.
 func (a *createArgs) keys() []string {
-	return []string{keyTx + a.MsgID, keyTxHistory + a.MsgID, keyDeadlines, a.QuotaKey}
+	set := a.Set
+	if set == "" {
+		set = keyDeadlines
+	}
+	return []string{keyTx + a.MsgID, keyTxHistory + a.MsgID, set, a.QuotaKey}
 }
 
 // argv returns createScript's ARGV.
 func (a *createArgs) argv() []any {
 	return []any{a.Fingerprint, a.MsgID, a.Expiry, a.Quota, a.Retention, a.Accepted, a.RoutedEntry,
 		a.Routed, a.ID, a.IDHash, a.Kid2, a.Session, a.OG, a.DG, a.Dest,
-		schemas.StatusRouted, a.Sender, a.Recipient, a.Medium, a.Note, a.Deadline, a.Created, a.Limit}
+		a.State, a.Sender, a.Recipient, a.Medium, a.Note, a.Deadline, a.Created, a.Limit}
 }
 
 // ackScript checks and applies an acknowledged status in one round trip

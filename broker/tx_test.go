@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/uims/uims/internal/redistest"
-	"github.com/uims/uims/schemas"
 )
 
 // The create script names the transaction's fields itself; they must be
@@ -91,7 +90,7 @@ func TestCreateArgsTags(t *testing.T) {
 		}
 	}
 	// the constants of argv(): ARGV index → hash field and value
-	fixed := map[int][2]string{16: {fState, schemas.StatusRouted}}
+	fixed := map[int][2]string{}
 
 	var a createArgs
 	v := reflect.ValueOf(&a).Elem()
@@ -168,7 +167,7 @@ func TestCreateArgsStored(t *testing.T) {
 	a := createArgs{Fingerprint: "fp-v", MsgID: "00112233445566778899aabbccddeeff", Expiry: 5000, Quota: 1, Retention: 60,
 		Accepted: "h1", RoutedEntry: "h2", Routed: []byte("routed-v"), ID: "id-v", IDHash: "idh-v", Kid2: "kid2-v",
 		Session: "sess-v", OG: "og-v", DG: "dg-v", Dest: "dest-v", Sender: "sender-v", Recipient: "recipient-v",
-		Medium: "medium-v", Note: []byte("note-v"), Deadline: 4000, Created: 3000, QuotaKey: keyQuota + "sender-v:20260101"}
+		Medium: "medium-v", Note: []byte("note-v"), Deadline: 4000, Created: 3000, QuotaKey: keyQuota + "sender-v:20260101", State: "state-v"}
 	res, err := createScript.Run(ctx, rdb, a.keys(), a.argv()...).StringSlice()
 	if err != nil || res[0] != "created" {
 		t.Fatalf("create: %v %v", res, err)
@@ -177,7 +176,7 @@ func TestCreateArgsStored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{fState: schemas.StatusRouted}
+	want := map[string]string{}
 	v := reflect.ValueOf(a)
 	for i := 0; i < v.NumField(); i++ {
 		if name := v.Type().Field(i).Tag.Get("hset"); name != "" {
@@ -215,7 +214,7 @@ func TestCreateArgsStored(t *testing.T) {
 	}
 	// the same message again: the stored route
 	res, err = createScript.Run(ctx, rdb, a.keys(), a.argv()...).StringSlice()
-	if err != nil || !slices.Equal(res, []string{"exists", a.Fingerprint, string(a.Routed), a.ID, a.Session, schemas.StatusRouted, a.Kid2}) {
+	if err != nil || !slices.Equal(res, []string{"exists", a.Fingerprint, string(a.Routed), a.ID, a.Session, a.State, a.Kid2}) {
 		t.Errorf("again: %v %v", res, err)
 	}
 }

@@ -32,7 +32,8 @@ const (
 	PurposeQuery      Purpose = 15 // gateway → broker: status or client query
 	PurposeQueryReply Purpose = 16 // broker → gateway: answer to a query
 	PurposeAnnounce   Purpose = 17 // gateway → broker: heartbeat
-	purposeEnd        Purpose = 18 // keep last; not a purpose
+	PurposeCancel     Purpose = 18 // originator → broker: cancel a held message (§6.16)
+	purposeEnd        Purpose = 19 // keep last; not a purpose
 )
 
 var purposeNames = [...]string{
@@ -53,6 +54,7 @@ var purposeNames = [...]string{
 	PurposeQuery:      "query",
 	PurposeQueryReply: "query-reply",
 	PurposeAnnounce:   "announce",
+	PurposeCancel:     "cancel",
 }
 
 // Direction labels who signs for whom (§5.2).
@@ -84,6 +86,7 @@ var purposeDirections = [...]Direction{
 	PurposeQuery:      GatewayToBroker,
 	PurposeQueryReply: BrokerToGateway,
 	PurposeAnnounce:   GatewayToBroker,
+	PurposeCancel:     GatewayToBroker,
 }
 
 // Valid reports whether p is a defined purpose.

@@ -42,6 +42,7 @@ const (
 	CodeSettled                      // a retry of a message that has its outcome, or whose deadline passed: ask its status
 	CodeRejected                     // the recipient's side refused the message or did not take it in time (a bot's answer)
 	CodeUnreachable                  // no gateway is set up to reach the address at all (no SMS centre, no SMTP relay); NO_ROUTE is "none live now"
+	CodeCancelled                    // the sender cancelled the message before it was sent (a held or scheduled message)
 	codeEnd                          // keep last; not a code
 )
 
@@ -78,6 +79,7 @@ var codeNames = [...]string{
 	CodeSettled:          "SETTLED",
 	CodeRejected:         "REJECTED",
 	CodeUnreachable:      "UNREACHABLE",
+	CodeCancelled:        "CANCELLED",
 }
 
 var codeText = [...]string{
@@ -113,6 +115,7 @@ var codeText = [...]string{
 	CodeSettled:          "the message is settled: see its status",
 	CodeRejected:         "refused by the recipient's side",
 	CodeUnreachable:      "no gateway is set up to reach this address",
+	CodeCancelled:        "cancelled by the sender",
 }
 
 // String returns the code's wire name, such as "BAD_MAC".
@@ -203,6 +206,7 @@ var codeClass = [codeEnd]Class{
 	CodeSettled:          ClassPermanent, // ask the status instead
 	CodeRejected:         ClassPermanent,
 	CodeUnreachable:      ClassPermanent,
+	CodeCancelled:        ClassPermanent,
 }
 
 // Class returns the code's class. A code this version does not know (a

@@ -20,6 +20,8 @@ const (
 	SubjectBrokerStatus = "uims.broker.status"
 	// SubjectBrokerClient resolves a client credential or address to a profile (§6.11).
 	SubjectBrokerClient = "uims.broker.client"
+	// SubjectBrokerCancel cancels a held message for its originator (§6.16).
+	SubjectBrokerCancel = "uims.broker.cancel"
 	// SubjectBrokerAnnounce takes gateway and processor heartbeats (§6.12).
 	SubjectBrokerAnnounce = "uims.broker.announce"
 	// SubjectBrokerProfile lists, stores and deletes client profiles for the

@@ -1,5 +1,7 @@
 package schemas
 
+import "time"
+
 // Version is the schema version carried in the "v" field of every document.
 const Version = 1
 
@@ -32,6 +34,15 @@ const (
 	// §6.15, docs/ROUTING.md). A notification with it carries the new
 	// route for the originator.
 	StatusRerouted = "rerouted"
+	// StatusHeld is not terminal: the brokers hold the message until a
+	// time — the recipient's quiet hours on the chosen medium, or the
+	// sender's send_at — and the originator keeps its content meanwhile
+	// (PROTOCOL.md §6.16, docs/ROUTING.md "Holds").
+	StatusHeld = "held"
+	// StatusReleased is not terminal: the hold ended and the brokers
+	// routed the message. A notification with it carries the route for
+	// the originator, as a rerouted one does.
+	StatusReleased = "released"
 )
 
 // History entries of a rerouted message besides the statuses above
@@ -119,7 +130,21 @@ type IMI struct {
 	// Meta carries medium-specific hints that travel end to end (e.g.
 	// "email.message_id", "sms.registered_delivery"); small strings only.
 	Meta map[string]string `json:"meta,omitempty"`
+	// SendAt is when the sender wants the message delivered, Unix ms: the
+	// brokers hold it until then (PROTOCOL.md §6.16); 0 or a time past:
+	// at once. At most MaxHold after Created.
+	SendAt int64 `json:"send_at,omitempty"`
+	// Expires is when the message stops being worth delivering, Unix ms
+	// (SMPP validity_period): one still held then fails EXPIRED; 0: none.
+	Expires int64 `json:"expires,omitempty"`
+	// Urgent asks to pass the recipient's quiet hours; it does only for
+	// a sender the recipient's profile lists in urgent_from.
+	Urgent bool `json:"urgent,omitempty"`
 }
+
+// MaxHold bounds how far ahead a message may be scheduled (IMI SendAt),
+// and so how long the brokers hold one (PROTOCOL.md §6.16).
+const MaxHold = 7 * 24 * time.Hour
 
 // Hop is one gateway or processor on a route.
 type Hop struct {
@@ -163,6 +188,13 @@ type RoutedIMI struct {
 	// if this attempt fails: the originator keeps the content until the
 	// outcome (PROTOCOL.md §6.15).
 	Fallback bool `json:"fallback,omitempty"`
+	// HeldUntil, when set, says the brokers hold the message until then
+	// (Unix ms; PROTOCOL.md §6.16): the route carries no ticket, the
+	// originator keeps the content, and a released notification brings
+	// the route to use. Held names why ("quiet hours on sms until …",
+	// "scheduled for …").
+	HeldUntil int64  `json:"held_until,omitempty"`
+	Held      string `json:"held,omitempty"`
 }
 
 // Step is one conversion on a route.
@@ -276,6 +308,8 @@ type HistoryEntry struct {
 	// belongs to; absent for a message routed once (PROTOCOL.md §6.15).
 	Attempt int    `json:"attempt,omitempty"`
 	Medium  string `json:"medium,omitempty"`
+	// Until is, for a held entry, when the hold ends (Unix ms).
+	Until int64 `json:"until,omitempty"`
 }
 
 // HeldQuery is a broker's question to a destination gateway about a
@@ -318,6 +352,15 @@ type TxStatus struct {
 	History []HistoryEntry `json:"history"`
 	// Attempt is the current attempt (absent: 1; PROTOCOL.md §6.15).
 	Attempt int `json:"attempt,omitempty"`
+	// HeldUntil is, for state held, when the hold ends (Unix ms).
+	HeldUntil int64 `json:"held_until,omitempty"`
+}
+
+// CancelRequest asks the brokers to cancel a held message (PROTOCOL.md
+// §6.16); only its originator may.
+type CancelRequest struct {
+	V     int    `json:"v"`
+	MsgID string `json:"msg_id"`
 }
 
 // RouteAck is the body of the originator's acknowledgement of a routed
@@ -469,7 +512,27 @@ type Profile struct {
 	// Fallback says when a message for this client moves on to its next
 	// medium (docs/ROUTING.md); nil: the defaults.
 	Fallback *Fallback `json:"fallback,omitempty" yaml:"fallback"`
+	// TimeZone is the client's IANA time zone ("Europe/Berlin"), in which
+	// QuietHours are read; default UTC.
+	TimeZone string `json:"time_zone,omitempty" yaml:"time_zone"`
+	// QuietHours maps a medium to the windows in which it must not disturb
+	// the client (package schemas/quiet: "22:00-07:00", "sat-sun
+	// 00:00-24:00"; several separated by ";"); "*" applies to every medium.
+	QuietHours map[string]string `json:"quiet_hours,omitempty" yaml:"quiet_hours"`
+	// Quiet says what happens to a message for a quiet medium: QuietHold
+	// (default) waits until the window ends, QuietNext takes the next medium
+	// of Prefer that is not quiet.
+	Quiet string `json:"quiet,omitempty" yaml:"quiet"`
+	// UrgentFrom lists the senders (client ids) whose messages marked
+	// urgent pass quiet hours.
+	UrgentFrom []string `json:"urgent_from,omitempty" yaml:"urgent_from"`
 }
+
+// What Profile.Quiet may say.
+const (
+	QuietHold = "hold"
+	QuietNext = "next"
+)
 
 // ReceiptsOrDefault returns the profile's receipt preferences; all on by default.
 func (p *Profile) ReceiptsOrDefault() ReceiptPrefs {

@@ -77,6 +77,12 @@ func (m *IMI) Validate() error {
 		return Errorf(CodeMalformed, nil, "subject must be one line of at most 998 bytes")
 	case m.InReplyTo != "" && !ValidMsgID(m.InReplyTo):
 		return Errorf(CodeMalformed, nil, "in_reply_to")
+	case m.SendAt < 0 || m.Expires < 0:
+		return Errorf(CodeMalformed, nil, "send_at and expires are Unix ms")
+	case m.SendAt > 0 && m.SendAt > m.Created+MaxHold.Milliseconds():
+		return Errorf(CodeMalformed, nil, "send_at is more than 7 days ahead")
+	case m.Expires > 0 && m.Expires <= max(m.SendAt, m.Created):
+		return Errorf(CodeMalformed, nil, "expires before the message could be sent")
 	}
 	if err := m.Content.Validate(); err != nil {
 		return err

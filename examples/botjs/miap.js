@@ -11,12 +11,12 @@ const VERSION = 1;
 
 // §5.2: purpose numbers are the index; the list is append-only.
 const PURPOSES = ['', 'login', 'login-ack', 'imi', 'route', 'route-ack', 'gw-session', 'ticket', 'id',
-  'ack', 'ack-reply', 'receipt', 'notify', 'conv', 'conv-reply', 'query', 'query-reply', 'announce'];
+  'ack', 'ack-reply', 'receipt', 'notify', 'conv', 'conv-reply', 'query', 'query-reply', 'announce', 'cancel'];
 const G2B = 1, B2G = 2, SELF = 3, INTERNAL = 4;
 const DIRECTION = {
   'login': G2B, 'login-ack': B2G, 'imi': G2B, 'route': B2G, 'route-ack': G2B, 'gw-session': SELF,
   'ticket': B2G, 'id': INTERNAL, 'ack': G2B, 'ack-reply': B2G, 'receipt': B2G, 'notify': B2G,
-  'conv': G2B, 'conv-reply': B2G, 'query': G2B, 'query-reply': B2G, 'announce': G2B,
+  'conv': G2B, 'conv-reply': B2G, 'query': G2B, 'query-reply': B2G, 'announce': G2B, 'cancel': G2B,
 };
 
 // §9: numbers and names never change.

@@ -108,9 +108,13 @@ type Config struct {
 	// MIAP freshness; defaults as in package miap.
 	Window, Skew time.Duration
 	// KeepContent bounds how long the content of a message the brokers may
-	// route again is kept when no outcome comes (PROTOCOL.md §6.15): the
-	// TTL of the gateway's bucket uims_og_<gateway>; default 24 h.
+	// route again, or hold, is kept when no outcome comes (PROTOCOL.md
+	// §6.15, §6.16): the TTL of the gateway's bucket uims_og_<gateway>;
+	// default the longest hold (schemas.MaxHold, 7 days) and a day.
 	KeepContent time.Duration
+	// Now is the clock the kit's MIAP engine corrects against the
+	// brokers' (TSCS); default time.Now.
+	Now func() time.Time
 }
 
 func (c *Config) setDefaults() error {
@@ -141,7 +145,7 @@ func (c *Config) setDefaults() error {
 		c.Workers = 128
 	}
 	if c.KeepContent == 0 {
-		c.KeepContent = 24 * time.Hour
+		c.KeepContent = schemas.MaxHold + 24*time.Hour
 	}
 	return nil
 }
@@ -184,6 +188,7 @@ func New(nc *nats.Conn, keys *miap.Keyring, medium Medium, cfg Config, log zerol
 	k := &Kit{cfg: cfg, nc: nc, medium: medium,
 		log:  log.With().Str("role", "gateway").Str("gateway", cfg.Gateway).Str("instance", cfg.Instance).Logger(),
 		work: make(chan micro.Request, 4*cfg.Workers)}
+	k.clock.Base = cfg.Now
 	eng, err := miap.New(miap.Config{Keys: keys, Now: k.clock.Now, Window: cfg.Window, Skew: cfg.Skew})
 	if err != nil {
 		return nil, err

@@ -20,6 +20,11 @@ import (
 
 // Submission is a message a gateway's client sent (patent step S1).
 type Submission struct {
+	// SendAt, Expires and Urgent are the IMI's (PROTOCOL.md §6.16):
+	// deliver not before SendAt, not after Expires (Unix ms, 0: none),
+	// and pass the recipient's quiet hours if the recipient allows it.
+	SendAt, Expires int64
+	Urgent          bool
 	// MsgID is the message id, 32 lowercase hex; a retry of the same
 	// message must reuse it. Empty: the kit chooses one.
 	MsgID   string
@@ -48,6 +53,10 @@ type Result struct {
 	// Receipt is the broker-signed status relayed by the destination, when
 	// the destination acknowledged at once.
 	Receipt *schemas.StatusEvent
+	// HeldUntil and Held, for Status held: the brokers hold the message
+	// until then (Unix ms), and why (PROTOCOL.md §6.16).
+	HeldUntil int64
+	Held      string
 }
 
 // NewMsgID returns a fresh 128-bit message id.
@@ -86,7 +95,7 @@ func (k *Kit) send(ctx context.Context, s *Submission) (*Result, error) {
 	imi := schemas.IMI{V: schemas.Version, MsgID: s.MsgID, Gateway: k.cfg.Gateway, Instance: k.cfg.Instance,
 		From: s.From, To: s.To, Subject: s.Subject, InReplyTo: s.InReplyTo, Meta: s.Meta,
 		Content: schemas.Content{Type: ctype, Length: int64(len(s.Content)), SHA256: hex.EncodeToString(sum[:]), Attachments: s.Attachments},
-		Created: k.now().UnixMilli()}
+		Created: k.now().UnixMilli(), SendAt: s.SendAt, Expires: s.Expires, Urgent: s.Urgent}
 	if imi.From.Medium == "" {
 		imi.From.Medium = k.cfg.Medium
 	}
@@ -137,6 +146,16 @@ func (k *Kit) send(ctx context.Context, s *Submission) (*Result, error) {
 		if _, _, err := k.request(ctx, schemas.SubjectBrokerRouteAck, &miap.Frame{Purpose: miap.PurposeRouteAck, Party: k.cfg.Gateway, ID: rf.ID, Body: ack}, miap.PurposeQueryReply, nil); err != nil {
 			return nil, err
 		}
+	}
+	if routed.HeldUntil > 0 {
+		// Held (§6.16): no ticket yet; the content waits here for the
+		// released notification, kept before the client hears that the
+		// message was accepted.
+		if err := k.keepContent(ctx, &routed, s.Content); err != nil {
+			return nil, err
+		}
+		k.trace("held", imi.MsgID, routed.Tx, "held", schemas.TraceEvent{Dest: routed.Dest.Gateway})
+		return &Result{MsgID: imi.MsgID, Tx: routed.Tx, Dest: routed.Dest, Status: schemas.StatusHeld, HeldUntil: routed.HeldUntil, Held: routed.Held}, nil
 	}
 	ticket, err := miapnats.TicketFrom(reply.Header, rf.ID, k.cfg.Gateway, imi.Content.Type, imi.Content.Length, sum[:], routed.Deadline, rf.Body)
 	if err != nil {

@@ -345,8 +345,9 @@ func (k *Kit) consumeStatus(ctx context.Context) error {
 			msg.Term()
 			return
 		}
-		if ev.Status == schemas.StatusRerouted && f.Purpose == miap.PurposeNotify && ev.Routed != "" {
-			// the message goes on to another medium: send it there (§6.15)
+		if (ev.Status == schemas.StatusRerouted || ev.Status == schemas.StatusReleased) && f.Purpose == miap.PurposeNotify && ev.Routed != "" {
+			// the message goes on to another medium (§6.15), or its hold
+			// ended (§6.16): send it there
 			var seq uint64
 			if md, err := msg.Metadata(); err == nil {
 				seq = md.Sequence.Stream
@@ -408,6 +409,25 @@ func (k *Kit) Query(ctx context.Context, msgID string) (*schemas.TxStatus, error
 	if err := json.Unmarshal(rf.Body, &st); err != nil {
 		return nil, schemas.Errorf(schemas.CodeMalformed, err, "status reply")
 	}
+	return &st, nil
+}
+
+// Cancel cancels a message the brokers hold for this originator
+// (PROTOCOL.md §6.16): it fails with CANCELLED, and the kept content goes.
+// A message already on its way is NOT_ALLOWED; one that ended, SETTLED;
+// one this gateway did not originate, UNKNOWN_TX.
+func (k *Kit) Cancel(ctx context.Context, msgID string) (*schemas.TxStatus, error) {
+	body, _ := json.Marshal(schemas.CancelRequest{V: schemas.Version, MsgID: msgID})
+	rf, _, err := k.request(ctx, schemas.SubjectBrokerCancel, &miap.Frame{Purpose: miap.PurposeCancel, Party: k.cfg.Gateway, Body: body}, miap.PurposeQueryReply, nil)
+	if err != nil {
+		return nil, err
+	}
+	var st schemas.TxStatus
+	if err := json.Unmarshal(rf.Body, &st); err != nil {
+		return nil, schemas.Errorf(schemas.CodeMalformed, err, "cancel reply")
+	}
+	k.forget(ctx, msgID, -1)
+	k.trace("cancel", msgID, st.Tx, st.State, schemas.TraceEvent{})
 	return &st, nil
 }
 

@@ -49,11 +49,21 @@ func (k *Kit) keptKV(ctx context.Context) (jetstream.KeyValue, error) {
 	if k.keep.kv != nil {
 		return k.keep.kv, nil
 	}
-	kv, err := miapnats.KeyValue(ctx, k.js, jetstream.KeyValueConfig{Bucket: schemas.KeptContentBucket(k.cfg.Gateway),
-		Description: "content of messages the brokers may route again, until their outcome (PROTOCOL.md §6.15)",
-		TTL:         k.cfg.KeepContent, Storage: jetstream.FileStorage})
+	cfg := jetstream.KeyValueConfig{Bucket: schemas.KeptContentBucket(k.cfg.Gateway),
+		Description: "content of messages the brokers may route again or hold, until their outcome (PROTOCOL.md §6.15, §6.16)",
+		TTL:         k.cfg.KeepContent, Storage: jetstream.FileStorage}
+	kv, err := miapnats.KeyValue(ctx, k.js, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kit: kept content bucket: %w", err)
+	}
+	if st, err := kv.Status(ctx); err == nil && st.TTL() < cfg.TTL {
+		// a bucket made before holds (24 h): a held message needs its
+		// content for as long as it may be held
+		cfg.Replicas = miapnats.Replicas(k.js)
+		if kv, err = k.js.UpdateKeyValue(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("kit: kept content bucket: longer TTL: %w", err)
+		}
+		k.log.Info().Dur("ttl", cfg.TTL).Msg("kept content bucket: TTL raised for held messages")
 	}
 	k.keep.kv = kv
 	return kv, nil
@@ -199,8 +209,14 @@ func (k *Kit) handleReroute(ctx context.Context, h map[string][]string, seq uint
 	if err == nil {
 		err = json.Unmarshal(raw, &routed)
 	}
-	if err == nil && (routed.IMI.MsgID != ev.MsgID || routed.IMI.Gateway != k.cfg.Gateway || routed.Attempt < 2 ||
-		routed.Dest != ev.Dest || len(f.ID) != miap.MACSize) {
+	// a reroute is attempt 2 or later; a release (§6.16) any attempt, and
+	// no longer held
+	first := 2
+	if ev.Status == schemas.StatusReleased {
+		first = 1
+	}
+	if err == nil && (routed.IMI.MsgID != ev.MsgID || routed.IMI.Gateway != k.cfg.Gateway || routed.Attempt < first ||
+		routed.HeldUntil != 0 || routed.Dest != ev.Dest || len(f.ID) != miap.MACSize) {
 		err = fmt.Errorf("%w: the rerouted IMI is not for our message", miap.ErrBadMAC)
 	}
 	if err != nil {

@@ -30,11 +30,19 @@ const (
 
 // Clock is the local clock corrected by the offset the brokers report with
 // CLOCK_SKEW (§7.1), as AWS SDKs correct from ServerTime.
-type Clock struct{ offset atomic.Int64 }
+type Clock struct {
+	offset atomic.Int64
+	// Base is the clock corrected; nil: time.Now.
+	Base func() time.Time
+}
 
 // Now returns the corrected time.
 func (c *Clock) Now() time.Time {
-	return time.Now().Add(time.Duration(c.offset.Load()) * time.Millisecond)
+	base := time.Now
+	if c.Base != nil {
+		base = c.Base
+	}
+	return base().Add(time.Duration(c.offset.Load()) * time.Millisecond)
 }
 
 // Correct sets the offset so that Now matches serverMS.

@@ -139,6 +139,7 @@ func (p *perms) fabric(name string) {
 	p.party(name)
 	p.pubs(schemas.SubjectBrokerLogin, schemas.SubjectBrokerIMI, schemas.SubjectBrokerRouteAck,
 		schemas.SubjectBrokerAck, schemas.SubjectBrokerStatus, schemas.SubjectBrokerClient, schemas.SubjectBrokerAnnounce,
+		schemas.SubjectBrokerCancel,
 		"uims.gw.*.im", "uims.gw.*.login", "uims.proc.>")
 	p.content()
 	p.ownKey(name)

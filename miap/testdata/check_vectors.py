@@ -9,11 +9,11 @@ Usage: check_vectors.py vectors.json
 import base64, hashlib, hmac, json, struct, sys
 
 PURPOSES = ["", "login", "login-ack", "imi", "route", "route-ack", "gw-session", "ticket", "id",
-            "ack", "ack-reply", "receipt", "notify", "conv", "conv-reply", "query", "query-reply", "announce"]
+            "ack", "ack-reply", "receipt", "notify", "conv", "conv-reply", "query", "query-reply", "announce", "cancel"]
 G2B, B2G, SELF, INTERNAL = 1, 2, 3, 4
 DIRECTION = {"login": G2B, "login-ack": B2G, "imi": G2B, "route": B2G, "route-ack": G2B, "gw-session": SELF,
              "ticket": B2G, "id": INTERNAL, "ack": G2B, "ack-reply": B2G, "receipt": B2G, "notify": B2G,
-             "conv": G2B, "conv-reply": B2G, "query": G2B, "query-reply": B2G, "announce": G2B}
+             "conv": G2B, "conv-reply": B2G, "query": G2B, "query-reply": B2G, "announce": G2B, "cancel": G2B}
 
 
 def hkdf_sha256(ikm, salt, info, length=32):
