@@ -30,6 +30,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/messages", g.auth(g.postMessage))
 	mux.HandleFunc("GET /api/v1/messages/{id}", g.auth(g.getMessage))
+	mux.HandleFunc("DELETE /api/v1/messages/{id}", g.auth(g.deleteMessage))
 	mux.HandleFunc("POST /api/v1/messages/{id}/read", g.auth(g.postRead))
 	mux.HandleFunc("GET /api/v1/messages/{id}/content", g.auth(g.getContent))
 	mux.HandleFunc("GET /api/v1/inbox", g.auth(g.getInbox))
@@ -283,6 +284,12 @@ type SendRequest struct {
 	Subject string `json:"subject,omitempty"`
 	Text    string `json:"text,omitempty"`
 	HTML    string `json:"html,omitempty"`
+	// SendAt and ExpiresAt are RFC 3339 times (docs/WEB.md, "Scheduled
+	// messages"): deliver not before SendAt (at most 7 days ahead), not
+	// after ExpiresAt. Urgent asks to pass the recipient's quiet hours.
+	SendAt    string `json:"send_at,omitempty"`
+	ExpiresAt string `json:"expires_at,omitempty"`
+	Urgent    bool   `json:"urgent,omitempty"`
 }
 
 // SendResponse is the answer to POST /api/v1/messages.
@@ -290,6 +297,23 @@ type SendResponse struct {
 	ID     string      `json:"id"`
 	Status string      `json:"status"`
 	Dest   schemas.Hop `json:"dest"`
+	// HeldUntil (RFC 3339, UTC) and Held, for status held: the brokers
+	// hold the message until then, and why (PROTOCOL.md §6.16).
+	HeldUntil string `json:"held_until,omitempty"`
+	Held      string `json:"held,omitempty"`
+}
+
+// rfc3339ms parses an optional RFC 3339 time of the request body into
+// Unix ms (0 when absent).
+func rfc3339ms(field, v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return 0, schemas.Errorf(schemas.CodeMalformed, nil, field+" must be an RFC 3339 time such as 2026-12-08T07:00:00+01:00")
+	}
+	return t.UnixMilli(), nil
 }
 
 func (g *Gateway) postMessage(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
@@ -327,6 +351,15 @@ func (g *Gateway) postMessage(w http.ResponseWriter, r *http.Request, c *schemas
 	if req.HTML != "" {
 		s.Type, s.Content = "text/html; charset=utf-8", []byte(req.HTML)
 	}
+	var err error
+	if s.SendAt, err = rfc3339ms("send_at", req.SendAt); err == nil {
+		s.Expires, err = rfc3339ms("expires_at", req.ExpiresAt)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	s.Urgent = req.Urgent
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
 		// A client retry reuses the message id, so every hop sees one message.
 		sum := sha256.Sum256([]byte(c.ID + "\x00" + key))
@@ -337,7 +370,40 @@ func (g *Gateway) postMessage(w http.ResponseWriter, r *http.Request, c *schemas
 		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, SendResponse{ID: res.MsgID, Status: res.Status, Dest: res.Dest})
+	out := SendResponse{ID: res.MsgID, Status: res.Status, Dest: res.Dest, Held: res.Held}
+	if res.HeldUntil > 0 {
+		out.HeldUntil = time.UnixMilli(res.HeldUntil).UTC().Format(time.RFC3339)
+	}
+	writeJSON(w, http.StatusAccepted, out)
+}
+
+// deleteMessage cancels a message its sender sent from here while the
+// brokers hold it (PROTOCOL.md §6.16): 200 with its status (failed,
+// CANCELLED); 409 once it is on its way or has its outcome; 404 for a
+// message that is not the caller's.
+func (g *Gateway) deleteMessage(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
+	id := r.PathValue("id")
+	if !schemas.ValidMsgID(id) {
+		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "bad message id")
+		return
+	}
+	st, err := g.kit.Query(r.Context(), id)
+	if err == nil && st.Sender != c.ID {
+		err = &schemas.Error{Code: schemas.CodeUnknownTx}
+	}
+	if err == nil {
+		st, err = g.kit.Cancel(r.Context(), id)
+	}
+	var se *schemas.Error
+	if errors.As(err, &se) && (se.Code == schemas.CodeNotAllowed || se.Code == schemas.CodeSettled) {
+		writeError(w, http.StatusConflict, se.Code, "not cancelled: the message is no longer held (it is on its way, or has its outcome)")
+		return
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
 }
 
 func (g *Gateway) getMessage(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
