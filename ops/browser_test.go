@@ -170,6 +170,10 @@ func TestOpsAndMetricsAcrossTheFabric(t *testing.T) {
 	if code, body := s.get(t, "/", ""); code != 200 || !strings.Contains(body, "UIMS operator view") {
 		t.Fatalf("page: %d", code)
 	}
+	// with the stylesheet it shares with the web client page (webui)
+	if code, body := s.get(t, "/base.css", ""); code != 200 || !strings.Contains(body, "--accent:") {
+		t.Fatalf("base.css: %d", code)
+	}
 }
 
 // TestBrowserOperatorView follows messages through the protocol in the
