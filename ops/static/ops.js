@@ -572,7 +572,7 @@ function arrow(ev, hasProc) {
     case 'login': return ['og', 'broker', 'TSCS login', 'session key C_ack issued'];
     case 'broker.login': return ['og', 'broker', 'TSCS login', r];
     case 'imi': return ['og', 'broker', 'IMI, signed (MAC, nonce)', isCode(r) ? 'refused: ' + r : r];
-    case 'broker.imi': return ['og', 'broker', 'IMI, signed (MAC, nonce)', 'verified, routed to ' + (ev.dest || '?') + (ev.id ? ', ID ' + ev.id + '…' : '')];
+    case 'broker.imi': return ['og', 'broker', 'IMI, signed (MAC, nonce)', r === 'held' ? 'verified, held' : 'verified, routed to ' + (ev.dest || '?') + (ev.id ? ', ID ' + ev.id + '…' : '')];
     case 'route': return ['broker', 'og', 'IMI′ + ID, outer digest', r === 'verified' ? 'outer digest verified' : r];
     case 'broker.routeack': return ['og', 'broker', 'acknowledge IMI′', r];
     case 'transfer': return ['og', hasProc ? 'proc' : 'dg', 'IM: IMI′ + content + ticket', isCode(r) ? 'refused: ' + r : r];
@@ -610,7 +610,7 @@ function renderTimeline(tl) {
   const parts = [head];
   const list = attemptList(tl);
   if (list) parts.push(list);
-  const byAttempt = !!(tl.attempts && tl.attempts.length);
+  const byAttempt = banded(tl);
   if (events.length) {
     parts.push(sequence(tl, events, hasProc, first));
     parts.push(h('div', { class: 'scroll' }, h('table', { class: 'mini', id: 'steps', 'aria-label': 'Protocol steps of message ' + tl.msg_id },
@@ -650,7 +650,7 @@ function attemptList(tl) {
   if (tl.hold) items.push(h('li', { class: 'hold', 'data-hold': tl.hold.cancelled ? 'cancelled' : tl.hold.released ? 'released' : 'held' },
     holdLabel(tl.hold), tl.hold.released ? ' · released ' + when(tl.hold.released) : '', tl.hold.cancelled ? ' · cancelled ' + when(tl.hold.cancelled) : ''));
   for (const a of atts) {
-    items.push(h('li', { 'data-attempt': a.n, class: 'outcome-' + (a.outcome || 'open') },
+    items.push(h('li', { 'data-attempt': a.n, value: a.n, class: 'outcome-' + (a.outcome || 'open') },
       h('b', {}, 'attempt ' + a.n + ' — ' + (a.medium || '?') + ' via ' + (a.gateway || '?')), a.address ? ' (' + a.address + ')' : '',
       ': ', h('span', { class: /failed|expired|cancelled/.test(a.outcome || '') ? 'res-bad' : a.outcome ? 'res-ok' : '' }, attemptOutcome(a)),
       a.late ? h('span', { class: 'muted' }, ' · ' + a.late + ' late acknowledgement' + (a.late === 1 ? '' : 's') + ' recorded') : ''));
@@ -658,6 +658,10 @@ function attemptList(tl) {
   if (tl.state === 'failed' && tl.code === 'CANCELLED' && !(tl.hold && tl.hold.cancelled)) items.push(h('li', { class: 'res-bad' }, 'cancelled'));
   return h('ol', { class: 'attempts', id: 'attempts', 'aria-label': 'Attempts of message ' + tl.msg_id }, items);
 }
+
+// banded reports whether a timeline is drawn by attempt: a message routed
+// more than once or held.
+function banded(tl) { return !!((tl.attempts && tl.attempts.length) || tl.hold); }
 
 // holdLabel is "held until 2026-12-06 07:00 Europe/Paris — quiet hours on sms …".
 function holdLabel(hold) {
@@ -736,7 +740,7 @@ function opens(e) {
 // its sender cancelled. Each attempt's steps are ordered as figure 5 draws
 // them (diagramRows); a conversion chain stays within its attempt.
 function diagramItems(tl, events) {
-  if (!tl.attempts || !tl.attempts.length) return diagramRows(events).map((rw) => ({ rw }));
+  if (!banded(tl)) return diagramRows(events).map((rw) => ({ rw }));
   const groups = new Map();
   for (const e of events) {
     const n = e.attempt || 0;
