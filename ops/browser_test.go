@@ -170,6 +170,10 @@ func TestOpsAndMetricsAcrossTheFabric(t *testing.T) {
 	if code, body := s.get(t, "/", ""); code != 200 || !strings.Contains(body, "UIMS operator view") {
 		t.Fatalf("page: %d", code)
 	}
+	// with the stylesheet it shares with the web client page (webui)
+	if code, body := s.get(t, "/base.css", ""); code != 200 || !strings.Contains(body, "--accent:") {
+		t.Fatalf("base.css: %d", code)
+	}
 }
 
 // TestBrowserOperatorView follows messages through the protocol in the
@@ -294,4 +298,72 @@ func waitContains(t *testing.T, fetch func() string, what string, wants ...strin
 		}
 	}
 	return text
+}
+
+// TestBrowserFallbackTimeline follows a message routed with fallback
+// (docs/ROUTING.md) in the operator view: carol prefers e-mail, then the
+// web; her e-mail gateway refuses the message for good (550 5.1.1), the
+// brokers move it on to the web (peer), which delivers it. The timeline
+// shows two attempt bands, each with its steps and outcome, the reroute
+// as the broker's new route to the originator and the originator's
+// transfer of the content it kept; the list says "2 attempts".
+func TestBrowserFallbackTimeline(t *testing.T) {
+	b := browsertest.New(t)
+	s := startScene(t)
+	s.f.PutProfiles(&schemas.Profile{ID: "carol", Name: "Carol Example", Addresses: map[string]string{schemas.MediumEmail: "carol@example.test", schemas.MediumWeb: "carol"},
+		Prefer: []string{schemas.MediumEmail, schemas.MediumWeb}})
+	relay := fabrictest.NewInbox()
+	relay.Fail = schemas.Errorf(schemas.CodeUnknownRecipient, nil, "550 5.1.1 no such mailbox")
+	s.f.StartKit(relay, kit.Config{Gateway: "email", Medium: schemas.MediumEmail})
+	// until the brokers know the e-mail gateway, carol's messages go to the web at once
+	var id string
+	fabrictest.Eventually(t, 10*time.Second, "a message to carol routed to e-mail first", func() bool {
+		res, err := s.send(t, "carol", "text/plain", "Dinner on Friday?")
+		if err != nil {
+			t.Fatalf("a message routed with fallback whose first medium refused it: %v", err)
+		}
+		id = res.MsgID
+		return res.Status == schemas.StatusRerouted || res.Status == schemas.StatusRouted
+	})
+	if s.inbox.Get(id) == nil {
+		fabrictest.Eventually(t, 5*time.Second, "carol's web delivery", func() bool { return s.inbox.Get(id) != nil })
+	}
+
+	p := b.Tab("operator")
+	p.Do("open the operator view", chromedp.Navigate(s.base+"/ops.html#msg="+id), chromedp.WaitVisible(chromedp.ID("token")))
+	p.Do("operator sign in", chromedp.SendKeys(chromedp.ID("token"), opsToken+"\r"), chromedp.WaitVisible(chromedp.ID("app")))
+	// Trace events come in batches (internal/tracing): wait for both attempts.
+	p.WaitJS("two attempt bands, the second delivered", `(() => {
+		const bands = document.querySelectorAll('#seq g.band.attempt');
+		return (document.getElementById('tl-state')||{}).textContent === 'delivered' && bands.length === 2 &&
+			!!document.querySelector('#seq g.band.attempt.outcome-delivered[data-attempt="2"]');
+	})()`)
+	bands := p.Eval(`Array.from(document.querySelectorAll('#seq g.band.attempt')).map(g =>
+		g.dataset.attempt + ' ' + g.querySelector('.band-label').textContent + ' | ' + g.querySelector('.band-outcome').textContent).join('\n')`)
+	want := "1 attempt 1 — email via email | failed: UNKNOWN_RECIPIENT 550 5.1.1 no such mailbox\n2 attempt 2 — web via peer | delivered"
+	if bands != want {
+		t.Errorf("attempt bands\n got %q\nwant %q", bands, want)
+	}
+	// the bands are in order, each over the steps of its attempt
+	if order := p.Eval(`(() => {
+		const y = (sel) => document.querySelector(sel).getBoundingClientRect().top;
+		return String(y('#seq g.band[data-attempt="1"]') < y('#seq g.row[data-step="deliver"][data-attempt="1"]') &&
+			y('#seq g.row[data-step="deliver"][data-attempt="1"]') < y('#seq g.band[data-attempt="2"]') &&
+			y('#seq g.band[data-attempt="2"]') < y('#seq g.row[data-step="broker.reroute"]') &&
+			y('#seq g.row[data-step="broker.reroute"]') < y('#seq g.row[data-step="deliver"][data-attempt="2"]'));
+	})()`); order != "true" {
+		t.Errorf("the bands and their steps are out of order")
+	}
+	seq := p.Text("#seq")
+	for _, w := range []string{"route attempt 2 to peer", "notification rerouted: new IMI′ + ticket", "new route verified", "IM: kept content + new ticket"} {
+		if !strings.Contains(seq, w) {
+			t.Errorf("sequence diagram lacks %q: %q", w, seq)
+		}
+	}
+	if list := p.Text("#attempts"); !strings.Contains(list, "attempt 1 — email via email (carol@example.test): failed: UNKNOWN_RECIPIENT") ||
+		!strings.Contains(list, "attempt 2 — web via peer (carol): delivered") {
+		t.Errorf("attempts list %q", list)
+	}
+	p.WaitJS("the list's attempts", fmt.Sprintf(`(document.querySelector('#txs tr[data-msg=%q] td.attempts')||{}).textContent === '2 attempts: email ✗ → web ✓'`, id))
+	p.ScreenshotOf("#timeline", "operator-timeline-fallback")
 }

@@ -104,6 +104,10 @@ type Event struct {
 	// observer's clock; latencies are differences of Seen, so they do not
 	// depend on the publishers' clocks agreeing.
 	Seen int64 `json:"seen"`
+	// Attempt is the attempt of the message the step belongs to, 0 for
+	// the steps before a hold's release (attempts.go); set in a Timeline
+	// of a message routed more than once or held.
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // broker reports whether a broker published the event.
@@ -140,6 +144,7 @@ type txRec struct {
 	history   []schemas.HistoryEntry
 	histState string // the state when history was fetched
 	originMed string
+	moved     bool   // rerouted or released: the destination is the latest reroute's or release's
 	rev       uint64 // revision of its entry in the bucket, as last written or read
 }
 
@@ -166,6 +171,12 @@ type TxSummary struct {
 	// LatencyMs is accepted → delivered, when both were seen.
 	LatencyMs float64 `json:"latency_ms,omitempty"`
 	Steps     int     `json:"steps"`
+	// Attempts are the routes of a message routed more than once or held,
+	// oldest first (attempts.go); absent for a message routed once.
+	Attempts []Attempt `json:"attempts,omitempty"`
+	// Hold is the time the brokers held the message before its first
+	// route, if they did.
+	Hold *Hold `json:"hold,omitempty"`
 }
 
 // secBucket holds one second of throughput and latency samples.
@@ -572,29 +583,45 @@ func (o *Observer) apply(rec *txRec, ev Event, sec int64) {
 		if rec.Origin == "" {
 			rec.Origin = ev.Party
 		}
-		if ev.Dest != "" {
+		if ev.Dest != "" && !rec.moved {
 			rec.Dest = ev.Dest
 		}
-		o.advance(rec, schemas.StatusRouted)
+		if ev.Result == schemas.StatusRouted {
+			o.advance(rec, schemas.StatusRouted)
+		}
 	case !ev.broker() && ev.Step == "imi" && isCode(ev.Result):
 		rec.Code = ev.Result
 		if c, _ := schemas.ParseCode(ev.Result); !c.Retryable() {
 			o.advance(rec, stateRejected)
 		}
 	case !ev.broker() && ev.Step == "route":
+		if ev.Dest != "" && !rec.moved {
+			rec.Dest = ev.Dest
+		}
+		o.advance(rec, schemas.StatusRouted)
+	case ev.broker() && (ev.Step == "reroute" || ev.Step == "release"):
+		// attempts.go: the next attempt's destination
+		rec.moved = true
 		if ev.Dest != "" {
 			rec.Dest = ev.Dest
 		}
 		o.advance(rec, schemas.StatusRouted)
+	case ev.broker() && ev.Step == "cancel":
+		rec.Code = codeCancelled
+		o.advance(rec, schemas.StatusFailed)
 	case ev.broker() && ev.Step == "ack":
 		if rec.Dest == "" {
 			rec.Dest = ev.Party
 		}
-		if ev.Result == "applied" {
+		if ev.Result == "applied" || ev.Result == "late" {
 			o.advance(rec, ev.Status)
 		}
 	case isCode(ev.Result):
 		rec.Code = ev.Result
+	case !ev.broker() && ev.Result == schemas.StatusFailed && (ev.Step == "transfer" || ev.Step == "deliver" || ev.Step == "ack"):
+		// the destination's failure: the brokers decide whether it is the
+		// outcome or moves the message on (docs/ROUTING.md, "Fallback"),
+		// and say so in their notify step
 	case ev.Step == "transfer" || ev.Step == "deliver" || ev.Step == "ack" || ev.Step == "notify" || ev.Step == "notified":
 		o.advance(rec, ev.Result)
 	}
@@ -789,7 +816,13 @@ func (o *Observer) Transactions(q string, limit int) []TxSummary {
 		if rec == nil || !rec.matches(q) {
 			continue
 		}
-		out = append(out, rec.TxSummary)
+		sum := rec.TxSummary
+		if len(rec.events) > 0 || len(rec.history) > 0 {
+			evs := slices.Clone(rec.events)
+			slices.SortStableFunc(evs, func(a, b Event) int { return cmp.Compare(a.Seen, b.Seen) })
+			sum = withAttempts(sum, evs, rec.history, o.mediumOf)
+		}
+		out = append(out, sum)
 	}
 	return out
 }
@@ -845,12 +878,12 @@ func (o *Observer) Timeline(ctx context.Context, msgID string) (*Timeline, bool)
 	}
 	o.mu.Unlock()
 	if !needHistory {
-		return tl, true
+		return o.withAttempts(tl), true
 	}
 	if tl == nil && o.store != nil && schemas.ValidMsgID(msgID) {
 		// another instance's, or from before this one started
 		if doc, _, err := o.store.get(ctx, msgID); err == nil && doc != nil {
-			return &Timeline{TxSummary: doc.TxSummary, Events: doc.Events, History: doc.History, Source: "store"}, true
+			return o.withAttempts(&Timeline{TxSummary: doc.TxSummary, Events: doc.Events, History: doc.History, Source: "store"}), true
 		}
 	}
 	st := o.enrichNow(ctx, msgID)
@@ -864,7 +897,7 @@ func (o *Observer) Timeline(ctx context.Context, msgID string) (*Timeline, bool)
 			tl.First, tl.Last = st.History[0].At, st.History[len(st.History)-1].At
 		}
 		tl.History = st.History
-		return tl, true
+		return o.withAttempts(tl), true
 	}
 	o.mu.Lock()
 	if rec := o.txs[msgID]; rec != nil {
@@ -872,7 +905,22 @@ func (o *Observer) Timeline(ctx context.Context, msgID string) (*Timeline, bool)
 		tl.History = slices.Clone(rec.history)
 	}
 	o.mu.Unlock()
-	return tl, true
+	return o.withAttempts(tl), true
+}
+
+// withAttempts sorts a timeline's steps in the order they happened (the
+// parties' batches arrive in any order) and completes it with the
+// message's attempts and hold (attempts.go).
+func (o *Observer) withAttempts(tl *Timeline) *Timeline {
+	slices.SortStableFunc(tl.Events, func(a, b Event) int { return cmp.Compare(a.Seen, b.Seen) })
+	o.mu.Lock()
+	media := make(map[string]string, len(o.parties))
+	for party, p := range o.parties {
+		media[party] = p.medium
+	}
+	o.mu.Unlock()
+	tl.TxSummary = withAttempts(tl.TxSummary, tl.Events, tl.History, func(g string) string { return cmp.Or(media[g], g) })
+	return tl
 }
 
 // Recent returns the latest trace events of any message, oldest first, at most limit.

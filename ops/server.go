@@ -33,6 +33,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/uims/uims/schemas"
+	"github.com/uims/uims/webui"
 )
 
 //go:embed static
@@ -214,6 +215,7 @@ func (s *Server) Handler() http.Handler {
 	files := http.FileServerFS(sub)
 	mux.Handle("GET /{$}", http.RedirectHandler("/ops.html", http.StatusFound))
 	mux.Handle("GET /", files)
+	mux.Handle("GET "+webui.BasePath, webui.Base()) // the rules both pages share
 	return s.httpm.instrument(mux)
 }
 

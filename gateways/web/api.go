@@ -22,6 +22,7 @@ import (
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/gateways/kit/authlimit"
 	"github.com/uims/uims/schemas"
+	"github.com/uims/uims/webui"
 )
 
 // Handler returns the gateway's HTTP handler: the API under /api/v1/ and
@@ -45,6 +46,7 @@ func (g *Gateway) Handler() http.Handler {
 	g.mountMetrics(mux) // metrics.go
 	sub, _ := fs.Sub(static, "static")
 	mux.Handle("GET /", http.FileServerFS(sub))
+	mux.Handle("GET "+webui.BasePath, webui.Base()) // the rules both pages share
 	return g.httpm.instrument(mux)
 }
 

@@ -468,6 +468,7 @@ function renderTransactions(txs) {
       h('td', {}, t.to || t.recipient || ''),
       h('td', {}, (t.origin || '?') + ' → ' + (t.dest || '?')),
       h('td', {}, h('span', { class: 'state ' + t.state }, t.state || '?'), t.code ? h('span', { class: 'res-bad' }, ' ' + t.code) : null),
+      h('td', { class: 'attempts' }, attemptsBadge(t)),
       h('td', { class: 'n' }, t.latency_ms ? fmtMs(t.latency_ms) : ''),
       h('td', { class: 'n' }, t.steps));
   }));
@@ -476,6 +477,54 @@ function renderTransactions(txs) {
   if (focused) {
     const again = $('txs').querySelector('button[data-msg="' + CSS.escape(focused) + '"]');
     if (again) again.focus();
+  }
+}
+
+// ---- attempts and holds (docs/OPS.md, "Attempts, holds and chains") ----
+
+// OUTCOME_MARK marks an attempt's outcome in the list: ✓ delivered or read,
+// ✗ failed, expired or cancelled, … still open.
+const OUTCOME_MARK = { delivered: '✓', read: '✓', failed: '✗', expired: '✗', cancelled: '✗' };
+
+// heldUntil is when a hold ends as its reason gives it: the wall clock of
+// the zone it names ("07:00 Europe/Paris"), with the date if full.
+function heldUntil(hold, full) {
+  if (!hold.local) return '';
+  const [date, time] = hold.local.split(' ');
+  return (full ? date + ' ' : '') + time + (hold.zone ? ' ' + hold.zone : '');
+}
+
+// attemptsBadge is the list's cell for a message routed more than once or
+// held: "2 attempts: email ✗ → web ✓", "held until 07:00".
+function attemptsBadge(t) {
+  const out = [];
+  if (t.hold && !t.hold.released && !t.hold.cancelled) {
+    out.push(h('span', { class: 'badge held', title: t.hold.reason || 'held by the brokers' },
+      t.hold.local ? 'held until ' + t.hold.local.split(' ')[1] : 'held'));
+  } else if (t.hold && t.hold.cancelled) {
+    out.push(h('span', { class: 'badge cancelled', title: t.hold.reason || '' }, 'cancelled while held'));
+  }
+  const atts = t.attempts || [];
+  if (atts.length > 1) {
+    out.push(h('span', { class: 'badge tries', title: atts.map(attemptTitle).join('\n') },
+      atts.length + ' attempts: ' + atts.map((a) => (a.medium || a.gateway || '?') + ' ' + (OUTCOME_MARK[a.outcome] || '…')).join(' → ')));
+  }
+  return out;
+}
+
+function attemptTitle(a) {
+  return 'attempt ' + a.n + ' — ' + (a.medium || '?') + ' via ' + (a.gateway || '?') + ': ' + attemptOutcome(a);
+}
+
+// attemptOutcome says how an attempt ended: "failed: UNKNOWN_RECIPIENT
+// 550 5.1.1 no such mailbox", "expired", "delivered", or how far it got.
+function attemptOutcome(a) {
+  switch (a.outcome) {
+    case 'failed': return 'failed: ' + [a.code, a.reason].filter(Boolean).join(' ');
+    case 'expired': return 'expired' + (a.reason ? ': ' + a.reason : '');
+    case 'cancelled': return 'cancelled';
+    case 'delivered': case 'read': return a.outcome + (a.code ? ' (acknowledged late)' : '');
+    default: return (a.state || 'routed') + ', in progress';
   }
 }
 
@@ -523,7 +572,7 @@ function arrow(ev, hasProc) {
     case 'login': return ['og', 'broker', 'TSCS login', 'session key C_ack issued'];
     case 'broker.login': return ['og', 'broker', 'TSCS login', r];
     case 'imi': return ['og', 'broker', 'IMI, signed (MAC, nonce)', isCode(r) ? 'refused: ' + r : r];
-    case 'broker.imi': return ['og', 'broker', 'IMI, signed (MAC, nonce)', 'verified, routed to ' + (ev.dest || '?') + (ev.id ? ', ID ' + ev.id + '…' : '')];
+    case 'broker.imi': return ['og', 'broker', 'IMI, signed (MAC, nonce)', r === 'held' ? 'verified, held' : 'verified, routed to ' + (ev.dest || '?') + (ev.id ? ', ID ' + ev.id + '…' : '')];
     case 'route': return ['broker', 'og', 'IMI′ + ID, outer digest', r === 'verified' ? 'outer digest verified' : r];
     case 'broker.routeack': return ['og', 'broker', 'acknowledge IMI′', r];
     case 'transfer': return ['og', hasProc ? 'proc' : 'dg', 'IM: IMI′ + content + ticket', isCode(r) ? 'refused: ' + r : r];
@@ -532,9 +581,16 @@ function arrow(ev, hasProc) {
     case 'receive': return ['og', 'dg', 'IM', 'refused: ' + r];
     case 'deliver': return ['dg', 'recipient', 'deliver to the client', r];
     case 'broker.ack': return ['dg', 'broker', 'acknowledgement: ' + (ev.status || '') + ' + ID',
-      ev.id_match ? 'ID compared: match · ' + r : isCode(r) ? 'refused: ' + r : r];
+      r === 'recorded' ? 'late: recorded, changed nothing' : ev.id_match ? 'ID compared: match · ' + r : isCode(r) ? 'refused: ' + r : r];
     case 'ack': return ['broker', 'dg', 'signed receipt', r];
-    case 'broker.notify': return ['broker', 'og', 'notification: ' + r, 'queued for the originator'];
+    case 'broker.notify': return r === 'rerouted' ? ['broker', 'og', 'notification rerouted: new IMI′ + ticket', 'queued for the originator']
+      : r === 'released' ? ['broker', 'og', 'notification released: IMI′ + ticket', 'queued for the originator']
+      : ['broker', 'og', 'notification: ' + r, 'queued for the originator'];
+    case 'broker.reroute': return ['broker', 'broker', 'route attempt ' + (ev.attempt || '') + ' to ' + (ev.dest || '?'), 'after ' + (ev.code || 'a failure')];
+    case 'reroute': return ['og', 'og', 'check the new IMI′', r === 'verified' ? 'new route verified' : isCode(r) ? 'refused: ' + r : r];
+    case 'broker.hold': return ['broker', 'broker', 'hold the message', r];
+    case 'broker.release': return ['broker', 'broker', 'release: route to ' + (ev.dest || '?'), r];
+    case 'broker.cancel': return ['og', 'broker', 'cancel, signed', r];
     case 'notified': return ['og', 'sender', 'status to the client: ' + r, 'told'];
     default: return ['broker', 'broker', ev.step, r];
   }
@@ -552,13 +608,18 @@ function renderTimeline(tl) {
     h('span', {}, h('b', {}, 'state'), h('span', { class: 'state ' + tl.state, id: 'tl-state' }, tl.state || '?')),
     tl.latency_ms ? h('span', {}, h('b', {}, 'accepted → delivered'), fmtMs(tl.latency_ms)) : null);
   const parts = [head];
+  const list = attemptList(tl);
+  if (list) parts.push(list);
+  const byAttempt = banded(tl);
   if (events.length) {
     parts.push(sequence(tl, events, hasProc, first));
     parts.push(h('div', { class: 'scroll' }, h('table', { class: 'mini', id: 'steps', 'aria-label': 'Protocol steps of message ' + tl.msg_id },
-      h('thead', {}, h('tr', {}, ['Time', '+', 'Step', 'Published by', 'Party', 'Result', 'Details'].map((c) => h('th', { scope: 'col' }, c)))),
-      h('tbody', {}, events.map((e) => h('tr', { 'data-step': (e.source === 'broker' ? 'broker.' : '') + e.step },
+      h('thead', {}, h('tr', {}, ['Time', '+', byAttempt ? 'Attempt' : null, 'Step', 'Published by', 'Party', 'Result', 'Details'].filter(Boolean).map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, events.map((e) => h('tr', { 'data-step': (e.source === 'broker' ? 'broker.' : '') + e.step, 'data-attempt': byAttempt ? e.attempt || 0 : null,
+        class: e.result === 'recorded' ? 'muted' : null },
         h('td', { class: 'mono' }, preciseTime(e.at)),
         h('td', { class: 'n mono' }, '+' + fmtMs((e.seen - first) / 1000)),
+        byAttempt ? h('td', { class: 'n' }, e.attempt ? String(e.attempt) : 'held') : null,
         h('td', {}, (e.source === 'broker' ? 'broker ' : 'gateway ') + e.step),
         h('td', {}, e.source === 'broker' ? e.by || 'broker' : e.source + (e.by ? ' (' + e.by + ')' : '')),
         h('td', {}, e.party),
@@ -570,11 +631,42 @@ function renderTimeline(tl) {
   if (tl.history && tl.history.length) {
     parts.push(h('h3', { class: 'help' }, 'Brokers\' transaction history'));
     parts.push(h('table', { class: 'mini', 'aria-label': 'Transaction history' },
-      h('thead', {}, h('tr', {}, ['Time', 'Status', 'Party', 'Code', 'Reason'].map((c) => h('th', { scope: 'col' }, c)))),
-      h('tbody', {}, tl.history.map((e) => h('tr', {}, h('td', { class: 'mono' }, preciseTime(e.at)), h('td', {}, e.status),
+      h('thead', {}, h('tr', {}, ['Time', 'Status', 'Attempt', 'Party', 'Code', 'Reason'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, tl.history.map((e) => h('tr', { class: e.status === 'recorded' ? 'muted' : null, 'data-status': e.status },
+        h('td', { class: 'mono' }, preciseTime(e.at)), h('td', {}, e.status),
+        h('td', {}, e.attempt ? e.attempt + (e.medium ? ' (' + e.medium + ')' : '') : ''),
         h('td', {}, e.party || ''), h('td', {}, e.code || ''), h('td', {}, e.reason || ''))))));
   }
   $('timeline-body').replaceChildren(...parts);
+}
+
+// attemptList lists a message's hold and attempts above its diagram: the
+// whole story when the diagram has no steps (a message known from the
+// brokers' history only).
+function attemptList(tl) {
+  const atts = tl.attempts || [];
+  if (!atts.length && !tl.hold) return null;
+  const items = [];
+  if (tl.hold) items.push(h('li', { class: 'hold', 'data-hold': tl.hold.cancelled ? 'cancelled' : tl.hold.released ? 'released' : 'held' },
+    holdLabel(tl.hold), tl.hold.released ? ' · released ' + when(tl.hold.released) : '', tl.hold.cancelled ? ' · cancelled ' + when(tl.hold.cancelled) : ''));
+  for (const a of atts) {
+    items.push(h('li', { 'data-attempt': a.n, value: a.n, class: 'outcome-' + (a.outcome || 'open') },
+      h('b', {}, 'attempt ' + a.n + ' — ' + (a.medium || '?') + ' via ' + (a.gateway || '?')), a.address ? ' (' + a.address + ')' : '',
+      ': ', h('span', { class: /failed|expired|cancelled/.test(a.outcome || '') ? 'res-bad' : a.outcome ? 'res-ok' : '' }, attemptOutcome(a)),
+      a.late ? h('span', { class: 'muted' }, ' · ' + a.late + ' late acknowledgement' + (a.late === 1 ? '' : 's') + ' recorded') : ''));
+  }
+  if (tl.state === 'failed' && tl.code === 'CANCELLED' && !(tl.hold && tl.hold.cancelled)) items.push(h('li', { class: 'res-bad' }, 'cancelled'));
+  return h('ol', { class: 'attempts', id: 'attempts', 'aria-label': 'Attempts of message ' + tl.msg_id }, items);
+}
+
+// banded reports whether a timeline is drawn by attempt: a message routed
+// more than once or held.
+function banded(tl) { return !!((tl.attempts && tl.attempts.length) || tl.hold); }
+
+// holdLabel is "held until 2026-12-06 07:00 Europe/Paris — quiet hours on sms …".
+function holdLabel(hold) {
+  const until = heldUntil(hold, true);
+  return 'held' + (until ? ' until ' + until : '') + (hold.reason ? ' — ' + hold.reason : '');
 }
 
 function details(e) {
@@ -588,15 +680,22 @@ function details(e) {
 }
 
 // diagramRows orders the events as figure 5 draws them. Trace events come
-// in the order they were published, which differs from the protocol in two
-// places: the originating gateway reports the transfer when the
-// destination's reply comes back (after delivery and acknowledgement), and
-// a broker publishes a notification just before the acknowledgement that
-// caused it. The diagram draws the transfer request where it happens (a row
-// without a time) and its reply where it came back, and each
-// acknowledgement before its notification. The table keeps the true order.
+// in the order they were published, which differs from the protocol in
+// three places: the originator's route may come in a batch after the
+// destination's steps; the originating gateway reports the transfer when
+// the destination's reply comes back (after delivery and acknowledgement);
+// and a broker publishes a notification just before the acknowledgement
+// that caused it. The diagram draws the route before the destination's
+// steps, the transfer request where it happens (a row without a time) and
+// its reply where it came back, and each acknowledgement before its
+// notification. The table keeps the true order.
 function diagramRows(events) {
   const rows = events.map((ev) => ({ ev }));
+  // the originator's route (the IMI′ it verified) comes before the
+  // destination's steps, though its batch may come after theirs
+  const ri = rows.findIndex((r) => r.ev.source !== 'broker' && r.ev.step === 'route');
+  const fi = rows.findIndex((r) => r.ev.source !== 'broker' && (r.ev.step === 'deliver' || r.ev.step === 'receive'));
+  if (ri >= 0 && fi >= 0 && fi < ri) rows.splice(fi, 0, rows.splice(ri, 1)[0]);
   const ti = rows.findIndex((r) => r.ev.source !== 'broker' && r.ev.step === 'transfer');
   const di = rows.findIndex((r) => (r.ev.source !== 'broker' && (r.ev.step === 'deliver' || r.ev.step === 'receive')) ||
     (r.ev.source === 'broker' && r.ev.step === 'conv'));
@@ -622,27 +721,111 @@ function diagramRows(events) {
   return rows;
 }
 
+// OPENS orders the steps that open an attempt after a reroute or a
+// release: the broker's new route, its notification to the originator
+// (new IMI′ and ticket), the originator's check of it; the transfer of the
+// kept content follows.
+const OPENS = { 'broker.reroute': 1, 'broker.release': 1, 'broker.notify:rerouted': 2, 'broker.notify:released': 2, 'reroute': 3 };
+
+function opens(e) {
+  const k = (e.source === 'broker' ? 'broker.' : '') + e.step;
+  return OPENS[k + ':' + e.result] || (k === 'broker.notify' ? 0 : OPENS[k]) || 9;
+}
+
+// diagramItems is what the diagram draws, top to bottom: the rows of the
+// steps and, for a message routed more than once or held (tl.attempts),
+// a band per attempt, "attempt n — <medium> via <gateway>" with its
+// outcome, over the steps of that attempt; a band "held until …" over the
+// steps from the hold to the release; "cancelled" at the end of a message
+// its sender cancelled. Each attempt's steps are ordered as figure 5 draws
+// them (diagramRows); a conversion chain stays within its attempt.
+function diagramItems(tl, events) {
+  if (!banded(tl)) return diagramRows(events).map((rw) => ({ rw }));
+  const groups = new Map();
+  for (const e of events) {
+    const n = e.attempt || 0;
+    if (!groups.has(n)) groups.set(n, []);
+    groups.get(n).push(e);
+  }
+  const items = [];
+  let heldShown = false;
+  const held = () => {
+    heldShown = true;
+    const cls = tl.hold.cancelled ? 'held cancelled' : 'held';
+    items.push({ band: { cls, label: holdLabel(tl.hold), outcome: tl.hold.cancelled ? 'cancelled' : tl.hold.released ? 'released ' + when(tl.hold.released) : 'waiting' } });
+  };
+  for (const n of [...groups.keys()].sort((a, b) => a - b)) {
+    let evs = groups.get(n);
+    if (n > 1 || (n === 1 && tl.hold)) evs = evs.slice().sort((a, b) => opens(a) - opens(b)); // stable
+    if (n === 0) {
+      items.push({ band: null });
+      for (const rw of diagramRows(evs)) {
+        const e = rw.ev;
+        if (tl.hold && !heldShown && e.source === 'broker' && (e.step === 'hold' || (e.step === 'notify' && e.result === 'held'))) held();
+        items.push({ rw });
+      }
+      continue;
+    }
+    if (tl.hold && !heldShown) held();
+    const a = tl.attempts.find((x) => x.n === n) || { n };
+    items.push({ band: { cls: 'attempt outcome-' + (a.outcome || 'open'), n, label: 'attempt ' + n + ' — ' + (a.medium || '?') + ' via ' + (a.gateway || '?'),
+      outcome: attemptOutcome(a), bad: /failed|expired|cancelled/.test(a.outcome || '') } });
+    for (const rw of diagramRows(evs)) items.push({ rw });
+  }
+  if (tl.hold && !heldShown) held();
+  if (tl.state === 'failed' && tl.code === 'CANCELLED' && !(tl.hold && tl.hold.cancelled)) {
+    items.push({ band: { cls: 'cancelled', label: 'cancelled', outcome: 'by the sender', bad: true } });
+  }
+  return items;
+}
+
+const BAND_FILL = { attempt: '#f2f5fc', 'outcome-failed': '#fcf1f0', 'outcome-expired': '#fcf1f0', 'outcome-cancelled': '#fcf1f0',
+  'outcome-delivered': '#eef8f2', 'outcome-read': '#eef8f2', held: '#fdf5e4', cancelled: '#fcf1f0' };
+
 function sequence(tl, events, hasProc, first) {
   const lanes = [['sender', 'Sender', tl.sender || ''], ['og', 'Originating gateway', tl.origin || ''], ['broker', 'Broker', brokerName(events)]];
   if (hasProc) lanes.push(['proc', 'Processor', [...new Set(events.filter((e) => e.step === 'conv').map((e) => e.party))].join(', ')]);
   lanes.push(['dg', 'Destination gateway', tl.dest || ''], ['recipient', 'Recipient', tl.recipient || tl.to || '']);
-  const rows = diagramRows(events);
-  const L = 92, R = 40, top = 58, row = 40, W = Math.max(1000, L + R + lanes.length * 160);
-  const H = top + rows.length * row + 24;
+  const items = diagramItems(tl, events);
+  const L = 92, R = 40, top = 58, row = 40, bandH = 26, W = Math.max(1000, L + R + lanes.length * 160);
+  // where each item goes, and how far each band reaches
+  let y = top, band = null;
+  const bands = [];
+  for (const it of items) {
+    if ('band' in it) {
+      band = it.band ? Object.assign({ y0: y, y1: y + bandH }, it.band) : null;
+      if (band) { bands.push(band); y += bandH; }
+      continue;
+    }
+    it.y = y;
+    y += row;
+    if (band) band.y1 = y;
+  }
+  const H = y + 24;
   const x = {};
   lanes.forEach(([id], i) => { x[id] = L + (W - L - R) * (i + 0.5) / lanes.length; });
   const kids = [s('title', {}, 'MIAP timeline of message ' + tl.msg_id),
-    s('defs', {}, marker('seq-ok', '#2454d6'), marker('seq-bad', '#b42318'), marker('seq-reply', '#5d6679'))];
+    s('defs', {}, marker('seq-ok', '#2454d6'), marker('seq-bad', '#b42318'), marker('seq-reply', '#5d6679'), marker('seq-muted', '#aab1bf'))];
+  for (const b of bands) {
+    const fill = b.cls.split(' ').reduce((f, c) => BAND_FILL[c] || f, '#f2f5fc');
+    kids.push(s('g', { class: 'band ' + b.cls, 'data-attempt': b.n || null },
+      s('rect', { x: 4, y: b.y0 + 2, width: W - 8, height: b.y1 - b.y0 - 4, rx: 6, fill, stroke: b.cls.startsWith('held') ? '#f0c36a' : '#d5dbe6' }),
+      s('text', { x: 14, y: b.y0 + 18, 'font-size': 12, 'font-weight': 700, fill: '#1d2330', class: 'band-label' }, b.label.length > 110 ? b.label.slice(0, 109) + '…' : b.label),
+      s('text', { x: W - 14, y: b.y0 + 18, 'text-anchor': 'end', 'font-size': 12, fill: b.bad ? '#b42318' : '#1d7a46', class: 'band-outcome' },
+        b.outcome.length > 70 ? b.outcome.slice(0, 69) + '…' : b.outcome)));
+  }
   for (const [id, name, sub] of lanes) {
     kids.push(s('rect', { x: x[id] - 78, y: 8, width: 156, height: 38, rx: 7, fill: id === 'broker' ? '#141a2a' : '#fff', stroke: '#c4cad6' }));
     kids.push(s('text', { x: x[id], y: 24, 'text-anchor': 'middle', 'font-size': 12.5, 'font-weight': 700, fill: id === 'broker' ? '#fff' : '#1d2330' }, name));
     kids.push(s('text', { x: x[id], y: 39, 'text-anchor': 'middle', 'font-size': 11, fill: id === 'broker' ? '#aeb8d0' : '#5d6679' }, sub.length > 24 ? sub.slice(0, 23) + '…' : sub));
     kids.push(s('line', { x1: x[id], x2: x[id], y1: 46, y2: H - 8, stroke: '#c4cad6', 'stroke-dasharray': '3 4' }));
   }
-  rows.forEach((rw, i) => {
-    const e = rw.ev;
+  for (const it of items) {
+    if (!it.rw) continue;
+    const rw = it.rw, e = rw.ev;
     let [from, to, text, result] = arrow(e, hasProc);
-    const bad = isCode(e.result);
+    const bad = isCode(e.result) && !rw.request && !rw.forward;
+    const late = e.result === 'recorded';
     let color = bad ? '#b42318' : '#2454d6', mark = bad ? 'url(#seq-bad)' : 'url(#seq-ok)', dash = null;
     if (rw.forward) {
       // to the destination, or to the next conversion step's processor
@@ -652,6 +835,8 @@ function sequence(tl, events, hasProc, first) {
       color = '#2454d6'; mark = 'url(#seq-ok)';
     } else if (rw.request) {
       result = 'sent by request-reply';
+      // after a reroute or a release, the originator sends the content it kept
+      if (e.attempt > 1 || (tl.hold && e.attempt === 1)) text = 'IM: kept content + new ticket';
       color = '#2454d6'; mark = 'url(#seq-ok)';
     } else if (rw.reply) {
       [from, to] = [to, from];
@@ -659,20 +844,24 @@ function sequence(tl, events, hasProc, first) {
       result = bad ? 'refused: ' + e.result : 'receipt relayed and checked';
       if (!bad) { color = '#5d6679'; mark = 'url(#seq-reply)'; dash = '6 4'; }
     }
-    const yy = top + i * row + 26;
-    if (!rw.request && !rw.forward) kids.push(s('text', { x: 8, y: yy + 4, 'font-size': 11, fill: '#5d6679', class: 'mono' }, '+' + fmtMs((e.seen - first) / 1000)));
+    if (late) { color = '#aab1bf'; mark = 'url(#seq-muted)'; dash = '3 3'; }
+    const yy = it.y + 26;
+    const g = s('g', { class: 'row' + (late ? ' muted' : ''), 'data-step': (e.source === 'broker' ? 'broker.' : '') + e.step, 'data-attempt': e.attempt === undefined ? null : e.attempt });
+    if (!rw.request && !rw.forward) g.append(s('text', { x: 8, y: yy + 4, 'font-size': 11, fill: '#5d6679', class: 'mono' }, '+' + fmtMs((e.seen - first) / 1000)));
     const x1 = x[from] !== undefined ? x[from] : x.broker, x2 = x[to] !== undefined ? x[to] : x.broker;
     if (x1 === x2) {
-      kids.push(s('rect', { x: x1 - 60, y: yy - 10, width: 120, height: 16, rx: 4, fill: '#eef0f4' }));
+      g.append(s('rect', { x: x1 - 60, y: yy - 10, width: 120, height: 16, rx: 4, fill: late ? '#f4f5f8' : '#eef0f4' }));
     } else {
       const dir = x2 > x1 ? 1 : -1;
-      kids.push(s('line', { x1: x1 + dir * 3, x2: x2 - dir * 3, y1: yy, y2: yy, stroke: color, 'stroke-width': 1.8, 'stroke-dasharray': dash, 'marker-end': mark }));
+      g.append(s('line', { x1: x1 + dir * 3, x2: x2 - dir * 3, y1: yy, y2: yy, stroke: color, 'stroke-width': 1.8, 'stroke-dasharray': dash, 'marker-end': mark }));
     }
     const mid = (x1 + x2) / 2;
-    kids.push(s('text', { x: mid, y: yy - 6, 'text-anchor': 'middle', 'font-size': 12, 'font-weight': 600, fill: '#1d2330' }, text));
-    kids.push(s('text', { x: mid, y: yy + 14, 'text-anchor': 'middle', 'font-size': 11, fill: bad ? '#b42318' : '#1d7a46' }, result));
-  });
-  return s('svg', { class: 'seq', id: 'seq', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'Sequence of the protocol steps of message ' + tl.msg_id }, kids);
+    g.append(s('text', { x: mid, y: yy - 6, 'text-anchor': 'middle', 'font-size': 12, 'font-weight': 600, fill: late ? '#8a93a6' : '#1d2330' }, text));
+    g.append(s('text', { x: mid, y: yy + 14, 'text-anchor': 'middle', 'font-size': 11, fill: late ? '#8a93a6' : bad ? '#b42318' : '#1d7a46' }, result));
+    kids.push(g);
+  }
+  return s('svg', { class: 'seq', id: 'seq', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'Sequence of the protocol steps of message ' + tl.msg_id +
+    (bands.length ? ': ' + bands.map((b) => b.label + ', ' + b.outcome).join('; ') : '') }, kids);
 }
 
 function brokerName(events) {
