@@ -21,14 +21,16 @@ import (
 // events gets its attempts from the broker steps `reroute`, `hold`,
 // `release` and `cancel` (broker/fallback.go notifyReroute).
 
-// Entries and steps not in schemas yet: holds are being added
-// (docs/ROUTING.md, "Not done yet"), in this vocabulary.
+// Holds (PROTOCOL.md §6.16) in the history and the steps.
+var (
+	stateHeld       = schemas.StatusHeld             // state and history entry: the brokers hold the message
+	historyReleased = schemas.StatusReleased         // history entry: the hold ended, the message was routed
+	codeCancelled   = schemas.CodeCancelled.String() // the code of the failed entry of a cancellation
+)
+
 const (
-	stateHeld       = "held"      // state and history entry: the brokers hold the message
-	historyReleased = "released"  // history entry: the hold ended, the message was routed
-	codeCancelled   = "CANCELLED" // the code of the failed entry of a cancellation
-	outcomeExpired  = "expired"
-	outcomeCancel   = "cancelled"
+	outcomeExpired = "expired"
+	outcomeCancel  = "cancelled"
 )
 
 // Attempt is one route of a message.
@@ -146,7 +148,10 @@ func attemptsFromHistory(h []schemas.HistoryEntry, mediumOf func(string) string)
 		switch e.Status {
 		case stateHeld:
 			hold = &Hold{At: e.At, Reason: e.Reason, Party: e.Party}
-			hold.holdUntil()
+			hold.holdUntil() // the local time and zone, for display
+			if e.Until > 0 {
+				hold.Until = e.Until
+			}
 		case historyReleased:
 			if hold == nil {
 				hold = &Hold{At: e.At}
