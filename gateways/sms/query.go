@@ -39,13 +39,54 @@ func (g *Gateway) query(ctx context.Context, s *session, p *pdu.QuerySM) pdu.PDU
 		resp.MessageState = pdu.StateDelivered
 	case schemas.StatusFailed:
 		resp.MessageState = pdu.StateUndeliverable
-		if last.Code == schemas.CodeExpired.String() {
+		switch last.Code {
+		case schemas.CodeExpired.String():
 			resp.MessageState = pdu.StateExpired
+		case schemas.CodeCancelled.String():
+			resp.MessageState = pdu.StateDeleted
 		}
 	}
 	if schemas.Terminal(st.State) && last.At > 0 {
 		// §7.1.1 absolute time format YYMMDDhhmmsstnnp, in UTC.
 		resp.FinalDate = time.UnixMilli(last.At).UTC().Format("060102150405") + "000+"
+	}
+	return resp
+}
+
+// cancel answers cancel_sm (SMPP 3.4 §4.9): a message the application
+// submitted that the brokers still hold (scheduled, or in its recipient's
+// quiet hours) is cancelled (PROTOCOL.md §6.16); its receipt, if it asked
+// for one, says DELETED. Anything else — a message on its way or
+// delivered, another application's, no message_id (cancelling every
+// message from source to destination is not supported) — is
+// ESME_RCANCELFAIL.
+func (g *Gateway) cancel(ctx context.Context, s *session, p *pdu.CancelSM) pdu.PDU {
+	resp := &pdu.CancelSMResp{Header: pdu.Header{Sequence: p.Sequence}}
+	id := p.MessageID
+	if i := strings.IndexByte(id, '-'); i >= 0 {
+		id = id[:i] // a part of a concatenated message cancels the message
+	}
+	if id == "" {
+		resp.Status = pdu.ESME_RCANCELFAIL
+		return resp
+	}
+	if !schemas.ValidMsgID(id) {
+		resp.Status = pdu.ESME_RINVMSGID
+		return resp
+	}
+	cctx, cancel := context.WithTimeout(ctx, g.cfg.ResponseTimeout)
+	defer cancel()
+	st, err := g.kit.Query(cctx, id)
+	if err == nil && st.Sender != s.clientInfo().ID {
+		err = schemas.Errorf(schemas.CodeUnknownTx, nil, id)
+	}
+	if err == nil {
+		_, err = g.kit.Cancel(cctx, id)
+	}
+	if err != nil {
+		s.logger().Info().Err(err).Str("msg_id", id).Msg("cancel_sm refused")
+		resp.Status = pdu.ESME_RCANCELFAIL
+		return resp
 	}
 	return resp
 }

@@ -55,6 +55,11 @@ type partDoc struct {
 	Parts   [][]byte   `json:"parts"` // index seq-1; nil while missing
 	State   string     `json:"state,omitempty"`
 	Claimed int64      `json:"claimed,omitempty"` // when an instance claimed it, Unix ms
+	// the first part's schedule_delivery_time, validity_period and
+	// priority (PROTOCOL.md §6.16), Unix ms
+	SendAt  int64 `json:"send_at,omitempty"`
+	Expires int64 `json:"expires,omitempty"`
+	Urgent  bool  `json:"urgent,omitempty"`
 }
 
 func (d *partDoc) complete() bool {
@@ -258,7 +263,8 @@ func (r *reassembly) add(ctx context.Context, in *incoming, c gsm.Concat, coding
 
 func (r *reassembly) newDoc(in *incoming, c gsm.Concat, coding gsm.Coding, payload []byte) *partDoc {
 	d := &partDoc{MsgID: kit.NewMsgID(), Origin: in.origin, Src: in.src, Dst: in.dst, DCS: in.dcs, RD: in.rd, Coding: coding,
-		Ref: c.Ref, Total: c.Total, First: time.Now().UnixMilli(), Parts: make([][]byte, c.Total)}
+		Ref: c.Ref, Total: c.Total, First: time.Now().UnixMilli(), Parts: make([][]byte, c.Total),
+		SendAt: in.sendAt, Expires: in.expires, Urgent: in.urgent}
 	d.Parts[c.Seq-1] = append([]byte{}, payload...)
 	return d
 }
@@ -360,7 +366,7 @@ func (g *Gateway) sendDoc(ctx context.Context, d *partDoc) error {
 		extra["sms.partial"] = "missing " + strings.Join(missing, ",") + " of " + strconv.Itoa(int(d.Total))
 		extra["subject"] = fmt.Sprintf("[partial SMS: %d of %d parts missing]", len(missing), d.Total)
 	}
-	in := &incoming{origin: d.Origin, src: d.Src, dst: d.Dst, dcs: d.DCS, rd: d.RD}
+	in := &incoming{origin: d.Origin, src: d.Src, dst: d.Dst, dcs: d.DCS, rd: d.RD, sendAt: d.SendAt, expires: d.Expires, urgent: d.Urgent}
 	return g.send(ctx, in, d.MsgID, text, extra)
 }
 

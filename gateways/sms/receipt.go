@@ -130,6 +130,8 @@ func receiptFor(ev *schemas.StatusEvent, now time.Time) (*receipt, bool) {
 		switch code {
 		case schemas.CodeExpired:
 			r.Stat = dlr.StatExpired
+		case schemas.CodeCancelled: // cancel_sm, or DELETE over HTTP (PROTOCOL.md §6.16)
+			r.Stat = dlr.StatDeleted
 		case schemas.CodeNotAllowed, schemas.CodeQuotaExceeded, schemas.CodeUnsupported:
 			r.Stat = dlr.StatRejected
 		}

@@ -120,7 +120,10 @@ func TestSubmitErrors(t *testing.T) {
 		{"odd UCS-2", pdu.MessageFields{DestinationAddr: "15550101", DataCoding: 8, ShortMessage: []byte{0, 'a', 0}}, pdu.ESME_RINVMSGLEN},
 		{"bad UDH", pdu.MessageFields{DestinationAddr: "15550101", ESMClass: pdu.ESMClassUDHI, ShortMessage: []byte{9, 0, 3, 1}}, pdu.ESME_RINVESMCLASS},
 		{"receipt type", pdu.MessageFields{DestinationAddr: "15550101", ESMClass: pdu.ESMClassDeliveryReceipt, ShortMessage: []byte("x")}, pdu.ESME_RINVESMCLASS},
-		{"scheduled", pdu.MessageFields{DestinationAddr: "15550101", ScheduleDeliveryTime: "000000010000000R", ShortMessage: []byte("x")}, pdu.ESME_RINVSCHED},
+		{"bad schedule", pdu.MessageFields{DestinationAddr: "15550101", ScheduleDeliveryTime: "000000010000000X", ShortMessage: []byte("x")}, pdu.ESME_RINVSCHED},
+		{"schedule in 8 days", pdu.MessageFields{DestinationAddr: "15550101", ScheduleDeliveryTime: "000008000000000R", ShortMessage: []byte("x")}, pdu.ESME_RINVSCHED},
+		{"bad validity", pdu.MessageFields{DestinationAddr: "15550101", ValidityPeriod: "0000000100000001", ShortMessage: []byte("x")}, pdu.ESME_RINVEXPIRY},
+		{"valid before scheduled", pdu.MessageFields{DestinationAddr: "15550101", ScheduleDeliveryTime: "000000020000000R", ValidityPeriod: "000000010000000R", ShortMessage: []byte("x")}, pdu.ESME_RINVEXPIRY},
 		{"bad SAR", func() pdu.MessageFields {
 			m := pdu.MessageFields{DestinationAddr: "15550101", ShortMessage: []byte("x")}
 			m.TLVs.SetSAR(pdu.SAR{Ref: 1, Total: 2, Seq: 3})

@@ -169,6 +169,8 @@ func (s *session) handle(ctx context.Context, p pdu.PDU) bool {
 		})
 	case *pdu.QuerySM:
 		s.request(ctx, p, func(ctx context.Context) pdu.PDU { return s.g.query(ctx, s, p) })
+	case *pdu.CancelSM:
+		s.request(ctx, p, func(ctx context.Context) pdu.PDU { return s.g.cancel(ctx, s, p) })
 	case *pdu.DeliverSMResp, *pdu.GenericNack, *pdu.EnquireLinkResp, *pdu.UnbindResp:
 		s.response(p)
 	default:

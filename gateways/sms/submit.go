@@ -27,6 +27,10 @@ type incoming struct {
 	rd       uint8 // registered_delivery §5.2.17
 	data     []byte
 	tlvs     pdu.TLVs
+	// schedule_delivery_time, validity_period (Unix ms, 0: none) and a
+	// priority_flag of 2 or more (PROTOCOL.md §6.16)
+	sendAt, expires int64
+	urgent          bool
 }
 
 // rejectError is a refusal of a short message with the command_status to
@@ -108,10 +112,11 @@ func (g *Gateway) submitFromApp(ctx context.Context, s *session, m *pdu.MessageF
 		err = reject(pdu.ESME_RINVDSTADR, "empty destination_addr")
 	case m.ESMClass&0x3C != 0: // §5.2.12 message type bits: only a normal message can be submitted
 		err = reject(pdu.ESME_RINVESMCLASS, "esm_class 0x%02X is not a normal message", m.ESMClass)
-	case m.ScheduleDeliveryTime != "":
-		err = reject(pdu.ESME_RINVSCHED, "scheduled delivery is not supported")
 	case len(m.ShortMessage) > 0 && len(m.TLVs) > 0 && hasPayload(m.TLVs):
 		err = reject(pdu.ESME_RINVMSGLEN, "both short_message and message_payload") // §5.3.2.32
+	}
+	if err == nil {
+		err = schedule(in, m, time.Now())
 	}
 	var id string
 	if err == nil {
@@ -125,6 +130,35 @@ func (g *Gateway) submitFromApp(ctx context.Context, s *session, m *pdu.MessageF
 		return "", status
 	}
 	return id, status
+}
+
+// schedule reads schedule_delivery_time, validity_period (SMPP 3.4
+// §7.1.1, absolute or relative to now) and priority_flag (§5.2.14: 2 and 3
+// are urgent in the ANSI-136 and IS-95 tables; GSM's "priority" 1 is
+// not) into in. Errors are *rejectError: ESME_RINVSCHED, ESME_RINVEXPIRY.
+func schedule(in *incoming, m *pdu.MessageFields, now time.Time) error {
+	at, err := pdu.ParseTime(m.ScheduleDeliveryTime, now)
+	if err != nil {
+		return reject(pdu.ESME_RINVSCHED, "%v", err)
+	}
+	if !at.IsZero() {
+		if at.After(now.Add(schemas.MaxHold)) {
+			return reject(pdu.ESME_RINVSCHED, "schedule_delivery_time more than 7 days ahead")
+		}
+		in.sendAt = at.UnixMilli()
+	}
+	exp, err := pdu.ParseTime(m.ValidityPeriod, now)
+	if err != nil {
+		return reject(pdu.ESME_RINVEXPIRY, "%v", err)
+	}
+	if !exp.IsZero() {
+		if !exp.After(now) || (in.sendAt > 0 && exp.UnixMilli() <= in.sendAt) {
+			return reject(pdu.ESME_RINVEXPIRY, "validity_period ends before the message could be sent")
+		}
+		in.expires = exp.UnixMilli()
+	}
+	in.urgent = m.PriorityFlag >= 2
+	return nil
 }
 
 func hasPayload(t pdu.TLVs) bool {
@@ -318,7 +352,8 @@ func (g *Gateway) send(ctx context.Context, in *incoming, msgID, text string, ex
 		meta[k] = v
 	}
 	res, err := g.kit.Send(ctx, &kit.Submission{MsgID: msgID, From: from, To: to, Subject: subject,
-		Type: "text/plain; charset=utf-8", Content: []byte(text), Meta: meta})
+		Type: "text/plain; charset=utf-8", Content: []byte(text), Meta: meta,
+		SendAt: in.sendAt, Expires: in.expires, Urgent: in.urgent})
 	if err != nil {
 		return err
 	}

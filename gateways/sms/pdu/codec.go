@@ -64,6 +64,10 @@ func New(id CommandID) PDU {
 		return &QuerySM{}
 	case CmdQuerySMResp:
 		return &QuerySMResp{}
+	case CmdCancelSM:
+		return &CancelSM{}
+	case CmdCancelSMResp:
+		return &CancelSMResp{}
 	}
 	return nil
 }

@@ -53,8 +53,8 @@ const (
 	CmdUnbindResp          CommandID = 0x80000006
 	CmdReplaceSM           CommandID = 0x00000007 // not decoded by this package
 	CmdReplaceSMResp       CommandID = 0x80000007 // not decoded by this package
-	CmdCancelSM            CommandID = 0x00000008 // not decoded by this package
-	CmdCancelSMResp        CommandID = 0x80000008 // not decoded by this package
+	CmdCancelSM            CommandID = 0x00000008
+	CmdCancelSMResp        CommandID = 0x80000008
 	CmdBindTransceiver     CommandID = 0x00000009
 	CmdBindTransceiverResp CommandID = 0x80000009
 	CmdOutbind             CommandID = 0x0000000B

@@ -57,6 +57,9 @@ func samplePDUs() []PDU {
 		&DataSMResp{Header: hdr(12), MessageID: "abc", TLVs: TLVs{{Tag: TagDeliveryFailureReason, Value: []byte{1}}}},
 		&QuerySM{Header: hdr(13), MessageID: "abc", SourceAddrTON: 1, SourceAddrNPI: 1, SourceAddr: "447700900123"},
 		&QuerySMResp{Header: hdr(13), MessageID: "abc", FinalDate: "240102150405000+", MessageState: StateDelivered, ErrorCode: 0},
+		&CancelSM{Header: hdr(14), MessageID: "0123456789abcdef0123456789abcdef", SourceAddrTON: 1, SourceAddrNPI: 1,
+			SourceAddr: "447700900123", DestAddrTON: 1, DestAddrNPI: 1, DestinationAddr: "447700900456"},
+		&CancelSMResp{Header: hdr(14)},
 	}
 }
 
@@ -97,7 +100,7 @@ func TestRoundTrip(t *testing.T) {
 	for _, id := range []CommandID{CmdGenericNack, CmdBindReceiver, CmdBindReceiverResp, CmdBindTransmitter,
 		CmdBindTransmitterResp, CmdBindTransceiver, CmdBindTransceiverResp, CmdOutbind, CmdUnbind, CmdUnbindResp,
 		CmdEnquireLink, CmdEnquireLinkResp, CmdSubmitSM, CmdSubmitSMResp, CmdDeliverSM, CmdDeliverSMResp,
-		CmdDataSM, CmdDataSMResp, CmdQuerySM, CmdQuerySMResp} {
+		CmdDataSM, CmdDataSMResp, CmdQuerySM, CmdQuerySMResp, CmdCancelSM, CmdCancelSMResp} {
 		if !seen[id] {
 			t.Errorf("no round-trip case for %s", id)
 		}
@@ -259,7 +262,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"command_length beyond input", mustHex(t, "00000020 00000015 00000000 00000001"), ErrTruncated, ESME_RINVCMDLEN, 1},
 		{"command_length below input", mustHex(t, "00000010 00000015 00000000 00000001 00"), ErrLengthMismatch, ESME_RINVCMDLEN, 1},
 		{"unknown command", mustHex(t, "00000010 00000099 00000000 00000005"), ErrUnknownCommand, ESME_RINVCMDID, 5},
-		{"unsupported cancel_sm", mustHex(t, "00000010 00000008 00000000 00000006"), ErrUnknownCommand, ESME_RINVCMDID, 6},
+		{"unsupported replace_sm", mustHex(t, "00000010 00000007 00000000 00000006"), ErrUnknownCommand, ESME_RINVCMDID, 6},
+		{"cancel_sm without body", mustHex(t, "00000010 00000008 00000000 00000006"), ErrMissingNUL, ESME_RINVCMDLEN, 6},
 		{"enquire_link with body", mustHex(t, "00000011 00000015 00000000 00000007 00"), ErrTrailingBytes, ESME_RINVCMDLEN, 7},
 		{"truncated submit_sm body", edit(submit[:20], setLen), ErrMissingNUL, ESME_RINVCMDLEN, 9},
 		{"submit_sm ends before esm_class", setLen(append([]byte(nil), submit[:16+1+2+2+2+2]...)), ErrShortBody, ESME_RINVCMDLEN, 9},
