@@ -375,6 +375,10 @@ type ClientInfo struct {
 	Addresses map[string]string `json:"addresses,omitempty"`
 	Prefer    []string          `json:"prefer,omitempty"`
 	Receipts  ReceiptPrefs      `json:"receipts"`
+	// Groups are the client's named groups (Profile.Groups), only in the
+	// answer to a credential query: the client's own gateway expands
+	// "group:<name>" from them (PROTOCOL.md §6.3, "Group messages").
+	Groups map[string][]string `json:"groups,omitempty"`
 }
 
 // Announce is a gateway or processor heartbeat (PROTOCOL.md §6.12). Brokers
@@ -469,6 +473,9 @@ type Profile struct {
 	// Fallback says when a message for this client moves on to its next
 	// medium (docs/ROUTING.md); nil: the defaults.
 	Fallback *Fallback `json:"fallback,omitempty" yaml:"fallback"`
+	// Groups are named groups of recipients the client sends to as
+	// "group:<name>" (ValidateGroups; docs/ROUTING.md, "Groups").
+	Groups map[string][]string `json:"groups,omitempty" yaml:"groups"`
 }
 
 // ReceiptsOrDefault returns the profile's receipt preferences; all on by default.
