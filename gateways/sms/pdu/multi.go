@@ -125,9 +125,10 @@ type UnsuccessSME struct {
 	Status Status // error_status_code
 }
 
-// SubmitMultiResp is submit_multi_resp (§4.5.2). The body is absent when
-// command_status is non-zero and there is nothing to say; a zero body is
-// then encoded as no body at all.
+// SubmitMultiResp is submit_multi_resp (§4.5.2). Unlike submit_sm_resp
+// (§4.4.2) its body is always sent, also with a non-zero command_status
+// (gosmpp, for one, cannot read it without); an absent body is accepted
+// when decoding a non-zero command_status.
 type SubmitMultiResp struct {
 	Header
 	MessageID string // max 64 octets
@@ -136,10 +137,7 @@ type SubmitMultiResp struct {
 
 func (*SubmitMultiResp) CommandID() CommandID { return CmdSubmitMultiResp }
 
-func (r *SubmitMultiResp) appendBody(e *encoder, status Status) {
-	if status != ESME_ROK && r.MessageID == "" && len(r.Unsuccess) == 0 {
-		return
-	}
+func (r *SubmitMultiResp) appendBody(e *encoder, _ Status) {
 	e.cstring("message_id", r.MessageID, sizeMessageID)
 	if e.err == nil && len(r.Unsuccess) > 0xFF {
 		e.err = fmt.Errorf("%w: %d unsuccess_sme, no_unsuccess is one octet", ErrFieldTooLong, len(r.Unsuccess))
