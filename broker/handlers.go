@@ -702,6 +702,10 @@ func (b *Broker) handleClient(ctx context.Context, req micro.Request) error {
 	if err != nil {
 		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "profile lookup")
 	}
-	body, _ := json.Marshal(Info(p))
+	info := Info(p)
+	if q.Kind != schemas.ClientByAddress && q.Kind != schemas.ClientByID {
+		info = OwnerInfo(p) // the client authenticated: its groups too
+	}
+	body, _ := json.Marshal(info)
 	return b.reply(req, &miap.Frame{Purpose: miap.PurposeQueryReply, Party: f.Party, Nonce: f.Nonce, Body: body}, nil)
 }

@@ -431,6 +431,9 @@ func checkProfile(p *schemas.Profile) error {
 			return fmt.Errorf("broker: client %s: urgent_from %q is not a client id", p.ID, u)
 		}
 	}
+	if err := schemas.ValidateGroups(p.Groups); err != nil {
+		return fmt.Errorf("broker: client %s: %w", p.ID, err)
+	}
 	return nil
 }
 
@@ -490,7 +493,18 @@ func ReadProfiles(r io.Reader) ([]*schemas.Profile, error) {
 	return pf.Clients, nil
 }
 
-// Info returns the public part of a profile.
+// Info returns the public part of a profile. Its named groups are the
+// client's own: only the answer to a credential query, which the client's
+// own gateway asks for it, carries them (OwnerInfo).
 func Info(p *schemas.Profile) *schemas.ClientInfo {
 	return &schemas.ClientInfo{V: schemas.Version, ID: p.ID, Name: p.Name, Addresses: p.Addresses, Prefer: p.Prefer, Receipts: p.ReceiptsOrDefault()}
+}
+
+// OwnerInfo is Info for the client's own gateway (a credential query,
+// PROTOCOL.md §6.11): with its named groups, which the gateway expands
+// (§6.3, "Group messages").
+func OwnerInfo(p *schemas.Profile) *schemas.ClientInfo {
+	ci := Info(p)
+	ci.Groups = p.Groups
+	return ci
 }

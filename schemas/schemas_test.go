@@ -57,6 +57,12 @@ var (
 	states   = []string{schemas.StatusTransferred, schemas.StatusDelivered, schemas.StatusRead, schemas.StatusFailed}
 	medium   = map[string]any{"pattern": "^[a-z0-9_-]{1,32}$"}
 	attempt  = map[string]any{"minimum": 1}
+	// groups are named groups of recipients (schemas.ValidateGroups).
+	groups = map[string]any{"maxProperties": schemas.MaxGroups,
+		"propertyNames": map[string]any{"pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"},
+		"additionalProperties": map[string]any{"type": "array", "minItems": 1, "maxItems": schemas.MaxGroupRecipients,
+			"items": map[string]any{"type": "string", "minLength": 1, "maxLength": 320, "pattern": `^[^\s\x00](?:[^\r\n\x00]*[^\s\x00])?$`,
+				"not": map[string]any{"pattern": "^" + schemas.GroupPrefix}}}}
 )
 
 // constraints add what the Go types cannot say, by Go type and JSON
@@ -131,6 +137,8 @@ var constraints = map[string]map[string]any{
 	"HeldQuery.msg_id":     msgID,
 	"HeldQuery.tx":         msgID,
 	"Profile.token_sha256": hex64,
+	"Profile.groups":       groups,
+	"ClientInfo.groups":    groups,
 	"Fallback.on":          {"items": map[string]any{"type": "string", "pattern": "^(permanent|deadline|none|[A-Z][A-Z_]*)$"}},
 	"Fallback.after": {"propertyNames": medium,
 		"additionalProperties": map[string]any{"type": "string", "pattern": `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`}},

@@ -418,6 +418,10 @@ type ClientInfo struct {
 	Addresses map[string]string `json:"addresses,omitempty"`
 	Prefer    []string          `json:"prefer,omitempty"`
 	Receipts  ReceiptPrefs      `json:"receipts"`
+	// Groups are the client's named groups (Profile.Groups), only in the
+	// answer to a credential query: the client's own gateway expands
+	// "group:<name>" from them (PROTOCOL.md §6.3, "Group messages").
+	Groups map[string][]string `json:"groups,omitempty"`
 }
 
 // Announce is a gateway or processor heartbeat (PROTOCOL.md §6.12). Brokers
@@ -526,6 +530,9 @@ type Profile struct {
 	// UrgentFrom lists the senders (client ids) whose messages marked
 	// urgent pass quiet hours.
 	UrgentFrom []string `json:"urgent_from,omitempty" yaml:"urgent_from"`
+	// Groups are named groups of recipients the client sends to as
+	// "group:<name>" (ValidateGroups; docs/ROUTING.md, "Groups").
+	Groups map[string][]string `json:"groups,omitempty" yaml:"groups"`
 }
 
 // What Profile.Quiet may say.

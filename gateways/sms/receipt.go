@@ -153,6 +153,11 @@ func receiptFor(ev *schemas.StatusEvent, now time.Time) (*receipt, bool) {
 		r.IDs = []string{id}
 	}
 	r.Src = metaAddress(ev.Meta, "sms.dest")
+	if ev.Meta[schemas.MetaGroup] != "" {
+		// One of a submit_multi's recipients (multi.go): the receipt
+		// comes from it, as an SMS centre's does.
+		r.Src = smppAddress(ev.To, 20)
+	}
 	r.Dst = metaAddress(ev.Meta, "sms.source")
 	r.Done = now.UTC()
 	if ev.At > 0 {

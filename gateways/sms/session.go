@@ -167,6 +167,8 @@ func (s *session) handle(ctx context.Context, p pdu.PDU) bool {
 			id, status := s.g.submitFromApp(ctx, s, &m)
 			return &pdu.DataSMResp{Header: pdu.Header{Status: status, Sequence: h.Sequence}, MessageID: id}
 		})
+	case *pdu.SubmitMulti:
+		s.request(ctx, p, func(ctx context.Context) pdu.PDU { return s.g.submitMultiFromApp(ctx, s, p) }) // multi.go
 	case *pdu.QuerySM:
 		s.request(ctx, p, func(ctx context.Context) pdu.PDU { return s.g.query(ctx, s, p) })
 	case *pdu.CancelSM:

@@ -29,8 +29,8 @@ import (
 // the page at /.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/messages", g.auth(g.postMessage))
-	mux.HandleFunc("GET /api/v1/messages/{id}", g.auth(g.getMessage))
+	mux.HandleFunc("POST /api/v1/messages", g.auth(g.postMessages))          // group.go
+	mux.HandleFunc("GET /api/v1/messages/{id}", g.auth(g.getMessageOrGroup)) // group.go
 	mux.HandleFunc("DELETE /api/v1/messages/{id}", g.auth(g.deleteMessage))
 	mux.HandleFunc("POST /api/v1/messages/{id}/read", g.auth(g.postRead))
 	mux.HandleFunc("GET /api/v1/messages/{id}/content", g.auth(g.getContent))

@@ -56,6 +56,10 @@ func New(id CommandID) PDU {
 		return &DeliverSM{}
 	case CmdDeliverSMResp:
 		return &DeliverSMResp{}
+	case CmdSubmitMulti:
+		return &SubmitMulti{}
+	case CmdSubmitMultiResp:
+		return &SubmitMultiResp{}
 	case CmdDataSM:
 		return &DataSM{}
 	case CmdDataSMResp:

@@ -43,6 +43,9 @@ var (
 	ErrTLVOverflow = errors.New("pdu: TLV length overflows body")
 	// ErrEmbeddedNUL: a string to encode as C-Octet String contains NUL.
 	ErrEmbeddedNUL = errors.New("pdu: NUL inside C-Octet String")
+	// ErrBadDestFlag: a submit_multi destination's dest_flag is neither
+	// 1 (SME address) nor 2 (distribution list), §5.2.25.
+	ErrBadDestFlag = errors.New("pdu: unknown dest_flag")
 )
 
 // Error is a decoding failure. Header holds what could be read of the

@@ -60,8 +60,8 @@ const (
 	CmdOutbind             CommandID = 0x0000000B
 	CmdEnquireLink         CommandID = 0x00000015
 	CmdEnquireLinkResp     CommandID = 0x80000015
-	CmdSubmitMulti         CommandID = 0x00000021 // not decoded by this package
-	CmdSubmitMultiResp     CommandID = 0x80000021 // not decoded by this package
+	CmdSubmitMulti         CommandID = 0x00000021
+	CmdSubmitMultiResp     CommandID = 0x80000021
 	CmdAlertNotification   CommandID = 0x00000102 // not decoded by this package
 	CmdDataSM              CommandID = 0x00000103
 	CmdDataSMResp          CommandID = 0x80000103
@@ -164,6 +164,9 @@ const (
 	ESME_RREPLACEFAIL     Status = 0x00000013 // replace_sm failed
 	ESME_RMSGQFUL         Status = 0x00000014 // Message queue full
 	ESME_RINVSERTYP       Status = 0x00000015 // Invalid service type
+	ESME_RINVNUMDESTS     Status = 0x00000033 // Invalid number of destinations
+	ESME_RINVDLNAME       Status = 0x00000034 // Invalid distribution list name
+	ESME_RINVDESTFLAG     Status = 0x00000040 // Destination flag is invalid (submit_multi)
 	ESME_RINVESMCLASS     Status = 0x00000043 // Invalid esm_class field data
 	ESME_RSUBMITFAIL      Status = 0x00000045 // submit_sm or submit_multi failed
 	ESME_RINVSRCTON       Status = 0x00000048 // Invalid source address TON
@@ -228,6 +231,12 @@ func (s Status) String() string {
 		return "ESME_RREPLACEFAIL"
 	case ESME_RMSGQFUL:
 		return "ESME_RMSGQFUL"
+	case ESME_RINVNUMDESTS:
+		return "ESME_RINVNUMDESTS"
+	case ESME_RINVDLNAME:
+		return "ESME_RINVDLNAME"
+	case ESME_RINVDESTFLAG:
+		return "ESME_RINVDESTFLAG"
 	case ESME_RINVSERTYP:
 		return "ESME_RINVSERTYP"
 	case ESME_RINVESMCLASS:

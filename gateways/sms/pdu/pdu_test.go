@@ -57,9 +57,16 @@ func samplePDUs() []PDU {
 		&DataSMResp{Header: hdr(12), MessageID: "abc", TLVs: TLVs{{Tag: TagDeliveryFailureReason, Value: []byte{1}}}},
 		&QuerySM{Header: hdr(13), MessageID: "abc", SourceAddrTON: 1, SourceAddrNPI: 1, SourceAddr: "447700900123"},
 		&QuerySMResp{Header: hdr(13), MessageID: "abc", FinalDate: "240102150405000+", MessageState: StateDelivered, ErrorCode: 0},
-		&CancelSM{Header: hdr(14), MessageID: "0123456789abcdef0123456789abcdef", SourceAddrTON: 1, SourceAddrNPI: 1,
+		&CancelSM{Header: hdr(16), MessageID: "0123456789abcdef0123456789abcdef", SourceAddrTON: 1, SourceAddrNPI: 1,
 			SourceAddr: "447700900123", DestAddrTON: 1, DestAddrNPI: 1, DestinationAddr: "447700900456"},
-		&CancelSMResp{Header: hdr(14)},
+		&CancelSMResp{Header: hdr(16)},
+		&SubmitMulti{Header: hdr(14), MessageFields: MessageFields{SourceAddrTON: 1, SourceAddrNPI: 1, SourceAddr: "15550100",
+			RegisteredDelivery: RegisteredDeliveryFinal, ShortMessage: []byte("hello all")},
+			Dests: []DestAddress{{Flag: DestFlagSME, TON: 1, NPI: 1, Addr: "15550101"}, {Flag: DestFlagDL, DLName: "team"},
+				{Flag: DestFlagSME, TON: 5, Addr: "nobody"}}},
+		&SubmitMultiResp{Header: hdr(14), MessageID: "0123456789abcdef0123456789abcdef",
+			Unsuccess: []UnsuccessSME{{TON: 5, Addr: "nobody", Status: ESME_RINVDSTADR}}},
+		&SubmitMultiResp{Header: Header{Status: ESME_RINVNUMDESTS, Sequence: 15}},
 	}
 }
 
@@ -100,7 +107,8 @@ func TestRoundTrip(t *testing.T) {
 	for _, id := range []CommandID{CmdGenericNack, CmdBindReceiver, CmdBindReceiverResp, CmdBindTransmitter,
 		CmdBindTransmitterResp, CmdBindTransceiver, CmdBindTransceiverResp, CmdOutbind, CmdUnbind, CmdUnbindResp,
 		CmdEnquireLink, CmdEnquireLinkResp, CmdSubmitSM, CmdSubmitSMResp, CmdDeliverSM, CmdDeliverSMResp,
-		CmdDataSM, CmdDataSMResp, CmdQuerySM, CmdQuerySMResp, CmdCancelSM, CmdCancelSMResp} {
+		CmdDataSM, CmdDataSMResp, CmdQuerySM, CmdQuerySMResp, CmdCancelSM, CmdCancelSMResp,
+		CmdSubmitMulti, CmdSubmitMultiResp} {
 		if !seen[id] {
 			t.Errorf("no round-trip case for %s", id)
 		}
