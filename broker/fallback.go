@@ -140,7 +140,10 @@ func (b *Broker) planReroute(ctx context.Context, msgID string, t *txRecord, cod
 		return nil, nil
 	}
 	tried := t.tried()
-	dec, err := b.route(ctx, &cur.IMI, tried)
+	// the next medium as a first route would choose it, quiet hours
+	// included (hold.go): a quiet one waits, or gives way to one that is
+	// not (quiet: next)
+	dec, h, err := b.decide(ctx, &cur.IMI, cur.Sender, tried, now)
 	if err != nil {
 		if miap.CodeOf(err) == schemas.CodeStoreUnavailable {
 			return nil, err
@@ -163,6 +166,10 @@ func (b *Broker) planReroute(ctx context.Context, msgID string, t *txRecord, cod
 	rr.routed.Routed, rr.routed.Deadline = now.UnixMilli(), now.Add(b.cfg.Deadline).UnixMilli()
 	rr.routed.Attempt = t.Attempt + 1
 	rr.limit = fallbackRoute(dec.recipient, &rr.routed, tried, now)
+	if h != nil {
+		b.applyHold(&rr.routed, h)
+		rr.limit = 0
+	}
 	if rr.bytes, err = json.Marshal(&rr.routed); err != nil {
 		return nil, schemas.Errorf(schemas.CodeInternal, err, "encode routed imi")
 	}
@@ -186,12 +193,20 @@ func (b *Broker) planReroute(ctx context.Context, msgID string, t *txRecord, cod
 		Reason: rr.prev.Reason, Party: who, Attempt: t.Attempt, Medium: t.Medium})
 	routedEntry, _ := json.Marshal(schemas.HistoryEntry{Status: schemas.StatusRerouted, At: now.UnixMilli(),
 		Reason: "to " + dec.dest.Gateway + ":" + dec.dest.Address, Party: b.cfg.Instance, Attempt: rr.routed.Attempt, Medium: dec.dest.Medium})
+	state, score := schemas.StatusRouted, b.score(rr.routed.Deadline, rr.limit)
+	if h != nil {
+		// held on its next medium: no route for the originator until the
+		// hold ends (the released notification brings it, hold.go)
+		routedEntry, _ = json.Marshal(schemas.HistoryEntry{Status: schemas.StatusHeld, At: now.UnixMilli(), Reason: rr.routed.Held,
+			Party: b.cfg.Instance, Attempt: rr.routed.Attempt, Medium: dec.dest.Medium, Until: rr.routed.HeldUntil})
+		state, score = schemas.StatusHeld, rr.routed.HeldUntil
+	}
 	rr.args = rerouteArgs{IDHash: t.IDHash, Attempt: t.Attempt, Now: now.UnixMilli(), MsgID: msgID,
 		Routed: rr.bytes, ID: miap.EncodeB64(rr.id), NewHash: idHash(rr.id), Kid2: rr.kid2, Session: miap.EncodeB64(rr.cack),
 		DG: rr.firstHop, Dest: dec.dest.Gateway, Medium: dec.dest.Medium, Note: note, Deadline: rr.routed.Deadline,
 		Limit: rr.limit, Next: rr.routed.Attempt, Attempts: attsJSON, After: afterPhrase(atts),
 		Previous: strconv.Itoa(t.Attempt) + "|" + t.Dest + "|" + t.Medium + "|" + cur.Dest.Address,
-		Failed:   string(failed), Rerouted: string(routedEntry), Score: b.score(rr.routed.Deadline, rr.limit)}
+		Failed:   string(failed), Rerouted: string(routedEntry), Score: score, State: state}
 	return rr, nil
 }
 
@@ -302,6 +317,28 @@ func (b *Broker) notifyReroute(og string, rr *reroute) []byte {
 	return rr.receipt
 }
 
+// tellReroute tells the originator of a reroute: the new route
+// (notifyReroute), or, for a next attempt held in its medium's quiet
+// hours, nothing yet — the released notification brings the route when
+// the hold ends — but the receipt of the failed acknowledgement, which
+// says rerouted and why it waits.
+func (b *Broker) tellReroute(og string, rr *reroute) {
+	if rr.routed.HeldUntil == 0 {
+		b.notifyReroute(og, rr)
+		return
+	}
+	imi := &rr.routed.IMI
+	var earlier []schemas.Attempt
+	json.Unmarshal(rr.args.Attempts, &earlier)
+	rr.receipt, _ = json.Marshal(schemas.StatusEvent{V: schemas.Version, Tx: rr.routed.Tx, MsgID: imi.MsgID, Status: schemas.StatusRerouted,
+		Code: rr.prev.Code, Reason: truncate(describe(rr.prev)+"; now "+rr.routed.Dest.Medium+", held: "+rr.routed.Held, 1024),
+		At: rr.args.Now, Sender: rr.routed.Sender, From: imi.From, To: imi.To, Dest: rr.routed.Dest, Subject: imi.Subject,
+		Meta: imi.Meta, Attempt: rr.routed.Attempt, Earlier: earlier})
+	b.log.Info().Str("msg_id", imi.MsgID).Str("medium", rr.routed.Dest.Medium).Int("attempt", rr.routed.Attempt).
+		Str("why", rr.routed.Held).Msg("rerouted, and held")
+	b.trace("hold", imi.MsgID, rr.routed.Tx, og, schemas.StatusHeld, schemas.TraceEvent{Dest: rr.routed.Dest.Gateway, Code: rr.prev.Code})
+}
+
 // notifyRoute sends the originator a route by notification (PROTOCOL.md
 // §6.15 rerouted, §6.16 released): a status event that carries the new
 // IMI′, signed with its ID, and the ticket headers for its first hop, as
@@ -361,7 +398,7 @@ func (b *Broker) ackReroute(ctx context.Context, reply func(*miap.Frame, map[str
 	rr.args.Mode, rr.args.Party = "ack", f.Party
 	res, claimErr, err := b.applyReroute(ctx, f, rr)
 	if res == "rerouted" {
-		b.notifyReroute(t.OG, rr)
+		b.tellReroute(t.OG, rr)
 	}
 	if claimErr != nil {
 		return out, claimErr
@@ -418,7 +455,7 @@ func (b *Broker) expireReroute(ctx context.Context, msgID string, now time.Time)
 			return true, "", 0, ""
 		}
 		if res == "rerouted" {
-			b.notifyReroute(t.OG, rr)
+			b.tellReroute(t.OG, rr)
 		}
 		return true, "", 0, ""
 	}

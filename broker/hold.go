@@ -222,7 +222,13 @@ func (b *Broker) release(ctx context.Context, msgID string, now time.Time) {
 		b.endHold(ctx, "", msgID, schemas.CodeExpired, "not sent before it expired (validity period)", now)
 		return
 	}
-	dec, h, err := b.decide(ctx, &cur.IMI, cur.Sender, nil, now)
+	// a reroute held in quiet hours (fallback.go) skips the media its
+	// earlier attempts tried
+	skip := map[string]bool{}
+	for _, a := range t.Attempts {
+		skip[a.Medium] = true
+	}
+	dec, h, err := b.decide(ctx, &cur.IMI, cur.Sender, skip, now)
 	if err != nil {
 		code := miap.CodeOf(err)
 		if code.Retryable() {
@@ -269,14 +275,21 @@ func (b *Broker) release(ctx context.Context, msgID string, now time.Time) {
 		return
 	}
 	imi := &routed.IMI
-	note, _ := json.Marshal(schemas.StatusEvent{V: schemas.Version, Tx: routed.Tx, MsgID: imi.MsgID, Sender: routed.Sender,
-		From: imi.From, To: imi.To, Dest: routed.Dest, Subject: imi.Subject, Meta: imi.Meta})
-	entry, _ := json.Marshal(schemas.HistoryEntry{Status: schemas.StatusReleased, At: now.UnixMilli(),
-		Reason: "to " + dec.dest.Gateway + ":" + dec.dest.Address, Party: b.cfg.Instance, Medium: dec.dest.Medium})
+	ev := schemas.StatusEvent{V: schemas.Version, Tx: routed.Tx, MsgID: imi.MsgID, Sender: routed.Sender,
+		From: imi.From, To: imi.To, Dest: routed.Dest, Subject: imi.Subject, Meta: imi.Meta}
+	if routed.Attempt > 1 {
+		ev.Attempt, ev.Earlier = routed.Attempt, t.Attempts
+	}
+	note, _ := json.Marshal(ev)
+	entry := schemas.HistoryEntry{Status: schemas.StatusReleased, At: now.UnixMilli(),
+		Reason: "to " + dec.dest.Gateway + ":" + dec.dest.Address, Party: b.cfg.Instance, Medium: dec.dest.Medium}
+	if routed.Attempt > 1 {
+		entry.Attempt = routed.Attempt // a reroute held in its medium's quiet hours (fallback.go)
+	}
 	hop := firstHop(&routed)
 	res, err := releaseScript.Run(ctx, b.rdb, []string{keyTx + msgID, keyTxHistory + msgID, keyHolds, keyDeadlines},
 		t.IDHash, now.UnixMilli(), msgID, bytes, miap.EncodeB64(id), idHash(id), kid2, miap.EncodeB64(cack), hop,
-		dec.dest.Gateway, dec.dest.Medium, note, routed.Deadline, limit, entry, b.score(routed.Deadline, limit)).Result()
+		dec.dest.Gateway, dec.dest.Medium, note, routed.Deadline, limit, historyBytes(entry), b.score(routed.Deadline, limit)).Result()
 	out, rerr := scriptReply(res)
 	if err != nil || rerr != nil {
 		log.Warn().Err(errors.Join(err, rerr)).Msg("release: store; next sweep")
@@ -285,7 +298,7 @@ func (b *Broker) release(ctx context.Context, msgID string, now time.Time) {
 	if out[0] != "released" {
 		return // another broker, or a cancel, came first
 	}
-	b.notifyRoute(t.OG, schemas.StatusReleased, "", "released: "+cur.Held, &routed, bytes, id, hop, nil,
+	b.notifyRoute(t.OG, schemas.StatusReleased, "", "released: "+cur.Held, &routed, bytes, id, hop, ev.Earlier,
 		imi.MsgID+":"+schemas.StatusReleased)
 	b.trace("release", imi.MsgID, routed.Tx, t.OG, schemas.StatusReleased, schemas.TraceEvent{Dest: routed.Dest.Gateway,
 		ID: miap.EncodeB64(id)[:8], Recipient: routed.Recipient})
@@ -384,6 +397,11 @@ func (b *Broker) handleCancel(ctx context.Context, req micro.Request) error {
 	}
 	body, _ := json.Marshal(st)
 	return b.reply(req, &miap.Frame{Purpose: miap.PurposeQueryReply, Party: f.Party, Nonce: f.Nonce, Body: body}, nil)
+}
+
+func historyBytes(e schemas.HistoryEntry) []byte {
+	b, _ := json.Marshal(e)
+	return b
 }
 
 // reasonOf is an error's detail for a history entry.

@@ -31,9 +31,17 @@ type holdFabric struct {
 }
 
 func newHold(t *testing.T, start time.Time, profiles ...*schemas.Profile) *holdFabric {
+	return newHoldWith(t, start, nil, profiles...)
+}
+
+// newHoldWith is newHold with set called before the gateways start.
+func newHoldWith(t *testing.T, start time.Time, set func(*holdFabric), profiles ...*schemas.Profile) *holdFabric {
 	x := &holdFabric{t: t, f: fabrictest.New(t), clock: fabrictest.NewClock(start), og: fabrictest.NewInbox(),
 		sms: fabrictest.NewInbox(), web: fabrictest.NewInbox()}
 	x.f.AddParty("other", fabrictest.Grants["test"])
+	if set != nil {
+		set(x)
+	}
 	x.cfg = fallbackCfg
 	x.cfg.Now = x.clock.Now
 	_, x.stopB = x.f.StartBroker(x.cfg)
@@ -335,5 +343,42 @@ func TestCancelHeldMessage(t *testing.T) {
 	}
 	if _, err := x.ogKit.Cancel(ctx, kit.NewMsgID()); miap.CodeOf(err) != schemas.CodeUnknownTx {
 		t.Fatalf("cancel an unknown message: %v, want UNKNOWN_TX", err)
+	}
+}
+
+// A fallback into quiet hours: SMS refuses the message for good at 23:00,
+// the web, bob's next medium, is quiet until 07:00: the second attempt is
+// held until then, and the web gets the message at 07:00.
+func TestRerouteHeldInQuietHours(t *testing.T) {
+	loc := paris(t)
+	bob := &schemas.Profile{ID: "bob", Addresses: map[string]string{"sms": "+15550100", "web": "bob"}, Prefer: []string{"sms", "web"},
+		TimeZone: "Europe/Paris", QuietHours: map[string]string{"web": "22:00-07:00"}}
+	x := newHoldWith(t, time.Date(2026, 12, 7, 23, 0, 0, 0, loc), func(x *holdFabric) {
+		x.sms.Fail = schemas.Errorf(schemas.CodeRejected, nil, "no such subscriber")
+	}, bob)
+	s := submission("sms refuses, web sleeps")
+	res, err := x.send(s)
+	if err != nil || res.Status != schemas.StatusHeld {
+		t.Fatalf("send: %+v %v, want accepted and held", res, err)
+	}
+	st := x.status(s.MsgID)
+	morning := time.Date(2026, 12, 8, 7, 0, 0, 0, loc)
+	h := entries(st, schemas.StatusHeld)
+	if st.State != schemas.StatusHeld || len(h) != 1 || h[0].Attempt != 2 || h[0].Medium != "web" || h[0].Until != morning.UnixMilli() {
+		t.Fatalf("status %s, history %+v: want attempt 2 held on the web until 07:00", st.State, st.History)
+	}
+	if f := entries(st, schemas.HistoryAttemptFailed); len(f) != 1 || f[0].Code != "REJECTED" {
+		t.Fatalf("history %+v", st.History)
+	}
+	x.clock.Set(morning.Add(time.Second))
+	x.delivered(x.web, s.MsgID)
+	fabrictest.Eventually(t, 10*time.Second, "delivered", func() bool { return x.status(s.MsgID).State == schemas.StatusDelivered })
+	st = x.status(s.MsgID)
+	if r := entries(st, schemas.StatusReleased); len(r) != 1 || r[0].Attempt != 2 {
+		t.Fatalf("history %+v: want attempt 2 released", st.History)
+	}
+	n := x.og.NoteOf(s.MsgID, schemas.StatusDelivered)
+	if n == nil || n.Attempt != 2 || !strings.Contains(n.Reason, "after sms failed: REJECTED") {
+		t.Fatalf("the sender heard %+v", n)
 	}
 }

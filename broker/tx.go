@@ -261,7 +261,13 @@ redis.call('HSET', tx, 'state', 'routed', 'routed', ARGV[7], 'id', ARGV[8], 'idh
   'limit', ARGV[17], 'att', ARGV[18], 'atts', ARGV[19], 'fb', ARGV[20], 'p:' .. ARGV[3], ARGV[21])
 redis.call('HDEL', tx, 'dlv')
 redis.call('RPUSH', KEYS[2], ARGV[22], ARGV[23])
-redis.call('ZADD', KEYS[3], tonumber(ARGV[24]), ARGV[6])
+if ARGV[25] == 'held' then
+  redis.call('HSET', tx, 'state', 'held')
+  redis.call('ZREM', KEYS[3], ARGV[6])
+  redis.call('ZADD', KEYS[4], tonumber(ARGV[24]), ARGV[6])
+else
+  redis.call('ZADD', KEYS[3], tonumber(ARGV[24]), ARGV[6])
+end
 return {'rerouted', state, v[5] or ''}
 `
 
@@ -292,17 +298,18 @@ type rerouteArgs struct {
 	Previous string // fPrevious value of the failed attempt
 	Failed   string // history entries: the failed attempt, the new route
 	Rerouted string
-	Score    int64 // the new attempt's place on the deadline set
+	Score    int64 // the new attempt's place on the deadline set, or, held, the end of its hold
+	State    string // routed, or held: the next medium is quiet now (hold.go), and Score is on the holds
 }
 
 func (a *rerouteArgs) keys() []string {
-	return []string{keyTx + a.MsgID, keyTxHistory + a.MsgID, keyDeadlines}
+	return []string{keyTx + a.MsgID, keyTxHistory + a.MsgID, keyDeadlines, keyHolds}
 }
 
 func (a *rerouteArgs) argv() []any {
 	return []any{a.Mode, a.Party, a.IDHash, strconv.Itoa(a.Attempt), a.Now, a.MsgID, a.Routed, a.ID, a.NewHash, a.Kid2,
 		a.Session, a.DG, a.Dest, a.Medium, a.Note, a.Deadline, a.Limit, a.Next, a.Attempts, a.After,
-		a.Previous, a.Failed, a.Rerouted, a.Score}
+		a.Previous, a.Failed, a.Rerouted, a.Score, a.State}
 }
 
 // clockScript keeps the fabric's clock for deadlines (docs/RELIABILITY.md,
