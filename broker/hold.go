@@ -140,7 +140,7 @@ if not s or tonumber(s) > tonumber(ARGV[2]) then return {'stale', v[1]} end
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('HSET', tx, 'state', 'routed', 'routed', ARGV[4], 'id', ARGV[5], 'idh', ARGV[6], 'kid2', ARGV[7],
   'sess', ARGV[8], 'dg', ARGV[9], 'dest', ARGV[10], 'medium', ARGV[11], 'note', ARGV[12], 'deadline', ARGV[13],
-  'limit', ARGV[14])
+  'limit', ARGV[14], 'note2', '1')
 redis.call('RPUSH', KEYS[2], ARGV[15])
 redis.call('ZADD', KEYS[4], tonumber(ARGV[16]), ARGV[3])
 return {'released', v[3] or ''}
@@ -161,6 +161,7 @@ if ARGV[5] ~= '' then
   redis.call('RPUSH', KEYS[2], ARGV[5])
   return {'held', ''}
 end
+if ARGV[6] == '' then return {'held', ''} end
 redis.call('HSETNX', KEYS[1], 'rt', ARGV[6])
 return {'held', redis.call('HGET', KEYS[1], 'rt')}
 `)
@@ -220,6 +221,17 @@ func (b *Broker) release(ctx context.Context, msgID string, now time.Time) {
 	}
 	if cur.IMI.Expires > 0 && now.UnixMilli() >= cur.IMI.Expires {
 		b.endHold(ctx, "", msgID, schemas.CodeExpired, "not sent before it expired (validity period)", now)
+		return
+	}
+	if b.ogAway(t.OG, now) {
+		// The route would wait in the originator's stream and its
+		// ticket expire there: wait for the originator instead, up to
+		// the longest hold.
+		if now.UnixMilli() > cur.IMI.Created+(schemas.MaxHold+b.cfg.Deadline).Milliseconds() {
+			b.endHold(ctx, "", msgID, schemas.CodeExpired, "the originating gateway "+t.OG+" was not back in time", now)
+			return
+		}
+		b.rehold(ctx, t, &cur, now.Add(b.cfg.Grace), "", time.Time{})
 		return
 	}
 	// a reroute held in quiet hours (fallback.go) skips the media its
@@ -299,10 +311,72 @@ func (b *Broker) release(ctx context.Context, msgID string, now time.Time) {
 		return // another broker, or a cancel, came first
 	}
 	b.notifyRoute(t.OG, schemas.StatusReleased, "", "released: "+cur.Held, &routed, bytes, id, hop, ev.Earlier,
-		imi.MsgID+":"+schemas.StatusReleased)
+		imi.MsgID+":"+schemas.StatusReleased+":"+miap.EncodeB64(id)[:8]) // a route issued again is another notification
 	b.trace("release", imi.MsgID, routed.Tx, t.OG, schemas.StatusReleased, schemas.TraceEvent{Dest: routed.Dest.Gateway,
 		ID: miap.EncodeB64(id)[:8], Recipient: routed.Recipient})
 	log.Info().Str("dest", routed.Dest.Gateway).Str("medium", routed.Dest.Medium).Msg("hold ended: released")
+}
+
+// ogAway reports whether og, an originator the brokers have heard from
+// (a gateway that announces itself), has no live instance now: a route
+// sent to it by notification would wait unserved until its ticket
+// expired. An originator that never announces (the command-line sender)
+// or one not heard since this broker started is not away.
+func (b *Broker) ogAway(og string, now time.Time) bool {
+	if !b.reg.settled() || b.reg.count(og, now.UnixMilli()) > 0 {
+		return false
+	}
+	return len(b.reg.known(func(a *schemas.Announce) bool { return a.Gateway == og })) > 0
+}
+
+// reissueScript puts back on hold an attempt whose route went to its
+// originator by notification and was never used (state routed, the same
+// ID, its deadline due and claimed here): the originator was down. The
+// release routes it again when the originator is back.
+var reissueScript = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'state', 'idh')
+if v[1] ~= 'routed' or v[2] ~= ARGV[1] then return {'stale'} end
+if redis.call('ZREM', KEYS[3], ARGV[2]) == 0 then return {'stale'} end
+redis.call('HSET', KEYS[1], 'state', 'held', 'routed', ARGV[3])
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('ZADD', KEYS[4], tonumber(ARGV[5]), ARGV[2])
+return {'held'}
+`)
+
+// reissue handles the deadline of an attempt whose route went to its
+// originator by notification (released, rerouted) while the originator
+// was down: it is held until the originator is back, then routed again
+// (release), instead of failing or moving on for a fault of the
+// originator's (docs/ROUTING.md, "Holds").
+func (b *Broker) reissue(ctx context.Context, msgID string, now time.Time) bool {
+	pipe := b.rdb.Pipeline()
+	load := queueLoad(ctx, pipe, msgID)
+	pipe.Exec(ctx)
+	t, err := load()
+	if err != nil || t == nil || t.State != schemas.StatusRouted || !(t.ByNote || t.Attempt > 1) || !b.ogAway(t.OG, now) {
+		return false
+	}
+	var cur schemas.RoutedIMI
+	if json.Unmarshal(t.Routed, &cur) != nil {
+		return false
+	}
+	b.applyHold(&cur, &hold{until: now.Add(b.cfg.Grace), why: "waiting for the originating gateway " + t.OG + ", which is not live"})
+	entry := schemas.HistoryEntry{Status: schemas.StatusHeld, At: now.UnixMilli(), Reason: cur.Held, Party: b.cfg.Instance,
+		Medium: cur.Dest.Medium, Until: cur.HeldUntil}
+	if cur.Attempt > 1 {
+		entry.Attempt = cur.Attempt
+	}
+	bytes, _ := json.Marshal(&cur)
+	res, err := reissueScript.Run(ctx, b.rdb, []string{keyTx + msgID, keyTxHistory + msgID, keyDeadlines, keyHolds},
+		t.IDHash, msgID, bytes, historyBytes(entry), cur.HeldUntil).Result()
+	out, rerr := scriptReply(res)
+	if err != nil || rerr != nil || out[0] != "held" {
+		return err != nil // a store that failed: the next sweep looks again
+	}
+	b.log.Warn().Str("msg_id", msgID).Str("og", t.OG).Int("attempt", cur.Attempt).
+		Msg("the originator did not use its route and is not live: held until it is back")
+	b.trace("hold", msgID, cur.Tx, t.OG, schemas.StatusHeld, schemas.TraceEvent{Dest: cur.Dest.Gateway})
+	return true
 }
 
 // rehold moves a hold's end to until, with a new route and its history
@@ -310,8 +384,12 @@ func (b *Broker) release(ctx context.Context, msgID string, now time.Time) {
 // first retry was (Unix ms; 0 when it cannot tell).
 func (b *Broker) rehold(ctx context.Context, t *txRecord, routed *schemas.RoutedIMI, until time.Time, entry string, now time.Time) int64 {
 	bytes, _ := json.Marshal(routed)
+	rt := ""
+	if !now.IsZero() {
+		rt = strconv.FormatInt(now.UnixMilli(), 10)
+	}
 	res, err := reholdScript.Run(ctx, b.rdb, []string{keyTx + routed.IMI.MsgID, keyTxHistory + routed.IMI.MsgID, keyHolds},
-		t.IDHash, until.UnixMilli(), routed.IMI.MsgID, bytes, entry, now.UnixMilli()).Result()
+		t.IDHash, until.UnixMilli(), routed.IMI.MsgID, bytes, entry, rt).Result()
 	out, rerr := scriptReply(res)
 	if err != nil || rerr != nil {
 		b.log.Warn().Err(errors.Join(err, rerr)).Str("msg_id", routed.IMI.MsgID).Msg("release: hold on")

@@ -382,3 +382,33 @@ func TestRerouteHeldInQuietHours(t *testing.T) {
 		t.Fatalf("the sender heard %+v", n)
 	}
 }
+
+// The originator is down when the hold ends and stays down past the
+// route's deadline: the message waits for it instead of failing, and goes
+// out when it is back.
+func TestReleaseWaitsForTheOriginator(t *testing.T) {
+	x := newHold(t, time.Now(), &schemas.Profile{ID: "bob", Addresses: map[string]string{"web": "bob"}})
+	s := submission("kept while the originator is away")
+	s.SendAt = x.clock.Now().Add(2 * time.Second).UnixMilli()
+	if res, err := x.send(s); err != nil || res.Status != schemas.StatusHeld {
+		t.Fatalf("send: %+v %v", res, err)
+	}
+	x.ogRun.Stop()
+	time.Sleep(2*time.Second + x.cfg.Deadline + time.Second)
+	if x.web.Deliveries(s.MsgID) != 0 {
+		t.Fatal("delivered without its originator")
+	}
+	x.startOG()
+	x.delivered(x.web, s.MsgID)
+	got := x.status(s.MsgID)
+	var waited bool
+	for _, h := range entries(got, schemas.StatusHeld) {
+		waited = waited || strings.Contains(h.Reason, "waiting for the originating gateway test")
+	}
+	if !waited || len(entries(got, schemas.StatusReleased)) != 2 {
+		t.Fatalf("history %+v: want released, held waiting for the originator, released again", got.History)
+	}
+	if f := entries(got, schemas.StatusFailed); len(f) != 0 {
+		t.Fatalf("history %+v: failed while its originator was away", got.History)
+	}
+}

@@ -245,7 +245,12 @@ func (b *Broker) tick(ctx context.Context, now int64) bool {
 }
 
 func (b *Broker) expire(ctx context.Context, msgID string, now int64) {
-	// A message routed with fallback moves on instead (fallback.go).
+	// A route the originator got by notification while it was down
+	// waits for it (hold.go); a message routed with fallback moves on
+	// instead of failing (fallback.go).
+	if b.reissue(ctx, msgID, b.cfg.Now()) {
+		return
+	}
 	handled, final, attempt, medium := b.expireReroute(ctx, msgID, b.cfg.Now()) // now: the sweep may have taken a while
 	if handled {
 		return

@@ -50,6 +50,7 @@ const (
 	fAfter    = "fb"    // "after email failed: …": what the outcome of a later attempt says of the earlier ones
 	fDlv      = "dlv"   // Unix ms: the delivery deadline of a transferred attempt whose limit came first
 	fWinner   = "win"   // the ID hash of an earlier attempt whose late success ended the transaction
+	fByNote   = "note2" // "1": the current attempt's route went to the originator by a released notification (hold.go)
 	// fPrevious + an earlier attempt's ID hash → "<attempt>|<gateway>|<medium>|<address>"
 	fPrevious = "p:"
 )
@@ -374,10 +375,11 @@ type txRecord struct {
 	Attempts  []schemas.Attempt
 	Dlv       int64
 	IDHash    string
+	ByNote    bool // the route went to the originator by notification: released (hold.go) or rerouted (Attempt > 1)
 }
 
 var txFields = []string{fRouted, fID, fKid2, fSession, fOG, fDG, fState, fSender, fRecipient, fMedium, fNote, fDeadline, fDest,
-	fLimit, fAttempt, fAttempts, fDlv, fIDHash}
+	fLimit, fAttempt, fAttempts, fDlv, fIDHash, fByNote}
 
 // queueLoad queues the read of a transaction on a pipeline.
 func queueLoad(ctx context.Context, pipe redis.Pipeliner, msgID string) func() (*txRecord, error) {
@@ -396,7 +398,8 @@ func queueLoad(ctx context.Context, pipe redis.Pipeliner, msgID string) func() (
 		}
 		dl, _ := strconv.ParseInt(str(11), 10, 64)
 		t := &txRecord{Routed: []byte(str(0)), ID: str(1), Kid2: str(2), Session: str(3), OG: str(4), DG: str(5),
-			State: str(6), Sender: str(7), Recipient: str(8), Medium: str(9), Note: str(10), Deadline: dl, Dest: str(12), IDHash: str(17)}
+			State: str(6), Sender: str(7), Recipient: str(8), Medium: str(9), Note: str(10), Deadline: dl, Dest: str(12), IDHash: str(17),
+			ByNote: str(18) == "1"}
 		t.Limit, _ = strconv.ParseInt(str(13), 10, 64)
 		t.Dlv, _ = strconv.ParseInt(str(16), 10, 64)
 		t.Attempt = 1
