@@ -299,7 +299,7 @@ type rerouteArgs struct {
 	Previous string // fPrevious value of the failed attempt
 	Failed   string // history entries: the failed attempt, the new route
 	Rerouted string
-	Score    int64 // the new attempt's place on the deadline set, or, held, the end of its hold
+	Score    int64  // the new attempt's place on the deadline set, or, held, the end of its hold
 	State    string // routed, or held: the next medium is quiet now (hold.go), and Score is on the holds
 }
 
