@@ -452,13 +452,51 @@ func cmdProcessor(ctx context.Context, args []string) error {
 	return p.Run(ctx, nil)
 }
 
-// noMedium is the medium of the command-line originator: it receives nothing.
-type noMedium struct{}
-
-func (noMedium) Deliver(context.Context, *kit.Delivery) (string, error) {
-	return "", &schemas.Error{Code: schemas.CodeUnsupported}
+// sendTime reads --at: empty (now), an RFC 3339 time, or a duration from
+// now; Unix ms.
+func sendTime(at string, now time.Time) (int64, error) {
+	if at == "" {
+		return 0, nil
+	}
+	if d, err := time.ParseDuration(at); err == nil {
+		return now.Add(d).UnixMilli(), nil
+	}
+	t, err := time.Parse(time.RFC3339, at)
+	if err != nil {
+		return 0, fmt.Errorf("--at %q: an RFC 3339 time (2026-12-08T07:00:00+01:00) or a duration from now (10m)", at)
+	}
+	return t.UnixMilli(), nil
 }
-func (noMedium) Notify(context.Context, *schemas.StatusEvent) error { return nil }
+
+// cmdCancel cancels a message 'uims send' sent and the brokers still hold
+// (PROTOCOL.md §6.16).
+func cmdCancel(ctx context.Context, args []string) error {
+	o := newOpts("cancel")
+	o.client()
+	ids := o.parse(args)
+	if len(ids) != 1 {
+		return errors.New("usage: uims cancel <message id>")
+	}
+	kr, err := o.keyring("cli")
+	if err != nil {
+		return fmt.Errorf("%w (run 'uims run' first, or point --keys/UIMS_KEYS at its key file)", err)
+	}
+	nc, err := o.connect("cli")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	k, err := kit.New(nc, kr, kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli", Strict: o.strict}, o.logger().Level(zerolog.WarnLevel))
+	if err != nil {
+		return err
+	}
+	st, err := k.Cancel(ctx, ids[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, st.State, "(cancelled)")
+	return nil
+}
 
 func cmdSend(ctx context.Context, args []string) error {
 	o := newOpts("send")
@@ -467,6 +505,8 @@ func cmdSend(ctx context.Context, args []string) error {
 	to := o.fs.String("to", "", "recipient: client id, e-mail address or phone number (required)")
 	subject := o.fs.String("subject", "", "subject")
 	html := o.fs.Bool("html", false, "the text is HTML")
+	at := o.fs.String("at", "", "send at this time: RFC 3339 (2026-12-08T07:00:00+01:00) or from now (10m, 2h); the brokers hold it until then")
+	urgent := o.fs.Bool("urgent", false, "pass the recipient's quiet hours, if its profile names the sender in urgent_from")
 	wait := o.fs.Duration("wait", time.Minute, "how long to wait for the final status")
 	read := o.fs.Bool("wait-read", false, "wait for the read receipt too")
 	text := strings.Join(o.parse(args), " ")
@@ -483,7 +523,7 @@ func cmdSend(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	k, err := kit.New(nc, kr, noMedium{}, kit.Config{Gateway: "cli", Medium: "cli", Strict: o.strict}, log)
+	k, err := kit.New(nc, kr, kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli", Strict: o.strict}, log)
 	if err != nil {
 		return err
 	}
@@ -491,13 +531,24 @@ func cmdSend(ctx context.Context, args []string) error {
 	if *html {
 		ctype = "text/html; charset=utf-8"
 	}
-	res, err := k.Send(ctx, &kit.Submission{From: schemas.Endpoint{Medium: "cli", Address: *from, Client: *from},
-		To: *to, Subject: *subject, Type: ctype, Content: []byte(text)})
+	sendAt, err := sendTime(*at, time.Now())
 	if err != nil {
 		return err
 	}
-	fmt.Println(res.MsgID)
-	fmt.Printf("%s  %s → %s:%s\n", res.Status, *from, res.Dest.Gateway, res.Dest.Address)
+	res, err := k.Send(ctx, &kit.Submission{From: schemas.Endpoint{Medium: "cli", Address: *from, Client: *from},
+		To: *to, Subject: *subject, Type: ctype, Content: []byte(text), SendAt: sendAt, Urgent: *urgent})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, res.MsgID)
+	fmt.Fprintf(stdout, "%s  %s → %s:%s\n", res.Status, *from, res.Dest.Gateway, res.Dest.Address)
+	if res.Status == schemas.StatusHeld {
+		// 'uims run' serves the release of the command-line sender's
+		// messages (its routes by notification) when this process is gone
+		fmt.Fprintf(stdout, "held until %s: %s\n(uims run sends it then; 'uims cancel %s' cancels it before)\n",
+			time.UnixMilli(res.HeldUntil).Format(time.RFC3339), res.Held, res.MsgID)
+		return nil
+	}
 	// While it waits, the sender serves its notifications: a reroute to
 	// the recipient's next medium is transferred from here (PROTOCOL.md §6.15).
 	fctx, stop := context.WithCancel(ctx)
@@ -511,11 +562,11 @@ func cmdSend(ctx context.Context, args []string) error {
 			for _, h := range st.History {
 				if !seen[h.Status] && h.Status != schemas.StatusAccepted && h.Status != schemas.StatusRouted {
 					seen[h.Status] = true
-					fmt.Printf("%s  %s %s\n", h.Status, time.UnixMilli(h.At).Format(time.TimeOnly), h.Reason)
+					fmt.Fprintf(stdout, "%s  %s %s\n", h.Status, time.UnixMilli(h.At).Format(time.TimeOnly), h.Reason)
 				}
 			}
 			if st.State == schemas.StatusFailed || st.State == schemas.StatusRead || (st.State == schemas.StatusDelivered && !*read) {
-				fmt.Println("final:", st.State)
+				fmt.Fprintln(stdout, "final:", st.State)
 				if st.State == schemas.StatusFailed {
 					os.Exit(1)
 				}

@@ -58,6 +58,19 @@ type Holder interface {
 	Held(ctx context.Context, q *schemas.HeldQuery) (*AckRef, error)
 }
 
+// SendOnly is the medium of an originator that receives nothing, such as
+// the command-line sender: a delivery is UNSUPPORTED, a notification
+// dropped (the sender asks the status instead).
+type SendOnly struct{}
+
+// Deliver refuses every message.
+func (SendOnly) Deliver(context.Context, *Delivery) (string, error) {
+	return "", &schemas.Error{Code: schemas.CodeUnsupported}
+}
+
+// Notify drops the status.
+func (SendOnly) Notify(context.Context, *schemas.StatusEvent) error { return nil }
+
 // Delivery is a message arrived for this gateway's medium.
 type Delivery struct {
 	Routed *schemas.RoutedIMI

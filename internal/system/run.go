@@ -210,6 +210,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	var eg *email.Gateway
 	var sg *sms.Gateway
 	var ov *ops.Server
+	var cli *kit.Kit
 	kc := kit.Config{Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window}
 	reg := NewRegistry() // served by the web gateway and the operator view at /metrics
 	httpScheme := "http://"
@@ -266,6 +267,16 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			return err
 		},
 		func() error {
+			// the command-line sender's routes by notification (a
+			// scheduled message released, a reroute) are served here
+			// when 'uims send' is gone (PROTOCOL.md §6.15, §6.16)
+			nc, kr, err := party(kf, "cli", conn)
+			if err == nil {
+				cli, err = kit.New(nc, kr, kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli", Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window}, log)
+			}
+			return err
+		},
+		func() error {
 			if cfg.SMTPAddr == "off" {
 				return nil
 			}
@@ -298,7 +309,10 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if ov != nil { // before the gateways, so that it hears their first heartbeats
 		comps = append(comps, component{"ops", ov.Run})
 	}
-	comps = append(comps, component{"web", wg.Run})
+	comps = append(comps, component{"web", wg.Run}, component{"cli routes", func(ctx context.Context, ready func()) error {
+		ready()
+		return cli.FollowStatus(ctx)
+	}})
 	if eg != nil {
 		comps = append(comps, component{"email", eg.Run})
 	}
