@@ -148,6 +148,7 @@ type Broker struct {
 	metrics *metrics
 	notes   chan note // notifications, in order (notify.go)
 	batch   *batcher  // shared Redis pipelines of the hot path (batch.go)
+	quiet   quietCache
 }
 
 type job struct {

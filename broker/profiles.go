@@ -437,29 +437,6 @@ func checkProfile(p *schemas.Profile) error {
 	return nil
 }
 
-// QuietUntil reports whether medium m is quiet for p at t (its
-// quiet_hours for m, else for "*", in its time zone) and until when.
-// Profiles are checked when stored (checkProfile), so a schedule that
-// does not parse here is not quiet.
-func QuietUntil(p *schemas.Profile, m string, t time.Time) (time.Time, bool) {
-	s, ok := p.QuietHours[m]
-	if !ok {
-		if s, ok = p.QuietHours["*"]; !ok {
-			return time.Time{}, false
-		}
-	}
-	sched, err := quiet.Parse(s)
-	if err != nil {
-		return time.Time{}, false
-	}
-	loc := time.UTC
-	if p.TimeZone != "" {
-		if l, err := time.LoadLocation(p.TimeZone); err == nil {
-			loc = l
-		}
-	}
-	return sched.Until(t, loc)
-}
 
 // ProfileFile is the YAML profile file (UIMS_PROFILES).
 type ProfileFile struct {
