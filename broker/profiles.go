@@ -437,7 +437,6 @@ func checkProfile(p *schemas.Profile) error {
 	return nil
 }
 
-
 // ProfileFile is the YAML profile file (UIMS_PROFILES).
 type ProfileFile struct {
 	Clients []*schemas.Profile `yaml:"clients"`
