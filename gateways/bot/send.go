@@ -37,7 +37,9 @@ type Outgoing struct {
 type Sent struct {
 	ID string
 	Tx string
-	// Status is transferred or delivered; Dest where the message went.
+	// Status is transferred or delivered; held when the brokers hold it
+	// (the recipient's quiet hours, PROTOCOL.md §6.16: the kit keeps it and
+	// sends it when they end); Dest where the message went, or will go.
 	Status string
 	Dest   Hop
 }
