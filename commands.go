@@ -468,6 +468,25 @@ func sendTime(at string, now time.Time) (int64, error) {
 	return t.UnixMilli(), nil
 }
 
+// cliKit is the command-line sender's kit (party cli), and the function
+// that closes its connection.
+func (o *opts) cliKit() (*kit.Kit, func(), error) {
+	kr, err := o.keyring("cli")
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (run 'uims run' first, or point --keys/UIMS_KEYS at its key file)", err)
+	}
+	nc, err := o.connect("cli")
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := kit.New(nc, kr, kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli", Strict: o.strict}, o.logger().Level(zerolog.WarnLevel))
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return k, nc.Close, nil
+}
+
 // cmdCancel cancels a message 'uims send' sent and the brokers still hold
 // (PROTOCOL.md §6.16).
 func cmdCancel(ctx context.Context, args []string) error {
@@ -477,19 +496,11 @@ func cmdCancel(ctx context.Context, args []string) error {
 	if len(ids) != 1 {
 		return errors.New("usage: uims cancel <message id>")
 	}
-	kr, err := o.keyring("cli")
-	if err != nil {
-		return fmt.Errorf("%w (run 'uims run' first, or point --keys/UIMS_KEYS at its key file)", err)
-	}
-	nc, err := o.connect("cli")
+	k, done, err := o.cliKit()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	k, err := kit.New(nc, kr, kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli", Strict: o.strict}, o.logger().Level(zerolog.WarnLevel))
-	if err != nil {
-		return err
-	}
+	defer done()
 	st, err := k.Cancel(ctx, ids[0])
 	if err != nil {
 		return err
@@ -513,20 +524,11 @@ func cmdSend(ctx context.Context, args []string) error {
 	if *from == "" || *to == "" || text == "" {
 		return errors.New(`usage: uims send --from alice --to bob "hello"`)
 	}
-	log := o.logger().Level(zerolog.WarnLevel)
-	kr, err := o.keyring("cli")
-	if err != nil {
-		return fmt.Errorf("%w (run 'uims run' first, or point --keys/UIMS_KEYS at its key file)", err)
-	}
-	nc, err := o.connect("cli")
+	k, done, err := o.cliKit()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	k, err := kit.New(nc, kr, kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli", Strict: o.strict}, log)
-	if err != nil {
-		return err
-	}
+	defer done()
 	ctype := "text/plain; charset=utf-8"
 	if *html {
 		ctype = "text/html; charset=utf-8"

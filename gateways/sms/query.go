@@ -9,15 +9,20 @@ import (
 	"github.com/uims/uims/schemas"
 )
 
+// messageOf is the UIMS message id of an id this gateway gave an
+// application: the part "-<n>" of a concatenated message names the
+// whole message.
+func messageOf(smppID string) (string, bool) {
+	id, _, _ := strings.Cut(smppID, "-")
+	return id, schemas.ValidMsgID(id)
+}
+
 // query answers query_sm (SMPP 3.4 §4.8) from the brokers' transaction
 // state. Only the application that submitted a message may query it.
 func (g *Gateway) query(ctx context.Context, s *session, p *pdu.QuerySM) pdu.PDU {
 	resp := &pdu.QuerySMResp{Header: pdu.Header{Sequence: p.Sequence}}
-	id := p.MessageID
-	if i := strings.IndexByte(id, '-'); i >= 0 {
-		id = id[:i] // a part of a concatenated message
-	}
-	if !schemas.ValidMsgID(id) {
+	id, ok := messageOf(p.MessageID)
+	if !ok {
 		resp.Status = pdu.ESME_RINVMSGID
 		return resp
 	}
@@ -62,15 +67,12 @@ func (g *Gateway) query(ctx context.Context, s *session, p *pdu.QuerySM) pdu.PDU
 // ESME_RCANCELFAIL.
 func (g *Gateway) cancel(ctx context.Context, s *session, p *pdu.CancelSM) pdu.PDU {
 	resp := &pdu.CancelSMResp{Header: pdu.Header{Sequence: p.Sequence}}
-	id := p.MessageID
-	if i := strings.IndexByte(id, '-'); i >= 0 {
-		id = id[:i] // a part of a concatenated message cancels the message
-	}
-	if id == "" {
+	if p.MessageID == "" {
 		resp.Status = pdu.ESME_RCANCELFAIL
 		return resp
 	}
-	if !schemas.ValidMsgID(id) {
+	id, ok := messageOf(p.MessageID)
+	if !ok {
 		resp.Status = pdu.ESME_RINVMSGID
 		return resp
 	}

@@ -305,6 +305,37 @@ type SendResponse struct {
 	Held      string `json:"held,omitempty"`
 }
 
+// submission is what POST /api/v1/messages sends, but its recipients:
+// the content and its type, the schedule, and the message id from
+// Idempotency-Key (a client retry reuses it, so every hop sees one
+// message; for a group, the group id and with it every recipient's).
+// Errors are MALFORMED with what is wrong.
+func submission(r *http.Request, c *schemas.ClientInfo, req *SendRequest) (*kit.Submission, error) {
+	switch {
+	case req.Text == "" && req.HTML == "":
+		return nil, schemas.Errorf(schemas.CodeMalformed, nil, "missing \"text\" or \"html\"")
+	case !utf8.ValidString(req.Text) || !utf8.ValidString(req.HTML) || strings.ContainsAny(req.Subject, "\r\n\x00"):
+		return nil, schemas.Errorf(schemas.CodeMalformed, nil, "text must be UTF-8 and the subject one line")
+	}
+	s := &kit.Submission{From: schemas.Endpoint{Medium: schemas.MediumWeb, Address: c.ID, Client: c.ID, Name: c.Name},
+		Subject: req.Subject, Type: "text/plain; charset=utf-8", Content: []byte(req.Text), Urgent: req.Urgent}
+	if req.HTML != "" {
+		s.Type, s.Content = "text/html; charset=utf-8", []byte(req.HTML)
+	}
+	var err error
+	if s.SendAt, err = rfc3339ms("send_at", req.SendAt); err == nil {
+		s.Expires, err = rfc3339ms("expires_at", req.ExpiresAt)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		sum := sha256.Sum256([]byte(c.ID + "\x00" + key))
+		s.MsgID = hex.EncodeToString(sum[:16])
+	}
+	return s, nil
+}
+
 // rfc3339ms parses an optional RFC 3339 time of the request body into
 // Unix ms (0 when absent).
 func rfc3339ms(field, v string) (int64, error) {
@@ -337,36 +368,16 @@ func (g *Gateway) postMessage(w http.ResponseWriter, r *http.Request, c *schemas
 		return
 	}
 	req.To = strings.TrimSpace(req.To)
-	switch {
-	case req.To == "":
+	if req.To == "" {
 		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "missing \"to\"")
 		return
-	case req.Text == "" && req.HTML == "":
-		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "missing \"text\" or \"html\"")
-		return
-	case !utf8.ValidString(req.Text) || !utf8.ValidString(req.HTML) || strings.ContainsAny(req.Subject, "\r\n\x00"):
-		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "text must be UTF-8 and the subject one line")
-		return
 	}
-	s := &kit.Submission{From: schemas.Endpoint{Medium: schemas.MediumWeb, Address: c.ID, Client: c.ID, Name: c.Name},
-		To: req.To, Subject: req.Subject, Type: "text/plain; charset=utf-8", Content: []byte(req.Text)}
-	if req.HTML != "" {
-		s.Type, s.Content = "text/html; charset=utf-8", []byte(req.HTML)
-	}
-	var err error
-	if s.SendAt, err = rfc3339ms("send_at", req.SendAt); err == nil {
-		s.Expires, err = rfc3339ms("expires_at", req.ExpiresAt)
-	}
+	s, err := submission(r, c, &req)
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	s.Urgent = req.Urgent
-	if key := r.Header.Get("Idempotency-Key"); key != "" {
-		// A client retry reuses the message id, so every hop sees one message.
-		sum := sha256.Sum256([]byte(c.ID + "\x00" + key))
-		s.MsgID = hex.EncodeToString(sum[:16])
-	}
+	s.To = req.To
 	res, err := g.kit.Send(r.Context(), s)
 	if err != nil {
 		fail(w, err)

@@ -2,14 +2,11 @@ package web
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"unicode/utf8"
 
 	json "github.com/goccy/go-json"
 
@@ -105,40 +102,20 @@ func (g *Gateway) postGroup(w http.ResponseWriter, r *http.Request, c *schemas.C
 	case len(to) > schemas.MaxGroupRecipients:
 		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, fmt.Sprintf("%d recipients, at most %d", len(to), schemas.MaxGroupRecipients))
 		return
-	case req.Text == "" && req.HTML == "":
-		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "missing \"text\" or \"html\"")
-		return
-	case !utf8.ValidString(req.Text) || !utf8.ValidString(req.HTML) || strings.ContainsAny(req.Subject, "\r\n\x00"):
-		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "text must be UTF-8 and the subject one line")
+	}
+	s, err := submission(r, c, &req.SendRequest)
+	if err != nil {
+		fail(w, err)
 		return
 	}
 	// The sender's own groups, from its credential query (auth).
-	to, err := kit.ExpandRecipients(c, to)
+	to, err = kit.ExpandRecipients(c, to)
 	if err == nil {
 		to, err = kit.NormaliseRecipients(to)
 	}
 	if err != nil {
 		fail(w, err)
 		return
-	}
-	s := &kit.Submission{From: schemas.Endpoint{Medium: schemas.MediumWeb, Address: c.ID, Client: c.ID, Name: c.Name},
-		Subject: req.Subject, Type: "text/plain; charset=utf-8", Content: []byte(req.Text)}
-	if req.HTML != "" {
-		s.Type, s.Content = "text/html; charset=utf-8", []byte(req.HTML)
-	}
-	if s.SendAt, err = rfc3339ms("send_at", req.SendAt); err == nil {
-		s.Expires, err = rfc3339ms("expires_at", req.ExpiresAt)
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	s.Urgent = req.Urgent
-	if key := r.Header.Get("Idempotency-Key"); key != "" {
-		// As for one recipient: a retry reuses the group id, and with it
-		// every recipient's id.
-		sum := sha256.Sum256([]byte(c.ID + "\x00" + key))
-		s.MsgID = hex.EncodeToString(sum[:16])
 	}
 	res, err := g.kit.SendGroup(r.Context(), s, to)
 	if err != nil {
