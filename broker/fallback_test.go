@@ -46,9 +46,15 @@ func newFallback(t *testing.T, bob *schemas.Profile, email, web kit.Medium) *fal
 
 // newFallbackMode is newFallback, in strict MIAP mode if strict.
 func newFallbackMode(t *testing.T, strict bool, bob *schemas.Profile, email, web kit.Medium) *fallbackFabric {
-	f := fabrictest.New(t)
 	cfg := fallbackCfg
 	cfg.Strict = strict
+	return newFallbackCfg(t, cfg, bob, email, web)
+}
+
+// newFallbackCfg is newFallback with the broker configuration cfg.
+func newFallbackCfg(t *testing.T, cfg broker.Config, bob *schemas.Profile, email, web kit.Medium) *fallbackFabric {
+	f := fabrictest.New(t)
+	strict := cfg.Strict
 	f.StartBroker(cfg)
 	f.PutProfiles(&schemas.Profile{ID: "alice", Addresses: map[string]string{"test": "alice"}}, bob)
 	x := &fallbackFabric{t: t, f: f, og: fabrictest.NewInbox()}
@@ -403,7 +409,7 @@ func TestLateSuccessAfterTheOutcome(t *testing.T) {
 	}
 	st := x.final(msgID)
 	if st.State != schemas.StatusDelivered || st.Dest.Medium != "web" {
-		t.Fatalf("state %s on %s", st.State, st.Dest.Medium)
+		t.Fatalf("state %s on %s: %+v", st.State, st.Dest.Medium, st.History)
 	}
 	if err := emailKit.Ack(context.Background(), email.Get(msgID).Ref, schemas.StatusDelivered, "", ""); err != nil {
 		t.Fatalf("late acknowledgement: %v", err)
@@ -445,7 +451,7 @@ func TestLateAcknowledgementNeedsItsID(t *testing.T) {
 	}
 	web.release()
 	if st := x.final(msgID); st.State != schemas.StatusDelivered || st.Dest.Medium != "web" {
-		t.Fatalf("state %s on %s", st.State, st.Dest.Medium)
+		t.Fatalf("state %s on %s: %+v", st.State, st.Dest.Medium, st.History)
 	}
 }
 
@@ -536,7 +542,9 @@ func TestRerouteNotificationReplayedOrForged(t *testing.T) {
 // store and goes to the next destination by reference (PROTOCOL.md §10).
 func TestFallbackLargeContent(t *testing.T) {
 	email, web := permanent(schemas.CodeUnknownRecipient, "550 5.1.1 no such mailbox"), fabrictest.NewInbox()
-	x := newFallback(t, bobPrefersEmail(nil), email, web)
+	cfg := fallbackCfg
+	cfg.Deadline = 15 * time.Second // 9 MiB through the object store, under -race on a busy machine
+	x := newFallbackCfg(t, cfg, bobPrefersEmail(nil), email, web)
 	big := strings.Repeat("large content ", (9<<20)/14) // above the server's 8 MiB max_payload
 	s := submission(big)
 	s.MsgID = kit.NewMsgID()
@@ -545,7 +553,7 @@ func TestFallbackLargeContent(t *testing.T) {
 		return miap.CodeOf(err) != schemas.CodeNoRoute
 	})
 	if st := x.final(s.MsgID); st.State != schemas.StatusDelivered || st.Dest.Medium != "web" {
-		t.Fatalf("state %s on %s", st.State, st.Dest.Medium)
+		t.Fatalf("state %s on %s: %+v", st.State, st.Dest.Medium, st.History)
 	}
 	if d := web.Get(s.MsgID); d == nil || string(d.Content) != big {
 		t.Fatal("the web did not get the large content")
