@@ -320,3 +320,47 @@ func waitContains(t *testing.T, fetch func() string, what string, wants ...strin
 	}
 	return text
 }
+
+// TestBrowserScheduledAndCancel: alice sends with "Send at" an hour
+// ahead; her sent list says it waits until then, with a Cancel button
+// that cancels it (docs/WEB.md, "Scheduled messages"); bob gets nothing.
+func TestBrowserScheduledAndCancel(t *testing.T) {
+	b := browsertest.New(t)
+	base, _ := startFabric(t)
+	alice := b.Tab("alice")
+	signIn(alice, base, "alice-token")
+	send(t, base, "alice-token", `{"to":"bob","text":"warm-up"}`)
+
+	compose(alice, "bob", "Later", "See you tomorrow morning.")
+	// datetime-local takes the browser's local time, without a zone
+	at := time.Now().Add(time.Hour).Format("2006-01-02T15:04")
+	alice.Eval(fmt.Sprintf(`document.getElementById('send-at').value = %q, "ok"`, at))
+	alice.Do("send", chromedp.Click(chromedp.ID("send")))
+	mine := `Array.from(document.querySelectorAll('#sent li.sent-item')).find(e => e.textContent.includes('See you tomorrow'))`
+	alice.WaitJS("the message in alice's sent list", mine+` !== undefined`)
+	alice.WaitJS("held on alice's page", mine+`.dataset.status === 'held'`)
+	id := alice.Eval(mine + `.dataset.id`)
+	item := fmt.Sprintf(`#sent li[data-id=%q]`, id)
+	if txt := alice.Text(item + " .held"); !strings.Contains(txt, "Waiting until") || !strings.Contains(txt, "scheduled for") {
+		t.Fatalf("held item says %q", txt)
+	}
+	if v := alice.Eval(`document.getElementById('send-at').value`); v != "" {
+		t.Fatalf("Send at not cleared after sending: %q", v)
+	}
+	// the shared stylesheet's custom properties apply (a broken comment
+	// in base.css once dropped its :root rule, and with it every colour)
+	if accent := alice.Eval(`getComputedStyle(document.documentElement).getPropertyValue('--accent').trim()`); accent != "#2454d6" {
+		t.Fatalf("--accent is %q: /base.css did not apply", accent)
+	}
+	alice.Screenshot("scheduled")
+	alice.Do("cancel", chromedp.Click(chromedp.CSS(item+" button.cancel")))
+	alice.WaitJS("cancelled on alice's page", fmt.Sprintf(`document.querySelector(%q).dataset.status === 'failed'`, item))
+	if txt := alice.Text(item + " .fail"); !strings.Contains(txt, "cancelled by the sender") || !strings.Contains(txt, "CANCELLED") {
+		t.Fatalf("cancelled item says %q", txt)
+	}
+	alice.Screenshot("cancelled")
+	code, body := call(t, "GET", base+"/api/v1/messages/"+id, "alice-token", "")
+	if code != 200 || body["state"] != "failed" {
+		t.Fatalf("status after the cancel: %d %v", code, body)
+	}
+}

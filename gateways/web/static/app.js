@@ -6,7 +6,7 @@
 const MEDIA = { web: 'Web', email: 'E-mail', sms: 'SMS', fax: 'Fax', voice: 'Voice', bot: 'Bot' };
 const STEPS = ['accepted', 'routed', 'delivered', 'read'];
 const STEP_LABEL = { accepted: 'Accepted', routed: 'Routed', delivered: 'Delivered', read: 'Read' };
-const RANK = { accepted: 1, routed: 2, 'route-acknowledged': 2, transferred: 3, delivered: 4, read: 5, failed: 9 };
+const RANK = { accepted: 1, held: 1.5, routed: 2, released: 2, 'route-acknowledged': 2, transferred: 3, delivered: 4, read: 5, failed: 9 };
 const MAX_BUSY_TRIES = 3;
 
 const state = {
@@ -389,6 +389,8 @@ async function onSend(ev) {
   ev.preventDefault();
   clearComposeError();
   const to = $('to').value.trim(), subject = $('subject').value.trim(), text = $('text').value;
+  const at = $('send-at').value; // local time, "2026-12-08T07:00"
+  const sendAt = at ? new Date(at).toISOString() : undefined;
   if (!to) return showComposeError('Enter a recipient.', 'A client id, an e-mail address or a phone number.', false, 'to');
   if (!text.trim()) return showComposeError('Write a message first.', '', false, 'text');
   const key = state.pendingKey || (state.pendingKey = randomKey());
@@ -398,12 +400,14 @@ async function onSend(ev) {
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        const res = await api('POST', '/api/v1/messages', { to, subject: subject || undefined, text }, { 'Idempotency-Key': key });
+        const res = await api('POST', '/api/v1/messages', { to, subject: subject || undefined, text, send_at: sendAt }, { 'Idempotency-Key': key });
         clearComposeError();
-        mergeSent({ id: res.id, to, subject, snippet: text.slice(0, 140), at: Date.now(), status: res.status, times: { accepted: Date.now() } });
+        mergeSent({ id: res.id, to, subject, snippet: text.slice(0, 140), at: Date.now(), status: res.status, times: { accepted: Date.now() },
+          heldUntil: res.held_until, held: res.held });
         state.pendingKey = null;
         $('text').value = '';
         $('subject').value = '';
+        $('send-at').value = '';
         note.textContent = 'Sent to ' + to + '.';
         announce('Message to ' + to + ' accepted; status ' + (res.status || 'accepted') + '.');
         refreshOne(res.id);
@@ -462,6 +466,7 @@ function mergeSent(upd) {
     state.sent.sort((a, b) => b.at - a.at);
   }
   for (const k of ['to', 'subject', 'snippet']) if (upd[k] && !s[k]) s[k] = upd[k];
+  if (upd.heldUntil) { s.heldUntil = upd.heldUntil; s.held = upd.held || s.held; }
   Object.assign(s.times, upd.times || {});
   const cur = RANK[s.status] || 0, next = RANK[upd.status] || 0;
   const before = s.status;
@@ -487,7 +492,8 @@ async function refreshOne(id) {
       times[e.status === 'route-acknowledged' ? 'routed' : e.status] = e.at;
       if (e.status === 'failed') failed = e;
     }
-    mergeSent({ id, to: st.to, status: st.state, times, code: failed && failed.code, reason: failed && failed.reason });
+    const heldUntil = st.held_until ? new Date(st.held_until).toISOString() : undefined;
+    mergeSent({ id, to: st.to, status: st.state, times, code: failed && failed.code, reason: failed && failed.reason, heldUntil });
   } catch (e) { /* the status events still come */ }
 }
 
@@ -514,15 +520,32 @@ function renderSent() {
       h('div', { class: 'snippet' }, s.subject ? s.subject + ' · ' + (s.snippet || '') : (s.snippet || '')),
       steps,
       failed ? h('p', { class: 'fail' }, 'Not delivered: ' + (s.reason || 'no reason given') + (s.code ? ' (' + s.code + ')' : '')) : null,
-      s.status === 'transferred' ? h('p', { class: 'help' }, 'Handed to the destination; waiting for delivery.') : null);
+      s.status === 'transferred' ? h('p', { class: 'help' }, 'Handed to the destination; waiting for delivery.') : null,
+      s.status === 'held' ? h('p', { class: 'help held' }, 'Waiting until ' + fullTime(Date.parse(s.heldUntil)) + (s.held ? ' (' + s.held + ')' : '') + '. ',
+        h('button', { type: 'button', class: 'cancel', on: { click: () => cancelSent(s.id) } }, 'Cancel')) : null);
   }));
   $('sent-empty').hidden = state.sent.length > 0;
+}
+
+// cancelSent cancels a message the brokers still hold (DELETE; 409 once
+// it is on its way).
+async function cancelSent(id) {
+  try {
+    const st = await api('DELETE', '/api/v1/messages/' + encodeURIComponent(id));
+    const last = (st.history || []).slice(-1)[0] || {};
+    mergeSent({ id, status: st.state, code: last.code, reason: last.reason, times: { failed: last.at } });
+    announce('Message cancelled.');
+  } catch (e) {
+    announce(e.status === 409 ? 'Too late to cancel: the message is on its way.' : 'Not cancelled: ' + explain(e));
+    refreshOne(id);
+  }
 }
 
 function statusText(s) {
   switch (s.status) {
     case 'failed': return 'failed';
     case 'transferred': return 'routed, handed to the destination';
+    case 'held': return 'waiting until ' + fullTime(Date.parse(s.heldUntil));
     case 'route-acknowledged': return 'routed';
     default: return s.status;
   }
