@@ -29,11 +29,13 @@ import (
 // fits one NATS message (one write to keep it, one to delete it: what a
 // message delivered at once pays for its fallback); else in the object
 // store of the same name, object <msg_id>, with an empty value under the
-// key. The key <msg_id>.attempt holds "<attempt> <stream sequence>": the
-// highest attempt this gateway began to transfer for a reroute and the
-// sequence of the notification that brought it, so that the same
-// notification redelivered is handled again but another copy of it (a
-// replay), or one of an earlier attempt, is not.
+// key. The key <msg_id>.attempt holds "<attempt> <stream sequence>
+// <routed>": the highest attempt this gateway began to transfer for a
+// reroute or a release, the sequence of the notification that brought it
+// and its IMI′'s routed time, so that the same notification redelivered is
+// handled again but another copy of it (a replay), or one of an earlier
+// attempt, is not — while a route the brokers issued again for the same
+// attempt (later routed time, PROTOCOL.md §6.16) is.
 type keptStore struct {
 	mu sync.Mutex
 	kv jetstream.KeyValue
@@ -238,16 +240,28 @@ func (k *Kit) handleReroute(ctx context.Context, h map[string][]string, seq uint
 	}
 	var n int
 	var handledSeq string
+	var handledRouted int64
 	if e, err := kv.Get(ctx, ev.MsgID+keptAttemptKey); err == nil {
-		a, sq, _ := strings.Cut(string(e.Value()), " ")
-		n, _ = strconv.Atoi(a)
-		handledSeq = sq
+		f := strings.Fields(string(e.Value()))
+		if len(f) > 0 {
+			n, _ = strconv.Atoi(f[0])
+		}
+		if len(f) > 1 {
+			handledSeq = f[1]
+		}
+		if len(f) > 2 {
+			handledRouted, _ = strconv.ParseInt(f[2], 10, 64)
+		}
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		log.Warn().Err(err).Msg("reroute: kept content not readable; retry")
 		return streamNak
 	}
 	this := strconv.FormatUint(seq, 10)
-	if n > routed.Attempt || (n == routed.Attempt && handledSeq != this) {
+	// The same attempt again is a replay — unless the brokers issued its
+	// route again (a released route that waited for this gateway, PROTOCOL.md
+	// §6.16): a later route of the same attempt, signed anew.
+	again := n == routed.Attempt && handledSeq != this && routed.Routed > handledRouted
+	if n > routed.Attempt || (n == routed.Attempt && handledSeq != this && !again) {
 		log.Warn().Bool("security", true).Int("handled", n).Msg("reroute refused: this attempt was handled already (a replay)")
 		return streamTerm
 	}
@@ -263,10 +277,11 @@ func (k *Kit) handleReroute(ctx context.Context, h map[string][]string, seq uint
 		log.Warn().Err(err).Msg("reroute: kept content not readable; retry")
 		return streamNak
 	}
-	if n < routed.Attempt {
+	if n < routed.Attempt || again {
 		// Begun: a redelivery of this notification (a transfer to retry)
 		// goes on, another copy of it does not.
-		if _, err := kv.Put(ctx, ev.MsgID+keptAttemptKey, []byte(strconv.Itoa(routed.Attempt)+" "+this)); err != nil {
+		rec := strconv.Itoa(routed.Attempt) + " " + this + " " + strconv.FormatInt(routed.Routed, 10)
+		if _, err := kv.Put(ctx, ev.MsgID+keptAttemptKey, []byte(rec)); err != nil {
 			log.Warn().Err(err).Msg("reroute: kept content not writable; retry")
 			return streamNak
 		}
