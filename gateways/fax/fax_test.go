@@ -234,7 +234,7 @@ func dsn(t *testing.T, addr, envID string, action mailmsg.Action, status, diag s
 	t.Helper()
 	raw, err := mailmsg.ComposeDSN(mailmsg.DSN{ReportingMTA: "offramp.test", To: mail.Address{Address: "fax-bounces@fax.test"},
 		OriginalEnvelopeID: envID,
-		Recipients: []mailmsg.DSNRecipient{{FinalRecipient: "FAX=+15550133@offramp.test", Action: action, Status: status, DiagnosticCode: diag}}})
+		Recipients:         []mailmsg.DSNRecipient{{FinalRecipient: "FAX=+15550133@offramp.test", Action: action, Status: status, DiagnosticCode: diag}}})
 	if err != nil {
 		t.Fatal(err)
 	}
