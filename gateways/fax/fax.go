@@ -95,6 +95,23 @@ type Config struct {
 	Kit kit.Config
 }
 
+// Missing lists what keeps the gateway from reaching the fax world: empty
+// when T.37 (relay and offramp domain) or HylaFAX is configured. uims run
+// starts the gateway only then and logs the list otherwise.
+func (c *Config) Missing() []string {
+	if c.HylaFAX.Addr != "" || (c.T37Relay != "" && c.T37Domain != "") {
+		return nil
+	}
+	var m []string
+	if c.T37Relay == "" {
+		m = append(m, "UIMS_FAX_T37_RELAY (T.37: the SMTP server for outgoing fax mail)")
+	}
+	if c.T37Domain == "" {
+		m = append(m, "UIMS_FAX_T37_DOMAIN (T.37: the offramp's mail domain)")
+	}
+	return append(m, "UIMS_FAX_HYLAFAX (HylaFAX: hfaxd host:port)")
+}
+
 func (c *Config) setDefaults() error {
 	if c.Gateway == "" {
 		c.Gateway = schemas.MediumFax
