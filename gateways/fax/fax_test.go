@@ -26,7 +26,6 @@ import (
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/internal/peertest"
-	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
 )
 
@@ -43,7 +42,6 @@ type sys struct {
 func start(t *testing.T, cfg fax.Config) *sys {
 	t.Helper()
 	f := fabrictest.New(t)
-	f.AddParty("fax", miap.Grant{Role: miap.RoleGateway, Media: []string{schemas.MediumFax}})
 	f.StartBroker(broker.Config{})
 	f.PutProfiles(
 		&schemas.Profile{ID: "alice", Name: "Alice", Prefer: []string{"test"}, Addresses: map[string]string{"test": "alice"}},
