@@ -71,10 +71,14 @@ func start(t *testing.T, cfg fax.Config) *sys {
 
 // send sends a fax from alice to +15550133.
 func (s *sys) send(t *testing.T, content []byte, ctype string) (*kit.Result, error) {
+	return s.sendTo(t, "+15550133", content, ctype)
+}
+
+func (s *sys) sendTo(t *testing.T, number string, content []byte, ctype string) (*kit.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	return s.sender.Send(ctx, &kit.Submission{MsgID: kit.NewMsgID(), From: schemas.Endpoint{Medium: "test", Address: "alice", Client: "alice"},
-		To: "fax:+15550133", Type: ctype, Content: content})
+		To: "fax:" + number, Type: ctype, Content: content})
 }
 
 // page makes a one-page TIFF-F with ImageMagick.
@@ -220,6 +224,31 @@ func TestT37Out(t *testing.T) {
 	fabrictest.Eventually(t, 10*time.Second, "failed at alice", func() bool { return s.alice.NoteOf(res2.MsgID, schemas.StatusFailed) != nil })
 	if n := s.alice.NoteOf(res2.MsgID, schemas.StatusFailed); !strings.Contains(n.Reason, "no answer") || n.Code != "UNREACHABLE" {
 		t.Fatalf("failure %s %q", n.Code, n.Reason)
+	}
+	// RFC 4142 full mode: the offramp's MDN (processed; ComposeMDN writes displayed) means sent
+	res3, err := s.send(t, tiff, "image/tiff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mdn, err := mailmsg.ComposeMDN(mailmsg.MDN{ReportingUA: "offramp.test", From: mail.Address{Address: "FAX=+15550133@offramp.test"},
+		To: mail.Address{Address: "fax-bounces@fax.test"}, OriginalMessageID: res3.MsgID + ".fax@fax.test",
+		FinalRecipient: "FAX=+15550133@offramp.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := smtp.Dial(s.gw.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMail("", []string{"fax-bounces@fax.test"}, bytes.NewReader(mdn)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	fabrictest.Eventually(t, 10*time.Second, "MDN: delivered at alice", func() bool { return s.alice.NoteOf(res3.MsgID, schemas.StatusDelivered) != nil })
+
+	// the relay's 550 5.1.1 fails the fax at once with its text
+	if _, err := s.sendTo(t, "+15550666", tiff, "image/tiff"); !kit.IsCode(err, schemas.CodeUnknownRecipient) || !strings.Contains(err.Error(), "no such fax number") {
+		t.Fatalf("relay 550: %v", err)
 	}
 	// a text message is not a fax: UNSUPPORTED without a conversion
 	if _, err := s.send(t, []byte("hello"), "text/plain"); err == nil {
