@@ -16,6 +16,7 @@ import (
 
 	"github.com/uims/uims/broker"
 	"github.com/uims/uims/gateways/email"
+	"github.com/uims/uims/gateways/fax"
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/gateways/sms"
 	"github.com/uims/uims/gateways/web"
@@ -156,6 +157,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.Operator, "operator-token", env("UIMS_OPERATOR_TOKEN", "operator-token"), "operator view token (UIMS_OPERATOR_TOKEN)")
 	mailFlags(o.fs, &cfg.SMTPAddr, &cfg.SMTPRelay, &cfg.SMTPDomains, &cfg.SMTPMaxPerIP)
 	smsFlags(o.fs, &cfg.SMPPAddr, &cfg.SMSC)
+	faxFlags(o.fs, &cfg.Fax)
 	tlsFlags(o.fs, &cfg.TLSCert, &cfg.TLSKey)
 	o.fs.StringVar(&cfg.TLSCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle clients trust; checked against --tls-cert (UIMS_TLS_CA)")
 	o.parse(args)
@@ -290,11 +292,13 @@ func cmdGateway(ctx context.Context, args []string) error {
 	var smsc sms.SMSCConfig
 	mailFlags(o.fs, smtpAddr, smtpRelay, &smtpDomains, &smtpPerIP)
 	smsFlags(o.fs, smppAddr, &smsc)
+	var faxCfg fax.Config
+	faxFlags(o.fs, &faxCfg)
 	var tlsCert, tlsKey string
 	tlsFlags(o.fs, &tlsCert, &tlsKey) // HTTPS of the web gateway
 	rest := o.parse(args)
 	if len(rest) != 1 {
-		return errors.New("which gateway? uims gateway web|email|sms")
+		return errors.New("which gateway? uims gateway web|email|sms|fax")
 	}
 	medium := rest[0]
 	log := o.logger()
@@ -337,6 +341,19 @@ func cmdGateway(ctx context.Context, args []string) error {
 		return g.Run(ctx, nil)
 	case "sms":
 		g, err := sms.New(sms.Config{Addr: *smppAddr, SMSC: smsc, Kit: kit.Config{Version: version, Strict: o.strict}}, nc, kr, log)
+		if err != nil {
+			return err
+		}
+		return g.Run(ctx, nil)
+	case "fax":
+		if m := faxCfg.Missing(); len(m) > 0 {
+			return fmt.Errorf("the fax gateway reaches no fax world: set %s", strings.Join(m, ", or "))
+		}
+		if faxCfg.SMTPAddr == "off" {
+			faxCfg.SMTPAddr = ""
+		}
+		faxCfg.Kit = kit.Config{Version: version, Strict: o.strict}
+		g, err := fax.New(faxCfg, nc, kr, log)
 		if err != nil {
 			return err
 		}
@@ -415,6 +432,19 @@ func mailFlags(fs *flag.FlagSet, addr, relay *string, domains *[]string, perIP *
 		*domains = strings.Split(v, ",")
 		return nil
 	})
+}
+
+// faxFlags are the fax gateway's flags (docs/FAX.md).
+func faxFlags(fs *flag.FlagSet, c *fax.Config) {
+	fs.StringVar(&c.T37Relay, "fax-t37-relay", env("UIMS_FAX_T37_RELAY", ""), "SMTP server host:port for outgoing T.37 fax mail (UIMS_FAX_T37_RELAY)")
+	fs.StringVar(&c.T37Domain, "fax-t37-domain", env("UIMS_FAX_T37_DOMAIN", ""), "the T.37 offramp's mail domain: FAX=+number@domain (UIMS_FAX_T37_DOMAIN)")
+	fs.StringVar(&c.SMTPAddr, "fax-smtp", env("UIMS_FAX_SMTP_ADDR", "127.0.0.1:2526"), "the fax gateway's SMTP listener for onramps and DSNs, or off (UIMS_FAX_SMTP_ADDR)")
+	fs.StringVar(&c.Domain, "fax-domain", env("UIMS_FAX_DOMAIN", "fax.localhost"), "the fax gateway's own mail domain (UIMS_FAX_DOMAIN)")
+	fs.StringVar(&c.HylaFAX.Addr, "fax-hylafax", env("UIMS_FAX_HYLAFAX", ""), "HylaFAX hfaxd host:port (UIMS_FAX_HYLAFAX)")
+	fs.StringVar(&c.HylaFAX.User, "fax-hylafax-user", env("UIMS_FAX_HYLAFAX_USER", "uims"), "login at hfaxd (UIMS_FAX_HYLAFAX_USER)")
+	c.HylaFAX.Password = env("UIMS_FAX_HYLAFAX_PASSWORD", "")
+	fs.StringVar(&c.HookAddr, "fax-hook", env("UIMS_FAX_HOOK_ADDR", "127.0.0.1:4580"), "loopback HTTP address of the faxrcvd hook (UIMS_FAX_HOOK_ADDR)")
+	c.HookToken = env("UIMS_FAX_HOOK_TOKEN", "")
 }
 
 // smsFlags are the SMS gateway's flags.

@@ -36,7 +36,7 @@ type Fabric struct {
 }
 
 // Parties are the parties that get keys by default.
-var Parties = []string{"web", "email", "sms", "proc", "test", "peer"}
+var Parties = []string{"web", "email", "sms", "fax", "proc", "test", "peer"}
 
 // Grants are what Parties are provisioned as (PROTOCOL.md §3.5): the
 // gateways speak for their medium; test originates on medium "test" for
@@ -45,6 +45,7 @@ var Grants = map[string]miap.Grant{
 	"web":   {Role: miap.RoleGateway, Media: []string{schemas.MediumWeb}},
 	"email": {Role: miap.RoleGateway, Media: []string{schemas.MediumEmail}},
 	"sms":   {Role: miap.RoleGateway, Media: []string{schemas.MediumSMS}},
+	"fax":   {Role: miap.RoleGateway, Media: []string{schemas.MediumFax}},
 	"proc":  {Role: miap.RoleProcessor},
 	"test":  {Role: miap.RoleGateway, Media: []string{"test"}},
 	"peer":  {Role: miap.RoleGateway, Media: []string{schemas.MediumWeb, schemas.MediumSMS}},

@@ -44,6 +44,7 @@ var Builtin = []Identity{
 	{"web", natsauth.RoleGateway, []string{schemas.MediumWeb}},
 	{"email", natsauth.RoleGateway, []string{schemas.MediumEmail}},
 	{"sms", natsauth.RoleGateway, []string{schemas.MediumSMS}},
+	{"fax", natsauth.RoleGateway, []string{schemas.MediumFax}},
 	{"cli", natsauth.RoleClient, []string{schemas.MediumCLI}},
 	{"ops", natsauth.RoleObserver, nil},
 }

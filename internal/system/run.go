@@ -16,6 +16,7 @@ import (
 
 	"github.com/uims/uims/broker"
 	"github.com/uims/uims/gateways/email"
+	"github.com/uims/uims/gateways/fax"
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/gateways/sms"
 	"github.com/uims/uims/gateways/web"
@@ -52,6 +53,10 @@ type Config struct {
 	// SMPPAddr "off" disables it.
 	SMPPAddr string
 	SMSC     sms.SMSCConfig
+	// Fax configures the fax gateway (UIMS_FAX_*, docs/FAX.md): it starts
+	// when T.37 (T37Relay and T37Domain) or HylaFAX is configured; else
+	// the log says what is missing.
+	Fax fax.Config
 	// TLSCert and TLSKey (UIMS_TLS_CERT, UIMS_TLS_KEY), both or neither:
 	// PEM server certificate and key; the NATS client port and HTTP (the web
 	// page, the API and /metrics) then require TLS. TLSCA (UIMS_TLS_CA), if
@@ -69,7 +74,10 @@ type Addrs struct {
 	NATS string
 	Ops  string // the operator view; empty when it is off
 	SMTP string // empty when the e-mail gateway is off
-	SMPP string // empty when the SMS gateway is off
+	// FaxSMTP is the fax gateway's SMTP listener (onramps, DSNs); empty
+	// when the fax gateway is off or has none.
+	FaxSMTP string
+	SMPP    string // empty when the SMS gateway is off
 	// Creds is the folder of the parties' NATS credentials
 	// (ops.creds: the operator's read-only observer; admin.creds).
 	Creds string
@@ -208,6 +216,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	var proc *processor.Processor
 	var wg *web.Gateway
 	var eg *email.Gateway
+	var fg *fax.Gateway
 	var sg *sms.Gateway
 	var ov *ops.Server
 	var cli *kit.Kit
@@ -287,6 +296,23 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			return err
 		},
 		func() error {
+			missing := cfg.Fax.Missing()
+			if len(missing) > 0 {
+				log.Info().Strs("missing", missing).Msg("fax gateway not started (docs/FAX.md)")
+				return nil
+			}
+			nc, kr, err := party(kf, "fax", conn)
+			if err == nil {
+				fc := cfg.Fax
+				fc.Kit = kc
+				if fc.SMTPAddr == "off" {
+					fc.SMTPAddr = ""
+				}
+				fg, err = fax.New(fc, nc, kr, log)
+			}
+			return err
+		},
+		func() error {
 			if cfg.SMPPAddr == "off" {
 				return nil
 			}
@@ -319,6 +345,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if sg != nil {
 		comps = append(comps, component{"sms", sg.Run})
 	}
+	if fg != nil {
+		comps = append(comps, component{"fax", fg.Run})
+	}
 	if err := runAll(ctx, comps, log, func() {
 		a := Addrs{HTTP: wg.Addr(), NATS: ns.ClientURL(), Creds: au.CredsDir}
 		if ov != nil {
@@ -326,6 +355,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		}
 		if eg != nil {
 			a.SMTP = eg.Addr()
+		}
+		if fg != nil {
+			a.FaxSMTP = fg.Addr()
 		}
 		if sg != nil {
 			a.SMPP = sg.Addr().String()

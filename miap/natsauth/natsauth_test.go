@@ -46,6 +46,7 @@ type party struct {
 var (
 	web      = party{"web", natsauth.RoleGateway, []string{"web"}}
 	email    = party{"email", natsauth.RoleGateway, []string{"email"}}
+	fax      = party{"fax", natsauth.RoleGateway, []string{"fax"}}
 	bot      = party{"mybot", natsauth.RoleGateway, []string{"bot"}}
 	proc     = party{"proc", natsauth.RoleProcessor, nil}
 	brk      = party{"broker", natsauth.RoleBroker, nil}
@@ -67,6 +68,14 @@ func TestPermissionMatrix(t *testing.T) {
 		op    op
 		allow bool
 	}{
+		// the fax gateway keeps its outgoing faxes and HylaFAX jobs in uims_fax
+		{fax, op{"pub", "$KV.uims_fax.fax.out.m1"}, true},
+		{fax, op{"pub", "$JS.API.STREAM.CREATE.KV_uims_fax"}, true},
+		{fax, op{"queue", "uims.gw.fax.im"}, true},
+		{fax, op{"pub", "$KV.uims_mail.fax.out.m1"}, false},
+		{fax, op{"queue", "uims.gw.email.im"}, false},
+		{web, op{"pub", "$KV.uims_fax.fax.out.m1"}, false},
+		{email, op{"pub", "$JS.API.STREAM.CREATE.KV_uims_fax"}, false},
 		// a gateway serves its own subjects, reaches the brokers, hands transfers on
 		{web, op{"queue", "uims.gw.web.im"}, true},
 		{web, op{"pub", "uims.broker.imi"}, true},

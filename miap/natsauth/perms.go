@@ -191,6 +191,8 @@ func (p *perms) medium(m string) {
 		p.kv("uims_sms_apps")
 		p.kv("uims_sms_smsc")
 		p.kv("uims_sms_parts")
+	case schemas.MediumFax:
+		p.kv("uims_fax")
 	}
 }
 
