@@ -1,0 +1,17 @@
+// Package faxtiff reads and writes fax images: TIFF-F files (RFC 3949
+// profile S, the minimal black-and-white fax profile; TIFF 6.0 section 11
+// "CCITT Bilevel Encodings") whose pages are coded by ITU-T T.4
+// one-dimensional Modified Huffman (MH, TIFF Compression 3).
+//
+// Go's golang.org/x/image/ccitt decodes CCITT G3 and G4 but has no encoder,
+// so this package has one: EncodeMH writes each line as T.4 §4.1 run
+// lengths from its white and black code tables (t4tables.go: T.4 tables
+// 1/T.4 to 3/T.4), an EOL before every line and an RTC (six EOLs) after the
+// last (T.4 §4.1.2, §4.1.4). Write puts pages in a multi-page TIFF with
+// the profile S tags. Read decodes fax TIFFs made by anyone (G3 1-D and G4,
+// through x/image/ccitt; G3 2-D is refused as unsupported), within Limits.
+//
+// The package is pure: no files, no programs. Tests prove the encoder
+// against decoders nobody here wrote (x/image/ccitt, libtiff's tiffinfo,
+// tiffcp and tiff2pdf, ImageMagick).
+package faxtiff
