@@ -79,6 +79,11 @@ func TestEveryRunLength(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameBitmap(t, decodeXImage(t, data, b.Width, b.Height), b)
+	ours := NewBitmap(b.Width, b.Height)
+	if err := DecodeMH(ours, data, false); err != nil {
+		t.Fatal(err)
+	}
+	sameBitmap(t, ours, b)
 }
 
 // TestRandomBitmaps round-trips noise of several densities and widths,
@@ -100,6 +105,11 @@ func TestRandomBitmaps(t *testing.T) {
 				t.Fatal(err)
 			}
 			sameBitmap(t, decodeXImage(t, data, w, b.Height), b)
+			ours := NewBitmap(w, b.Height)
+			if err := DecodeMH(ours, data, false); err != nil {
+				t.Fatal(err)
+			}
+			sameBitmap(t, ours, b)
 		}
 	}
 }
@@ -163,10 +173,10 @@ func TestWriteRead(t *testing.T) {
 
 func TestWriteRefusesOtherProfiles(t *testing.T) {
 	for name, p := range map[string]Page{
-		"narrow":      {Bitmap: NewBitmap(1000, 10), YDPI: NormalYDPI},
-		"resolution":  {Bitmap: NewBitmap(Width, 10), YDPI: 100},
-		"bad bitmap":  {Bitmap: &Bitmap{Width: Width, Height: 2, Stride: 216, Pix: make([]byte, 3)}, YDPI: FineYDPI},
-		"nil bitmap":  {YDPI: FineYDPI},
+		"narrow":       {Bitmap: NewBitmap(1000, 10), YDPI: NormalYDPI},
+		"resolution":   {Bitmap: NewBitmap(Width, 10), YDPI: 100},
+		"bad bitmap":   {Bitmap: &Bitmap{Width: Width, Height: 2, Stride: 216, Pix: make([]byte, 3)}, YDPI: FineYDPI},
+		"nil bitmap":   {YDPI: FineYDPI},
 		"x resolution": {Bitmap: NewBitmap(Width, 10), XDPI: 200, YDPI: FineYDPI},
 	} {
 		if _, err := Encode([]Page{p}); !errors.Is(err, ErrProfile) && !errors.Is(err, ErrBitmap) {
@@ -199,14 +209,14 @@ func TestReadBadInput(t *testing.T) {
 		data []byte
 		want error
 	}{
-		"empty":       {nil, ErrMalformed},
-		"not a tiff":  {[]byte("%PDF-1.4\n%âãÏÓ\n1 0 obj"), ErrMalformed},
-		"no pages":    {[]byte("II*\x00\x00\x00\x00\x00"), ErrNoPages},
-		"truncated":   {truncated, ErrMalformed},
-		"ifd loop":    {loop, ErrMalformed},
-		"corrupt":     {corrupt, ErrMalformed},
-		"200 pages":   {mustEncode(t, testPages(200, NormalYDPI)), ErrTooLarge},
-		"wide":        {mustEncodeWide(t), ErrTooLarge},
+		"empty":      {nil, ErrMalformed},
+		"not a tiff": {[]byte("%PDF-1.4\n%âãÏÓ\n1 0 obj"), ErrMalformed},
+		"no pages":   {[]byte("II*\x00\x00\x00\x00\x00"), ErrNoPages},
+		"truncated":  {truncated, ErrMalformed},
+		"ifd loop":   {loop, ErrMalformed},
+		"corrupt":    {corrupt, ErrMalformed},
+		"200 pages":  {mustEncode(t, testPages(200, NormalYDPI)), ErrTooLarge},
+		"wide":       {mustEncodeWide(t), ErrTooLarge},
 	} {
 		_, err := Read(tc.data, DefaultLimits)
 		if !errors.Is(err, tc.want) {

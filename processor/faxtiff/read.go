@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 
@@ -92,7 +93,7 @@ func Read(data []byte, lim Limits) ([]Page, error) {
 	for i, off := range ifds {
 		p, skip, err := t.page(off, lim, &total)
 		if err != nil {
-			return nil, errorf(err, "page %d", i+1)
+			return nil, fmt.Errorf("%w (page %d)", err, i+1)
 		}
 		if !skip {
 			pages = append(pages, p)
@@ -260,20 +261,28 @@ func (t *tiff) page(off int, lim Limits, total *int) (Page, bool, error) {
 		if end > int64(len(t.data)) {
 			return Page{}, false, errorf(ErrMalformed, "strip %d past the end of the file", s+1)
 		}
-		r := ccitt.NewReader(bytes.NewReader(t.data[start:end]), order, sf, int(width), rows, nil)
+		strip := t.data[start:end]
+		if sf == ccitt.Group3 {
+			sb := &Bitmap{Width: b.Width, Height: rows, Stride: stride, Pix: b.Pix[y*stride : (y+rows)*stride]}
+			if err := DecodeMH(sb, strip, fill == 2); err != nil {
+				return Page{}, false, fmt.Errorf("%w (strip %d)", err, s+1)
+			}
+			continue
+		}
+		r := ccitt.NewReader(bytes.NewReader(strip), order, sf, int(width), rows, nil)
 		if _, err := io.ReadFull(r, b.Pix[y*stride:(y+rows)*stride]); err != nil {
 			return Page{}, false, errorf(ErrMalformed, "strip %d: CCITT data: %v", s+1, err)
 		}
-	}
-	// x/image/ccitt gives white as 1; here black is 1, and the bits past
-	// the width are 0.
-	pad := byte(0xFF << (uint(stride*8-int(width)) & 7))
-	for y := 0; y < int(height); y++ {
-		row := b.Row(y)
-		for i := range row {
-			row[i] = ^row[i]
+		// x/image/ccitt gives white as 1; here black is 1, and the bits
+		// past the width are 0.
+		pad := byte(0xFF << (uint(stride*8-int(width)) & 7))
+		for yy := y; yy < y+rows; yy++ {
+			row := b.Row(yy)
+			for i := range row {
+				row[i] = ^row[i]
+			}
+			row[stride-1] &= pad
 		}
-		row[stride-1] &= pad
 	}
 	return Page{Bitmap: b, XDPI: t.resolution(fields, tagXResolution), YDPI: t.resolution(fields, tagYResolution)}, false, nil
 }
