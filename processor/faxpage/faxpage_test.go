@@ -12,8 +12,8 @@ import (
 )
 
 func TestWrap(t *testing.T) {
-	got := wrap("one two three four\n\n\tx\r\nabcdefghijkl\x07m\n\n", 8)
-	want := []string{"one two", "three", "four", "", "        x", "abcdefgh", "ijklm"}
+	got := wrap("one two three four\n\n\tx\r\nabcdefghijkl\x07m\n\n", 10)
+	want := []string{"one two", "three four", "", "        x", "abcdefghij", "klm"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("wrap: %q, want %q", got, want)
 	}
