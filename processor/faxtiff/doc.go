@@ -10,6 +10,8 @@
 // last (T.4 §4.1.2, §4.1.4). Write puts pages in a multi-page TIFF with
 // the profile S tags. Read decodes fax TIFFs made by anyone (G3 1-D and G4,
 // through x/image/ccitt; G3 2-D is refused as unsupported), within Limits.
+// PDF writes pages as a PDF whose images are CCITT coded, for recipients
+// that show PDF and not TIFF.
 //
 // The package is pure: no files, no programs. Tests prove the encoder
 // against decoders nobody here wrote (x/image/ccitt, libtiff's tiffinfo,

@@ -191,3 +191,44 @@ func TestReadImageMagickFax(t *testing.T) {
 		}
 	}
 }
+
+// TestPDFGhostscript has Ghostscript render the PDF of pages back to a
+// G4 fax at their resolution; Read must find the same pixels.
+func TestPDFGhostscript(t *testing.T) {
+	gs := peertest.Require(t, "gs", "apt-get install ghostscript")
+	in := pages(2)
+	pdf, err := faxtiff.PDF(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "in.pdf"), pdf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, gs, "-q", "-dSAFER", "-dBATCH", "-dNOPAUSE", "-sDEVICE=tiffg4", "-r204x196",
+		"-o", filepath.Join(dir, "out.tif"), filepath.Join(dir, "in.pdf"))
+	data, err := os.ReadFile(filepath.Join(dir, "out.tif"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := faxtiff.Read(data, faxtiff.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 {
+		t.Fatalf("%d pages", len(out))
+	}
+	for i := range in {
+		diff := 0
+		for y := 0; y < min(in[i].Height, out[i].Height); y++ {
+			for x := 0; x < faxtiff.Width; x++ {
+				if in[i].Black(x, y) != out[i].Black(x, y) {
+					diff++
+				}
+			}
+		}
+		if out[i].Width != faxtiff.Width || out[i].Height != in[i].Height || diff > in[i].Width*in[i].Height/1000 {
+			t.Errorf("page %d: %d × %d, %d pixels differ", i+1, out[i].Width, out[i].Height, diff)
+		}
+	}
+}
