@@ -339,7 +339,11 @@ func (p *Processor) process(ctx context.Context, h nats.Header, body []byte, c C
 		// other failure is CONVERSION_FAILED.
 		var se *schemas.Error
 		if errors.As(err, &se) && (se.Code == schemas.CodeMalformed || se.Code == schemas.CodeTooLarge) {
-			return nil, schemas.Errorf(se.Code, err, c.Name)
+			detail := c.Name
+			if se.Detail != "" {
+				detail += ": " + se.Detail
+			}
+			return nil, schemas.Errorf(se.Code, se.Err, detail)
 		}
 		return nil, schemas.Errorf(schemas.CodeConversionFailed, err, c.Name)
 	}
