@@ -336,3 +336,33 @@ func pdfOf(n int, box string) []byte {
 func base64Decode(raw []byte) ([]byte, error) {
 	return base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(raw)), ""))
 }
+
+// BenchmarkText2Fax converts a typed page, and ten, to a fine A4 fax:
+// layout, rendering, MH coding and the TIFF.
+func BenchmarkText2Fax(b *testing.B) {
+	convs, _ := processor.Fax(processor.FaxConfig{})
+	text2fax := convs[0].Converter
+	for _, pages := range []int{1, 10} {
+		// A fine A4 page holds 45 lines of 11 points.
+		lines := strings.Split(strings.Repeat(typed+"\n", 4*pages), "\n")[:45*pages]
+		text := strings.Join(lines, "\n")
+		in := processor.Content{Type: "text/plain", Data: []byte(text)}
+		out, err := text2fax.Convert(context.Background(), in, route)
+		if err != nil {
+			b.Fatal(err)
+		}
+		got, err := faxtiff.Read(out.Data, faxtiff.DefaultLimits)
+		if err != nil || len(got) != pages {
+			b.Fatalf("%d pages, want %d: %v", len(got), pages, err)
+		}
+		b.Run(fmt.Sprintf("pages=%d", pages), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(out.Data)))
+			for b.Loop() {
+				if _, err := text2fax.Convert(context.Background(), in, route); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
