@@ -250,6 +250,9 @@ func (f *fax) ocr(pdf, mixed bool) Converter {
 			return Content{}, err
 		}
 		if !mixed {
+			if strings.TrimSpace(text) == "" { // nothing for a text-only recipient: a photo, a blank page
+				return Content{}, fmt.Errorf("processor: OCR found no text on %d pages", len(pages))
+			}
 			return Content{Type: "text/plain; charset=utf-8", Data: []byte(text)}, nil
 		}
 		attachment := in.Data // a PDF goes as it came

@@ -301,10 +301,14 @@ func TestFaxBadInput(t *testing.T) {
 		}
 		t.Logf("%s: %v (%s)", tc.name, err, time.Since(start).Round(time.Millisecond))
 	}
-	// A page of 5 m × 5 m is drawn on A4, not at its size.
-	out, err := convertFax(t, "pdf2text", processor.Content{Type: "application/pdf", Data: pdfOf(1, "0 0 14400 14400")}, route)
-	if err != nil || strings.TrimSpace(string(out.Data)) != "" {
-		t.Errorf("huge page: %q %v", out.Data, err)
+	// A page of 5 m × 5 m is drawn on A4, not at its size: a blank page,
+	// no text (for a text-only recipient, CONVERSION_FAILED) and its PDF.
+	huge := processor.Content{Type: "application/pdf", Data: pdfOf(1, "0 0 14400 14400")}
+	if _, err := convertFax(t, "pdf2text", huge, route); err == nil || !strings.Contains(err.Error(), "no text") {
+		t.Errorf("huge blank page to text: %v", err)
+	}
+	if out, err := convertFax(t, "pdf2mixed", huge, route); err != nil || !bytes.Contains(out.Data, []byte("fax.pdf")) {
+		t.Errorf("huge blank page to mixed: %v", err)
 	}
 }
 

@@ -8,8 +8,10 @@
 // lengths from its white and black code tables (t4tables.go: T.4 tables
 // 1/T.4 to 3/T.4), an EOL before every line and an RTC (six EOLs) after the
 // last (T.4 §4.1.2, §4.1.4). Write puts pages in a multi-page TIFF with
-// the profile S tags. Read decodes fax TIFFs made by anyone (G3 1-D and G4,
-// through x/image/ccitt; G3 2-D is refused as unsupported), within Limits.
+// the profile S tags. Read decodes fax TIFFs made by anyone within Limits:
+// G3 one-dimensional with DecodeMH (which, unlike x/image/ccitt, takes the
+// fill bits before EOLs that ImageMagick and fax modems write) and G4
+// with x/image/ccitt; G3 two-dimensional (MR) is refused as unsupported.
 // PDF writes pages as a PDF whose images are CCITT coded, for recipients
 // that show PDF and not TIFF.
 //
