@@ -5,8 +5,8 @@
 //
 // Go's golang.org/x/image/ccitt decodes CCITT G3 and G4 but has no encoder,
 // so this package has one: EncodeMH writes each line as T.4 §4.1 run
-// lengths from its white and black code tables (t4tables.go: T.4 tables
-// 1/T.4 to 3/T.4), an EOL before every line and an RTC (six EOLs) after the
+// lengths from its white and black code tables (t4tables.go, as T.4
+// prints them), an EOL before every line and an RTC (six EOLs) after the
 // last (T.4 §4.1.2, §4.1.4). Write puts pages in a multi-page TIFF with
 // the profile S tags. Read decodes fax TIFFs made by anyone within Limits:
 // G3 one-dimensional with DecodeMH (which, unlike x/image/ccitt, takes the

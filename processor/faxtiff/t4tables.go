@@ -1,11 +1,12 @@
 package faxtiff
 
-// The Modified Huffman code words of ITU-T T.4 (02/2005) §4.1.1, written as
-// the recommendation prints them so that they can be checked line by line:
-// table 2/T.4 (terminating codes, run lengths 0 to 63), table 3/T.4
-// (make-up codes, 64 to 1728) and the extended make-up codes of table 3/T.4
-// (1792 to 2560, the same for both colours). TestCodesPrefixFree and the
-// round trips through x/image/ccitt and libtiff check them.
+// The Modified Huffman code words of ITU-T T.4 §4.1.1, written as the
+// recommendation prints them so that they can be checked line by line: the
+// terminating codes (run lengths 0 to 63), the make-up codes (64 to 1728)
+// and the extended make-up codes (1792 to 2560, the same for both colours).
+// TestCodesPrefixFree, TestEveryRunLength (every run length from 0 to
+// 2700 in both colours, through x/image/ccitt) and the libtiff and
+// ImageMagick tests check them.
 
 // whiteTerm[n] is the white terminating code of run length n.
 var whiteTerm = [64]string{
