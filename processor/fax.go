@@ -44,9 +44,10 @@ const (
 
 // FaxConfig configures the fax conversions.
 type FaxConfig struct {
-	// Tesseract and Ghostscript are the programs the OCR conversions run;
-	// empty: "tesseract" and "gs" on PATH.
-	Tesseract, Ghostscript string
+	// Tesseract and Ghostscript are the programs the OCR conversions run,
+	// and Tiffcp (libtiff) turns the G3 2-D faxes that faxtiff does not
+	// decode into G4; empty: "tesseract", "gs" and "tiffcp" on PATH.
+	Tesseract, Ghostscript, Tiffcp string
 	// Timeout bounds the OCR of one page and Ghostscript's work on one PDF;
 	// default 60 s. The route's deadline bounds the whole conversion.
 	Timeout time.Duration
@@ -63,6 +64,9 @@ func (c *FaxConfig) setDefaults() {
 	}
 	if c.Ghostscript == "" {
 		c.Ghostscript = "gs"
+	}
+	if c.Tiffcp == "" {
+		c.Tiffcp = "tiffcp"
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 60 * time.Second
@@ -102,14 +106,18 @@ func Fax(cfg FaxConfig) (convs []Conversion, missing []string) {
 		Conversion{Conversion: schemas.Conversion{Name: "fax2text", From: "image/tiff", To: text, Cost: 20}, Converter: f.ocr(false, false)},
 		Conversion{Conversion: schemas.Conversion{Name: "fax2mixed", From: "image/tiff", To: "multipart/mixed", Cost: 20}, Converter: f.ocr(false, true)},
 	)
+	if _, err := exec.LookPath(cfg.Tiffcp); err != nil {
+		f.cfg.Tiffcp = ""
+		missing = append(missing, fmt.Sprintf("tiffcp (%s) not found: fax2text and fax2mixed refuse G3 2-D faxes (install libtiff-tools)", cfg.Tiffcp))
+	}
 	if _, err := exec.LookPath(cfg.Ghostscript); err != nil {
-		return convs, []string{fmt.Sprintf("ghostscript (%s) not found: no pdf2text, pdf2mixed (install ghostscript)", cfg.Ghostscript)}
+		return convs, append(missing, fmt.Sprintf("ghostscript (%s) not found: no pdf2text, pdf2mixed (install ghostscript)", cfg.Ghostscript))
 	}
 	convs = append(convs,
 		Conversion{Conversion: schemas.Conversion{Name: "pdf2text", From: "application/pdf", To: text, Cost: 20}, Converter: f.ocr(true, false)},
 		Conversion{Conversion: schemas.Conversion{Name: "pdf2mixed", From: "application/pdf", To: "multipart/mixed", Cost: 20}, Converter: f.ocr(true, true)},
 	)
-	return convs, nil
+	return convs, missing
 }
 
 // haveTesseract checks that tesseract runs and has English data.
@@ -240,7 +248,7 @@ func (f *fax) ocr(pdf, mixed bool) Converter {
 		if pdf {
 			pages, err = f.rasterise(ctx, in.Data)
 		} else {
-			pages, err = faxtiff.Read(in.Data, f.limits())
+			pages, err = f.readTIFF(ctx, in.Data)
 		}
 		if err != nil {
 			return Content{}, pagesError(err)
@@ -263,6 +271,34 @@ func (f *fax) ocr(pdf, mixed bool) Converter {
 		}
 		return mixedContent(text, attachment, len(pages))
 	})
+}
+
+// readTIFF reads a fax; one that faxtiff does not decode (G3 2-D, MR, as
+// modems receive) libtiff's tiffcp codes in G4 first, when it is there.
+func (f *fax) readTIFF(ctx context.Context, data []byte) ([]faxtiff.Page, error) {
+	pages, err := faxtiff.Read(data, f.limits())
+	if !errors.Is(err, faxtiff.ErrUnsupported) || f.cfg.Tiffcp == "" {
+		return pages, err
+	}
+	dir, terr := os.MkdirTemp("", "uims-tiff")
+	if terr != nil {
+		return nil, terr
+	}
+	defer os.RemoveAll(dir)
+	in, out := filepath.Join(dir, "in.tif"), filepath.Join(dir, "out.tif")
+	if terr := os.WriteFile(in, data, 0o600); terr != nil {
+		return nil, terr
+	}
+	tctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+	defer cancel()
+	if _, terr := runTool(tctx, f.cfg.Tiffcp, nil, 4096, "-c", "g4", in, out); terr != nil {
+		return nil, fmt.Errorf("%w; tiffcp: %v", err, terr)
+	}
+	g4, terr := os.ReadFile(out)
+	if terr != nil {
+		return nil, terr
+	}
+	return faxtiff.Read(g4, f.limits())
 }
 
 func (f *fax) limits() faxtiff.Limits {
