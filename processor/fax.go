@@ -85,7 +85,7 @@ func (c *FaxConfig) setDefaults() {
 //   - text2fax, png2fax, jpeg2fax: text and images to FaxType, in Go;
 //   - fax2text, fax2mixed: a fax (TIFF G3 1-D or G4) to its text by OCR,
 //     alone or in a multipart/mixed with the pages as a PDF attached; they
-//     need tesseract with English data;
+//     need tesseract with English data, and tiffcp for G3 2-D faxes;
 //   - pdf2text, pdf2mixed: the same from a PDF (a fax as web and e-mail
 //     send it), rasterised by Ghostscript; they need tesseract and gs.
 //
