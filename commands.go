@@ -474,8 +474,12 @@ func cmdProcessor(ctx context.Context, args []string) error {
 	if err := system.ServeMetrics(ctx, o.metrics, system.NewRegistry(), log); err != nil {
 		return err
 	}
+	fax, missing := processor.Fax(processor.FaxConfig{})
+	for _, m := range missing {
+		log.Warn().Msg("fax conversions: " + m)
+	}
 	p, err := processor.New(processor.Config{Version: version, Strict: o.strict,
-		Conversions: processor.Standard(64 << 10)}, nc, kr, log)
+		Conversions: append(processor.Standard(64<<10), fax...)}, nc, kr, log)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -56,6 +57,11 @@ type Route struct {
 	// the destination's end, then this step's announced output. Content of
 	// a later step's type skips the steps up to it (PROTOCOL.md §6.7).
 	Targets []string
+	// Sender is the sender as the originating gateway named them (display
+	// name and address), and Created when that gateway accepted the
+	// message: a fax prints both in its header line.
+	Sender  string
+	Created time.Time
 }
 
 // ConverterFunc adapts a function to Converter.
@@ -233,6 +239,17 @@ func (p *Processor) trace(ev schemas.TraceEvent) {
 	p.tracer.Publish(&ev)
 }
 
+// sender names the originator: "Name <address>", or the address.
+func sender(e schemas.Endpoint) string {
+	if e.Name != "" && e.Address != "" {
+		return e.Name + " <" + e.Address + ">"
+	}
+	if e.Address != "" {
+		return e.Address
+	}
+	return e.Name
+}
+
 // respondError answers a request with a wire code (PROTOCOL.md §9).
 func respondError(req micro.Request, c schemas.Code) {
 	req.Error(strconv.Itoa(int(c)), c.String()+": "+c.Text(), nil, micro.WithHeaders(micro.Headers{schemas.HdrError: {c.String()}}))
@@ -315,8 +332,19 @@ func (p *Processor) process(ctx context.Context, h nats.Header, body []byte, c C
 	cctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	out, err := c.Converter.Convert(cctx, Content{Type: tr.Ticket.CType, Data: tr.Content},
-		Route{Options: routed.Options, Targets: schemas.Targets(routed.Conversions, step)})
+		Route{Options: routed.Options, Targets: schemas.Targets(routed.Conversions, step),
+			Sender: sender(routed.IMI.From), Created: time.UnixMilli(routed.IMI.Created).UTC()})
 	if err != nil {
+		// A converter may say the content is malformed or too large; any
+		// other failure is CONVERSION_FAILED.
+		var se *schemas.Error
+		if errors.As(err, &se) && (se.Code == schemas.CodeMalformed || se.Code == schemas.CodeTooLarge) {
+			detail := c.Name
+			if se.Detail != "" {
+				detail += ": " + se.Detail
+			}
+			return nil, schemas.Errorf(se.Code, se.Err, detail)
+		}
 		return nil, schemas.Errorf(schemas.CodeConversionFailed, err, c.Name)
 	}
 	// The converted content goes to the step after the last one that

@@ -245,8 +245,12 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		func() error {
 			nc, kr, err := party(kf, "proc", conn)
 			if err == nil {
+				fax, missing := processor.Fax(processor.FaxConfig{})
+				for _, m := range missing {
+					log.Warn().Str("role", "processor").Msg("fax conversions: " + m)
+				}
 				proc, err = processor.New(processor.Config{Version: cfg.Version, Strict: cfg.Strict,
-					Conversions: processor.Standard(64 << 10)}, nc, kr, log)
+					Conversions: append(processor.Standard(64<<10), fax...)}, nc, kr, log)
 			}
 			return err
 		},
