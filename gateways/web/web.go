@@ -31,6 +31,15 @@ import (
 //go:embed static
 var static embed.FS
 
+// Accepts is what the web gateway takes as it is, by default: what a
+// browser shows or saves. A fax (image/tiff, which browsers do not show)
+// is not among them: the brokers route it through the processors' OCR,
+// and the inbox gets its text with the pages as a PDF (docs/FAX.md).
+func Accepts() []string {
+	return []string{"text/*", "multipart/*", "message/*", "application/*", "image/png", "image/jpeg",
+		"image/gif", "image/webp", "image/svg+xml", "audio/*", "video/*"}
+}
+
 // Config configures the web gateway.
 type Config struct {
 	// Gateway is the party id; default "web".
@@ -120,6 +129,9 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 		authAddr: authlimit.New(cfg.AuthPerAddr), lookups: map[string]*tokenLookup{}}
 	kc := cfg.Kit
 	kc.Gateway, kc.Medium = cfg.Gateway, schemas.MediumWeb
+	if len(kc.Accepts) == 0 {
+		kc.Accepts = Accepts()
+	}
 	k, err := kit.New(nc, keys, g, kc, log)
 	if err != nil {
 		return nil, err
