@@ -250,9 +250,13 @@ func sender(e schemas.Endpoint) string {
 	return e.Name
 }
 
-// respondError answers a request with a wire code (PROTOCOL.md §9).
+// respondError answers a request with a wire code (PROTOCOL.md §9), with
+// micro's error headers but not through Request.Error, whose record of the
+// error micro's handler reads once Handle returns: the processor answers
+// from its own goroutines after that (dispatch; a data race otherwise).
 func respondError(req micro.Request, c schemas.Code) {
-	req.Error(strconv.Itoa(int(c)), c.String()+": "+c.Text(), nil, micro.WithHeaders(micro.Headers{schemas.HdrError: {c.String()}}))
+	req.Respond(nil, micro.WithHeaders(micro.Headers{schemas.HdrError: {c.String()},
+		micro.ErrorHeader: {c.String() + ": " + c.Text()}, micro.ErrorCodeHeader: {strconv.Itoa(int(c))}}))
 }
 
 // login answers a strict-mode transfer login (§6.5) like a destination does.

@@ -101,8 +101,11 @@ func (k *Kit) serve(onIM, onLogin, onHeld micro.HandlerFunc) (micro.Service, err
 }
 
 // respondError answers a request with a MIAP error code (PROTOCOL.md §9)
-// and, if given, the reason; micro counts it as an error when the handler
-// has not returned yet.
+// and, if given, the reason, with micro's error headers. Not through
+// Request.Error: that records the error in a field micro's handler reads
+// once Handle returns, and the kit answers from its workers after that (a
+// data race the race detector found, as the brokers' replyError says).
+// Errors are counted by code in the gateway's stats.
 func respondError(req micro.Request, code schemas.Code, reason string) {
 	if req.Reply() == "" {
 		return
@@ -116,7 +119,9 @@ func respondError(req micro.Request, code schemas.Code, reason string) {
 	} else {
 		reason = code.String()
 	}
-	req.Error(code.String(), reason, nil, micro.WithHeaders(h))
+	h[micro.ErrorHeader] = []string{reason}
+	h[micro.ErrorCodeHeader] = []string{code.String()}
+	req.Respond(nil, micro.WithHeaders(h))
 }
 
 // respond answers a request with the headers and body of r.
