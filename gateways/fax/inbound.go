@@ -245,7 +245,7 @@ func (g *Gateway) receive(ctx context.Context, number, to string, tiff []byte, p
 		MsgID:       id,
 		From:        schemas.Endpoint{Medium: schemas.MediumFax, Address: number},
 		To:          to,
-		Subject:     fmt.Sprintf("Fax from %s (%d pages)", number, pages),
+		Subject:     fmt.Sprintf("Fax from %s (%s)", number, pageCount(pages)),
 		Type:        ContentType,
 		Content:     tiff,
 		Attachments: []schemas.Attachment{{Name: "fax.tif", Type: ContentType, Length: int64(len(tiff))}},

@@ -28,6 +28,14 @@ func (g *Gateway) bounceAddr() string { return "fax-bounces@" + g.cfg.Domain }
 // application=faxbw (RFC 3302), base64 (RFC 2045 §6.8), to the RFC 3192
 // mailbox; Disposition-Notification-To asks the offramp for an MDN
 // (RFC 4142 §3).
+// pageCount is "1 page", "3 pages".
+func pageCount(n int) string {
+	if n == 1 {
+		return "1 page"
+	}
+	return fmt.Sprintf("%d pages", n)
+}
+
 func (g *Gateway) composeT37(d *kit.Delivery, to, messageID string, pages int) []byte {
 	var rnd [12]byte
 	rand.Read(rnd[:])
@@ -37,7 +45,7 @@ func (g *Gateway) composeT37(d *kit.Delivery, to, messageID string, pages int) [
 	h := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
 	h("From", "<"+from+">")
 	h("To", "<"+to+">")
-	h("Subject", fmt.Sprintf("Fax from UIMS (%d pages)", pages))
+	h("Subject", "Fax from UIMS ("+pageCount(pages)+")")
 	h("Date", time.Now().UTC().Format("Mon, 02 Jan 2006 15:04:05 -0700"))
 	h("Message-ID", "<"+messageID+">")
 	h("Disposition-Notification-To", "<"+from+">")
@@ -45,7 +53,7 @@ func (g *Gateway) composeT37(d *kit.Delivery, to, messageID string, pages int) [
 	h("Content-Type", `multipart/mixed; boundary="`+boundary+`"`)
 	b.WriteString("\r\n--" + boundary + "\r\n")
 	b.WriteString("Content-Type: text/plain; charset=us-ascii\r\n\r\n")
-	fmt.Fprintf(&b, "A fax of %d pages, message %s.\r\n", pages, d.Ref.MsgID)
+	fmt.Fprintf(&b, "A fax of %s, message %s.\r\n", pageCount(pages), d.Ref.MsgID)
 	b.WriteString("\r\n--" + boundary + "\r\n")
 	b.WriteString("Content-Type: image/tiff; application=faxbw\r\n")
 	b.WriteString("Content-Transfer-Encoding: base64\r\n")
