@@ -280,15 +280,11 @@ func (f *fax) readTIFF(ctx context.Context, data []byte) ([]faxtiff.Page, error)
 	if !errors.Is(err, faxtiff.ErrUnsupported) || f.cfg.Tiffcp == "" {
 		return pages, err
 	}
-	dir, terr := os.MkdirTemp("", "uims-tiff")
+	in, out, done, terr := scratch("uims-tiff", "in.tif", "out.tif", data)
 	if terr != nil {
 		return nil, terr
 	}
-	defer os.RemoveAll(dir)
-	in, out := filepath.Join(dir, "in.tif"), filepath.Join(dir, "out.tif")
-	if terr := os.WriteFile(in, data, 0o600); terr != nil {
-		return nil, terr
-	}
+	defer done()
 	tctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
 	defer cancel()
 	if _, terr := runTool(tctx, f.cfg.Tiffcp, nil, 4096, "-c", "g4", in, out); terr != nil {
@@ -299,6 +295,23 @@ func (f *fax) readTIFF(ctx context.Context, data []byte) ([]faxtiff.Page, error)
 		return nil, terr
 	}
 	return faxtiff.Read(g4, f.limits())
+}
+
+// scratch makes a private temporary folder for a program's input and
+// output files: the input written to in, out the path it writes to, done
+// removes the folder.
+func scratch(prefix, inName, outName string, data []byte) (in, out string, done func(), err error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", "", nil, err
+	}
+	done = func() { os.RemoveAll(dir) }
+	in, out = filepath.Join(dir, inName), filepath.Join(dir, outName)
+	if err := os.WriteFile(in, data, 0o600); err != nil {
+		done()
+		return "", "", nil, err
+	}
+	return in, out, done, nil
 }
 
 func (f *fax) limits() faxtiff.Limits {
@@ -348,15 +361,11 @@ func (f *fax) rasterise(ctx context.Context, pdf []byte) ([]faxtiff.Page, error)
 	if !bytes.HasPrefix(bytes.TrimLeft(pdf[:min(len(pdf), 1024)], "\x00\t\n\r "), []byte("%PDF-")) {
 		return nil, schemas.Errorf(schemas.CodeMalformed, nil, "not a PDF")
 	}
-	dir, err := os.MkdirTemp("", "uims-pdf")
+	in, out, done, err := scratch("uims-pdf", "in.pdf", "out.tif", pdf)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	in, out := filepath.Join(dir, "in.pdf"), filepath.Join(dir, "out.tif")
-	if err := os.WriteFile(in, pdf, 0o600); err != nil {
-		return nil, err
-	}
+	defer done()
 	gctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
 	defer cancel()
 	count, err := runTool(gctx, f.cfg.Ghostscript, nil, 4096, "-q", "-dNODISPLAY", "-dSAFER", "--permit-file-read="+in,
