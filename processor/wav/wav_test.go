@@ -113,7 +113,7 @@ func TestWriteOthersRead(t *testing.T) {
 		t.Skip("file(1) not installed")
 	}
 	for f, want := range map[Format]string{
-		Telephone:      "Microsoft PCM, 16 bit, mono 8000 Hz",
+		Telephone:       "Microsoft PCM, 16 bit, mono 8000 Hz",
 		{ULaw, 8000, 1}: "ITU G.711 mu-law, mono 8000 Hz",
 		{ALaw, 8000, 1}: "ITU G.711 A-law, mono 8000 Hz",
 		{PCM, 44100, 2}: "Microsoft PCM, 16 bit, stereo 44100 Hz",
