@@ -278,3 +278,11 @@ func FuzzRead(f *testing.F) {
 		_ = Resample(Mono(s, f.Channels), f.Rate, 8000)
 	})
 }
+
+// BenchmarkResample resamples one second of espeak-ng's 22050 Hz to 8 kHz.
+func BenchmarkResample(b *testing.B) {
+	s := sine(22050, 22050, 440, 10000)
+	for b.Loop() {
+		Resample(s, 22050, 8000)
+	}
+}
