@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -284,5 +285,24 @@ func BenchmarkResample(b *testing.B) {
 	s := sine(22050, 22050, 440, 10000)
 	for b.Loop() {
 		Resample(s, 22050, 8000)
+	}
+}
+
+// WAVE_FORMAT_EXTENSIBLE with the PCM SubFormat reads as PCM.
+func TestReadExtensible(t *testing.T) {
+	seed, err := os.ReadFile("testdata/fuzz/FuzzRead/extensible")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data []byte
+	_, q, _ := strings.Cut(string(seed), "[]byte(")
+	s, err := strconv.Unquote(strings.TrimSuffix(strings.TrimSpace(q), ")"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(s)
+	f, samples, err := Read(data, DefaultLimits)
+	if err != nil || f != (Format{PCM, 44100, 2}) || len(samples) != 60 {
+		t.Fatalf("%+v, %d samples, %v", f, len(samples), err)
 	}
 }
