@@ -478,8 +478,12 @@ func cmdProcessor(ctx context.Context, args []string) error {
 	for _, m := range missing {
 		log.Warn().Msg("fax conversions: " + m)
 	}
+	voice, missing := processor.Voice(processor.VoiceConfig{})
+	for _, m := range missing {
+		log.Warn().Msg("voice conversions: " + m)
+	}
 	p, err := processor.New(processor.Config{Version: version, Strict: o.strict,
-		Conversions: append(processor.Standard(64<<10), fax...)}, nc, kr, log)
+		Conversions: append(append(processor.Standard(64<<10), fax...), voice...)}, nc, kr, log)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,6 @@ import (
 	_ "image/png"  // png2fax
 	"io"
 	"mime"
-	"mime/multipart"
-	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -435,31 +433,8 @@ func (c *capped) Write(p []byte) (int, error) {
 // mixedContent returns a multipart/mixed body (RFC 2046 §5.1.3): the text
 // first, then the fax as fax.pdf.
 func mixedContent(text string, pdf []byte, pages int) (Content, error) {
-	var b bytes.Buffer
-	w := multipart.NewWriter(&b)
-	h := textproto.MIMEHeader{}
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("Content-Transfer-Encoding", "8bit")
-	p, err := w.CreatePart(h)
-	if err != nil {
-		return Content{}, err
-	}
-	p.Write([]byte(text))
-	h = textproto.MIMEHeader{}
-	h.Set("Content-Type", `application/pdf; name="fax.pdf"`)
-	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="fax.pdf"; size=%d`, len(pdf)))
-	h.Set("Content-Description", fmt.Sprintf("fax, %d pages", pages))
-	h.Set("Content-Transfer-Encoding", "base64")
-	p, err = w.CreatePart(h)
-	if err != nil {
-		return Content{}, err
-	}
-	enc := base64Lines{w: p}
-	enc.write(pdf)
-	if err := w.Close(); err != nil {
-		return Content{}, err
-	}
-	return Content{Type: "multipart/mixed; boundary=" + w.Boundary(), Data: b.Bytes()}, nil
+	return mixedContentOf(text, attachment{Type: "application/pdf", Name: "fax.pdf", Data: pdf,
+		Description: fmt.Sprintf("fax, %d pages", pages)})
 }
 
 // base64Lines writes base64 in lines of 76 characters (RFC 2045 §6.8).

@@ -249,8 +249,12 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 				for _, m := range missing {
 					log.Warn().Str("role", "processor").Msg("fax conversions: " + m)
 				}
+				voice, missing := processor.Voice(processor.VoiceConfig{})
+				for _, m := range missing {
+					log.Warn().Str("role", "processor").Msg("voice conversions: " + m)
+				}
 				proc, err = processor.New(processor.Config{Version: cfg.Version, Strict: cfg.Strict,
-					Conversions: append(processor.Standard(64<<10), fax...)}, nc, kr, log)
+					Conversions: append(append(processor.Standard(64<<10), fax...), voice...)}, nc, kr, log)
 			}
 			return err
 		},
