@@ -2,6 +2,7 @@ package voice
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -64,6 +65,30 @@ func FuzzWAV(f *testing.F) {
 		s, err := DecodeWAV(b, 4000)
 		if err == nil && len(s) > 4001 {
 			t.Fatalf("%d samples beyond the bound", len(s))
+		}
+	})
+}
+
+// FuzzBadRequest: never panics; a 400 it builds is one response whose
+// header lines carry no bare CR or LF.
+func FuzzBadRequest(f *testing.F) {
+	f.Add([]byte("OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5998;branch=z9hG4bK1\r\nFrom: <sip:x@h>;tag=1\r\nTo: <sip:bob@h>\r\nCall-ID: c1\r\nCSeq: OPTIONS\r\n\r\n"), "bad cseq")
+	f.Add([]byte("INVITE sip:bob@h SIP/2.0\nv: SIP/2.0/TCP h\nf: <sip:a@h>;tag=2\nt: <sip:b@h>;tag=3\ni: x\nCSeq: 1 INVITE\n\nv=0\n"), "compact")
+	f.Add([]byte("ACK sip:bob@h SIP/2.0\r\n\r\n"), "")
+	f.Fuzz(func(t *testing.T, msg []byte, why string) {
+		res, ok := BadRequest(msg, why)
+		if !ok {
+			return
+		}
+		s := string(res)
+		if !strings.HasPrefix(s, "SIP/2.0 400 Bad Request\r\n") || !strings.HasSuffix(s, "\r\n\r\n") {
+			t.Fatalf("%q", s)
+		}
+		head := strings.TrimSuffix(s, "\r\n\r\n")
+		for _, l := range strings.Split(head, "\r\n") {
+			if strings.ContainsAny(l, "\r\n") || l == "" {
+				t.Fatalf("bad line %q in %q", l, s)
+			}
 		}
 	})
 }
