@@ -36,7 +36,7 @@ type Fabric struct {
 }
 
 // Parties are the parties that get keys by default.
-var Parties = []string{"web", "email", "sms", "fax", "proc", "test", "peer"}
+var Parties = []string{"web", "email", "sms", "fax", "voice", "proc", "test", "peer"}
 
 // Grants are what Parties are provisioned as (PROTOCOL.md §3.5): the
 // gateways speak for their medium; test originates on medium "test" for
@@ -46,6 +46,7 @@ var Grants = map[string]miap.Grant{
 	"email": {Role: miap.RoleGateway, Media: []string{schemas.MediumEmail}},
 	"sms":   {Role: miap.RoleGateway, Media: []string{schemas.MediumSMS}},
 	"fax":   {Role: miap.RoleGateway, Media: []string{schemas.MediumFax}},
+	"voice": {Role: miap.RoleGateway, Media: []string{schemas.MediumVoice}},
 	"proc":  {Role: miap.RoleProcessor},
 	"test":  {Role: miap.RoleGateway, Media: []string{"test"}},
 	"peer":  {Role: miap.RoleGateway, Media: []string{schemas.MediumWeb, schemas.MediumSMS}},

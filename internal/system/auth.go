@@ -45,6 +45,7 @@ var Builtin = []Identity{
 	{"email", natsauth.RoleGateway, []string{schemas.MediumEmail}},
 	{"sms", natsauth.RoleGateway, []string{schemas.MediumSMS}},
 	{"fax", natsauth.RoleGateway, []string{schemas.MediumFax}},
+	{"voice", natsauth.RoleGateway, []string{schemas.MediumVoice}},
 	{"cli", natsauth.RoleClient, []string{schemas.MediumCLI}},
 	{"ops", natsauth.RoleObserver, nil},
 }
