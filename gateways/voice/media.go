@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/uims/uims/processor/wav"
 )
 
 // portPool hands out even RTP ports (RFC 3550 §11) from a range.
@@ -81,9 +83,9 @@ func (s *stream) encode(samples []int16) []byte {
 	b := make([]byte, len(samples))
 	for i, v := range samples {
 		if s.choice.PT == PTPCMA {
-			b[i] = ALawEncode(v)
+			b[i] = wav.ALawEncode(v)
 		} else {
-			b[i] = ULawEncode(v)
+			b[i] = wav.ULawEncode(v)
 		}
 	}
 	return b
@@ -93,9 +95,9 @@ func (s *stream) decode(b []byte) []int16 {
 	out := make([]int16, len(b))
 	for i, v := range b {
 		if s.choice.PT == PTPCMA {
-			out[i] = ALawDecode(v)
+			out[i] = wav.ALawDecode(v)
 		} else {
-			out[i] = ULawDecode(v)
+			out[i] = wav.ULawDecode(v)
 		}
 	}
 	return out
