@@ -158,6 +158,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	mailFlags(o.fs, &cfg.SMTPAddr, &cfg.SMTPRelay, &cfg.SMTPDomains, &cfg.SMTPMaxPerIP)
 	smsFlags(o.fs, &cfg.SMPPAddr, &cfg.SMSC)
 	faxFlags(o.fs, &cfg.Fax)
+	o.fs.StringVar(&cfg.SIPAddr, "sip", env("UIMS_SIP_ADDR", "127.0.0.1:5060"), "the voice gateway's SIP listener, UDP and TCP (an IP address), or off (UIMS_SIP_ADDR; docs/VOICE.md)")
 	tlsFlags(o.fs, &cfg.TLSCert, &cfg.TLSKey)
 	o.fs.StringVar(&cfg.TLSCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle clients trust; checked against --tls-cert (UIMS_TLS_CA)")
 	o.parse(args)
@@ -176,6 +177,13 @@ func cmdRun(ctx context.Context, args []string) error {
 		if a.SMPP != "" {
 			smpp = a.SMPP + "   (bind as system_id carol, password carol-pw: an SMS application)"
 		}
+		sip, fax := "off", "off (docs/FAX.md: UIMS_FAX_T37_RELAY and UIMS_FAX_T37_DOMAIN, or UIMS_FAX_HYLAFAX)"
+		if a.SIP != "" {
+			sip = a.SIP + "   (a call to a client's voice address leaves a message: docs/VOICE.md)"
+		}
+		if a.FaxSMTP != "" {
+			fax = a.FaxSMTP + "   (T.37 onramps and DSNs; docs/FAX.md)"
+		}
 		fmt.Fprintf(os.Stderr, `
 UIMS is running.
   web page and API   %s://%s   (demo tokens: alice-token, bob-token)
@@ -184,10 +192,12 @@ UIMS is running.
                      watch: nats --creds %s sub 'uims.>'   ;   nats --creds %s micro ls
   SMTP               %s
   SMPP               %s
+  SIP (voice)        %s
+  fax                %s
   send a message     uims send --from alice --to bob "hello"
                      curl -H 'Authorization: Bearer alice-token' -d '{"to":"bob","text":"hello"}' %s://%s/api/v1/messages
   add a bot          uims party add mybot --role gateway --medium bot ; uims bot example --bundle mybot-bundle (docs/GATEWAYS.md)
-`, scheme, a.HTTP, opsURL(scheme, a.Ops), a.NATS, a.Creds, ops, ops, smtp, smpp, scheme, a.HTTP)
+`, scheme, a.HTTP, opsURL(scheme, a.Ops), a.NATS, a.Creds, ops, ops, smtp, smpp, sip, fax, scheme, a.HTTP)
 	}
 	return system.Run(ctx, cfg, log)
 }

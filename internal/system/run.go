@@ -19,6 +19,7 @@ import (
 	"github.com/uims/uims/gateways/fax"
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/gateways/sms"
+	"github.com/uims/uims/gateways/voice"
 	"github.com/uims/uims/gateways/web"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/ops"
@@ -53,6 +54,10 @@ type Config struct {
 	// SMPPAddr "off" disables it.
 	SMPPAddr string
 	SMSC     sms.SMSCConfig
+	// SIPAddr is the voice gateway's SIP listener (UIMS_SIP_ADDR; uims
+	// run's default 127.0.0.1:5060): a mailbox for every client's voice
+	// address (docs/VOICE.md). Empty or "off": no voice gateway.
+	SIPAddr string
 	// Fax configures the fax gateway (UIMS_FAX_*, docs/FAX.md): it starts
 	// when T.37 (T37Relay and T37Domain) or HylaFAX is configured; else
 	// the log says what is missing.
@@ -77,7 +82,9 @@ type Addrs struct {
 	// FaxSMTP is the fax gateway's SMTP listener (onramps, DSNs); empty
 	// when the fax gateway is off or has none.
 	FaxSMTP string
-	SMPP    string // empty when the SMS gateway is off
+	// SIP is the voice gateway's SIP address; empty when it is off.
+	SIP  string
+	SMPP string // empty when the SMS gateway is off
 	// Creds is the folder of the parties' NATS credentials
 	// (ops.creds: the operator's read-only observer; admin.creds).
 	Creds string
@@ -217,6 +224,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	var wg *web.Gateway
 	var eg *email.Gateway
 	var fg *fax.Gateway
+	var vg *voice.Gateway
 	var sg *sms.Gateway
 	var ov *ops.Server
 	var cli *kit.Kit
@@ -321,6 +329,20 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			return err
 		},
 		func() error {
+			if cfg.SIPAddr == "" || cfg.SIPAddr == "off" {
+				return nil
+			}
+			nc, kr, err := party(kf, "voice", conn)
+			if err == nil {
+				vc := voice.Config{SIPAddr: cfg.SIPAddr, Kit: kc}
+				if missing := vc.Missing(); len(missing) > 0 {
+					log.Warn().Strs("missing", missing).Msg("voice gateway: starting without them (docs/VOICE.md)")
+				}
+				vg, err = voice.New(vc, nc, kr, log)
+			}
+			return err
+		},
+		func() error {
 			if cfg.SMPPAddr == "off" {
 				return nil
 			}
@@ -356,6 +378,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if fg != nil {
 		comps = append(comps, component{"fax", fg.Run})
 	}
+	if vg != nil {
+		comps = append(comps, component{"voice", vg.Run})
+	}
 	if err := runAll(ctx, comps, log, func() {
 		a := Addrs{HTTP: wg.Addr(), NATS: ns.ClientURL(), Creds: au.CredsDir}
 		if ov != nil {
@@ -366,6 +391,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		}
 		if fg != nil {
 			a.FaxSMTP = fg.Addr()
+		}
+		if vg != nil {
+			a.SIP = vg.Addr()
 		}
 		if sg != nil {
 			a.SMPP = sg.Addr().String()
