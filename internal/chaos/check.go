@@ -28,6 +28,7 @@ type Figures struct {
 	Accepted int // 202/200
 	Refused  int // a permanent error
 	Unknown  int // no answer for good within the load's bound
+	Held     int // accepted as held (scheduled, send_at): released after the fault
 	// Delivered: accepted messages in the recipient's inbox; Failed:
 	// accepted messages whose final status is failed.
 	Delivered, Failed int
@@ -95,6 +96,9 @@ func Classify(scenario string, fault time.Duration, out []Outcome, status map[st
 		switch {
 		case o.Accepted:
 			f.Accepted++
+			if o.Status == schemas.StatusHeld {
+				f.Held++
+			}
 		case o.Unknown:
 			f.Unknown++
 		default:
@@ -298,15 +302,15 @@ func streamSubjects(ctx context.Context, js jetstream.JetStream, name, filter st
 // Table formats the figures as a Markdown table.
 func Table(fs []*Figures) string {
 	var b strings.Builder
-	b.WriteString("| scenario | fault | sent | accepted | refused | unknown | delivered | failed | lost | duplicated | conflicting | open | retries | took |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | fault | sent | accepted | held | refused | unknown | delivered | failed | lost | duplicated | conflicting | open | retries | took |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, f := range fs {
 		fault := "—"
 		if f.Fault > 0 {
 			fault = f.Fault.Round(100 * time.Millisecond).String()
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s |\n", f.Scenario, fault, f.Sent,
-			f.Accepted, f.Refused, f.Unknown, f.Delivered, f.Failed, f.Lost, f.Duplicated, f.Conflicting, f.Open, f.Retries,
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s |\n", f.Scenario, fault, f.Sent,
+			f.Accepted, f.Held, f.Refused, f.Unknown, f.Delivered, f.Failed, f.Lost, f.Duplicated, f.Conflicting, f.Open, f.Retries,
 			f.Took.Round(time.Second))
 	}
 	return b.String()

@@ -29,6 +29,11 @@ type Load struct {
 	Concurrency int
 	Rate        float64
 	Bound       time.Duration
+	// Every ScheduleEvery-th message (0: none) is sent with send_at Delay
+	// ahead: the brokers hold it across the fault and release it after
+	// (docs/ROUTING.md, "Holds").
+	ScheduleEvery int
+	Delay         time.Duration
 }
 
 // Outcome is what the client saw of one message.
@@ -66,7 +71,11 @@ func (l *Load) Run(ctx context.Context) []Outcome {
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				out[i] = l.send(ctx, fmt.Sprintf("%s-%05d", l.Prefix, i), end)
+				var at time.Time
+				if l.ScheduleEvery > 0 && i%l.ScheduleEvery == l.ScheduleEvery-1 {
+					at = time.Now().Add(l.Delay)
+				}
+				out[i] = l.send(ctx, fmt.Sprintf("%s-%05d", l.Prefix, i), at, end)
 			}
 		}()
 	}
@@ -83,9 +92,13 @@ func (l *Load) Run(ctx context.Context) []Outcome {
 	return out
 }
 
-func (l *Load) send(ctx context.Context, key string, end time.Time) Outcome {
+func (l *Load) send(ctx context.Context, key string, at, end time.Time) Outcome {
 	o := Outcome{Key: key, ID: MsgID(l.Sender, key)}
-	body, _ := json.Marshal(map[string]string{"to": l.To, "subject": "chaos", "text": "chaos message " + key})
+	msg := map[string]string{"to": l.To, "subject": "chaos", "text": "chaos message " + key}
+	if !at.IsZero() {
+		msg["send_at"] = at.UTC().Format(time.RFC3339)
+	}
+	body, _ := json.Marshal(msg)
 	backoff := 200 * time.Millisecond
 	for {
 		o.Tries++

@@ -228,7 +228,7 @@ func Run(ctx context.Context, t *Topology, sc Scenario, cfg Config) (*Figures, e
 	span := 2*cfg.Lead + d
 	l := &Load{BaseURL: t.HTTP, Token: "alice-token", Sender: "alice", To: "bob", Prefix: cfg.Prefix,
 		N: cfg.Messages, Concurrency: cfg.Concurrency, Rate: float64(cfg.Messages) / span.Seconds(),
-		Bound: span + d + 90*time.Second}
+		Bound: span + d + 90*time.Second, ScheduleEvery: 10, Delay: cfg.Lead + d}
 	done := make(chan []Outcome, 1)
 	go func() { done <- l.Run(ctx) }()
 	var faultErr error
