@@ -2,6 +2,7 @@ package ops
 
 import (
 	"cmp"
+	"sort"
 	"strings"
 	"time"
 
@@ -335,7 +336,26 @@ func assignEvents(evs []Event, atts []Attempt, hold *Hold, starts []int64) {
 		}
 		return n
 	}
-	transfers := 0
+	// The originator's transfers in the order it made them: by its own
+	// clock (At), which all its events share; the observer hears a batch
+	// of them at once, in no particular order (Seen).
+	var og []int
+	for i := range evs {
+		if !evs[i].broker() && evs[i].Step == "transfer" {
+			og = append(og, i)
+		}
+	}
+	sort.SliceStable(og, func(a, b int) bool {
+		ea, eb := &evs[og[a]], &evs[og[b]]
+		if ea.At != eb.At {
+			return ea.At < eb.At
+		}
+		return ea.Seen < eb.Seen
+	})
+	nth := make(map[int]int, len(og))
+	for k, i := range og {
+		nth[i] = k + 1
+	}
 	for i := range evs {
 		ev := &evs[i]
 		n := byTime(ev.Seen)
@@ -367,8 +387,7 @@ func assignEvents(evs []Event, atts []Attempt, hold *Hold, starts []int64) {
 				n = k
 			}
 		case !ev.broker() && ev.Step == "transfer":
-			transfers++
-			n = min(transfers, len(atts))
+			n = min(nth[i], len(atts))
 		}
 		ev.Attempt = n
 	}

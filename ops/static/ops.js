@@ -824,6 +824,11 @@ function sequence(tl, events, hasProc, first) {
     if (!it.rw) continue;
     const rw = it.rw, e = rw.ev;
     let [from, to, text, result] = arrow(e, hasProc);
+    // after a reroute or a release, the originator sends the content it
+    // kept: its transfer says so whether it is drawn as one arrow or as
+    // request and reply (the observer hears the steps in batches)
+    const kept = e.source !== 'broker' && e.step === 'transfer' && (e.attempt > 1 || (tl.hold && e.attempt === 1));
+    if (kept && text.startsWith('IM: ')) text = 'IM: kept content + new ticket';
     const bad = isCode(e.result) && !rw.request && !rw.forward;
     const late = e.result === 'recorded';
     let color = bad ? '#b42318' : '#2454d6', mark = bad ? 'url(#seq-bad)' : 'url(#seq-ok)', dash = null;
@@ -835,8 +840,7 @@ function sequence(tl, events, hasProc, first) {
       color = '#2454d6'; mark = 'url(#seq-ok)';
     } else if (rw.request) {
       result = 'sent by request-reply';
-      // after a reroute or a release, the originator sends the content it kept
-      if (e.attempt > 1 || (tl.hold && e.attempt === 1)) text = 'IM: kept content + new ticket';
+      if (kept) text = 'IM: kept content + new ticket';
       color = '#2454d6'; mark = 'url(#seq-ok)';
     } else if (rw.reply) {
       [from, to] = [to, from];
