@@ -340,8 +340,14 @@ func TestT37In(t *testing.T) {
 		t.Fatalf("swaks %d:\n%s", code, out)
 	}
 	fabrictest.Eventually(t, 10*time.Second, "second fax", func() bool { return s.bob.Len() == 2 })
-	if !bytes.Equal(s.bob.All()[1].Content, second) {
-		t.Fatal("the second good fax is not the one delivered")
+	got := 0
+	for _, d := range s.bob.All() { // in no particular order
+		if bytes.Equal(d.Content, second) {
+			got++
+		}
+	}
+	if got != 1 {
+		t.Fatalf("the second good fax delivered %d times", got)
 	}
 	// a sender that is no fax mailbox is refused
 	if out, code := swaks(t, "--server", s.gw.Addr(), "--from", "eve@else.test", "--to", "bob@fax.test",
