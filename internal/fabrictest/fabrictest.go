@@ -238,7 +238,7 @@ func (m *Inbox) Notify(ctx context.Context, ev *schemas.StatusEvent) error {
 	return nil
 }
 
-// All returns every delivery.
+// All returns every delivery, in no particular order.
 func (m *Inbox) All() []*kit.Delivery {
 	m.mu.Lock()
 	defer m.mu.Unlock()
