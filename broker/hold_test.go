@@ -149,9 +149,11 @@ func TestQuietHoursHoldUntilMorning(t *testing.T) {
 	if x.web.Len() != 0 {
 		t.Errorf("the web inbox got %d message(s): a hold is not a fallback", x.web.Len())
 	}
-	if n := x.og.NoteOf(s.MsgID, schemas.StatusDelivered); n == nil {
-		t.Errorf("the sender heard %v, not delivered", x.og.Statuses(s.MsgID))
-	}
+	// the notification comes through the originator's status stream, a
+	// moment after the transaction's state
+	fabrictest.Eventually(t, 10*time.Second, "the sender's delivered", func() bool {
+		return x.og.NoteOf(s.MsgID, schemas.StatusDelivered) != nil
+	})
 }
 
 // A message held over a restart of the broker and of the originator
@@ -287,8 +289,11 @@ func TestScheduledMessageLimits(t *testing.T) {
 	if f := entries(st, schemas.StatusFailed); len(f) != 1 || f[0].Code != "EXPIRED" {
 		t.Fatalf("history %+v", st.History)
 	}
-	if n := x.og.NoteOf(s.MsgID, schemas.StatusFailed); n == nil || n.Code != "EXPIRED" {
-		t.Fatalf("the sender heard %v", x.og.Statuses(s.MsgID))
+	fabrictest.Eventually(t, 10*time.Second, "the sender's failed", func() bool {
+		return x.og.NoteOf(s.MsgID, schemas.StatusFailed) != nil
+	})
+	if n := x.og.NoteOf(s.MsgID, schemas.StatusFailed); n.Code != "EXPIRED" {
+		t.Fatalf("the sender heard %+v", n)
 	}
 	if x.web.Deliveries(s.MsgID) != 0 {
 		t.Fatal("an expired message was delivered")
@@ -338,6 +343,9 @@ func TestCancelHeldMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	x.delivered(x.web, now.MsgID)
+	fabrictest.Eventually(t, 10*time.Second, "delivered at the brokers", func() bool {
+		return x.status(now.MsgID).State == schemas.StatusDelivered
+	})
 	if _, err := x.ogKit.Cancel(ctx, now.MsgID); miap.CodeOf(err) != schemas.CodeSettled {
 		t.Fatalf("cancel a delivered message: %v, want SETTLED", err)
 	}
@@ -377,8 +385,11 @@ func TestRerouteHeldInQuietHours(t *testing.T) {
 	if r := entries(st, schemas.StatusReleased); len(r) != 1 || r[0].Attempt != 2 {
 		t.Fatalf("history %+v: want attempt 2 released", st.History)
 	}
+	fabrictest.Eventually(t, 10*time.Second, "the sender's delivered", func() bool {
+		return x.og.NoteOf(s.MsgID, schemas.StatusDelivered) != nil
+	})
 	n := x.og.NoteOf(s.MsgID, schemas.StatusDelivered)
-	if n == nil || n.Attempt != 2 || !strings.Contains(n.Reason, "after sms failed: REJECTED") {
+	if n.Attempt != 2 || !strings.Contains(n.Reason, "after sms failed: REJECTED") {
 		t.Fatalf("the sender heard %+v", n)
 	}
 }
