@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/net/html/charset"
 
-	"github.com/uims/uims/processor/wav"
+	"github.com/uims/uims/internal/wav"
 	"github.com/uims/uims/schemas"
 )
 

@@ -17,7 +17,7 @@ import (
 
 	"github.com/uims/uims/internal/peertest"
 	"github.com/uims/uims/processor"
-	"github.com/uims/uims/processor/wav"
+	"github.com/uims/uims/internal/wav"
 	"github.com/uims/uims/schemas"
 )
 

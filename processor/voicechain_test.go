@@ -8,7 +8,7 @@ import (
 	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/processor"
-	"github.com/uims/uims/processor/wav"
+	"github.com/uims/uims/internal/wav"
 	"github.com/uims/uims/schemas"
 )
 

@@ -3,10 +3,10 @@ package voice
 import (
 	"testing"
 
-	"github.com/uims/uims/processor/wav"
+	"github.com/uims/uims/internal/wav"
 )
 
-// processor/wav's G.711, which the gateway uses, against reference
+// internal/wav's G.711, which the gateway uses, against reference
 // values: ITU-T G.711 tables 1 and 2 (decoder outputs scaled to
 // 16 bits, as the G.191 tools and Sun's g711.c give them).
 func TestG711Reference(t *testing.T) {
@@ -35,7 +35,7 @@ func TestG711Reference(t *testing.T) {
 		u, a byte
 	}{
 		// -1: Sun's g711.c (arithmetic shift, then negate) gives µ-law 0x7e,
-		// as processor/wav does; ITU-T G.191's one's complement gives 0x7f
+		// as internal/wav does; ITU-T G.191's one's complement gives 0x7f
 		// ("negative zero"). Both decode within one quantisation step.
 		{0, 0xff, 0xd5}, {-1, 0x7e, 0x55}, {32767, 0x80, 0xaa}, {-32768, 0x00, 0x2a}, {1000, 0xce, 0xfa},
 	} {

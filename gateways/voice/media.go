@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/uims/uims/processor/wav"
+	"github.com/uims/uims/internal/wav"
 )
 
 // portPool hands out even RTP ports (RFC 3550 §11) from a range.

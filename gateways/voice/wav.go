@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/uims/uims/processor/wav"
+	"github.com/uims/uims/internal/wav"
 )
 
 // Rate is the sample rate of telephone audio (G.711: 8 kHz).
@@ -15,7 +15,7 @@ const Rate = 8000
 var ErrWAV = errors.New("voice: not a WAV file the gateway reads")
 
 // EncodeWAV writes 16-bit PCM samples as a mono WAV file at rate Hz
-// (RIFF/WAVE, WAVE_FORMAT_PCM), with processor/wav, the codec the voice
+// (RIFF/WAVE, WAVE_FORMAT_PCM), with internal/wav, the codec the voice
 // processors use.
 func EncodeWAV(samples []int16, rate int) []byte {
 	var b bytes.Buffer
@@ -25,7 +25,7 @@ func EncodeWAV(samples []int16, rate int) []byte {
 	return b.Bytes()
 }
 
-// DecodeWAV reads a WAV file (processor/wav: PCM 16 bits, µ-law or A-law,
+// DecodeWAV reads a WAV file (internal/wav: PCM 16 bits, µ-law or A-law,
 // any rate and channels, mixed down) and returns its samples resampled to
 // Rate. maxSamples bounds the output (0: no bound).
 func DecodeWAV(b []byte, maxSamples int) ([]int16, error) {

@@ -80,6 +80,8 @@ func TestPermissionMatrix(t *testing.T) {
 		{web, op{"queue", "uims.gw.web.im"}, true},
 		{web, op{"pub", "uims.broker.imi"}, true},
 		{web, op{"pub", "uims.broker.ack"}, true},
+		{web, op{"pub", "uims.broker.cancel"}, true}, // its own held messages (PROTOCOL.md §6.16)
+		{web, op{"sub", "uims.broker.cancel"}, false},
 		{web, op{"pub", "uims.gw.email.im"}, true},
 		{web, op{"pub", "uims.proc.html2text"}, true},
 		{web, op{"pub", "uims.trace.web.batch"}, true},
@@ -190,6 +192,7 @@ func TestPermissionMatrix(t *testing.T) {
 		{observer, op{"sub", "uims.>"}, true},
 		{observer, op{"pub", "$SRV.PING"}, true},
 		{observer, op{"pub", "uims.broker.imi"}, false},
+		{observer, op{"pub", "uims.broker.cancel"}, false},
 		{observer, op{"pub", "uims.broker.profile"}, false},
 		{observer, op{"pub", "uims.inbox.0.bob.m1"}, false},
 		{observer, op{"pub", "$JS.API.STREAM.PURGE.UIMS_INBOX_0"}, false},
