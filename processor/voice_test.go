@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/uims/uims/internal/peertest"
-	"github.com/uims/uims/processor"
 	"github.com/uims/uims/internal/wav"
+	"github.com/uims/uims/processor"
 	"github.com/uims/uims/schemas"
 )
 

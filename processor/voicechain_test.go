@@ -6,9 +6,9 @@ import (
 	"github.com/uims/uims/broker"
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/internal/fabrictest"
+	"github.com/uims/uims/internal/wav"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/processor"
-	"github.com/uims/uims/internal/wav"
 	"github.com/uims/uims/schemas"
 )
 
