@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -46,7 +47,7 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	g.respond(tx, sip.NewResponseFromRequest(req, sip.StatusTrying, "Trying", nil))
 
 	ctx, cancel := context.WithTimeout(runCtx, 5*time.Second)
-	client, err := g.mailbox(ctx, req.Recipient)
+	client, err := g.mailbox(ctx, req)
 	cancel()
 	switch {
 	case kit.IsCode(err, schemas.CodeUnknownRecipient):
@@ -145,15 +146,29 @@ func (g *Gateway) handOver(runCtx context.Context, client *schemas.ClientInfo, f
 	}
 }
 
-// mailbox finds the client whose voice address the request URI names:
-// sip:user@Domain, then the URI as it came, then user as a number.
-func (g *Gateway) mailbox(ctx context.Context, uri sip.Uri) (*schemas.ClientInfo, error) {
-	cands := []string{"sip:" + uri.User + "@" + g.cfg.Domain}
-	if h := strings.ToLower(uri.Host); h != g.cfg.Domain {
-		cands = append(cands, "sip:"+uri.User+"@"+h)
+// mailbox finds the client whose mailbox the call is for: by the voice
+// address the request URI names (sip:user@Domain, then the URI as it
+// came, then user as a number), then by the To header's URI (a call a
+// proxy forwarded to the mailbox keeps the number first dialled there),
+// and last by client id (sip:<client id>@Domain reaches the mailbox of a
+// client that has a voice address, wherever its phone is).
+func (g *Gateway) mailbox(ctx context.Context, req *sip.Request) (*schemas.ClientInfo, error) {
+	uris := []sip.Uri{req.Recipient}
+	if to := req.To(); to != nil && to.Address.User != "" && to.Address.User != req.Recipient.User {
+		uris = append(uris, to.Address)
 	}
-	if u := strings.TrimPrefix(uri.User, "+"); u != "" && strings.Trim(u, "0123456789") == "" {
-		cands = append(cands, "+"+u)
+	var cands []string
+	for _, uri := range uris {
+		cands = append(cands, "sip:"+uri.User+"@"+g.cfg.Domain)
+		if h := strings.ToLower(uri.Host); h != g.cfg.Domain {
+			cands = append(cands, "sip:"+uri.User+"@"+h)
+			if uri.Port != 0 {
+				cands = append(cands, "sip:"+uri.User+"@"+h+":"+strconv.Itoa(uri.Port))
+			}
+		}
+		if u := strings.TrimPrefix(uri.User, "+"); u != "" && strings.Trim(u, "0123456789") == "" {
+			cands = append(cands, "+"+u)
+		}
 	}
 	var err error
 	for _, a := range cands {
@@ -163,6 +178,18 @@ func (g *Gateway) mailbox(ctx context.Context, uri sip.Uri) (*schemas.ClientInfo
 			return ci, nil
 		}
 		if !kit.IsCode(err, schemas.CodeUnknownRecipient) {
+			return nil, err
+		}
+	}
+	for _, uri := range uris {
+		if uri.User == "" || strings.HasPrefix(uri.User, "+") {
+			continue
+		}
+		ci, err := g.kit.Client(ctx, schemas.ClientQuery{Kind: schemas.ClientByID, User: uri.User})
+		if err == nil && ci.Addresses[schemas.MediumVoice] != "" {
+			return ci, nil
+		}
+		if err != nil && !kit.IsCode(err, schemas.CodeUnknownRecipient) {
 			return nil, err
 		}
 	}

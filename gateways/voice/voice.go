@@ -76,6 +76,40 @@ type Config struct {
 	// default 30 s.
 	SendTimeout time.Duration
 
+	// Proxy is the outbound proxy or trunk (a SIP URI, "sip:pbx.example:5060";
+	// UIMS_SIP_PROXY): every call out goes through it, and numbers are
+	// called as sip:+number@<its host>. Without it, calls go straight to
+	// the recipient's SIP URI and numbers cannot be called.
+	Proxy string
+	// Registrar, when set, is registered with (REGISTER, RFC 3261 §10;
+	// UIMS_SIP_REGISTRAR) as User@Domain, refreshed before
+	// RegisterExpiry (default 10 min) runs out, so that calls for that
+	// account reach the mailbox.
+	Registrar      string
+	RegisterExpiry time.Duration
+	// User and Password answer digest challenges (RFC 2617, RFC 8760 MD5)
+	// of the registrar and of the proxy on calls out (UIMS_SIP_USER,
+	// UIMS_SIP_PASSWORD). User is also the From of calls out (default the
+	// party id).
+	User, Password string
+	// RingTimeout is how long a call out rings before it is given up
+	// (profile option voice.ring); default 30 s.
+	RingTimeout time.Duration
+	// Retries and RetryInterval: a call out that is busy, not answered,
+	// declined or hung up before the end is tried again (profile options
+	// voice.retries, voice.retry_interval); default 2 times, 2 minutes
+	// apart.
+	Retries       int
+	RetryInterval time.Duration
+	// MaxPlay bounds the audio of a message to speak; longer is
+	// TOO_LARGE. Default 5 minutes.
+	MaxPlay time.Duration
+	// Prompt is said after the message; PromptWait is how long a digit is
+	// waited for after it. Defaults: "Press 1 to hear the message again.
+	// Press 2 to confirm.", 6 s.
+	Prompt     string
+	PromptWait time.Duration
+
 	// Kit configures the gateway kit; Gateway, Medium and Accepts are set
 	// from this Config.
 	Kit kit.Config
@@ -119,6 +153,38 @@ func (c *Config) setDefaults() error {
 	if c.SendTimeout == 0 {
 		c.SendTimeout = 30 * time.Second
 	}
+	if c.RegisterExpiry == 0 {
+		c.RegisterExpiry = 10 * time.Minute
+	}
+	if c.RingTimeout == 0 {
+		c.RingTimeout = 30 * time.Second
+	}
+	if c.Retries == 0 {
+		c.Retries = 2
+	}
+	if c.Retries < 0 || c.Retries > maxRetries {
+		return fmt.Errorf("voice: retries %d outside 0 to %d", c.Retries, maxRetries)
+	}
+	if c.RetryInterval == 0 {
+		c.RetryInterval = 2 * time.Minute
+	}
+	if c.MaxPlay == 0 {
+		c.MaxPlay = 5 * time.Minute
+	}
+	if c.Prompt == "" {
+		c.Prompt = "Press 1 to hear the message again. Press 2 to confirm."
+	}
+	if c.PromptWait == 0 {
+		c.PromptWait = 6 * time.Second
+	}
+	for _, u := range []string{c.Proxy, c.Registrar} {
+		if u == "" {
+			continue
+		}
+		if _, err := hostPort(u); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -142,8 +208,13 @@ type Gateway struct {
 	log   zerolog.Logger
 	rtpIP netip.Addr
 
-	slots chan struct{} // one per call in progress
-	ports *portPool
+	slots     chan struct{} // one per call in progress, both ways
+	ports     *portPool
+	store     *store
+	proxyAddr string // host:port calls out are sent to; "" straight
+
+	speechMu sync.Mutex
+	speech   map[string][]int16 // prompts spoken, by text
 
 	mu      sync.Mutex
 	udp     net.PacketConn
@@ -151,9 +222,12 @@ type Gateway struct {
 	ua      *sipgo.UserAgent
 	srv     *sipgo.Server
 	client  *sipgo.Client
-	dialogs *sipgo.DialogServerCache
-	runCtx  context.Context
-	calls   sync.WaitGroup // calls and their hand-overs
+	dialogs    *sipgo.DialogServerCache
+	outDialogs *sipgo.DialogClientCache
+	runCtx     context.Context
+	following  map[string]bool // calls out by message id
+	calls      sync.WaitGroup  // calls and their hand-overs
+	reg        registration
 
 	stats Stats
 }
@@ -169,7 +243,11 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 		return nil, fmt.Errorf("voice: the SIP address must be an IP address to announce in SDP, not %q", host)
 	}
 	g := &Gateway{cfg: cfg, log: log.With().Str("gateway", cfg.Gateway).Logger(), rtpIP: ip,
-		slots: make(chan struct{}, cfg.MaxCalls), ports: newPortPool(cfg.RTPPortMin, cfg.RTPPortMax)}
+		slots: make(chan struct{}, cfg.MaxCalls), ports: newPortPool(cfg.RTPPortMin, cfg.RTPPortMax),
+		speech: map[string][]int16{}, following: map[string]bool{}}
+	if cfg.Proxy != "" {
+		g.proxyAddr, _ = hostPort(cfg.Proxy)
+	}
 	kc := cfg.Kit
 	kc.Gateway, kc.Medium = cfg.Gateway, schemas.MediumVoice
 	kc.Accepts = []string{ContentType}
@@ -178,6 +256,7 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 		return nil, err
 	}
 	g.kit = k
+	g.store = &store{js: k.JetStream(), gw: cfg.Gateway}
 	return g, nil
 }
 
@@ -222,9 +301,16 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	g.mu.Lock()
 	g.udp, g.tcp, g.ua, g.srv, g.client = &badRequestConn{PacketConn: udp, log: g.log, stats: &g.stats}, tcp, ua, srv, client
 	g.dialogs = sipgo.NewDialogServerCache(client, contact)
+	g.outDialogs = sipgo.NewDialogClientCache(client, contact)
 	g.mu.Unlock()
 	g.routes(srv)
 
+	if err := g.store.ensure(ctx); err != nil {
+		udp.Close()
+		tcp.Close()
+		ua.Close()
+		return err
+	}
 	return g.kit.Serve(ctx, ready, func(ctx context.Context) error {
 		g.mu.Lock()
 		g.runCtx = ctx
@@ -232,10 +318,14 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 		errc := make(chan error, 2)
 		go func() { errc <- srv.ServeUDP(g.udp) }()
 		go func() { errc <- srv.ServeTCP(tcp) }()
+		g.resume(ctx)
+		regDone := make(chan struct{})
+		go func() { defer close(regDone); g.register(ctx, contact) }()
 		g.log.Info().Str("sip", g.Addr()).Str("domain", g.cfg.Domain).Int("max_calls", g.cfg.MaxCalls).
 			Strs("missing", g.cfg.Missing()).Msg("voice gateway serving")
 		<-ctx.Done()
 		g.calls.Wait() // calls end with ctx (BYE) and hand their recordings over
+		<-regDone      // unregistered
 		g.udp.Close()
 		tcp.Close()
 		ua.Close()
@@ -283,6 +373,9 @@ func (g *Gateway) routes(srv *sipgo.Server) {
 		g.dialogs.ReadAck(req, tx) // an ACK for no dialog of ours is dropped (RFC 3261 §17.2.1)
 	})
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		if err := g.outDialogs.ReadBye(req, tx); err == nil {
+			return // a call out, hung up by the callee
+		}
 		if err := g.dialogs.ReadBye(req, tx); err != nil {
 			g.respond(tx, sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
 		}
@@ -316,16 +409,10 @@ func (g *Gateway) Notify(ctx context.Context, ev *schemas.StatusEvent) error {
 	return nil
 }
 
-// Deliver would call the recipient (docs/VOICE.md, calls out); until then
-// a message for a voice address fails UNREACHABLE with that reason.
-func (g *Gateway) Deliver(ctx context.Context, d *kit.Delivery) (string, error) {
-	return "", schemas.Errorf(schemas.CodeUnreachable, nil, "the voice gateway does not place calls out yet")
-}
-
 // Stats counts what the gateway refused; safe for concurrent use.
 type Stats struct {
 	mu                                 sync.Mutex
-	Malformed, Busy, WrongPT, Recorded int
+	Malformed, Busy, WrongPT, Recorded, CallsOut int
 }
 
 func (s *Stats) add(f *int) {

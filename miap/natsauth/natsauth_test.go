@@ -47,6 +47,8 @@ var (
 	web      = party{"web", natsauth.RoleGateway, []string{"web"}}
 	email    = party{"email", natsauth.RoleGateway, []string{"email"}}
 	fax      = party{"fax", natsauth.RoleGateway, []string{"fax"}}
+	voice    = party{"voice", natsauth.RoleGateway, []string{"voice"}}
+	voice2   = party{"voice2", natsauth.RoleGateway, []string{"voice"}}
 	bot      = party{"mybot", natsauth.RoleGateway, []string{"bot"}}
 	proc     = party{"proc", natsauth.RoleProcessor, nil}
 	brk      = party{"broker", natsauth.RoleBroker, nil}
@@ -76,6 +78,16 @@ func TestPermissionMatrix(t *testing.T) {
 		{fax, op{"queue", "uims.gw.email.im"}, false},
 		{web, op{"pub", "$KV.uims_fax.fax.out.m1"}, false},
 		{email, op{"pub", "$JS.API.STREAM.CREATE.KV_uims_fax"}, false},
+		// a voice gateway keeps its calls out and their audio in buckets
+		// of its own, and purges its own audio; another voice party
+		// cannot read or purge them
+		{voice, op{"pub", "$KV.uims_voice_voice.out.m1"}, true},
+		{voice, op{"pub", "$JS.API.STREAM.CREATE.OBJ_uims_voice_voice"}, true},
+		{voice, op{"pub", "$JS.API.STREAM.PURGE.OBJ_uims_voice_voice"}, true},
+		{voice2, op{"pub", "$KV.uims_voice_voice.out.m1"}, false},
+		{voice2, op{"pub", "$JS.API.STREAM.PURGE.OBJ_uims_voice_voice"}, false},
+		{voice2, op{"pub", "$JS.API.DIRECT.GET.KV_uims_voice_voice.$KV.uims_voice_voice.out.m1"}, false},
+		{voice, op{"pub", "$JS.API.STREAM.PURGE.KV_uims_voice_voice"}, false},
 		// a gateway serves its own subjects, reaches the brokers, hands transfers on
 		{web, op{"queue", "uims.gw.web.im"}, true},
 		{web, op{"pub", "uims.broker.imi"}, true},

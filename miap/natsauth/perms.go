@@ -169,7 +169,7 @@ func (p *perms) gateway(name string) {
 }
 
 // medium adds what the built-in gateway of one medium keeps in JetStream.
-func (p *perms) medium(m string) {
+func (p *perms) medium(name, m string) {
 	switch m {
 	case schemas.MediumWeb:
 		p.pubs("uims.inbox.>", "uims.read.>", "uims.web.events.>")
@@ -193,6 +193,13 @@ func (p *perms) medium(m string) {
 		p.kv("uims_sms_parts")
 	case schemas.MediumFax:
 		p.kv("uims_fax")
+	case schemas.MediumVoice:
+		// calls out until their outcome, and the audio they play, in
+		// buckets of the party's own (an object's deletion is a purge of
+		// its chunks, and a purge cannot be narrowed to some subjects)
+		p.kv("uims_voice_" + name)
+		p.objects("uims_voice_" + name)
+		p.pubs(api("STREAM.PURGE.OBJ_uims_voice_" + name))
 	}
 }
 
@@ -222,7 +229,7 @@ func Permissions(role Role, name string, media []string) jwt.Permissions {
 	case RoleGateway, RoleClient:
 		p.gateway(name)
 		for _, m := range media {
-			p.medium(m)
+			p.medium(name, m)
 		}
 	case RoleProcessor:
 		p.fabric(name)
