@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -228,18 +229,27 @@ func (g *Gateway) attempts(ctx context.Context, rec *outRecord) {
 		case <-ctx.Done():
 			return
 		}
-		res := g.attempt(ctx, rec, log)
+		var delivered sync.WaitGroup
+		res := g.attempt(ctx, rec, log, func() {
+			// answered and played: delivered at once, while the prompt plays
+			if rec.Delivered {
+				return
+			}
+			rec.Delivered = true
+			delivered.Go(func() {
+				actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				g.ack(actx, rec, schemas.StatusDelivered, "", "", log)
+			})
+		})
 		<-g.slots
+		delivered.Wait()
 		if ctx.Err() != nil && !res.played {
 			return // stopped mid-call: the next run tries again
 		}
 		rec.Attempts++
 		rec.Last = res.reason
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if res.played && !rec.Delivered {
-			rec.Delivered = true
-			g.ack(actx, rec, schemas.StatusDelivered, "", "", log)
-		}
 		switch {
 		case res.read:
 			g.finish(actx, rec, schemas.StatusRead, "", "", log)
@@ -290,7 +300,7 @@ func (g *Gateway) finish(ctx context.Context, rec *outRecord, status, code, reas
 
 // attempt places one call: INVITE, ringing until rec.Ring, then the
 // intro, the message and the prompt.
-func (g *Gateway) attempt(ctx context.Context, rec *outRecord, log zerolog.Logger) callResult {
+func (g *Gateway) attempt(ctx context.Context, rec *outRecord, log zerolog.Logger, played func()) callResult {
 	wavb, err := g.store.audio(ctx, rec.Ref.MsgID)
 	if err != nil {
 		return callResult{reason: "the audio to play is lost: " + err.Error(), permanent: true, code: schemas.CodeInternal}
@@ -384,7 +394,7 @@ func (g *Gateway) attempt(ctx context.Context, rec *outRecord, log zerolog.Logge
 		})
 	}()
 	defer func() { stop(); <-done }()
-	res := g.converse(callCtx, st, msg, g.say(rec.Intro), digits)
+	res := g.converse(callCtx, st, msg, g.say(rec.Intro), digits, played)
 	if dc.Context().Err() != nil && !res.played {
 		res.reason = "hung up before the end of the message"
 		res.code = schemas.CodeRejected
@@ -396,11 +406,12 @@ func (g *Gateway) attempt(ctx context.Context, rec *outRecord, log zerolog.Logge
 
 // converse plays the intro and the message, then asks for 1 (again) or
 // 2 (confirm), twice at most.
-func (g *Gateway) converse(ctx context.Context, st *stream, msg, introSpeech []int16, digits <-chan string) callResult {
+func (g *Gateway) converse(ctx context.Context, st *stream, msg, introSpeech []int16, digits <-chan string, played func()) callResult {
 	play := func(s []int16) bool { return st.play(ctx, s) == nil }
 	if !play(introSpeech) || !play(msg) {
 		return callResult{reason: "hung up before the end of the message", code: schemas.CodeRejected}
 	}
+	played()
 	prompt := g.say(g.cfg.Prompt)
 	for asked := 0; asked < 2; {
 		// a digit pressed during the message counts

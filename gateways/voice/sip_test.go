@@ -24,6 +24,7 @@ import (
 type sys struct {
 	f   *fabrictest.Fabric
 	bob *fabrictest.Inbox
+	web *kit.Kit // bob's gateway, to send from
 	gw  *voice.Gateway
 }
 
@@ -35,7 +36,7 @@ func start(t *testing.T, cfg voice.Config) *sys {
 		&schemas.Profile{ID: "bob", Name: "Bob", Prefer: []string{"web"}, Addresses: map[string]string{"web": "bob", "voice": "sip:bob@voice.example.test"}},
 	)
 	s := &sys{f: f, bob: fabrictest.NewInbox()}
-	f.StartKit(s.bob, kit.Config{Gateway: "web", Medium: schemas.MediumWeb})
+	s.web, _ = f.StartKit(s.bob, kit.Config{Gateway: "web", Medium: schemas.MediumWeb})
 	cfg.SIPAddr = "127.0.0.1:0"
 	cfg.Domain = "voice.example.test"
 	g, err := voice.New(cfg, f.Conn("voice"), f.Keyring("voice"), f.Log)
