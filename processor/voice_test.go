@@ -17,6 +17,7 @@ import (
 
 	"github.com/uims/uims/internal/peertest"
 	"github.com/uims/uims/internal/wav"
+	"github.com/uims/uims/internal/wer"
 	"github.com/uims/uims/processor"
 	"github.com/uims/uims/schemas"
 )
@@ -86,52 +87,6 @@ func TestText2Speech(t *testing.T) {
 	}
 }
 
-// wer is the word error rate of hyp against ref: the word-level
-// Levenshtein distance (substitutions, insertions, deletions) over the
-// number of reference words; words are compared in lower case without
-// punctuation.
-func wer(ref, hyp string) (errs, words int) {
-	norm := func(s string) []string {
-		return strings.Fields(strings.Map(func(r rune) rune {
-			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '\'' || r == ' ' {
-				return r
-			}
-			if r >= 'A' && r <= 'Z' {
-				return r + 'a' - 'A'
-			}
-			return ' '
-		}, s))
-	}
-	r, h := norm(ref), norm(hyp)
-	d := make([]int, len(h)+1)
-	for j := range d {
-		d[j] = j
-	}
-	for i := 1; i <= len(r); i++ {
-		prev := d[0]
-		d[0] = i
-		for j := 1; j <= len(h); j++ {
-			cost := 1
-			if r[i-1] == h[j-1] {
-				cost = 0
-			}
-			prev, d[j] = d[j], min(d[j]+1, d[j-1]+1, prev+cost)
-		}
-	}
-	return d[len(h)], len(r)
-}
-
-func TestWER(t *testing.T) {
-	for _, c := range []struct {
-		ref, hyp string
-		errs     int
-	}{{"the cat sat", "the cat sat", 0}, {"the cat sat", "The cat, sat.", 0}, {"the cat sat", "a cat sat down", 2}, {"the cat sat", "", 3}, {"", "noise", 1}} {
-		if e, _ := wer(c.ref, c.hyp); e != c.errs {
-			t.Errorf("wer(%q, %q) = %d, want %d", c.ref, c.hyp, e, c.errs)
-		}
-	}
-}
-
 func recognise(t testing.TB, typ string, data []byte) string {
 	t.Helper()
 	out, err := convertVoice(t, "speech2text", processor.Content{Type: typ, Data: data})
@@ -147,7 +102,7 @@ func measure(t *testing.T, what string, refs []string, recs [][]byte) float64 {
 	errs, words := 0, 0
 	for i, ref := range refs {
 		hyp := recognise(t, "audio/wav", recs[i])
-		e, n := wer(ref, hyp)
+		e, n := wer.Count(ref, hyp)
 		errs, words = errs+e, words+n
 		t.Logf("%s: %q → %q (%d errors in %d words)", what, ref, hyp, e, n)
 	}
@@ -251,7 +206,7 @@ func TestSpeech2Mixed(t *testing.T) {
 		t.Fatalf("first part %v %v", p, err)
 	}
 	text, _ := io.ReadAll(p)
-	if e, _ := wer("he was not an ill disposed young man", string(text)); e > 4 {
+	if e, _ := wer.Count("he was not an ill disposed young man", string(text)); e > 4 {
 		t.Errorf("transcript %q", text)
 	}
 	p, err = r.NextPart()

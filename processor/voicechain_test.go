@@ -7,6 +7,7 @@ import (
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/internal/wav"
+	"github.com/uims/uims/internal/wer"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/processor"
 	"github.com/uims/uims/schemas"
@@ -55,7 +56,7 @@ func TestVoiceChain(t *testing.T) {
 	if got == nil || got.Type != "text/plain; charset=utf-8" || len(got.Routed.Conversions) != 1 || got.Routed.Conversions[0].Conversion != "speech2text" {
 		t.Fatalf("delivery %+v", got)
 	}
-	if e, n := wer(refs[1], string(got.Content)); e > n/2 {
+	if e, n := wer.Count(refs[1], string(got.Content)); e > n/2 {
 		t.Errorf("transcript %q of %q", got.Content, refs[1])
 	}
 }

@@ -179,3 +179,44 @@ func toneSamples(hz, secs float64) []int16 {
 	}
 	return s
 }
+
+// A phone that rings and is never answered fails after the profile's
+// retries with "no answer"; a phone whose user rejects the call fails
+// with the SIP status baresip answers; the sender hears both.
+func TestCallOutNoAnswerAndRejected(t *testing.T) {
+	s := start(t, voice.Config{})
+	ringing := newCallee(t, "dave", "manual", 60)
+	rejecting := newCallee(t, "erin", "manual", 60)
+	s.f.PutProfiles(
+		&schemas.Profile{ID: "dave", Prefer: []string{"voice"}, Addresses: map[string]string{"voice": ringing.uri("dave")},
+			Options: map[string]string{voice.OptRing: "5s", voice.OptRetries: "1", voice.OptRetryInterval: "5s"}},
+		&schemas.Profile{ID: "erin", Prefer: []string{"voice"}, Addresses: map[string]string{"voice": rejecting.uri("erin")},
+			Options: map[string]string{voice.OptRetries: "0"}},
+	)
+	tone := voice.EncodeWAV(toneSamples(440, 1), voice.Rate)
+	noAnswer := s.send(t, "dave", voice.ContentType, tone)
+	rejected := s.send(t, "erin", voice.ContentType, tone)
+
+	fabrictest.Eventually(t, 15*time.Second, "erin's phone ringing", func() bool {
+		return strings.Contains(rejecting.out.String(), "Incoming call")
+	})
+	rejecting.command(t, "/hangup")
+	ev := s.waitStatus(t, rejected, schemas.StatusFailed, 20*time.Second)
+	if ev.Code != schemas.CodeRejected.String() || !strings.HasPrefix(ev.Reason, "SIP 486") && !strings.HasPrefix(ev.Reason, "SIP 603") {
+		t.Fatalf("rejected call: %s %q", ev.Code, ev.Reason)
+	}
+	t.Logf("rejected: %s %q", ev.Code, ev.Reason)
+
+	ev = s.waitStatus(t, noAnswer, schemas.StatusFailed, 40*time.Second)
+	if ev.Code != schemas.CodeRejected.String() || ev.Reason != "no answer in 5s (2 calls)" {
+		t.Fatalf("unanswered call: %s %q", ev.Code, ev.Reason)
+	}
+	if n := strings.Count(ringing.out.String(), "Incoming call"); n != 2 {
+		t.Fatalf("dave's phone rang %d times, want 2 (one retry)", n)
+	}
+	for _, id := range []string{noAnswer, rejected} {
+		if st := s.bob.Statuses(id); slices.Contains(st, schemas.StatusDelivered) {
+			t.Fatalf("%s: statuses %v", id, st)
+		}
+	}
+}
