@@ -33,6 +33,14 @@ type callee struct {
 
 func newCallee(t *testing.T, user, answermode string, secs int) *callee {
 	t.Helper()
+	return newPhone(t, func(port int) string {
+		return fmt.Sprintf("<sip:%s@127.0.0.1:%d>;regint=0;answermode=%s", user, port, answermode)
+	}, secs)
+}
+
+// newPhone runs baresip with the account line account(its SIP port).
+func newPhone(t *testing.T, account func(port int) string, secs int) *callee {
+	t.Helper()
 	peertest.Require(t, "baresip", "apt-get install baresip")
 	mods := "/usr/lib/baresip/modules"
 	for _, m := range []string{"aufile", "sndfile", "cons"} {
@@ -56,8 +64,7 @@ func newCallee(t *testing.T, user, answermode string, secs int) *callee {
 	if err := os.WriteFile(filepath.Join(c.dir, "config"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	acc := fmt.Sprintf("<sip:%s@127.0.0.1:%d>;regint=0;answermode=%s\n", user, c.port, answermode)
-	if err := os.WriteFile(filepath.Join(c.dir, "accounts"), []byte(acc), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(c.dir, "accounts"), []byte(account(c.port)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs+10)*time.Second)

@@ -38,7 +38,9 @@ func start(t *testing.T, cfg voice.Config) *sys {
 	s := &sys{f: f, bob: fabrictest.NewInbox()}
 	s.web, _ = f.StartKit(s.bob, kit.Config{Gateway: "web", Medium: schemas.MediumWeb})
 	cfg.SIPAddr = "127.0.0.1:0"
-	cfg.Domain = "voice.example.test"
+	if cfg.Domain == "" {
+		cfg.Domain = "voice.example.test"
+	}
 	g, err := voice.New(cfg, f.Conn("voice"), f.Keyring("voice"), f.Log)
 	if err != nil {
 		t.Fatal(err)
