@@ -216,12 +216,12 @@ type Gateway struct {
 	speechMu sync.Mutex
 	speech   map[string][]int16 // prompts spoken, by text
 
-	mu      sync.Mutex
-	udp     net.PacketConn
-	tcp     net.Listener
-	ua      *sipgo.UserAgent
-	srv     *sipgo.Server
-	client  *sipgo.Client
+	mu         sync.Mutex
+	udp        net.PacketConn
+	tcp        net.Listener
+	ua         *sipgo.UserAgent
+	srv        *sipgo.Server
+	client     *sipgo.Client
 	dialogs    *sipgo.DialogServerCache
 	outDialogs *sipgo.DialogClientCache
 	runCtx     context.Context
@@ -411,7 +411,7 @@ func (g *Gateway) Notify(ctx context.Context, ev *schemas.StatusEvent) error {
 
 // Stats counts what the gateway refused; safe for concurrent use.
 type Stats struct {
-	mu                                 sync.Mutex
+	mu                                           sync.Mutex
 	Malformed, Busy, WrongPT, Recorded, CallsOut int
 }
 
