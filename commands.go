@@ -19,6 +19,7 @@ import (
 	"github.com/uims/uims/gateways/fax"
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/gateways/sms"
+	"github.com/uims/uims/gateways/voice"
 	"github.com/uims/uims/gateways/web"
 	"github.com/uims/uims/internal/system"
 	"github.com/uims/uims/miap"
@@ -158,7 +159,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	mailFlags(o.fs, &cfg.SMTPAddr, &cfg.SMTPRelay, &cfg.SMTPDomains, &cfg.SMTPMaxPerIP)
 	smsFlags(o.fs, &cfg.SMPPAddr, &cfg.SMSC)
 	faxFlags(o.fs, &cfg.Fax)
-	o.fs.StringVar(&cfg.SIPAddr, "sip", env("UIMS_SIP_ADDR", "127.0.0.1:5060"), "the voice gateway's SIP listener, UDP and TCP (an IP address), or off (UIMS_SIP_ADDR; docs/VOICE.md)")
+	voiceFlags(o.fs, &cfg.Voice)
 	tlsFlags(o.fs, &cfg.TLSCert, &cfg.TLSKey)
 	o.fs.StringVar(&cfg.TLSCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle clients trust; checked against --tls-cert (UIMS_TLS_CA)")
 	o.parse(args)
@@ -455,6 +456,16 @@ func faxFlags(fs *flag.FlagSet, c *fax.Config) {
 	c.HylaFAX.Password = env("UIMS_FAX_HYLAFAX_PASSWORD", "")
 	fs.StringVar(&c.HookAddr, "fax-hook", env("UIMS_FAX_HOOK_ADDR", "127.0.0.1:4580"), "loopback HTTP address of the faxrcvd hook (UIMS_FAX_HOOK_ADDR)")
 	c.HookToken = env("UIMS_FAX_HOOK_TOKEN", "")
+}
+
+// voiceFlags are the voice gateway's flags (docs/VOICE.md).
+func voiceFlags(fs *flag.FlagSet, c *voice.Config) {
+	fs.StringVar(&c.SIPAddr, "sip", env("UIMS_SIP_ADDR", "127.0.0.1:5060"), "the voice gateway's SIP listener, UDP and TCP (an IP address), or off (UIMS_SIP_ADDR)")
+	fs.StringVar(&c.Domain, "sip-domain", env("UIMS_SIP_DOMAIN", ""), "the SIP domain of mailbox addresses and of our From; default the listener's host (UIMS_SIP_DOMAIN)")
+	fs.StringVar(&c.Proxy, "sip-proxy", env("UIMS_SIP_PROXY", ""), "outbound proxy or trunk for calls out, sip:host:port (UIMS_SIP_PROXY)")
+	fs.StringVar(&c.Registrar, "sip-registrar", env("UIMS_SIP_REGISTRAR", ""), "registrar to register with as <sip-user>@<sip-domain>, sip:host:port (UIMS_SIP_REGISTRAR)")
+	fs.StringVar(&c.User, "sip-user", env("UIMS_SIP_USER", ""), "SIP user for registration, digest and our From; default voice (UIMS_SIP_USER)")
+	c.Password = env("UIMS_SIP_PASSWORD", "")
 }
 
 // smsFlags are the SMS gateway's flags.

@@ -54,10 +54,11 @@ type Config struct {
 	// SMPPAddr "off" disables it.
 	SMPPAddr string
 	SMSC     sms.SMSCConfig
-	// SIPAddr is the voice gateway's SIP listener (UIMS_SIP_ADDR; uims
-	// run's default 127.0.0.1:5060): a mailbox for every client's voice
-	// address (docs/VOICE.md). Empty or "off": no voice gateway.
-	SIPAddr string
+	// Voice configures the voice gateway (UIMS_SIP_*, docs/VOICE.md):
+	// Voice.SIPAddr is its SIP listener (uims run's default
+	// 127.0.0.1:5060), a mailbox for every client's voice address and
+	// calls out to them; empty or "off": no voice gateway.
+	Voice voice.Config
 	// Fax configures the fax gateway (UIMS_FAX_*, docs/FAX.md): it starts
 	// when T.37 (T37Relay and T37Domain) or HylaFAX is configured; else
 	// the log says what is missing.
@@ -329,12 +330,13 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			return err
 		},
 		func() error {
-			if cfg.SIPAddr == "" || cfg.SIPAddr == "off" {
+			if cfg.Voice.SIPAddr == "" || cfg.Voice.SIPAddr == "off" {
 				return nil
 			}
 			nc, kr, err := party(kf, "voice", conn)
 			if err == nil {
-				vc := voice.Config{SIPAddr: cfg.SIPAddr, Kit: kc}
+				vc := cfg.Voice
+				vc.Kit = kc
 				if missing := vc.Missing(); len(missing) > 0 {
 					log.Warn().Strs("missing", missing).Msg("voice gateway: starting without them (docs/VOICE.md)")
 				}
