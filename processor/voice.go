@@ -116,15 +116,30 @@ func Voice(cfg VoiceConfig) (convs []Conversion, missing []string) {
 		convs = append(convs, Conversion{Conversion: schemas.Conversion{Name: "text2speech", From: "text/plain", To: VoiceType, Cost: 5},
 			Converter: ConverterFunc(v.speak)})
 	}
+	const text = "text/plain; charset=utf-8"
+	// without a recogniser, speech2mixed still carries a voice mail to a
+	// recipient whose gateway does not take audio/wav, with a note instead
+	// of the transcript
+	noSTT := func(why string) ([]Conversion, []string) {
+		v.noSTT = "(no transcript: speech to text is not installed on this processor)"
+		for _, from := range []string{"audio/wav", "audio/basic"} {
+			suffix := ""
+			if from == "audio/basic" {
+				suffix = "-basic"
+			}
+			convs = append(convs, Conversion{Conversion: schemas.Conversion{Name: "speech2mixed" + suffix, From: from, To: "multipart/mixed", Cost: 20},
+				Converter: v.recognise(true)})
+		}
+		return convs, append(missing, why)
+	}
 	if _, err := exec.LookPath(cfg.Pocketsphinx); err != nil {
-		return convs, append(missing, fmt.Sprintf("pocketsphinx (%s) not found: no speech2text, speech2mixed (install pocketsphinx pocketsphinx-en-us)", cfg.Pocketsphinx))
+		return noSTT(fmt.Sprintf("pocketsphinx (%s) not found: no speech2text, speech2mixed without transcripts (install pocketsphinx pocketsphinx-en-us)", cfg.Pocketsphinx))
 	}
 	for _, p := range []string{cfg.HMM, cfg.LM, cfg.Dict} {
 		if _, err := os.Stat(p); err != nil {
-			return convs, append(missing, fmt.Sprintf("pocketsphinx model %s: %v: no speech2text, speech2mixed (install pocketsphinx-en-us)", p, err))
+			return noSTT(fmt.Sprintf("pocketsphinx model %s: %v: no speech2text, speech2mixed without transcripts (install pocketsphinx-en-us)", p, err))
 		}
 	}
-	const text = "text/plain; charset=utf-8"
 	for _, from := range []string{"audio/wav", "audio/basic"} {
 		suffix := ""
 		if from == "audio/basic" {
@@ -137,7 +152,10 @@ func Voice(cfg VoiceConfig) (convs []Conversion, missing []string) {
 	return convs, missing
 }
 
-type voice struct{ cfg VoiceConfig }
+type voice struct {
+	cfg   VoiceConfig
+	noSTT string // the text of speech2mixed when no recogniser is installed
+}
 
 // plainText returns text content as UTF-8, decoded from its charset.
 func plainText(in Content) (string, error) {
@@ -246,9 +264,11 @@ func (v *voice) recognise(mixed bool) Converter {
 		if len(samples) == 0 {
 			return Content{}, schemas.Errorf(schemas.CodeMalformed, nil, "a recording without sound")
 		}
-		text, err := v.transcribe(ctx, wav.Resample(samples, f.Rate, sphinxRate))
-		if err != nil {
-			return Content{}, err
+		text := v.noSTT
+		if text == "" {
+			if text, err = v.transcribe(ctx, wav.Resample(samples, f.Rate, sphinxRate)); err != nil {
+				return Content{}, err
+			}
 		}
 		if !mixed {
 			if text == "" {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"mime/multipart"
 	"os"
@@ -289,4 +290,61 @@ func BenchmarkText2Speech(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// Without pocketsphinx, speech2mixed still carries a voice mail to a
+// gateway that does not take audio/wav: a note instead of the
+// transcript, the recording attached as it came; speech2text is gone.
+func TestSpeech2MixedWithoutRecogniser(t *testing.T) {
+	convs, missing := processor.Voice(processor.VoiceConfig{Pocketsphinx: "no-such-pocketsphinx"})
+	var mixed *processor.Conversion
+	for i, c := range convs {
+		if c.Name == "speech2text" {
+			t.Fatal("speech2text offered without a recogniser")
+		}
+		if c.Name == "speech2mixed" {
+			mixed = &convs[i]
+		}
+	}
+	if mixed == nil || !strings.Contains(strings.Join(missing, ";"), "speech2mixed without transcripts") {
+		t.Fatalf("conversions %v, missing %v", convs, missing)
+	}
+	rec := voiceWAV(t)
+	out, err := mixed.Converter.Convert(context.Background(), processor.Content{Type: "audio/wav", Data: rec}, processor.Route{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, params, _ := mime.ParseMediaType(out.Type)
+	r := multipart.NewReader(bytes.NewReader(out.Data), params["boundary"])
+	p, err := r.NextPart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(p)
+	if !strings.Contains(string(text), "no transcript") {
+		t.Fatalf("text %q", text)
+	}
+	p, err = r.NextPart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64, _ := io.ReadAll(p)
+	att, err := base64.StdEncoding.DecodeString(strings.NewReplacer("\r", "", "\n", "").Replace(string(b64)))
+	if err != nil || !bytes.Equal(att, rec) {
+		t.Fatalf("attachment of %d bytes, recording of %d", len(att), len(rec))
+	}
+}
+
+// voiceWAV is a second of a 300 Hz tone as an 8 kHz WAV, made without
+// any tool.
+func voiceWAV(t *testing.T) []byte {
+	s := make([]int16, 8000)
+	for i := range s {
+		s[i] = int16(6000 * math.Sin(2*math.Pi*300*float64(i)/8000))
+	}
+	var b bytes.Buffer
+	if err := wav.Write(&b, wav.Telephone, s); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }

@@ -35,9 +35,12 @@ var static embed.FS
 // browser shows or saves. A fax (image/tiff, which browsers do not show)
 // is not among them: the brokers route it through the processors' OCR,
 // and the inbox gets its text with the pages as a PDF (docs/FAX.md).
+// Nor is a voice mail (audio/wav): it goes speech2mixed, and the inbox
+// gets its transcript with the recording attached (docs/VOICE.md).
 func Accepts() []string {
 	return []string{"text/*", "multipart/*", "message/*", "application/*", "image/png", "image/jpeg",
-		"image/gif", "image/webp", "image/svg+xml", "audio/*", "video/*"}
+		"image/gif", "image/webp", "image/svg+xml", "audio/mpeg", "audio/ogg", "audio/webm", "audio/aac",
+		"audio/flac", "audio/mp4", "video/*"}
 }
 
 // Config configures the web gateway.
