@@ -227,3 +227,29 @@ func TestCallOutNoAnswerAndRejected(t *testing.T) {
 		}
 	}
 }
+
+// A gateway that stops between two tries of a call resumes it when it
+// starts again, from its record in JetStream: the phone rings a second
+// time, and the sender gets one outcome.
+func TestCallOutResumedAfterRestart(t *testing.T) {
+	s := start(t, voice.Config{})
+	ringing := newCallee(t, "dave", "manual", 60)
+	s.f.PutProfiles(&schemas.Profile{ID: "dave", Prefer: []string{"voice"}, Addresses: map[string]string{"voice": ringing.uri("dave")},
+		Options: map[string]string{voice.OptRing: "5s", voice.OptRetries: "1", voice.OptRetryInterval: "10s"}})
+	id := s.send(t, "dave", voice.ContentType, voice.EncodeWAV(toneSamples(440, 1), voice.Rate))
+	rang := func() int { return strings.Count(ringing.out.String(), "Incoming call") }
+	fabrictest.Eventually(t, 15*time.Second, "the first ring", func() bool { return rang() == 1 })
+	time.Sleep(6 * time.Second) // the first try gives up after 5 s of ringing
+	s.run.Stop()
+	if n := rang(); n != 1 {
+		t.Fatalf("rang %d times before the restart", n)
+	}
+	s.startGateway(t)
+	ev := s.waitStatus(t, id, schemas.StatusFailed, 30*time.Second)
+	if ev.Reason != "no answer in 5s (2 calls)" || rang() != 2 {
+		t.Fatalf("after the restart: %q, rang %d times", ev.Reason, rang())
+	}
+	if st := s.bob.Statuses(id); slices.Contains(st, schemas.StatusDelivered) {
+		t.Fatalf("statuses %v", st)
+	}
+}

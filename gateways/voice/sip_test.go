@@ -26,6 +26,8 @@ type sys struct {
 	bob *fabrictest.Inbox
 	web *kit.Kit // bob's gateway, to send from
 	gw  *voice.Gateway
+	cfg voice.Config
+	run *fabrictest.Running
 }
 
 func start(t *testing.T, cfg voice.Config) *sys {
@@ -41,21 +43,20 @@ func start(t *testing.T, cfg voice.Config) *sys {
 	if cfg.Domain == "" {
 		cfg.Domain = "voice.example.test"
 	}
-	g, err := voice.New(cfg, f.Conn("voice"), f.Keyring("voice"), f.Log)
+	s.cfg = cfg
+	s.startGateway(t)
+	return s
+}
+
+// startGateway starts a voice gateway (again) with s.cfg.
+func (s *sys) startGateway(t *testing.T) {
+	t.Helper()
+	g, err := voice.New(s.cfg, s.f.Conn("voice"), s.f.Keyring("voice"), s.f.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.gw = g
-	ready := make(chan struct{})
-	fabrictest.Start(t, "voice", func(ctx context.Context, r func()) error {
-		return g.Run(ctx, func() { close(ready); r() })
-	})
-	select {
-	case <-ready:
-	case <-time.After(15 * time.Second):
-		t.Fatal("voice gateway not ready")
-	}
-	return s
+	s.run = fabrictest.Start(t, "voice", g.Run)
 }
 
 // client is sipgo's own UAC, from a port of its own.
