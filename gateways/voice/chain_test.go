@@ -1,8 +1,12 @@
 package voice_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"math"
+	"mime"
+	"mime/multipart"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +15,7 @@ import (
 
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/gateways/voice"
+	"github.com/uims/uims/gateways/web"
 	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/internal/peertest"
 	"github.com/uims/uims/internal/wav"
@@ -155,9 +160,11 @@ func ncc(a, b []float64) float64 {
 // baresip calls dave's mailbox and speaks a LibriVox sentence (human
 // speech nobody here recorded, from pocketsphinx-testdata, at 8 kHz);
 // dave prefers SMS, so the recording goes speech2text and dave's SMS
-// gateway gets the transcript.
-func TestVoiceMailToSMSBaresip(t *testing.T) {
-	convs := voiceConversions(t, "speech2text")
+// gateway gets the transcript. Then it calls bob's: bob's web gateway
+// (which takes no audio/wav, as web.Accepts says) gets the transcript
+// with the recording attached (speech2mixed).
+func TestVoiceMailTranscribedBaresip(t *testing.T) {
+	convs := voiceConversions(t, "speech2text", "speech2mixed")
 	const dir = "/usr/share/pocketsphinx/test/data/librivox"
 	trans, err := os.ReadFile(filepath.Join(dir, "transcription"))
 	if err != nil {
@@ -182,7 +189,7 @@ func TestVoiceMailToSMSBaresip(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s := start(t, voice.Config{})
+	s := startWith(t, voice.Config{}, web.Accepts())
 	s.startProcessor(t, convs)
 	sms := fabrictest.NewInbox()
 	s.f.StartKit(sms, kit.Config{Gateway: "sms", Medium: schemas.MediumSMS, Accepts: []string{"text/plain"}})
@@ -204,5 +211,28 @@ func TestVoiceMailToSMSBaresip(t *testing.T) {
 	t.Logf("said %q; dave read %q: %d errors in %d words", ref, d.Content, e, n)
 	if e > n {
 		t.Fatalf("transcript %q of %q: WER above 100 %%", d.Content, ref)
+	}
+
+	caller = newBaresip(t, "alice", src)
+	caller.run(t, len(speech)/voice.Rate+3, "/dial sip:bob@"+s.gw.Addr())
+	fabrictest.Eventually(t, 60*time.Second, "the voice mail in bob's web inbox", func() bool { return s.bob.Len() == 1 })
+	w := s.bob.All()[0]
+	if mt, _, _ := mime.ParseMediaType(w.Type); mt != "multipart/mixed" || len(w.Routed.Conversions) != 1 || w.Routed.Conversions[0].Conversion != "speech2mixed" {
+		t.Fatalf("bob got %s through %+v", w.Type, w.Routed.Conversions)
+	}
+	_, params, _ := mime.ParseMediaType(w.Type)
+	r := multipart.NewReader(bytes.NewReader(w.Content), params["boundary"])
+	text, err := r.NextPart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, _ := io.ReadAll(text)
+	att, err := r.NextPart()
+	if err != nil || att.FileName() != "recording.wav" {
+		t.Fatalf("attachment %v %v", att, err)
+	}
+	t.Logf("bob's web inbox: %q with %s", tb, att.Header.Get("Content-Description"))
+	if e, n := wer.Count(ref, string(tb)); e > n {
+		t.Fatalf("transcript %q of %q", tb, ref)
 	}
 }

@@ -32,13 +32,20 @@ type sys struct {
 
 func start(t *testing.T, cfg voice.Config) *sys {
 	t.Helper()
+	return startWith(t, cfg, nil)
+}
+
+// startWith is start with bob's web gateway announcing accepts (nil:
+// everything as it is).
+func startWith(t *testing.T, cfg voice.Config, accepts []string) *sys {
+	t.Helper()
 	f := fabrictest.New(t)
 	f.StartBroker(broker.Config{})
 	f.PutProfiles(
 		&schemas.Profile{ID: "bob", Name: "Bob", Prefer: []string{"web"}, Addresses: map[string]string{"web": "bob", "voice": "sip:bob@voice.example.test"}},
 	)
 	s := &sys{f: f, bob: fabrictest.NewInbox()}
-	s.web, _ = f.StartKit(s.bob, kit.Config{Gateway: "web", Medium: schemas.MediumWeb})
+	s.web, _ = f.StartKit(s.bob, kit.Config{Gateway: "web", Medium: schemas.MediumWeb, Accepts: accepts})
 	cfg.SIPAddr = "127.0.0.1:0"
 	if cfg.Domain == "" {
 		cfg.Domain = "voice.example.test"
