@@ -146,8 +146,10 @@ type Broker struct {
 	stats   map[string]*endpointStats
 	pending sync.WaitGroup
 	metrics *metrics
-	notes   chan note // notifications, in order (notify.go)
-	batch   *batcher  // shared Redis pipelines of the hot path (batch.go)
+	notes   chan note      // notifications, in order (notify.go)
+	acct    chan string    // outcome marks to publish (accounting.go)
+	bg      sync.WaitGroup // background work that may account or notify (system.go)
+	batch   *batcher       // shared Redis pipelines of the hot path (batch.go)
 	quiet   quietCache
 }
 
@@ -172,6 +174,7 @@ func New(cfg Config, nc *nats.Conn, rdb redis.UniversalClient, engine *miap.Engi
 		log:   log.With().Str("role", "broker").Str("instance", cfg.Instance).Logger(),
 		work:  make(chan job, cfg.Queue),
 		notes: make(chan note, cfg.Queue),
+		acct:  make(chan string, cfg.Queue),
 		stats: make(map[string]*endpointStats),
 	}
 	b.eng = engine
@@ -266,9 +269,10 @@ func (b *Broker) Run(ctx context.Context, ready func()) error {
 		ready()
 	}
 
-	sweepDone, notesDone := make(chan struct{}), make(chan struct{})
+	sweepDone, notesDone, acctDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() { b.sweep(ctx); close(sweepDone) }()
 	go b.publishNotes(notesDone)
+	go b.runAccounting(acctDone)
 	go b.keepAlive(ctx)
 	go b.followKeys(ctx)
 
@@ -280,6 +284,9 @@ func (b *Broker) Run(ctx context.Context, ready func()) error {
 	b.pending.Wait()
 	close(b.work)
 	<-sweepDone
+	b.bg.Wait()
+	close(b.acct)
+	<-acctDone
 	close(b.notes)
 	<-notesDone
 	b.tracer.Flush()
@@ -320,6 +327,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	err := miapnats.EnsureStatusStream(ctx, js)
 	if err != nil {
 		return fmt.Errorf("broker: status stream: %w", err)
+	}
+	if err := EnsureAccountingStream(ctx, js); err != nil {
+		return fmt.Errorf("broker: accounting stream: %w", err)
 	}
 	err = miapnats.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      epochBucket,

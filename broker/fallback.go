@@ -206,7 +206,7 @@ func (b *Broker) planReroute(ctx context.Context, msgID string, t *txRecord, cod
 		DG: rr.firstHop, Dest: dec.dest.Gateway, Medium: dec.dest.Medium, Note: note, Deadline: rr.routed.Deadline,
 		Limit: rr.limit, Next: rr.routed.Attempt, Attempts: attsJSON, After: afterPhrase(atts),
 		Previous: strconv.Itoa(t.Attempt) + "|" + t.Dest + "|" + t.Medium + "|" + cur.Dest.Address,
-		Failed:   string(failed), Rerouted: string(routedEntry), Score: score, State: state}
+		Failed:   string(failed), Rerouted: string(routedEntry), Score: score, State: state, Code: code, Outcome: outcome}
 	return rr, nil
 }
 
@@ -263,6 +263,9 @@ func (b *Broker) applyReroute(ctx context.Context, f *miap.Frame, rr *reroute) (
 	}
 	if out[0] == "rerouted" {
 		b.metrics.outcomes.WithLabelValues(schemas.StatusRerouted).Inc()
+		if len(out) >= 4 {
+			b.account(out[3])
+		}
 	}
 	return out[0], claimErr, nil
 }

@@ -501,7 +501,7 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 	nowMS := now.UnixMilli()
 	keys := []string{keyTx + ack.MsgID, keyTxHistory + ack.MsgID, keyDeadlines}
 	args := []any{f.Party, idHash(f.ID), ack.Status, nowMS, historyJSON(ack.Status, nowMS, ack.Code, ack.Reason, f.Party), ack.MsgID,
-		nowMS + b.cfg.DeliveryDeadline.Milliseconds(), keyUsage}
+		nowMS + b.cfg.DeliveryDeadline.Milliseconds(), keyUsage, ack.Code, keyAcct}
 	res, claimErr, err := b.evalClaim(ctx, claim, ackScript, keys, args)
 	if claimErr != nil {
 		return claimErr
@@ -530,6 +530,9 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 		return schemas.Errorf(schemas.CodeNotAllowed, nil, fmt.Sprintf("%s after %s", ack.Status, out[1]))
 	}
 	og := out[2]
+	if len(out) >= 8 {
+		b.account(out[7])
+	}
 	evBody := b.ackEvent(out, &ack, final, nowMS)
 	switch out[0] {
 	case "duplicate":

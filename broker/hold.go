@@ -222,9 +222,10 @@ return {'held', redis.call('HGET', KEYS[1], 'rt')}
 // endHoldScript fails a held message (cancelled by its originator,
 // expired, or no longer routable): only if it is still held, and, for a
 // cancel (ARGV[1] = the party), by its originator. The sender's failed
-// messages are counted unless it cancelled.
+// messages are counted unless it cancelled. The outcome (ARGV[4], code
+// ARGV[5]) goes into the accounting outbox (ARGV[6], at ARGV[7]).
 var endHoldScript = redis.NewScript(`
-local v = redis.call('HMGET', KEYS[1], 'state', 'og', 'note', 'sender', 'medium')
+local v = redis.call('HMGET', KEYS[1], 'state', 'og', 'note', 'sender', 'medium', 'att')
 if not v[1] then return {'gone'} end
 if ARGV[1] ~= '' and v[2] ~= ARGV[1] then return {'party'} end
 if v[1] ~= 'held' then return {'state', v[1]} end
@@ -232,7 +233,9 @@ redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'failed')
 redis.call('RPUSH', KEYS[2], ARGV[3])
 if ARGV[1] == '' and v[4] and v[4] ~= '' then redis.call('HINCRBY', KEYS[4] .. v[4], (v[5] or '') .. '.failed', 1) end
-return {'failed', v[2] or '', v[3] or ''}
+local m = ARGV[2] .. '|' .. (v[6] or '1') .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. '|' .. ARGV[7] .. '|f'
+redis.call('ZADD', ARGV[6], tonumber(ARGV[7]), m)
+return {'failed', v[2] or '', v[3] or '', m}
 `)
 
 // releaseHolds ends the holds due at now (the sweeper, notify.go).
@@ -468,8 +471,15 @@ func (b *Broker) endHold(ctx context.Context, party, msgID string, code schemas.
 		who = party
 	}
 	entry := historyJSON(schemas.StatusFailed, now.UnixMilli(), code.String(), reason, who)
+	outcome := schemas.OutcomeFailed
+	switch code {
+	case schemas.CodeCancelled:
+		outcome = schemas.OutcomeCancelled
+	case schemas.CodeExpired:
+		outcome = schemas.OutcomeExpired
+	}
 	res, err := endHoldScript.Run(ctx, b.rdb, []string{keyTx + msgID, keyTxHistory + msgID, keyHolds, keyUsage},
-		party, msgID, entry).Result()
+		party, msgID, entry, outcome, code.String(), keyAcct, now.UnixMilli()).Result()
 	if err != nil {
 		return nil, schemas.Errorf(schemas.CodeStoreUnavailable, err, "end hold")
 	}
@@ -478,6 +488,9 @@ func (b *Broker) endHold(ctx context.Context, party, msgID string, code schemas.
 		return nil, schemas.Errorf(schemas.CodeInternal, err, "end hold")
 	}
 	if out[0] == "failed" && len(out) >= 3 {
+		if len(out) >= 4 {
+			b.account(out[3])
+		}
 		body := eventJSON(out[2], schemas.StatusFailed, code.String(), reason, now.UnixMilli())
 		b.notify(out[1], msgID, msgID, schemas.StatusFailed, body, nil)
 		step := "release"

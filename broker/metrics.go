@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/uims/uims/schemas"
 )
 
 // metrics are the broker's Prometheus collectors (README "Metrics").
@@ -12,6 +14,12 @@ type metrics struct {
 	duration *prometheus.HistogramVec // endpoint: handling time in the worker
 	outcomes *prometheus.CounterVec   // status applied: delivered, read, failed, expired
 	queue    prometheus.GaugeFunc
+	// accounting (accounting.go), by medium, never by client: the label
+	// values are the fabric's media, a short list
+	records    *prometheus.CounterVec // outcome: records stored
+	messages   *prometheus.CounterVec // direction (sent, received), medium
+	bytes      *prometheus.CounterVec // direction, medium: content bytes as sent
+	acctErrors *prometheus.CounterVec // reason: publish (retried), lost
 }
 
 func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
@@ -24,11 +32,34 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 			Help: "Transaction status changes applied, by status (expired: non-delivery at the deadline)."}, []string{"status"}),
 		queue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "uims", Subsystem: "broker", Name: "queue_length",
 			Help: "Requests waiting for a broker worker."}, queueLen),
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "uims", Subsystem: "accounting", Name: "records_total",
+			Help: "Accounting records stored in UIMS_ACCOUNTING, one per attempt at its outcome, by outcome (docs/ACCOUNTING.md)."}, []string{"outcome"}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "uims", Subsystem: "accounting", Name: "messages_total",
+			Help: "Messages accounted, by direction and medium: sent (a message that ended, by the medium it came from) and received (a delivery, by the medium it went to)."},
+			[]string{"direction", "medium"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "uims", Subsystem: "accounting", Name: "bytes_total",
+			Help: "Content bytes (as sent, from the IMI) of the messages accounted, by direction and medium."}, []string{"direction", "medium"}),
+		acctErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "uims", Subsystem: "accounting", Name: "errors_total",
+			Help: "Accounting records not stored: publish (JetStream did not take it; published again later), lost (its transaction expired first)."},
+			[]string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.outcomes, m.queue)
+		reg.MustRegister(m.requests, m.duration, m.outcomes, m.queue, m.records, m.messages, m.bytes, m.acctErrors)
 	}
 	return m
+}
+
+// accounted counts a record stored for the first time.
+func (m *metrics) accounted(r *schemas.AccountingRecord) {
+	m.records.WithLabelValues(r.Outcome).Inc()
+	if r.Final {
+		m.messages.WithLabelValues("sent", r.Origin.Medium).Inc()
+		m.bytes.WithLabelValues("sent", r.Origin.Medium).Add(float64(r.Content.Length))
+	}
+	if r.Delivered() {
+		m.messages.WithLabelValues("received", r.Dest.Medium).Inc()
+		m.bytes.WithLabelValues("received", r.Dest.Medium).Add(float64(r.Content.Length))
+	}
 }
 
 func (m *metrics) observe(endpoint, result string, start time.Time) {

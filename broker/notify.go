@@ -122,6 +122,7 @@ func (b *Broker) retryNote(n note, err error) {
 func (b *Broker) sweep(ctx context.Context) {
 	t := time.NewTicker(b.cfg.SweepInterval)
 	defer t.Stop()
+	var lastAcct int64
 	for first := true; ; first = false {
 		if !first { // the first sweep at once: a broker that lives less than an interval still keeps the clock
 			select {
@@ -135,6 +136,10 @@ func (b *Broker) sweep(ctx context.Context) {
 			continue
 		}
 		b.releaseHolds(ctx, time.UnixMilli(now))
+		if now-lastAcct >= time.Second.Milliseconds() {
+			lastAcct = now
+			b.sweepAccounting(ctx, now)
+		}
 		ids, err := b.rdb.ZRangeByScore(ctx, keyDeadlines, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now, 10), Count: 500}).Result()
 		if err != nil {
 			if ctx.Err() == nil {
@@ -263,7 +268,7 @@ func (b *Broker) expire(ctx context.Context, msgID string, now int64) {
 		entry = string(e)
 	}
 	res, err := sweepScript.Run(ctx, b.rdb, []string{keyTx + msgID, keyTxHistory + msgID, keyDeadlines, keyUsage},
-		msgID, entry).Result()
+		msgID, entry, keyAcct, now).Result()
 	if err != nil {
 		b.log.Warn().Err(err).Str("msg_id", msgID).Msg("sweep")
 		return
@@ -271,6 +276,9 @@ func (b *Broker) expire(ctx context.Context, msgID string, now int64) {
 	out, err := scriptReply(res)
 	if err != nil || out[0] != "failed" || len(out) < 5 {
 		return
+	}
+	if len(out) >= 6 {
+		b.account(out[5])
 	}
 	reason += " (" + out[4] + ")"
 	if final != "" {

@@ -22,7 +22,11 @@ const (
 	keyHolds     = keyPrefix + "holds"  // held messages (hold.go) by the Unix ms their hold ends
 	keyUsage     = keyPrefix + "usage:" // + client → hash "<medium>.<sent|received|failed>"
 	keyQuota     = keyPrefix + "quota:" // + client:yyyymmdd → count
-	keyAlive     = keyPrefix + "alive"  // Unix ms: the last time a broker could apply acknowledgements
+	// Accounting (accounting.go, docs/ACCOUNTING.md).
+	keyAcct      = keyPrefix + "acct"       // outbox: outcome marks (acctMark) not yet published, by Unix ms
+	keyUsageDay  = keyPrefix + "usaged:"    // + client:yyyymmdd → hash "<medium>.<sent|sent_bytes|failed|received|received_bytes>"
+	keyQuotaWarn = keyPrefix + "quotawarn:" // + client:yyyymmdd: the quota warning went out (system.go)
+	keyAlive     = keyPrefix + "alive"      // Unix ms: the last time a broker could apply acknowledgements
 )
 
 // Transaction fields.
@@ -66,8 +70,9 @@ if redis.call('EXISTS', tx) == 1 then
   return {'exists', v[1] or '', v[2] or '', v[3] or '', v[4] or '', v[5] or '', v[6] or ''}
 end
 local limit = tonumber(ARGV[4])
+local n = 0
 if limit > 0 then
-  local n = redis.call('INCR', KEYS[4])
+  n = redis.call('INCR', KEYS[4])
   if n == 1 then redis.call('EXPIRE', KEYS[4], 172800) end
   if n > limit then
     redis.call('DECR', KEYS[4])
@@ -85,7 +90,7 @@ redis.call('EXPIRE', tx, tonumber(ARGV[5]))
 redis.call('RPUSH', KEYS[2], ARGV[6], ARGV[7])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[2])
-return {'created'}
+return {'created', tostring(n)}
 `
 
 var createScript = redis.NewScript(createSrc)
@@ -154,7 +159,11 @@ func (a *createArgs) argv() []any {
 // terminal outcomes. It returns the result, the state before, the
 // originator, the notification template, the acknowledged attempt
 // ("n|gateway|medium|address", empty for a message routed once) and what
-// its outcome says of the earlier attempts (fAfter).
+// its outcome says of the earlier attempts (fAfter), and, last, the
+// outcome marks it put into the accounting outbox (accounting.go), one a
+// line: an attempt that ends (delivered, read without delivered first,
+// failed), or, for a late success, that attempt's and the open attempt's
+// it cancels.
 //
 // A message routed again (PROTOCOL.md §6.15) also takes acknowledgements
 // of its earlier attempts, each with that attempt's ID and from that
@@ -166,6 +175,11 @@ func (a *createArgs) argv() []any {
 // limit (fLimit) comes before its delivery deadline waits for the limit.
 var ackScript = redis.NewScript(`
 local tx = KEYS[1]
+local function mark(n, outcome, code, flags)
+  local m = ARGV[6] .. '|' .. n .. '|' .. outcome .. '|' .. code .. '|' .. ARGV[4] .. '|' .. flags
+  redis.call('ZADD', ARGV[10], tonumber(ARGV[4]), m)
+  return m
+end
 local v = redis.call('HMGET', tx, 'state', 'dg', 'idh', 'og', 'note', 'sender', 'recipient', 'medium', 'win', 'att', 'limit', 'fb')
 local state = v[1]
 if not state then return {'unknown', ''} end
@@ -202,7 +216,8 @@ if not live then
     local sender, recipient = v[6] or '', v[7] or ''
     if sender ~= '' then redis.call('HINCRBY', ARGV[8] .. sender, medium .. '.sent', 1) end
     if recipient ~= '' then redis.call('HINCRBY', ARGV[8] .. recipient, medium .. '.received', 1) end
-    return {'late', state, og, note, att, fb, v[10] or ''}
+    local m = mark(string.match(att, '^(%d+)|'), new, ARGV[9], 'lf') .. '\n' .. mark(v[10] or '1', 'cancelled', 'SETTLED', '')
+    return {'late', state, og, note, att, fb, v[10] or '', m}
   end
   return {'recorded', state, og, note, att, fb, v[10] or ''}
 end
@@ -234,7 +249,11 @@ elseif (new == 'delivered') or (new == 'read' and state ~= 'delivered') then
   if sender ~= '' then redis.call('HINCRBY', ARGV[8] .. sender, medium .. '.sent', 1) end
   if recipient ~= '' then redis.call('HINCRBY', ARGV[8] .. recipient, medium .. '.received', 1) end
 end
-return {'applied', state, og, note, att, fb, v[10] or ''}
+local m = ''
+if new == 'failed' or new == 'delivered' or (new == 'read' and state ~= 'delivered') then
+  m = mark(v[10] or '1', new, ARGV[9], 'f')
+end
+return {'applied', state, og, note, att, fb, v[10] or '', m}
 `)
 
 // rerouteScript routes a transaction to its next medium (PROTOCOL.md
@@ -243,10 +262,12 @@ return {'applied', state, og, note, att, fb, v[10] or ''}
 // acknowledgement, from its destination; for the sweeper, with its
 // deadline due) and the transaction is still open. The attempt's ID hash
 // stays known (fPrevious) so that its late acknowledgement is recognised.
-// Its arguments are a rerouteArgs.
+// The failed attempt's routed IMI stays too ("r:<attempt>"), for its
+// accounting record, whose outcome mark the script puts into the outbox
+// and returns. Its arguments are a rerouteArgs.
 const rerouteSrc = `
 local tx = KEYS[1]
-local v = redis.call('HMGET', tx, 'state', 'dg', 'idh', 'att', 'og')
+local v = redis.call('HMGET', tx, 'state', 'dg', 'idh', 'att', 'og', 'routed')
 local state = v[1]
 if not state then return {'gone'} end
 if v[3] ~= ARGV[3] or (v[4] or '1') ~= ARGV[4] then return {'stale', state} end
@@ -259,7 +280,7 @@ end
 if state ~= 'routed' and state ~= 'transferred' then return {'terminal', state} end
 redis.call('HSET', tx, 'state', 'routed', 'routed', ARGV[7], 'id', ARGV[8], 'idh', ARGV[9], 'kid2', ARGV[10],
   'sess', ARGV[11], 'dg', ARGV[12], 'dest', ARGV[13], 'medium', ARGV[14], 'note', ARGV[15], 'deadline', ARGV[16],
-  'limit', ARGV[17], 'att', ARGV[18], 'atts', ARGV[19], 'fb', ARGV[20], 'p:' .. ARGV[3], ARGV[21])
+  'limit', ARGV[17], 'att', ARGV[18], 'atts', ARGV[19], 'fb', ARGV[20], 'p:' .. ARGV[3], ARGV[21], 'r:' .. ARGV[4], v[6] or '')
 redis.call('HDEL', tx, 'dlv')
 redis.call('RPUSH', KEYS[2], ARGV[22], ARGV[23])
 if ARGV[25] == 'held' then
@@ -269,7 +290,9 @@ if ARGV[25] == 'held' then
 else
   redis.call('ZADD', KEYS[3], tonumber(ARGV[24]), ARGV[6])
 end
-return {'rerouted', state, v[5] or ''}
+local m = ARGV[6] .. '|' .. ARGV[4] .. '|' .. ARGV[27] .. '|' .. ARGV[26] .. '|' .. ARGV[5] .. '|r'
+redis.call('ZADD', ARGV[28], tonumber(ARGV[5]), m)
+return {'rerouted', state, v[5] or '', m}
 `
 
 var rerouteScript = redis.NewScript(rerouteSrc)
@@ -301,6 +324,8 @@ type rerouteArgs struct {
 	Rerouted string
 	Score    int64  // the new attempt's place on the deadline set, or, held, the end of its hold
 	State    string // routed, or held: the next medium is quiet now (hold.go), and Score is on the holds
+	Code     string // the failed attempt's code and accounting outcome (failed, expired)
+	Outcome  string
 }
 
 func (a *rerouteArgs) keys() []string {
@@ -310,7 +335,7 @@ func (a *rerouteArgs) keys() []string {
 func (a *rerouteArgs) argv() []any {
 	return []any{a.Mode, a.Party, a.IDHash, strconv.Itoa(a.Attempt), a.Now, a.MsgID, a.Routed, a.ID, a.NewHash, a.Kid2,
 		a.Session, a.DG, a.Dest, a.Medium, a.Note, a.Deadline, a.Limit, a.Next, a.Attempts, a.After,
-		a.Previous, a.Failed, a.Rerouted, a.Score, a.State}
+		a.Previous, a.Failed, a.Rerouted, a.Score, a.State, a.Code, a.Outcome, keyAcct}
 }
 
 // clockScript keeps the fabric's clock for deadlines (docs/RELIABILITY.md,
@@ -337,17 +362,20 @@ return {'shifted', tostring(#open / 2), tostring(shift)}
 
 // sweepScript takes one expired transaction: ZREM decides which broker
 // replica acts (exactly one gets 1), then the transaction fails unless it
-// already ended.
+// already ended, with its outcome mark in the accounting outbox (ARGV[3],
+// at ARGV[4]).
 var sweepScript = redis.NewScript(`
 if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return {'gone'} end
-local v = redis.call('HMGET', KEYS[1], 'state', 'note', 'og', 'sender', 'medium', 'dg')
+local v = redis.call('HMGET', KEYS[1], 'state', 'note', 'og', 'sender', 'medium', 'dg', 'att')
 local state = v[1]
 if not state then return {'gone'} end
 if state == 'delivered' or state == 'read' or state == 'failed' then return {'terminal'} end
 redis.call('HSET', KEYS[1], 'state', 'failed')
 redis.call('RPUSH', KEYS[2], ARGV[2])
 if v[4] and v[4] ~= '' then redis.call('HINCRBY', KEYS[4] .. v[4], (v[5] or '') .. '.failed', 1) end
-return {'failed', state, v[2] or '', v[3] or '', v[6] or ''}
+local m = ARGV[1] .. '|' .. (v[7] or '1') .. '|expired|EXPIRED|' .. ARGV[4] .. '|f'
+redis.call('ZADD', ARGV[3], tonumber(ARGV[4]), m)
+return {'failed', state, v[2] or '', v[3] or '', v[6] or '', m}
 `)
 
 func historyJSON(status string, at int64, code, reason, party string) string {

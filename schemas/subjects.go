@@ -22,6 +22,8 @@ const (
 	SubjectBrokerClient = "uims.broker.client"
 	// SubjectBrokerCancel cancels a held message for its originator (§6.16).
 	SubjectBrokerCancel = "uims.broker.cancel"
+	// SubjectBrokerUsage answers a client's usage and quota (§6.17).
+	SubjectBrokerUsage = "uims.broker.usage"
 	// SubjectBrokerAnnounce takes gateway and processor heartbeats (§6.12).
 	SubjectBrokerAnnounce = "uims.broker.announce"
 	// SubjectBrokerProfile lists, stores and deletes client profiles for the

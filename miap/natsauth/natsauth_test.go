@@ -196,6 +196,38 @@ func TestPermissionMatrix(t *testing.T) {
 		{party{"admin", natsauth.RoleAdmin, nil}, op{"pub", "uims.broker.profile"}, true},
 		{party{"admin", natsauth.RoleAdmin, nil}, op{"pub", "$KV.uims_keys.web"}, true},
 		{brk, op{"pub", "$JS.API.STREAM.PURGE.UIMS_STATUS"}, false},
+		// accounting (docs/ACCOUNTING.md): the brokers write the records and
+		// create their stream; an observer (the operator view, billing)
+		// reads them; no gateway, processor or command-line sender writes
+		// or reads them, and nobody but the administrator purges them
+		{brk, op{"pub", "uims.accounting.web.sms"}, true},
+		{brk, op{"pub", "$JS.API.STREAM.CREATE.UIMS_ACCOUNTING"}, true},
+		{brk, op{"pub", "$JS.API.STREAM.PURGE.UIMS_ACCOUNTING"}, false},
+		{brk, op{"pub", "$JS.API.STREAM.UPDATE.UIMS_ACCOUNTING"}, false},
+		{brk, op{"queue", "uims.broker.usage"}, true},
+		{web, op{"pub", "uims.accounting.web.web"}, false},
+		{web, op{"sub", "uims.accounting.>"}, false},
+		{web, op{"pub", "$JS.API.STREAM.CREATE.UIMS_ACCOUNTING"}, false},
+		{web, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_ACCOUNTING.x"}, false},
+		{web, op{"pub", "$JS.API.DIRECT.GET.UIMS_ACCOUNTING.uims.accounting.web.web"}, false},
+		{bot, op{"pub", "uims.accounting.mybot.web"}, false},
+		{proc, op{"pub", "uims.accounting.web.fax"}, false},
+		{cli, op{"pub", "uims.accounting.cli.web"}, false},
+		{observer, op{"sub", "uims.accounting.>"}, true},
+		{observer, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_ACCOUNTING.o1"}, true},
+		{observer, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_ACCOUNTING.o1.uims.accounting.>"}, true},
+		{observer, op{"pub", "$JS.API.CONSUMER.MSG.NEXT.UIMS_ACCOUNTING.o1"}, true},
+		{observer, op{"pub", "$JS.API.CONSUMER.DELETE.UIMS_ACCOUNTING.o1"}, true},
+		{observer, op{"pub", "uims.accounting.web.web"}, false},
+		{observer, op{"pub", "$JS.API.STREAM.PURGE.UIMS_ACCOUNTING"}, false},
+		{observer, op{"pub", "$JS.API.STREAM.DELETE.UIMS_ACCOUNTING"}, false},
+		{observer, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_STATUS.o1"}, false},
+		// the usage query (PROTOCOL.md §6.17): gateways and the
+		// command-line sender ask it, nobody but the brokers serves it
+		{web, op{"pub", "uims.broker.usage"}, true},
+		{cli, op{"pub", "uims.broker.usage"}, true},
+		{web, op{"sub", "uims.broker.usage"}, false},
+		{observer, op{"pub", "uims.broker.usage"}, false},
 		// the command-line sender is a gateway that receives nothing
 		{cli, op{"pub", "uims.broker.imi"}, true},
 		{cli, op{"sub", "uims.gw.web.im"}, false},

@@ -119,6 +119,14 @@ func (p *perms) content() {
 		"$JS.FC."+contentStream+".>", "$JS.FC.*.*."+contentStream+".>")
 }
 
+// reader lets a party read a shared stream through consumers of its own
+// (an ordered consumer, which it creates, pulls from and deletes) and
+// direct gets; never write to it, purge or delete it.
+func (p *perms) reader(stream string) {
+	p.pubs(api("CONSUMER.CREATE."+stream), api("CONSUMER.CREATE."+stream+".>"), api("CONSUMER.MSG.NEXT."+stream+".>"),
+		api("CONSUMER.DELETE."+stream+".>"), api("STREAM.MSG.GET."+stream), api("DIRECT.GET."+stream), api("DIRECT.GET."+stream+".>"))
+}
+
 // ownKey lets a party read its own entry of the key registry (rotations
 // reach it without a restart) and nothing else of it.
 func (p *perms) ownKey(party string) {
@@ -139,7 +147,7 @@ func (p *perms) fabric(name string) {
 	p.party(name)
 	p.pubs(schemas.SubjectBrokerLogin, schemas.SubjectBrokerIMI, schemas.SubjectBrokerRouteAck,
 		schemas.SubjectBrokerAck, schemas.SubjectBrokerStatus, schemas.SubjectBrokerClient, schemas.SubjectBrokerAnnounce,
-		schemas.SubjectBrokerCancel,
+		schemas.SubjectBrokerCancel, schemas.SubjectBrokerUsage,
 		"uims.gw.*.im", "uims.gw.*.login", "uims.proc.>")
 	p.content()
 	p.ownKey(name)
@@ -220,6 +228,9 @@ func Permissions(role Role, name string, media []string) jwt.Permissions {
 		p.subs("uims.broker.>", "uims.profiles.changed", "$SRV.>")
 		p.pubs("uims.gw.*.status", "uims.gw.*.held", "uims.profiles.changed")
 		p.createStream(schemas.StatusStream)
+		// accounting records (docs/ACCOUNTING.md): the brokers alone write them
+		p.pubs(schemas.AccountingSubjects)
+		p.createStream(schemas.AccountingStream)
 		p.kv("uims_miap")
 		// the whole key registry, read only
 		p.pubs(api("STREAM.INFO."+keyStream), api("STREAM.MSG.GET."+keyStream),
@@ -242,6 +253,9 @@ func Permissions(role Role, name string, media []string) jwt.Permissions {
 		// the operator view's own bucket of timelines (package ops), and
 		// nothing else it could write
 		p.kv(schemas.OpsBucket)
+		// the accounting records, read (the operator view's usage; a
+		// billing system connects as an observer)
+		p.reader(schemas.AccountingStream)
 	}
 	out := jwt.Permissions{Resp: resp}
 	out.Pub.Allow.Add(p.pub...)

@@ -1,0 +1,267 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	json "github.com/goccy/go-json"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/uims/uims/broker"
+	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/internal/fabrictest"
+	"github.com/uims/uims/schemas"
+)
+
+// Accounting (docs/ACCOUNTING.md): one record per attempt at its outcome in
+// UIMS_ACCOUNTING, at least once, de-duplicated by Nats-Msg-Id.
+
+// outboxKey is the brokers' accounting outbox in Redis (broker.keyAcct).
+const outboxKey = "{uims}:acct"
+
+// accountingRecords reads every record of the stream, with its subject.
+func accountingRecords(t *testing.T, nc *nats.Conn) ([]schemas.AccountingRecord, []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(ctx, schemas.AccountingStream)
+	if err != nil {
+		t.Fatalf("accounting stream: %v", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := int(info.State.Msgs)
+	if n == 0 {
+		return nil, nil
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []schemas.AccountingRecord
+	var subjects []string
+	for len(recs) < n {
+		batch, err := cons.Fetch(n-len(recs), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			var r schemas.AccountingRecord
+			if err := json.Unmarshal(m.Data(), &r); err != nil {
+				t.Fatalf("record %s: %v", m.Data(), err)
+			}
+			if id := m.Headers().Get(jetstream.MsgIDHeader); id != r.ID {
+				t.Errorf("record %s published with Nats-Msg-Id %q", r.ID, id)
+			}
+			recs = append(recs, r)
+			subjects = append(subjects, m.Subject())
+		}
+		if got == 0 {
+			t.Fatalf("read %d of %d records", len(recs), n)
+		}
+	}
+	return recs, subjects
+}
+
+// waitRecords waits until the stream holds n records and the outbox is
+// empty, and then a moment more, in which no record may come.
+func waitRecords(t *testing.T, f *fabrictest.Fabric, n int) []schemas.AccountingRecord {
+	t.Helper()
+	nc := f.Conn("billing")
+	js, _ := jetstream.New(nc)
+	count := func() int {
+		s, err := js.Stream(context.Background(), schemas.AccountingStream)
+		if err != nil {
+			return 0
+		}
+		info, err := s.Info(context.Background())
+		if err != nil {
+			return 0
+		}
+		return int(info.State.Msgs)
+	}
+	fabrictest.Eventually(t, 30*time.Second, fmt.Sprintf("%d accounting records and an empty outbox", n), func() bool {
+		return count() >= n && f.RDB.ZCard(context.Background(), outboxKey).Val() == 0
+	})
+	time.Sleep(1500 * time.Millisecond) // the sweeper's round: nothing more comes
+	recs, _ := accountingRecords(t, nc)
+	if len(recs) != n {
+		t.Fatalf("%d records, want %d: %+v", len(recs), n, recs)
+	}
+	return recs
+}
+
+// byMsg groups records by message id, each message's in attempt order.
+func byMsg(recs []schemas.AccountingRecord) map[string][]schemas.AccountingRecord {
+	out := map[string][]schemas.AccountingRecord{}
+	for _, r := range recs {
+		out[r.MsgID] = append(out[r.MsgID], r)
+	}
+	for _, rs := range out {
+		sort.Slice(rs, func(i, j int) bool {
+			return rs[i].Attempt < rs[j].Attempt || rs[i].Attempt == rs[j].Attempt && rs[i].At < rs[j].At
+		})
+	}
+	return out
+}
+
+// Two broker replicas, acknowledgements sent twice, and a record published
+// again by the sweeper (a broker that stopped after JetStream stored the
+// record but before it took the mark out of the outbox): exactly one
+// complete record per message, each final and delivered, and the usage
+// counted once.
+func TestAccountingOneRecordPerAttempt(t *testing.T) {
+	f := fabrictest.New(t)
+	cfg := broker.Config{SweepInterval: 50 * time.Millisecond}
+	cfg.Instance = "b1"
+	f.StartBroker(cfg)
+	cfg.Instance = "b2"
+	f.StartBroker(cfg)
+	profiles(f)
+	og, dg := fabrictest.NewInbox(), fabrictest.NewInbox()
+	ogKit, _ := f.StartKit(og, kit.Config{Gateway: "test", Medium: "test"})
+	dgKit, _ := f.StartKit(dg, kit.Config{Gateway: "peer", Medium: "web"})
+	sent := []string{waitRoute(t, ogKit).MsgID}
+	ctx := context.Background()
+	for i := range 40 {
+		res, err := ogKit.Send(ctx, submission("m"+strconv.Itoa(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, res.MsgID)
+	}
+	// a retried acknowledgement of every fifth message: a duplicate
+	for i := 0; i < len(sent); i += 5 {
+		if err := dgKit.Ack(ctx, dg.Get(sent[i]).Ref, schemas.StatusDelivered, "", ""); err != nil {
+			t.Fatalf("ack again: %v", err)
+		}
+	}
+	recs := waitRecords(t, f, len(sent))
+	// the same outcome published again from the outbox
+	again := recs[3]
+	mark := fmt.Sprintf("%s|%d|%s|%s|%d|f", again.MsgID, again.Attempt, again.Outcome, again.Code, again.At)
+	f.RDB.ZAdd(ctx, outboxKey, redis.Z{Score: 1, Member: mark})
+	recs = waitRecords(t, f, len(sent))
+
+	msgs := byMsg(recs)
+	for _, id := range sent {
+		rs := msgs[id]
+		if len(rs) != 1 {
+			t.Errorf("%s: %d records", id, len(rs))
+			continue
+		}
+		r := rs[0]
+		d := dg.Get(id)
+		if r.V != 1 || r.ID != id+".1.delivered" || r.Tx != id || r.Attempt != 1 || r.Sender != "alice" || r.Recipient != "bob" ||
+			r.Origin != (schemas.Hop{Gateway: "test", Medium: "test", Address: "alice"}) || r.Dest != (schemas.Hop{Gateway: "peer", Medium: "web", Address: "bob"}) ||
+			r.Content.Type != d.Routed.IMI.Content.Type || r.Content.Length != int64(len(d.Content)) || r.Outcome != schemas.OutcomeDelivered ||
+			r.Code != "" || !r.Final || r.Rerouted || r.Late || r.Accepted == 0 || r.Routed < r.Accepted-1000 || r.At < r.Routed || (r.Broker != "b1" && r.Broker != "b2") {
+			t.Errorf("record %+v", r)
+		}
+	}
+	// the usage counted once per message, the republished one too
+	u := f.RDB.HGetAll(ctx, "{uims}:usaged:bob:"+time.Now().UTC().Format("20060102")).Val()
+	if u["web.received"] != strconv.Itoa(len(sent)) {
+		t.Errorf("bob's usage %v, want %d received on the web", u, len(sent))
+	}
+	a := f.RDB.HGetAll(ctx, "{uims}:usaged:alice:"+time.Now().UTC().Format("20060102")).Val()
+	if a["test.sent"] != strconv.Itoa(len(sent)) || a["test.failed"] != "" {
+		t.Errorf("alice's usage %v, want %d sent on test", a, len(sent))
+	}
+}
+
+// A rerouted message (fallback across media): a record per attempt, the
+// first failed (the destination's code) or expired (its deadline) and
+// rerouted, the second delivered and final.
+func TestAccountingReroute(t *testing.T) {
+	t.Run("failed", func(t *testing.T) {
+		email, web := permanent(schemas.CodeUnknownRecipient, "550 5.1.1 no such mailbox"), fabrictest.NewInbox()
+		x := newFallback(t, bobPrefersEmail(nil), email, web)
+		msgID, _, err := x.send("fall back")
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.final(msgID)
+		checkReroute(t, byMsg(waitRecords(t, x.f, 2))[msgID], schemas.OutcomeFailed, "UNKNOWN_RECIPIENT")
+	})
+	t.Run("expired", func(t *testing.T) {
+		web := fabrictest.NewInbox()
+		x := newFallback(t, bobPrefersEmail(nil), hangs{fabrictest.NewInbox()}, web)
+		msgID, _, _ := x.send("too slow")
+		x.final(msgID)
+		checkReroute(t, byMsg(waitRecords(t, x.f, 2))[msgID], schemas.OutcomeExpired, "EXPIRED")
+	})
+}
+
+func checkReroute(t *testing.T, rs []schemas.AccountingRecord, outcome, code string) {
+	t.Helper()
+	if len(rs) != 2 {
+		t.Fatalf("records %+v", rs)
+	}
+	first, second := rs[0], rs[1]
+	if first.Attempt != 1 || first.ID != first.Tx+".1."+outcome || first.Outcome != outcome || first.Code != code || !first.Rerouted || first.Final ||
+		first.Dest.Medium != "email" || first.Dest.Address != "bob@example.test" || first.Origin.Medium != "test" {
+		t.Errorf("first attempt %+v", first)
+	}
+	if second.Attempt != 2 || second.ID != second.Tx+".2.delivered" || second.Outcome != schemas.OutcomeDelivered || second.Code != "" || second.Rerouted || !second.Final ||
+		second.Dest.Medium != "web" || second.Routed < first.At || second.Accepted != first.Accepted {
+		t.Errorf("second attempt %+v", second)
+	}
+}
+
+// A late success (docs/ROUTING.md, "Late acknowledgements"): the e-mail
+// attempt expired and moved on to the web, then e-mail reported delivered.
+// The e-mail attempt gets a second record, delivered, late and final; the
+// open web attempt a cancelled one (SETTLED); the web's own acknowledgement
+// that comes after makes none.
+func TestAccountingLateSuccess(t *testing.T) {
+	web := newGate()
+	x, email, emailKit := lateFabric(t, web)
+	msgID, _, err := x.send("late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.waitAttempt(msgID, 2)
+	if err := emailKit.Ack(context.Background(), email.Get(msgID).Ref, schemas.StatusDelivered, "", ""); err != nil {
+		t.Fatalf("late acknowledgement: %v", err)
+	}
+	x.final(msgID)
+	web.release()
+	fabrictest.Eventually(t, 10*time.Second, "the web's acknowledgement recorded", func() bool {
+		st, _ := x.ogKit.Query(context.Background(), msgID)
+		return st != nil && len(entries(st, schemas.HistoryRecorded)) == 1
+	})
+	rs := byMsg(waitRecords(t, x.f, 3))[msgID]
+	got := map[string]schemas.AccountingRecord{}
+	for _, r := range rs {
+		got[r.ID] = r
+	}
+	exp, late, cancelled := got[msgID+".1.expired"], got[msgID+".1.delivered"], got[msgID+".2.cancelled"]
+	if !exp.Rerouted || exp.Final || exp.Dest.Medium != "email" || exp.Code != "EXPIRED" {
+		t.Errorf("expired attempt %+v", exp)
+	}
+	if !late.Late || !late.Final || late.Dest.Medium != "email" || late.Outcome != schemas.OutcomeDelivered {
+		t.Errorf("late success %+v", late)
+	}
+	if cancelled.Final || cancelled.Code != "SETTLED" || cancelled.Dest.Medium != "web" || cancelled.Outcome != schemas.OutcomeCancelled {
+		t.Errorf("open attempt %+v", cancelled)
+	}
+	day := time.Now().UTC().Format("20060102")
+	if u := x.f.RDB.HGetAll(context.Background(), "{uims}:usaged:bob:"+day).Val(); u["email.received"] != "1" || u["web.received"] != "" {
+		t.Errorf("bob's usage %v: one received, on e-mail", u)
+	}
+	if u := x.f.RDB.HGetAll(context.Background(), "{uims}:usaged:alice:"+day).Val(); u["test.sent"] != "1" || u["test.failed"] != "" {
+		t.Errorf("alice's usage %v: one sent", u)
+	}
+}
