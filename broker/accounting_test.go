@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sort"
 	"strconv"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/uims/uims/broker"
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/internal/fabrictest"
+	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
 )
 
@@ -263,5 +265,91 @@ func TestAccountingLateSuccess(t *testing.T) {
 	}
 	if u := x.f.RDB.HGetAll(context.Background(), "{uims}:usaged:alice:"+day).Val(); u["test.sent"] != "1" || u["test.failed"] != "" {
 		t.Errorf("alice's usage %v: one sent", u)
+	}
+}
+
+// Usage per client, medium and day (PROTOCOL.md §6.17): alice sends 50
+// messages to bob from the web and 10 from SMS; bob takes the first 50 on
+// the web and, once he prefers SMS, the 10 on SMS. The usage query answers
+// exactly that, with alice's quota and what is left; a gateway learns it
+// with the client's credential, never by id; the command-line party by id.
+func TestUsageFigures(t *testing.T) {
+	f := fabrictest.New(t)
+	f.AddParty("cli", miap.Grant{Role: miap.RoleClient, Media: []string{schemas.MediumCLI}})
+	f.StartBroker(broker.Config{SweepInterval: 50 * time.Millisecond})
+	bob := &schemas.Profile{ID: "bob", Token: "bob-token", Addresses: map[string]string{"web": "bob", "sms": "+15550101"}, Prefer: []string{"web", "sms"}}
+	f.PutProfiles(&schemas.Profile{ID: "alice", Token: "alice-token", Quota: 100, Addresses: map[string]string{"web": "alice", "sms": "+15550100"}}, bob)
+	webIn, smsIn := fabrictest.NewInbox(), fabrictest.NewInbox()
+	webKit, _ := f.StartKit(webIn, kit.Config{Gateway: "web", Medium: "web"})
+	smsKit, _ := f.StartKit(smsIn, kit.Config{Gateway: "sms", Medium: "sms"})
+	cliKit, _ := f.StartKit(kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli"})
+	ctx := context.Background()
+	send := func(k *kit.Kit, medium, addr, text string) *kit.Result {
+		t.Helper()
+		var res *kit.Result
+		s := &kit.Submission{MsgID: kit.NewMsgID(), From: schemas.Endpoint{Medium: medium, Address: addr, Client: "alice"}, To: "bob", Content: []byte(text)}
+		fabrictest.Eventually(t, 10*time.Second, "a route to bob", func() bool {
+			var err error
+			res, err = k.Send(ctx, s)
+			return err == nil
+		})
+		return res
+	}
+	bytes := 0
+	for i := range 50 {
+		text := "web message " + strconv.Itoa(i)
+		bytes += len(text)
+		if res := send(webKit, "web", "alice", text); res.Dest.Medium != "web" {
+			t.Fatalf("routed to %+v", res.Dest)
+		}
+	}
+	bob.Prefer = []string{"sms", "web"}
+	f.PutProfiles(bob)
+	time.Sleep(200 * time.Millisecond) // the brokers drop their cached profiles
+	smsBytes := 0
+	for i := range 10 {
+		text := "sms " + strconv.Itoa(i)
+		smsBytes += len(text)
+		if res := send(smsKit, "sms", "+15550100", text); res.Dest.Medium != "sms" {
+			t.Fatalf("routed to %+v", res.Dest)
+		}
+	}
+	waitRecords(t, f, 60)
+
+	u, err := webKit.Usage(ctx, schemas.UsageQuery{Kind: schemas.CredentialToken, Hash: schemas.TokenSHA256("alice-token")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	today := time.Now().UTC().Format(time.DateOnly)
+	if u.Client != "alice" || len(u.Days) != schemas.UsageDays || u.Days[0].Day != today || u.Days[1].Media != nil {
+		t.Fatalf("usage %+v", u)
+	}
+	want := map[string]schemas.MediumUsage{"web": {Sent: 50, SentBytes: int64(bytes)}, "sms": {Sent: 10, SentBytes: int64(smsBytes)}}
+	if !reflect.DeepEqual(u.Days[0].Media, want) {
+		t.Errorf("alice today %+v, want %+v", u.Days[0].Media, want)
+	}
+	if q := u.Quota; q.Limit != 100 || q.Used != 60 || q.Left != 40 || q.Warned || q.Resets != time.Now().UTC().Truncate(24*time.Hour).Add(24*time.Hour).UnixMilli() {
+		t.Errorf("alice's quota %+v", q)
+	}
+	b, err := cliKit.Usage(ctx, schemas.UsageQuery{Kind: schemas.ClientByID, User: "bob", Days: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]schemas.MediumUsage{"web": {Received: 50, ReceivedBytes: int64(bytes)}, "sms": {Received: 10, ReceivedBytes: int64(smsBytes)}}
+	if b.Client != "bob" || len(b.Days) != 2 || !reflect.DeepEqual(b.Days[0].Media, want) || b.Quota != (schemas.Quota{Resets: u.Quota.Resets}) {
+		t.Errorf("bob %+v, want today %+v", b, want)
+	}
+	// a gateway may not ask by id; a wrong credential is no client
+	if _, err := webKit.Usage(ctx, schemas.UsageQuery{Kind: schemas.ClientByID, User: "bob"}); !kit.IsCode(err, schemas.CodeNotAllowed) {
+		t.Errorf("a gateway asking bob's usage by id: %v, want NOT_ALLOWED", err)
+	}
+	if _, err := webKit.Usage(ctx, schemas.UsageQuery{Kind: schemas.CredentialToken, Hash: schemas.TokenSHA256("guess")}); !kit.IsCode(err, schemas.CodeUnauthorized) {
+		t.Errorf("a wrong token: %v, want UNAUTHORIZED", err)
+	}
+	if _, err := cliKit.Usage(ctx, schemas.UsageQuery{Kind: schemas.ClientByID, User: "nobody"}); !kit.IsCode(err, schemas.CodeUnknownRecipient) {
+		t.Errorf("no such client: %v, want UNKNOWN_RECIPIENT", err)
+	}
+	if _, err := cliKit.Usage(ctx, schemas.UsageQuery{Kind: schemas.ClientByID, User: "bob", Days: 400}); !kit.IsCode(err, schemas.CodeMalformed) {
+		t.Errorf("400 days: %v, want MALFORMED", err)
 	}
 }

@@ -254,6 +254,7 @@ func (b *Broker) Run(ctx context.Context, ready func()) error {
 		{"status", schemas.SubjectBrokerStatus, b.handleStatus},
 		{"client", schemas.SubjectBrokerClient, b.handleClient},
 		{"cancel", schemas.SubjectBrokerCancel, b.handleCancel},
+		{"usage", schemas.SubjectBrokerUsage, b.handleUsage},
 		{"profile", schemas.SubjectBrokerProfile, b.handleProfile},
 	}
 	for _, ep := range endpoints {

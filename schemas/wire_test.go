@@ -43,7 +43,7 @@ func TestWireBodies(t *testing.T) {
 	sniffer.Flush()
 
 	f.StartBroker(broker.Config{Deadline: 3 * time.Second, Grace: 300 * time.Millisecond, SweepInterval: 50 * time.Millisecond})
-	f.PutProfiles(&schemas.Profile{ID: "alice", Addresses: map[string]string{"test": "alice"}},
+	f.PutProfiles(&schemas.Profile{ID: "alice", Token: "alice-token", Quota: 1000, Addresses: map[string]string{"test": "alice"}},
 		&schemas.Profile{ID: "bob", Name: "Bob", Addresses: map[string]string{"web": "bob"}, Prefer: []string{"web"}},
 		&schemas.Profile{ID: "carol", Addresses: map[string]string{"sms": "+15550199"}, Prefer: []string{"sms"}})
 	p, err := processor.New(processor.Config{Conversions: []processor.Conversion{processor.HTMLToText(1 << 16)}}, f.Conn("proc"), f.Keyring("proc"), f.Log)
@@ -84,6 +84,9 @@ func TestWireBodies(t *testing.T) {
 	if _, err := fast.Client(ctx, schemas.ClientQuery{Kind: schemas.ClientByAddress, Medium: "web", User: "bob"}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := fast.Usage(ctx, schemas.UsageQuery{Kind: schemas.CredentialToken, Hash: schemas.TokenSHA256("alice-token"), Days: 3}); err != nil {
+		t.Fatal(err)
+	}
 	// a destination that cannot take it: the deadline check and the failure notification
 	var failed string
 	fabrictest.Eventually(t, 10*time.Second, "a transfer refused by the SMS destination", func() bool {
@@ -104,7 +107,7 @@ func TestWireBodies(t *testing.T) {
 	mu.Unlock()
 	checked := check(t, msgs)
 	for name := range documents {
-		if checked[name] == 0 && name != "profile" && name != "usage-query" && name != "usage-reply" {
+		if checked[name] == 0 && name != "profile" {
 			t.Errorf("no %s body met on the wire", name)
 		}
 	}
@@ -183,6 +186,8 @@ func check(t *testing.T, msgs []*nats.Msg) map[string]int {
 				ok("status-query", m, m.Data)
 			case schemas.SubjectBrokerClient:
 				ok("client-query", m, m.Data)
+			case schemas.SubjectBrokerUsage:
+				ok("usage-query", m, m.Data)
 			default:
 				t.Errorf("query frame on %s", m.Subject)
 			}
@@ -192,6 +197,8 @@ func check(t *testing.T, msgs []*nats.Msg) map[string]int {
 				ok("tx-status", m, m.Data)
 			case schemas.SubjectBrokerClient:
 				ok("client-info", m, m.Data)
+			case schemas.SubjectBrokerUsage:
+				ok("usage-reply", m, m.Data)
 			case schemas.SubjectBrokerRouteAck:
 				ok("route-ack-reply", m, m.Data)
 			default:
