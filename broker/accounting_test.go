@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -351,5 +352,101 @@ func TestUsageFigures(t *testing.T) {
 	}
 	if _, err := cliKit.Usage(ctx, schemas.UsageQuery{Kind: schemas.ClientByID, User: "bob", Days: 400}); !kit.IsCode(err, schemas.CodeMalformed) {
 		t.Errorf("400 days: %v, want MALFORMED", err)
+	}
+}
+
+// The quota warning (PROTOCOL.md §6.17): alice may send 10 messages a day;
+// her 8th makes the brokers send her one message from the sender system,
+// which her web gateway delivers as any message, and no more that day,
+// whichever of the two brokers routes her next ones. The next day, her 8th
+// message brings the next day's warning.
+func TestQuotaWarningOncePerDay(t *testing.T) {
+	f := fabrictest.New(t)
+	clock := fabrictest.NewClock(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	cfg := broker.Config{SweepInterval: 50 * time.Millisecond, Now: clock.Now}
+	cfg.Instance = "b1"
+	f.StartBroker(cfg)
+	cfg.Instance = "b2"
+	f.StartBroker(cfg)
+	f.PutProfiles(&schemas.Profile{ID: "alice", Token: "alice-token", Quota: 10, Addresses: map[string]string{"test": "alice", "web": "alice"}},
+		&schemas.Profile{ID: "bob", Addresses: map[string]string{"web": "bob"}})
+	ogKit, _ := f.StartKit(fabrictest.NewInbox(), kit.Config{Gateway: "test", Medium: "test", Now: clock.Now})
+	web := fabrictest.NewInbox()
+	webKit, _ := f.StartKit(web, kit.Config{Gateway: "web", Medium: "web", Now: clock.Now})
+	ctx := context.Background()
+	send := func() error {
+		s := submission("hi")
+		s.MsgID = kit.NewMsgID()
+		var err error
+		fabrictest.Eventually(t, 10*time.Second, "a route to bob", func() bool {
+			_, err = ogKit.Send(ctx, s)
+			return !kit.IsCode(err, schemas.CodeNoRoute)
+		})
+		return err
+	}
+	warnings := func() []*kit.Delivery {
+		var out []*kit.Delivery
+		for _, d := range web.All() {
+			if d.Routed.Recipient == "alice" {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	for i := 1; i <= 10; i++ {
+		if err := send(); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if i == 7 {
+			time.Sleep(300 * time.Millisecond)
+			if n := len(warnings()); n != 0 {
+				t.Fatalf("a warning after 7 of 10 messages")
+			}
+		}
+	}
+	if err := send(); !kit.IsCode(err, schemas.CodeQuotaExceeded) {
+		t.Fatalf("the 11th message: %v, want QUOTA_EXCEEDED", err)
+	}
+	fabrictest.Eventually(t, 10*time.Second, "alice's quota warning", func() bool { return len(warnings()) >= 1 })
+	time.Sleep(500 * time.Millisecond)
+	ws := warnings()
+	if len(ws) != 1 {
+		t.Fatalf("%d warnings", len(ws))
+	}
+	w := ws[0]
+	imi := w.Routed.IMI
+	if imi.Gateway != schemas.SystemParty || imi.From.Medium != schemas.MediumSystem || imi.From.Address != "uims" || w.Routed.Sender != "" ||
+		w.Routed.Dest.Medium != "web" || !strings.Contains(string(w.Content), "You have sent 8 of the 10 messages you may send today") {
+		t.Errorf("warning %+v: %q", w.Routed, w.Content)
+	}
+	u, err := webKit.Usage(ctx, schemas.UsageQuery{Kind: schemas.CredentialToken, Hash: schemas.TokenSHA256("alice-token")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Quota != (schemas.Quota{Limit: 10, Used: 10, Left: 0, Warned: true, Resets: time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC).UnixMilli()}) || u.Days[0].Day != "2026-12-06" {
+		t.Errorf("usage %+v", u)
+	}
+	// the warning is a message like any: delivered, acknowledged, accounted
+	recs := byMsg(waitRecords(t, f, 11))
+	if r := recs[imi.MsgID]; len(r) != 1 || r[0].Outcome != schemas.OutcomeDelivered || r[0].Origin.Gateway != schemas.SystemParty ||
+		r[0].Sender != "" || r[0].Recipient != "alice" || !r[0].Final {
+		t.Errorf("the warning's record %+v", r)
+	}
+	fabrictest.Eventually(t, 5*time.Second, "the usage of the warning", func() bool {
+		u, _ = webKit.Usage(ctx, schemas.UsageQuery{Kind: schemas.CredentialToken, Hash: schemas.TokenSHA256("alice-token")})
+		return u != nil && u.Days[0].Media["web"].Received == 1 && u.Days[0].Media["test"].Sent == 10
+	})
+
+	// the next day
+	clock.Set(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC))
+	for i := 1; i <= 8; i++ {
+		if err := send(); err != nil {
+			t.Fatalf("next day, message %d: %v", i, err)
+		}
+	}
+	fabrictest.Eventually(t, 10*time.Second, "the next day's warning", func() bool { return len(warnings()) == 2 })
+	time.Sleep(300 * time.Millisecond)
+	if n := len(warnings()); n != 2 {
+		t.Fatalf("%d warnings after two days", n)
 	}
 }

@@ -151,6 +151,7 @@ type Broker struct {
 	bg      sync.WaitGroup // background work that may account or notify (system.go)
 	batch   *batcher       // shared Redis pipelines of the hot path (batch.go)
 	quiet   quietCache
+	warned  quotaWarned // clients warned of their quota today (system.go)
 }
 
 type job struct {

@@ -268,6 +268,16 @@ func (b *Broker) createArgs(in *imiRequest, r *imiRoute) createArgs {
 	return a
 }
 
+// quotaCount is what createScript's "created" reply says of the sender's
+// messages accepted today (0 without a quota).
+func quotaCount(out []string) int64 {
+	if len(out) < 2 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(out[1], 10, 64)
+	return n
+}
+
 // storeIMI claims the request's nonce and creates the transaction, in one
 // round trip (§8 step 6e). A retry of a message still on its way finds its
 // transaction and takes the stored route into r (§6.3); a retry of a
@@ -310,6 +320,9 @@ func (b *Broker) storeIMI(ctx context.Context, in *imiRequest, r *imiRoute) erro
 		return b.storedRoute(in, r, a.Fingerprint, out)
 	}
 	r.held = r.routed.HeldUntil > 0
+	if a.Quota > 0 {
+		b.checkQuota(in.sender, quotaCount(out), r.now) // system.go
+	}
 	return nil
 }
 
@@ -400,6 +413,16 @@ func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Err
 // §6.3): a MAC under party's own key over the routed IMI, the ID, the sender
 // and the exact content it will receive, valid until expiry.
 func (b *Broker) ticket(party, peer string, id []byte, c schemas.Content, expiry int64, routed []byte) (map[string][]string, error) {
+	t, err := b.ticketFrame(party, peer, id, c, expiry, routed)
+	if err != nil {
+		return nil, err
+	}
+	return miapnats.TicketHeader(t), nil
+}
+
+// ticketFrame is the signed ticket itself, for a transfer the brokers make
+// (system.go).
+func (b *Broker) ticketFrame(party, peer string, id []byte, c schemas.Content, expiry int64, routed []byte) (*miap.Frame, error) {
 	sha, err := hex.DecodeString(c.SHA256)
 	if err != nil {
 		return nil, err
@@ -408,7 +431,7 @@ func (b *Broker) ticket(party, peer string, id []byte, c schemas.Content, expiry
 	if err := b.guard.Sign(t); err != nil {
 		return nil, err
 	}
-	return miapnats.TicketHeader(t), nil
+	return t, nil
 }
 
 // handleRouteAck records the originator's acknowledgement of a routed IMI
@@ -555,7 +578,7 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 		Str("result", out[0]).Msg("ack: ID matches")
 	b.trace("ack", ack.MsgID, ack.Tx, f.Party, out[0], schemas.TraceEvent{Status: ack.Status, IDMatch: true})
 	extra := map[string][]string{}
-	if out[0] != "recorded" {
+	if out[0] != "recorded" && og != schemas.SystemParty { // the brokers' own messages have no originator to tell (system.go)
 		// no receipt for what changed nothing: the originator must not
 		// take another attempt's late failure for the outcome
 		receipt := &miap.Frame{Purpose: miap.PurposeReceipt, Party: og, Nonce: f.Nonce, ID: f.ID, Peer: f.Party, Body: evBody}

@@ -56,6 +56,9 @@ func (b *Broker) notify(og, msgID, tx, status string, body []byte, id []byte) {
 // notifyWith publishes a notification as notify does, de-duplicated by
 // dedup, with extra headers outside the frame (a reroute's ticket, §6.15).
 func (b *Broker) notifyWith(og, msgID, tx, status, dedup string, body []byte, id []byte, extra map[string][]string) {
+	if og == schemas.SystemParty {
+		return // the brokers' own message (system.go): nobody to tell
+	}
 	f := &miap.Frame{Purpose: miap.PurposeNotify, Party: og, ID: id, Body: body}
 	if err := b.guard.Sign(f); err != nil {
 		b.log.Error().Err(err).Str("og", og).Msg("cannot sign notification")

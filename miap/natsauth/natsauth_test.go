@@ -189,7 +189,10 @@ func TestPermissionMatrix(t *testing.T) {
 		{email, op{"sub", "uims.gw.web.held"}, false},
 		{brk, op{"pub", "$JS.API.CONSUMER.CREATE.KV_uims_keys.w"}, true},
 		{brk, op{"sub", "uims.gw.web.im"}, false},
-		{brk, op{"pub", "uims.gw.web.im"}, false},
+		{brk, op{"pub", "uims.gw.web.im"}, true}, // its own messages (a quota warning, PROTOCOL.md §6.17)
+		{brk, op{"pub", "uims.gw.web.login"}, true},
+		{brk, op{"queue", "uims.gw.web.login"}, false},
+		{brk, op{"sub", "uims.proc.html2text"}, false},
 		{brk, op{"pub", "uims.inbox.0.bob.m1"}, false},
 		{brk, op{"pub", "$KV.uims_keys.web"}, false},
 		{brk, op{"pub", "uims.broker.profile"}, false},

@@ -230,6 +230,9 @@ func Permissions(role Role, name string, media []string) jwt.Permissions {
 		p.createStream(schemas.StatusStream)
 		// accounting records (docs/ACCOUNTING.md): the brokers alone write them
 		p.pubs(schemas.AccountingSubjects)
+		// their own messages to clients (a quota warning, PROTOCOL.md
+		// §6.17), transferred as an originator does; never served
+		p.pubs("uims.gw.*.im", "uims.gw.*.login", "uims.proc.>")
 		p.createStream(schemas.AccountingStream)
 		p.kv("uims_miap")
 		// the whole key registry, read only
