@@ -36,6 +36,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/messages/{id}/content", g.auth(g.getContent))
 	mux.HandleFunc("GET /api/v1/inbox", g.auth(g.getInbox))
 	mux.HandleFunc("GET /api/v1/events", g.authStream(g.getEvents))
+	mux.HandleFunc("GET /api/v1/usage", g.auth(g.getUsage)) // usage.go
 	mux.HandleFunc("GET /api/v1/me", g.auth(func(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
 		writeJSON(w, http.StatusOK, c)
 	}))

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -75,10 +76,13 @@ func TestAuthTokenNeverCrossesNATSInClear(t *testing.T) {
 		t.Errorf("the token's hash as a bearer token: %d, want 401", code)
 	}
 	send(t, url, token, `{"to":"bob","text":"tapped"}`)
+	if code, out := call(t, "GET", url+"/api/v1/usage", token, ""); code != 200 || out["client"] != "tapped" {
+		t.Fatalf("usage: %d %v", code, out) // uims.broker.usage carries the hash too
+	}
 
 	fabrictest.Eventually(t, 5*time.Second, "the hashed token on "+schemas.SubjectBrokerClient, func() bool {
 		subjects, seen := w.find(schemas.TokenSHA256(token))
-		return seen >= 3 && len(subjects) > 0 && subjects[0] == schemas.SubjectBrokerClient
+		return seen >= 3 && len(subjects) > 0 && subjects[0] == schemas.SubjectBrokerClient && slices.Contains(subjects, schemas.SubjectBrokerUsage)
 	})
 	if subjects, _ := w.find(token); len(subjects) > 0 {
 		t.Errorf("the clear token crossed NATS on %v", subjects)
