@@ -225,6 +225,17 @@ func TestBrowserOperatorView(t *testing.T) {
 	p.Eval(`window.scrollTo(0, 0), "ok"`)
 	p.Screenshot("operator-search-alice")
 
+	// the usage panel (docs/OPS.md, "Usage"): alice sent three messages,
+	// two of them to bob on the web, one to a phone by SMS
+	p.WaitJS("alice and bob in the usage panel", `(() => {
+		const rows = Array.from(document.querySelectorAll('#usage tr')).map(r => Array.from(r.cells).map(c => c.textContent).join('|'));
+		return rows.includes('alice|test|3|0|0|68|0') && rows.includes('bob|Web|0|0|2|0|41') &&
+			/messages ended/.test(document.getElementById('usage-figures').textContent);
+	})()`)
+	p.Do("usage of bob alone", chromedp.SendKeys(chromedp.ID("usage-q"), "bob"))
+	p.WaitJS("bob alone in the usage panel", `document.querySelectorAll('#usage tr').length === 1`)
+	p.ScreenshotOf("#usage-card", "operator-usage")
+
 	// the bot: a gateway like the others, with its medium, its instance
 	// and version, and its rates
 	if _, err := s.send(t, "echo", "text/plain", "hello bot"); err != nil {

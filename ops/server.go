@@ -63,6 +63,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	obs      *Observer
+	usage    *usageBook
 	gatherer prometheus.Gatherer
 	httpm    *httpMetrics
 	log      zerolog.Logger
@@ -87,6 +88,7 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) (*Server, error) {
 	log = log.With().Str("component", "ops").Logger()
 	s := &Server{cfg: cfg, gatherer: reg, httpm: newHTTPMetrics(reg), log: log}
 	s.obs = NewObserver(nc, newFabricMetrics(reg), cfg.Observer, log)
+	s.usage = newUsageBook(s.obs.cfg.Now)
 	return s, nil
 }
 
@@ -114,6 +116,9 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	obsReady := make(chan struct{})
 	obsDone := make(chan error, 1)
 	go func() { obsDone <- s.obs.Run(octx, func() { close(obsReady) }) }()
+	usageDone := make(chan struct{})
+	go func() { defer close(usageDone); s.usage.follow(octx, s.obs.nc, s.log) }()
+	defer func() { cancel(); <-usageDone }()
 	select {
 	case <-obsReady:
 	case err := <-obsDone:
@@ -167,6 +172,7 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 //	GET /ops/api/transactions?q=&limit= recent transactions, searchable by message id or client
 //	GET /ops/api/messages/{id}          one message's MIAP timeline
 //	GET /ops/api/events?limit=          the latest trace events of any message
+//	GET /ops/api/usage?day=&q=&limit=   usage per client and medium on a UTC day, from the accounting records (usage.go)
 //	GET /ops/api/stream                 Server-Sent Events: a "snapshot" (fabric, stats, version) every second
 //
 // The page is /ops.html (and /), static assets; /metrics is Prometheus.
@@ -209,6 +215,19 @@ func (s *Server) Handler() http.Handler {
 			limit = n
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"events": s.obs.Recent(limit)})
+	}))
+	mux.HandleFunc("GET /ops/api/usage", s.auth(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		day := q.Get("day")
+		if _, err := time.Parse(time.DateOnly, day); day != "" && err != nil {
+			writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "day must be YYYY-MM-DD")
+			return
+		}
+		limit := 100
+		if n, err := strconv.Atoi(q.Get("limit")); err == nil && n > 0 {
+			limit = min(n, 1000)
+		}
+		writeJSON(w, http.StatusOK, s.usage.view(day, q.Get("q"), limit))
 	}))
 	mux.HandleFunc("GET /ops/api/stream", s.authFrom(true, s.stream))
 	sub, _ := fs.Sub(static, "static")

@@ -78,4 +78,23 @@ func TestRunOperatorView(t *testing.T) {
 		e, err := kv.Get(context.Background(), "tl."+id)
 		return err == nil && strings.Contains(string(e.Value()), `"step":"accepted"`)
 	})
+	// the usage panel reads the brokers' accounting records with the
+	// observer's permissions (docs/OPS.md, "Usage")
+	fabrictest.Eventually(t, 15*time.Second, "alice's message in the usage panel", func() bool {
+		code, body := get("http://"+a.Ops+"/ops/api/usage?q=alice", "op-secret")
+		return code == 200 && strings.Contains(body, `"client":"alice","media":{"web":{"sent":1,`) && !strings.Contains(body, `"error"`)
+	})
+	// and so may a billing system connected as an observer
+	s, err := js.Stream(context.Background(), schemas.AccountingStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := s.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("an observer reading %s: %v", schemas.AccountingStream, err)
+	}
+	m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil || !strings.Contains(string(m.Data()), `"msg_id":"`+id+`"`) {
+		t.Fatalf("first record: %v %v", m, err)
+	}
 }

@@ -8,7 +8,7 @@ const MEDIA = { web: 'Web', email: 'E-mail', sms: 'SMS', fax: 'Fax', voice: 'Voi
 const MEDIUM_COLOR = { web: '#2454d6', email: '#6a2bb8', sms: '#1d7a46', fax: '#7a4a14', voice: '#a04d00', bot: '#0d6565', processor: '#5d6679' };
 const FINAL = { read: true, failed: true, rejected: true };
 
-const state = { token: null, es: null, version: -1, selected: null, timeline: null, loadingTl: false, q: '', txTimer: null };
+const state = { token: null, es: null, version: -1, selected: null, timeline: null, loadingTl: false, q: '', txTimer: null, usageQ: '', usageTimer: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -94,6 +94,9 @@ async function signIn(token, quiet) {
   $('who').hidden = false;
   renderFabric(fabric);
   connect();
+  clearInterval(state.usageTimer);
+  state.usageTimer = setInterval(() => { if (state.token) loadUsage(); }, 5000);
+  loadUsage();
   await loadTransactions();
   const m = /msg=([0-9a-fA-F]+)/.exec(location.hash);
   if (m) selectMessage(m[1].toLowerCase(), true);
@@ -102,6 +105,7 @@ async function signIn(token, quiet) {
 
 function signOut(message) {
   if (state.es) state.es.close();
+  clearInterval(state.usageTimer);
   Object.assign(state, { token: null, es: null, version: -1, selected: null, timeline: null });
   sessionStorage.removeItem('uims.ops.token');
   $('app').hidden = true;
@@ -442,6 +446,49 @@ function nice(v) {
   const p = Math.pow(10, Math.floor(Math.log10(v)));
   for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
   return 10 * p;
+}
+
+// ---- usage (docs/OPS.md, "Usage") ----
+
+async function loadUsage() {
+  const day = $('usage-day').value;
+  try {
+    const u = await api('/ops/api/usage?limit=200&day=' + encodeURIComponent(day) + '&q=' + encodeURIComponent(state.usageQ));
+    renderUsage(u);
+  } catch (e) {
+    $('usage-empty').textContent = 'Usage could not be loaded: ' + e.message;
+    $('usage-empty').hidden = false;
+  }
+}
+
+function renderUsage(u) {
+  const sel = $('usage-day');
+  if (sel.options.length !== u.days.length || sel.options[0].value !== u.days[0]) {
+    const keep = sel.value;
+    sel.replaceChildren(...u.days.map((d, i) => h('option', { value: d }, d + (i === 0 ? ' (today)' : ''))));
+    sel.value = u.days.includes(keep) ? keep : u.days[0];
+  }
+  const fig = (k, v) => h('div', { class: 'figure' }, h('div', { class: 'v' }, v), h('div', { class: 'k' }, k));
+  const media = Object.keys(u.media).sort();
+  $('usage-figures').replaceChildren(
+    fig('messages ended', u.total.sent),
+    fig('delivered', u.total.received),
+    fig('failed', u.total.failed),
+    ...media.map((m) => fig((MEDIA[m] || m) + ': sent / received', u.media[m].sent + ' / ' + u.media[m].received)));
+  const rows = [];
+  for (const c of u.clients) {
+    const ms = Object.keys(c.media).sort();
+    ms.forEach((m, i) => {
+      const x = c.media[m];
+      rows.push(h('tr', {}, h('td', {}, i === 0 ? c.client : ''), h('td', {}, MEDIA[m] || m),
+        h('td', { class: 'n' }, x.sent), h('td', { class: 'n' }, x.failed ? h('span', { class: 'res-bad' }, x.failed) : 0),
+        h('td', { class: 'n' }, x.received), h('td', { class: 'n' }, x.sent_bytes), h('td', { class: 'n' }, x.received_bytes)));
+    });
+  }
+  $('usage').replaceChildren(...rows);
+  $('usage-empty').textContent = u.error ? 'The accounting stream cannot be read now: ' + u.error :
+    state.usageQ ? 'No client matching “' + state.usageQ + '” on ' + u.day + '.' : 'No message ended on ' + u.day + '.';
+  $('usage-empty').hidden = rows.length > 0 && !u.error;
 }
 
 // ---- transactions ----
@@ -880,6 +927,9 @@ document.addEventListener('DOMContentLoaded', () => {
   $('signout').addEventListener('click', () => signOut());
   $('search').addEventListener('submit', (e) => { e.preventDefault(); clearTimeout(state.txTimer); state.q = $('q').value.trim(); loadTransactions(); });
   $('q').addEventListener('input', onSearch);
+  $('usage-form').addEventListener('submit', (e) => { e.preventDefault(); state.usageQ = $('usage-q').value.trim(); loadUsage(); });
+  $('usage-q').addEventListener('input', () => { state.usageQ = $('usage-q').value.trim(); loadUsage(); });
+  $('usage-day').addEventListener('change', loadUsage);
   window.addEventListener('hashchange', () => {
     const m = /msg=([0-9a-fA-F]+)/.exec(location.hash);
     if (m && state.token && m[1].toLowerCase() !== state.selected) selectMessage(m[1].toLowerCase());
