@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,7 +41,7 @@ func TestFlowsDeliver(t *testing.T) {
 		}
 		f.purge(ctx)
 		content := Content(10 << 10)
-		kf := &kitFlow{k: f.web.Kit()}
+		kf := &kitFlow{k: f.web.Kit(), sent: &f.kitSent}
 		for i := range 20 {
 			if err := kf.send(ctx, content); err != nil {
 				t.Fatalf("strict=%v: message %d: %v", strict, i, err)
@@ -81,6 +83,35 @@ func TestFlowsDeliver(t *testing.T) {
 	}
 	if st.Conns[RoleBroker].InMsgs < 40 || st.Conns[RoleSF].InMsgs < 20 || st.Conns[RoleBare].InMsgs < 40 {
 		t.Fatalf("broker side counters %+v", st.Conns)
+	}
+	// One accounting record per message of the real flow, warm-ups
+	// included, and none of the reference flows'.
+	acct, err := f.checkAccounting(ctx, 0, f.kitSent.Load(), 20*time.Second)
+	if err != nil || !acct.Equal || acct.Sent < 40 {
+		t.Fatalf("accounting %+v %v", acct, err)
+	}
+}
+
+// A short load run (uims bench --quick, shortened): 64 senders at a time
+// through the real flow, and as many accounting records as messages
+// delivered.
+func TestLoadRunAccounting(t *testing.T) {
+	redistest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg := Config{DataDir: t.TempDir(), Flows: []string{FlowKit}, Modes: []string{"fast"}, Sizes: []int{100, 10 << 10}, Senders: []int{1, 64},
+		Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, MinMsgs: 50, MaxDuration: 5 * time.Second, Progress: io.Discard}
+	rep, err := Run(ctx, cfg, []string{"test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := rep.Accounting
+	if a == nil || !a.Equal || a.Sent < 200 {
+		t.Fatalf("accounting %+v", a)
+	}
+	t.Logf("%d messages delivered, %d records, %.1f s after the last cell", a.Sent, a.Records, a.Waited)
+	if !strings.Contains(rep.Markdown(), "records in UIMS_ACCOUNTING (equal)") {
+		t.Errorf("report:\n%s", rep.Markdown())
 	}
 }
 

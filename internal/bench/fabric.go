@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -59,6 +60,8 @@ type fabric struct {
 	webStop   context.CancelFunc
 	webDone   chan error
 	webStrict bool
+	// kitSent counts the real flow's delivered messages (accounting.go).
+	kitSent atomic.Int64
 }
 
 func miapNonceHex() string {
@@ -284,7 +287,7 @@ func (f *fabric) useWeb(ctx context.Context, strict bool) error {
 	}
 	f.web, f.webStop, f.webDone, f.webStrict = g, cancel, done, strict
 	// Wait until the brokers route to it.
-	kf := &kitFlow{k: g.Kit()}
+	kf := &kitFlow{k: g.Kit(), sent: &f.kitSent}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		err := kf.send(ctx, []byte("warm up"))
@@ -406,7 +409,12 @@ type flow interface {
 }
 
 // kitFlow is the real flow: web to web through the web gateway's kit.
-type kitFlow struct{ k *kit.Kit }
+// sent, if not nil, counts the messages it saw delivered (the accounting
+// check, accounting.go).
+type kitFlow struct {
+	k    *kit.Kit
+	sent *atomic.Int64
+}
 
 func (f *kitFlow) send(ctx context.Context, content []byte) error {
 	res, err := f.k.Send(ctx, &kit.Submission{
@@ -417,6 +425,9 @@ func (f *kitFlow) send(ctx context.Context, content []byte) error {
 	}
 	if res.Status != schemas.StatusDelivered {
 		return fmt.Errorf("status %s", res.Status)
+	}
+	if f.sent != nil {
+		f.sent.Add(1)
 	}
 	return nil
 }

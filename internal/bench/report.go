@@ -324,6 +324,10 @@ func (rep *Report) Markdown() string {
 		fmt.Fprintf(&b, "Broker side idle (measured %.0f s before the cells, no traffic): %.2f ms CPU per second, %.0f B/s in, %.0f B/s out; the net broker CPU subtracts it.\n\n",
 			i.Seconds, i.CPUmsPerSec, i.InBPerSec, i.OutBPerSec)
 	}
+	if a := rep.Accounting; a != nil {
+		fmt.Fprintf(&b, "Accounting (docs/ACCOUNTING.md): the real flow's %d delivered messages, %d records in UIMS_ACCOUNTING (%s).\n\n",
+			a.Sent, a.Records, map[bool]string{true: "equal", false: "**not equal**"}[a.Equal])
+	}
 	b.WriteString("### Targets (issue 7 §3, fast MIAP mode)\n\n| target | wanted | measured | met |\n|---|---|---|---|\n")
 	for _, t := range rep.Targets {
 		met := "—"

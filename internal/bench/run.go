@@ -236,6 +236,9 @@ type Report struct {
 	// BrokerIdle is the broker side's background cost with no traffic
 	// (sweeper, heartbeats, keep-alives), measured before the cells.
 	BrokerIdle *Idle `json:"broker_idle,omitempty"`
+	// Accounting compares the real flow's delivered messages with the
+	// accounting records the brokers published for them (accounting.go).
+	Accounting *Accounting `json:"accounting,omitempty"`
 }
 
 // Idle is a background cost per second.
@@ -341,6 +344,10 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 		}
 	}
 	r := &runner{f: f, cfg: &cfg, rep: rep}
+	acctBase, err := f.accounted(ctx)
+	if err != nil {
+		return rep, err
+	}
 	if f.side.Separate() {
 		r.idle(ctx, 3*time.Second)
 	}
@@ -367,7 +374,7 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 					}
 				}
 				if cfg.has(FlowKit) {
-					if err := r.cell(ctx, FlowKit, mode, size, n, &kitFlow{k: f.web.Kit()}, content); err != nil {
+					if err := r.cell(ctx, FlowKit, mode, size, n, &kitFlow{k: f.web.Kit(), sent: &f.kitSent}, content); err != nil {
 						return rep, err
 					}
 				}
@@ -402,7 +409,7 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 				}
 			}
 			if cfg.has(FlowKit) {
-				if err := r.cell(ctx, FlowKit, "fast", size, n, &kitFlow{k: f.web.Kit()}, content); err != nil {
+				if err := r.cell(ctx, FlowKit, "fast", size, n, &kitFlow{k: f.web.Kit(), sent: &f.kitSent}, content); err != nil {
 					return rep, err
 				}
 			}
@@ -414,6 +421,14 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 			}
 		}
 		r.paced = 0
+	}
+	if cfg.has(FlowKit) {
+		if rep.Accounting, err = f.checkAccounting(ctx, acctBase, f.kitSent.Load(), 30*time.Second); err != nil {
+			return rep, err
+		}
+		a := rep.Accounting
+		fmt.Fprintf(cfg.Progress, "# accounting: %d messages delivered, %d records in %s (equal: %v, %.1f s after the last cell)\n",
+			a.Sent, a.Records, schemas.AccountingStream, a.Equal, a.Waited)
 	}
 	rep.Targets = Targets(rep.Results)
 	for _, p := range r.profiles {
