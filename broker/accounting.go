@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -34,8 +35,13 @@ import (
 const (
 	// acctRetry is how old a mark is before the sweeper publishes it.
 	acctRetry = 10 * time.Second
-	// acctBatch bounds the marks published in one round.
-	acctBatch = 256
+	// acctBatch bounds the marks published in one round; acctLinger is how
+	// long a round waits for more; acctWorkers publish rounds at once.
+	acctBatch   = 256
+	acctLinger  = 10 * time.Millisecond
+	acctWorkers = 2
+	// acctSweepRounds bounds the rounds of one sweep of the outbox.
+	acctSweepRounds = 16
 	// usageTTL is how long a client's daily usage is kept.
 	usageTTL = 40 * 24 * time.Hour
 )
@@ -101,13 +107,31 @@ func (b *Broker) account(marks string) {
 	}
 }
 
-// runAccounting publishes the marks handed to account, in batches, until
-// the queue is closed.
+// runAccounting publishes the marks handed to account until the queue is
+// closed, with acctWorkers accountants.
 func (b *Broker) runAccounting(done chan<- struct{}) {
 	defer close(done)
+	var wg sync.WaitGroup
+	for range acctWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.accountant()
+		}()
+	}
+	wg.Wait()
+}
+
+// accountant publishes marks in batches: a batch waits up to acctLinger
+// for more marks (records are not on any message's path; a batch costs the
+// broker and the store one round trip each way, whatever its size).
+func (b *Broker) accountant() {
 	batch := make([]string, 0, acctBatch)
+	linger := time.NewTimer(acctLinger)
+	linger.Stop()
 	for m := range b.acct {
 		batch = append(batch[:0], m)
+		linger.Reset(acctLinger)
 	fill:
 		for len(batch) < acctBatch {
 			select {
@@ -116,10 +140,11 @@ func (b *Broker) runAccounting(done chan<- struct{}) {
 					break fill
 				}
 				batch = append(batch, m)
-			default:
+			case <-linger.C:
 				break fill
 			}
 		}
+		linger.Stop()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		b.publishMarks(ctx, batch)
 		cancel()
@@ -130,17 +155,27 @@ func (b *Broker) runAccounting(done chan<- struct{}) {
 // notify.go): those of a broker that stopped before it published them, or
 // whose publication failed.
 func (b *Broker) sweepAccounting(ctx context.Context, now int64) {
-	marks, err := b.rdb.ZRangeByScore(ctx, keyAcct, &redis.ZRangeBy{Min: "-inf",
-		Max: strconv.FormatInt(now-acctRetry.Milliseconds(), 10), Count: acctBatch}).Result()
-	if err != nil {
-		if ctx.Err() == nil {
-			b.log.Warn().Err(err).Msg("sweep: cannot read the accounting outbox")
+	total, skip := 0, 0 // skip: the marks still there after a round (not stored)
+	for round := 0; round < acctSweepRounds; round++ {
+		marks, err := b.rdb.ZRangeByScore(ctx, keyAcct, &redis.ZRangeBy{Min: "-inf",
+			Max: strconv.FormatInt(now-acctRetry.Milliseconds(), 10), Offset: int64(skip), Count: acctBatch}).Result()
+		if err != nil {
+			if ctx.Err() == nil {
+				b.log.Warn().Err(err).Msg("sweep: cannot read the accounting outbox")
+			}
+			break
 		}
-		return
+		if len(marks) > 0 {
+			n := b.publishMarks(ctx, marks)
+			total += n
+			skip += len(marks) - n
+		}
+		if len(marks) < acctBatch {
+			break
+		}
 	}
-	if len(marks) > 0 {
-		b.log.Info().Int("records", len(marks)).Msg("accounting: publishing the records left in the outbox")
-		b.publishMarks(ctx, marks)
+	if total > 0 {
+		b.log.Info().Int("records", total).Msg("accounting: published the records left in the outbox")
 	}
 }
 
@@ -152,9 +187,13 @@ func (b *Broker) sweepAccounting(ctx context.Context, now int64) {
 var acctDoneScript = redis.NewScript(`
 redis.call('ZREM', KEYS[1], ARGV[1])
 if redis.call('EXISTS', KEYS[2]) == 0 or redis.call('HSETNX', KEYS[2], ARGV[3], '1') == 0 then return 0 end
+local last = ''
 for i = 4, #ARGV, 3 do
   redis.call('HINCRBY', ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]))
-  redis.call('EXPIRE', ARGV[i], tonumber(ARGV[2]))
+  if ARGV[i] ~= last then
+    redis.call('EXPIRE', ARGV[i], tonumber(ARGV[2]))
+    last = ARGV[i]
+  end
 end
 return 1
 `)
@@ -169,8 +208,9 @@ type pendingRecord struct {
 
 // publishMarks builds the records of marks from their transactions,
 // publishes them and, for those JetStream stored, ends the marks and
-// counts their usage.
-func (b *Broker) publishMarks(ctx context.Context, raw []string) {
+// counts their usage. It returns how many marks left the outbox.
+func (b *Broker) publishMarks(ctx context.Context, raw []string) int {
+	gone := 0
 	recs := make([]*pendingRecord, 0, len(raw))
 	pipe := b.rdb.Pipeline()
 	var loads []*redis.SliceCmd
@@ -179,17 +219,18 @@ func (b *Broker) publishMarks(ctx context.Context, raw []string) {
 		if !ok {
 			b.log.Warn().Str("mark", s).Msg("accounting: unreadable outcome mark dropped")
 			b.rdb.ZRem(ctx, keyAcct, s)
+			gone++
 			continue
 		}
 		recs = append(recs, &pendingRecord{mark: m})
 		loads = append(loads, pipe.HMGet(ctx, keyTx+m.msgID, fRouted, fAttempt, "r:"+strconv.Itoa(m.attempt)))
 	}
 	if len(recs) == 0 {
-		return
+		return gone
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		b.log.Warn().Err(err).Msg("accounting: cannot read the transactions; the sweeper tries again")
-		return
+		return gone
 	}
 	for i, p := range recs {
 		routed, err := attemptRoute(loads[i], p.mark.attempt)
@@ -199,6 +240,7 @@ func (b *Broker) publishMarks(ctx context.Context, raw []string) {
 			b.log.Error().Err(err).Str("msg_id", p.mark.msgID).Int("attempt", p.mark.attempt).Msg("accounting: record lost")
 			b.metrics.acctErrors.WithLabelValues("lost").Inc()
 			b.rdb.ZRem(ctx, keyAcct, p.mark.raw)
+			gone++
 			p.err = err
 			continue
 		}
@@ -231,7 +273,7 @@ func (b *Broker) publishMarks(ctx context.Context, raw []string) {
 		ended = append(ended, p)
 	}
 	if len(ends) == 0 {
-		return
+		return gone
 	}
 	done.Exec(ctx)
 	for i, p := range ended {
@@ -245,10 +287,12 @@ func (b *Broker) publishMarks(ctx context.Context, raw []string) {
 			b.log.Warn().Err(err).Str("record", p.rec.ID).Msg("accounting: outbox not updated")
 			continue
 		}
+		gone++
 		if n == 1 {
 			b.metrics.accounted(p.rec)
 		}
 	}
+	return gone
 }
 
 // attemptRoute decodes the routed IMI of an attempt from the transaction
