@@ -450,3 +450,26 @@ func TestQuotaWarningOncePerDay(t *testing.T) {
 		t.Fatalf("%d warnings after two days", n)
 	}
 }
+
+// A held message the sender cancels (PROTOCOL.md §6.16): one record,
+// cancelled (CANCELLED), final, for the medium it was to go to; a sent
+// message of alice's that failed.
+func TestAccountingCancelled(t *testing.T) {
+	x := newHold(t, time.Now(), &schemas.Profile{ID: "bob", Addresses: map[string]string{"web": "bob"}})
+	s := submission("never mind")
+	s.SendAt = x.clock.Now().Add(time.Hour).UnixMilli()
+	if res, err := x.send(s); err != nil || res.Status != schemas.StatusHeld {
+		t.Fatalf("send: %+v %v", res, err)
+	}
+	if _, err := x.ogKit.Cancel(context.Background(), s.MsgID); err != nil {
+		t.Fatal(err)
+	}
+	r := waitRecords(t, x.f, 1)[0]
+	if r.ID != s.MsgID+".1.cancelled" || r.Outcome != schemas.OutcomeCancelled || r.Code != "CANCELLED" || !r.Final || r.Dest.Medium != "web" || r.Sender != "alice" {
+		t.Errorf("record %+v", r)
+	}
+	u := x.f.RDB.HGetAll(context.Background(), "{uims}:usaged:alice:"+x.clock.Now().UTC().Format("20060102")).Val()
+	if u["test.sent"] != "1" || u["test.failed"] != "1" {
+		t.Errorf("alice's usage %v", u)
+	}
+}
