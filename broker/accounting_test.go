@@ -13,6 +13,7 @@ import (
 	json "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/uims/uims/broker"
@@ -277,7 +278,8 @@ func TestAccountingLateSuccess(t *testing.T) {
 func TestUsageFigures(t *testing.T) {
 	f := fabrictest.New(t)
 	f.AddParty("cli", miap.Grant{Role: miap.RoleClient, Media: []string{schemas.MediumCLI}})
-	f.StartBroker(broker.Config{SweepInterval: 50 * time.Millisecond})
+	reg := prometheus.NewRegistry()
+	f.StartBroker(broker.Config{SweepInterval: 50 * time.Millisecond, Metrics: reg})
 	bob := &schemas.Profile{ID: "bob", Token: "bob-token", Addresses: map[string]string{"web": "bob", "sms": "+15550101"}, Prefer: []string{"web", "sms"}}
 	f.PutProfiles(&schemas.Profile{ID: "alice", Token: "alice-token", Quota: 100, Addresses: map[string]string{"web": "alice", "sms": "+15550100"}}, bob)
 	webIn, smsIn := fabrictest.NewInbox(), fabrictest.NewInbox()
@@ -352,6 +354,37 @@ func TestUsageFigures(t *testing.T) {
 	}
 	if _, err := cliKit.Usage(ctx, schemas.UsageQuery{Kind: schemas.ClientByID, User: "bob", Days: 400}); !kit.IsCode(err, schemas.CodeMalformed) {
 		t.Errorf("400 days: %v, want MALFORMED", err)
+	}
+	// the brokers' Prometheus counters, per medium and never per client
+	got := map[string]float64{}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "uims_accounting_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "client" || l.GetValue() == "alice" || l.GetValue() == "bob" {
+					t.Errorf("%s has a client label %v", mf.GetName(), m.GetLabel())
+				}
+				key += " " + l.GetName() + "=" + l.GetValue()
+			}
+			got[key] = m.GetCounter().GetValue()
+		}
+	}
+	for k, v := range map[string]float64{
+		"uims_accounting_records_total outcome=delivered":              60,
+		"uims_accounting_messages_total direction=sent medium=web":     50,
+		"uims_accounting_messages_total direction=sent medium=sms":     10,
+		"uims_accounting_messages_total direction=received medium=web": 50,
+		"uims_accounting_messages_total direction=received medium=sms": 10,
+		"uims_accounting_bytes_total direction=sent medium=web":        float64(bytes),
+		"uims_accounting_bytes_total direction=received medium=sms":    float64(smsBytes),
+	} {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
 	}
 }
 

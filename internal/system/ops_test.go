@@ -97,4 +97,16 @@ func TestRunOperatorView(t *testing.T) {
 	if err != nil || !strings.Contains(string(m.Data()), `"msg_id":"`+id+`"`) {
 		t.Fatalf("first record: %v %v", m, err)
 	}
+	// a durable consumer that keeps its place: acknowledged records
+	billing, err := s.CreateOrUpdateConsumer(context.Background(), jetstream.ConsumerConfig{Durable: "billing", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatalf("a durable consumer on %s: %v", schemas.AccountingStream, err)
+	}
+	m, err = billing.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.DoubleAck(context.Background()); err != nil {
+		t.Fatalf("acknowledge a record: %v", err)
+	}
 }

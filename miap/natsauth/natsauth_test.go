@@ -221,6 +221,8 @@ func TestPermissionMatrix(t *testing.T) {
 		{observer, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_ACCOUNTING.o1.uims.accounting.>"}, true},
 		{observer, op{"pub", "$JS.API.CONSUMER.MSG.NEXT.UIMS_ACCOUNTING.o1"}, true},
 		{observer, op{"pub", "$JS.API.CONSUMER.DELETE.UIMS_ACCOUNTING.o1"}, true},
+		{observer, op{"pub", "$JS.ACK.UIMS_ACCOUNTING.billing.1.5.5.1700000000000000000.0"}, true},
+		{web, op{"pub", "$JS.ACK.UIMS_ACCOUNTING.billing.1.5.5.1700000000000000000.0"}, false},
 		{observer, op{"pub", "uims.accounting.web.web"}, false},
 		{observer, op{"pub", "$JS.API.STREAM.PURGE.UIMS_ACCOUNTING"}, false},
 		{observer, op{"pub", "$JS.API.STREAM.DELETE.UIMS_ACCOUNTING"}, false},

@@ -120,11 +120,13 @@ func (p *perms) content() {
 }
 
 // reader lets a party read a shared stream through consumers of its own
-// (an ordered consumer, which it creates, pulls from and deletes) and
-// direct gets; never write to it, purge or delete it.
+// (an ordered consumer; a durable one, whose messages it acknowledges, for
+// a reader that keeps its place) and direct gets; never write to it, purge
+// or delete it.
 func (p *perms) reader(stream string) {
 	p.pubs(api("CONSUMER.CREATE."+stream), api("CONSUMER.CREATE."+stream+".>"), api("CONSUMER.MSG.NEXT."+stream+".>"),
-		api("CONSUMER.DELETE."+stream+".>"), api("STREAM.MSG.GET."+stream), api("DIRECT.GET."+stream), api("DIRECT.GET."+stream+".>"))
+		api("CONSUMER.DELETE."+stream+".>"), api("STREAM.MSG.GET."+stream), api("DIRECT.GET."+stream), api("DIRECT.GET."+stream+".>"),
+		"$JS.ACK."+stream+".>", "$JS.ACK.*.*."+stream+".>")
 }
 
 // ownKey lets a party read its own entry of the key registry (rotations
