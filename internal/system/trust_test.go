@@ -84,6 +84,10 @@ func TestRunRefusesOutsidersAndOverreach(t *testing.T) {
 			return nil
 		}},
 		{"cli", "read the trace events", func(nc *nats.Conn) error { _, err := nc.SubscribeSync("uims.trace.>"); return err }},
+		{"web", "forge an accounting record", func(nc *nats.Conn) error {
+			return nc.Publish("uims.accounting.web.web", []byte(`{"v":1,"outcome":"delivered"}`))
+		}},
+		{"cli", "read the accounting records", func(nc *nats.Conn) error { _, err := nc.SubscribeSync("uims.accounting.>"); return err }},
 	}
 	for _, d := range denied {
 		err := violation(t, a, d.party, d.try)
