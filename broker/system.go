@@ -170,7 +170,10 @@ func (b *Broker) sendSystem(ctx context.Context, to, msgID, subject, text string
 	}
 	if out[0] == "exists" {
 		if err := b.storedRoute(in, r, a.Fingerprint, out); err != nil {
-			if miap.CodeOf(err) == schemas.CodeSettled {
+			switch miap.CodeOf(err) {
+			case schemas.CodeSettled, schemas.CodeDuplicate:
+				// it has its outcome, or today's warning was another
+				// text (the quota changed since): it went once
 				return errSettled
 			}
 			return err
