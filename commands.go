@@ -160,6 +160,8 @@ func cmdRun(ctx context.Context, args []string) error {
 	smsFlags(o.fs, &cfg.SMPPAddr, &cfg.SMSC)
 	faxFlags(o.fs, &cfg.Fax)
 	voiceFlags(o.fs, &cfg.Voice)
+	ref, _ := strconv.Atoi(env("UIMS_CONTENT_REF", "262144"))
+	o.fs.IntVar(&cfg.ContentRef, "content-ref", ref, "content of this many bytes or more travels by reference through the object store (UIMS_CONTENT_REF; at least 65536)")
 	tlsFlags(o.fs, &cfg.TLSCert, &cfg.TLSKey)
 	o.fs.StringVar(&cfg.TLSCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle clients trust; checked against --tls-cert (UIMS_TLS_CA)")
 	o.parse(args)

@@ -149,6 +149,8 @@ type Broker struct {
 	notes   chan note // notifications, in order (notify.go)
 	batch   *batcher  // shared Redis pipelines of the hot path (batch.go)
 	quiet   quietCache
+	content *miapnats.ContentStore // deletes content by reference (content.go)
+	dropQ   chan string            // IDs of attempts whose objects to delete
 }
 
 type job struct {
@@ -173,7 +175,9 @@ func New(cfg Config, nc *nats.Conn, rdb redis.UniversalClient, engine *miap.Engi
 		work:  make(chan job, cfg.Queue),
 		notes: make(chan note, cfg.Queue),
 		stats: make(map[string]*endpointStats),
+		dropQ: make(chan string, 4096),
 	}
+	b.content = miapnats.NewContentStore(js)
 	b.eng = engine
 	b.guard = miap.NewGuard(engine, b.store, b.recordEpoch)
 	b.metrics = newMetrics(cfg.Metrics, func() float64 { return float64(len(b.work)) })
@@ -215,6 +219,7 @@ func (b *Broker) Run(ctx context.Context, ready func()) error {
 			}
 		}()
 	}
+	go b.dropContents(ctx)
 	annSub, err := b.nc.Subscribe(schemas.SubjectBrokerAnnounce, b.handleAnnounce)
 	if err != nil {
 		return fmt.Errorf("broker: subscribe announce: %w", err)

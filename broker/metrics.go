@@ -12,6 +12,9 @@ type metrics struct {
 	duration *prometheus.HistogramVec // endpoint: handling time in the worker
 	outcomes *prometheus.CounterVec   // status applied: delivered, read, failed, expired
 	queue    prometheus.GaugeFunc
+	// contentDeleted counts objects of content by reference deleted at
+	// an attempt's end (content.go)
+	contentDeleted prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
@@ -24,9 +27,11 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 			Help: "Transaction status changes applied, by status (expired: non-delivery at the deadline)."}, []string{"status"}),
 		queue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "uims", Subsystem: "broker", Name: "queue_length",
 			Help: "Requests waiting for a broker worker."}, queueLen),
+		contentDeleted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "uims", Subsystem: "broker", Name: "content_objects_deleted_total",
+			Help: "Objects of content by reference deleted when their attempt ended (PROTOCOL.md §10)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.outcomes, m.queue)
+		reg.MustRegister(m.requests, m.duration, m.outcomes, m.queue, m.contentDeleted)
 	}
 	return m
 }

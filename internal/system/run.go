@@ -54,6 +54,10 @@ type Config struct {
 	// SMPPAddr "off" disables it.
 	SMPPAddr string
 	SMSC     sms.SMSCConfig
+	// ContentRef is the content size from which a hop goes by reference
+	// through the object store (UIMS_CONTENT_REF; PROTOCOL.md §10);
+	// default 256 KiB.
+	ContentRef int
 	// Voice configures the voice gateway (UIMS_SIP_*, docs/VOICE.md):
 	// Voice.SIPAddr is its SIP listener (uims run's default
 	// 127.0.0.1:5060), a mailbox for every client's voice address and
@@ -229,7 +233,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	var sg *sms.Gateway
 	var ov *ops.Server
 	var cli *kit.Kit
-	kc := kit.Config{Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window}
+	kc := kit.Config{Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window, ContentRef: cfg.ContentRef}
 	reg := NewRegistry() // served by the web gateway and the operator view at /metrics
 	httpScheme := "http://"
 	if tcfg != nil {
@@ -262,7 +266,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 				for _, m := range missing {
 					log.Warn().Str("role", "processor").Msg("voice conversions: " + m)
 				}
-				proc, err = processor.New(processor.Config{Version: cfg.Version, Strict: cfg.Strict,
+				proc, err = processor.New(processor.Config{Version: cfg.Version, Strict: cfg.Strict, ContentRef: cfg.ContentRef,
 					Conversions: append(append(processor.Standard(64<<10), fax...), voice...)}, nc, kr, log)
 			}
 			return err

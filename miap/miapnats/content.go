@@ -2,14 +2,13 @@ package miapnats
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
 )
 
@@ -17,16 +16,46 @@ import (
 // reference (PROTOCOL.md §10).
 const ContentBucket = "uims_content"
 
-// ContentStore keeps content too large for one NATS message. Objects are
-// named after the transaction's ID and expire after a day; the receiver
-// checks length and SHA-256 against its ticket, so the store need not be
-// trusted.
+// ContentStore keeps content sent by reference (§10): content of
+// Threshold bytes or more, or too large for one NATS message. Objects are
+// sealed with a key of the transfer (miap.SealContent), named after the
+// transfer's ID (miap.ContentName), deleted by the brokers when the
+// attempt ends and expire after a day otherwise; the receiver checks
+// length and SHA-256 against its ticket, so the store need not be trusted.
 type ContentStore struct {
 	js jetstream.JetStream
+	// Threshold is the size from which content goes by reference; 0 is
+	// miap.DefaultContentRef, and below miap.MinContentRef it is raised to
+	// that (the brokers delete no smaller object).
+	Threshold int
 }
 
 // NewContentStore returns the store on js.
 func NewContentStore(js jetstream.JetStream) *ContentStore { return &ContentStore{js: js} }
+
+// ByReference reports whether n bytes of content go by reference.
+func (s *ContentStore) ByReference(n int) bool {
+	t := s.Threshold
+	if t == 0 {
+		t = miap.DefaultContentRef
+	}
+	return n >= max(t, miap.MinContentRef)
+}
+
+// Delete removes an object; one that is not there is no error.
+func (s *ContentStore) Delete(ctx context.Context, name string) error {
+	os, err := s.js.ObjectStore(ctx, ContentBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("miapnats: content bucket: %w", err)
+	}
+	if err := os.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("miapnats: delete content %s: %w", name, err)
+	}
+	return nil
+}
 
 func (s *ContentStore) bucket(ctx context.Context) (jetstream.ObjectStore, error) {
 	os, err := s.js.ObjectStore(ctx, ContentBucket)
@@ -67,10 +96,4 @@ func (s *ContentStore) Fetch(ctx context.Context) func(string) ([]byte, error) {
 		}
 		return b, err
 	}
-}
-
-// objectName names one hop's content: the ID and the length, so that each
-// conversion step gets its own object.
-func objectName(id []byte, n int) string {
-	return hex.EncodeToString(id[:12]) + "-" + strconv.Itoa(n)
 }
