@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,6 +25,8 @@ const ContentBucket = "uims_content"
 // length and SHA-256 against its ticket, so the store need not be trusted.
 type ContentStore struct {
 	js jetstream.JetStream
+	mu sync.Mutex
+	os jetstream.ObjectStore // bound on first use
 	// Threshold is the size from which content goes by reference; 0 is
 	// miap.DefaultContentRef, and below miap.MinContentRef it is raised to
 	// that (the brokers delete no smaller object).
@@ -44,10 +47,7 @@ func (s *ContentStore) ByReference(n int) bool {
 
 // Delete removes an object; one that is not there is no error.
 func (s *ContentStore) Delete(ctx context.Context, name string) error {
-	os, err := s.js.ObjectStore(ctx, ContentBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil
-	}
+	os, err := s.bucket(ctx)
 	if err != nil {
 		return fmt.Errorf("miapnats: content bucket: %w", err)
 	}
@@ -58,14 +58,30 @@ func (s *ContentStore) Delete(ctx context.Context, name string) error {
 }
 
 func (s *ContentStore) bucket(ctx context.Context) (jetstream.ObjectStore, error) {
-	os, err := s.js.ObjectStore(ctx, ContentBucket)
-	if err == nil {
-		return os, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.os != nil {
+		return s.os, nil
 	}
-	return s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket: ContentBucket, Description: "content carried by reference (PROTOCOL.md §10)",
-		TTL: 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: Replicas(s.js),
-	})
+	os, err := s.js.ObjectStore(ctx, ContentBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		// create, never update: a party may create the bucket, not
+		// reconfigure it (miap/natsauth). In memory: an object lives for
+		// one hop, and its sender still holds the content and sends it
+		// again if the server lost it (no fsync of every chunk).
+		os, err = s.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: ContentBucket, Description: "content carried by reference for one hop (PROTOCOL.md §10)",
+			TTL: 24 * time.Hour, Storage: jetstream.MemoryStorage, Replicas: Replicas(s.js),
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			os, err = s.js.ObjectStore(ctx, ContentBucket)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.os = os
+	return os, nil
 }
 
 // Put stores content under name.
