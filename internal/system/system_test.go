@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -177,5 +178,38 @@ func TestCLISenderNamesClients(t *testing.T) {
 	})
 	if err := send(schemas.Endpoint{Medium: "web", Address: "carol", Client: "carol"}); miap.CodeOf(err) != schemas.CodeNotAllowed {
 		t.Fatalf("cli naming a web sender: %v", err)
+	}
+}
+
+// A text of 900 KB goes web to web by reference through the object store,
+// under the NATS permissions of uims run (every party its own user): the
+// bucket is created by a party that may not reconfigure it, read by the
+// destination, and its object deleted by a broker.
+func TestRunLargeTextByReference(t *testing.T) {
+	a := runSystem(t, system.Config{DataDir: t.TempDir()})
+	text := strings.Repeat("a large text, by reference. ", 900000/28) // the inbox keeps 1 MiB of text
+	body, _ := json.Marshal(map[string]string{"to": "bob", "text": text})
+	var code int
+	var out map[string]any
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if code, out = post(t, "http://"+a.HTTP+"/api/v1/messages", "alice-token", string(body)); code == 202 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code != 202 || out["status"] != "delivered" {
+		t.Fatalf("%d %v", code, out)
+	}
+	req, _ := http.NewRequest("GET", "http://"+a.HTTP+"/api/v1/messages/"+out["id"].(string)+"/content", nil)
+	req.Header.Set("Authorization", "Bearer bob-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(got) != text {
+		t.Fatalf("bob reads %d: %d bytes of %d", resp.StatusCode, len(got), len(text))
 	}
 }
