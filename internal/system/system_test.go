@@ -212,4 +212,19 @@ func TestRunLargeTextByReference(t *testing.T) {
 	if resp.StatusCode != 200 || string(got) != text {
 		t.Fatalf("bob reads %d: %d bytes of %d", resp.StatusCode, len(got), len(text))
 	}
+	// a broker deleted the object, with its own permissions
+	deadline = time.Now().Add(10 * time.Second)
+	var metrics string
+	for time.Now().Before(deadline) {
+		if r, err := http.Get("http://" + a.HTTP + "/metrics"); err == nil {
+			b, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			if metrics = string(b); strings.Contains(metrics, "uims_broker_content_objects_deleted_total 1") {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	i := strings.Index(metrics, "uims_broker_content")
+	t.Fatalf("no object deleted: %q", metrics[max(0, i):min(len(metrics), max(0, i)+200)])
 }
