@@ -334,11 +334,19 @@ func submission(r *http.Request, c *schemas.ClientInfo, req *SendRequest, attach
 	if err != nil {
 		return nil, err
 	}
-	if key := r.Header.Get("Idempotency-Key"); key != "" {
-		sum := sha256.Sum256([]byte(c.ID + "\x00" + key))
-		s.MsgID = hex.EncodeToString(sum[:16])
-	}
+	s.MsgID = idempotentID(r, c)
 	return s, nil
+}
+
+// idempotentID is the message id Idempotency-Key names for the client
+// ("" without one: the kit chooses).
+func idempotentID(r *http.Request, c *schemas.ClientInfo) string {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(c.ID + "\x00" + key))
+	return hex.EncodeToString(sum[:16])
 }
 
 // rfc3339ms parses an optional RFC 3339 time of the request body into

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -11,7 +12,6 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
-	"mime/quotedprintable"
 	"net/http"
 	"net/textproto"
 	"os"
@@ -29,8 +29,8 @@ import (
 // fields of the JSON form and one or more "file" parts. The message then
 // goes as the e-mail gateway sends a mail with attachments
 // (gateways/email/mailmsg, "Content convention"): multipart/mixed, the
-// text first, then each file as a base64 part with its name (RFC 2231)
-// and type, and the attachment list in the IMI; so web to e-mail and
+// text first, then each file, as base64 parts, the files with their names
+// (RFC 2231) and types, and the attachment list in the IMI; so web to e-mail and
 // e-mail to web keep names and types.
 //
 // The files stream, part by part, through a base64 encoder into a
@@ -102,7 +102,7 @@ func (g *Gateway) postUpload(w http.ResponseWriter, r *http.Request, c *schemas.
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
-	u := &upload{}
+	u := &upload{boundary: boundaryFor(idempotentID(r, c))}
 	defer u.close()
 	if err := g.readUpload(r, u); err != nil {
 		var tl *errUploadTooLarge
@@ -243,9 +243,6 @@ func (g *Gateway) readFile(u *upload, p *multipart.Part) error {
 			return schemas.Errorf(schemas.CodeBusy, err, "upload")
 		}
 		u.tmp, u.w = f, bufio.NewWriterSize(f, 64<<10)
-		var b [12]byte
-		rand.Read(b[:])
-		u.boundary = "uims-" + hex.EncodeToString(b[:])
 	}
 	name := cleanName(p.FileName())
 	if name == "" {
@@ -359,15 +356,29 @@ func mediaTypeWith(t, key, value string) string {
 	return mt
 }
 
+// boundaryFor is the boundary of a message's multipart/mixed content:
+// derived from its id when Idempotency-Key names it, so that a retry of
+// the same upload is the same content (the same SHA-256, hence the same
+// message for every hop); else random. Every part is base64, whose
+// alphabet has no '-': no part can hold a delimiter line.
+func boundaryFor(msgID string) string {
+	if msgID == "" {
+		var b [12]byte
+		rand.Read(b[:])
+		return "uims-" + hex.EncodeToString(b[:])
+	}
+	sum := sha256.Sum256([]byte("uims multipart boundary\x00" + msgID))
+	return "uims-" + hex.EncodeToString(sum[:12])
+}
+
 // content returns the message's multipart/mixed body: the text part (or
 // the HTML) of s, the file parts and the closing delimiter, in one buffer
 // of its exact size.
 func (u *upload) content(s *kit.Submission) ([]byte, error) {
 	var head bytes.Buffer
 	if len(s.Content) > 0 {
-		head.WriteString("--" + u.boundary + "\r\nContent-Type: " + s.Type + "\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
-		head.Write(quotedPrintable(s.Content))
-		head.WriteString("\r\n")
+		head.WriteString("--" + u.boundary + "\r\nContent-Type: " + s.Type + "\r\nContent-Transfer-Encoding: base64\r\n\r\n")
+		base64Lines(&head, bytes.NewReader(s.Content), int64(len(s.Content)))
 	}
 	tail := "--" + u.boundary + "--\r\n"
 	out := make([]byte, head.Len()+int(u.size), head.Len()+int(u.size)+len(tail))
@@ -396,13 +407,4 @@ func imiAttachments(atts []schemas.Attachment) []schemas.Attachment {
 		out = append(out, a)
 	}
 	return out
-}
-
-// quotedPrintable encodes text for a MIME part (RFC 2045 §6.7).
-func quotedPrintable(text []byte) []byte {
-	var b bytes.Buffer
-	w := quotedprintable.NewWriter(&b)
-	w.Write(text)
-	w.Close()
-	return b.Bytes()
 }

@@ -133,7 +133,7 @@ func TestUploadWebToWeb(t *testing.T) {
 	if len(m.Attachments) != 2 || m.Attachments[0] != want[0] || m.Attachments[1] != want[1] {
 		t.Fatalf("attachments %+v, want %+v", m.Attachments, want)
 	}
-	if m.Text != "Here it is.\r\nBest, Alice" || m.Subject != "the report" || !strings.HasPrefix(m.Type, "multipart/mixed") {
+	if m.Text != "Here it is.\nBest, Alice" || m.Subject != "the report" || !strings.HasPrefix(m.Type, "multipart/mixed") {
 		t.Fatalf("message %q %q %q", m.Subject, m.Text, m.Type)
 	}
 
@@ -209,6 +209,42 @@ func TestUploadWithoutFiles(t *testing.T) {
 		if code != 400 || !strings.Contains(fmt.Sprint(out["error"]), c.want) || out["code"] != "MALFORMED" {
 			t.Errorf("%v: %d %v, want 400 with %q", c.fields, code, out, c.want)
 		}
+	}
+}
+
+// TestUploadIdempotent: the same upload sent again with the same
+// Idempotency-Key (the page's retry on 503) is the same message: the same
+// id, one inbox entry.
+func TestUploadIdempotent(t *testing.T) {
+	url, _ := startWeb(t)
+	ctype, body := form([][2]string{{"to", "bob"}, {"text", "once"}}, file{"a.bin", "application/octet-stream", random(400 << 10)})
+	var ids []string
+	for range 2 {
+		req, _ := http.NewRequest("POST", url+"/api/v1/messages", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer alice-token")
+		req.Header.Set("Content-Type", ctype)
+		req.Header.Set("Idempotency-Key", "retry-me")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("upload: %d %v", resp.StatusCode, out)
+		}
+		ids = append(ids, out["id"].(string))
+	}
+	if ids[0] != ids[1] {
+		t.Fatalf("ids %v, want one", ids)
+	}
+	inboxMessage(t, url, "bob-token", ids[0])
+	_, _, b := get(t, url+"/api/v1/inbox", "bob-token")
+	var p web.Page
+	json.Unmarshal(b, &p)
+	if len(p.Messages) != 1 {
+		t.Fatalf("bob's inbox holds %d messages, want 1", len(p.Messages))
 	}
 }
 
