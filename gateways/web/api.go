@@ -462,6 +462,10 @@ func inboxMiss(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusNotFound, schemas.CodeUnknownTx, "no such message in your inbox")
 		return
 	}
+	if errors.Is(err, errContentLost) { // retrying will not bring it back
+		writeError(w, http.StatusNotFound, schemas.CodeUnknownTx, "the content of this message is no longer stored")
+		return
+	}
 	fail(w, schemas.Errorf(schemas.CodeBusy, err, "inbox"))
 }
 
