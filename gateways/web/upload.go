@@ -197,7 +197,9 @@ func (g *Gateway) readUpload(r *http.Request, u *upload) error {
 		case "subject":
 			u.req.Subject = val
 		case "text":
-			u.req.Text = val
+			// a form's line breaks are CRLF (HTML's form encoding); the
+			// JSON form's text has the page's LF
+			u.req.Text = strings.ReplaceAll(val, "\r\n", "\n")
 		case "html":
 			u.req.HTML = val
 		case "send_at":
