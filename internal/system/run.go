@@ -42,6 +42,9 @@ type Config struct {
 	OpsAddr string
 	// Operator is the operator view's token (UIMS_OPERATOR_TOKEN).
 	Operator string
+	// WebMaxUpload bounds the files of one message sent on the web page
+	// (UIMS_WEB_MAX_UPLOAD; default 25 MiB, web.Config.MaxUpload).
+	WebMaxUpload int64
 	// SMTPAddr, SMTPRelay, SMTPDomains: the e-mail gateway (UIMS_SMTP_ADDR,
 	// UIMS_SMTP_RELAY, UIMS_SMTP_DOMAINS). SMTPAddr "off" disables it.
 	SMTPAddr    string
@@ -276,7 +279,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			if err != nil {
 				return err
 			}
-			wc := web.Config{Addr: cfg.HTTPAddr, TLS: tcfg, Metrics: reg, Kit: kc}
+			wc := web.Config{Addr: cfg.HTTPAddr, TLS: tcfg, Metrics: reg, Kit: kc, MaxUpload: cfg.WebMaxUpload}
 			if cfg.OpsAddr != "off" { // the operator view moved out of the web gateway: send its old address there
 				wc.Extra = map[string]http.Handler{"GET /ops.html": opsRedirect(httpScheme, func() string { return ov.Addr() })}
 			}
