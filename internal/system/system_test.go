@@ -1,10 +1,12 @@
 package system_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -227,4 +229,57 @@ func TestRunLargeTextByReference(t *testing.T) {
 	}
 	i := strings.Index(metrics, "uims_broker_content")
 	t.Fatalf("no object deleted: %q", metrics[max(0, i):min(len(metrics), max(0, i)+200)])
+}
+
+// A 20 MB file through the web form, alice to bob, under uims run's NATS
+// permissions: over the 8 MiB max_payload, so by reference, and back
+// byte-exact from bob's inbox.
+func TestRunLargeUpload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 40 MB: not in -short")
+	}
+	a := runSystem(t, system.Config{DataDir: t.TempDir()})
+	data := make([]byte, 20_000_000)
+	rand.Read(data)
+	var body bytes.Buffer
+	w := multipart.NewWriter(&body)
+	w.WriteField("to", "bob")
+	w.WriteField("text", "twenty megabytes")
+	p, _ := w.CreateFormFile("file", "big.bin")
+	p.Write(data)
+	w.Close()
+	var id string
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && id == "" {
+		req, _ := http.NewRequest("POST", "http://"+a.HTTP+"/api/v1/messages", bytes.NewReader(body.Bytes()))
+		req.Header.Set("Authorization", "Bearer alice-token")
+		req.Header.Set("Content-Type", w.FormDataContentType())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode == 202 && out["status"] == "delivered" {
+			id, _ = out["id"].(string)
+			break
+		}
+		t.Logf("upload: %d %v", resp.StatusCode, out)
+		time.Sleep(500 * time.Millisecond)
+	}
+	if id == "" {
+		t.Fatal("the upload was not delivered")
+	}
+	req, _ := http.NewRequest("GET", "http://"+a.HTTP+"/api/v1/messages/"+id+"/attachments/0", nil)
+	req.Header.Set("Authorization", "Bearer bob-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !bytes.Equal(got, data) {
+		t.Fatalf("bob downloads %d: %d bytes of %d", resp.StatusCode, len(got), len(data))
+	}
 }
