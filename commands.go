@@ -148,6 +148,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	o := newOpts("run")
 	var cfg system.Config
 	o.fs.StringVar(&cfg.HTTPAddr, "http", env("UIMS_HTTP_ADDR", "127.0.0.1:8080"), "HTTP API and web page address (UIMS_HTTP_ADDR)")
+	webFlags(o.fs, &cfg.WebMaxUpload)
 	o.fs.StringVar(&cfg.NATSAddr, "nats", env("UIMS_NATS_ADDR", "127.0.0.1:4222"), "embedded NATS client address (UIMS_NATS_ADDR)")
 	o.fs.StringVar(&cfg.RedisURL, "redis", env("UIMS_REDIS_URL", ""), "Redis URL; empty: embedded, not durable (UIMS_REDIS_URL)")
 	o.fs.StringVar(&cfg.DataDir, "data", env("UIMS_DATA_DIR", "uims-data"), "data folder: JetStream, keys (UIMS_DATA_DIR)")
@@ -160,6 +161,8 @@ func cmdRun(ctx context.Context, args []string) error {
 	smsFlags(o.fs, &cfg.SMPPAddr, &cfg.SMSC)
 	faxFlags(o.fs, &cfg.Fax)
 	voiceFlags(o.fs, &cfg.Voice)
+	ref, _ := strconv.Atoi(env("UIMS_CONTENT_REF", "262144"))
+	o.fs.IntVar(&cfg.ContentRef, "content-ref", ref, "content of this many bytes or more travels by reference through the object store (UIMS_CONTENT_REF; at least 65536)")
 	tlsFlags(o.fs, &cfg.TLSCert, &cfg.TLSKey)
 	o.fs.StringVar(&cfg.TLSCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle clients trust; checked against --tls-cert (UIMS_TLS_CA)")
 	o.parse(args)
@@ -297,6 +300,8 @@ func cmdGateway(ctx context.Context, args []string) error {
 	o := newOpts("gateway")
 	o.client()
 	httpAddr := o.fs.String("http", env("UIMS_HTTP_ADDR", "127.0.0.1:8080"), "HTTP address (web) (UIMS_HTTP_ADDR)")
+	var maxUpload int64
+	webFlags(o.fs, &maxUpload)
 	smtpAddr, smtpRelay, smppAddr := new(string), new(string), new(string)
 	var smtpDomains []string
 	var smtpPerIP int
@@ -338,7 +343,7 @@ func cmdGateway(ctx context.Context, args []string) error {
 			return fmt.Errorf("UIMS_WEB_INBOX_SHARDS: want a positive number")
 		}
 		wc := web.Config{Addr: *httpAddr, TLS: httpTLS, Metrics: system.NewRegistry(),
-			Kit: kit.Config{Version: version, Strict: o.strict}, InboxShards: shards}
+			Kit: kit.Config{Version: version, Strict: o.strict}, InboxShards: shards, MaxUpload: maxUpload}
 		g, err := web.New(wc, nc, kr, log)
 		if err != nil {
 			return err
@@ -421,6 +426,24 @@ func cmdOps(ctx context.Context, args []string) error {
 }
 
 // mailFlags are the e-mail gateway's flags.
+// webFlags are the web gateway's flags beyond its address.
+func webFlags(fs *flag.FlagSet, maxUpload *int64) {
+	// A malformed value becomes -1, which web.New refuses.
+	parse := func(v string) int64 {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+			return n
+		}
+		return -1
+	}
+	*maxUpload = parse(env("UIMS_WEB_MAX_UPLOAD", strconv.Itoa(web.DefaultMaxUpload)))
+	fs.Func("web-max-upload", "bytes of files one web message takes (UIMS_WEB_MAX_UPLOAD; default 26214400, the SMTP SIZE)", func(v string) error {
+		if *maxUpload = parse(v); *maxUpload < 0 {
+			return errors.New("want a positive number of bytes")
+		}
+		return nil
+	})
+}
+
 func mailFlags(fs *flag.FlagSet, addr, relay *string, domains *[]string, perIP *int) {
 	// A malformed value becomes -1, which email.New refuses.
 	atoi := func(v string) int {

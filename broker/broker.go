@@ -151,7 +151,9 @@ type Broker struct {
 	bg      sync.WaitGroup // background work that may account or notify (system.go)
 	batch   *batcher       // shared Redis pipelines of the hot path (batch.go)
 	quiet   quietCache
-	warned  quotaWarned // clients warned of their quota today (system.go)
+	content *miapnats.ContentStore // deletes content by reference (content.go)
+	dropQ   chan string            // IDs of attempts whose objects to delete
+	warned  quotaWarned            // clients warned of their quota today (system.go)
 }
 
 type job struct {
@@ -177,7 +179,9 @@ func New(cfg Config, nc *nats.Conn, rdb redis.UniversalClient, engine *miap.Engi
 		notes: make(chan note, cfg.Queue),
 		acct:  make(chan string, cfg.Queue),
 		stats: make(map[string]*endpointStats),
+		dropQ: make(chan string, 4096),
 	}
+	b.content = miapnats.NewContentStore(js)
 	b.eng = engine
 	b.guard = miap.NewGuard(engine, b.store, b.recordEpoch)
 	b.metrics = newMetrics(cfg.Metrics, func() float64 { return float64(len(b.work)) })
@@ -219,6 +223,7 @@ func (b *Broker) Run(ctx context.Context, ready func()) error {
 			}
 		}()
 	}
+	go b.dropContents(ctx)
 	annSub, err := b.nc.Subscribe(schemas.SubjectBrokerAnnounce, b.handleAnnounce)
 	if err != nil {
 		return fmt.Errorf("broker: subscribe announce: %w", err)

@@ -431,6 +431,7 @@ func (b *Broker) ticketFrame(party, peer string, id []byte, c schemas.Content, e
 	if err := b.guard.Sign(t); err != nil {
 		return nil, err
 	}
+	b.noteContent(id, c.Length, expiry)
 	return t, nil
 }
 
@@ -512,6 +513,9 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 		// A failure of an attempt routed with fallback moves the message
 		// on to the recipient's next medium (PROTOCOL.md §6.15).
 		fb, err := b.ackReroute(ctx, func(rf *miap.Frame, extra map[string][]string) error { return b.reply(req, rf, extra) }, f, &ack, now)
+		if err == nil && fb.handled {
+			b.contentDone(f.ID) // the attempt ended; the next one has its own objects
+		}
 		if err != nil || fb.handled {
 			return err
 		}
@@ -562,6 +566,9 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 		state = out[1]
 	case "applied", "late":
 		b.metrics.outcomes.WithLabelValues(ack.Status).Inc()
+		if ack.Status == schemas.StatusTransferred || ack.Status == schemas.StatusDelivered || ack.Status == schemas.StatusFailed {
+			b.contentDone(f.ID)
+		}
 	case "recorded":
 		// Another attempt decided the outcome (docs/ROUTING.md, "Late
 		// acknowledgements"): kept in the history, nothing else.

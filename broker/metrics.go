@@ -14,6 +14,9 @@ type metrics struct {
 	duration *prometheus.HistogramVec // endpoint: handling time in the worker
 	outcomes *prometheus.CounterVec   // status applied: delivered, read, failed, expired
 	queue    prometheus.GaugeFunc
+	// contentDeleted counts objects of content by reference deleted at
+	// an attempt's end (content.go)
+	contentDeleted prometheus.Counter
 	// accounting (accounting.go), by medium, never by client: the label
 	// values are the fabric's media, a short list
 	records    *prometheus.CounterVec // outcome: records stored
@@ -32,6 +35,8 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 			Help: "Transaction status changes applied, by status (expired: non-delivery at the deadline)."}, []string{"status"}),
 		queue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "uims", Subsystem: "broker", Name: "queue_length",
 			Help: "Requests waiting for a broker worker."}, queueLen),
+		contentDeleted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "uims", Subsystem: "broker", Name: "content_objects_deleted_total",
+			Help: "Objects of content by reference deleted when their attempt ended (PROTOCOL.md §10)."}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "uims", Subsystem: "accounting", Name: "records_total",
 			Help: "Accounting records stored in UIMS_ACCOUNTING, one per attempt at its outcome, by outcome (docs/ACCOUNTING.md)."}, []string{"outcome"}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "uims", Subsystem: "accounting", Name: "messages_total",
@@ -44,7 +49,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 			[]string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.outcomes, m.queue, m.records, m.messages, m.bytes, m.acctErrors)
+		reg.MustRegister(m.requests, m.duration, m.outcomes, m.queue, m.contentDeleted, m.records, m.messages, m.bytes, m.acctErrors)
 	}
 	return m
 }

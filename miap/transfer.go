@@ -28,12 +28,14 @@ const HdrContentRef = "Miap-Content-Ref"
 // AppendTransfer writes an instant message: the ticket frame into h, and
 // returns the body routed IMI ‖ content with Miap-Imi-Len set (§6.6). A
 // non-empty ref sends the content by reference: the body then holds the
-// routed IMI only.
+// routed IMI only, and the object, named ref, was sealed with
+// SealContent (Miap-Content-Enc: A256GCM).
 func AppendTransfer(h map[string][]string, ticket *Frame, content []byte, ref string) []byte {
 	ticket.PutHeader(h)
 	h[HdrIMILen] = []string{strconv.Itoa(len(ticket.Body))}
 	if ref != "" {
 		h[HdrContentRef] = []string{ref}
+		h[HdrContentEnc] = []string{EncA256GCM}
 		content = nil
 	}
 	body := make([]byte, 0, len(ticket.Body)+len(content))
@@ -74,6 +76,12 @@ func (e *Engine) OpenTransfer(party string, h map[string][]string, body []byte, 
 		return nil, err
 	}
 	content := body[n:]
+	enc := get(h, HdrContentEnc)
+	if ref := get(h, HdrContentRef); ref == "" && enc != "" {
+		return nil, fmt.Errorf("%w: %s without %s", ErrMalformed, HdrContentEnc, HdrContentRef)
+	} else if enc != "" && enc != EncA256GCM {
+		return nil, schemas.Errorf(schemas.CodeUnsupported, nil, HdrContentEnc+" "+enc)
+	}
 	if ref := get(h, HdrContentRef); ref != "" {
 		if len(content) != 0 || len(ref) > maxName {
 			return nil, fmt.Errorf("%w: content both inline and by reference, or a name over %d bytes", ErrMalformed, maxName)
@@ -89,6 +97,11 @@ func (e *Engine) OpenTransfer(party string, h map[string][]string, body []byte, 
 				return nil, fmt.Errorf("miap: fetch %s: %w", ref, err)
 			}
 			return nil, fmt.Errorf("%w: fetch %s: %w", ErrDigest, ref, err)
+		}
+		if enc == EncA256GCM {
+			if content, err = OpenContent(f.ID, f.CSHA, content); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if int64(len(content)) != f.CLen {

@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/uims/uims/broker"
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/internal/fabrictest"
 	"github.com/uims/uims/miap"
+	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/processor"
 	"github.com/uims/uims/schemas"
 )
@@ -265,4 +267,34 @@ func TestNoChain(t *testing.T) {
 	if err := send("image/png"); !kit.IsCode(err, schemas.CodeUnsupported) {
 		t.Fatalf("image with the processor down: %v, still UNSUPPORTED", err)
 	}
+}
+
+// A large HTML message (600 KB) goes to the processor by reference, and
+// its text (still over 256 KiB) on to the destination by reference: both
+// objects are deleted once delivered.
+func TestChainByReference(t *testing.T) {
+	f, _, ogKit, dg := chainFabric(t, false)
+	startProcessorAs(t, f, "proc", false, processor.Standard(1<<20)...)
+	para := "<p>" + strings.Repeat("words of a long letter, ", 20) + "</p>\n"
+	html := "<html><body>" + strings.Repeat(para, 600000/len(para)) + "</body></html>"
+	res, err := sendFrom(t, ogKit, "bob", "text/html; charset=utf-8", []byte(html))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := dg.Get(res.MsgID)
+	if d == nil || !strings.HasPrefix(d.Type, "text/plain") || len(d.Content) < 300<<10 || !strings.Contains(string(d.Content), "words of a long letter") {
+		t.Fatalf("delivery %v", d != nil)
+	}
+	js, err := jetstream.New(f.Conn("observer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os, err := js.ObjectStore(context.Background(), miapnats.ContentBucket)
+	if err != nil {
+		t.Fatalf("no content went by reference: %v", err)
+	}
+	fabrictest.Eventually(t, 10*time.Second, "both objects deleted", func() bool {
+		_, err := os.List(context.Background())
+		return errors.Is(err, jetstream.ErrNoObjectsFound)
+	})
 }

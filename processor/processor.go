@@ -91,6 +91,9 @@ type Config struct {
 	Strict      bool
 	// RequestTimeout bounds requests to the brokers; default 5 s.
 	RequestTimeout time.Duration
+	// ContentRef is the size from which converted content goes on by
+	// reference (PROTOCOL.md §10); default 256 KiB.
+	ContentRef int
 	// Heartbeat is the announce interval; default 1 s.
 	Heartbeat time.Duration
 	// Workers bounds concurrent conversions; default 32.
@@ -158,6 +161,7 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Pr
 	}
 	p.js = js
 	p.content = miapnats.NewContentStore(js)
+	p.content.Threshold = cfg.ContentRef
 	p.client = &miapnats.Client{NC: nc, Eng: eng, Clock: &p.clock, Party: cfg.Party, Timeout: cfg.RequestTimeout, Content: p.content}
 	if !cfg.NoTrace {
 		p.tracer = tracing.New(nc, cfg.Party, 0, 0)

@@ -125,6 +125,10 @@ type Config struct {
 	// §6.15, §6.16): the TTL of the gateway's bucket uims_og_<gateway>;
 	// default the longest hold (schemas.MaxHold, 7 days) and a day.
 	KeepContent time.Duration
+	// ContentRef is the content size from which a transfer goes by
+	// reference through the object store (PROTOCOL.md §10); default
+	// miap.DefaultContentRef (256 KiB), at least miap.MinContentRef.
+	ContentRef int
 	// Now is the clock the kit's MIAP engine corrects against the
 	// brokers' (TSCS); default time.Now.
 	Now func() time.Time
@@ -211,6 +215,7 @@ func New(nc *nats.Conn, keys *miap.Keyring, medium Medium, cfg Config, log zerol
 		return nil, err
 	}
 	k.content = miapnats.NewContentStore(k.js)
+	k.content.Threshold = cfg.ContentRef
 	if !cfg.NoTrace {
 		k.tracer = tracing.New(nc, cfg.Gateway, 0, 0)
 	}

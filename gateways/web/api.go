@@ -3,13 +3,13 @@ package web
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"github.com/nats-io/nats.go/jetstream"
 	"io"
 	"io/fs"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -34,11 +34,15 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/messages/{id}", g.auth(g.deleteMessage))
 	mux.HandleFunc("POST /api/v1/messages/{id}/read", g.auth(g.postRead))
 	mux.HandleFunc("GET /api/v1/messages/{id}/content", g.auth(g.getContent))
+	mux.HandleFunc("GET /api/v1/messages/{id}/attachments/{n}", g.auth(g.getAttachment))
 	mux.HandleFunc("GET /api/v1/inbox", g.auth(g.getInbox))
 	mux.HandleFunc("GET /api/v1/events", g.authStream(g.getEvents))
 	mux.HandleFunc("GET /api/v1/usage", g.auth(g.getUsage)) // usage.go
 	mux.HandleFunc("GET /api/v1/me", g.auth(func(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
 		writeJSON(w, http.StatusOK, c)
+	}))
+	mux.HandleFunc("GET /api/v1/limits", g.auth(func(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
+		writeJSON(w, http.StatusOK, Limits{MaxUpload: g.cfg.MaxUpload, MaxFiles: MaxFiles, MaxBody: g.cfg.MaxBody})
 	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	for p, h := range g.cfg.Extra {
@@ -310,10 +314,11 @@ type SendResponse struct {
 // the content and its type, the schedule, and the message id from
 // Idempotency-Key (a client retry reuses it, so every hop sees one
 // message; for a group, the group id and with it every recipient's).
-// Errors are MALFORMED with what is wrong.
-func submission(r *http.Request, c *schemas.ClientInfo, req *SendRequest) (*kit.Submission, error) {
+// Errors are MALFORMED with what is wrong. A message with attachments
+// (upload.go) may have no text.
+func submission(r *http.Request, c *schemas.ClientInfo, req *SendRequest, attached bool) (*kit.Submission, error) {
 	switch {
-	case req.Text == "" && req.HTML == "":
+	case req.Text == "" && req.HTML == "" && !attached:
 		return nil, schemas.Errorf(schemas.CodeMalformed, nil, "missing \"text\" or \"html\"")
 	case !utf8.ValidString(req.Text) || !utf8.ValidString(req.HTML) || strings.ContainsAny(req.Subject, "\r\n\x00"):
 		return nil, schemas.Errorf(schemas.CodeMalformed, nil, "text must be UTF-8 and the subject one line")
@@ -330,11 +335,19 @@ func submission(r *http.Request, c *schemas.ClientInfo, req *SendRequest) (*kit.
 	if err != nil {
 		return nil, err
 	}
-	if key := r.Header.Get("Idempotency-Key"); key != "" {
-		sum := sha256.Sum256([]byte(c.ID + "\x00" + key))
-		s.MsgID = hex.EncodeToString(sum[:16])
-	}
+	s.MsgID = idempotentID(r, c)
 	return s, nil
+}
+
+// idempotentID is the message id Idempotency-Key names for the client
+// ("" without one: the kit chooses).
+func idempotentID(r *http.Request, c *schemas.ClientInfo) string {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(c.ID + "\x00" + key))
+	return hex.EncodeToString(sum[:16])
 }
 
 // rfc3339ms parses an optional RFC 3339 time of the request body into
@@ -350,6 +363,7 @@ func rfc3339ms(field, v string) (int64, error) {
 	return t.UnixMilli(), nil
 }
 
+// postMessage takes a JSON message to one recipient.
 func (g *Gateway) postMessage(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
 	r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBody)
 	dec := json.NewDecoder(r.Body)
@@ -373,12 +387,17 @@ func (g *Gateway) postMessage(w http.ResponseWriter, r *http.Request, c *schemas
 		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "missing \"to\"")
 		return
 	}
-	s, err := submission(r, c, &req)
+	s, err := submission(r, c, &req, false)
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	s.To = req.To
+	g.sendOne(w, r, s, req.To)
+}
+
+// sendOne sends a submission to one recipient and answers its outcome.
+func (g *Gateway) sendOne(w http.ResponseWriter, r *http.Request, s *kit.Submission, to string) {
+	s.To = to
 	res, err := g.kit.Send(r.Context(), s)
 	if err != nil {
 		fail(w, err)
@@ -444,6 +463,10 @@ func inboxMiss(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusNotFound, schemas.CodeUnknownTx, "no such message in your inbox")
 		return
 	}
+	if errors.Is(err, errContentLost) { // retrying will not bring it back
+		writeError(w, http.StatusNotFound, schemas.CodeUnknownTx, "the content of this message is no longer stored")
+		return
+	}
 	fail(w, schemas.Errorf(schemas.CodeBusy, err, "inbox"))
 }
 
@@ -474,23 +497,99 @@ func (g *Gateway) postRead(w http.ResponseWriter, r *http.Request, c *schemas.Cl
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "read_at": s.ReadAt})
 }
 
+// getContent sends a message's whole content as it came (a multipart
+// body with its parts, or a single file), to save (RFC 6266 attachment).
 func (g *Gateway) getContent(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
 	s, err := g.inbox.get(r.Context(), c.ID, r.PathValue("id"))
 	if err != nil {
 		inboxMiss(w, err)
 		return
 	}
-	body := s.Content
-	if body == nil {
-		body = []byte(s.Text)
-		if s.HTML != "" {
-			body = []byte(s.HTML)
+	var body io.Reader
+	switch {
+	case s.Content != nil || s.Chunks > 0:
+		if body, err = g.inbox.content(r.Context(), c.ID, s); err != nil {
+			inboxMiss(w, err)
+			return
 		}
+	case s.HTML != "":
+		body = strings.NewReader(s.HTML)
+	default:
+		body = strings.NewReader(s.Text)
 	}
-	w.Header().Set("Content-Type", s.Type)
-	w.Header().Set("Content-Disposition", "attachment")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Write(body)
+	name := "message-" + s.ID[:min(8, len(s.ID))]
+	mt, _, _ := mime.ParseMediaType(s.Type)
+	switch {
+	case len(s.Attachments) == 1 && !strings.HasPrefix(mt, "multipart/"):
+		name = s.Attachments[0].Name // the content is that one file
+	case mt == "text/plain":
+		name += ".txt"
+	case mt == "text/html":
+		name += ".html"
+	}
+	download(w, s.Type, name, -1, body)
+}
+
+// getAttachment sends attachment n (from 0, in the order of the message's
+// "attachments") with its name and type, decoded, to save.
+func (g *Gateway) getAttachment(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
+	n, err := strconv.Atoi(r.PathValue("n"))
+	if err != nil || n < 0 || n > 10000 {
+		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, "bad attachment number: 0 for the first of the message's attachments")
+		return
+	}
+	s, err := g.inbox.get(r.Context(), c.ID, r.PathValue("id"))
+	if err != nil {
+		inboxMiss(w, err)
+		return
+	}
+	if n >= len(s.Attachments) || (s.Content == nil && s.Chunks == 0) {
+		writeError(w, http.StatusNotFound, schemas.CodeUnknownTx, fmt.Sprintf("the message has no attachment %d", n))
+		return
+	}
+	body, err := g.inbox.content(r.Context(), c.ID, s)
+	if err != nil {
+		inboxMiss(w, err)
+		return
+	}
+	mt, params, _ := mime.ParseMediaType(s.Type)
+	if !strings.HasPrefix(mt, "multipart/") {
+		// the content is the attachment (a fax, a recording, large HTML)
+		a := s.Attachments[0]
+		download(w, a.Type, a.Name, a.Length, body)
+		return
+	}
+	// No Content-Length: entries listed before issue 18 have lengths
+	// counted from a capped read.
+	_, _, _, found, err := scanMultipart(body, params["boundary"], n, func(a schemas.Attachment, part io.Reader) error {
+		return download(w, a.Type, a.Name, -1, part)
+	})
+	if !found && err == nil {
+		writeError(w, http.StatusNotFound, schemas.CodeUnknownTx, fmt.Sprintf("the message has no attachment %d", n))
+	}
+}
+
+// download answers a file to save: the type it has (X-Content-Type-Options:
+// nosniff, so a browser never guesses another), always as an attachment
+// with its name (RFC 6266), and sandboxed should it be opened anyway, so
+// that an HTML file never runs in the gateway's origin. size, if known
+// (>= 0), is sent as Content-Length. A failure once the body has begun
+// aborts the response, so that a client never takes a cut file for whole.
+func download(w http.ResponseWriter, ctype, name string, size int64, body io.Reader) error {
+	h := w.Header()
+	h.Set("Content-Type", safeType(ctype))
+	h.Set("Content-Disposition", contentDisposition(name))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	h.Set("Cache-Control", "private, no-store")
+	if size >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+	}
+	n, err := io.Copy(w, body)
+	if err != nil || (size >= 0 && n != size) {
+		panic(http.ErrAbortHandler)
+	}
+	return nil
 }
 
 // getInbox answers one page of the caller's inbox (paging.go): ?limit=
@@ -610,13 +709,4 @@ func (g *Gateway) Notify(ctx context.Context, ev *schemas.StatusEvent) error {
 	}
 	g.inbox.event(ev.Sender, &Event{Type: "status", Status: ev})
 	return nil
-}
-
-func decodeBase64(b []byte) ([]byte, error) {
-	return base64.StdEncoding.DecodeString(strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' || r == ' ' {
-			return -1
-		}
-		return r
-	}, string(b)))
 }

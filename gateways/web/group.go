@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -38,9 +39,14 @@ type GroupResponse struct {
 	Code       string                `json:"code,omitempty"`
 }
 
-// postMessages takes POST /api/v1/messages: a group message to
-// postGroup, any other to postMessage, unchanged.
+// postMessages takes POST /api/v1/messages: a multipart/form-data body
+// (files) to postUpload, a JSON group message to postGroup, any other to
+// postMessage, unchanged.
 func (g *Gateway) postMessages(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo) {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+		g.postUpload(w, r, c)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -103,13 +109,19 @@ func (g *Gateway) postGroup(w http.ResponseWriter, r *http.Request, c *schemas.C
 		writeError(w, http.StatusBadRequest, schemas.CodeMalformed, fmt.Sprintf("%d recipients, at most %d", len(to), schemas.MaxGroupRecipients))
 		return
 	}
-	s, err := submission(r, c, &req.SendRequest)
+	s, err := submission(r, c, &req.SendRequest, false)
 	if err != nil {
 		fail(w, err)
 		return
 	}
+	g.sendGroup(w, r, c, s, to)
+}
+
+// sendGroup sends a submission to every recipient of to (expanded) and
+// answers the group's outcome.
+func (g *Gateway) sendGroup(w http.ResponseWriter, r *http.Request, c *schemas.ClientInfo, s *kit.Submission, to []string) {
 	// The sender's own groups, from its credential query (auth).
-	to, err = kit.ExpandRecipients(c, to)
+	to, err := kit.ExpandRecipients(c, to)
 	if err == nil {
 		to, err = kit.NormaliseRecipients(to)
 	}

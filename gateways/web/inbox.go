@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
-	"mime/multipart"
 	"strconv"
 	"strings"
 	"time"
@@ -85,11 +83,15 @@ type Message struct {
 	ReadAt      int64                `json:"read_at,omitempty"`
 }
 
-// stored is the inbox entry in the stream.
+// stored is the inbox entry in the stream. The content is in the entry
+// (Content) up to inlineContent bytes; larger content is in Chunks stream
+// messages of its own (content.go), Size bytes in all.
 type stored struct {
 	Message
 	Ref     kit.AckRef `json:"ref"`
 	Content []byte     `json:"content,omitempty"`
+	Chunks  int        `json:"chunks,omitempty"`
+	Size    int64      `json:"size,omitempty"`
 }
 
 // Event is a live event for a client.
@@ -235,7 +237,9 @@ func (in *inbox) migrate(ctx context.Context, legacy jetstream.Stream) error {
 }
 
 // entry builds an inbox entry from a delivery: the text, the HTML and the
-// attachments of multipart content.
+// attachments of multipart content (mimeparts.go). The content itself is
+// kept when there is more to it than the text: attachments, or HTML too
+// large to show.
 func entry(d *kit.Delivery) *stored {
 	imi := &d.Routed.IMI
 	s := &stored{Message: Message{ID: imi.MsgID, From: imi.From, To: imi.To, Subject: imi.Subject, Medium: imi.From.Medium,
@@ -243,78 +247,43 @@ func entry(d *kit.Delivery) *stored {
 	mt, params, err := mime.ParseMediaType(d.Type)
 	switch {
 	case err == nil && strings.HasPrefix(mt, "multipart/"):
-		s.Text, s.HTML, s.Attachments = parseMultipart(d.Content, params["boundary"], 0)
+		s.Text, s.HTML, s.Attachments, _, _ = scanMultipart(bytes.NewReader(d.Content), params["boundary"], -1, nil)
 		s.Content = d.Content
 	case err == nil && mt == "text/plain":
 		s.Text = string(d.Content)
-	case err == nil && mt == "text/html":
+	case err == nil && mt == "text/html" && len(d.Content) <= maxText:
 		s.HTML = string(d.Content)
 		s.Text = "(HTML message)"
+	case err == nil && mt == "text/html":
+		s.Text = fmt.Sprintf("(HTML message of %d bytes, too large to show here: download it)", len(d.Content))
+		s.Attachments = []schemas.Attachment{{Name: "message.html", Type: "text/html", Length: int64(len(d.Content))}}
+		s.Content = d.Content
 	default:
 		s.Attachments = []schemas.Attachment{{Name: "content", Type: d.Type, Length: int64(len(d.Content))}}
+		if err == nil {
+			s.Attachments[0].Type = mt
+		}
 		s.Content = d.Content
 	}
 	if len(s.Text) > maxText {
 		s.Text = s.Text[:maxText]
 	}
+	if len(s.HTML) > maxText {
+		s.HTML = "" // cut HTML would not render; the content has it
+	}
 	return s
 }
 
-// parseMultipart returns the first text/plain and text/html parts and the
-// other parts as attachments, descending into nested multiparts.
-func parseMultipart(body []byte, boundary string, depth int) (text, html string, atts []schemas.Attachment) {
-	if boundary == "" || depth > 5 {
-		return "", "", nil
-	}
-	mr := multipart.NewReader(bytes.NewReader(body), boundary)
-	for i := 0; i < 100; i++ {
-		p, err := mr.NextPart()
-		if err != nil {
-			break
-		}
-		data, _ := io.ReadAll(io.LimitReader(p, maxText+1))
-		mt, params, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		if mt == "" {
-			mt = "text/plain"
-		}
-		name := p.FileName()
-		switch {
-		case strings.HasPrefix(mt, "multipart/"):
-			t, h, a := parseMultipart(data, params["boundary"], depth+1)
-			if text == "" {
-				text = t
-			}
-			if html == "" {
-				html = h
-			}
-			atts = append(atts, a...)
-		case mt == "text/plain" && name == "" && text == "":
-			text = decodePart(data, p.Header.Get("Content-Transfer-Encoding"))
-		case mt == "text/html" && name == "" && html == "":
-			html = decodePart(data, p.Header.Get("Content-Transfer-Encoding"))
-		default:
-			if name == "" {
-				name = fmt.Sprintf("part-%d", i+1)
-			}
-			atts = append(atts, schemas.Attachment{Name: name, Type: mt, Length: int64(len(data))})
-		}
-	}
-	return text, html, atts
-}
-
-func decodePart(data []byte, cte string) string {
-	// mime/multipart decodes quoted-printable itself; base64 text parts are rare.
-	if strings.EqualFold(strings.TrimSpace(cte), "base64") {
-		if b, err := decodeBase64(data); err == nil {
-			return string(b)
-		}
-	}
-	return string(data)
-}
-
 // deliver stores a message in the recipient's inbox (idempotent per message
-// id) and tells the recipient's live event streams.
+// id) and tells the recipient's live event streams. Large content goes
+// first, in chunks (content.go), so that an entry never names content that
+// is not there.
 func (in *inbox) deliver(ctx context.Context, client string, s *stored) (bool, error) {
+	if len(s.Content) > inlineContent {
+		if err := in.putChunks(ctx, client, s); err != nil {
+			return false, err
+		}
+	}
 	data, ev, err := encodeEntry(s)
 	if err != nil {
 		return false, err
@@ -342,7 +311,9 @@ func encodeEntry(s *stored) (entry, event []byte, err error) {
 	rest, err := json.Marshal(struct {
 		Ref     kit.AckRef `json:"ref"`
 		Content []byte     `json:"content,omitempty"`
-	}{s.Ref, s.Content})
+		Chunks  int        `json:"chunks,omitempty"`
+		Size    int64      `json:"size,omitempty"`
+	}{s.Ref, s.Content, s.Chunks, s.Size})
 	if err != nil {
 		return nil, nil, err
 	}

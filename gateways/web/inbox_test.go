@@ -1,8 +1,11 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	stdjson "encoding/json"
+	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -159,5 +162,56 @@ func TestInboxMigratesLegacyStream(t *testing.T) {
 	again := &inbox{js: js, nc: nc, shards: 4}
 	if err := again.ensure(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Content over inlineContent is stored in chunks beside its entry, which
+// stays small; it reads back whole, and a chunk gone is errContentLost,
+// not a cut file. A redelivery adds nothing.
+func TestInboxChunkedContent(t *testing.T) {
+	nc, js, ctx := jetStreamForTest(t)
+	in := &inbox{js: js, nc: nc, shards: 2}
+	if err := in.ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	content := make([]byte, 2*in.chunkSize()+12345)
+	for i := range content {
+		content[i] = byte(i * 31)
+	}
+	s := &stored{Message: Message{ID: kit.NewMsgID(), Type: "application/pdf"}, Content: content}
+	if _, err := in.deliver(ctx, "bob", s); err != nil {
+		t.Fatal(err)
+	}
+	got, err := in.get(ctx, "bob", s.ID)
+	if err != nil || got.Chunks != 3 || got.Size != int64(len(content)) || got.Content != nil {
+		t.Fatalf("entry: chunks %d, size %d, inline %d bytes, %v", got.Chunks, got.Size, len(got.Content), err)
+	}
+	st, _ := js.Stream(ctx, InboxStreamName(in.shard(s.ID)))
+	entry, _ := st.GetLastMsgForSubject(ctx, in.inboxSubject("bob", s.ID))
+	if len(entry.Data) > 4<<10 {
+		t.Fatalf("entry of %d bytes", len(entry.Data))
+	}
+	read := func() ([]byte, error) {
+		r, err := in.content(ctx, "bob", got)
+		if err != nil {
+			return nil, err
+		}
+		return io.ReadAll(r)
+	}
+	if b, err := read(); err != nil || !bytes.Equal(b, content) {
+		t.Fatalf("content: %d bytes, %v", len(b), err)
+	}
+	before := st.CachedInfo().State.Msgs
+	if dup, err := in.deliver(ctx, "bob", &stored{Message: s.Message, Content: content}); err != nil || !dup {
+		t.Fatalf("redelivery: duplicate %v, %v", dup, err)
+	}
+	if info, _ := st.Info(ctx); info.State.Msgs != before {
+		t.Fatalf("a redelivery added %d stream messages", info.State.Msgs-before)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject(in.chunkSubject("bob", s.ID, 2))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := read(); !errors.Is(err, errContentLost) {
+		t.Fatalf("a chunk gone: %v, want errContentLost", err)
 	}
 }

@@ -54,8 +54,17 @@ type Config struct {
 	// Kit configures the gateway kit (mode, timeouts); Gateway and Medium
 	// are set from this Config.
 	Kit kit.Config
-	// MaxBody bounds a request body; default 2 MiB.
+	// MaxBody bounds a JSON request body, and the fields of a
+	// multipart/form-data one; default 2 MiB.
 	MaxBody int64
+	// MaxUpload bounds the files of one message sent as
+	// multipart/form-data (upload.go): their bytes in all; default
+	// DefaultMaxUpload (25 MiB, the e-mail gateway's SIZE). uims run:
+	// UIMS_WEB_MAX_UPLOAD.
+	MaxUpload int64
+	// UploadDir is where uploads are encoded on their way in (removed
+	// when the request ends); default os.TempDir().
+	UploadDir string
 	// Extra mounts more handlers by pattern (not /metrics).
 	Extra map[string]http.Handler
 	// Metrics is where the gateway registers its Prometheus collectors and
@@ -117,6 +126,12 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 	}
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = 2 << 20
+	}
+	if cfg.MaxUpload == 0 {
+		cfg.MaxUpload = DefaultMaxUpload
+	}
+	if cfg.MaxUpload < 0 {
+		return nil, fmt.Errorf("web: MaxUpload %d: want a positive size", cfg.MaxUpload)
 	}
 	if cfg.InboxShards <= 0 {
 		cfg.InboxShards = DefaultInboxShards

@@ -42,6 +42,9 @@ type Config struct {
 	OpsAddr string
 	// Operator is the operator view's token (UIMS_OPERATOR_TOKEN).
 	Operator string
+	// WebMaxUpload bounds the files of one message sent on the web page
+	// (UIMS_WEB_MAX_UPLOAD; default 25 MiB, web.Config.MaxUpload).
+	WebMaxUpload int64
 	// SMTPAddr, SMTPRelay, SMTPDomains: the e-mail gateway (UIMS_SMTP_ADDR,
 	// UIMS_SMTP_RELAY, UIMS_SMTP_DOMAINS). SMTPAddr "off" disables it.
 	SMTPAddr    string
@@ -54,6 +57,10 @@ type Config struct {
 	// SMPPAddr "off" disables it.
 	SMPPAddr string
 	SMSC     sms.SMSCConfig
+	// ContentRef is the content size from which a hop goes by reference
+	// through the object store (UIMS_CONTENT_REF; PROTOCOL.md §10);
+	// default 256 KiB.
+	ContentRef int
 	// Voice configures the voice gateway (UIMS_SIP_*, docs/VOICE.md):
 	// Voice.SIPAddr is its SIP listener (uims run's default
 	// 127.0.0.1:5060), a mailbox for every client's voice address and
@@ -229,7 +236,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	var sg *sms.Gateway
 	var ov *ops.Server
 	var cli *kit.Kit
-	kc := kit.Config{Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window}
+	kc := kit.Config{Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window, ContentRef: cfg.ContentRef}
 	reg := NewRegistry() // served by the web gateway and the operator view at /metrics
 	httpScheme := "http://"
 	if tcfg != nil {
@@ -262,7 +269,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 				for _, m := range missing {
 					log.Warn().Str("role", "processor").Msg("voice conversions: " + m)
 				}
-				proc, err = processor.New(processor.Config{Version: cfg.Version, Strict: cfg.Strict,
+				proc, err = processor.New(processor.Config{Version: cfg.Version, Strict: cfg.Strict, ContentRef: cfg.ContentRef,
 					Conversions: append(append(processor.Standard(64<<10), fax...), voice...)}, nc, kr, log)
 			}
 			return err
@@ -272,7 +279,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			if err != nil {
 				return err
 			}
-			wc := web.Config{Addr: cfg.HTTPAddr, TLS: tcfg, Metrics: reg, Kit: kc}
+			wc := web.Config{Addr: cfg.HTTPAddr, TLS: tcfg, Metrics: reg, Kit: kc, MaxUpload: cfg.WebMaxUpload}
 			if cfg.OpsAddr != "off" { // the operator view moved out of the web gateway: send its old address there
 				wc.Extra = map[string]http.Handler{"GET /ops.html": opsRedirect(httpScheme, func() string { return ov.Addr() })}
 			}

@@ -1,9 +1,12 @@
 package system_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"io"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -177,5 +180,106 @@ func TestCLISenderNamesClients(t *testing.T) {
 	})
 	if err := send(schemas.Endpoint{Medium: "web", Address: "carol", Client: "carol"}); miap.CodeOf(err) != schemas.CodeNotAllowed {
 		t.Fatalf("cli naming a web sender: %v", err)
+	}
+}
+
+// A text of 900 KB goes web to web by reference through the object store,
+// under the NATS permissions of uims run (every party its own user): the
+// bucket is created by a party that may not reconfigure it, read by the
+// destination, and its object deleted by a broker.
+func TestRunLargeTextByReference(t *testing.T) {
+	a := runSystem(t, system.Config{DataDir: t.TempDir()})
+	text := strings.Repeat("a large text, by reference. ", 900000/28) // the inbox keeps 1 MiB of text
+	body, _ := json.Marshal(map[string]string{"to": "bob", "text": text})
+	var code int
+	var out map[string]any
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if code, out = post(t, "http://"+a.HTTP+"/api/v1/messages", "alice-token", string(body)); code == 202 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code != 202 || out["status"] != "delivered" {
+		t.Fatalf("%d %v", code, out)
+	}
+	req, _ := http.NewRequest("GET", "http://"+a.HTTP+"/api/v1/messages/"+out["id"].(string)+"/content", nil)
+	req.Header.Set("Authorization", "Bearer bob-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(got) != text {
+		t.Fatalf("bob reads %d: %d bytes of %d", resp.StatusCode, len(got), len(text))
+	}
+	// a broker deleted the object, with its own permissions
+	deadline = time.Now().Add(10 * time.Second)
+	var metrics string
+	for time.Now().Before(deadline) {
+		if r, err := http.Get("http://" + a.HTTP + "/metrics"); err == nil {
+			b, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			if metrics = string(b); strings.Contains(metrics, "uims_broker_content_objects_deleted_total 1") {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	i := strings.Index(metrics, "uims_broker_content")
+	t.Fatalf("no object deleted: %q", metrics[max(0, i):min(len(metrics), max(0, i)+200)])
+}
+
+// A 20 MB file through the web form, alice to bob, under uims run's NATS
+// permissions: over the 8 MiB max_payload, so by reference, and back
+// byte-exact from bob's inbox.
+func TestRunLargeUpload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 40 MB: not in -short")
+	}
+	a := runSystem(t, system.Config{DataDir: t.TempDir()})
+	data := make([]byte, 20_000_000)
+	rand.Read(data)
+	var body bytes.Buffer
+	w := multipart.NewWriter(&body)
+	w.WriteField("to", "bob")
+	w.WriteField("text", "twenty megabytes")
+	p, _ := w.CreateFormFile("file", "big.bin")
+	p.Write(data)
+	w.Close()
+	var id string
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && id == "" {
+		req, _ := http.NewRequest("POST", "http://"+a.HTTP+"/api/v1/messages", bytes.NewReader(body.Bytes()))
+		req.Header.Set("Authorization", "Bearer alice-token")
+		req.Header.Set("Content-Type", w.FormDataContentType())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode == 202 && out["status"] == "delivered" {
+			id, _ = out["id"].(string)
+			break
+		}
+		t.Logf("upload: %d %v", resp.StatusCode, out)
+		time.Sleep(500 * time.Millisecond)
+	}
+	if id == "" {
+		t.Fatal("the upload was not delivered")
+	}
+	req, _ := http.NewRequest("GET", "http://"+a.HTTP+"/api/v1/messages/"+id+"/attachments/0", nil)
+	req.Header.Set("Authorization", "Bearer bob-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !bytes.Equal(got, data) {
+		t.Fatalf("bob downloads %d: %d bytes of %d", resp.StatusCode, len(got), len(data))
 	}
 }

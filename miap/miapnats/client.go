@@ -118,10 +118,14 @@ func (c *Client) Request(ctx context.Context, subject string, f *miap.Frame, wan
 func (c *Client) Transfer(ctx context.Context, subject, loginSubject string, strict bool, ticket *miap.Frame, content []byte) (*nats.Msg, error) {
 	m := nats.NewMsg(subject)
 	ref := ""
-	if c.Content != nil && len(content)+len(ticket.Body)+headroom > int(c.NC.MaxPayload()) {
-		// Too large for one NATS message: by reference through the object store (§10).
-		ref = objectName(ticket.ID, len(content))
-		if err := c.Content.Put(ctx, ref, content); err != nil {
+	if c.Content != nil && (c.Content.ByReference(len(content)) || len(content)+len(ticket.Body)+headroom > int(c.NC.MaxPayload())) {
+		// Large: by reference through the object store, sealed (§10).
+		ref = miap.ContentName(ticket.ID, int64(len(content)))
+		sealed, err := miap.SealContent(ticket.ID, ticket.CSHA, content)
+		if err != nil {
+			return nil, schemas.Errorf(schemas.CodeInternal, err, "seal content")
+		}
+		if err := c.Content.Put(ctx, ref, sealed); err != nil {
 			return nil, schemas.Errorf(schemas.CodeBusy, err, "content store")
 		}
 	}

@@ -2,14 +2,14 @@ package miapnats
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
 )
 
@@ -17,26 +17,71 @@ import (
 // reference (PROTOCOL.md §10).
 const ContentBucket = "uims_content"
 
-// ContentStore keeps content too large for one NATS message. Objects are
-// named after the transaction's ID and expire after a day; the receiver
-// checks length and SHA-256 against its ticket, so the store need not be
-// trusted.
+// ContentStore keeps content sent by reference (§10): content of
+// Threshold bytes or more, or too large for one NATS message. Objects are
+// sealed with a key of the transfer (miap.SealContent), named after the
+// transfer's ID (miap.ContentName), deleted by the brokers when the
+// attempt ends and expire after a day otherwise; the receiver checks
+// length and SHA-256 against its ticket, so the store need not be trusted.
 type ContentStore struct {
 	js jetstream.JetStream
+	mu sync.Mutex
+	os jetstream.ObjectStore // bound on first use
+	// Threshold is the size from which content goes by reference; 0 is
+	// miap.DefaultContentRef, and below miap.MinContentRef it is raised to
+	// that (the brokers delete no smaller object).
+	Threshold int
 }
 
 // NewContentStore returns the store on js.
 func NewContentStore(js jetstream.JetStream) *ContentStore { return &ContentStore{js: js} }
 
-func (s *ContentStore) bucket(ctx context.Context) (jetstream.ObjectStore, error) {
-	os, err := s.js.ObjectStore(ctx, ContentBucket)
-	if err == nil {
-		return os, nil
+// ByReference reports whether n bytes of content go by reference.
+func (s *ContentStore) ByReference(n int) bool {
+	t := s.Threshold
+	if t == 0 {
+		t = miap.DefaultContentRef
 	}
-	return s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket: ContentBucket, Description: "content carried by reference (PROTOCOL.md §10)",
-		TTL: 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: Replicas(s.js),
-	})
+	return n >= max(t, miap.MinContentRef)
+}
+
+// Delete removes an object; one that is not there is no error.
+func (s *ContentStore) Delete(ctx context.Context, name string) error {
+	os, err := s.bucket(ctx)
+	if err != nil {
+		return fmt.Errorf("miapnats: content bucket: %w", err)
+	}
+	if err := os.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("miapnats: delete content %s: %w", name, err)
+	}
+	return nil
+}
+
+func (s *ContentStore) bucket(ctx context.Context) (jetstream.ObjectStore, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.os != nil {
+		return s.os, nil
+	}
+	os, err := s.js.ObjectStore(ctx, ContentBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		// create, never update: a party may create the bucket, not
+		// reconfigure it (miap/natsauth). In memory: an object lives for
+		// one hop, and its sender still holds the content and sends it
+		// again if the server lost it (no fsync of every chunk).
+		os, err = s.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: ContentBucket, Description: "content carried by reference for one hop (PROTOCOL.md §10)",
+			TTL: 24 * time.Hour, Storage: jetstream.MemoryStorage, Replicas: Replicas(s.js),
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			os, err = s.js.ObjectStore(ctx, ContentBucket)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.os = os
+	return os, nil
 }
 
 // Put stores content under name.
@@ -67,10 +112,4 @@ func (s *ContentStore) Fetch(ctx context.Context) func(string) ([]byte, error) {
 		}
 		return b, err
 	}
-}
-
-// objectName names one hop's content: the ID and the length, so that each
-// conversion step gets its own object.
-func objectName(id []byte, n int) string {
-	return hex.EncodeToString(id[:12]) + "-" + strconv.Itoa(n)
 }

@@ -189,6 +189,13 @@ func TestPermissionMatrix(t *testing.T) {
 		{email, op{"sub", "uims.gw.web.held"}, false},
 		{brk, op{"pub", "$JS.API.CONSUMER.CREATE.KV_uims_keys.w"}, true},
 		{brk, op{"sub", "uims.gw.web.im"}, false},
+		// content by reference: the brokers delete objects, never read chunks;
+		// a gateway may neither purge nor read the chunks as a consumer of all
+		{brk, op{"pub", "$JS.API.STREAM.PURGE.OBJ_uims_content"}, true},
+		{brk, op{"pub", "$JS.API.DIRECT.GET.OBJ_uims_content.$O.uims_content.M.abc"}, true},
+		{brk, op{"pub", "$JS.API.CONSUMER.CREATE.OBJ_uims_content.x.$O.uims_content.C.nuid"}, false},
+		{brk, op{"pub", "$JS.API.STREAM.MSG.GET.OBJ_uims_content"}, false},
+		{web, op{"pub", "$JS.API.STREAM.PURGE.OBJ_uims_content"}, false},
 		{brk, op{"pub", "uims.gw.web.im"}, true}, // its own messages (a quota warning, PROTOCOL.md §6.17)
 		{brk, op{"pub", "uims.gw.web.login"}, true},
 		{brk, op{"queue", "uims.gw.web.login"}, false},

@@ -237,6 +237,12 @@ func Permissions(role Role, name string, media []string) jwt.Permissions {
 		p.pubs("uims.gw.*.im", "uims.gw.*.login", "uims.proc.>")
 		p.createStream(schemas.AccountingStream)
 		p.kv("uims_miap")
+		// content by reference (PROTOCOL.md §10): delete the objects of an
+		// attempt that ended: read an object's metadata, write its delete
+		// marker, purge its chunks; never read a chunk
+		p.createStream(contentStream)
+		p.pubs("$O.uims_content.M.>", api("DIRECT.GET."+contentStream+".$O.uims_content.M.*"),
+			api("STREAM.PURGE."+contentStream))
 		// the whole key registry, read only
 		p.pubs(api("STREAM.INFO."+keyStream), api("STREAM.MSG.GET."+keyStream),
 			api("DIRECT.GET."+keyStream), api("DIRECT.GET."+keyStream+".>"),

@@ -1,6 +1,7 @@
 // UIMS client page: sign in with a bearer token, a live inbox over
-// Server-Sent Events, read receipts, compose, and the live status of sent
-// messages. Plain JavaScript, no build step; it talks to /api/v1/ only.
+// Server-Sent Events, read receipts, compose with attachments, and the live
+// status of sent messages. Plain JavaScript, no build step; it talks to
+// /api/v1/ only.
 'use strict';
 
 const MEDIA = { web: 'Web', email: 'E-mail', sms: 'SMS', fax: 'Fax', voice: 'Voice', bot: 'Bot' };
@@ -13,6 +14,7 @@ const state = {
   token: null, me: null, es: null, opened: false,
   inbox: [], next: null, selected: null,
   sent: [], pendingKey: null,
+  files: [], limits: { max_upload: 25 * 1024 * 1024, max_files: 50 },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -85,6 +87,33 @@ async function api(method, path, body, headers) {
   return data;
 }
 
+// upload posts a message with files as multipart/form-data (docs/WEB.md,
+// "Attachments") with XMLHttpRequest, whose upload reports progress (fetch
+// has no upload progress). It settles as api() does.
+function upload(fields, files, key, onProgress) {
+  return new Promise((resolve, reject) => {
+    const fd = new FormData();
+    for (const [k, v] of Object.entries(fields)) if (v !== undefined && v !== '') fd.append(k, v);
+    for (const f of files) fd.append('file', f, f.name);
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', '/api/v1/messages');
+    xhr.setRequestHeader('Authorization', 'Bearer ' + state.token);
+    xhr.setRequestHeader('Idempotency-Key', key);
+    xhr.upload.addEventListener('progress', (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); });
+    xhr.upload.addEventListener('load', () => onProgress(1));
+    xhr.addEventListener('load', () => {
+      let data = null;
+      try { data = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
+      if (xhr.status >= 200 && xhr.status < 300) return resolve(data);
+      if (xhr.status === 401 && state.me) signOut('Your session ended: the token is no longer valid. Sign in again.');
+      reject(new ApiError(xhr.status, data && data.code, data && data.error, xhr.getResponseHeader('Retry-After')));
+    });
+    xhr.addEventListener('error', () => reject(new ApiError(0, 'NETWORK', 'Cannot reach the gateway. Check the connection and try again.')));
+    xhr.addEventListener('abort', () => reject(new ApiError(0, 'NETWORK', 'The upload was interrupted; nothing was sent.')));
+    xhr.send(fd);
+  });
+}
+
 // ---- sign in / out ----
 
 async function signIn(token, quiet) {
@@ -97,6 +126,7 @@ async function signIn(token, quiet) {
   $('who').hidden = false;
   $('me').replaceChildren(me.name || me.id, h('small', {}, me.id));
   document.title = 'UIMS: ' + (me.name || me.id);
+  loadLimits();
   loadSent();
   renderSent();
   connect();
@@ -107,7 +137,8 @@ async function signIn(token, quiet) {
 
 function signOut(message) {
   if (state.es) state.es.close();
-  Object.assign(state, { token: null, me: null, es: null, opened: false, inbox: [], next: null, selected: null, sent: [], pendingKey: null });
+  Object.assign(state, { token: null, me: null, es: null, opened: false, inbox: [], next: null, selected: null, sent: [], pendingKey: null, files: [] });
+  renderFiles();
   sessionStorage.removeItem('uims.token');
   $('app').hidden = true;
   $('who').hidden = true;
@@ -225,11 +256,13 @@ function renderInbox() {
       type: 'button', class: 'item' + (m.read_at ? '' : ' unread'), 'data-id': m.id,
       'aria-current': state.selected === m.id ? 'true' : null,
       'aria-label': (m.read_at ? '' : 'Unread. ') + 'From ' + from + ' by ' + (MEDIA[m.medium] || m.medium) + ', ' +
-        (m.subject || 'no subject') + ', ' + when(m.at),
+        (m.subject || 'no subject') + ', ' + when(m.at) +
+        (m.attachments && m.attachments.length ? ', ' + files(m.attachments.length) : ''),
       on: { click: () => openMessage(m.id), keydown: onInboxKey },
     },
     h('span', { class: 'row1' }, h('span', { class: 'from' }, from), h('span', { class: 'time' }, when(m.at))),
-    h('span', { class: 'row2' }, badge(m.medium), h('span', { class: 'subj' }, m.subject || '(no subject)')),
+    h('span', { class: 'row2' }, badge(m.medium), h('span', { class: 'subj' }, m.subject || '(no subject)'),
+      m.attachments && m.attachments.length ? h('span', { class: 'clip', 'aria-hidden': 'true' }, '+ ' + files(m.attachments.length)) : null),
     h('span', { class: 'snippet' }, (m.text || '').slice(0, 160)));
     return h('li', {}, btn);
   }));
@@ -302,9 +335,13 @@ function renderReader(m, receipt) {
   }
   if (m.partial) parts.push(h('p', { class: 'help' }, 'Part of this message was shortened on the way.'));
   if (m.attachments && m.attachments.length) {
-    parts.push(h('div', { class: 'atts' },
-      m.attachments.map((a) => h('span', { class: 'badge m-other' }, a.name + ' (' + a.type + ', ' + size(a.length) + ')')),
-      h('button', { type: 'button', on: { click: () => download(m) } }, 'Download the content')));
+    parts.push(h('h3', { class: 'sr-only', id: 'atts-h' }, 'Attachments'),
+      h('ul', { class: 'list atts', 'aria-labelledby': 'atts-h' },
+        m.attachments.map((a, i) => h('li', { class: 'att' },
+          h('span', { class: 'fname', title: a.name }, a.name),
+          h('span', { class: 'fmeta' }, a.type + ', ' + size(a.length)),
+          h('button', { type: 'button', 'aria-label': 'Download ' + a.name + ' (' + size(a.length) + ')', on: { click: () => download(m, i) } }, 'Download')))),
+      h('p', { class: 'help', id: 'download-note', role: 'status' }));
   }
   if (replyAddress(f)) {
     parts.push(h('div', { class: 'actions' }, h('button', { type: 'button', on: { click: () => reply(m) } }, 'Reply')));
@@ -318,18 +355,29 @@ function size(n) {
   return (n / (1 << 20)).toFixed(1) + ' MiB';
 }
 
-async function download(m) {
+function files(n) { return n === 1 ? '1 attachment' : n + ' attachments'; }
+
+// download saves attachment i of m with its name; the request carries the
+// token in its header, so it goes by fetch, and the file through a blob.
+async function download(m, i) {
+  const a = m.attachments[i], note = $('download-note');
   try {
-    const r = await fetch('/api/v1/messages/' + encodeURIComponent(m.id) + '/content', { headers: { Authorization: 'Bearer ' + state.token } });
-    if (!r.ok) throw new ApiError(r.status);
+    note.textContent = 'Downloading ' + a.name + '…';
+    const r = await fetch('/api/v1/messages/' + encodeURIComponent(m.id) + '/attachments/' + i, { headers: { Authorization: 'Bearer ' + state.token } });
+    if (!r.ok) {
+      let data = null;
+      try { data = await r.json(); } catch (e) { /* not JSON */ }
+      throw new ApiError(r.status, data && data.code, data && data.error);
+    }
     const url = URL.createObjectURL(await r.blob());
-    const a = h('a', { href: url, download: (m.attachments.length === 1 ? m.attachments[0].name : 'message-' + m.id.slice(0, 8)) });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    const link = h('a', { href: url, download: a.name });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    note.textContent = 'Downloaded ' + a.name + '.';
   } catch (e) {
-    $('receipt').textContent = 'Download failed: ' + explain(e);
+    note.textContent = 'Download of ' + a.name + ' failed: ' + explain(e);
   }
 }
 
@@ -357,7 +405,7 @@ function explain(e) {
     case 0: return e.message;
     case 404: return e.code === 'UNKNOWN_RECIPIENT' ? 'Unknown recipient.' : 'Not found.';
     case 403: return 'Not allowed: ' + (e.message || 'this client may not do that') + '.';
-    case 413: return 'The message is too large.';
+    case 413: return 'The message is too large' + (e.message ? ': ' + e.message : '') + '.';
     case 422: return 'It cannot be delivered: ' + (e.message || 'refused') + (e.code ? ' (' + e.code + ')' : '') + '.';
     case 429: return 'Your sending quota is used up for today.';
     case 503: return 'The fabric is busy; try again in a moment.';
@@ -379,7 +427,7 @@ function showComposeError(title, detail, busy, field) {
 
 function clearComposeError() {
   $('compose-error').hidden = true;
-  for (const id of ['to', 'text']) {
+  for (const id of ['to', 'text', 'files']) {
     $(id).removeAttribute('aria-invalid');
     $(id).setAttribute('aria-describedby', id + '-help');
   }
@@ -392,15 +440,23 @@ async function onSend(ev) {
   const at = $('send-at').value; // local time, "2026-12-08T07:00"
   const sendAt = at ? new Date(at).toISOString() : undefined;
   if (!to) return showComposeError('Enter a recipient.', 'A client id, an e-mail address or a phone number.', false, 'to');
-  if (!text.trim()) return showComposeError('Write a message first.', '', false, 'text');
+  const sending = state.files.slice();
+  if (!text.trim() && !sending.length) return showComposeError('Write a message first.', '', false, 'text');
+  if (overLimit()) return;
   const key = state.pendingKey || (state.pendingKey = randomKey());
   const btn = $('send'), note = $('compose-note');
   btn.disabled = true;
-  note.textContent = 'Sending…';
+  note.textContent = sending.length ? 'Uploading ' + files(sending.length) + '…' : 'Sending…';
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        const res = await api('POST', '/api/v1/messages', { to, subject: subject || undefined, text, send_at: sendAt }, { 'Idempotency-Key': key });
+        let res;
+        if (sending.length) {
+          setProgress(0);
+          res = await upload({ to, subject, text, send_at: sendAt }, sending, key, setProgress);
+        } else {
+          res = await api('POST', '/api/v1/messages', { to, subject: subject || undefined, text, send_at: sendAt }, { 'Idempotency-Key': key });
+        }
         clearComposeError();
         mergeSent({ id: res.id, to, subject, snippet: text.slice(0, 140), at: Date.now(), status: res.status, times: { accepted: Date.now() },
           heldUntil: res.held_until, held: res.held });
@@ -408,7 +464,9 @@ async function onSend(ev) {
         $('text').value = '';
         $('subject').value = '';
         $('send-at').value = '';
-        note.textContent = 'Sent to ' + to + '.';
+        state.files = state.files.filter((f) => !sending.includes(f));
+        renderFiles();
+        note.textContent = 'Sent to ' + to + (sending.length ? ' with ' + files(sending.length) : '') + '.';
         announce('Message to ' + to + ' accepted; status ' + (res.status || 'accepted') + '.');
         refreshOne(res.id);
         $('text').focus();
@@ -429,6 +487,8 @@ async function onSend(ev) {
           showComposeError('“' + to + '” cannot be reached from here.', e.message, false, 'to');
         } else if (e.status === 503) {
           showComposeError('The fabric is busy.', 'It could not take the message after ' + MAX_BUSY_TRIES + ' tries, so nothing was sent. Try again in a moment.', true);
+        } else if (e.status === 413) {
+          showComposeError('The message is too large.', (e.message || '') + ' Remove some files and send again.', false, sending.length ? 'files' : 'text');
         } else if (e.status === 400) {
           showComposeError('The message was refused.', e.message, false);
         } else if (e.status !== 401) {
@@ -443,6 +503,83 @@ async function onSend(ev) {
 }
 
 function announce(text) { $('sent-live').textContent = text; }
+
+// ---- attachments to send ----
+
+async function loadLimits() {
+  try {
+    state.limits = await api('GET', '/api/v1/limits');
+  } catch (e) { /* keep the defaults; the gateway still checks */ }
+  $('max-upload').textContent = size(state.limits.max_upload);
+}
+
+function addFiles(list) {
+  for (const f of list) {
+    if (!state.files.some((x) => x.name === f.name && x.size === f.size && x.lastModified === f.lastModified)) state.files.push(f);
+  }
+  state.pendingKey = null;
+  $('upload').hidden = true;
+  renderFiles();
+  clearComposeError();
+  overLimit();
+}
+
+function removeFile(i) {
+  const f = state.files[i];
+  state.files.splice(i, 1);
+  state.pendingKey = null;
+  renderFiles();
+  clearComposeError();
+  overLimit();
+  announce(f.name + ' removed.');
+  const left = $('file-list').querySelectorAll('button');
+  (left[Math.min(i, left.length - 1)] || $('files')).focus();
+}
+
+function renderFiles() {
+  const ul = $('file-list');
+  ul.replaceChildren(...state.files.map((f, i) => h('li', {},
+    h('span', { class: 'fname', title: f.name }, f.name),
+    h('span', { class: 'fsize' }, size(f.size)),
+    h('button', { type: 'button', class: 'link', 'aria-label': 'Remove ' + f.name, on: { click: () => removeFile(i) } }, 'Remove'))));
+  ul.hidden = state.files.length === 0;
+}
+
+// overLimit says so, as the gateway would (413), when the chosen files are
+// too many or too large to send.
+function overLimit() {
+  const total = state.files.reduce((n, f) => n + f.size, 0), lim = state.limits;
+  if (total > lim.max_upload) {
+    showComposeError('The files are too large to send.', 'They are ' + size(total) + ' in all; at most ' + size(lim.max_upload) + ' can be sent. Remove some.', false, 'files');
+    return true;
+  }
+  if (state.files.length > lim.max_files) {
+    showComposeError('Too many files.', state.files.length + ' chosen; at most ' + lim.max_files + ' can be sent at once.', false, 'files');
+    return true;
+  }
+  return false;
+}
+
+function setProgress(frac) {
+  const pct = Math.floor(Math.min(Math.max(frac, 0), 1) * 100);
+  $('upload').hidden = false;
+  $('upload-progress').value = pct;
+  $('upload-pct').textContent = pct + '%';
+}
+
+function onDrag(ev) {
+  if (!ev.dataTransfer || !Array.from(ev.dataTransfer.types || []).includes('Files')) return;
+  ev.preventDefault();
+  $('compose').classList.toggle('dragging', ev.type === 'dragover' || ev.type === 'dragenter');
+}
+
+function onDrop(ev) {
+  if (!ev.dataTransfer || !ev.dataTransfer.files.length) return;
+  ev.preventDefault();
+  $('compose').classList.remove('dragging');
+  addFiles(ev.dataTransfer.files);
+  announce(files(ev.dataTransfer.files.length) + ' added.');
+}
 
 // ---- sent messages and their status ----
 
@@ -567,6 +704,9 @@ document.addEventListener('DOMContentLoaded', () => {
   $('compose').addEventListener('submit', onSend);
   $('compose').addEventListener('input', () => { state.pendingKey = null; });
   $('text').addEventListener('keydown', onComposeKey);
+  $('files').addEventListener('change', (ev) => { addFiles(ev.target.files); ev.target.value = ''; });
+  for (const t of ['dragenter', 'dragover', 'dragleave']) $('compose').addEventListener(t, onDrag);
+  $('compose').addEventListener('drop', onDrop);
   const saved = sessionStorage.getItem('uims.token');
   if (saved) {
     signIn(saved, true).catch(() => signOut('Sign in again.'));
