@@ -105,6 +105,15 @@ func TestBrowserAliceAndBob(t *testing.T) {
 		t.Fatalf("sent message id %q", id)
 	}
 	alice.WaitJS("delivered on alice's page", fmt.Sprintf(`['delivered','read'].includes(document.querySelector('#sent li[data-id=%q]').dataset.status)`, id))
+	// the usage panel counts it once its outcome is in the accounting
+	alice.WaitJS("alice's usage panel: 1 sent on the web", `(() => {
+		const r = Array.from(document.querySelectorAll('#usage-rows tr')).find(tr => tr.querySelector('th').textContent === 'web');
+		return r && r.children[1].textContent === '1';
+	})() || (document.getElementById('usage-refresh').click(), false)`)
+	if txt := alice.Text("#usage-quota"); !strings.Contains(txt, "quota") {
+		t.Fatalf("usage quota line %q", txt)
+	}
+	alice.Screenshot("usage-panel")
 
 	// bob's inbox shows it without a reload
 	item := fmt.Sprintf(`#inbox .item[data-id=%q]`, id)

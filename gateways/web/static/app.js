@@ -127,6 +127,7 @@ async function signIn(token, quiet) {
   $('me').replaceChildren(me.name || me.id, h('small', {}, me.id));
   document.title = 'UIMS: ' + (me.name || me.id);
   loadLimits();
+  loadUsage();
   loadSent();
   renderSent();
   connect();
@@ -504,6 +505,31 @@ async function onSend(ev) {
 
 function announce(text) { $('sent-live').textContent = text; }
 
+// ---- usage (GET /api/v1/usage) ----
+
+async function loadUsage() {
+  let u;
+  try {
+    u = await api('GET', '/api/v1/usage?days=1');
+  } catch (e) {
+    $('usage-quota').textContent = 'Usage is not available now.';
+    return;
+  }
+  const q = u.quota || {};
+  $('usage-quota').textContent = q.limit
+    ? `Daily quota: ${q.used} of ${q.limit} messages used, ${q.left} left until ${fullTime(q.resets)}.`
+    : 'No daily quota.';
+  const media = (u.today && u.today.media) || {};
+  const rows = Object.keys(media).sort().map((m) => {
+    const x = media[m];
+    return h('tr', {}, h('th', { scope: 'row' }, m), h('td', {}, String(x.sent)), h('td', {}, String(x.failed)),
+      h('td', {}, String(x.received)), h('td', {}, size(x.sent_bytes)), h('td', {}, size(x.received_bytes)));
+  });
+  $('usage-rows').replaceChildren(...rows);
+  $('usage').hidden = rows.length === 0;
+  $('usage-empty').hidden = rows.length > 0;
+}
+
 // ---- attachments to send ----
 
 async function loadLimits() {
@@ -615,6 +641,10 @@ function mergeSent(upd) {
 }
 
 function onStatus(ev) {
+  if (ev.status === 'delivered' || ev.status === 'failed') { // the usage counts outcomes
+    clearTimeout(state.usageTimer);
+    state.usageTimer = setTimeout(loadUsage, 500);
+  }
   const times = {};
   times[ev.status] = ev.at;
   mergeSent({ id: ev.msg_id, to: ev.to, subject: ev.subject, status: ev.status, code: ev.code, reason: ev.reason, at: ev.at, times });
@@ -701,6 +731,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('signin-form').addEventListener('submit', onSignIn);
   $('signout').addEventListener('click', () => signOut());
   $('inbox-more').addEventListener('click', () => loadInbox(true));
+  $('usage-refresh').addEventListener('click', () => loadUsage());
   $('compose').addEventListener('submit', onSend);
   $('compose').addEventListener('input', () => { state.pendingKey = null; });
   $('text').addEventListener('keydown', onComposeKey);
