@@ -157,7 +157,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	o.fs.BoolVar(&cfg.Strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
 	o.fs.StringVar(&cfg.OpsAddr, "ops", env("UIMS_OPS_ADDR", ops.DefaultAddr), "operator view address, or off (UIMS_OPS_ADDR)")
 	o.fs.StringVar(&cfg.Operator, "operator-token", env("UIMS_OPERATOR_TOKEN", "operator-token"), "operator view token (UIMS_OPERATOR_TOKEN)")
-	mailFlags(o.fs, &cfg.SMTPAddr, &cfg.SMTPRelay, &cfg.SMTPDomains, &cfg.SMTPMaxPerIP)
+	mailFlags(o.fs, &cfg.SMTPAddr, &cfg.SMTPRelay, &cfg.SMTPDomains, &cfg.SMTPMaxPerIP, &cfg.SMTPMaxSize)
 	smsFlags(o.fs, &cfg.SMPPAddr, &cfg.SMSC)
 	faxFlags(o.fs, &cfg.Fax)
 	voiceFlags(o.fs, &cfg.Voice)
@@ -305,8 +305,9 @@ func cmdGateway(ctx context.Context, args []string) error {
 	smtpAddr, smtpRelay, smppAddr := new(string), new(string), new(string)
 	var smtpDomains []string
 	var smtpPerIP int
+	var smtpMaxSize int64
 	var smsc sms.SMSCConfig
-	mailFlags(o.fs, smtpAddr, smtpRelay, &smtpDomains, &smtpPerIP)
+	mailFlags(o.fs, smtpAddr, smtpRelay, &smtpDomains, &smtpPerIP, &smtpMaxSize)
 	smsFlags(o.fs, smppAddr, &smsc)
 	var faxCfg fax.Config
 	faxFlags(o.fs, &faxCfg)
@@ -350,7 +351,7 @@ func cmdGateway(ctx context.Context, args []string) error {
 		}
 		return g.Run(ctx, nil)
 	case "email":
-		g, err := email.New(email.Config{Addr: *smtpAddr, Relay: *smtpRelay, Domains: smtpDomains, MaxPerIP: smtpPerIP, Kit: kit.Config{Version: version, Strict: o.strict}}, nc, kr, log)
+		g, err := email.New(email.Config{Addr: *smtpAddr, Relay: *smtpRelay, Domains: smtpDomains, MaxPerIP: smtpPerIP, MaxSize: smtpMaxSize, Kit: kit.Config{Version: version, Strict: o.strict}}, nc, kr, log)
 		if err != nil {
 			return err
 		}
@@ -444,7 +445,7 @@ func webFlags(fs *flag.FlagSet, maxUpload *int64) {
 	})
 }
 
-func mailFlags(fs *flag.FlagSet, addr, relay *string, domains *[]string, perIP *int) {
+func mailFlags(fs *flag.FlagSet, addr, relay *string, domains *[]string, perIP *int, maxSize *int64) {
 	// A malformed value becomes -1, which email.New refuses.
 	atoi := func(v string) int {
 		if n, err := strconv.Atoi(v); err == nil && n > 0 {
@@ -452,6 +453,13 @@ func mailFlags(fs *flag.FlagSet, addr, relay *string, domains *[]string, perIP *
 		}
 		return -1
 	}
+	*maxSize = int64(atoi(env("UIMS_SMTP_MAX_SIZE", "26214400")))
+	fs.Func("smtp-max-size", "largest message the SMTP server takes, RFC 1870 SIZE, base64 counted (UIMS_SMTP_MAX_SIZE; default 26214400)", func(v string) error {
+		if *maxSize = int64(atoi(v)); *maxSize < 0 {
+			return errors.New("want a positive number")
+		}
+		return nil
+	})
 	*perIP = atoi(env("UIMS_SMTP_MAX_PER_IP", "10"))
 	fs.Func("smtp-max-per-ip", "concurrent SMTP connections per client address (UIMS_SMTP_MAX_PER_IP; default 10)", func(v string) error {
 		if *perIP = atoi(v); *perIP < 0 {

@@ -185,6 +185,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxSize == 0 {
 		c.MaxSize = 25 << 20
 	}
+	if c.MaxSize < 0 {
+		return fmt.Errorf("email: MaxSize %d", c.MaxSize)
+	}
 	if c.MaxRecipients == 0 {
 		c.MaxRecipients = 100
 	}

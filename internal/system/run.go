@@ -53,6 +53,9 @@ type Config struct {
 	// SMTPMaxPerIP bounds concurrent SMTP connections per client address
 	// (UIMS_SMTP_MAX_PER_IP; default 10, email.Config.MaxPerIP).
 	SMTPMaxPerIP int
+	// SMTPMaxSize is the largest message the SMTP server takes (RFC 1870
+	// SIZE; UIMS_SMTP_MAX_SIZE; default 25 MiB, email.Config.MaxSize).
+	SMTPMaxSize int64
 	// SMPPAddr and SMSC: the SMS gateway (UIMS_SMPP_ADDR, UIMS_SMSC_*).
 	// SMPPAddr "off" disables it.
 	SMPPAddr string
@@ -315,7 +318,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			}
 			nc, kr, err := party(kf, "email", conn)
 			if err == nil {
-				eg, err = email.New(email.Config{Addr: cfg.SMTPAddr, Relay: cfg.SMTPRelay, Domains: cfg.SMTPDomains, MaxPerIP: cfg.SMTPMaxPerIP, Kit: kc}, nc, kr, log)
+				eg, err = email.New(email.Config{Addr: cfg.SMTPAddr, Relay: cfg.SMTPRelay, Domains: cfg.SMTPDomains, MaxPerIP: cfg.SMTPMaxPerIP, MaxSize: cfg.SMTPMaxSize, Kit: kc}, nc, kr, log)
 			}
 			return err
 		},
