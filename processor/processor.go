@@ -222,16 +222,11 @@ func (p *Processor) Run(ctx context.Context, ready func()) error {
 }
 
 func (p *Processor) announce(convs []schemas.Conversion, ttl time.Duration) {
-	body, _ := json.Marshal(schemas.Announce{V: schemas.Version, Gateway: p.cfg.Party, Medium: "processor", Instance: p.cfg.Instance,
-		Conversions: convs, TTL: ttl.Milliseconds(), At: p.clock.Now().UnixMilli()})
-	f := &miap.Frame{Purpose: miap.PurposeAnnounce, Party: p.cfg.Party, Body: body}
-	if err := p.eng.Sign(f); err != nil {
-		return
+	a := schemas.Announce{V: schemas.Version, Gateway: p.cfg.Party, Medium: "processor", Instance: p.cfg.Instance,
+		Conversions: convs, TTL: ttl.Milliseconds(), At: p.clock.Now().UnixMilli()}
+	if err := miapnats.Announce(p.nc, p.eng, &a); err != nil {
+		p.log.Debug().Err(err).Msg("cannot announce")
 	}
-	m := nats.NewMsg(schemas.SubjectBrokerAnnounce)
-	f.PutHeader(m.Header)
-	m.Data = body
-	p.nc.PublishMsg(m)
 }
 
 // trace publishes a protocol-step event for observers.

@@ -19,7 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	json "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -324,20 +323,9 @@ loop:
 func (k *Kit) announce(ctx context.Context, ttl time.Duration) {
 	a := schemas.Announce{V: schemas.Version, Gateway: k.cfg.Gateway, Medium: k.cfg.Medium, Instance: k.cfg.Instance,
 		Accepts: k.cfg.Accepts, Reach: k.cfg.Reach, TTL: ttl.Milliseconds(), At: k.now().UnixMilli()}
-	k.publishAnnounce(&a)
-}
-
-func (k *Kit) publishAnnounce(a *schemas.Announce) {
-	body, _ := json.Marshal(a)
-	f := &miap.Frame{Purpose: miap.PurposeAnnounce, Party: k.cfg.Gateway, Body: body}
-	if err := k.eng.Sign(f); err != nil {
-		k.log.Error().Err(err).Msg("cannot sign announcement")
-		return
+	if err := miapnats.Announce(k.nc, k.eng, &a); err != nil {
+		k.log.Warn().Err(err).Msg("cannot announce")
 	}
-	m := nats.NewMsg(schemas.SubjectBrokerAnnounce)
-	f.PutHeader(m.Header)
-	m.Data = body
-	k.nc.PublishMsg(m)
 }
 
 // Serve runs a gateway: the kit first and, once it serves, the medium's
