@@ -42,7 +42,11 @@ func cmdBench(ctx context.Context, args []string) error {
 	sizes := fs.String("sizes", "100,10k,100k,1m", "content sizes")
 	senders := fs.String("senders", "1,16,64,256", "numbers of concurrent senders")
 	modes := fs.String("modes", "fast,strict", "MIAP modes of the real flow")
-	flows := fs.String("flows", "kit,bare,sf,js,redis", "flows: kit (the real one), bare (NATS ceiling), sf (store-and-forward), js (JetStream inbox writes), redis (round trips)")
+	flows := fs.String("flows", "kit,bare,sf,js,redis", "flows: kit (the real one), bare (NATS ceiling), sf (store-and-forward), js (JetStream inbox writes), redis (round trips), brokers (the broker tier alone: IMI + ack, no gateways, with --brokers processes)")
+	brokers := fs.String("brokers", "1,2,4", "numbers of broker processes of the brokers flow")
+	fs.StringVar(&cfg.Pin, "pin", "", "CPU list (taskset -c) of the broker processes, e.g. 1; the load generator with NATS and the gateways then runs on the other CPUs (--pin-rest), Redis with it (--pin-redis)")
+	fs.StringVar(&cfg.PinRest, "pin-rest", "", "with --pin: CPU list of the load generator's process (NATS server, gateways, senders); default the CPUs --pin leaves")
+	fs.StringVar(&cfg.PinRedis, "pin-redis", "", "with --pin: CPU list of redis-server; default --pin-rest's")
 	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "measured time per cell")
 	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "warm-up time per cell")
 	fs.StringVar(&cfg.NATSURL, "nats", "", "NATS URL with JetStream; empty: embedded, as uims run starts it")
@@ -118,11 +122,18 @@ func cmdBench(ctx context.Context, args []string) error {
 	}
 	for _, f := range benchList(*flows) {
 		switch f {
-		case bench.FlowKit, bench.FlowBare, bench.FlowSF, bench.FlowJS, bench.FlowRedis:
+		case bench.FlowKit, bench.FlowBare, bench.FlowSF, bench.FlowJS, bench.FlowRedis, bench.FlowBrokers:
 		default:
-			return fmt.Errorf("flow %q (kit, bare, sf, js, redis)", f)
+			return fmt.Errorf("flow %q (kit, bare, sf, js, redis, brokers)", f)
 		}
 		cfg.Flows = append(cfg.Flows, f)
+	}
+	for _, s := range benchList(*brokers) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return fmt.Errorf("brokers %q", s)
+		}
+		cfg.Brokers = append(cfg.Brokers, n)
 	}
 	if *bare != "" {
 		var v []int

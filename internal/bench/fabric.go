@@ -47,6 +47,10 @@ type fabric struct {
 	keys     *miap.KeyFile
 	keysPath string
 	side     sideHandle
+	// pins is where the processes run (--pin); unpin puts this process's
+	// CPUs back.
+	pins  *pinPlan
+	unpin func()
 
 	gw  *nats.Conn // the reference flows' gateway connection (originator and destination)
 	js  jetstream.JetStream
@@ -60,6 +64,8 @@ type fabric struct {
 	webStop   context.CancelFunc
 	webDone   chan error
 	webStrict bool
+	// brokersNC is the brokers flow's connection while it runs (brokers.go).
+	brokersNC *nats.Conn
 	// kitSent counts the real flow's delivered messages (accounting.go).
 	kitSent atomic.Int64
 }
@@ -78,6 +84,12 @@ func startFabric(ctx context.Context, cfg *Config) (f *fabric, err error) {
 			f = nil
 		}
 	}()
+	if f.pins, err = planPins(cfg); err != nil {
+		return
+	}
+	if f.unpin, err = f.pins.pinSelf(); err != nil {
+		return
+	}
 	if f.dir = cfg.DataDir; f.dir == "" {
 		if f.dir, err = os.MkdirTemp("", "uims-bench-"); err != nil {
 			return
@@ -121,6 +133,11 @@ func startFabric(ctx context.Context, cfg *Config) (f *fabric, err error) {
 		}
 		if f.redis, err = StartRedis(rdir); err != nil {
 			return
+		}
+		if f.pins.on() {
+			if err = f.pins.pin(f.redis.PID(), f.pins.redis); err != nil {
+				return
+			}
 		}
 		f.redisURL = f.redis.URL()
 	}
@@ -174,7 +191,7 @@ func startFabric(ctx context.Context, cfg *Config) (f *fabric, err error) {
 	scfg := SideConfig{NATSURL: f.natsURL, CredsDir: f.credsDir, RedisURL: f.redisURL, Keys: f.keys, NoTrace: cfg.NoTrace, Bare: cfg.Bare,
 		Log: f.log.With().Str("process", "bench-broker").Logger()}
 	if len(cfg.BrokerArgv) > 0 {
-		f.side, err = startChildSide(cfg.BrokerArgv, scfg, f.keysPath, cfg.LogLevel)
+		f.side, err = startBrokerProcs(f.pins.brokerArgv(cfg.BrokerArgv), scfg, f.keysPath, cfg.LogLevel)
 	} else {
 		var s *Side
 		if s, err = StartSide(ctx, scfg); err == nil {
@@ -400,6 +417,9 @@ func (f *fabric) close() {
 	}
 	if f.tempDir {
 		os.RemoveAll(f.dir)
+	}
+	if f.unpin != nil {
+		f.unpin()
 	}
 }
 

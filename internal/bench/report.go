@@ -45,6 +45,9 @@ func ParseSize(s string) (int, error) {
 }
 
 func flowName(r *Result) string {
+	if r.Flow == FlowBrokers {
+		return fmt.Sprintf("brokers×%d", r.Brokers)
+	}
 	if r.Mode != "" {
 		return r.Flow + "-" + r.Mode
 	}
@@ -280,7 +283,8 @@ func (rep *Report) CSV() []byte {
 	w := csv.NewWriter(&buf)
 	w.Write([]string{"flow", "mode", "size", "senders", "paced_rate", "seconds", "msgs", "errors", "msgs_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms",
 		"broker_cpu_us", "broker_cpu_net_us", "broker_in_bytes", "broker_out_bytes", "broker_allocs", "broker_alloc_bytes",
-		"gen_cpu_us", "gen_allocs", "gen_alloc_bytes", "gen_disk_write_bytes", "redis_cpu_us", "total_cpu_us", "own_load_cores", "other_load_cores", "x_bare", "x_sf"})
+		"gen_cpu_us", "gen_allocs", "gen_alloc_bytes", "gen_disk_write_bytes", "redis_cpu_us", "total_cpu_us", "own_load_cores", "other_load_cores", "x_bare", "x_sf",
+		"brokers", "broker_cores", "gen_cores", "redis_cores", "cpu_busy", "broker_procs"})
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	for _, r := range rep.Results {
 		var errs []string
@@ -292,10 +296,48 @@ func (rep *Report) CSV() []byte {
 		w.Write([]string{r.Flow, r.Mode, strconv.Itoa(r.Size), strconv.Itoa(r.Senders), f(r.Paced), f(r.Seconds), strconv.Itoa(r.Msgs),
 			strings.Join(errs, ";"), f(r.Rate), f(r.P50), f(r.P90), f(r.P99), f(r.Max),
 			f(r.BrokerCPU), f(r.BrokerCPUNet), f(r.BrokerIn), f(r.BrokerOut), f(r.BrokerAllocs), f(r.BrokerAllocBytes),
-			f(r.GenCPU), f(r.GenAllocs), f(r.GenAllocBytes), f(r.GenDisk), f(r.RedisCPU), f(r.TotalCPU()), f(r.Load), f(r.OtherLoad), f(xb), f(xs)})
+			f(r.GenCPU), f(r.GenAllocs), f(r.GenAllocBytes), f(r.GenDisk), f(r.RedisCPU), f(r.TotalCPU()), f(r.Load), f(r.OtherLoad), f(xb), f(xs),
+			strconv.Itoa(r.Brokers), f(r.BrokerCores), f(r.GenCores), f(r.RedisCores), joinF(r.CPUBusy, 3), procsCSV(r.BrokerProcs)})
 	}
 	w.Flush()
 	return buf.Bytes()
+}
+
+func joinF(v []float64, prec int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.FormatFloat(x, 'f', prec, 64)
+	}
+	return strings.Join(s, ";")
+}
+
+// procsCSV lists the broker processes as instance:cores:requests:cpu_us.
+func procsCSV(ps []BrokerProc) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = fmt.Sprintf("%s:%.3f:%d:%.1f", p.Instance, p.Cores, p.Requests, p.CPU)
+	}
+	return strings.Join(s, ";")
+}
+
+// errText is the cell's errors for a table: a count, or each kind with
+// the warm-up's and the reconnections.
+func errText(r *Result) string {
+	if len(r.Errors) == 0 && r.Reconnects == 0 && len(r.WarmupErrors) == 0 {
+		return "0"
+	}
+	var parts []string
+	for k, v := range r.Errors {
+		parts = append(parts, fmt.Sprintf("%s %d", k, v))
+	}
+	for k, v := range r.WarmupErrors {
+		parts = append(parts, fmt.Sprintf("%s %d in warm-up", k, v))
+	}
+	sort.Strings(parts)
+	if r.Reconnects > 0 {
+		parts = append(parts, fmt.Sprintf("NATS reconnects %d", r.Reconnects))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // ratios returns the cell's throughput over the bare flow's and over the
@@ -320,12 +362,15 @@ func (rep *Report) Markdown() string {
 	fmt.Fprintf(&b, "Run of %s on %d × %s, %s, %s, Redis %s, build %s. Command: `%s`. Broker: %s. NATS: %s. Trace events: %v. GOGC: %d. Each cell: %s warm-up, %s measured (longer until 200 messages, at most 30 s).\n\n",
 		rep.Started.Format("2006-01-02 15:04 UTC"), m.CPUs, m.Model, m.Go, m.Kernel, m.Redis, rep.Config.Build, strings.Join(rep.Config.Args, " "),
 		rep.Config.Broker, rep.Config.NATS, rep.Config.Trace, rep.Config.GCPercent, rep.Config.Warmup, rep.Config.Duration)
+	if rep.Config.Pin != "" {
+		fmt.Fprintf(&b, "Pinned: %s.\n\n", rep.Config.Pin)
+	}
 	if i := rep.BrokerIdle; i != nil {
 		fmt.Fprintf(&b, "Broker side idle (measured %.0f s before the cells, no traffic): %.2f ms CPU per second, %.0f B/s in, %.0f B/s out; the net broker CPU subtracts it.\n\n",
 			i.Seconds, i.CPUmsPerSec, i.InBPerSec, i.OutBPerSec)
 	}
 	if a := rep.Accounting; a != nil {
-		fmt.Fprintf(&b, "Accounting (docs/ACCOUNTING.md): the real flow's %d delivered messages, %d records in UIMS_ACCOUNTING (%s).\n\n",
+		fmt.Fprintf(&b, "Accounting (docs/ACCOUNTING.md): the %d messages the real flow and the brokers flow saw delivered, %d records in UIMS_ACCOUNTING (%s).\n\n",
 			a.Sent, a.Records, map[bool]string{true: "equal", false: "**not equal**"}[a.Equal])
 	}
 	b.WriteString("### Targets (issue 7 §3, fast MIAP mode)\n\n| target | wanted | measured | met |\n|---|---|---|---|\n")
@@ -339,7 +384,7 @@ func (rep *Report) Markdown() string {
 	sizes := map[int]bool{}
 	var order []int
 	for _, r := range rep.Results {
-		if r.Paced > 0 {
+		if r.Paced > 0 || r.Flow == FlowBrokers {
 			continue
 		}
 		if !sizes[r.Size] {
@@ -352,7 +397,7 @@ func (rep *Report) Markdown() string {
 			b.WriteString("\n### Redis reference line (one round trip: SET NX + a Lua call, pipelined)\n\n")
 			b.WriteString("| senders | ops/s | p50 ms | p90 ms | p99 ms | max ms | errors | Redis CPU µs/op | client CPU µs/op | cores: own / others |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 			for _, r := range rep.Results {
-				if r.Size == 0 {
+				if r.Flow == FlowRedis {
 					fmt.Fprintf(&b, "| %d | %.0f | %.2f | %.2f | %.2f | %.1f | %d | %s | %s | %.2f / %s |\n", r.Senders, r.Rate, r.P50, r.P90, r.P99, r.Max, errCount(r),
 						num(r.RedisCPU, 1), num(r.GenCPU, 1), r.Load, num(r.OtherLoad, 2))
 				}
@@ -363,7 +408,7 @@ func (rep *Report) Markdown() string {
 		b.WriteString("| flow | senders | msg/s | × bare | × s&f | p50 ms | p90 ms | p99 ms | max ms | errors | all processes CPU µs/msg | broker CPU µs/msg (net) | broker B in / out per msg | broker allocs (KB) /msg | generator CPU µs/msg | generator allocs (KB) /msg | disk KB/msg | Redis CPU µs/msg | cores: own / others |\n")
 		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range rep.Results {
-			if r.Size != size || r.Paced > 0 {
+			if r.Size != size || r.Paced > 0 || r.Flow == FlowBrokers {
 				continue
 			}
 			xb, xs := ratios(rep.Results, r)
@@ -373,21 +418,7 @@ func (rep *Report) Markdown() string {
 				}
 				return fmt.Sprintf("%.2f", v)
 			}
-			errs := strconv.Itoa(errCount(r))
-			if len(r.Errors) > 0 || r.Reconnects > 0 || len(r.WarmupErrors) > 0 {
-				var parts []string
-				for k, v := range r.Errors {
-					parts = append(parts, fmt.Sprintf("%s %d", k, v))
-				}
-				for k, v := range r.WarmupErrors {
-					parts = append(parts, fmt.Sprintf("%s %d in warm-up", k, v))
-				}
-				sort.Strings(parts)
-				if r.Reconnects > 0 {
-					parts = append(parts, fmt.Sprintf("NATS reconnects %d", r.Reconnects))
-				}
-				errs = strings.Join(parts, ", ")
-			}
+			errs := errText(r)
 			allocs := func(n, b float64) string {
 				if n < 0 {
 					return "-"
@@ -436,6 +467,8 @@ func (rep *Report) Markdown() string {
 				errCount(r), num(r.TotalCPU(), 0), bcpu, num(r.BrokerIn, 0), num(r.BrokerOut, 0), allocs, num(r.GenCPU, 0), disk)
 		}
 	}
+	rep.brokersMarkdown(&b)
+	rep.tiersMarkdown(&b)
 	for _, p := range rep.Profiles {
 		fmt.Fprintf(&b, "\n### CPU profile: %s (`%s`, %.1f s of samples)\n\n", p.Label, filepath.Base(p.File), p.TotalSeconds)
 		b.WriteString("By component (the first frame from the leaf that belongs to a known component):\n\n| component | share |\n|---|---:|\n")

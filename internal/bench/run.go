@@ -58,6 +58,15 @@ type Config struct {
 	// BrokerArgv, if set, runs the broker side as this command (the uims
 	// binary with "bench child"), so that its CPU time is its own.
 	BrokerArgv []string
+	// Brokers are the numbers of broker processes the brokers flow is
+	// measured with (brokers.go); default 1, 2 and 4. More than one needs
+	// BrokerArgv.
+	Brokers []int
+	// Pin, if set, is the CPU list (taskset -c) of the broker processes;
+	// the load generator's process (NATS server, gateways, senders) then
+	// runs on PinRest (default: the other CPUs) and redis-server on
+	// PinRedis (default: PinRest). See pin.go.
+	Pin, PinRest, PinRedis string
 	// NoTrace turns off the protocol-step trace events (on in `uims run`).
 	NoTrace bool
 	// InboxShards is the web inbox's stream count; 0: the web default.
@@ -68,7 +77,7 @@ type Config struct {
 	Sizes   []int
 	Senders []int
 	Modes   []string // fast, strict
-	Flows   []string // kit, bare, sf, redis
+	Flows   []string // kit, bare, sf, js, redis, brokers
 	// Warmup runs before each measurement; Duration is measured.
 	Warmup, Duration time.Duration
 	// Profile names the cells profiled with pprof, comma-separated
@@ -118,6 +127,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Warmup == 0 {
 		c.Warmup = time.Second
+	}
+	if len(c.Brokers) == 0 {
+		c.Brokers = []int{1, 2, 4}
 	}
 	if c.Bare == (BareSizes{}) {
 		c.Bare = DefaultBareSizes
@@ -203,11 +215,43 @@ type Result struct {
 	// the cell, warm-up included (a slow consumer is disconnected by the
 	// server).
 	Reconnects uint64 `json:"reconnects,omitempty"`
+	// Brokers is the number of broker processes (or in-process brokers)
+	// in the queue group during the cell.
+	Brokers int `json:"brokers,omitempty"`
+	// BrokerProcs are each broker process's figures, when they run as
+	// processes.
+	BrokerProcs []BrokerProc `json:"broker_procs,omitempty"`
+	// BrokerCores, GenCores and RedisCores are the CPU the broker
+	// processes, the load generator's process (NATS server, gateways,
+	// senders) and redis-server used during the cell, in cores; -1 unknown.
+	BrokerCores float64 `json:"broker_cores"`
+	GenCores    float64 `json:"gen_cores"`
+	RedisCores  float64 `json:"redis_cores"`
+	// CPUBusy is how busy each CPU of the machine was during the cell,
+	// every process counted (0 to 1): with --pin, which tier's CPUs were
+	// full.
+	CPUBusy []float64 `json:"cpu_busy,omitempty"`
+}
+
+// BrokerProc is one broker process's part of a cell.
+type BrokerProc struct {
+	Instance string `json:"instance"`
+	// Cores is the CPU it used during the cell, in cores.
+	Cores float64 `json:"cores"`
+	// Requests are the IMI and acknowledgement requests it served during
+	// the cell (its micro service stats); -1 unknown.
+	Requests int64 `json:"requests"`
+	// CPU is its CPU time per message it served (two requests a message),
+	// µs; -1 unknown.
+	CPU float64 `json:"cpu_us"`
 }
 
 // Key names the cell as Config.Profile does.
 func (r *Result) Key() string {
 	k := fmt.Sprintf("%s/%s/%s/%d", r.Flow, r.Mode, SizeName(r.Size), r.Senders)
+	if r.Flow == FlowBrokers {
+		k += fmt.Sprintf("x%d", r.Brokers)
+	}
 	if r.Paced > 0 {
 		k += fmt.Sprintf("@%g", r.Paced)
 	}
@@ -268,6 +312,8 @@ type ReportConf struct {
 	// Build is the VCS revision the binary was built from ("+dirty" when
 	// the working tree had changes).
 	Build string `json:"build"`
+	// Pin is where the processes ran (--pin); empty: anywhere.
+	Pin string `json:"pin,omitempty"`
 }
 
 // Machine describes where the run happened.
@@ -336,6 +382,7 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 	if f.side.Separate() {
 		rep.Config.Broker = "separate process (uims bench child)"
 	}
+	rep.Config.Pin = f.pins.describe()
 	if v, err := f.rdb.Info(ctx, "server").Result(); err == nil {
 		for _, l := range strings.Split(v, "\n") {
 			if strings.HasPrefix(l, "redis_version:") {
@@ -422,7 +469,13 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 		}
 		r.paced = 0
 	}
-	if cfg.has(FlowKit) {
+	if cfg.has(FlowBrokers) {
+		fmt.Fprintf(cfg.Progress, "# the broker tier alone (IMI + acknowledgement), %v broker processes\n", cfg.Brokers)
+		if err := r.runBrokers(ctx); err != nil {
+			return rep, err
+		}
+	}
+	if cfg.has(FlowKit) || cfg.has(FlowBrokers) {
 		if rep.Accounting, err = f.checkAccounting(ctx, acctBase, f.kitSent.Load(), 30*time.Second); err != nil {
 			return rep, err
 		}
@@ -519,6 +572,10 @@ type snapshot struct {
 	disk       int64
 	at         time.Time
 	reconnects uint64
+	cpus       []time.Duration // per CPU of the machine (pin.go)
+	// requests are the IMI and ack requests each broker instance served
+	// (brokers.go); nil: not asked.
+	requests map[string]int64
 }
 
 func (r *runner) snap() snapshot {
@@ -528,13 +585,16 @@ func (r *runner) snap() snapshot {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s.mallocs, s.alloc = ms.Mallocs, ms.TotalAlloc
-	s.machine, s.disk, s.at = machineBusy(), diskWrites(), time.Now()
+	s.machine, s.disk, s.at, s.cpus = machineBusy(), diskWrites(), time.Now(), cpuBusy()
 	for _, c := range s.side.Conns {
 		s.reconnects += c.Reconnects
 	}
 	s.reconnects += r.f.gw.Stats().Reconnects
 	if r.f.webNC != nil {
 		s.reconnects += r.f.webNC.Stats().Reconnects
+	}
+	if r.f.brokersNC != nil {
+		s.reconnects += r.f.brokersNC.Stats().Reconnects
 	}
 	s.redisCPU = -1
 	if r.f.redis != nil {
@@ -642,6 +702,7 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 		}
 	}
 	before := r.snap()
+	before.requests = r.requests(flowName)
 	measuring.Store(true)
 	t0 := time.Now()
 	if profiling {
@@ -666,6 +727,7 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 	measuring.Store(false)
 	el := time.Since(t0)
 	after := r.snap()
+	after.requests = r.requests(flowName)
 	if profiling {
 		if prof != nil {
 			pprof.StopCPUProfile()
@@ -707,7 +769,7 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 	n := float64(max(len(all), 1))
 	res.BrokerCPU, res.BrokerAllocs, res.BrokerAllocBytes, res.RedisCPU, res.BrokerCPUNet = -1, -1, -1, -1, -1
 	res.BrokerIn, res.BrokerOut = -1, -1
-	role := map[string]string{FlowKit: RoleBroker, FlowBare: RoleBare, FlowSF: RoleSF}[flowName]
+	role := map[string]string{FlowKit: RoleBroker, FlowBare: RoleBare, FlowSF: RoleSF, FlowBrokers: RoleBroker}[flowName]
 	if before.sideErr == nil && after.sideErr == nil && role != "" {
 		b, a := before.side.Conns[role], after.side.Conns[role]
 		res.BrokerIn = float64(a.InBytes-b.InBytes) / n
@@ -719,7 +781,8 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 			res.BrokerCPU = float64(after.side.CPU-before.side.CPU) / 1e3 / n
 			if idle := r.rep.BrokerIdle; idle != nil {
 				wall := after.at.Sub(before.at).Seconds()
-				res.BrokerCPUNet = max(0, (float64(after.side.CPU-before.side.CPU)/1e3-idle.CPUmsPerSec*1e3*wall)/n)
+				procs := float64(r.f.side.Count()) // the idle background is per process
+				res.BrokerCPUNet = max(0, (float64(after.side.CPU-before.side.CPU)/1e3-procs*idle.CPUmsPerSec*1e3*wall)/n)
 			}
 			res.BrokerAllocs = float64(after.side.Mallocs-before.side.Mallocs) / n
 			res.BrokerAllocBytes = float64(after.side.AllocBytes-before.side.AllocBytes) / n
@@ -748,6 +811,7 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 	if before.machine >= 0 && after.machine >= 0 {
 		res.OtherLoad = max(0, (float64(after.machine-before.machine)-own)/wall)
 	}
+	r.tiers(res, &before, &after)
 	if len(res.Errors) == 0 {
 		res.Errors = nil
 	}
@@ -762,6 +826,58 @@ func (r *runner) cell(ctx context.Context, flowName, mode string, size, senders 
 	}
 	sleep(ctx, 100*time.Millisecond)
 	return nil
+}
+
+// requests returns the IMI and acknowledgement requests each broker
+// instance served so far, for the flows through the real broker; nil for
+// the others or when the brokers do not answer.
+func (r *runner) requests(flowName string) map[string]int64 {
+	if flowName != FlowKit && flowName != FlowBrokers {
+		return nil
+	}
+	m, err := brokerRequests(r.f.gw, r.f.side.Count())
+	if err != nil {
+		fmt.Fprintf(r.cfg.Progress, "# %v\n", err)
+		return nil
+	}
+	return m
+}
+
+// tiers fills in where the CPU went during the measurement: the broker
+// processes (each, and all), the load generator's process, redis-server,
+// and each CPU of the machine.
+func (r *runner) tiers(res *Result, before, after *snapshot) {
+	wall := float64(after.at.Sub(before.at))
+	res.Brokers = r.f.side.Count()
+	res.GenCores, res.BrokerCores, res.RedisCores = float64(after.cpu-before.cpu)/wall, -1, -1
+	if before.redisCPU >= 0 && after.redisCPU >= 0 {
+		res.RedisCores = float64(after.redisCPU-before.redisCPU) / wall
+	}
+	if len(before.cpus) == len(after.cpus) {
+		for i := range after.cpus {
+			res.CPUBusy = append(res.CPUBusy, float64(after.cpus[i]-before.cpus[i])/wall)
+		}
+	}
+	if !r.f.side.Separate() || before.sideErr != nil || after.sideErr != nil {
+		return
+	}
+	res.BrokerCores = float64(after.side.CPU-before.side.CPU) / wall
+	if len(before.side.Procs) != len(after.side.Procs) {
+		return
+	}
+	for i, a := range after.side.Procs {
+		b := before.side.Procs[i]
+		p := BrokerProc{Instance: a.Instance, Cores: float64(a.CPU-b.CPU) / wall, Requests: -1, CPU: -1}
+		if rb, ok := before.requests[a.Instance]; ok {
+			if ra, ok := after.requests[a.Instance]; ok {
+				p.Requests = ra - rb
+				if p.Requests > 0 {
+					p.CPU = float64(a.CPU-b.CPU) / 1e3 / (float64(p.Requests) / 2)
+				}
+			}
+		}
+		res.BrokerProcs = append(res.BrokerProcs, p)
+	}
 }
 
 // waitIdle waits, up to Config.WaitIdle, until the other processes of the

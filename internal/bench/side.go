@@ -48,7 +48,10 @@ type SideConfig struct {
 	Keys     *miap.KeyFile
 	NoTrace  bool
 	Bare     BareSizes
-	Log      zerolog.Logger
+	// BrokerOnly runs the real broker alone, without the reference flows'
+	// responders: a further broker process of the queue group (brokers.go).
+	BrokerOnly bool
+	Log        zerolog.Logger
 }
 
 // Side is a running broker side.
@@ -58,6 +61,8 @@ type Side struct {
 	conns  map[string]*nats.Conn
 	rdbs   []redis.UniversalClient
 	subs   []*nats.Subscription
+	// instance is the real broker's instance name.
+	instance string
 }
 
 // ConnStats are the counters of one NATS connection (message bytes with
@@ -77,6 +82,12 @@ type SideStats struct {
 	AllocBytes uint64
 	NumGC      uint32
 	Conns      map[string]ConnStats
+	// Instance is the real broker's instance name (the "instance" of its
+	// micro service metadata).
+	Instance string `json:",omitempty"`
+	// Procs are the stats of each broker process when the side is a
+	// group of them (brokerProcs); the fields above are their sums.
+	Procs []SideStats `json:",omitempty"`
 }
 
 // StartSide starts the real broker, the bare responders and the
@@ -131,6 +142,7 @@ func StartSide(ctx context.Context, cfg SideConfig) (*Side, error) {
 	if err != nil {
 		return fail(err)
 	}
+	s.instance = b.Instance()
 	bdone, bready := make(chan error, 1), make(chan struct{})
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); bdone <- b.Run(ctx, func() { close(bready) }) }()
@@ -141,46 +153,58 @@ func StartSide(ctx context.Context, cfg SideConfig) (*Side, error) {
 	case <-time.After(20 * time.Second):
 		return fail(errors.New("bench: broker not ready"))
 	}
-
-	// The bare flow's broker: answers at once.
-	nc, err = connect(RoleBare)
-	if err != nil {
+	if cfg.BrokerOnly {
+		nc.Flush()
+		return s, nil
+	}
+	if err := s.startReferences(ctx, cfg, all, connect, openRedis); err != nil {
 		return fail(err)
 	}
-	subs, err := serveBareBroker(nc, cfg.Bare)
-	if err != nil {
-		return fail(err)
-	}
-	s.subs = append(s.subs, subs...)
-
-	// The store-and-forward broker.
-	sfEng, err := miap.New(miap.Config{Keys: all})
-	if err != nil {
-		return fail(err)
-	}
-	sfRDB, err := openRedis()
-	if err != nil {
-		return fail(err)
-	}
-	nc, err = connect(RoleSF)
-	if err != nil {
-		return fail(err)
-	}
-	sub, err := serveSFBroker(ctx, nc, sfEng, sfRDB)
-	if err != nil {
-		return fail(err)
-	}
-	s.subs = append(s.subs, sub)
 	for _, nc := range s.conns {
 		nc.Flush()
 	}
 	return s, nil
 }
 
+// startReferences starts the reference flows' brokers: the bare
+// responders and the store-and-forward broker.
+func (s *Side) startReferences(ctx context.Context, cfg SideConfig, all *miap.Keyring,
+	connect func(string) (*nats.Conn, error), openRedis func() (redis.UniversalClient, error)) error {
+	// The bare flow's broker: answers at once.
+	nc, err := connect(RoleBare)
+	if err != nil {
+		return err
+	}
+	subs, err := serveBareBroker(nc, cfg.Bare)
+	if err != nil {
+		return err
+	}
+	s.subs = append(s.subs, subs...)
+
+	// The store-and-forward broker.
+	sfEng, err := miap.New(miap.Config{Keys: all})
+	if err != nil {
+		return err
+	}
+	sfRDB, err := openRedis()
+	if err != nil {
+		return err
+	}
+	if nc, err = connect(RoleSF); err != nil {
+		return err
+	}
+	sub, err := serveSFBroker(ctx, nc, sfEng, sfRDB)
+	if err != nil {
+		return err
+	}
+	s.subs = append(s.subs, sub)
+	return nil
+}
+
 // Stats returns the side's counters; CPU and allocations are the whole
 // process's.
 func (s *Side) Stats() SideStats {
-	st := SideStats{CPU: selfCPU(), Conns: map[string]ConnStats{}}
+	st := SideStats{CPU: selfCPU(), Conns: map[string]ConnStats{}, Instance: s.instance}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st.Mallocs, st.AllocBytes, st.NumGC = ms.Mallocs, ms.TotalAlloc, ms.NumGC
@@ -230,6 +254,10 @@ type sideHandle interface {
 	// Separate reports whether the side has a process of its own (then CPU
 	// and allocations are the side's alone).
 	Separate() bool
+	// Scale runs n real brokers in the queue group (brokers.go); Count
+	// says how many run.
+	Scale(n int) error
+	Count() int
 }
 
 // localSide runs the side in the load generator's process.
@@ -245,6 +273,14 @@ func (localSide) StopProfile() error        { return nil }
 func (localSide) Goroutines(string) error   { return nil }
 func (l localSide) Close()                  { l.s.Close() }
 func (localSide) Separate() bool            { return false }
+func (localSide) Count() int                { return 1 }
+
+func (localSide) Scale(n int) error {
+	if n != 1 {
+		return fmt.Errorf("bench: %d brokers need broker processes (--broker proc)", n)
+	}
+	return nil
+}
 
 // ctlRequest is a command to a child side.
 type ctlRequest struct {
@@ -270,7 +306,7 @@ func startChildSide(argv []string, cfg SideConfig, keysPath, logLevel string) (*
 	ctl := "uims.bench.ctl." + miapNonceHex()
 	args := append(append([]string{}, argv[1:]...),
 		"--nats", cfg.NATSURL, "--creds-dir", cfg.CredsDir, "--redis", cfg.RedisURL, "--keys", keysPath, "--ctl", ctl, "--log-level", logLevel,
-		fmt.Sprintf("--no-trace=%v", cfg.NoTrace),
+		fmt.Sprintf("--no-trace=%v", cfg.NoTrace), fmt.Sprintf("--broker-only=%v", cfg.BrokerOnly),
 		fmt.Sprintf("--bare-imi-req=%d", cfg.Bare.IMIRequest), fmt.Sprintf("--bare-imi-reply=%d", cfg.Bare.IMIReply),
 		fmt.Sprintf("--bare-ack-req=%d", cfg.Bare.AckRequest), fmt.Sprintf("--bare-ack-reply=%d", cfg.Bare.AckReply))
 	cmd := exec.Command(argv[0], args...)
@@ -354,8 +390,6 @@ func (c *childSide) Goroutines(path string) error {
 	return err
 }
 
-func (c *childSide) Separate() bool { return true }
-
 // Close asks the child to stop (closing its stdin) and waits for it; it
 // is killed (by its pid) if it does not stop in time.
 func (c *childSide) Close() {
@@ -387,6 +421,7 @@ func RunChild(ctx context.Context, args []string) error {
 	fs.StringVar(&ctl, "ctl", "", "control subject")
 	fs.StringVar(&level, "log-level", "warn", "log level")
 	fs.BoolVar(&cfg.NoTrace, "no-trace", false, "no trace events")
+	fs.BoolVar(&cfg.BrokerOnly, "broker-only", false, "the real broker alone, without the reference flows' responders")
 	fs.IntVar(&cfg.Bare.IMIRequest, "bare-imi-req", 0, "")
 	fs.IntVar(&cfg.Bare.IMIReply, "bare-imi-reply", 0, "")
 	fs.IntVar(&cfg.Bare.AckRequest, "bare-ack-req", 0, "")
