@@ -228,7 +228,7 @@ func (r *runner) runBrokers(ctx context.Context) error {
 	defer ann.close()
 	fl := newBrokersFlow(nc, eng, &f.kitSent)
 	for _, n := range r.cfg.Brokers {
-		if err := f.side.Scale(n); err != nil {
+		if err := r.scale(ctx, n); err != nil {
 			return err
 		}
 		if err := ann.announce(3 * announceEvery); err != nil {
@@ -243,7 +243,19 @@ func (r *runner) runBrokers(ctx context.Context) error {
 			}
 		}
 	}
-	return f.side.Scale(1)
+	return r.scale(ctx, 1)
+}
+
+// scale runs n broker processes. Before some stop, the accounting records
+// of the messages so far are awaited: a broker process that stops leaves
+// those it has not published to the others' sweepers.
+func (r *runner) scale(ctx context.Context, n int) error {
+	if n < r.f.side.Count() {
+		if _, err := r.f.checkAccounting(ctx, r.acctBase, r.f.kitSent.Load(), 30*time.Second); err != nil {
+			return err
+		}
+	}
+	return r.f.side.Scale(n)
 }
 
 // awaitRoute sends until a message goes through (the brokers heard the

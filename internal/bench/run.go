@@ -395,6 +395,7 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 	if err != nil {
 		return rep, err
 	}
+	r.acctBase = acctBase
 	if f.side.Separate() {
 		r.idle(ctx, 3*time.Second)
 	}
@@ -535,6 +536,9 @@ type runner struct {
 	rep      *Report
 	profiles []profileFile
 	paced    float64 // offered rate of the cells being run; 0: as fast as they go
+	// acctBase is the number of accounting records before the cells
+	// (accounting.go).
+	acctBase uint64
 }
 
 type profileFile struct{ path, label string }
