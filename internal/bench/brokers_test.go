@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +33,8 @@ func TestMain(m *testing.M) {
 // The brokers flow with two broker processes in the queue group, for a
 // fraction of a second: messages complete without errors, both processes
 // served some (their micro service stats and their CPU time say so), and
-// the row names the process count.
+// the row names the process count. Where taskset is, the broker processes
+// run pinned to the last CPU, as --pin does.
 func TestBrokersFlowTwoProcesses(t *testing.T) {
 	redistest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -44,9 +48,17 @@ func TestBrokersFlowTwoProcesses(t *testing.T) {
 	cfg := Config{DataDir: t.TempDir(), Flows: []string{FlowBrokers}, Brokers: []int{2}, Senders: []int{16},
 		Duration: 400 * time.Millisecond, Warmup: 100 * time.Millisecond, MinMsgs: 50, MaxDuration: 5 * time.Second,
 		BrokerArgv: []string{exe}, OutDir: out, Progress: testWriter{t}}
+	_, err = exec.LookPath("taskset")
+	if pinned := err == nil && runtime.NumCPU() > 1; pinned {
+		cfg.Pin = strconv.Itoa(runtime.NumCPU() - 1)
+	}
+	cpus := allowedCPUs(t)
 	rep, err := Run(ctx, cfg, []string{"test"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if now := allowedCPUs(t); now != cpus {
+		t.Errorf("this process runs on CPUs %s after the run, %s before", now, cpus)
 	}
 	if len(rep.Results) != 1 {
 		t.Fatalf("%d results, want 1", len(rep.Results))
@@ -69,6 +81,12 @@ func TestBrokersFlowTwoProcesses(t *testing.T) {
 	// measured span, so allow a few in flight.
 	if served < int64(2*r.Msgs) || served > int64(2*r.Msgs+4*r.Senders) {
 		t.Errorf("the brokers served %d requests for %d messages", served, r.Msgs)
+	}
+	if len(r.CPUBusy) != runtime.NumCPU() {
+		t.Errorf("busy per CPU %v", r.CPUBusy)
+	}
+	if cfg.Pin != "" && !strings.Contains(rep.Config.Pin, "broker processes on CPU "+cfg.Pin) {
+		t.Errorf("placement %q", rep.Config.Pin)
 	}
 	if a := rep.Accounting; a == nil || !a.Equal {
 		t.Errorf("accounting %+v", a)
@@ -97,6 +115,21 @@ func TestCPUList(t *testing.T) {
 	if got := formatCPUList(complement([]int{1}, 2)); got != "0" {
 		t.Errorf("complement = %s", got)
 	}
+}
+
+// allowedCPUs is this process's CPU list (/proc/self/status).
+func allowedCPUs(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatal("no Cpus_allowed_list in /proc/self/status")
+	return ""
 }
 
 // testWriter sends a run's progress lines to the test log.
