@@ -77,9 +77,10 @@ func TestBrokersFlowTwoProcesses(t *testing.T) {
 		}
 		served += p.Requests
 	}
-	// Two requests a message; the stats are read just outside the
-	// measured span, so allow a few in flight.
-	if served < int64(2*r.Msgs) || served > int64(2*r.Msgs+4*r.Senders) {
+	// Two requests a message. The stats are read just outside the
+	// measured span: messages in flight at its start were partly served
+	// before it, and senders go on while the stats are read at its end.
+	if lo, hi := 2*(r.Msgs-r.Senders), 2*r.Msgs*6/5+4*r.Senders; served < int64(lo) || served > int64(hi) {
 		t.Errorf("the brokers served %d requests for %d messages", served, r.Msgs)
 	}
 	if len(r.CPUBusy) != runtime.NumCPU() {

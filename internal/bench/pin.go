@@ -46,6 +46,9 @@ func planPins(cfg *Config) (*pinPlan, error) {
 		}
 		return &pinPlan{}, nil
 	}
+	if len(cfg.BrokerArgv) == 0 {
+		return nil, fmt.Errorf("bench: --pin needs the broker side in processes of its own (--broker proc)")
+	}
 	ts, err := exec.LookPath("taskset")
 	if err != nil {
 		return nil, fmt.Errorf("bench: --pin needs taskset (util-linux): %w", err)

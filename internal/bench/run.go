@@ -154,6 +154,20 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// check refuses what a run could only find out late: more than one broker
+// process without broker processes.
+func (c *Config) check() error {
+	if !c.has(FlowBrokers) || len(c.BrokerArgv) > 0 {
+		return nil
+	}
+	for _, n := range c.Brokers {
+		if n != 1 {
+			return fmt.Errorf("bench: %d brokers need broker processes (--broker proc)", n)
+		}
+	}
+	return nil
+}
+
 func (c *Config) has(flow string) bool {
 	for _, f := range c.Flows {
 		if f == flow {
@@ -330,6 +344,9 @@ type Machine struct {
 // Run runs the matrix and writes the report files into cfg.OutDir.
 func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 	cfg.setDefaults()
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	if cfg.OutDir != "" {
 		if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 			return nil, err
