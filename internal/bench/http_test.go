@@ -59,6 +59,9 @@ func TestBenchHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(rep.Warnings) > 0 { // the demo clients have no quota, and their usage answers
+		t.Errorf("warnings %q", rep.Warnings)
+	}
 	u, tr := rep.row(TargetUIMS), rep.row(TargetTrivial)
 	if u == nil || tr == nil {
 		t.Fatalf("rows %+v", rep.Rows)
@@ -143,5 +146,27 @@ func TestParseHTTPSenders(t *testing.T) {
 		if _, err := ParseHTTPSenders(bad); err == nil {
 			t.Errorf("%q taken", bad)
 		}
+	}
+}
+
+// A token whose client has a daily quota is named before the run; one
+// that the gateway refuses too.
+func TestQuotaWarnings(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Header.Get("Authorization") {
+		case "Bearer capped":
+			io.WriteString(w, `{"client":"dave","quota":{"limit":100,"used":40,"left":60}}`)
+		case "Bearer free":
+			io.WriteString(w, `{"client":"alice","quota":{"limit":0}}`)
+		default:
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"error":"invalid bearer token","code":"UNAUTHORIZED"}`)
+		}
+	}))
+	defer srv.Close()
+	cfg := &HTTPConfig{URL: srv.URL, Senders: []HTTPSender{{"free", "bob"}, {"capped", "bob"}, {"free", "carol"}, {"wrong", "bob"}}}
+	ws := quotaWarnings(context.Background(), cfg)
+	if len(ws) != 2 || !strings.Contains(ws[0], "dave has a daily quota of 100 messages, 60 left") || !strings.Contains(ws[1], "sender 4") || !strings.Contains(ws[1], "401 UNAUTHORIZED") {
+		t.Fatalf("warnings %q", ws)
 	}
 }
