@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 60s
 BIN       ?= bin/uims
 
-.PHONY: all build run test test-short vet fuzz bench vectors clean chaos
+.PHONY: all build run test test-short vet fuzz bench loadhttp vectors clean chaos
 
 all: build
 
@@ -33,6 +33,14 @@ fuzz:
 bench: build
 	./$(BIN) bench --quick --out bin/bench
 	$(GO) test -run='^$$' -bench=. -benchtime=2000x ./miap/...
+
+# The same figures from outside (docs/BENCHMARKS.md, "From outside (HTTP)"):
+# uims run in the background (temporary data folder, free ports), 64 clients
+# posting to its web API for 10 s beside a trivial server of the same API
+# shape, every accepted message checked delivered, then uims run stopped.
+# DURATION, CLIENTS, SIZE, TOKENS and OUT (bin/loadhttp) override.
+loadhttp: build
+	BIN=$(BIN) scripts/loadhttp.sh
 
 # Rewrites miap/testdata/vectors.json after a deliberate protocol change.
 vectors:

@@ -17,10 +17,14 @@ import (
 // cmdBench is `uims bench`: the load generator and the reference flows
 // (issue 7; docs/BENCHMARKS.md). `uims bench child` is the broker side it
 // starts in a process of its own; `uims bench report results.json` writes
-// the tables and the plot of a finished run again.
+// the tables and the plot of a finished run again; `uims bench http`
+// drives the web API of a running `uims run` from outside.
 func cmdBench(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == "child" {
 		return bench.RunChild(ctx, args[1:])
+	}
+	if len(args) > 0 && args[0] == "http" {
+		return cmdBenchHTTP(ctx, args[1:]) // benchhttp.go
 	}
 	if len(args) > 0 && args[0] == "report" {
 		// uims bench report results.json [dir]: the tables and the plot again.
@@ -38,6 +42,12 @@ func cmdBench(ctx context.Context, args []string) error {
 		return rep.WriteFiles(dir)
 	}
 	fs := flag.NewFlagSet("uims bench", flag.ExitOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: uims bench [flags]            the fabric in this process, with the reference flows\n"+
+			"       uims bench http [flags]       the web API of a running uims run, from outside (uims bench http -h)\n"+
+			"       uims bench report results.json [out-dir]\n\nflags:")
+		fs.PrintDefaults()
+	}
 	var cfg bench.Config
 	sizes := fs.String("sizes", "100,10k,100k,1m", "content sizes")
 	senders := fs.String("senders", "1,16,64,256", "numbers of concurrent senders")

@@ -39,7 +39,7 @@ var commands = []struct {
 	{"profile", "list, load or delete client profiles (list | put FILE | delete ID)", cmdProfile},
 	{"party", "add, list or remove a party: its MIAP key and NATS identity in one step (add NAME --role gateway --medium M | list | remove NAME | sync)", cmdParty},
 	{"keys", "generate, show, export or rotate MIAP keys (generate | show | export PARTY | rotate PARTY)", cmdKeys},
-	{"bench", "measure throughput, latency and broker cost against the bare NATS flow and store-and-forward (docs/BENCHMARKS.md)", cmdBench},
+	{"bench", "measure throughput, latency and broker cost against the bare NATS flow and store-and-forward; bench http: a running uims run's web API from outside (docs/BENCHMARKS.md)", cmdBench},
 	{"version", "print the version", func(context.Context, []string) error { fmt.Println("uims", version); return nil }},
 }
 

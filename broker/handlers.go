@@ -698,6 +698,37 @@ func (b *Broker) txStatus(ctx context.Context, msgID string) (*txRecord, *schema
 	return tx, st, nil
 }
 
+// lookupClient finds a client by a credential hash (token, SMPP, SMTP),
+// an address on medium, or an id; the error is the wire's: UNAUTHORIZED
+// for a credential that matches no client, UNKNOWN_RECIPIENT for an
+// address or id, STORE_UNAVAILABLE when the store cannot be read.
+func (b *Broker) lookupClient(ctx context.Context, kind, medium, user, hash string) (*schemas.Profile, error) {
+	var p *schemas.Profile
+	var err error
+	switch kind {
+	case schemas.CredentialToken:
+		p, err = b.profiles.ByToken(ctx, hash)
+	case schemas.CredentialSMPP:
+		p, err = b.profiles.BySMPP(ctx, user, hash)
+	case schemas.CredentialSMTP:
+		p, err = b.profiles.BySMTP(ctx, user, hash)
+	case schemas.ClientByAddress:
+		p, err = b.profiles.ByAddress(ctx, medium, user)
+	default: // schemas.ClientByID
+		p, err = b.profiles.ByID(ctx, user)
+	}
+	if errors.Is(err, ErrNoClient) {
+		if kind == schemas.ClientByAddress || kind == schemas.ClientByID {
+			return nil, schemas.Errorf(schemas.CodeUnknownRecipient, nil, user)
+		}
+		return nil, schemas.Errorf(schemas.CodeUnauthorized, nil, kind)
+	}
+	if err != nil {
+		return nil, schemas.Errorf(schemas.CodeStoreUnavailable, err, "profile lookup")
+	}
+	return p, nil
+}
+
 // handleClient resolves a client credential or address for a gateway
 // (PROTOCOL.md §6.11). Credentials arrive as hashes, are compared here in
 // constant time and are never returned.
@@ -713,27 +744,9 @@ func (b *Broker) handleClient(ctx context.Context, req micro.Request) error {
 	if err := q.Validate(); err != nil {
 		return err
 	}
-	var p *schemas.Profile
-	switch q.Kind {
-	case schemas.CredentialToken:
-		p, err = b.profiles.ByToken(ctx, q.Hash)
-	case schemas.CredentialSMPP:
-		p, err = b.profiles.BySMPP(ctx, q.User, q.Hash)
-	case schemas.CredentialSMTP:
-		p, err = b.profiles.BySMTP(ctx, q.User, q.Hash)
-	case schemas.ClientByAddress:
-		p, err = b.profiles.ByAddress(ctx, q.Medium, q.User)
-	default: // schemas.ClientByID
-		p, err = b.profiles.ByID(ctx, q.User)
-	}
-	if errors.Is(err, ErrNoClient) {
-		if q.Kind == schemas.ClientByAddress || q.Kind == schemas.ClientByID {
-			return schemas.Errorf(schemas.CodeUnknownRecipient, nil, q.User)
-		}
-		return schemas.Errorf(schemas.CodeUnauthorized, nil, q.Kind)
-	}
+	p, err := b.lookupClient(ctx, q.Kind, q.Medium, q.User, q.Hash)
 	if err != nil {
-		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "profile lookup")
+		return err
 	}
 	info := Info(p)
 	if q.Kind != schemas.ClientByAddress && q.Kind != schemas.ClientByID {

@@ -32,28 +32,14 @@ func (b *Broker) handleUsage(ctx context.Context, req micro.Request) error {
 	if err := q.Validate(); err != nil {
 		return err
 	}
-	var p *schemas.Profile
-	switch q.Kind {
-	case schemas.CredentialToken:
-		p, err = b.profiles.ByToken(ctx, q.Hash)
-	case schemas.CredentialSMPP:
-		p, err = b.profiles.BySMPP(ctx, q.User, q.Hash)
-	case schemas.CredentialSMTP:
-		p, err = b.profiles.BySMTP(ctx, q.User, q.Hash)
-	default: // schemas.ClientByID
+	if q.Kind == schemas.ClientByID {
 		if g, ok := b.guard.Keys().Grant(f.Party); !ok || g.Role != miap.RoleClient {
 			return schemas.Errorf(schemas.CodeNotAllowed, nil, f.Party+" asked the usage of a client by id")
 		}
-		p, err = b.profiles.ByID(ctx, q.User)
 	}
-	if errors.Is(err, ErrNoClient) {
-		if q.Kind == schemas.ClientByID {
-			return schemas.Errorf(schemas.CodeUnknownRecipient, nil, q.User)
-		}
-		return schemas.Errorf(schemas.CodeUnauthorized, nil, q.Kind)
-	}
+	p, err := b.lookupClient(ctx, q.Kind, "", q.User, q.Hash)
 	if err != nil {
-		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "profile lookup")
+		return err
 	}
 	u, err := b.Usage(ctx, p, q.Days)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -70,12 +69,8 @@ func midKey(messageID string) string {
 }
 
 func (s *store) putOut(ctx context.Context, r *outRecord) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	if _, err := s.kv.Put(ctx, s.key("out", r.Ref.MsgID), b); err != nil {
-		return fmt.Errorf("fax: store outgoing %s: %w", r.Ref.MsgID, err)
+	if err := miapnats.PutJSON(ctx, s.kv, s.key("out", r.Ref.MsgID), r); err != nil {
+		return fmt.Errorf("fax: store outgoing: %w", err)
 	}
 	if r.MessageID != "" {
 		if _, err := s.kv.Put(ctx, s.key("mid", midKey(r.MessageID)), []byte(r.Ref.MsgID)); err != nil {
@@ -93,16 +88,10 @@ func (s *store) putOut(ctx context.Context, r *outRecord) error {
 // getOut returns nil, nil when there is no record; an error means the
 // store could not be read.
 func (s *store) getOut(ctx context.Context, msgID string) (*outRecord, error) {
-	e, err := s.kv.Get(ctx, s.key("out", msgID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("fax: load outgoing %s: %w", msgID, err)
-	}
 	var r outRecord
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return nil, fmt.Errorf("fax: decode outgoing %s: %w", msgID, err)
+	found, err := miapnats.GetJSON(ctx, s.kv, s.key("out", msgID), &r)
+	if err != nil || !found {
+		return nil, err
 	}
 	return &r, nil
 }

@@ -45,13 +45,25 @@ func newBaresip(t *testing.T, user, source string) *baresip {
 	return &baresip{dir: dir}
 }
 
+// freeUDPPort returns a port free on 127.0.0.1 for UDP and for TCP alike:
+// baresip listens on both for SIP and for its console.
 func freeUDPPort(t *testing.T) int {
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	t.Helper()
+	for range 50 {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		c.Close()
+		if err == nil {
+			l.Close()
+			return port
+		}
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	t.Fatal("no port free for UDP and TCP")
+	return 0
 }
 
 // run runs baresip with startup commands until it quits (-t seconds).

@@ -3,7 +3,6 @@ package voice
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -81,28 +80,18 @@ func (s *store) ensure(ctx context.Context) error {
 func (s *store) key(msgID string) string { return "out." + msgID }
 
 func (s *store) putOut(ctx context.Context, r *outRecord) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	if _, err := s.kv.Put(ctx, s.key(r.Ref.MsgID), b); err != nil {
-		return fmt.Errorf("voice: store call %s: %w", r.Ref.MsgID, err)
+	if err := miapnats.PutJSON(ctx, s.kv, s.key(r.Ref.MsgID), r); err != nil {
+		return fmt.Errorf("voice: store call: %w", err)
 	}
 	return nil
 }
 
 // getOut returns nil, nil when there is no record.
 func (s *store) getOut(ctx context.Context, msgID string) (*outRecord, error) {
-	e, err := s.kv.Get(ctx, s.key(msgID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("voice: load call %s: %w", msgID, err)
-	}
 	var r outRecord
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return nil, fmt.Errorf("voice: decode call %s: %w", msgID, err)
+	found, err := miapnats.GetJSON(ctx, s.kv, s.key(msgID), &r)
+	if err != nil || !found {
+		return nil, err
 	}
 	return &r, nil
 }

@@ -367,29 +367,7 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 		Config: ReportConf{Args: args, NATS: natsConf, Redis: "redis-server started by the tool",
 			Sync: orDefault(cfg.Sync, "always"), Broker: "in the load generator's process", Trace: !cfg.NoTrace,
 			Warmup: cfg.Warmup.String(), Duration: cfg.Duration.String(), Bare: cfg.Bare, DataDir: f.dir, GoMaxProc: runtime.GOMAXPROCS(0), GCPercent: gcPercent()}}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		var rev, dirty string
-		for _, st := range bi.Settings {
-			switch st.Key {
-			case "vcs.revision":
-				rev = st.Value
-			case "vcs.modified":
-				if st.Value == "true" {
-					dirty = "+dirty"
-				}
-			}
-		}
-		rep.Config.Build = rev + dirty
-	}
-	if rep.Config.Build == "" || rep.Config.Build == "+dirty" {
-		// Not stamped by the build: ask git in the working folder.
-		if out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output(); err == nil {
-			rep.Config.Build = strings.TrimSpace(string(out))
-			if exec.Command("git", "diff", "--quiet", "HEAD", "--", ".").Run() != nil {
-				rep.Config.Build += " (working tree with uncommitted changes)"
-			}
-		}
-	}
+	rep.Config.Build = buildRevision()
 	if cfg.NATSURL != "" {
 		rep.Config.NATS = cfg.NATSURL
 	}
@@ -515,6 +493,38 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// buildRevision is the VCS revision the binary was built from ("+dirty"
+// when the working tree had changes), else what git says of the working
+// folder, else "".
+func buildRevision() string {
+	var rev, dirty string
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, st := range bi.Settings {
+			switch st.Key {
+			case "vcs.revision":
+				rev = st.Value
+			case "vcs.modified":
+				if st.Value == "true" {
+					dirty = "+dirty"
+				}
+			}
+		}
+	}
+	if rev != "" {
+		return rev + dirty
+	}
+	// Not stamped by the build (go run, go test): ask git in the working folder.
+	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	build := strings.TrimSpace(string(out))
+	if exec.Command("git", "diff", "--quiet", "HEAD", "--", ".").Run() != nil {
+		build += " (working tree with uncommitted changes)"
+	}
+	return build
 }
 
 func orDefault(s, d string) string {

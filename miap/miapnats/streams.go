@@ -2,7 +2,9 @@ package miapnats
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -102,4 +104,32 @@ func Await(ctx context.Context, step func(context.Context) error, retrying func(
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// GetJSON reads the JSON value of key into v; found is false, with no
+// error, when the key is absent.
+func GetJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (found bool, err error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("miapnats: get %s: %w", key, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return false, fmt.Errorf("miapnats: decode %s: %w", key, err)
+	}
+	return true, nil
+}
+
+// PutJSON writes v as JSON under key.
+func PutJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("miapnats: encode %s: %w", key, err)
+	}
+	if _, err := kv.Put(ctx, key, b); err != nil {
+		return fmt.Errorf("miapnats: put %s: %w", key, err)
+	}
+	return nil
 }
