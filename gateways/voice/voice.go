@@ -311,10 +311,12 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 		ua.Close()
 		return err
 	}
+	// set before the kit serves: a delivery may come before the SIP side
+	// starts, and its call is placed under this context
+	g.mu.Lock()
+	g.runCtx = ctx
+	g.mu.Unlock()
 	return g.kit.Serve(ctx, ready, func(ctx context.Context) error {
-		g.mu.Lock()
-		g.runCtx = ctx
-		g.mu.Unlock()
 		errc := make(chan error, 2)
 		go func() { errc <- srv.ServeUDP(g.udp) }()
 		go func() { errc <- srv.ServeTCP(tcp) }()
