@@ -12,6 +12,7 @@ package kit
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -323,7 +324,9 @@ loop:
 func (k *Kit) announce(ctx context.Context, ttl time.Duration) {
 	a := schemas.Announce{V: schemas.Version, Gateway: k.cfg.Gateway, Medium: k.cfg.Medium, Instance: k.cfg.Instance,
 		Accepts: k.cfg.Accepts, Reach: k.cfg.Reach, TTL: ttl.Milliseconds(), At: k.now().UnixMilli()}
-	if err := miapnats.Announce(k.nc, k.eng, &a); err != nil {
+	if err := miapnats.Announce(k.nc, k.eng, &a); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrConnectionDraining) {
+		// a closed connection: the gateway is being stopped, or its
+		// owner closed the connection under it; nothing to tell
 		k.log.Warn().Err(err).Msg("cannot announce")
 	}
 }
