@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	json "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go"
@@ -238,8 +239,9 @@ func (in *inbox) migrate(ctx context.Context, legacy jetstream.Stream) error {
 
 // entry builds an inbox entry from a delivery: the text, the HTML and the
 // attachments of multipart content (mimeparts.go). The content itself is
-// kept when there is more to it than the text: attachments, or HTML too
-// large to show.
+// kept when there is more to it than the text: attachments, or text or
+// HTML too large to show (the whole is then an attachment,
+// message.txt or message.html).
 func entry(d *kit.Delivery) *stored {
 	imi := &d.Routed.IMI
 	s := &stored{Message: Message{ID: imi.MsgID, From: imi.From, To: imi.To, Subject: imi.Subject, Medium: imi.From.Medium,
@@ -249,8 +251,12 @@ func entry(d *kit.Delivery) *stored {
 	case err == nil && strings.HasPrefix(mt, "multipart/"):
 		s.Text, s.HTML, s.Attachments, _, _ = scanMultipart(bytes.NewReader(d.Content), params["boundary"], -1, nil)
 		s.Content = d.Content
-	case err == nil && mt == "text/plain":
+	case err == nil && mt == "text/plain" && len(d.Content) <= maxText:
 		s.Text = string(d.Content)
+	case err == nil && mt == "text/plain":
+		s.Text = cutUTF8(string(d.Content[:maxText+utf8.UTFMax]), maxText)
+		s.Attachments = []schemas.Attachment{{Name: "message.txt", Type: "text/plain", Length: int64(len(d.Content))}}
+		s.Content = d.Content
 	case err == nil && mt == "text/html" && len(d.Content) <= maxText:
 		s.HTML = string(d.Content)
 		s.Text = "(HTML message)"
@@ -266,7 +272,7 @@ func entry(d *kit.Delivery) *stored {
 		s.Content = d.Content
 	}
 	if len(s.Text) > maxText {
-		s.Text = s.Text[:maxText]
+		s.Text = cutUTF8(s.Text[:maxText+utf8.UTFMax], maxText)
 	}
 	if len(s.HTML) > maxText {
 		s.HTML = "" // cut HTML would not render; the content has it

@@ -192,6 +192,9 @@ func cleanName(name string) string {
 
 // cutUTF8 cuts s to at most n bytes, at a character boundary.
 func cutUTF8(s string, n int) string {
+	if len(s) > n+utf8.UTFMax {
+		s = s[:n+utf8.UTFMax]
+	}
 	for len(s) > n {
 		_, size := utf8.DecodeLastRuneInString(s)
 		s = s[:len(s)-size]
