@@ -45,8 +45,9 @@ func newBaresip(t *testing.T, user, source string) *baresip {
 	return &baresip{dir: dir}
 }
 
-// freeUDPPort returns a port free on 127.0.0.1 for UDP and for TCP alike:
-// baresip listens on both for SIP and for its console.
+// freeUDPPort returns a port free on 127.0.0.1 for UDP and for TCP alike,
+// and the next one for TCP: baresip listens on UDP and TCP for SIP and for
+// its console, and on the port after its SIP port for SIP over TLS.
 func freeUDPPort(t *testing.T) int {
 	t.Helper()
 	for range 50 {
@@ -57,8 +58,13 @@ func freeUDPPort(t *testing.T) int {
 		port := c.LocalAddr().(*net.UDPAddr).Port
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		c.Close()
+		if err != nil {
+			continue
+		}
+		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1))
+		l.Close()
 		if err == nil {
-			l.Close()
+			l2.Close()
 			return port
 		}
 	}
