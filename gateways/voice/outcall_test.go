@@ -38,7 +38,10 @@ func newCallee(t *testing.T, user, answermode string, secs int) *callee {
 	}, secs)
 }
 
-// newPhone runs baresip with the account line account(its SIP port).
+// newPhone runs baresip with the account line account(its SIP port). A
+// port taken between the test's choice and baresip's bind (another
+// package's test) makes baresip quit or lose its console: it is started
+// again on other ports.
 func newPhone(t *testing.T, account func(port int) string, secs int) *callee {
 	t.Helper()
 	peertest.Require(t, "baresip", "apt-get install baresip")
@@ -48,6 +51,20 @@ func newPhone(t *testing.T, account func(port int) string, secs int) *callee {
 			peertest.Missing(t, "baresip's "+m+" module in "+mods, "apt-get install baresip")
 		}
 	}
+	for try := 1; ; try++ {
+		c, ok := startPhone(t, mods, account, secs)
+		if ok {
+			return c
+		}
+		if try == 3 {
+			t.Fatalf("baresip did not start:\n%s", c.out.String())
+		}
+		t.Logf("baresip met a port in use; again on other ports")
+	}
+}
+
+func startPhone(t *testing.T, mods string, account func(port int) string, secs int) (*callee, bool) {
+	t.Helper()
 	c := &callee{dir: t.TempDir(), port: freeUDPPort(t), cons: freeUDPPort(t), done: make(chan struct{})}
 	c.recDir = filepath.Join(c.dir, "rec")
 	if err := os.Mkdir(c.recDir, 0o700); err != nil {
@@ -75,13 +92,28 @@ func newPhone(t *testing.T, account func(port int) string, secs int) *callee {
 		t.Fatal(err)
 	}
 	go func() { cmd.Wait(); cancel(); close(c.done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-c.done
-		t.Logf("baresip callee:\n%s", c.out.String())
-	})
-	fabrictest.Eventually(t, 10*time.Second, "baresip listening", func() bool { return strings.Contains(c.out.String(), "baresip is ready") })
-	return c
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := c.out.String()
+		switch {
+		case strings.Contains(out, "Address already in use"):
+			cmd.Process.Kill()
+			<-c.done
+			return c, false
+		case strings.Contains(out, "baresip is ready"):
+			t.Cleanup(func() {
+				cmd.Process.Kill()
+				<-c.done
+				t.Logf("baresip callee:\n%s", c.out.String())
+			})
+			return c, true
+		case time.Now().After(deadline):
+			cmd.Process.Kill()
+			<-c.done
+			t.Fatalf("baresip not ready in 10 s:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // uri is the callee's SIP URI.
