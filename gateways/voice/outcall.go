@@ -223,6 +223,12 @@ func (g *Gateway) attempts(ctx context.Context, rec *outRecord) {
 			case <-time.After(wait):
 			}
 		}
+		if rec.Deadline > 0 && time.Now().UnixMilli() >= rec.Deadline {
+			// the brokers told the sender it failed at the deadline (a
+			// gateway down until after it, resuming): no call now
+			g.drop(rec, log)
+			return
+		}
 		// a call slot, shared with the mailbox; waiting for one is no attempt
 		select {
 		case g.slots <- struct{}{}:
@@ -296,6 +302,21 @@ func (g *Gateway) finish(ctx context.Context, rec *outRecord, status, code, reas
 	}
 	g.stats.add(&g.stats.CallsOut)
 	log.Info().Str("outcome", status).Str("code", code).Str("reason", reason).Int("attempts", rec.Attempts).Msg("call out ended")
+}
+
+// drop forgets a call past the brokers' deadline, without an
+// acknowledgement: the brokers settled it as failed (EXPIRED).
+func (g *Gateway) drop(rec *outRecord, log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rec.Outcome = "expired"
+	if err := g.store.putOut(ctx, rec); err != nil {
+		log.Warn().Err(err).Msg("call record not saved")
+	}
+	if err := g.store.dropAudio(ctx, rec.Ref.MsgID); err != nil {
+		log.Debug().Err(err).Msg("audio not deleted (it expires)")
+	}
+	log.Warn().Int("attempts", rec.Attempts).Msg("call out past the brokers' deadline: not placed (the sender was told it failed)")
 }
 
 // attempt places one call: INVITE, ringing until rec.Ring, then the

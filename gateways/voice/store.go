@@ -43,7 +43,7 @@ type outRecord struct {
 	NextAt    int64  `json:"next_at,omitempty"` // Unix ms of the next attempt
 	Last      string `json:"last,omitempty"`    // what the last attempt ended with
 	Delivered bool   `json:"delivered,omitempty"`
-	Outcome   string `json:"outcome,omitempty"` // delivered, read, failed
+	Outcome   string `json:"outcome,omitempty"` // delivered, read, failed; expired: past the brokers' deadline, not placed
 }
 
 type store struct {
