@@ -67,6 +67,7 @@ func cmdBench(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Sync, "sync", "always", "embedded JetStream sync: always (as uims run) or default")
 	fs.BoolVar(&cfg.NoTrace, "no-trace", false, "turn off the protocol-step trace events (on in uims run)")
 	fs.IntVar(&cfg.InboxShards, "inbox-shards", 0, "streams of the web inbox (0: the web gateway's default, 8)")
+	fs.BoolVar(&cfg.InboxEachWrite, "inbox-each-write", false, "inbox streams (web and store-and-forward) fsync each write instead of group commit")
 	fs.StringVar(&cfg.Profile, "profile", "kit/fast/100B/64,kit/fast/1MB/64", "cells to profile with pprof, comma-separated flow/mode/size/senders; empty: none")
 	fs.IntVar(&cfg.MinMsgs, "min-msgs", 200, "measure each cell until at least this many messages completed (up to --max-duration)")
 	fs.DurationVar(&cfg.MaxDuration, "max-duration", 30*time.Second, "longest measurement (and warm-up) of a cell")

@@ -344,7 +344,8 @@ func cmdGateway(ctx context.Context, args []string) error {
 			return fmt.Errorf("UIMS_WEB_INBOX_SHARDS: want a positive number")
 		}
 		wc := web.Config{Addr: *httpAddr, TLS: httpTLS, Metrics: system.NewRegistry(),
-			Kit: kit.Config{Version: version, Strict: o.strict}, InboxShards: shards, MaxUpload: maxUpload}
+			Kit: kit.Config{Version: version, Strict: o.strict}, InboxShards: shards, MaxUpload: maxUpload,
+			InboxEachWrite: env("UIMS_WEB_INBOX_COMMIT", "group") == "each"}
 		g, err := web.New(wc, nc, kr, log)
 		if err != nil {
 			return err

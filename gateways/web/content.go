@@ -54,25 +54,43 @@ func (in *inbox) chunkSize() int {
 // and size.
 func (in *inbox) putChunks(ctx context.Context, client string, s *stored) error {
 	size := in.chunkSize()
-	var acks []jetstream.PubAckFuture
-	n := 0
-	for off := 0; off < len(s.Content); off += size {
-		chunk := s.Content[off:min(off+size, len(s.Content))]
-		f, err := in.js.PublishAsync(in.chunkSubject(client, s.ID, n), chunk, jetstream.WithMsgID(s.ID+":"+strconv.Itoa(n)))
+	k := in.shard(s.ID)
+	n := (len(s.Content) + size - 1) / size
+	errs := make(chan error, n)
+	for i := range n {
+		chunk := s.Content[i*size : min((i+1)*size, len(s.Content))]
+		subject, id := in.chunkSubject(client, s.ID, i), s.ID+":"+strconv.Itoa(i)
+		if in.gc != nil && in.async[k] {
+			// side by side, so that the chunks share journal records
+			go func() {
+				_, err := in.gc.Publish(ctx, subject, chunk, id)
+				errs <- err
+			}()
+			continue
+		}
+		f, err := in.js.PublishAsync(subject, chunk, jetstream.WithMsgID(id))
 		if err != nil {
 			return fmt.Errorf("web: store content: %w", err)
 		}
-		acks = append(acks, f)
-		n++
+		go func() {
+			select {
+			case <-f.Ok():
+				errs <- nil
+			case err := <-f.Err():
+				errs <- err
+			case <-ctx.Done():
+				errs <- ctx.Err()
+			}
+		}()
 	}
-	for _, f := range acks {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("web: store content: %w", err)
-		case <-ctx.Done():
-			return fmt.Errorf("web: store content: %w", ctx.Err())
+	var first error
+	for range n {
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
+	}
+	if first != nil {
+		return fmt.Errorf("web: store content: %w", first)
 	}
 	s.Size, s.Chunks, s.Content = int64(len(s.Content)), n, nil
 	return nil

@@ -14,8 +14,10 @@ import (
 	json "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/internal/groupcommit"
 	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/schemas"
 )
@@ -106,6 +108,83 @@ type inbox struct {
 	js     jetstream.JetStream
 	nc     *nats.Conn
 	shards int
+	// eachWrite makes new inbox streams fsync each write (the persist
+	// mode of before group commit).
+	eachWrite bool
+	log       zerolog.Logger
+	// gc writes to the shards in asynchronous persist mode (async[k])
+	// through the group-commit journal; the others are written directly.
+	gc    *groupcommit.Writer
+	async []bool
+}
+
+// Journal is the stream and subject of the inbox's group-commit journal
+// (internal/groupcommit).
+const (
+	JournalStream  = "UIMS_INBOX_JOURNAL"
+	JournalSubject = "uims.journal.inbox"
+)
+
+// publish stores one message in shard k of the inbox, idempotently by id.
+func (in *inbox) publish(ctx context.Context, k int, subject string, data []byte, id string) (*jetstream.PubAck, error) {
+	if in.gc != nil && in.async[k] {
+		return in.gc.Publish(ctx, subject, data, id)
+	}
+	return in.js.Publish(ctx, subject, data, jetstream.WithMsgID(id))
+}
+
+// shardOf returns the shard number in an inbox subject
+// (uims.inbox.<k>.… or uims.read.<k>.…), -1 if none.
+func shardOf(subject string) int {
+	rest, ok := strings.CutPrefix(subject, "uims.inbox.")
+	if !ok {
+		if rest, ok = strings.CutPrefix(subject, "uims.read."); !ok {
+			return -1
+		}
+	}
+	k, _, _ := strings.Cut(rest, ".")
+	n, err := strconv.Atoi(k)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// startGroupCommit starts the journal writer when a shard stream is in
+// asynchronous persist mode, after recovering what those streams lost.
+func (in *inbox) startGroupCommit(ctx context.Context) error {
+	in.async = make([]bool, in.shards)
+	var names []string
+	for i := range in.shards {
+		st, err := in.js.Stream(ctx, InboxStreamName(i))
+		if err != nil {
+			return fmt.Errorf("web: inbox stream: %w", err)
+		}
+		if st.CachedInfo().Config.PersistMode == jetstream.AsyncPersistMode {
+			in.async[i] = true
+			names = append(names, InboxStreamName(i))
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	gc, err := groupcommit.New(ctx, in.nc, in.js, groupcommit.Config{
+		Journal: JournalStream, Subject: JournalSubject, Streams: names,
+		StreamOf: func(subject string) string { return InboxStreamName(shardOf(subject)) },
+		Log:      in.log,
+	})
+	if err != nil {
+		return fmt.Errorf("web: inbox journal: %w", err)
+	}
+	in.gc = gc
+	return nil
+}
+
+// close stops the group-commit writer.
+func (in *inbox) close() {
+	if in.gc != nil {
+		in.gc.Close()
+	}
 }
 
 // ensure creates the inbox streams, or checks that the existing ones were
@@ -123,9 +202,18 @@ func (in *inbox) ensure(ctx context.Context) error {
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("web: inbox stream: %w", err)
 	}
+	// New streams of one server (replicas 1) are written with group
+	// commit (internal/groupcommit): asynchronous persist mode behind a
+	// journal. A replicated stream is synced by the server on its
+	// own terms (its Raft log), and existing streams keep their mode.
+	persist := jetstream.DefaultPersistMode
+	if !in.eachWrite && miapnats.Replicas(in.js) == 1 {
+		persist = jetstream.AsyncPersistMode
+	}
 	for i := range in.shards {
 		name, k := InboxStreamName(i), strconv.Itoa(i)
 		err := miapnats.EnsureStream(ctx, in.js, jetstream.StreamConfig{
+			PersistMode: persist,
 			Name:        name,
 			Description: "web inboxes and read markers, shard " + k + " of " + n,
 			Subjects:    []string{"uims.inbox." + k + ".>", "uims.read." + k + ".>"},
@@ -143,9 +231,11 @@ func (in *inbox) ensure(ctx context.Context) error {
 		}
 	}
 	if legacy != nil {
-		return in.migrate(ctx, legacy)
+		if err := in.migrate(ctx, legacy); err != nil {
+			return err
+		}
 	}
-	return nil
+	return in.startGroupCommit(ctx)
 }
 
 // allowDirect turns on direct gets on a stream made before inbox paging.
@@ -294,7 +384,7 @@ func (in *inbox) deliver(ctx context.Context, client string, s *stored) (bool, e
 	if err != nil {
 		return false, err
 	}
-	ack, err := in.js.Publish(ctx, in.inboxSubject(client, s.ID), data, jetstream.WithMsgID(s.ID))
+	ack, err := in.publish(ctx, in.shard(s.ID), in.inboxSubject(client, s.ID), data, s.ID)
 	if err != nil {
 		return false, fmt.Errorf("web: store in inbox: %w", err)
 	}
@@ -367,6 +457,6 @@ func (in *inbox) get(ctx context.Context, client, msgID string) (*stored, error)
 
 // markRead records that client read msgID.
 func (in *inbox) markRead(ctx context.Context, client, msgID string, at int64) error {
-	_, err := in.js.Publish(ctx, in.readSubject(client, msgID), []byte(fmt.Sprint(at)), jetstream.WithMsgID("read:"+msgID))
+	_, err := in.publish(ctx, in.shard(msgID), in.readSubject(client, msgID), []byte(fmt.Sprint(at)), "read:"+msgID)
 	return err
 }

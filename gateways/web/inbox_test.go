@@ -215,3 +215,66 @@ func TestInboxChunkedContent(t *testing.T) {
 		t.Fatalf("a chunk gone: %v, want errContentLost", err)
 	}
 }
+
+// New inbox streams of one server are written with group commit: in
+// asynchronous persist mode behind the journal, which holds every entry,
+// chunk and read marker; an entry the stream lost comes back when the
+// inbox starts again. InboxEachWrite keeps the mode of before.
+func TestInboxGroupCommit(t *testing.T) {
+	nc, js, ctx := jetStreamForTest(t)
+	in := &inbox{js: js, nc: nc, shards: 2}
+	if err := in.ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		st, _ := js.Stream(ctx, InboxStreamName(i))
+		if st.CachedInfo().Config.PersistMode != jetstream.AsyncPersistMode || in.gc == nil || !in.async[i] {
+			t.Fatalf("shard %d: persist mode %v, writer %v", i, st.CachedInfo().Config.PersistMode, in.gc != nil)
+		}
+	}
+	s := &stored{Message: Message{ID: kit.NewMsgID(), Type: "text/plain", Text: "kept"}}
+	if _, err := in.deliver(ctx, "bob", s); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.markRead(ctx, "bob", s.ID, 1234); err != nil {
+		t.Fatal(err)
+	}
+	if records, writes := in.gc.Stats(); records == 0 || writes != 2 {
+		t.Fatalf("journal: %d records, %d writes", records, writes)
+	}
+	in.close()
+
+	// the stream loses the entry (a crash before its sync); a new start
+	// restores it from the journal, read marker and all
+	st, _ := js.Stream(ctx, InboxStreamName(in.shard(s.ID)))
+	m, err := st.GetLastMsgForSubject(ctx, in.inboxSubject("bob", s.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMsg(ctx, m.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.get(ctx, "bob", s.ID); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Fatalf("lost entry: %v", err)
+	}
+	in2 := &inbox{js: js, nc: nc, shards: 2}
+	if err := in2.ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer in2.close()
+	got, err := in2.get(ctx, "bob", s.ID)
+	if err != nil || got.Text != "kept" || got.ReadAt != 1234 {
+		t.Fatalf("restored entry: %+v %v", got, err)
+	}
+
+	// each write, as before group commit
+	nc2, js2, ctx2 := jetStreamForTest(t)
+	each := &inbox{js: js2, nc: nc2, shards: 2, eachWrite: true}
+	if err := each.ensure(ctx2); err != nil {
+		t.Fatal(err)
+	}
+	st2, _ := js2.Stream(ctx2, InboxStreamName(0))
+	if st2.CachedInfo().Config.PersistMode != jetstream.DefaultPersistMode || each.gc != nil {
+		t.Fatalf("each write: persist mode %v, writer %v", st2.CachedInfo().Config.PersistMode, each.gc != nil)
+	}
+}

@@ -89,6 +89,9 @@ type Config struct {
 	// instance configured otherwise than the existing streams refuses to
 	// start.
 	InboxShards int
+	// InboxEachWrite creates new inbox streams that fsync each write, as
+	// before group commit (inbox.go); existing streams keep their mode.
+	InboxEachWrite bool
 }
 
 // Gateway is one web gateway instance.
@@ -165,7 +168,7 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Ga
 	if err != nil {
 		return nil, fmt.Errorf("web: jetstream: %w", err)
 	}
-	g.inbox = &inbox{js: js, nc: nc, shards: cfg.InboxShards}
+	g.inbox = &inbox{js: js, nc: nc, shards: cfg.InboxShards, eachWrite: cfg.InboxEachWrite, log: g.log}
 	return g, nil
 }
 
@@ -185,6 +188,7 @@ func (g *Gateway) Run(ctx context.Context, ready func()) error {
 	if err := g.inbox.ensure(ctx); err != nil {
 		return err
 	}
+	defer g.inbox.close()
 	ln, err := net.Listen("tcp", g.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("web: listen: %w", err)

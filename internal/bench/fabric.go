@@ -21,6 +21,7 @@ import (
 	"github.com/uims/uims/broker"
 	"github.com/uims/uims/gateways/kit"
 	"github.com/uims/uims/gateways/web"
+	"github.com/uims/uims/internal/groupcommit"
 	"github.com/uims/uims/internal/system"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/ops"
@@ -57,6 +58,7 @@ type fabric struct {
 	rdb *redis.Client // the Redis reference line
 
 	subs []*nats.Subscription
+	sfw  *groupcommit.Writer // the store-and-forward inbox's group commit; nil: each write
 
 	web       *web.Gateway
 	webNC     *nats.Conn
@@ -211,7 +213,7 @@ func startFabric(ctx context.Context, cfg *Config) (f *fabric, err error) {
 	if err != nil {
 		return
 	}
-	if err = ensureSFInbox(ctx, f.js); err != nil {
+	if f.sfw, err = ensureSFInbox(ctx, f.gw, f.js, cfg.InboxEachWrite); err != nil {
 		return
 	}
 	if err = ensureJSRef(ctx, f.js); err != nil {
@@ -222,7 +224,7 @@ func startFabric(ctx context.Context, cfg *Config) (f *fabric, err error) {
 		return
 	}
 	f.subs = append(f.subs, sub)
-	if sub, err = serveSFDG(f.gw, f.js, eng); err != nil {
+	if sub, err = serveSFDG(f.gw, f.js, f.sfw, eng); err != nil {
 		return
 	}
 	f.subs = append(f.subs, sub)
@@ -273,7 +275,7 @@ func (f *fabric) useWeb(ctx context.Context, strict bool) error {
 			return err
 		}
 	}
-	g, err := web.New(web.Config{Addr: "127.0.0.1:0", InboxShards: f.cfg.InboxShards, Kit: kit.Config{Strict: strict, NoTrace: f.cfg.NoTrace}},
+	g, err := web.New(web.Config{Addr: "127.0.0.1:0", InboxShards: f.cfg.InboxShards, InboxEachWrite: f.cfg.InboxEachWrite, Kit: kit.Config{Strict: strict, NoTrace: f.cfg.NoTrace}},
 		f.webNC, keys, f.log)
 	if err != nil {
 		f.closeWebConns()
@@ -382,7 +384,7 @@ func (f *fabric) connOpts(name, party string) []nats.Option {
 // purge empties the streams that hold content, so that a run's disk use
 // stays small.
 func (f *fabric) purge(ctx context.Context) {
-	names := []string{"OBJ_uims_content"}
+	names := []string{"OBJ_uims_content", web.JournalStream, sfJournalStream}
 	for i := range web.DefaultInboxShards {
 		names = append(names, web.InboxStreamName(i), shardName(sfInboxStream, i), shardName(jsRefStream, i))
 	}
@@ -400,6 +402,9 @@ func (f *fabric) close() {
 	f.stopWeb()
 	for _, s := range f.subs {
 		s.Unsubscribe()
+	}
+	if f.sfw != nil {
+		f.sfw.Close()
 	}
 	if f.side != nil {
 		f.side.Close()
@@ -463,16 +468,24 @@ const (
 )
 
 func ensureJSRef(ctx context.Context, js jetstream.JetStream) error {
-	return ensureShards(ctx, js, jsRefStream, jsRefSubject)
+	return ensureShards(ctx, js, jsRefStream, jsRefSubject, jetstream.DefaultPersistMode)
 }
 
 // ensureShards creates the streams name_0… with subjects prefix<k>.>, as
 // many as the web gateway's inbox has by default: the reference lines write
 // as the web inbox does, side by side by message id.
-func ensureShards(ctx context.Context, js jetstream.JetStream, name, prefix string) error {
+func ensureShards(ctx context.Context, js jetstream.JetStream, name, prefix string, persist jetstream.PersistModeType) error {
 	for i := range web.DefaultInboxShards {
-		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name: shardName(name, i), Subjects: []string{prefix + strconv.Itoa(i) + ".>"}, Storage: jetstream.FileStorage,
+		st, err := js.Stream(ctx, shardName(name, i))
+		if err == nil && st.CachedInfo().Config.PersistMode != persist {
+			// the mode cannot change: another run's streams, in a --data folder
+			if err := js.DeleteStream(ctx, shardName(name, i)); err != nil {
+				return err
+			}
+		}
+		_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			PersistMode: persist,
+			Name:        shardName(name, i), Subjects: []string{prefix + strconv.Itoa(i) + ".>"}, Storage: jetstream.FileStorage,
 			MaxAge: 30 * 24 * time.Hour, Duplicates: 10 * time.Minute,
 		})
 		if err != nil {

@@ -71,6 +71,9 @@ type Config struct {
 	NoTrace bool
 	// InboxShards is the web inbox's stream count; 0: the web default.
 	InboxShards int
+	// InboxEachWrite fsyncs each inbox write (web gateway and the
+	// store-and-forward destination alike) instead of group commit.
+	InboxEachWrite bool
 	// Bare are the bare flow's control message sizes.
 	Bare BareSizes
 
@@ -358,6 +361,11 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 	}
 	defer f.close()
 	natsConf := "embedded, JetStream sync " + orDefault(cfg.Sync, "always")
+	if cfg.InboxEachWrite {
+		natsConf += ", inboxes fsync each write"
+	} else {
+		natsConf += ", inboxes with group commit (internal/groupcommit)"
+	}
 	if f.credsDir != "" {
 		natsConf += ", authentication on (every part connects as its party)"
 	} else if cfg.NATSURL == "" {

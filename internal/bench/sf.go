@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,6 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/uims/uims/gateways/kit"
+	"github.com/uims/uims/gateways/web"
+	"github.com/uims/uims/internal/groupcommit"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/schemas"
@@ -181,22 +184,47 @@ type sfStored struct {
 	Ref     kit.AckRef       `json:"ref"`
 }
 
+// The store-and-forward inbox's group-commit journal.
+const (
+	sfJournalStream  = "BENCH_SF_JOURNAL"
+	sfJournalSubject = "uims.bench.sfjournal"
+)
+
 // ensureSFInbox creates the store-and-forward inbox, sharded by message id
-// like the web gateway's.
-func ensureSFInbox(ctx context.Context, js jetstream.JetStream) error {
-	return ensureShards(ctx, js, sfInboxStream, sfInboxSubject)
+// like the web gateway's, and written as the web gateway writes its own:
+// with group commit unless eachWrite (then w is nil).
+func ensureSFInbox(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, eachWrite bool) (*groupcommit.Writer, error) {
+	persist := jetstream.AsyncPersistMode
+	if eachWrite {
+		persist = jetstream.DefaultPersistMode
+	}
+	if err := ensureShards(ctx, js, sfInboxStream, sfInboxSubject, persist); err != nil {
+		return nil, err
+	}
+	if eachWrite {
+		return nil, nil
+	}
+	var names []string
+	for i := range web.DefaultInboxShards {
+		names = append(names, shardName(sfInboxStream, i))
+	}
+	return groupcommit.New(ctx, nc, js, groupcommit.Config{Journal: sfJournalStream, Subject: sfJournalSubject, Streams: names,
+		StreamOf: func(subject string) string {
+			k, _, _ := strings.Cut(strings.TrimPrefix(subject, sfInboxSubject), ".")
+			return sfInboxStream + "_" + k
+		}})
 }
 
 // serveSFDG is the store-and-forward destination gateway.
-func serveSFDG(nc *nats.Conn, js jetstream.JetStream, eng *miap.Engine) (*nats.Subscription, error) {
+func serveSFDG(nc *nats.Conn, js jetstream.JetStream, w *groupcommit.Writer, eng *miap.Engine) (*nats.Subscription, error) {
 	return serve(nc, sfDGSubject, bareWorkers, func(m *nats.Msg) {
-		if err := sfDeliver(nc, js, eng, m); err != nil {
+		if err := sfDeliver(nc, js, w, eng, m); err != nil {
 			miapnats.RespondError(m, miap.CodeOf(err))
 		}
 	})
 }
 
-func sfDeliver(nc *nats.Conn, js jetstream.JetStream, eng *miap.Engine, m *nats.Msg) error {
+func sfDeliver(nc *nats.Conn, js jetstream.JetStream, w *groupcommit.Writer, eng *miap.Engine, m *nats.Msg) error {
 	n, err := strconv.Atoi(m.Header.Get(miap.HdrIMILen))
 	if err != nil || n < 0 || n > len(m.Data) {
 		return miap.ErrMalformed
@@ -230,7 +258,13 @@ func sfDeliver(nc *nats.Conn, js jetstream.JetStream, eng *miap.Engine, m *nats.
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if _, err := js.Publish(ctx, shardSubject(sfInboxSubject, imi.MsgID)+routed.Recipient+"."+imi.MsgID, data, jetstream.WithMsgID(imi.MsgID)); err != nil {
+	subject := shardSubject(sfInboxSubject, imi.MsgID) + routed.Recipient + "." + imi.MsgID
+	if w != nil {
+		_, err = w.Publish(ctx, subject, data, imi.MsgID)
+	} else {
+		_, err = js.Publish(ctx, subject, data, jetstream.WithMsgID(imi.MsgID))
+	}
+	if err != nil {
 		return &schemas.Error{Code: schemas.CodeBusy, Err: err}
 	}
 	nc.Publish("uims.bench.sfevents."+routed.Recipient, data) // the live event, as the web gateway sends

@@ -111,7 +111,11 @@ func StartClusterNATS(addr, dir string, cc ClusterConfig, log zerolog.Logger) (*
 		port = server.RANDOM_PORT
 	}
 	opts := &server.Options{ServerName: "uims", Host: host, Port: port, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: filepath.Join(dir, "nats"), MaxPayload: 8 << 20, SyncAlways: true}
+		JetStream: true, StoreDir: filepath.Join(dir, "nats"), MaxPayload: 8 << 20, SyncAlways: true,
+		// streams in asynchronous persist mode (the web inbox, written
+		// through a group-commit journal) are fsynced this often; their
+		// journal keeps records much longer (internal/groupcommit)
+		SyncInterval: 10 * time.Second}
 	if cc.Listen != "" {
 		ch, cp, err := net.SplitHostPort(cc.Listen)
 		if err != nil {

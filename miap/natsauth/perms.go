@@ -187,6 +187,9 @@ func (p *perms) medium(name, m string) {
 		for i := range WebInboxShards {
 			p.ownStream("UIMS_INBOX_" + strconv.Itoa(i))
 		}
+		// the group-commit journal of the inbox (internal/groupcommit)
+		p.ownStream("UIMS_INBOX_JOURNAL")
+		p.pubs("uims.journal.inbox")
 		// the single inbox stream of before shards, moved and then deleted
 		p.ownStream("UIMS_INBOX")
 		p.pubs(api("STREAM.DELETE.UIMS_INBOX"))
