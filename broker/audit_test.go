@@ -150,7 +150,6 @@ func TestAuditRecordsIDMismatch(t *testing.T) {
 	}
 }
 
-
 // streamMsgs returns the audit stream's messages.
 func streamMsgs(t *testing.T, js jetstream.JetStream) []*jetstream.RawStreamMsg {
 	t.Helper()
