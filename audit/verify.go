@@ -59,6 +59,9 @@ type Verifier struct {
 	Slack time.Duration
 	// Only, if set, limits the chains kept to that transaction (show).
 	Only string
+	// ChainStart reports a chain that does not start at record 1 even when
+	// Partial: the caller read from before the transaction began.
+	ChainStart bool
 
 	findings []Finding
 	boots    map[string]*boot
@@ -229,7 +232,7 @@ func (v *Verifier) checkChain(tx string, c *chain) {
 	if len(recs) == 0 {
 		return
 	}
-	if first := recs[0]; first.N != 1 && !v.Partial {
+	if first := recs[0]; first.N != 1 && (!v.Partial || v.ChainStart) {
 		v.add(Finding{Kind: Missing, Tx: tx, N: 1, Detail: rangeText(1, first.N-1)})
 	}
 	for i := 1; i < len(recs); i++ {

@@ -299,7 +299,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			nc, err := conn("ops")
 			if err == nil {
 				ov, err = ops.New(ops.Config{Addr: cfg.OpsAddr, TLS: tcfg, Token: cfg.Operator, Metrics: reg,
-					Observer: ops.ObserverConfig{Query: wg.Kit().Query}}, nc, log)
+					Observer: ops.ObserverConfig{Query: wg.Kit().Query}, AuditKeys: all.AuditPublicKeys()}, nc, log)
 			}
 			return err
 		},
