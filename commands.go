@@ -251,7 +251,7 @@ func cmdBroker(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.Instance, "instance", env("UIMS_INSTANCE", ""), "instance name (UIMS_INSTANCE)")
 	o.fs.DurationVar(&cfg.Deadline, "deadline", 30*time.Second, "transfer and acknowledgement deadline")
 	wait := o.fs.String("redis-wait", env("UIMS_REDIS_WAIT", ""), "Redis replicas that must have each write (WAIT); default 1 for a redis-sentinel URL, else 0 (UIMS_REDIS_WAIT)")
-	auditMode := o.fs.String("audit", env("UIMS_AUDIT", "on"), "the audit trail of the brokers' decisions: on or off (UIMS_AUDIT; PROTOCOL.md §15)")
+	auditMode := o.fs.String("audit", env("UIMS_AUDIT", "on"), "the audit trail of the brokers' decisions: on or off (UIMS_AUDIT; PROTOCOL.md §14)")
 	o.parse(args)
 	if *auditMode != "on" && *auditMode != "off" {
 		return fmt.Errorf("--audit %q: want on or off", *auditMode)

@@ -96,7 +96,7 @@ type key struct {
 	notBefore time.Time
 	notAfter  time.Time
 	sub       [purposeEnd]*subkey
-	audit     ed25519.PrivateKey // K2 only: the audit signing key (§15)
+	audit     ed25519.PrivateKey // K2 only: the audit signing key (§14)
 }
 
 func (k *key) validAt(t time.Time) bool {

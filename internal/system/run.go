@@ -252,7 +252,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 				return err
 			}
 			bc := broker.Config{Version: cfg.Version, Strict: cfg.Strict, Metrics: reg, WaitReplicas: wait,
-				NoAudit: os.Getenv("UIMS_AUDIT") == "off"} // the audit trail (PROTOCOL.md §15), on by default
+				NoAudit: os.Getenv("UIMS_AUDIT") == "off"} // the audit trail (PROTOCOL.md §14), on by default
 			if cfg.RedisURL == "" { // the embedded store forgets: keep profile changes in the data folder
 				bc.OnProfilesChanged = func(ctx context.Context) error { return SaveProfiles(ctx, rdb, saved) }
 			}
