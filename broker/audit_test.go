@@ -282,3 +282,37 @@ func TestAuditOff(t *testing.T) {
 		t.Errorf("%d audit batches with the audit trail off", len(msgs))
 	}
 }
+
+// A message that falls back to its next medium leaves one chain across
+// its attempts: route, the failed ack, reroute, notify, then the second
+// attempt's delivered ack.
+func TestAuditChainAcrossAReroute(t *testing.T) {
+	email, web := permanent(schemas.CodeUnknownRecipient, "550 5.1.1 no such mailbox"), fabrictest.NewInbox()
+	x := newFallback(t, bobPrefersEmail(nil), email, web)
+	msgID, _, err := x.send("fall back")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := x.final(msgID); st.State != schemas.StatusDelivered {
+		t.Fatalf("state %s", st.State)
+	}
+	js, _ := jetstream.New(x.f.Conn("admin"))
+	var tx audit.TxResult
+	want := []string{audit.KindRoute, audit.KindAck, audit.KindReroute, audit.KindNotify, audit.KindAck}
+	fabrictest.Eventually(t, 5*time.Second, "the chain across two attempts", func() bool {
+		rep := verify(t, x.f, js)
+		tx = rep.Tx(msgID)
+		return len(tx.Records) >= len(want) && rep.OK()
+	})
+	for i, k := range want {
+		if b := tx.Records[i].Body; b.Kind != k {
+			t.Errorf("record %d: %s, want %s (%+v)", i+1, b.Kind, k, b)
+		}
+	}
+	if b := tx.Records[2].Body; b.Attempt != 2 || b.Medium != "web" || b.Code != "UNKNOWN_RECIPIENT" {
+		t.Errorf("reroute %+v", b)
+	}
+	if b := tx.Records[4].Body; b.Status != schemas.StatusDelivered || b.Gateway != "web" || b.IDHash != tx.Records[2].Body.IDHash {
+		t.Errorf("second attempt's ack %+v", b)
+	}
+}
