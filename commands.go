@@ -251,7 +251,12 @@ func cmdBroker(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.Instance, "instance", env("UIMS_INSTANCE", ""), "instance name (UIMS_INSTANCE)")
 	o.fs.DurationVar(&cfg.Deadline, "deadline", 30*time.Second, "transfer and acknowledgement deadline")
 	wait := o.fs.String("redis-wait", env("UIMS_REDIS_WAIT", ""), "Redis replicas that must have each write (WAIT); default 1 for a redis-sentinel URL, else 0 (UIMS_REDIS_WAIT)")
+	auditMode := o.fs.String("audit", env("UIMS_AUDIT", "on"), "the audit trail of the brokers' decisions: on or off (UIMS_AUDIT; PROTOCOL.md §14)")
 	o.parse(args)
+	if *auditMode != "on" && *auditMode != "off" {
+		return fmt.Errorf("--audit %q: want on or off", *auditMode)
+	}
+	cfg.NoAudit = *auditMode == "off"
 	cfg.Version = version
 	cfg.Strict = o.strict
 	var err error
@@ -397,6 +402,7 @@ func cmdOps(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.Addr, "http", env("UIMS_OPS_ADDR", ops.DefaultAddr), "HTTP address of the operator view (UIMS_OPS_ADDR)")
 	o.fs.StringVar(&cfg.Token, "operator-token", env("UIMS_OPERATOR_TOKEN", ""), "operator token; empty: the operator API is off (UIMS_OPERATOR_TOKEN)")
 	o.fs.BoolVar(&cfg.Observer.NoStore, "memory", false, "keep the timelines in memory only, not in the shared bucket "+ops.DefaultBucket)
+	auditPub := o.fs.String("audit-pub", env("UIMS_AUDIT_PUB", ""), "the brokers' public audit keys (uims audit keys) to verify timelines with; default: derived from the key file when it is readable (UIMS_AUDIT_PUB)")
 	var tlsCert, tlsKey string
 	tlsFlags(o.fs, &tlsCert, &tlsKey) // HTTPS of the operator view
 	o.parse(args)
@@ -404,6 +410,10 @@ func cmdOps(ctx context.Context, args []string) error {
 	var err error
 	if cfg.TLS, err = system.ServerTLS(tlsCert, tlsKey); err != nil {
 		return err
+	}
+	if cfg.AuditKeys, err = auditKeys(o, *auditPub); err != nil {
+		log.Warn().Err(err).Msg("no public audit keys: timelines do not show their audit chain (--audit-pub)")
+		cfg.AuditKeys = nil
 	}
 	if cfg.Token == "" {
 		log.Warn().Msg("no operator token (UIMS_OPERATOR_TOKEN): the operator API answers 404; /metrics is served")

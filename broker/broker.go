@@ -29,6 +29,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/uims/uims/audit"
 	"github.com/uims/uims/internal/tracing"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/miap/miapnats"
@@ -76,6 +77,9 @@ type Config struct {
 	Strict bool
 	// NoTrace turns off the protocol-step events on uims.trace.>.
 	NoTrace bool
+	// NoAudit turns off the audit trail (PROTOCOL.md §14, UIMS_AUDIT=off):
+	// no decision is recorded in the stream UIMS_AUDIT.
+	NoAudit bool
 	// Now is the clock; default time.Now. It must match the MIAP engine's.
 	Now func() time.Time
 	// Metrics, if set, is where the broker registers its Prometheus collectors.
@@ -130,6 +134,7 @@ type Broker struct {
 	cfg      Config
 	nc       *nats.Conn
 	tracer   *tracing.Publisher // nil: no trace events
+	audit    *audit.Publisher   // nil: no audit trail (auditlog.go)
 	js       jetstream.JetStream
 	rdb      redis.UniversalClient
 	guard    *miap.Guard
@@ -215,6 +220,7 @@ func (b *Broker) Run(ctx context.Context, ready func()) error {
 	if err := miapnats.Await(ctx, b.startGuard, retrying("the nonce store")); err != nil {
 		return err
 	}
+	b.startAudit()
 	for range b.cfg.Workers {
 		go func() {
 			for j := range b.work {
@@ -296,6 +302,7 @@ func (b *Broker) Run(ctx context.Context, ready func()) error {
 	<-acctDone
 	close(b.notes)
 	<-notesDone
+	b.stopAudit()
 	b.tracer.Flush()
 	b.log.Info().Msg("broker stopped")
 	return err
@@ -337,6 +344,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	}
 	if err := EnsureAccountingStream(ctx, js); err != nil {
 		return fmt.Errorf("broker: accounting stream: %w", err)
+	}
+	if err := audit.EnsureStream(ctx, js); err != nil {
+		return fmt.Errorf("broker: audit stream: %w", err)
 	}
 	err = miapnats.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      epochBucket,

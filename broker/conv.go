@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/uims/uims/audit"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
 )
@@ -27,7 +28,7 @@ const fStep = "step"
 // reached yet, cannot both move it. KEYS: the transaction, its history.
 // ARGV: the party, the step reported, the next hop's party, the next step,
 // the history entry, the route's attempt.
-var convScript = redis.NewScript(`
+var convScript = redis.NewScript(auditLua + `
 local v = redis.call('HMGET', KEYS[1], 'state', 'dg', 'step')
 if not v[1] then return {'unknown', ''} end
 if v[2] ~= ARGV[1] then return {'party', v[2] or ''} end
@@ -37,7 +38,8 @@ if step ~= ARGV[2] then return {'step', step} end
 if v[1] ~= 'routed' then return {'state', v[1]} end
 redis.call('HSET', KEYS[1], 'dg', ARGV[3], 'step', ARGV[6] .. ':' .. ARGV[4])
 redis.call('RPUSH', KEYS[2], ARGV[5])
-return {'ok', ''}
+local an, ap = audit(KEYS[1], ARGV[7], ARGV[8])
+return {'ok', '', an, ap}
 `)
 
 // handleConv takes a processor's report of converted content and signs the
@@ -90,8 +92,13 @@ func (b *Broker) handleConv(ctx context.Context, req micro.Request) error {
 		next = routed.Conversions[n].Processor
 	}
 	entry := historyJSON("converted", b.cfg.Now().UnixMilli(), "", rep.Conversion+" → "+rep.Content.Type, f.Party)
+	nowMS := b.cfg.Now().UnixMilli()
+	recs := b.auditBodies(nowMS, &audit.Body{Tx: rep.MsgID, Kind: audit.KindConversion, Attempt: routed.Attempt, Gateway: f.Party,
+		Step: rep.Step, Next: next, CType: rep.Content.Type, Chain: []string{f.Party + ":" + rep.Conversion}, IDHash: idHash(f.ID),
+		Due: routed.Deadline + b.cfg.Grace.Milliseconds()})
+	an, ah := recs.args()
 	res, err := convScript.Run(ctx, b.rdb, []string{keyTx + rep.MsgID, keyTxHistory + rep.MsgID},
-		f.Party, rep.Step, next, n, entry, routed.Attempt).Result()
+		f.Party, rep.Step, next, n, entry, routed.Attempt, an, ah).Result()
 	if err != nil {
 		return schemas.Errorf(schemas.CodeStoreUnavailable, err, "next hop")
 	}
@@ -101,6 +108,9 @@ func (b *Broker) handleConv(ctx context.Context, req micro.Request) error {
 	}
 	switch out[0] {
 	case "ok":
+		if len(out) >= 4 {
+			b.auditAppend(recs, out[2], out[3])
+		}
 	case "unknown":
 		return schemas.Errorf(schemas.CodeUnknownTx, nil, "")
 	case "party":

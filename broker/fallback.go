@@ -10,6 +10,7 @@ import (
 	json "github.com/goccy/go-json"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/uims/uims/audit"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
 )
@@ -252,6 +253,23 @@ func truncate(s string, n int) string {
 // ackScript does in the pipeline), so a reroute it made is told to the
 // originator even then.
 func (b *Broker) applyReroute(ctx context.Context, f *miap.Frame, rr *reroute) (result string, claimErr, err error) {
+	var bodies []*audit.Body
+	if rr.args.Mode == "ack" {
+		bodies = append(bodies, &audit.Body{Tx: rr.args.MsgID, Kind: audit.KindAck, Attempt: rr.prev.Attempt, Gateway: rr.args.Party,
+			Status: schemas.StatusFailed, Code: rr.prev.Code, IDHash: rr.args.IDHash, IDMatch: audit.IDMatch})
+	}
+	kind := audit.KindReroute
+	if rr.routed.HeldUntil > 0 {
+		kind = audit.KindHold
+	}
+	bodies = append(bodies, &audit.Body{Tx: rr.args.MsgID, Kind: kind, Attempt: rr.routed.Attempt, Gateway: rr.routed.Dest.Gateway,
+		Medium: rr.routed.Dest.Medium, Chain: routeChain(rr.routed.Conversions), Code: rr.prev.Code, IDHash: rr.args.NewHash,
+		Until: rr.routed.HeldUntil, Due: rr.args.Score})
+	if rr.routed.HeldUntil == 0 {
+		bodies = append(bodies, &audit.Body{Tx: rr.args.MsgID, Kind: audit.KindNotify, Attempt: rr.routed.Attempt, Status: schemas.StatusRerouted})
+	}
+	recs := b.auditBodies(rr.args.Now, bodies...)
+	rr.args.AuditCount, rr.args.AuditHead = recs.args()
 	keys, args := rr.args.keys(), rr.args.argv()
 	res, claimErr, err := b.evalClaim(ctx, f, rerouteScript, keys, args)
 	if err != nil {
@@ -265,6 +283,9 @@ func (b *Broker) applyReroute(ctx context.Context, f *miap.Frame, rr *reroute) (
 		b.metrics.outcomes.WithLabelValues(schemas.StatusRerouted).Inc()
 		if len(out) >= 4 {
 			b.account(out[3])
+		}
+		if len(out) >= 6 {
+			b.auditAppend(recs, out[4], out[5])
 		}
 	}
 	return out[0], claimErr, nil

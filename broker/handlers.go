@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/uims/uims/audit"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/miap/miapnats"
 	"github.com/uims/uims/schemas"
@@ -284,6 +285,14 @@ func quotaCount(out []string) int64 {
 // settled message is answered SETTLED.
 func (b *Broker) storeIMI(ctx context.Context, in *imiRequest, r *imiRoute) error {
 	a := b.createArgs(in, r)
+	kind := audit.KindRoute
+	if r.routed.HeldUntil > 0 {
+		kind = audit.KindHold
+	}
+	recs := b.auditBodies(a.Created, &audit.Body{Tx: a.MsgID, Kind: kind, Attempt: 1, OG: a.OG, Gateway: a.Dest, Medium: a.Medium,
+		Chain: routeChain(r.routed.Conversions), IDHash: a.IDHash, Until: r.routed.HeldUntil, Due: a.Expiry})
+	n, head := recs.args()
+	a.AuditCount, a.AuditHead = int64(n), head
 	keys, args := a.keys(), a.argv()
 	var claim func() error
 	var create *redis.Cmd
@@ -318,6 +327,9 @@ func (b *Broker) storeIMI(ctx context.Context, in *imiRequest, r *imiRoute) erro
 		return schemas.Errorf(schemas.CodeQuotaExceeded, nil, r.routed.Sender)
 	case "exists":
 		return b.storedRoute(in, r, a.Fingerprint, out)
+	}
+	if len(out) >= 4 {
+		b.auditAppend(recs, out[2], out[3])
 	}
 	r.held = r.routed.HeldUntil > 0
 	if a.Quota > 0 {
@@ -527,8 +539,11 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 	// One round trip: the nonce claim, and the ID check with the transition.
 	nowMS := now.UnixMilli()
 	keys := []string{keyTx + ack.MsgID, keyTxHistory + ack.MsgID, keyDeadlines}
+	okRecs, badRecs := b.ackAudit(f, &ack, nowMS)
+	okN, okHead := okRecs.args()
+	badN, badHead := badRecs.args()
 	args := []any{f.Party, idHash(f.ID), ack.Status, nowMS, historyJSON(ack.Status, nowMS, ack.Code, ack.Reason, f.Party), ack.MsgID,
-		nowMS + b.cfg.DeliveryDeadline.Milliseconds(), keyUsage, ack.Code, keyAcct}
+		nowMS + b.cfg.DeliveryDeadline.Milliseconds(), keyUsage, ack.Code, keyAcct, okN, okHead, badN, badHead}
 	res, claimErr, err := b.evalClaim(ctx, claim, ackScript, keys, args)
 	if claimErr != nil {
 		return claimErr
@@ -548,6 +563,9 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 		b.trace("ack", ack.MsgID, ack.Tx, f.Party, schemas.CodeNotAllowed.String(), schemas.TraceEvent{})
 		return schemas.Errorf(schemas.CodeNotAllowed, nil, fmt.Sprintf("ack from %q for a transaction at %q", f.Party, out[1]))
 	case "id":
+		if len(out) >= 4 {
+			b.auditAppend(badRecs, out[2], out[3])
+		}
 		b.trace("ack", ack.MsgID, ack.Tx, f.Party, schemas.CodeIDMismatch.String(), schemas.TraceEvent{})
 		return schemas.Errorf(schemas.CodeIDMismatch, miap.ErrIDMismatch, "returned ID differs from the stored one")
 	case "refused":
@@ -565,6 +583,9 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 	case "duplicate":
 		state = out[1]
 	case "applied", "late":
+		if len(out) >= 10 {
+			b.auditAppend(okRecs, out[8], out[9])
+		}
 		b.metrics.outcomes.WithLabelValues(ack.Status).Inc()
 		if ack.Status == schemas.StatusTransferred || ack.Status == schemas.StatusDelivered || ack.Status == schemas.StatusFailed {
 			b.contentDone(f.ID)

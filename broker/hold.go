@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/uims/uims/audit"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
 	"github.com/uims/uims/schemas/quiet"
@@ -184,7 +185,7 @@ func (b *Broker) applyHold(routed *schemas.RoutedIMI, h *hold) {
 // broker) and its hold is due; ZREM on the holds decides which broker
 // acts. The new route takes the place of the held one, as a reroute's
 // does (rerouteScript), with its deadline on the deadline set.
-var releaseScript = redis.NewScript(`
+var releaseScript = redis.NewScript(auditLua + `
 local tx = KEYS[1]
 local v = redis.call('HMGET', tx, 'state', 'idh', 'og')
 if v[1] ~= 'held' or v[2] ~= ARGV[1] then return {'stale', v[1] or ''} end
@@ -196,7 +197,8 @@ redis.call('HSET', tx, 'state', 'routed', 'routed', ARGV[4], 'id', ARGV[5], 'idh
   'limit', ARGV[14], 'note2', '1')
 redis.call('RPUSH', KEYS[2], ARGV[15])
 redis.call('ZADD', KEYS[4], tonumber(ARGV[16]), ARGV[3])
-return {'released', v[3] or ''}
+local an, ap = audit(tx, ARGV[17], ARGV[18])
+return {'released', v[3] or '', an, ap}
 `)
 
 // reholdScript moves a hold on: the quiet hours still hold at its end
@@ -224,7 +226,7 @@ return {'held', redis.call('HGET', KEYS[1], 'rt')}
 // cancel (ARGV[1] = the party), by its originator. The sender's failed
 // messages are counted unless it cancelled. The outcome (ARGV[4], code
 // ARGV[5]) goes into the accounting outbox (ARGV[6], at ARGV[7]).
-var endHoldScript = redis.NewScript(`
+var endHoldScript = redis.NewScript(auditLua + `
 local v = redis.call('HMGET', KEYS[1], 'state', 'og', 'note', 'sender', 'medium', 'att')
 if not v[1] then return {'gone'} end
 if ARGV[1] ~= '' and v[2] ~= ARGV[1] then return {'party'} end
@@ -235,7 +237,8 @@ redis.call('RPUSH', KEYS[2], ARGV[3])
 if ARGV[1] == '' and v[4] and v[4] ~= '' then redis.call('HINCRBY', KEYS[4] .. v[4], (v[5] or '') .. '.failed', 1) end
 local m = ARGV[2] .. '|' .. (v[6] or '1') .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. '|' .. ARGV[7] .. '|f'
 redis.call('ZADD', ARGV[6], tonumber(ARGV[7]), m)
-return {'failed', v[2] or '', v[3] or '', m}
+local an, ap = audit(KEYS[1], ARGV[8], ARGV[9])
+return {'failed', v[2] or '', v[3] or '', m, an, ap}
 `)
 
 // releaseHolds ends the holds due at now (the sweeper, notify.go).
@@ -355,9 +358,13 @@ func (b *Broker) release(ctx context.Context, msgID string, now time.Time) {
 		entry.Attempt = routed.Attempt // a reroute held in its medium's quiet hours (fallback.go)
 	}
 	hop := firstHop(&routed)
+	recs := b.auditBodies(now.UnixMilli(), &audit.Body{Tx: msgID, Kind: audit.KindRelease, Attempt: routed.Attempt, Gateway: dec.dest.Gateway,
+		Medium: dec.dest.Medium, Chain: routeChain(routed.Conversions), IDHash: idHash(id), Due: b.score(routed.Deadline, limit)},
+		&audit.Body{Tx: msgID, Kind: audit.KindNotify, Attempt: routed.Attempt, Status: schemas.StatusReleased})
+	an, ah := recs.args()
 	res, err := releaseScript.Run(ctx, b.rdb, []string{keyTx + msgID, keyTxHistory + msgID, keyHolds, keyDeadlines},
 		t.IDHash, now.UnixMilli(), msgID, bytes, miap.EncodeB64(id), idHash(id), kid2, miap.EncodeB64(cack), hop,
-		dec.dest.Gateway, dec.dest.Medium, note, routed.Deadline, limit, historyBytes(entry), b.score(routed.Deadline, limit)).Result()
+		dec.dest.Gateway, dec.dest.Medium, note, routed.Deadline, limit, historyBytes(entry), b.score(routed.Deadline, limit), an, ah).Result()
 	out, rerr := scriptReply(res)
 	if err != nil || rerr != nil {
 		log.Warn().Err(errors.Join(err, rerr)).Msg("release: store; next sweep")
@@ -365,6 +372,9 @@ func (b *Broker) release(ctx context.Context, msgID string, now time.Time) {
 	}
 	if out[0] != "released" {
 		return // another broker, or a cancel, came first
+	}
+	if len(out) >= 4 {
+		b.auditAppend(recs, out[2], out[3])
 	}
 	b.notifyRoute(t.OG, schemas.StatusReleased, "", "released: "+cur.Held, &routed, bytes, id, hop, ev.Earlier,
 		imi.MsgID+":"+schemas.StatusReleased+":"+miap.EncodeB64(id)[:8]) // a route issued again is another notification
@@ -478,8 +488,15 @@ func (b *Broker) endHold(ctx context.Context, party, msgID string, code schemas.
 	case schemas.CodeExpired:
 		outcome = schemas.OutcomeExpired
 	}
+	kind := audit.KindExpire
+	if code == schemas.CodeCancelled {
+		kind = audit.KindCancel
+	}
+	recs := b.auditBodies(now.UnixMilli(), &audit.Body{Tx: msgID, Kind: kind, Gateway: party, Code: code.String()},
+		&audit.Body{Tx: msgID, Kind: audit.KindNotify, Status: schemas.StatusFailed, Code: code.String()})
+	an, ah := recs.args()
 	res, err := endHoldScript.Run(ctx, b.rdb, []string{keyTx + msgID, keyTxHistory + msgID, keyHolds, keyUsage},
-		party, msgID, entry, outcome, code.String(), keyAcct, now.UnixMilli()).Result()
+		party, msgID, entry, outcome, code.String(), keyAcct, now.UnixMilli(), an, ah).Result()
 	if err != nil {
 		return nil, schemas.Errorf(schemas.CodeStoreUnavailable, err, "end hold")
 	}
@@ -490,6 +507,9 @@ func (b *Broker) endHold(ctx context.Context, party, msgID string, code schemas.
 	if out[0] == "failed" && len(out) >= 3 {
 		if len(out) >= 4 {
 			b.account(out[3])
+		}
+		if len(out) >= 6 {
+			b.auditAppend(recs, out[4], out[5])
 		}
 		body := eventJSON(out[2], schemas.StatusFailed, code.String(), reason, now.UnixMilli())
 		b.notify(out[1], msgID, msgID, schemas.StatusFailed, body, nil)

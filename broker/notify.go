@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/uims/uims/audit"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/schemas"
 )
@@ -270,8 +271,11 @@ func (b *Broker) expire(ctx context.Context, msgID string, now int64) {
 			Reason: reason, Party: b.cfg.Instance, Attempt: attempt, Medium: medium})
 		entry = string(e)
 	}
+	recs := b.auditBodies(now, &audit.Body{Tx: msgID, Kind: audit.KindExpire, Attempt: attempt, Code: schemas.CodeExpired.String()},
+		&audit.Body{Tx: msgID, Kind: audit.KindNotify, Attempt: attempt, Status: schemas.StatusFailed, Code: schemas.CodeExpired.String()})
+	an, ah := recs.args()
 	res, err := sweepScript.Run(ctx, b.rdb, []string{keyTx + msgID, keyTxHistory + msgID, keyDeadlines, keyUsage},
-		msgID, entry, keyAcct, now).Result()
+		msgID, entry, keyAcct, now, an, ah).Result()
 	if err != nil {
 		b.log.Warn().Err(err).Str("msg_id", msgID).Msg("sweep")
 		return
@@ -282,6 +286,9 @@ func (b *Broker) expire(ctx context.Context, msgID string, now int64) {
 	}
 	if len(out) >= 6 {
 		b.account(out[5])
+	}
+	if len(out) >= 8 {
+		b.auditAppend(recs, out[6], out[7])
 	}
 	reason += " (" + out[4] + ")"
 	if final != "" {

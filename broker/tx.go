@@ -90,10 +90,11 @@ redis.call('EXPIRE', tx, tonumber(ARGV[5]))
 redis.call('RPUSH', KEYS[2], ARGV[6], ARGV[7])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[2])
-return {'created', tostring(n)}
+local an, ap = audit(tx, ARGV[24], ARGV[25])
+return {'created', tostring(n), an, ap}
 `
 
-var createScript = redis.NewScript(createSrc)
+var createScript = redis.NewScript(auditLua + createSrc)
 
 // createArgs are createScript's arguments. The fields are in ARGV order;
 // argv() gives them by position and keys() gives KEYS. A tag says where the
@@ -127,6 +128,9 @@ type createArgs struct {
 	Deadline  int64  `argv:"21" hset:"deadline"`
 	Created   int64  `argv:"22" hset:"created"`
 	Limit     int64  `argv:"23" hset:"limit"` // Unix ms the attempt's medium may take (Fallback.After); 0: none
+	// AuditCount and AuditHead append the route's record (auditlog.go).
+	AuditCount int64  `argv:"24" lua:"audit"`
+	AuditHead  string `argv:"25" lua:"audit"`
 
 	QuotaKey string // KEYS[4]: keyQuota + client:yyyymmdd, or any key when Quota is 0
 	Set      string // KEYS[3]: keyDeadlines, or keyHolds for a held message; default keyDeadlines
@@ -145,7 +149,7 @@ func (a *createArgs) keys() []string {
 func (a *createArgs) argv() []any {
 	return []any{a.Fingerprint, a.MsgID, a.Expiry, a.Quota, a.Retention, a.Accepted, a.RoutedEntry,
 		a.Routed, a.ID, a.IDHash, a.Kid2, a.Session, a.OG, a.DG, a.Dest,
-		a.State, a.Sender, a.Recipient, a.Medium, a.Note, a.Deadline, a.Created, a.Limit}
+		a.State, a.Sender, a.Recipient, a.Medium, a.Note, a.Deadline, a.Created, a.Limit, a.AuditCount, a.AuditHead}
 }
 
 // ackScript checks and applies an acknowledged status in one round trip
@@ -173,7 +177,7 @@ func (a *createArgs) argv() []any {
 // entry: the caller writes it), as is every acknowledgement of an attempt
 // that another one's late success superseded. A transferred attempt whose
 // limit (fLimit) comes before its delivery deadline waits for the limit.
-var ackScript = redis.NewScript(`
+var ackScript = redis.NewScript(auditLua + `
 local tx = KEYS[1]
 local function mark(n, outcome, code, flags)
   local m = ARGV[6] .. '|' .. n .. '|' .. outcome .. '|' .. code .. '|' .. ARGV[4] .. '|' .. flags
@@ -191,7 +195,8 @@ if v[3] ~= ARGV[2] or v[2] ~= ARGV[1] then
   if v[3] ~= ARGV[2] and v[10] then p = redis.call('HGET', tx, 'p:' .. ARGV[2]) end
   if not p then
     if v[2] ~= ARGV[1] then return {'party', v[2]} end
-    return {'id', ''}
+    local an, ap = audit(tx, ARGV[13], ARGV[14])
+    return {'id', '', an, ap}
   end
   local n, gw, m = string.match(p, '^(%d+)|([^|]*)|([^|]*)|')
   if gw ~= ARGV[1] then return {'party', gw} end
@@ -217,7 +222,8 @@ if not live then
     if sender ~= '' then redis.call('HINCRBY', ARGV[8] .. sender, medium .. '.sent', 1) end
     if recipient ~= '' then redis.call('HINCRBY', ARGV[8] .. recipient, medium .. '.received', 1) end
     local m = mark(string.match(att, '^(%d+)|'), new, ARGV[9], 'lf') .. '\n' .. mark(v[10] or '1', 'cancelled', 'SETTLED', '')
-    return {'late', state, og, note, att, fb, v[10] or '', m}
+    local an, ap = audit(tx, ARGV[11], ARGV[12])
+    return {'late', state, og, note, att, fb, v[10] or '', m, an, ap}
   end
   return {'recorded', state, og, note, att, fb, v[10] or ''}
 end
@@ -253,7 +259,8 @@ local m = ''
 if new == 'failed' or new == 'delivered' or (new == 'read' and state ~= 'delivered') then
   m = mark(v[10] or '1', new, ARGV[9], 'f')
 end
-return {'applied', state, og, note, att, fb, v[10] or '', m}
+local an, ap = audit(tx, ARGV[11], ARGV[12])
+return {'applied', state, og, note, att, fb, v[10] or '', m, an, ap}
 `)
 
 // rerouteScript routes a transaction to its next medium (PROTOCOL.md
@@ -292,10 +299,11 @@ else
 end
 local m = ARGV[6] .. '|' .. ARGV[4] .. '|' .. ARGV[27] .. '|' .. ARGV[26] .. '|' .. ARGV[5] .. '|r'
 redis.call('ZADD', ARGV[28], tonumber(ARGV[5]), m)
-return {'rerouted', state, v[5] or '', m}
+local an, ap = audit(tx, ARGV[29], ARGV[30])
+return {'rerouted', state, v[5] or '', m, an, ap}
 `
 
-var rerouteScript = redis.NewScript(rerouteSrc)
+var rerouteScript = redis.NewScript(auditLua + rerouteSrc)
 
 // rerouteArgs are rerouteScript's arguments, in ARGV order.
 type rerouteArgs struct {
@@ -326,6 +334,9 @@ type rerouteArgs struct {
 	State    string // routed, or held: the next medium is quiet now (hold.go), and Score is on the holds
 	Code     string // the failed attempt's code and accounting outcome (failed, expired)
 	Outcome  string
+	// AuditCount and AuditHead append the reroute's records (auditlog.go).
+	AuditCount int
+	AuditHead  string
 }
 
 func (a *rerouteArgs) keys() []string {
@@ -335,7 +346,7 @@ func (a *rerouteArgs) keys() []string {
 func (a *rerouteArgs) argv() []any {
 	return []any{a.Mode, a.Party, a.IDHash, strconv.Itoa(a.Attempt), a.Now, a.MsgID, a.Routed, a.ID, a.NewHash, a.Kid2,
 		a.Session, a.DG, a.Dest, a.Medium, a.Note, a.Deadline, a.Limit, a.Next, a.Attempts, a.After,
-		a.Previous, a.Failed, a.Rerouted, a.Score, a.State, a.Code, a.Outcome, keyAcct}
+		a.Previous, a.Failed, a.Rerouted, a.Score, a.State, a.Code, a.Outcome, keyAcct, a.AuditCount, a.AuditHead}
 }
 
 // clockScript keeps the fabric's clock for deadlines (docs/RELIABILITY.md,
@@ -364,7 +375,7 @@ return {'shifted', tostring(#open / 2), tostring(shift)}
 // replica acts (exactly one gets 1), then the transaction fails unless it
 // already ended, with its outcome mark in the accounting outbox (ARGV[3],
 // at ARGV[4]).
-var sweepScript = redis.NewScript(`
+var sweepScript = redis.NewScript(auditLua + `
 if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return {'gone'} end
 local v = redis.call('HMGET', KEYS[1], 'state', 'note', 'og', 'sender', 'medium', 'dg', 'att')
 local state = v[1]
@@ -375,7 +386,8 @@ redis.call('RPUSH', KEYS[2], ARGV[2])
 if v[4] and v[4] ~= '' then redis.call('HINCRBY', KEYS[4] .. v[4], (v[5] or '') .. '.failed', 1) end
 local m = ARGV[1] .. '|' .. (v[7] or '1') .. '|expired|EXPIRED|' .. ARGV[4] .. '|f'
 redis.call('ZADD', ARGV[3], tonumber(ARGV[4]), m)
-return {'failed', state, v[2] or '', v[3] or '', v[6] or '', m}
+local an, ap = audit(KEYS[1], ARGV[5], ARGV[6])
+return {'failed', state, v[2] or '', v[3] or '', v[6] or '', m, an, ap}
 `)
 
 func historyJSON(status string, at int64, code, reason, party string) string {

@@ -1,6 +1,7 @@
 package miap
 
 import (
+	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -95,6 +96,7 @@ type key struct {
 	notBefore time.Time
 	notAfter  time.Time
 	sub       [purposeEnd]*subkey
+	audit     ed25519.PrivateKey // K2 only: the audit signing key (§14)
 }
 
 func (k *key) validAt(t time.Time) bool {
@@ -185,6 +187,11 @@ func NewKeyring(entries []KeyEntry) (*Keyring, error) {
 				return nil, fmt.Errorf("%w: %w", ErrKeyFile, err)
 			}
 			k.sub[p] = &subkey{key: sk}
+		}
+		if e.Party == BrokerParty {
+			if k.audit, err = DeriveAuditKey(secret, e.Kid); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrKeyFile, err)
+			}
 		}
 		kr.byParty[e.Party] = append(kr.byParty[e.Party], k)
 		if (e.Role != "" || len(e.Media) > 0) && !e.NotBefore.Before(grantFrom[e.Party]) {

@@ -854,6 +854,9 @@ type Timeline struct {
 	// bucket: another instance heard them), "history" (the brokers' record
 	// only).
 	Source string `json:"source"`
+	// Audit is the verified state of the message's audit chain
+	// (PROTOCOL.md §14), when the view knows the brokers' audit keys.
+	Audit *AuditState `json:"audit,omitempty"`
 }
 
 // Timeline returns the steps of one message: from the trace events kept in

@@ -12,6 +12,7 @@ package ops
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
@@ -28,6 +29,7 @@ import (
 
 	json "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
@@ -57,6 +59,10 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Observer bounds the observer's memory and names its bucket.
 	Observer ObserverConfig
+	// AuditKeys are the brokers' public audit keys by kid
+	// (miap.Keyring.AuditPublicKeys): a message's timeline then shows the
+	// verified state of its audit chain (audit.go). Nil: not shown.
+	AuditKeys map[string]ed25519.PublicKey
 }
 
 // Server is one instance of the operator view.
@@ -68,6 +74,7 @@ type Server struct {
 	httpm    *httpMetrics
 	log      zerolog.Logger
 	ln       net.Listener
+	js       jetstream.JetStream // reads the audit stream (audit.go)
 }
 
 // New returns an operator view that watches the fabric through nc, which
@@ -89,6 +96,13 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, gatherer: reg, httpm: newHTTPMetrics(reg), log: log}
 	s.obs = NewObserver(nc, newFabricMetrics(reg), cfg.Observer, log)
 	s.usage = newUsageBook(s.obs.cfg.Now)
+	if cfg.AuditKeys != nil {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return nil, fmt.Errorf("ops: jetstream: %w", err)
+		}
+		s.js = js
+	}
 	return s, nil
 }
 
@@ -206,6 +220,9 @@ func (s *Server) Handler() http.Handler {
 		if !ok {
 			writeError(w, http.StatusNotFound, schemas.CodeUnknownTx, "no trace events and no transaction for this message")
 			return
+		}
+		if s.js != nil {
+			tl.Audit = s.auditOf(r.Context(), tl.MsgID, tl.First)
 		}
 		writeJSON(w, http.StatusOK, tl)
 	}))

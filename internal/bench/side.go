@@ -138,7 +138,7 @@ func StartSide(ctx context.Context, cfg SideConfig) (*Side, error) {
 	if err != nil {
 		return fail(err)
 	}
-	b, err := broker.New(broker.Config{NoTrace: cfg.NoTrace}, nc, rdb, eng, cfg.Log)
+	b, err := broker.New(broker.Config{NoTrace: cfg.NoTrace, NoAudit: os.Getenv("UIMS_AUDIT") == "off"}, nc, rdb, eng, cfg.Log)
 	if err != nil {
 		return fail(err)
 	}

@@ -251,7 +251,8 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			if err != nil {
 				return err
 			}
-			bc := broker.Config{Version: cfg.Version, Strict: cfg.Strict, Metrics: reg, WaitReplicas: wait}
+			bc := broker.Config{Version: cfg.Version, Strict: cfg.Strict, Metrics: reg, WaitReplicas: wait,
+				NoAudit: os.Getenv("UIMS_AUDIT") == "off"} // the audit trail (PROTOCOL.md §14), on by default
 			if cfg.RedisURL == "" { // the embedded store forgets: keep profile changes in the data folder
 				bc.OnProfilesChanged = func(ctx context.Context) error { return SaveProfiles(ctx, rdb, saved) }
 			}
@@ -298,7 +299,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			nc, err := conn("ops")
 			if err == nil {
 				ov, err = ops.New(ops.Config{Addr: cfg.OpsAddr, TLS: tcfg, Token: cfg.Operator, Metrics: reg,
-					Observer: ops.ObserverConfig{Query: wg.Kit().Query}}, nc, log)
+					Observer: ops.ObserverConfig{Query: wg.Kit().Query}, AuditKeys: all.AuditPublicKeys()}, nc, log)
 			}
 			return err
 		},

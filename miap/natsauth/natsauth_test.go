@@ -234,6 +234,26 @@ func TestPermissionMatrix(t *testing.T) {
 		{observer, op{"pub", "$JS.API.STREAM.PURGE.UIMS_ACCOUNTING"}, false},
 		{observer, op{"pub", "$JS.API.STREAM.DELETE.UIMS_ACCOUNTING"}, false},
 		{observer, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_STATUS.o1"}, false},
+		// the audit trail (PROTOCOL.md §14): the brokers append to it; no
+		// gateway, processor or command-line sender writes, deletes or
+		// reads it; the observer reads it and writes nothing
+		{brk, op{"pub", "uims.audit.b1"}, true},
+		{brk, op{"pub", "$JS.API.STREAM.CREATE.UIMS_AUDIT"}, true},
+		{brk, op{"pub", "$JS.API.STREAM.MSG.DELETE.UIMS_AUDIT"}, false},
+		{brk, op{"pub", "$JS.API.STREAM.PURGE.UIMS_AUDIT"}, false},
+		{web, op{"pub", "uims.audit.b1"}, false},
+		{web, op{"pub", "uims.audit.web"}, false},
+		{web, op{"pub", "$JS.API.STREAM.MSG.DELETE.UIMS_AUDIT"}, false},
+		{web, op{"pub", "$JS.API.STREAM.DELETE.UIMS_AUDIT"}, false},
+		{web, op{"pub", "$JS.API.STREAM.CREATE.UIMS_AUDIT"}, false},
+		{web, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_AUDIT.x"}, false},
+		{bot, op{"pub", "uims.audit.b1"}, false},
+		{proc, op{"pub", "uims.audit.b1"}, false},
+		{cli, op{"pub", "uims.audit.b1"}, false},
+		{observer, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_AUDIT.o1"}, true},
+		{observer, op{"pub", "$JS.API.STREAM.INFO.UIMS_AUDIT"}, true},
+		{observer, op{"pub", "uims.audit.b1"}, false},
+		{observer, op{"pub", "$JS.API.STREAM.MSG.DELETE.UIMS_AUDIT"}, false},
 		// the usage query (PROTOCOL.md §6.17): gateways and the
 		// command-line sender ask it, nobody but the brokers serves it
 		{web, op{"pub", "uims.broker.usage"}, true},

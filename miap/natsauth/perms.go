@@ -239,6 +239,10 @@ func Permissions(role Role, name string, media []string) jwt.Permissions {
 		// §6.17), transferred as an originator does; never served
 		p.pubs("uims.gw.*.im", "uims.gw.*.login", "uims.proc.>")
 		p.createStream(schemas.AccountingStream)
+		// the audit trail (PROTOCOL.md §14): the brokers alone append to
+		// it; nobody but the administrator deletes from it
+		p.pubs(schemas.AuditSubjects)
+		p.createStream(schemas.AuditStream)
 		p.kv("uims_miap")
 		// content by reference (PROTOCOL.md §10): delete the objects of an
 		// attempt that ended: read an object's metadata, write its delete
@@ -270,6 +274,9 @@ func Permissions(role Role, name string, media []string) jwt.Permissions {
 		// the accounting records, read (the operator view's usage; a
 		// billing system connects as an observer)
 		p.reader(schemas.AccountingStream)
+		// the audit trail, read (the operator view, `uims audit verify`)
+		p.reader(schemas.AuditStream)
+		p.pubs(api("STREAM.INFO." + schemas.AuditStream))
 	}
 	out := jwt.Permissions{Resp: resp}
 	out.Pub.Allow.Add(p.pub...)

@@ -653,7 +653,9 @@ function renderTimeline(tl) {
     h('span', {}, h('b', {}, 'from'), tl.sender || '?', ' via ', tl.origin || '?'),
     h('span', {}, h('b', {}, 'to'), tl.to || tl.recipient || '?', ' via ', tl.dest || '?'),
     h('span', {}, h('b', {}, 'state'), h('span', { class: 'state ' + tl.state, id: 'tl-state' }, tl.state || '?')),
-    tl.latency_ms ? h('span', {}, h('b', {}, 'accepted → delivered'), fmtMs(tl.latency_ms)) : null);
+    tl.latency_ms ? h('span', {}, h('b', {}, 'accepted → delivered'), fmtMs(tl.latency_ms)) : null,
+    tl.audit ? h('span', { id: 'tl-audit', class: tl.audit.state === 'broken' ? 'res-bad' : (tl.audit.state === 'verified' ? 'res-ok' : null),
+      title: (tl.audit.findings || []).map((f) => f.kind + ': ' + f.detail).join('\n') || null }, h('b', {}, 'audit'), tl.audit.summary) : null);
   const parts = [head];
   const list = attemptList(tl);
   if (list) parts.push(list);
