@@ -50,6 +50,15 @@ type KeyEntry struct {
 	// Media are the media whose senders the party may name in an IMI's
 	// from (§3.5, §6.2). A gateway provisioned for none speaks for no one.
 	Media []string `json:"media,omitempty"`
+	// XKey is the party's encryption key beside this master key: an
+	// X25519 curve seed in nkeys form ("SX…"), with the entry's validity
+	// (§14.2). It stays in the party's own key file: the key registry and
+	// the brokers never hold it (Public strips it).
+	XKey string `json:"xkey,omitempty"`
+	// XKeySealed carries XKey through the key registry: the seed sealed
+	// (nkeys xkeys) by the party's previous XKey to itself, so that only
+	// the party opens it and a rotation needs no restart (§14.2).
+	XKeySealed string `json:"xkey_sealed,omitempty"`
 }
 
 // Key errors.
@@ -95,6 +104,7 @@ type key struct {
 	notBefore time.Time
 	notAfter  time.Time
 	sub       [purposeEnd]*subkey
+	x         *xkey // nil: no encryption key beside this master key
 }
 
 func (k *key) validAt(t time.Time) bool {
@@ -171,6 +181,11 @@ func NewKeyring(entries []KeyEntry) (*Keyring, error) {
 			return nil, fmt.Errorf("%w: key %s/%s must be %d bytes of base64", ErrKeyFile, e.Party, e.Kid, KeySize)
 		}
 		k := &key{party: e.Party, kid: e.Kid, notBefore: e.NotBefore, notAfter: e.NotAfter}
+		if e.XKey != "" {
+			if k.x, err = parseXKey(e.XKey); err != nil {
+				return nil, fmt.Errorf("%w: xkey of %s/%s: %w", ErrKeyFile, e.Party, e.Kid, err)
+			}
+		}
 		for p := PurposeLogin; p < purposeEnd; p++ {
 			// K2 derives only the ID subkey; K1 keys everything but ID.
 			if (e.Party == BrokerParty) != (p == PurposeID) {
