@@ -140,6 +140,8 @@ func (o *opts) keyring(party string) (*miap.Keyring, error) {
 	}
 	if party != miap.BrokerParty {
 		kf = kf.For(party)
+	} else {
+		kf = kf.Public() // the brokers hold no encryption key (PROTOCOL.md §14.2)
 	}
 	return kf.Keyring()
 }
@@ -266,7 +268,7 @@ func cmdBroker(ctx context.Context, args []string) error {
 	if system.AddGrants(kf) { // a key file written before PROTOCOL.md §3.5
 		log.Warn().Str("file", o.keyFile()).Msg("built-in parties' keys carry no grant: using the built-in grants; run 'uims keys generate' to write them")
 	}
-	kr, err := kf.Keyring()
+	kr, err := kf.Public().Keyring() // the brokers hold no encryption key (PROTOCOL.md §14.2)
 	if err != nil {
 		return err
 	}

@@ -304,13 +304,45 @@ func WriteKeyFile(path string, kf *KeyFile) error {
 	return nil
 }
 
-// NewKeyEntry returns a fresh key for party with 32 bytes from rand.
+// NewKeyEntry returns a fresh key for party with 32 bytes from rand and,
+// for any party but the brokers, an encryption key beside it (§14.2).
 func NewKeyEntry(rand io.Reader, party, kid string, notBefore time.Time) (KeyEntry, error) {
 	secret := make([]byte, KeySize)
 	if _, err := io.ReadFull(rand, secret); err != nil {
 		return KeyEntry{}, fmt.Errorf("miap: key generation: %w", err)
 	}
-	return KeyEntry{Party: party, Kid: kid, Secret: base64.StdEncoding.EncodeToString(secret), NotBefore: notBefore}, nil
+	e := KeyEntry{Party: party, Kid: kid, Secret: base64.StdEncoding.EncodeToString(secret), NotBefore: notBefore}
+	if party != BrokerParty {
+		x, err := NewXKey(rand)
+		if err != nil {
+			return KeyEntry{}, err
+		}
+		e.XKey = x
+	}
+	return e, nil
+}
+
+// Public returns the key file as the brokers and the key registry hold
+// it: without encryption key seeds (§14.2).
+func (kf *KeyFile) Public() *KeyFile { return &KeyFile{MIAP: kf.MIAP, Keys: Public(kf.Keys)} }
+
+// AddXKeys gives every entry of a party other than the brokers that has
+// no encryption key one (a key file written before §14); it reports
+// whether it added any.
+func (kf *KeyFile) AddXKeys(rand io.Reader) (bool, error) {
+	added := false
+	for i := range kf.Keys {
+		e := &kf.Keys[i]
+		if e.Party == BrokerParty || e.XKey != "" {
+			continue
+		}
+		x, err := NewXKey(rand)
+		if err != nil {
+			return added, err
+		}
+		e.XKey, added = x, true
+	}
+	return added, nil
 }
 
 // Keyring parses the file's entries.

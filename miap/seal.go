@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/uims/uims/schemas"
 )
 
 // Sealed content (PROTOCOL.md §14): content sealed from hop to hop, so
@@ -28,7 +30,7 @@ import (
 const (
 	// SealScheme is the IMI's content.sealed for content sealed as §14
 	// says.
-	SealScheme = "x25519-a256gcm"
+	SealScheme = schemas.SealScheme
 	// HdrSealKey carries the wrapped CEK (base64url), HdrSealFrom the
 	// sealer's encryption key (its public xkey, "X…") that the wrap opens
 	// with.
@@ -38,7 +40,7 @@ const (
 	SealVersion byte = 1
 	// SealOverhead is what sealing adds to the content: the version byte
 	// and the AES-GCM tag.
-	SealOverhead = 1 + 16
+	SealOverhead = schemas.SealOverhead
 	// sealAAD is the additional data of the content's AES-256-GCM.
 	sealAAD = "uims-seal/1"
 	// wrapSize is the wrapped plaintext: CEK ‖ ID ‖ SHA-256(sealed).
@@ -46,6 +48,29 @@ const (
 	// maxWrap bounds a decoded Miap-Seal-Key: xkv1, nonce, box of wrapSize.
 	maxWrap = 4 + 24 + wrapSize + 16
 )
+
+// SealMode says when a sealer seals (§14.6): SealAuto (the default, "")
+// when it has an encryption key and every hop of the route announces one,
+// SealOff never, SealRequired always: it sends nothing unsealed.
+type SealMode string
+
+// Seal modes.
+const (
+	SealAuto     SealMode = "auto"
+	SealOff      SealMode = "off"
+	SealRequired SealMode = "required"
+)
+
+// ParseSealMode reads a mode; "" is SealAuto.
+func ParseSealMode(s string) (SealMode, error) {
+	switch m := SealMode(s); m {
+	case "", SealAuto:
+		return SealAuto, nil
+	case SealOff, SealRequired:
+		return m, nil
+	}
+	return "", fmt.Errorf("miap: seal mode %q: auto, off or required", s)
+}
 
 // ErrBadSeal is sealed content that does not open (BAD_SEAL, §9).
 var ErrBadSeal = errors.New("miap: sealed content does not open")

@@ -200,7 +200,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		}
 		return nc, err
 	}
-	all, err := kf.Keyring()
+	all, err := kf.Public().Keyring() // the brokers hold no encryption key (PROTOCOL.md §14.2)
 	if err != nil {
 		return err
 	}
