@@ -46,6 +46,7 @@ type opts struct {
 	data                string // UIMS_DATA_DIR; the key file's folder unless --keys says otherwise
 	redisURL            string
 	strict              bool
+	seal                string // UIMS_SEAL: auto, off or required (PROTOCOL.md §14.6)
 	metrics             string
 }
 
@@ -63,6 +64,7 @@ func (o *opts) client() {
 	o.fs.StringVar(&o.tlsCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle to verify the NATS server with; set: TLS required (UIMS_TLS_CA)")
 	o.keyFlags()
 	o.fs.BoolVar(&o.strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
+	o.fs.StringVar(&o.seal, "seal", env("UIMS_SEAL", "auto"), "content sealed from hop to hop: auto, off or required (UIMS_SEAL; PROTOCOL.md §14)")
 }
 
 // keyFlags are --data and --keys: the key file is <data>/keys.json unless
@@ -157,6 +159,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.KeysFile, "keys", env("UIMS_KEYS", ""), "MIAP key file, generated when absent (UIMS_KEYS; default <data>/keys.json)")
 	o.fs.StringVar(&cfg.ProfilesFile, "profiles", env("UIMS_PROFILES", ""), "YAML client profiles; empty: demo clients alice and bob (UIMS_PROFILES)")
 	o.fs.BoolVar(&cfg.Strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
+	seal := o.fs.String("seal", env("UIMS_SEAL", "auto"), "content sealed from hop to hop: auto, off or required (UIMS_SEAL; PROTOCOL.md §14)")
 	o.fs.StringVar(&cfg.OpsAddr, "ops", env("UIMS_OPS_ADDR", ops.DefaultAddr), "operator view address, or off (UIMS_OPS_ADDR)")
 	o.fs.StringVar(&cfg.Operator, "operator-token", env("UIMS_OPERATOR_TOKEN", "operator-token"), "operator view token (UIMS_OPERATOR_TOKEN)")
 	mailFlags(o.fs, &cfg.SMTPAddr, &cfg.SMTPRelay, &cfg.SMTPDomains, &cfg.SMTPMaxPerIP, &cfg.SMTPMaxSize)
@@ -169,6 +172,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.TLSCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle clients trust; checked against --tls-cert (UIMS_TLS_CA)")
 	o.parse(args)
 	cfg.Version = version
+	cfg.Seal = miap.SealMode(*seal)
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		scheme = "https"
@@ -346,20 +350,20 @@ func cmdGateway(ctx context.Context, args []string) error {
 			return fmt.Errorf("UIMS_WEB_INBOX_SHARDS: want a positive number")
 		}
 		wc := web.Config{Addr: *httpAddr, TLS: httpTLS, Metrics: system.NewRegistry(),
-			Kit: kit.Config{Version: version, Strict: o.strict}, InboxShards: shards, MaxUpload: maxUpload}
+			Kit: kit.Config{Version: version, Strict: o.strict, Seal: miap.SealMode(o.seal)}, InboxShards: shards, MaxUpload: maxUpload}
 		g, err := web.New(wc, nc, kr, log)
 		if err != nil {
 			return err
 		}
 		return g.Run(ctx, nil)
 	case "email":
-		g, err := email.New(email.Config{Addr: *smtpAddr, Relay: *smtpRelay, Domains: smtpDomains, MaxPerIP: smtpPerIP, MaxSize: smtpMaxSize, Kit: kit.Config{Version: version, Strict: o.strict}}, nc, kr, log)
+		g, err := email.New(email.Config{Addr: *smtpAddr, Relay: *smtpRelay, Domains: smtpDomains, MaxPerIP: smtpPerIP, MaxSize: smtpMaxSize, Kit: kit.Config{Version: version, Strict: o.strict, Seal: miap.SealMode(o.seal)}}, nc, kr, log)
 		if err != nil {
 			return err
 		}
 		return g.Run(ctx, nil)
 	case "sms":
-		g, err := sms.New(sms.Config{Addr: *smppAddr, SMSC: smsc, Kit: kit.Config{Version: version, Strict: o.strict}}, nc, kr, log)
+		g, err := sms.New(sms.Config{Addr: *smppAddr, SMSC: smsc, Kit: kit.Config{Version: version, Strict: o.strict, Seal: miap.SealMode(o.seal)}}, nc, kr, log)
 		if err != nil {
 			return err
 		}
@@ -371,7 +375,7 @@ func cmdGateway(ctx context.Context, args []string) error {
 		if faxCfg.SMTPAddr == "off" {
 			faxCfg.SMTPAddr = ""
 		}
-		faxCfg.Kit = kit.Config{Version: version, Strict: o.strict}
+		faxCfg.Kit = kit.Config{Version: version, Strict: o.strict, Seal: miap.SealMode(o.seal)}
 		g, err := fax.New(faxCfg, nc, kr, log)
 		if err != nil {
 			return err
@@ -536,7 +540,7 @@ func cmdProcessor(ctx context.Context, args []string) error {
 	for _, m := range missing {
 		log.Warn().Msg("voice conversions: " + m)
 	}
-	p, err := processor.New(processor.Config{Version: version, Strict: o.strict,
+	p, err := processor.New(processor.Config{Version: version, Strict: o.strict, Seal: miap.SealMode(o.seal),
 		Conversions: append(append(processor.Standard(64<<10), fax...), voice...)}, nc, kr, log)
 	if err != nil {
 		return err
@@ -571,7 +575,7 @@ func (o *opts) cliKit() (*kit.Kit, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	k, err := kit.New(nc, kr, kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli", Strict: o.strict}, o.logger().Level(zerolog.WarnLevel))
+	k, err := kit.New(nc, kr, kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli", Strict: o.strict, Seal: miap.SealMode(o.seal)}, o.logger().Level(zerolog.WarnLevel))
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

@@ -64,6 +64,10 @@ type Config struct {
 	// through the object store (UIMS_CONTENT_REF; PROTOCOL.md §10);
 	// default 256 KiB.
 	ContentRef int
+	// Seal says when content is sealed from hop to hop (UIMS_SEAL: auto,
+	// off, required; PROTOCOL.md §14); every built-in gateway and the
+	// processor have an encryption key.
+	Seal miap.SealMode
 	// Voice configures the voice gateway (UIMS_SIP_*, docs/VOICE.md):
 	// Voice.SIPAddr is its SIP listener (uims run's default
 	// 127.0.0.1:5060), a mailbox for every client's voice address and
@@ -239,7 +243,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	var sg *sms.Gateway
 	var ov *ops.Server
 	var cli *kit.Kit
-	kc := kit.Config{Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window, ContentRef: cfg.ContentRef}
+	kc := kit.Config{Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window, ContentRef: cfg.ContentRef, Seal: cfg.Seal}
 	reg := NewRegistry() // served by the web gateway and the operator view at /metrics
 	httpScheme := "http://"
 	if tcfg != nil {
@@ -272,7 +276,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 				for _, m := range missing {
 					log.Warn().Str("role", "processor").Msg("voice conversions: " + m)
 				}
-				proc, err = processor.New(processor.Config{Version: cfg.Version, Strict: cfg.Strict, ContentRef: cfg.ContentRef,
+				proc, err = processor.New(processor.Config{Version: cfg.Version, Strict: cfg.Strict, ContentRef: cfg.ContentRef, Seal: cfg.Seal,
 					Conversions: append(append(processor.Standard(64<<10), fax...), voice...)}, nc, kr, log)
 			}
 			return err
@@ -308,7 +312,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			// when 'uims send' is gone (PROTOCOL.md §6.15, §6.16)
 			nc, kr, err := party(kf, "cli", conn)
 			if err == nil {
-				cli, err = kit.New(nc, kr, kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli", Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window}, log)
+				cli, err = kit.New(nc, kr, kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli", Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window, Seal: cfg.Seal}, log)
 			}
 			return err
 		},
