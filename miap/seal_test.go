@@ -118,8 +118,8 @@ func TestSealVectors(t *testing.T) {
 	cek := miap.DeriveCEK(secret, msgID, plain)
 	psum := sha256.Sum256(plain)
 	got := sealVectors{
-		Comment:      "PROTOCOL.md §14.7: sealed content. Keys are nkeys curve seeds; binary values in hex; wrap in base64url without padding",
-		SealerSeed:   sealerSeed, SealerPublic: og.SealPublic("web"),
+		Comment:    "PROTOCOL.md §14.7: sealed content. Keys are nkeys curve seeds; binary values in hex; wrap in base64url without padding",
+		SealerSeed: sealerSeed, SealerPublic: og.SealPublic("web"),
 		RecipientSeed: recipientSeed, RecipientPublic: dg.SealPublic("proc"),
 		SealerSecret: hex.EncodeToString(secret), MsgID: msgID, Plaintext: string(plain), PlainSHA256: hex.EncodeToString(psum[:]),
 		CEK: hex.EncodeToString(cek), Sealed: hex.EncodeToString(s.Content), SealedSHA256: hex.EncodeToString(s.SHA256[:]),
