@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -346,4 +347,32 @@ func FuzzOpenSealed(f *testing.F) {
 		}
 		_, _ = miap.OpenBody(bytes.Repeat([]byte{1}, 32), content)
 	})
+}
+
+// BenchmarkSeal is the CPU that sealing adds per message and hop: the
+// sealer's seal and wrap, the receiver's unwrap and open (uims bench
+// --seal measures the whole fabric; docs/BENCHMARKS.md).
+func BenchmarkSeal(b *testing.B) {
+	id := bytes.Repeat([]byte{9}, 32)
+	og := sealEngine(b, nil, "web", fixedXKey(b, 1))
+	dg := sealEngine(b, nil, "proc", fixedXKey(b, 2))
+	to := dg.SealPublic("proc")
+	for _, n := range []int{100, 1 << 20} {
+		plain := bytes.Repeat([]byte{'x'}, n)
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				s, err := og.Seal("web", "0123456789abcdef0123456789abcdef", plain)
+				if err != nil {
+					b.Fatal(err)
+				}
+				h := map[string][]string{}
+				og.Wrap(h, s, to, id)
+				tr := &miap.Transfer{Ticket: &miap.Frame{ID: id, CSHA: s.SHA256[:]}, Content: s.Content}
+				if err := dg.Unseal("proc", h, tr, true); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
