@@ -23,7 +23,7 @@ import (
 // something.
 var errAuditFindings = errors.New("audit: the trail does not verify")
 
-// cmdAudit reads the brokers' audit trail (PROTOCOL.md §14):
+// cmdAudit reads the brokers' audit trail (PROTOCOL.md §15):
 //
 //	uims audit verify [--since T] [--keys FILE | --pub FILE] [--slack D] [--json]
 //	uims audit show ID [--since T]

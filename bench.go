@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/uims/uims/internal/bench"
+	"github.com/uims/uims/miap"
 )
 
 // cmdBench is `uims bench`: the load generator and the reference flows
@@ -66,6 +67,7 @@ func cmdBench(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.NoAuth, "no-auth", false, "embedded NATS without authentication (uims run requires it: every part connects as its party)")
 	fs.StringVar(&cfg.Sync, "sync", "always", "embedded JetStream sync: always (as uims run) or default")
 	fs.BoolVar(&cfg.NoTrace, "no-trace", false, "turn off the protocol-step trace events (on in uims run)")
+	seal := fs.String("seal", "auto", "kit flow: content sealed from hop to hop, auto (on: the gateways have encryption keys) or off (PROTOCOL.md §14)")
 	fs.IntVar(&cfg.InboxShards, "inbox-shards", 0, "streams of the web inbox (0: the web gateway's default, 8)")
 	fs.BoolVar(&cfg.InboxEachWrite, "inbox-each-write", false, "inbox streams (web and store-and-forward) fsync each write instead of group commit")
 	fs.StringVar(&cfg.Profile, "profile", "kit/fast/100B/64,kit/fast/1MB/64", "cells to profile with pprof, comma-separated flow/mode/size/senders; empty: none")
@@ -111,6 +113,11 @@ func cmdBench(ctx context.Context, args []string) error {
 			cfg.PacedRate = 0
 		}
 	}
+	m, err := miap.ParseSealMode(*seal)
+	if err != nil || m == miap.SealRequired {
+		return fmt.Errorf("seal %q (auto or off)", *seal)
+	}
+	cfg.Seal = m
 	for _, s := range benchList(*sizes) {
 		n, err := bench.ParseSize(s)
 		if err != nil {

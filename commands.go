@@ -46,6 +46,7 @@ type opts struct {
 	data                string // UIMS_DATA_DIR; the key file's folder unless --keys says otherwise
 	redisURL            string
 	strict              bool
+	seal                string // UIMS_SEAL: auto, off or required (PROTOCOL.md §14.6)
 	metrics             string
 }
 
@@ -63,6 +64,7 @@ func (o *opts) client() {
 	o.fs.StringVar(&o.tlsCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle to verify the NATS server with; set: TLS required (UIMS_TLS_CA)")
 	o.keyFlags()
 	o.fs.BoolVar(&o.strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
+	o.fs.StringVar(&o.seal, "seal", env("UIMS_SEAL", "auto"), "content sealed from hop to hop: auto, off or required (UIMS_SEAL; PROTOCOL.md §14)")
 }
 
 // keyFlags are --data and --keys: the key file is <data>/keys.json unless
@@ -140,6 +142,8 @@ func (o *opts) keyring(party string) (*miap.Keyring, error) {
 	}
 	if party != miap.BrokerParty {
 		kf = kf.For(party)
+	} else {
+		kf = kf.Public() // the brokers hold no encryption key (PROTOCOL.md §14.2)
 	}
 	return kf.Keyring()
 }
@@ -155,6 +159,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.KeysFile, "keys", env("UIMS_KEYS", ""), "MIAP key file, generated when absent (UIMS_KEYS; default <data>/keys.json)")
 	o.fs.StringVar(&cfg.ProfilesFile, "profiles", env("UIMS_PROFILES", ""), "YAML client profiles; empty: demo clients alice and bob (UIMS_PROFILES)")
 	o.fs.BoolVar(&cfg.Strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
+	seal := o.fs.String("seal", env("UIMS_SEAL", "auto"), "content sealed from hop to hop: auto, off or required (UIMS_SEAL; PROTOCOL.md §14)")
 	o.fs.StringVar(&cfg.OpsAddr, "ops", env("UIMS_OPS_ADDR", ops.DefaultAddr), "operator view address, or off (UIMS_OPS_ADDR)")
 	o.fs.StringVar(&cfg.Operator, "operator-token", env("UIMS_OPERATOR_TOKEN", "operator-token"), "operator view token (UIMS_OPERATOR_TOKEN)")
 	mailFlags(o.fs, &cfg.SMTPAddr, &cfg.SMTPRelay, &cfg.SMTPDomains, &cfg.SMTPMaxPerIP, &cfg.SMTPMaxSize)
@@ -167,6 +172,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.TLSCA, "tls-ca", env("UIMS_TLS_CA", ""), "PEM CA bundle clients trust; checked against --tls-cert (UIMS_TLS_CA)")
 	o.parse(args)
 	cfg.Version = version
+	cfg.Seal = miap.SealMode(*seal)
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		scheme = "https"
@@ -251,7 +257,7 @@ func cmdBroker(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.Instance, "instance", env("UIMS_INSTANCE", ""), "instance name (UIMS_INSTANCE)")
 	o.fs.DurationVar(&cfg.Deadline, "deadline", 30*time.Second, "transfer and acknowledgement deadline")
 	wait := o.fs.String("redis-wait", env("UIMS_REDIS_WAIT", ""), "Redis replicas that must have each write (WAIT); default 1 for a redis-sentinel URL, else 0 (UIMS_REDIS_WAIT)")
-	auditMode := o.fs.String("audit", env("UIMS_AUDIT", "on"), "the audit trail of the brokers' decisions: on or off (UIMS_AUDIT; PROTOCOL.md §14)")
+	auditMode := o.fs.String("audit", env("UIMS_AUDIT", "on"), "the audit trail of the brokers' decisions: on or off (UIMS_AUDIT; PROTOCOL.md §15)")
 	o.parse(args)
 	if *auditMode != "on" && *auditMode != "off" {
 		return fmt.Errorf("--audit %q: want on or off", *auditMode)
@@ -271,7 +277,7 @@ func cmdBroker(ctx context.Context, args []string) error {
 	if system.AddGrants(kf) { // a key file written before PROTOCOL.md §3.5
 		log.Warn().Str("file", o.keyFile()).Msg("built-in parties' keys carry no grant: using the built-in grants; run 'uims keys generate' to write them")
 	}
-	kr, err := kf.Keyring()
+	kr, err := kf.Public().Keyring() // the brokers hold no encryption key (PROTOCOL.md §14.2)
 	if err != nil {
 		return err
 	}
@@ -349,7 +355,7 @@ func cmdGateway(ctx context.Context, args []string) error {
 			return fmt.Errorf("UIMS_WEB_INBOX_SHARDS: want a positive number")
 		}
 		wc := web.Config{Addr: *httpAddr, TLS: httpTLS, Metrics: system.NewRegistry(),
-			Kit: kit.Config{Version: version, Strict: o.strict}, InboxShards: shards, MaxUpload: maxUpload,
+			Kit: kit.Config{Version: version, Strict: o.strict, Seal: miap.SealMode(o.seal)}, InboxShards: shards, MaxUpload: maxUpload,
 			InboxEachWrite: env("UIMS_WEB_INBOX_COMMIT", "group") == "each"}
 		g, err := web.New(wc, nc, kr, log)
 		if err != nil {
@@ -357,13 +363,13 @@ func cmdGateway(ctx context.Context, args []string) error {
 		}
 		return g.Run(ctx, nil)
 	case "email":
-		g, err := email.New(email.Config{Addr: *smtpAddr, Relay: *smtpRelay, Domains: smtpDomains, MaxPerIP: smtpPerIP, MaxSize: smtpMaxSize, Kit: kit.Config{Version: version, Strict: o.strict}}, nc, kr, log)
+		g, err := email.New(email.Config{Addr: *smtpAddr, Relay: *smtpRelay, Domains: smtpDomains, MaxPerIP: smtpPerIP, MaxSize: smtpMaxSize, Kit: kit.Config{Version: version, Strict: o.strict, Seal: miap.SealMode(o.seal)}}, nc, kr, log)
 		if err != nil {
 			return err
 		}
 		return g.Run(ctx, nil)
 	case "sms":
-		g, err := sms.New(sms.Config{Addr: *smppAddr, SMSC: smsc, Kit: kit.Config{Version: version, Strict: o.strict}}, nc, kr, log)
+		g, err := sms.New(sms.Config{Addr: *smppAddr, SMSC: smsc, Kit: kit.Config{Version: version, Strict: o.strict, Seal: miap.SealMode(o.seal)}}, nc, kr, log)
 		if err != nil {
 			return err
 		}
@@ -375,7 +381,7 @@ func cmdGateway(ctx context.Context, args []string) error {
 		if faxCfg.SMTPAddr == "off" {
 			faxCfg.SMTPAddr = ""
 		}
-		faxCfg.Kit = kit.Config{Version: version, Strict: o.strict}
+		faxCfg.Kit = kit.Config{Version: version, Strict: o.strict, Seal: miap.SealMode(o.seal)}
 		g, err := fax.New(faxCfg, nc, kr, log)
 		if err != nil {
 			return err
@@ -545,7 +551,7 @@ func cmdProcessor(ctx context.Context, args []string) error {
 	for _, m := range missing {
 		log.Warn().Msg("voice conversions: " + m)
 	}
-	p, err := processor.New(processor.Config{Version: version, Strict: o.strict,
+	p, err := processor.New(processor.Config{Version: version, Strict: o.strict, Seal: miap.SealMode(o.seal),
 		Conversions: append(append(processor.Standard(64<<10), fax...), voice...)}, nc, kr, log)
 	if err != nil {
 		return err
@@ -580,7 +586,7 @@ func (o *opts) cliKit() (*kit.Kit, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	k, err := kit.New(nc, kr, kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli", Strict: o.strict}, o.logger().Level(zerolog.WarnLevel))
+	k, err := kit.New(nc, kr, kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli", Strict: o.strict, Seal: miap.SealMode(o.seal)}, o.logger().Level(zerolog.WarnLevel))
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

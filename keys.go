@@ -39,7 +39,11 @@ func cmdKeys(ctx context.Context, args []string) error {
 			return err
 		}
 		for _, e := range kf.Keys {
-			fmt.Fprintf(stdout, "%-8s %-24s not_before=%s not_after=%s\n", e.Party, e.Kid, fmtTime(e.NotBefore), fmtTime(e.NotAfter))
+			xkey := "-"
+			if e.XKey != "" {
+				xkey, _ = miap.XKeyPublic(e.XKey) // the public key only (PROTOCOL.md §14.2)
+			}
+			fmt.Fprintf(stdout, "%-8s %-24s not_before=%s not_after=%s xkey=%s\n", e.Party, e.Kid, fmtTime(e.NotBefore), fmtTime(e.NotAfter), xkey)
 		}
 		return nil
 	case "export":

@@ -36,7 +36,7 @@ var commands = []struct {
 	{"send", "send a message as a client and print its id and final status", cmdSend},
 	{"cancel", "cancel a message 'uims send' sent that the brokers still hold (scheduled, quiet hours)", cmdCancel},
 	{"usage", "print clients' messages per medium and UTC day and their quotas (usage [--days N] [CLIENT...]; docs/ACCOUNTING.md)", cmdUsage},
-	{"audit", "check the brokers' signed audit trail (verify [--since T] | show ID | keys; PROTOCOL.md §14)", cmdAudit},
+	{"audit", "check the brokers' signed audit trail (verify [--since T] | show ID | keys; PROTOCOL.md §15)", cmdAudit},
 	{"profile", "list, load or delete client profiles (list | put FILE | delete ID)", cmdProfile},
 	{"party", "add, list or remove a party: its MIAP key and NATS identity in one step (add NAME --role gateway --medium M | list | remove NAME | sync)", cmdParty},
 	{"keys", "generate, show, export or rotate MIAP keys (generate | show | export PARTY | rotate PARTY)", cmdKeys},

@@ -118,7 +118,7 @@ func cmdParty(ctx context.Context, args []string) error {
 		if len(ms) > 0 {
 			fmt.Fprintf(stdout, ", media %s", strings.Join(ms, ","))
 		}
-		fmt.Fprintf(stdout, ") added; its bundle is in %s: bundle.json, keys.json (its MIAP key alone), %s.creds (its NATS identity)\n", *out, name)
+		fmt.Fprintf(stdout, ") added; its bundle is in %s: bundle.json, keys.json (its MIAP key and its encryption key alone), %s.creds (its NATS identity)\n", *out, name)
 		if err := o.publish(ctx, kf); err != nil {
 			log.Warn().Err(err).Msg("the running fabric was not told; 'uims party sync' when it runs (uims run publishes the keys at start)")
 		} else {

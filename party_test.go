@@ -73,6 +73,9 @@ func TestPartyAddJoinsAndRemoveShutsOut(t *testing.T) {
 		if e.Party != "mybot" {
 			t.Errorf("the bundle holds a key of %q", e.Party)
 		}
+		if e.XKey == "" { // sealed content (PROTOCOL.md §14.2)
+			t.Errorf("the bundle's key %s has no encryption key", e.Kid)
+		}
 	}
 	kr, err := kf.Keyring()
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"strconv"
 )
 
-// Record kinds (PROTOCOL.md §14.1).
+// Record kinds (PROTOCOL.md §15.1).
 const (
 	KindRoute      = "route"      // a message routed (attempt 1)
 	KindHold       = "hold"       // a message accepted and held (§6.16), at routing or at a reroute
@@ -93,7 +93,7 @@ type Record struct {
 	Hash string `json:"-"` // hex SHA-256 of B
 }
 
-// Hash returns the hex SHA-256 of a body's bytes: the chain link (§14.1).
+// Hash returns the hex SHA-256 of a body's bytes: the chain link (§15.1).
 func Hash(body []byte) string {
 	sum := sha256.Sum256(body)
 	return hex.EncodeToString(sum[:])
@@ -190,7 +190,7 @@ type BatchHeader struct {
 	At     int64  `json:"at"`     // Unix ms the batch was signed
 }
 
-// sigContext prefixes what a batch signature covers (§14.2).
+// sigContext prefixes what a batch signature covers (§15.2).
 const sigContext = "UIMS-AUDIT/1\n"
 
 // EncodeBatch returns a batch's bytes — the header line and one line per

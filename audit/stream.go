@@ -24,7 +24,7 @@ import (
 func EnsureStream(ctx context.Context, js jetstream.JetStream) error {
 	return miapnats.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        schemas.AuditStream,
-		Description: "audit trail: the brokers' signed, hash-chained decisions (PROTOCOL.md §14)",
+		Description: "audit trail: the brokers' signed, hash-chained decisions (PROTOCOL.md §15)",
 		Subjects:    []string{schemas.AuditSubjects},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Finding kinds (PROTOCOL.md §14.4).
+// Finding kinds (PROTOCOL.md §15.4).
 const (
 	Missing    = "missing"      // a gap in a chain or in a broker's batches, or a chain's overdue tail
 	Altered    = "altered"      // a signature that does not verify, a record that does not parse or does not match its successor's prev
@@ -212,7 +212,7 @@ func (v *Verifier) Finish() *Report {
 	return &Report{Batches: v.batches, Records: v.records, Txs: len(v.txs), Findings: v.findings, chains: v.txs}
 }
 
-// checkChain checks one transaction's records (§14.4): numbered 1..N
+// checkChain checks one transaction's records (§15.4): numbered 1..N
 // without gaps, each linked to the one before, its tail not overdue.
 func (v *Verifier) checkChain(tx string, c *chain) {
 	sort.SliceStable(c.recs, func(i, j int) bool { return c.recs[i].N < c.recs[j].N })

@@ -13,7 +13,7 @@ import (
 	"github.com/uims/uims/schemas"
 )
 
-// The audit trail (PROTOCOL.md §14; package audit). Every decision on a
+// The audit trail (PROTOCOL.md §15; package audit). Every decision on a
 // transaction is a record, numbered and chained per transaction in the
 // same atomic store step that applies the decision, without a round trip
 // of its own: the broker hashes the records' bodies before the step, the

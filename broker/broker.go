@@ -77,7 +77,7 @@ type Config struct {
 	Strict bool
 	// NoTrace turns off the protocol-step events on uims.trace.>.
 	NoTrace bool
-	// NoAudit turns off the audit trail (PROTOCOL.md §14, UIMS_AUDIT=off):
+	// NoAudit turns off the audit trail (PROTOCOL.md §15, UIMS_AUDIT=off):
 	// no decision is recorded in the stream UIMS_AUDIT.
 	NoAudit bool
 	// Now is the clock; default time.Now. It must match the MIAP engine's.

@@ -171,6 +171,11 @@ func (b *Broker) planReroute(ctx context.Context, msgID string, t *txRecord, cod
 		b.applyHold(&rr.routed, h)
 		rr.limit = 0
 	}
+	if missing := b.sealKeys(&rr.routed, now.UnixMilli()); len(missing) > 0 {
+		// The originator cannot seal to them: its transfer fails and the
+		// deadline moves the message on (PROTOCOL.md §14.1).
+		b.log.Warn().Str("msg_id", msgID).Strs("hops", missing).Msg("fallback: sealed content, and hops of the new route announce no encryption key")
+	}
 	if rr.bytes, err = json.Marshal(&rr.routed); err != nil {
 		return nil, schemas.Errorf(schemas.CodeInternal, err, "encode routed imi")
 	}

@@ -201,6 +201,9 @@ func (b *Broker) routeIMI(ctx context.Context, in *imiRequest) (*imiRoute, error
 	if h != nil {
 		b.applyHold(&r.routed, h)
 	}
+	if missing := b.sealKeys(&r.routed, now.UnixMilli()); len(missing) > 0 {
+		return nil, sealRefusal(missing)
+	}
 	if r.bytes, err = json.Marshal(&r.routed); err != nil {
 		return nil, schemas.Errorf(schemas.CodeInternal, err, "encode routed imi")
 	}

@@ -330,6 +330,9 @@ func (b *Broker) release(ctx context.Context, msgID string, now time.Time) {
 		routed.RecipientName, routed.Options = dec.recipient.Name, deliveryOptions(dec.recipient, dec.dest.Medium)
 		limit = fallbackRoute(dec.recipient, &routed, nil, now)
 	}
+	if missing := b.sealKeys(&routed, now.UnixMilli()); len(missing) > 0 {
+		log.Warn().Strs("hops", missing).Msg("release: sealed content, and hops of the route announce no encryption key")
+	}
 	bytes, err := json.Marshal(&routed)
 	if err != nil || len(bytes) > miap.MaxRouted {
 		b.endHold(ctx, "", msgID, schemas.CodeTooLarge, "routed imi", now)

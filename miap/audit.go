@@ -10,7 +10,7 @@ import (
 )
 
 // DeriveAuditKey returns the brokers' Ed25519 audit signing key of a K2
-// master key (PROTOCOL.md §14.3):
+// master key (PROTOCOL.md §15.3):
 //
 //	seed = HKDF-SHA256(secret = K2, salt = "MIAP/1",
 //	                   info = "MIAP/1 audit" ‖ u16be len(kid) ‖ kid, L = 32)

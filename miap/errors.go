@@ -73,6 +73,8 @@ func CodeOf(err error) schemas.Code {
 		return schemas.CodeBadSession
 	case errors.Is(err, ErrIDMismatch):
 		return schemas.CodeIDMismatch
+	case errors.Is(err, ErrBadSeal):
+		return schemas.CodeBadSeal
 	case errors.Is(err, ErrDigest):
 		return schemas.CodeDigestMismatch
 	case errors.Is(err, ErrExpired):

@@ -51,6 +51,15 @@ type KeyEntry struct {
 	// Media are the media whose senders the party may name in an IMI's
 	// from (§3.5, §6.2). A gateway provisioned for none speaks for no one.
 	Media []string `json:"media,omitempty"`
+	// XKey is the party's encryption key beside this master key: an
+	// X25519 curve seed in nkeys form ("SX…"), with the entry's validity
+	// (§14.2). It stays in the party's own key file: the key registry and
+	// the brokers never hold it (Public strips it).
+	XKey string `json:"xkey,omitempty"`
+	// XKeySealed carries XKey through the key registry: the seed sealed
+	// (nkeys xkeys) by the party's previous XKey to itself, so that only
+	// the party opens it and a rotation needs no restart (§14.2).
+	XKeySealed string `json:"xkey_sealed,omitempty"`
 }
 
 // Key errors.
@@ -96,7 +105,8 @@ type key struct {
 	notBefore time.Time
 	notAfter  time.Time
 	sub       [purposeEnd]*subkey
-	audit     ed25519.PrivateKey // K2 only: the audit signing key (§14)
+	audit     ed25519.PrivateKey // K2 only: the audit signing key (§15)
+	x         *xkey // nil: no encryption key beside this master key
 }
 
 func (k *key) validAt(t time.Time) bool {
@@ -173,6 +183,11 @@ func NewKeyring(entries []KeyEntry) (*Keyring, error) {
 			return nil, fmt.Errorf("%w: key %s/%s must be %d bytes of base64", ErrKeyFile, e.Party, e.Kid, KeySize)
 		}
 		k := &key{party: e.Party, kid: e.Kid, notBefore: e.NotBefore, notAfter: e.NotAfter}
+		if e.XKey != "" {
+			if k.x, err = parseXKey(e.XKey); err != nil {
+				return nil, fmt.Errorf("%w: xkey of %s/%s: %w", ErrKeyFile, e.Party, e.Kid, err)
+			}
+		}
 		for p := PurposeLogin; p < purposeEnd; p++ {
 			// K2 derives only the ID subkey; K1 keys everything but ID.
 			if (e.Party == BrokerParty) != (p == PurposeID) {
@@ -296,13 +311,45 @@ func WriteKeyFile(path string, kf *KeyFile) error {
 	return nil
 }
 
-// NewKeyEntry returns a fresh key for party with 32 bytes from rand.
+// NewKeyEntry returns a fresh key for party with 32 bytes from rand and,
+// for any party but the brokers, an encryption key beside it (§14.2).
 func NewKeyEntry(rand io.Reader, party, kid string, notBefore time.Time) (KeyEntry, error) {
 	secret := make([]byte, KeySize)
 	if _, err := io.ReadFull(rand, secret); err != nil {
 		return KeyEntry{}, fmt.Errorf("miap: key generation: %w", err)
 	}
-	return KeyEntry{Party: party, Kid: kid, Secret: base64.StdEncoding.EncodeToString(secret), NotBefore: notBefore}, nil
+	e := KeyEntry{Party: party, Kid: kid, Secret: base64.StdEncoding.EncodeToString(secret), NotBefore: notBefore}
+	if party != BrokerParty {
+		x, err := NewXKey(rand)
+		if err != nil {
+			return KeyEntry{}, err
+		}
+		e.XKey = x
+	}
+	return e, nil
+}
+
+// Public returns the key file as the brokers and the key registry hold
+// it: without encryption key seeds (§14.2).
+func (kf *KeyFile) Public() *KeyFile { return &KeyFile{MIAP: kf.MIAP, Keys: Public(kf.Keys)} }
+
+// AddXKeys gives every entry of a party other than the brokers that has
+// no encryption key one (a key file written before §14); it reports
+// whether it added any.
+func (kf *KeyFile) AddXKeys(rand io.Reader) (bool, error) {
+	added := false
+	for i := range kf.Keys {
+		e := &kf.Keys[i]
+		if e.Party == BrokerParty || e.XKey != "" {
+			continue
+		}
+		x, err := NewXKey(rand)
+		if err != nil {
+			return added, err
+		}
+		e.XKey, added = x, true
+	}
+	return added, nil
 }
 
 // Keyring parses the file's entries.

@@ -16,6 +16,8 @@ type Transfer struct {
 	// Ticket is the broker's ticket frame; Ticket.Body is the routed IMI.
 	Ticket  *Frame
 	Content []byte
+	// Sealed: Content was sealed to this party and is now opened (§14).
+	Sealed bool
 }
 
 // Routed returns the routed IMI bytes.

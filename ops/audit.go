@@ -8,7 +8,7 @@ import (
 )
 
 // AuditState is the verified state of a message's audit chain
-// (PROTOCOL.md §14) as a timeline shows it.
+// (PROTOCOL.md §15) as a timeline shows it.
 type AuditState struct {
 	// State is "verified", "broken", "none" (no record found) or
 	// "unavailable" (the stream could not be read).

@@ -34,7 +34,7 @@ func timeline(t *testing.T, base, id string) *ops.Timeline {
 }
 
 // A message's timeline shows the verified state of its audit chain
-// (PROTOCOL.md §14): verified with its records, then broken once a batch
+// (PROTOCOL.md §15): verified with its records, then broken once a batch
 // that holds one of them is removed from the stream.
 func TestTimelineShowsTheAuditChain(t *testing.T) {
 	f := fabrictest.New(t)

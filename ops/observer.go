@@ -855,7 +855,7 @@ type Timeline struct {
 	// only).
 	Source string `json:"source"`
 	// Audit is the verified state of the message's audit chain
-	// (PROTOCOL.md §14), when the view knows the brokers' audit keys.
+	// (PROTOCOL.md §15), when the view knows the brokers' audit keys.
 	Audit *AuditState `json:"audit,omitempty"`
 }
 

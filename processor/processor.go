@@ -99,6 +99,11 @@ type Config struct {
 	// Workers bounds concurrent conversions; default 32.
 	Workers int
 	NoTrace bool
+	// Seal: off announces no encryption key, so that content reaches the
+	// processor unsealed; otherwise (auto, required) it announces its key,
+	// opens sealed content and seals what it forwards of a sealed message
+	// (PROTOCOL.md §14).
+	Seal miap.SealMode
 }
 
 // Processor is one processor instance.
@@ -141,6 +146,11 @@ func New(cfg Config, nc *nats.Conn, keys *miap.Keyring, log zerolog.Logger) (*Pr
 	if !keys.Has(cfg.Party) {
 		return nil, fmt.Errorf("processor: no key for party %q", cfg.Party)
 	}
+	m, err := miap.ParseSealMode(string(cfg.Seal))
+	if err != nil {
+		return nil, fmt.Errorf("processor: %w", err)
+	}
+	cfg.Seal = m
 	for _, c := range cfg.Conversions {
 		if !miap.ValidName(c.Name) || c.Converter == nil || schemas.MediaType(c.To) == "" ||
 			c.Cost < 0 || c.Cost > schemas.MaxConversionCost {
@@ -224,6 +234,9 @@ func (p *Processor) Run(ctx context.Context, ready func()) error {
 func (p *Processor) announce(convs []schemas.Conversion, ttl time.Duration) {
 	a := schemas.Announce{V: schemas.Version, Gateway: p.cfg.Party, Medium: "processor", Instance: p.cfg.Instance,
 		Conversions: convs, TTL: ttl.Milliseconds(), At: p.clock.Now().UnixMilli()}
+	if p.cfg.Seal != miap.SealOff {
+		a.XKey = p.eng.SealPublic(p.cfg.Party)
+	}
 	if err := miapnats.Announce(p.nc, p.eng, &a); err != nil {
 		p.log.Debug().Err(err).Msg("cannot announce")
 	}
@@ -318,6 +331,11 @@ func (p *Processor) process(ctx context.Context, h nats.Header, body []byte, c C
 	if err := json.Unmarshal(tr.Routed(), &routed); err != nil {
 		return nil, fmt.Errorf("%w: routed imi: %w", miap.ErrMalformed, err)
 	}
+	// Sealed content opens here; what goes on is sealed again (§14.5).
+	sealedRoute := routed.IMI.Content.Sealed != ""
+	if err := p.eng.Unseal(p.cfg.Party, h, tr, sealedRoute && routed.Seal[p.cfg.Party] != ""); err != nil {
+		return nil, err
+	}
 	step := -1
 	for i, s := range routed.Conversions {
 		if s.Processor == p.cfg.Party && s.Conversion == c.Name {
@@ -356,8 +374,26 @@ func (p *Processor) process(ctx context.Context, h nats.Header, body []byte, c C
 	if !ok {
 		return nil, schemas.Errorf(schemas.CodeConversionFailed, nil, fmt.Sprintf("%s produced %q, which the route does not take", c.Name, out.Type))
 	}
-	sum := sha256.Sum256(out.Data)
-	oc := schemas.Content{Type: out.Type, Length: int64(len(out.Data)), SHA256: hex.EncodeToString(sum[:])}
+	nextHop := routed.Dest.Gateway
+	if next < len(routed.Conversions) {
+		nextHop = routed.Conversions[next].Processor
+	}
+	// A sealed message stays sealed: the output is sealed before the
+	// report, which names the sealed bytes the next ticket binds, and its
+	// key is wrapped to the next hop's key of the routed IMI (§14.5).
+	wire, how := out.Data, ""
+	var sealed *miap.Sealed
+	if sealedRoute {
+		if routed.Seal[nextHop] == "" || !p.eng.CanSeal(p.cfg.Party) {
+			return nil, schemas.Errorf(schemas.CodeSealUnavailable, nil, "no encryption key to seal to "+nextHop)
+		}
+		if sealed, err = p.eng.Seal(p.cfg.Party, routed.IMI.MsgID, out.Data); err != nil {
+			return nil, schemas.Errorf(schemas.CodeInternal, err, "seal")
+		}
+		wire, how = sealed.Content, miap.SealScheme
+	}
+	sum := sha256.Sum256(wire)
+	oc := schemas.Content{Type: out.Type, Length: int64(len(wire)), SHA256: hex.EncodeToString(sum[:]), Sealed: how}
 	if err := oc.Validate(); err != nil {
 		return nil, schemas.Errorf(schemas.CodeConversionFailed, err, c.Name+" output")
 	}
@@ -379,7 +415,14 @@ func (p *Processor) process(ctx context.Context, h nats.Header, body []byte, c C
 	p.log.Info().Str("msg_id", routed.IMI.MsgID).Str("conversion", c.Name).Int("step", step).Str("type", oc.Type).
 		Int64("in", tr.Ticket.CLen).Int64("out", oc.Length).Str("next", subject).Msg("converted")
 	p.trace(schemas.TraceEvent{Step: "convert", MsgID: routed.IMI.MsgID, Tx: routed.Tx, Result: "ok", Conversion: c.Name, Next: subject})
-	fwd, err := p.client.Transfer(cctx, subject, login, p.cfg.Strict, ticket, out.Data)
+	var wrap map[string][]string
+	if sealed != nil {
+		wrap = map[string][]string{}
+		if err := p.eng.Wrap(wrap, sealed, routed.Seal[nextHop], ticket.ID); err != nil {
+			return nil, schemas.Errorf(schemas.CodeSealUnavailable, err, "wrap to "+nextHop)
+		}
+	}
+	fwd, err := p.client.TransferWith(cctx, subject, login, p.cfg.Strict, ticket, wire, wrap)
 	if fwd != nil {
 		return fwd, nil // the next hop's answer, error or not, goes back as it is
 	}

@@ -2,7 +2,7 @@ package schemas
 
 import "time"
 
-// Audit trail (PROTOCOL.md §14, docs/SECURITY.md "Audit trail"): every
+// Audit trail (PROTOCOL.md §15, docs/SECURITY.md "Audit trail"): every
 // broker appends a signed, hash-chained record of each decision it takes
 // to a durable JetStream stream. Package audit reads and verifies it.
 const (

@@ -43,6 +43,8 @@ const (
 	CodeRejected                     // the recipient's side refused the message or did not take it in time (a bot's answer)
 	CodeUnreachable                  // no gateway is set up to reach the address at all (no SMS centre, no SMTP relay); NO_ROUTE is "none live now"
 	CodeCancelled                    // the sender cancelled the message before it was sent (a held or scheduled message)
+	CodeSealUnavailable              // sealed content (PROTOCOL.md §14) for a route with a hop that announced no encryption key
+	CodeBadSeal                      // sealed content that does not open: no key of the receiver opens the wrap, the wrap binds another transfer, or the ciphertext was changed
 	codeEnd                          // keep last; not a code
 )
 
@@ -80,6 +82,8 @@ var codeNames = [...]string{
 	CodeRejected:         "REJECTED",
 	CodeUnreachable:      "UNREACHABLE",
 	CodeCancelled:        "CANCELLED",
+	CodeSealUnavailable:  "SEAL_UNAVAILABLE",
+	CodeBadSeal:          "BAD_SEAL",
 }
 
 var codeText = [...]string{
@@ -116,6 +120,8 @@ var codeText = [...]string{
 	CodeRejected:         "refused by the recipient's side",
 	CodeUnreachable:      "no gateway is set up to reach this address",
 	CodeCancelled:        "cancelled by the sender",
+	CodeSealUnavailable:  "a hop of the route cannot take sealed content",
+	CodeBadSeal:          "sealed content does not open",
 }
 
 // String returns the code's wire name, such as "BAD_MAC".
@@ -207,6 +213,8 @@ var codeClass = [codeEnd]Class{
 	CodeRejected:         ClassPermanent,
 	CodeUnreachable:      ClassPermanent,
 	CodeCancelled:        ClassPermanent,
+	CodeSealUnavailable:  ClassPermanent,
+	CodeBadSeal:          ClassPermanent,
 }
 
 // Class returns the code's class. A code this version does not know (a

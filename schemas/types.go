@@ -92,6 +92,10 @@ type Content struct {
 	// Ref names the content in the JetStream object store when it is larger
 	// than a NATS message can carry; empty when the content travels inline.
 	Ref string `json:"ref,omitempty"`
+	// Sealed names how the content is sealed from hop to hop
+	// (PROTOCOL.md §14): "x25519-a256gcm", and Length and SHA256 then
+	// describe the sealed bytes; empty: the content travels as it is.
+	Sealed string `json:"sealed,omitempty"`
 	// Attachments lists attached parts (name, type, size) for display and
 	// routing; the bytes stay in the content.
 	Attachments []Attachment `json:"attachments,omitempty"`
@@ -195,6 +199,10 @@ type RoutedIMI struct {
 	// "scheduled for …").
 	HeldUntil int64  `json:"held_until,omitempty"`
 	Held      string `json:"held,omitempty"`
+	// Seal maps each hop of the route (the processors of Conversions and
+	// the destination gateway) to the encryption key it announced, for
+	// sealed content (PROTOCOL.md §14): the key each sealer wraps to.
+	Seal map[string]string `json:"seal,omitempty"`
 }
 
 // Step is one conversion on a route.
@@ -444,6 +452,10 @@ type Announce struct {
 	TTL int64 `json:"ttl"`
 	// At is the announcer's clock, Unix ms.
 	At int64 `json:"at"`
+	// XKey is the party's public encryption key ("X…", nkeys xkeys) that
+	// sealed content is wrapped to (PROTOCOL.md §14); absent: content
+	// reaches it unsealed.
+	XKey string `json:"xkey,omitempty"`
 }
 
 // Conversion is one content conversion a processor offers.

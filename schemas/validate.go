@@ -116,8 +116,21 @@ func (c *Content) Validate() error {
 	if _, _, err := mime.ParseMediaType(c.Type); err != nil {
 		return Errorf(CodeMalformed, err, "content type")
 	}
+	if c.Sealed != "" && c.Sealed != SealScheme {
+		return Errorf(CodeUnsupported, nil, "content sealed as "+c.Sealed)
+	}
+	if c.Sealed != "" && c.Length < SealOverhead {
+		return Errorf(CodeMalformed, nil, "sealed content shorter than its overhead")
+	}
 	return nil
 }
+
+// Sealed content (PROTOCOL.md §14): the one scheme, and what it adds to
+// the content (a version byte and the AES-GCM tag). miap has the same.
+const (
+	SealScheme   = "x25519-a256gcm"
+	SealOverhead = 17
+)
 
 // ValidAckStatus reports whether s is a status a destination may acknowledge.
 func ValidAckStatus(s string) bool {
@@ -195,6 +208,8 @@ func (a *Announce) Validate() error {
 		return Errorf(CodeMalformed, nil, "announce without gateway, medium or instance")
 	case a.TTL < 0 || a.TTL > MaxAnnounceTTL:
 		return Errorf(CodeMalformed, nil, fmt.Sprintf("announce ttl %d ms outside 0..%d", a.TTL, MaxAnnounceTTL))
+	case a.XKey != "" && !validXKey(a.XKey):
+		return Errorf(CodeMalformed, nil, "announce xkey is no public curve key")
 	}
 	for _, c := range a.Conversions {
 		if c.Cost < 0 || c.Cost > MaxConversionCost {
@@ -202,4 +217,18 @@ func (a *Announce) Validate() error {
 		}
 	}
 	return nil
+}
+
+// validXKey reports whether s looks like an nkeys public curve key: 56
+// characters of base32 starting with X (miap checks the checksum).
+func validXKey(s string) bool {
+	if len(s) != 56 || s[0] != 'X' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'A' && c <= 'Z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
 }

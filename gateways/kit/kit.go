@@ -132,6 +132,12 @@ type Config struct {
 	// Now is the clock the kit's MIAP engine corrects against the
 	// brokers' (TSCS); default time.Now.
 	Now func() time.Time
+	// Seal says when content is sealed from hop to hop (PROTOCOL.md §14):
+	// auto (default) when the gateway has an encryption key and every hop
+	// announces one, off never, required always (nothing leaves unsealed).
+	// The gateway announces its key unless off; it opens sealed content in
+	// every mode.
+	Seal miap.SealMode
 }
 
 func (c *Config) setDefaults() error {
@@ -164,6 +170,11 @@ func (c *Config) setDefaults() error {
 	if c.KeepContent == 0 {
 		c.KeepContent = schemas.MaxHold + 24*time.Hour
 	}
+	m, err := miap.ParseSealMode(string(c.Seal))
+	if err != nil {
+		return fmt.Errorf("kit: %w", err)
+	}
+	c.Seal = m
 	return nil
 }
 
@@ -211,6 +222,9 @@ func New(nc *nats.Conn, keys *miap.Keyring, medium Medium, cfg Config, log zerol
 		return nil, err
 	}
 	k.eng = eng
+	if cfg.Seal == miap.SealRequired && !eng.CanSeal(cfg.Gateway) {
+		return nil, fmt.Errorf("kit: seal mode required, and %q has no encryption key (PROTOCOL.md §14.2)", cfg.Gateway)
+	}
 	if k.js, err = jetstream.New(nc); err != nil {
 		return nil, err
 	}
@@ -324,6 +338,9 @@ loop:
 func (k *Kit) announce(ctx context.Context, ttl time.Duration) {
 	a := schemas.Announce{V: schemas.Version, Gateway: k.cfg.Gateway, Medium: k.cfg.Medium, Instance: k.cfg.Instance,
 		Accepts: k.cfg.Accepts, Reach: k.cfg.Reach, TTL: ttl.Milliseconds(), At: k.now().UnixMilli()}
+	if k.cfg.Seal != miap.SealOff {
+		a.XKey = k.eng.SealPublic(k.cfg.Gateway) // sealed content comes to it (§14)
+	}
 	if err := miapnats.Announce(k.nc, k.eng, &a); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrConnectionDraining) {
 		// a closed connection: the gateway is being stopped, or its
 		// owner closed the connection under it; nothing to tell

@@ -87,27 +87,46 @@ func (k *Kit) send(ctx context.Context, s *Submission) (*Result, error) {
 	if s.MsgID == "" {
 		s.MsgID = NewMsgID()
 	}
-	sum := sha256.Sum256(s.Content)
 	ctype := s.Type
 	if ctype == "" {
 		ctype = "text/plain; charset=utf-8"
 	}
-	imi := schemas.IMI{V: schemas.Version, MsgID: s.MsgID, Gateway: k.cfg.Gateway, Instance: k.cfg.Instance,
-		From: s.From, To: s.To, Subject: s.Subject, InReplyTo: s.InReplyTo, Meta: s.Meta,
-		Content: schemas.Content{Type: ctype, Length: int64(len(s.Content)), SHA256: hex.EncodeToString(sum[:]), Attachments: s.Attachments},
-		Created: k.now().UnixMilli(), SendAt: s.SendAt, Expires: s.Expires, Urgent: s.Urgent}
-	if imi.From.Medium == "" {
-		imi.From.Medium = k.cfg.Medium
+	// Sealed from hop to hop (PROTOCOL.md §14) when we can: the IMI then
+	// describes the sealed bytes, which every ticket binds.
+	var sealed *miap.Sealed
+	if k.cfg.Seal != miap.SealOff && k.eng.CanSeal(k.cfg.Gateway) {
+		var err error
+		if sealed, err = k.eng.Seal(k.cfg.Gateway, s.MsgID, s.Content); err != nil {
+			return nil, schemas.Errorf(schemas.CodeInternal, err, "seal content")
+		}
 	}
-	if err := imi.Validate(); err != nil {
-		return nil, err
+	imiOf := func(sealed *miap.Sealed) (schemas.IMI, []byte, [32]byte, []byte, error) {
+		wire, sum, how := s.Content, sha256.Sum256(s.Content), ""
+		if sealed != nil {
+			wire, sum, how = sealed.Content, sealed.SHA256, miap.SealScheme
+		}
+		imi := schemas.IMI{V: schemas.Version, MsgID: s.MsgID, Gateway: k.cfg.Gateway, Instance: k.cfg.Instance,
+			From: s.From, To: s.To, Subject: s.Subject, InReplyTo: s.InReplyTo, Meta: s.Meta,
+			Content: schemas.Content{Type: ctype, Length: int64(len(wire)), SHA256: hex.EncodeToString(sum[:]), Attachments: s.Attachments, Sealed: how},
+			Created: k.now().UnixMilli(), SendAt: s.SendAt, Expires: s.Expires, Urgent: s.Urgent}
+		if imi.From.Medium == "" {
+			imi.From.Medium = k.cfg.Medium
+		}
+		if err := imi.Validate(); err != nil {
+			return imi, nil, sum, nil, err
+		}
+		body, err := json.Marshal(&imi)
+		if err != nil {
+			return imi, nil, sum, nil, schemas.Errorf(schemas.CodeInternal, err, "encode imi")
+		}
+		if len(body) > schemas.MaxIMI {
+			return imi, nil, sum, nil, schemas.Errorf(schemas.CodeTooLarge, nil, fmt.Sprintf("meta information of %d bytes", len(body)))
+		}
+		return imi, body, sum, wire, nil
 	}
-	body, err := json.Marshal(&imi)
+	imi, body, sum, wire, err := imiOf(sealed)
 	if err != nil {
-		return nil, schemas.Errorf(schemas.CodeInternal, err, "encode imi")
-	}
-	if len(body) > schemas.MaxIMI {
-		return nil, schemas.Errorf(schemas.CodeTooLarge, nil, fmt.Sprintf("meta information of %d bytes", len(body)))
+		return nil, err
 	}
 	k.trace("accepted", imi.MsgID, "", "ok", schemas.TraceEvent{})
 
@@ -123,6 +142,24 @@ func (k *Kit) send(ctx context.Context, s *Submission) (*Result, error) {
 	}
 	mode := map[string][]string{miap.HdrMode: {modeName(k.cfg.Strict)}}
 	rf, reply, err := k.request(ctx, schemas.SubjectBrokerIMI, &miap.Frame{Purpose: miap.PurposeIMI, Party: k.cfg.Gateway, Session: session, Body: body}, miap.PurposeRoute, mode)
+	if sealed != nil && k.cfg.Seal == miap.SealAuto && (miap.CodeOf(err) == schemas.CodeSealUnavailable || miap.CodeOf(err) == schemas.CodeDuplicate) {
+		// A hop announces no encryption key (§14.1), or this message went
+		// unsealed before (a retry): unsealed, as to an implementation
+		// that does not seal.
+		k.log.Info().Err(err).Str("msg_id", imi.MsgID).Msg("content goes unsealed")
+		if imi, body, sum, wire, err = imiOf(nil); err != nil {
+			return nil, err
+		}
+		sealed = nil
+		if k.cfg.Strict {
+			lf, _, err := k.request(ctx, schemas.SubjectBrokerLogin, &miap.Frame{Purpose: miap.PurposeLogin, Party: k.cfg.Gateway}, miap.PurposeLoginAck, nil)
+			if err != nil {
+				return nil, err
+			}
+			session = lf.Session
+		}
+		rf, reply, err = k.request(ctx, schemas.SubjectBrokerIMI, &miap.Frame{Purpose: miap.PurposeIMI, Party: k.cfg.Gateway, Session: session, Body: body}, miap.PurposeRoute, mode)
+	}
 	if miap.CodeOf(err) == schemas.CodeSettled {
 		return k.settled(ctx, imi.MsgID)
 	}
@@ -161,7 +198,7 @@ func (k *Kit) send(ctx context.Context, s *Submission) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := k.transfer(ctx, &routed, ticket, s.Content)
+	res, err := k.transfer(ctx, &routed, ticket, wire, sealed)
 	if routed.Fallback && !(err == nil && res.Receipt != nil && schemas.Terminal(res.Status)) {
 		// The brokers may route it again: the content stays here until
 		// the outcome (PROTOCOL.md §6.15), kept before the client hears
@@ -231,18 +268,28 @@ func modeName(strict bool) string {
 
 func errCode(err error) string { return miap.CodeOf(err).String() }
 
-// transfer sends the instant message to the first hop (§6.5, §6.6).
-func (k *Kit) transfer(ctx context.Context, routed *schemas.RoutedIMI, ticket *miap.Frame, content []byte) (*Result, error) {
+// transfer sends the instant message to the first hop (§6.5, §6.6);
+// sealed content with its key wrapped to that hop (§14.4).
+func (k *Kit) transfer(ctx context.Context, routed *schemas.RoutedIMI, ticket *miap.Frame, content []byte, sealed *miap.Sealed) (*Result, error) {
 	subject := schemas.GatewayIM(routed.Dest.Gateway)
 	login := schemas.GatewayLogin(routed.Dest.Gateway)
+	hop := routed.Dest.Gateway
 	if len(routed.Conversions) > 0 {
 		subject = schemas.ProcessorIM(routed.Conversions[0].Conversion)
 		login = schemas.ProcessorLogin(routed.Conversions[0].Conversion)
+		hop = routed.Conversions[0].Processor
+	}
+	var wrap map[string][]string
+	if sealed != nil {
+		wrap = map[string][]string{}
+		if err := k.eng.Wrap(wrap, sealed, routed.Seal[hop], ticket.ID); err != nil {
+			return nil, schemas.Errorf(schemas.CodeSealUnavailable, err, "no encryption key of "+hop+" in the route")
+		}
 	}
 	deadline := time.UnixMilli(routed.Deadline)
 	tctx, cancel := context.WithDeadline(ctx, minTime(deadline, time.Now().Add(k.cfg.TransferTimeout)))
 	defer cancel()
-	reply, err := k.client.Transfer(tctx, subject, login, k.cfg.Strict, ticket, content)
+	reply, err := k.client.TransferWith(tctx, subject, login, k.cfg.Strict, ticket, content, wrap)
 	if err != nil {
 		return nil, err
 	}

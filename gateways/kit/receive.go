@@ -125,6 +125,11 @@ func (k *Kit) openIM(h nats.Header, data []byte) (*miap.Transfer, *schemas.Route
 			return nil, nil, err
 		}
 	}
+	// Sealed content opens here, and only here (PROTOCOL.md §14.5).
+	want := routed.IMI.Content.Sealed != "" && routed.Seal[k.cfg.Gateway] != ""
+	if err := k.eng.Unseal(k.cfg.Gateway, h, tr, want); err != nil {
+		return nil, nil, err
+	}
 	return tr, &routed, nil
 }
 

@@ -286,6 +286,17 @@ func (k *Kit) handleReroute(ctx context.Context, h map[string][]string, seq uint
 			return streamNak
 		}
 	}
+	var sealed *miap.Sealed
+	if routed.IMI.Content.Sealed != "" {
+		// kept in clear, sealed again to the bytes the IMI names, with the
+		// key that sealed them first (PROTOCOL.md §14.3)
+		want, _ := hex.DecodeString(routed.IMI.Content.SHA256)
+		if sealed, err = k.eng.Reseal(k.cfg.Gateway, ev.MsgID, content, want); err != nil {
+			log.Warn().Err(err).Msg("reroute refused: the kept content does not seal to the message's digest")
+			return streamTerm
+		}
+		content = sealed.Content
+	}
 	sum := sha256.Sum256(content)
 	if int64(len(content)) != routed.IMI.Content.Length || hex.EncodeToString(sum[:]) != routed.IMI.Content.SHA256 {
 		log.Warn().Bool("security", true).Msg("reroute refused: the kept content is not the message's")
@@ -314,7 +325,7 @@ func (k *Kit) handleReroute(ctx context.Context, h map[string][]string, seq uint
 		}
 	}
 	k.trace("reroute", ev.MsgID, routed.Tx, "verified", schemas.TraceEvent{Dest: routed.Dest.Gateway})
-	res, terr := k.transfer(ctx, &routed, ticket, content)
+	res, terr := k.transfer(ctx, &routed, ticket, content, sealed)
 	if terr != nil && miap.CodeOf(terr).Retryable() {
 		log.Info().Err(terr).Msg("reroute: transfer failed for now; retry")
 		k.trace("transfer", ev.MsgID, routed.Tx, errCode(terr), schemas.TraceEvent{})

@@ -69,6 +69,10 @@ type Config struct {
 	Pin, PinRest, PinRedis string
 	// NoTrace turns off the protocol-step trace events (on in `uims run`).
 	NoTrace bool
+	// Seal is the web gateway's seal mode in the kit flow (PROTOCOL.md
+	// §14): auto (default, sealed: the gateway has an encryption key) or
+	// off.
+	Seal miap.SealMode
 	// InboxShards is the web inbox's stream count; 0: the web default.
 	InboxShards int
 	// InboxEachWrite fsyncs each inbox write (web gateway and the

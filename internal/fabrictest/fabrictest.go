@@ -93,6 +93,8 @@ func (f *Fabric) Keyring(party string) *miap.Keyring {
 	kf := f.Keys
 	if party != miap.BrokerParty {
 		kf = kf.For(party)
+	} else {
+		kf = kf.Public() // the brokers hold no encryption key (PROTOCOL.md §14.2)
 	}
 	kr, err := kf.Keyring()
 	if err != nil {

@@ -64,6 +64,10 @@ type Config struct {
 	// through the object store (UIMS_CONTENT_REF; PROTOCOL.md §10);
 	// default 256 KiB.
 	ContentRef int
+	// Seal says when content is sealed from hop to hop (UIMS_SEAL: auto,
+	// off, required; PROTOCOL.md §14); every built-in gateway and the
+	// processor have an encryption key.
+	Seal miap.SealMode
 	// Voice configures the voice gateway (UIMS_SIP_*, docs/VOICE.md):
 	// Voice.SIPAddr is its SIP listener (uims run's default
 	// 127.0.0.1:5060), a mailbox for every client's voice address and
@@ -200,7 +204,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		}
 		return nc, err
 	}
-	all, err := kf.Keyring()
+	all, err := kf.Public().Keyring() // the brokers hold no encryption key (PROTOCOL.md §14.2)
 	if err != nil {
 		return err
 	}
@@ -239,7 +243,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	var sg *sms.Gateway
 	var ov *ops.Server
 	var cli *kit.Kit
-	kc := kit.Config{Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window, ContentRef: cfg.ContentRef}
+	kc := kit.Config{Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window, ContentRef: cfg.ContentRef, Seal: cfg.Seal}
 	reg := NewRegistry() // served by the web gateway and the operator view at /metrics
 	httpScheme := "http://"
 	if tcfg != nil {
@@ -252,7 +256,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 				return err
 			}
 			bc := broker.Config{Version: cfg.Version, Strict: cfg.Strict, Metrics: reg, WaitReplicas: wait,
-				NoAudit: os.Getenv("UIMS_AUDIT") == "off"} // the audit trail (PROTOCOL.md §14), on by default
+				NoAudit: os.Getenv("UIMS_AUDIT") == "off"} // the audit trail (PROTOCOL.md §15), on by default
 			if cfg.RedisURL == "" { // the embedded store forgets: keep profile changes in the data folder
 				bc.OnProfilesChanged = func(ctx context.Context) error { return SaveProfiles(ctx, rdb, saved) }
 			}
@@ -273,7 +277,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 				for _, m := range missing {
 					log.Warn().Str("role", "processor").Msg("voice conversions: " + m)
 				}
-				proc, err = processor.New(processor.Config{Version: cfg.Version, Strict: cfg.Strict, ContentRef: cfg.ContentRef,
+				proc, err = processor.New(processor.Config{Version: cfg.Version, Strict: cfg.Strict, ContentRef: cfg.ContentRef, Seal: cfg.Seal,
 					Conversions: append(append(processor.Standard(64<<10), fax...), voice...)}, nc, kr, log)
 			}
 			return err
@@ -309,7 +313,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			// when 'uims send' is gone (PROTOCOL.md §6.15, §6.16)
 			nc, kr, err := party(kf, "cli", conn)
 			if err == nil {
-				cli, err = kit.New(nc, kr, kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli", Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window}, log)
+				cli, err = kit.New(nc, kr, kit.SendOnly{}, kit.Config{Gateway: "cli", Medium: "cli", Version: cfg.Version, Strict: cfg.Strict, Window: cfg.Window, Seal: cfg.Seal}, log)
 			}
 			return err
 		},

@@ -222,7 +222,11 @@ func LoadOrCreateKeys(path string, parties []string, log zerolog.Logger) (*miap.
 		kf.Keys = append(kf.Keys, e)
 		added = true
 	}
-	if added || granted {
+	xadded, err := kf.AddXKeys(rand.Reader) // encryption keys (PROTOCOL.md §14.2)
+	if err != nil {
+		return nil, err
+	}
+	if added || granted || xadded {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
 		}

@@ -117,6 +117,7 @@ func TestOldKeyFileGetsGrants(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		e.XKey = "" // a key file written before PROTOCOL.md §14
 		old.Keys = append(old.Keys, e)
 	}
 	if err := miap.WriteKeyFile(path, old); err != nil {
@@ -145,6 +146,17 @@ func TestOldKeyFileGetsGrants(t *testing.T) {
 	for _, p := range []string{"bot", miap.BrokerParty} {
 		if g, ok := kr.Grant(p); ok {
 			t.Errorf("%s got a grant %+v", p, g)
+		}
+	}
+	// every party but the brokers gets an encryption key (PROTOCOL.md §14.2)
+	for _, e := range kf.Keys {
+		if (e.XKey == "") != (e.Party == miap.BrokerParty) {
+			t.Errorf("%s/%s: xkey %v", e.Party, e.Kid, e.XKey != "")
+		}
+	}
+	for _, p := range system.Parties {
+		if e, _ := miap.New(miap.Config{Keys: kr}); !e.CanSeal(p) {
+			t.Errorf("built-in party %s cannot seal", p)
 		}
 	}
 }

@@ -116,7 +116,16 @@ func (c *Client) Request(ctx context.Context, subject string, f *miap.Frame, wan
 // binds the message to the session token it returns (§6.5). It returns the
 // destination's reply; an error reply is returned as *schemas.Error.
 func (c *Client) Transfer(ctx context.Context, subject, loginSubject string, strict bool, ticket *miap.Frame, content []byte) (*nats.Msg, error) {
+	return c.TransferWith(ctx, subject, loginSubject, strict, ticket, content, nil)
+}
+
+// TransferWith is Transfer with extra headers on the transfer: the wrap of
+// sealed content (miap.Engine.Wrap, PROTOCOL.md §14.4).
+func (c *Client) TransferWith(ctx context.Context, subject, loginSubject string, strict bool, ticket *miap.Frame, content []byte, extra map[string][]string) (*nats.Msg, error) {
 	m := nats.NewMsg(subject)
+	for k, v := range extra {
+		m.Header[k] = v
+	}
 	ref := ""
 	if c.Content != nil && (c.Content.ByReference(len(content)) || len(content)+len(ticket.Body)+headroom > int(c.NC.MaxPayload())) {
 		// Large: by reference through the object store, sealed (§10).

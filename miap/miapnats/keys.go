@@ -36,7 +36,7 @@ func PublishKeys(ctx context.Context, js jetstream.JetStream, kf *miap.KeyFile, 
 		return fmt.Errorf("miapnats: key registry: %w", err)
 	}
 	byParty := map[string][]miap.KeyEntry{}
-	for _, e := range kf.Keys {
+	for _, e := range miap.Public(kf.Keys) { // no encryption key seed (PROTOCOL.md §14.2)
 		byParty[e.Party] = append(byParty[e.Party], e)
 	}
 	for p, es := range byParty {
@@ -214,6 +214,9 @@ func FollowOwnKeys(ctx context.Context, js jetstream.JetStream, party string, in
 			b, _ := json.Marshal(es)
 			if string(b) != last {
 				var kr *miap.Keyring
+				// the registry holds no encryption key seed: keep those
+				// of the keys we hold, open those sealed to them (§14.2)
+				es = eng.Keys().WithSeeds(party, es)
 				if kr, err = miap.NewKeyring(es); err == nil && kr.Has(party) {
 					eng.SetKeys(kr)
 					last = string(b)

@@ -234,7 +234,7 @@ func TestPermissionMatrix(t *testing.T) {
 		{observer, op{"pub", "$JS.API.STREAM.PURGE.UIMS_ACCOUNTING"}, false},
 		{observer, op{"pub", "$JS.API.STREAM.DELETE.UIMS_ACCOUNTING"}, false},
 		{observer, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_STATUS.o1"}, false},
-		// the audit trail (PROTOCOL.md §14): the brokers append to it; no
+		// the audit trail (PROTOCOL.md §15): the brokers append to it; no
 		// gateway, processor or command-line sender writes, deletes or
 		// reads it; the observer reads it and writes nothing
 		{brk, op{"pub", "uims.audit.b1"}, true},

@@ -239,7 +239,7 @@ func Permissions(role Role, name string, media []string) jwt.Permissions {
 		// §6.17), transferred as an originator does; never served
 		p.pubs("uims.gw.*.im", "uims.gw.*.login", "uims.proc.>")
 		p.createStream(schemas.AccountingStream)
-		// the audit trail (PROTOCOL.md §14): the brokers alone append to
+		// the audit trail (PROTOCOL.md §15): the brokers alone append to
 		// it; nobody but the administrator deletes from it
 		p.pubs(schemas.AuditSubjects)
 		p.createStream(schemas.AuditStream)
