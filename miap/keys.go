@@ -106,7 +106,7 @@ type key struct {
 	notAfter  time.Time
 	sub       [purposeEnd]*subkey
 	audit     ed25519.PrivateKey // K2 only: the audit signing key (§15)
-	x         *xkey // nil: no encryption key beside this master key
+	x         *xkey              // nil: no encryption key beside this master key
 }
 
 func (k *key) validAt(t time.Time) bool {
