@@ -10,9 +10,12 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nkeys"
+	"golang.org/x/crypto/nacl/box"
 
 	"github.com/uims/uims/schemas"
 )
@@ -81,7 +84,70 @@ type xkey struct {
 	seed   string
 	kp     nkeys.KeyPair
 	pub    string
-	secret []byte // S = HMAC-SHA256(raw seed, "uims seal secret")
+	secret []byte   // S = HMAC-SHA256(raw seed, "uims seal secret")
+	priv   [32]byte // the raw curve private key
+	// shared caches box.Precompute's key per peer public key: the
+	// X25519 multiplication was most of a small message's sealing cost.
+	shared  sync.Map // peer public key → *[32]byte
+	nshared atomic.Int32
+}
+
+// maxShared bounds the cache of shared keys per key pair.
+const maxShared = 4096
+
+// xkeyVersion is the version prefix of an nkeys xkey box ("xkv1"): the
+// wraps below are byte for byte those of nkeys' KeyPair.Seal and Open.
+const xkeyVersion = nkeys.XKeyVersionV1
+
+// sharedKey returns the precomputed box key of x and the peer's public
+// curve key.
+func (x *xkey) sharedKey(peer string) (*[32]byte, error) {
+	if v, ok := x.shared.Load(peer); ok {
+		return v.(*[32]byte), nil
+	}
+	raw, err := nkeys.Decode(nkeys.PrefixByteCurve, []byte(peer))
+	if err != nil || len(raw) != 32 {
+		return nil, fmt.Errorf("%w: %q is no encryption key", ErrMalformed, peer)
+	}
+	k := new([32]byte)
+	box.Precompute(k, (*[32]byte)(raw), &x.priv)
+	if x.nshared.Add(1) <= maxShared {
+		x.shared.Store(peer, k)
+	}
+	return k, nil
+}
+
+// boxSeal is nkeys' KeyPair.SealWithRand with the shared key cached.
+func (x *xkey) boxSeal(in []byte, to string, rnd io.Reader) ([]byte, error) {
+	k, err := x.sharedKey(to)
+	if err != nil {
+		return nil, err
+	}
+	var nonce [24]byte
+	if _, err := io.ReadFull(rnd, nonce[:]); err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(xkeyVersion)+len(nonce)+len(in)+box.Overhead)
+	out = append(append(out, xkeyVersion...), nonce[:]...)
+	return box.SealAfterPrecomputation(out, in, &nonce, k), nil
+}
+
+// boxOpen is nkeys' KeyPair.Open with the shared key cached.
+func (x *xkey) boxOpen(in []byte, from string) ([]byte, error) {
+	if len(in) <= len(xkeyVersion)+24 || string(in[:len(xkeyVersion)]) != xkeyVersion {
+		return nil, nkeys.ErrInvalidEncrypted
+	}
+	k, err := x.sharedKey(from)
+	if err != nil {
+		return nil, err
+	}
+	var nonce [24]byte
+	copy(nonce[:], in[len(xkeyVersion):])
+	out, ok := box.OpenAfterPrecomputation(nil, in[len(xkeyVersion)+24:], &nonce, k)
+	if !ok {
+		return nil, nkeys.ErrCouldNotDecrypt
+	}
+	return out, nil
 }
 
 func parseXKey(seed string) (*xkey, error) {
@@ -97,7 +163,12 @@ func parseXKey(seed string) (*xkey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &xkey{seed: seed, kp: kp, pub: pub, secret: hmacSum(raw, []byte("uims seal secret"))}, nil
+	x := &xkey{seed: seed, kp: kp, pub: pub, secret: hmacSum(raw, []byte("uims seal secret"))}
+	if len(raw) != len(x.priv) {
+		return nil, fmt.Errorf("miap: curve seed of %d bytes", len(raw))
+	}
+	copy(x.priv[:], raw)
+	return x, nil
 }
 
 func hmacSum(key []byte, parts ...[]byte) []byte {
@@ -250,7 +321,7 @@ func (e *Engine) Wrap(h map[string][]string, s *Sealed, to string, id []byte) er
 	}
 	in := make([]byte, 0, wrapSize)
 	in = append(append(append(in, s.cek...), id...), s.SHA256[:]...)
-	w, err := s.by.kp.SealWithRand(in, to, e.rand)
+	w, err := s.by.boxSeal(in, to, e.rand)
 	if err != nil {
 		return fmt.Errorf("miap: wrap: %w", err)
 	}
@@ -289,7 +360,7 @@ func (e *Engine) Unseal(party string, h map[string][]string, t *Transfer, want b
 	}
 	var in []byte
 	for _, x := range keys {
-		if in, err = x.kp.Open(raw, from); err == nil {
+		if in, err = x.boxOpen(raw, from); err == nil {
 			break
 		}
 	}
