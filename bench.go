@@ -67,6 +67,7 @@ func cmdBench(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.NoAuth, "no-auth", false, "embedded NATS without authentication (uims run requires it: every part connects as its party)")
 	fs.StringVar(&cfg.Sync, "sync", "always", "embedded JetStream sync: always (as uims run) or default")
 	fs.BoolVar(&cfg.NoTrace, "no-trace", false, "turn off the protocol-step trace events (on in uims run)")
+	audit := fs.String("audit", env("UIMS_AUDIT", "on"), "the brokers' audit trail, on (as uims run) or off (PROTOCOL.md §15)")
 	seal := fs.String("seal", "auto", "kit flow: content sealed from hop to hop, auto (on: the gateways have encryption keys) or off (PROTOCOL.md §14)")
 	fs.IntVar(&cfg.InboxShards, "inbox-shards", 0, "streams of the web inbox (0: the web gateway's default, 8)")
 	fs.BoolVar(&cfg.InboxEachWrite, "inbox-each-write", false, "inbox streams (web and store-and-forward) fsync each write instead of group commit")
@@ -113,6 +114,7 @@ func cmdBench(ctx context.Context, args []string) error {
 			cfg.PacedRate = 0
 		}
 	}
+	cfg.NoAudit = *audit == "off"
 	m, err := miap.ParseSealMode(*seal)
 	if err != nil || m == miap.SealRequired {
 		return fmt.Errorf("seal %q (auto or off)", *seal)

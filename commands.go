@@ -160,6 +160,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	o.fs.StringVar(&cfg.ProfilesFile, "profiles", env("UIMS_PROFILES", ""), "YAML client profiles; empty: demo clients alice and bob (UIMS_PROFILES)")
 	o.fs.BoolVar(&cfg.Strict, "strict", env("UIMS_MIAP_MODE", "fast") == "strict", "strict MIAP mode (UIMS_MIAP_MODE=strict)")
 	seal := o.fs.String("seal", env("UIMS_SEAL", "auto"), "content sealed from hop to hop: auto, off or required (UIMS_SEAL; PROTOCOL.md §14)")
+	audit := o.fs.String("audit", env("UIMS_AUDIT", "on"), "the brokers' audit trail of their decisions: on or off (UIMS_AUDIT; PROTOCOL.md §15)")
 	o.fs.StringVar(&cfg.OpsAddr, "ops", env("UIMS_OPS_ADDR", ops.DefaultAddr), "operator view address, or off (UIMS_OPS_ADDR)")
 	o.fs.StringVar(&cfg.Operator, "operator-token", env("UIMS_OPERATOR_TOKEN", "operator-token"), "operator view token (UIMS_OPERATOR_TOKEN)")
 	mailFlags(o.fs, &cfg.SMTPAddr, &cfg.SMTPRelay, &cfg.SMTPDomains, &cfg.SMTPMaxPerIP, &cfg.SMTPMaxSize)
@@ -173,6 +174,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	o.parse(args)
 	cfg.Version = version
 	cfg.Seal = miap.SealMode(*seal)
+	cfg.NoAudit = *audit == "off"
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		scheme = "https"

@@ -190,7 +190,7 @@ func startFabric(ctx context.Context, cfg *Config) (f *fabric, err error) {
 	}
 
 	// The broker side.
-	scfg := SideConfig{NATSURL: f.natsURL, CredsDir: f.credsDir, RedisURL: f.redisURL, Keys: f.keys, NoTrace: cfg.NoTrace, Bare: cfg.Bare,
+	scfg := SideConfig{NATSURL: f.natsURL, CredsDir: f.credsDir, RedisURL: f.redisURL, Keys: f.keys, NoTrace: cfg.NoTrace, NoAudit: cfg.NoAudit, Bare: cfg.Bare,
 		Log: f.log.With().Str("process", "bench-broker").Logger()}
 	if len(cfg.BrokerArgv) > 0 {
 		f.side, err = startBrokerProcs(f.pins.brokerArgv(cfg.BrokerArgv), scfg, f.keysPath, cfg.LogLevel)

@@ -69,6 +69,8 @@ type Config struct {
 	Pin, PinRest, PinRedis string
 	// NoTrace turns off the protocol-step trace events (on in `uims run`).
 	NoTrace bool
+	// NoAudit turns off the brokers' audit trail (on in `uims run`).
+	NoAudit bool
 	// Seal is the web gateway's seal mode in the kit flow (PROTOCOL.md
 	// §14): auto (default, sealed: the gateway has an encryption key) or
 	// off.

@@ -47,7 +47,9 @@ type SideConfig struct {
 	RedisURL string
 	Keys     *miap.KeyFile
 	NoTrace  bool
-	Bare     BareSizes
+	// NoAudit turns off the brokers' audit trail (PROTOCOL.md §15).
+	NoAudit bool
+	Bare    BareSizes
 	// BrokerOnly runs the real broker alone, without the reference flows'
 	// responders: a further broker process of the queue group (brokers.go).
 	BrokerOnly bool
@@ -138,7 +140,7 @@ func StartSide(ctx context.Context, cfg SideConfig) (*Side, error) {
 	if err != nil {
 		return fail(err)
 	}
-	b, err := broker.New(broker.Config{NoTrace: cfg.NoTrace, NoAudit: os.Getenv("UIMS_AUDIT") == "off"}, nc, rdb, eng, cfg.Log)
+	b, err := broker.New(broker.Config{NoTrace: cfg.NoTrace, NoAudit: cfg.NoAudit}, nc, rdb, eng, cfg.Log)
 	if err != nil {
 		return fail(err)
 	}
@@ -306,7 +308,7 @@ func startChildSide(argv []string, cfg SideConfig, keysPath, logLevel string) (*
 	ctl := "uims.bench.ctl." + miapNonceHex()
 	args := append(append([]string{}, argv[1:]...),
 		"--nats", cfg.NATSURL, "--creds-dir", cfg.CredsDir, "--redis", cfg.RedisURL, "--keys", keysPath, "--ctl", ctl, "--log-level", logLevel,
-		fmt.Sprintf("--no-trace=%v", cfg.NoTrace), fmt.Sprintf("--broker-only=%v", cfg.BrokerOnly),
+		fmt.Sprintf("--no-trace=%v", cfg.NoTrace), fmt.Sprintf("--no-audit=%v", cfg.NoAudit), fmt.Sprintf("--broker-only=%v", cfg.BrokerOnly),
 		fmt.Sprintf("--bare-imi-req=%d", cfg.Bare.IMIRequest), fmt.Sprintf("--bare-imi-reply=%d", cfg.Bare.IMIReply),
 		fmt.Sprintf("--bare-ack-req=%d", cfg.Bare.AckRequest), fmt.Sprintf("--bare-ack-reply=%d", cfg.Bare.AckReply))
 	cmd := exec.Command(argv[0], args...)
@@ -421,6 +423,7 @@ func RunChild(ctx context.Context, args []string) error {
 	fs.StringVar(&ctl, "ctl", "", "control subject")
 	fs.StringVar(&level, "log-level", "warn", "log level")
 	fs.BoolVar(&cfg.NoTrace, "no-trace", false, "no trace events")
+	fs.BoolVar(&cfg.NoAudit, "no-audit", false, "no audit trail")
 	fs.BoolVar(&cfg.BrokerOnly, "broker-only", false, "the real broker alone, without the reference flows' responders")
 	fs.IntVar(&cfg.Bare.IMIRequest, "bare-imi-req", 0, "")
 	fs.IntVar(&cfg.Bare.IMIReply, "bare-imi-reply", 0, "")

@@ -68,6 +68,9 @@ type Config struct {
 	// off, required; PROTOCOL.md §14); every built-in gateway and the
 	// processor have an encryption key.
 	Seal miap.SealMode
+	// NoAudit turns off the brokers' audit trail (UIMS_AUDIT=off;
+	// PROTOCOL.md §15), on by default.
+	NoAudit bool
 	// Voice configures the voice gateway (UIMS_SIP_*, docs/VOICE.md):
 	// Voice.SIPAddr is its SIP listener (uims run's default
 	// 127.0.0.1:5060), a mailbox for every client's voice address and
@@ -256,7 +259,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 				return err
 			}
 			bc := broker.Config{Version: cfg.Version, Strict: cfg.Strict, Metrics: reg, WaitReplicas: wait,
-				NoAudit: os.Getenv("UIMS_AUDIT") == "off"} // the audit trail (PROTOCOL.md §15), on by default
+				NoAudit: cfg.NoAudit}
 			if cfg.RedisURL == "" { // the embedded store forgets: keep profile changes in the data folder
 				bc.OnProfilesChanged = func(ctx context.Context) error { return SaveProfiles(ctx, rdb, saved) }
 			}
