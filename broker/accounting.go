@@ -337,7 +337,7 @@ func (b *Broker) accountingRecord(m acctMark, r *schemas.RoutedIMI) *schemas.Acc
 		Sender: r.Sender, Recipient: r.Recipient,
 		Origin:  schemas.Hop{Gateway: imi.Gateway, Medium: imi.From.Medium, Address: imi.From.Address},
 		Dest:    r.Dest,
-		Content: schemas.AccountedContent{Type: imi.Content.Type, Length: imi.Content.Length, Attachments: len(imi.Content.Attachments)},
+		Content: schemas.AccountedContent{Type: imi.Content.Type, Length: imi.Content.PlainLength(), Attachments: len(imi.Content.Attachments)},
 		Outcome: m.outcome, Code: m.code, Rerouted: m.rerouted, Final: m.final, Late: m.late,
 		Accepted: imi.Created, Routed: r.Routed, At: m.at, Broker: b.cfg.Instance}
 	if rec.Tx == "" {

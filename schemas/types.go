@@ -101,6 +101,15 @@ type Content struct {
 	Attachments []Attachment `json:"attachments,omitempty"`
 }
 
+// PlainLength is the content's length before sealing: Length, less
+// SealOverhead for sealed content (what usage and accounting count).
+func (c *Content) PlainLength() int64 {
+	if c.Sealed != "" && c.Length >= SealOverhead {
+		return c.Length - SealOverhead
+	}
+	return c.Length
+}
+
 // Attachment describes one attached part of multipart content.
 type Attachment struct {
 	Name   string `json:"name"`
