@@ -115,7 +115,8 @@ func TestRunRefusesOutsidersAndOverreach(t *testing.T) {
 }
 
 // The nats CLI, a client nobody here wrote, watches the fabric with the
-// operator's credentials that uims run wrote, and is refused without them.
+// operator's credentials that uims run wrote, and is refused without them;
+// what it sees of a message's content is ciphertext.
 func TestNATSCLIWithOperatorCredentials(t *testing.T) {
 	bin := peertest.Require(t, "nats", "go install github.com/nats-io/natscli/nats@v0.5.0")
 	a := runSystem(t, system.Config{})
@@ -136,7 +137,10 @@ func TestNATSCLIWithOperatorCredentials(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("nats sub with the operator's credentials: %v\n%s", err, sub.String())
 	}
-	if !strings.Contains(sub.String(), "uims.gw.web.im") || !strings.Contains(sub.String(), "watched") {
+	// the transfer, and sealed (PROTOCOL.md §14): the operator sees the
+	// wrap and ciphertext, not the text
+	if !strings.Contains(sub.String(), "uims.gw.web.im") || !strings.Contains(sub.String(), "Miap-Seal-Key") ||
+		strings.Contains(sub.String(), "watched") {
 		t.Errorf("nats sub saw:\n%s", sub.String())
 	}
 
