@@ -30,6 +30,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/uims/uims/audit"
+	"github.com/uims/uims/internal/groupcommit"
 	"github.com/uims/uims/internal/tracing"
 	"github.com/uims/uims/miap"
 	"github.com/uims/uims/miap/miapnats"
@@ -151,8 +152,11 @@ type Broker struct {
 	stats   map[string]*endpointStats
 	pending sync.WaitGroup
 	metrics *metrics
-	notes   chan note      // notifications, in order (notify.go)
-	acct    chan string    // outcome marks to publish (accounting.go)
+	notes   chan note   // notifications, in order (notify.go)
+	acct    chan string // outcome marks to publish (accounting.go)
+	// acctW writes accounting records with group commit when the stream
+	// is in asynchronous persist mode (accounting.go); nil: each write
+	acctW   *groupcommit.Writer
 	bg      sync.WaitGroup // background work that may account or notify (system.go)
 	batch   *batcher       // shared Redis pipelines of the hot path (batch.go)
 	quiet   quietCache
@@ -218,6 +222,9 @@ func (b *Broker) Run(ctx context.Context, ready func()) error {
 		return err
 	}
 	if err := miapnats.Await(ctx, b.startGuard, retrying("the nonce store")); err != nil {
+		return err
+	}
+	if err := miapnats.Await(ctx, b.startAccountingCommit, retrying("the accounting journal")); err != nil {
 		return err
 	}
 	b.startAudit()
@@ -300,6 +307,9 @@ func (b *Broker) Run(ctx context.Context, ready func()) error {
 	b.bg.Wait()
 	close(b.acct)
 	<-acctDone
+	if b.acctW != nil {
+		b.acctW.Close()
+	}
 	close(b.notes)
 	<-notesDone
 	b.stopAudit()

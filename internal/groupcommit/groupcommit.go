@@ -64,6 +64,11 @@ type Config struct {
 	Journal, Subject string
 	// Streams are the target streams in asynchronous persist mode that
 	// Recover checks, and StreamOf names the one a subject is stored in.
+	// Without StreamOf, subjects need not be unique: recovery writes every
+	// journaled message of its window again with its message id, and the
+	// stream's de-duplication keeps one copy within its duplicate window
+	// (past it, a message may be stored twice: for records read
+	// at-least-once, such as accounting records).
 	Streams  []string
 	StreamOf func(subject string) string
 	// MaxBytes is the largest journal record (default: the connection's
@@ -383,6 +388,21 @@ func (w *Writer) Recover(ctx context.Context) error {
 		}
 		for _, e := range entries {
 			checked++
+			if w.cfg.StreamOf == nil {
+				m := nats.NewMsg(e.Subject)
+				m.Data = e.Data
+				if e.MsgID != "" {
+					m.Header.Set(jetstream.MsgIDHeader, e.MsgID)
+				}
+				ack, err := w.js.PublishMsg(ctx, m)
+				if err != nil {
+					return fmt.Errorf("groupcommit: restore %s: %w", e.Subject, err)
+				}
+				if !ack.Duplicate {
+					restored++
+				}
+				continue
+			}
 			ok, err := w.holds(ctx, streams, e.Subject)
 			if err != nil {
 				return err

@@ -300,3 +300,44 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// Without StreamOf (subjects shared by many messages, as accounting
+// records' are) recovery writes the journal's messages again with their
+// ids: every one is in the stream at least once afterwards.
+func TestRecoverAtLeastOnceWithoutStreamOf(t *testing.T) {
+	ns := natstest.Run(t)
+	nc, js, cfg := fixture(t, ns)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T_SHARED", Subjects: []string{"s.>"},
+		Storage: jetstream.FileStorage, PersistMode: jetstream.AsyncPersistMode, Duplicates: 500 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Streams, cfg.StreamOf = []string{"T_SHARED"}, nil
+	w := newWriter(t, nc, js, cfg)
+	for i := range 5 {
+		if _, err := w.Publish(ctx, "s.web.web", []byte(fmt.Sprint(i)), fmt.Sprint("r", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	st, _ := js.Stream(ctx, "T_SHARED")
+	for _, seq := range []uint64{2, 4} { // lost
+		if err := st.DeleteMsg(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second) // past the duplicate window: the ids are forgotten, as after a crash
+	newWriter(t, nc, js, cfg)
+	seen := map[string]int{}
+	info, _ := st.Info(ctx)
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		if m, err := st.GetMsg(ctx, seq); err == nil {
+			seen[m.Header.Get(jetstream.MsgIDHeader)]++
+		}
+	}
+	for i := range 5 {
+		if seen[fmt.Sprint("r", i)] < 1 {
+			t.Fatalf("record r%d missing after recovery: %v", i, seen)
+		}
+	}
+}

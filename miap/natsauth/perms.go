@@ -239,6 +239,9 @@ func Permissions(role Role, name string, media []string) jwt.Permissions {
 		// §6.17), transferred as an originator does; never served
 		p.pubs("uims.gw.*.im", "uims.gw.*.login", "uims.proc.>")
 		p.createStream(schemas.AccountingStream)
+		// and its group-commit journal (internal/groupcommit)
+		p.ownStream("UIMS_ACCOUNTING_JOURNAL")
+		p.pubs("uims.journal.accounting")
 		// the audit trail (PROTOCOL.md §15): the brokers alone append to
 		// it; nobody but the administrator deletes from it
 		p.pubs(schemas.AuditSubjects)
