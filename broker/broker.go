@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -162,7 +163,11 @@ type Broker struct {
 	quiet   quietCache
 	content *miapnats.ContentStore // deletes content by reference (content.go)
 	dropQ   chan string            // IDs of attempts whose objects to delete
-	warned  quotaWarned            // clients warned of their quota today (system.go)
+	// refsLive says that some broker noted content by reference whose
+	// objects may still exist (content.go): without, an attempt's end
+	// queues no deletion
+	refsLive atomic.Bool
+	warned   quotaWarned // clients warned of their quota today (system.go)
 }
 
 type job struct {
@@ -237,6 +242,7 @@ func (b *Broker) Run(ctx context.Context, ready func()) error {
 		}()
 	}
 	go b.dropContents(ctx)
+	go b.followRefs(ctx)
 	annSub, err := b.nc.Subscribe(schemas.SubjectBrokerAnnounce, b.handleAnnounce)
 	if err != nil {
 		return fmt.Errorf("broker: subscribe announce: %w", err)

@@ -18,6 +18,36 @@ import (
 // keyRefs + hex(ID) → set of object names of one attempt's hops.
 const keyRefs = keyPrefix + "refs:"
 
+// keyRefsLive exists while some attempt's objects may still exist: set by
+// every note, expiring with it. Brokers look at it every refsPoll, and
+// queue no deletion when it is absent, so that a fabric that carries no
+// content by reference pays no Redis command per message for it. (A
+// broker that has not looked since another one's first note, up to
+// refsPoll, leaves that attempt's objects to the bucket's 24 h TTL.)
+const (
+	keyRefsLive = keyPrefix + "refs-live"
+	refsPoll    = time.Second
+)
+
+// followRefs keeps b.refsLive from keyRefsLive until ctx is done.
+func (b *Broker) followRefs(ctx context.Context) {
+	t := time.NewTicker(refsPoll)
+	defer t.Stop()
+	for {
+		n, err := b.rdb.Exists(ctx, keyRefsLive).Result()
+		if err == nil {
+			b.refsLive.Store(n > 0)
+		} else {
+			b.refsLive.Store(true) // cannot tell: look for objects
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // noteContent remembers the object name of a hop of n bytes, when it may
 // travel by reference; expiry is the route's deadline (Unix ms).
 func (b *Broker) noteContent(id []byte, n, expiry int64) {
@@ -30,6 +60,8 @@ func (b *Broker) noteContent(id []byte, n, expiry int64) {
 	pipe := b.rdb.Pipeline()
 	pipe.SAdd(ctx, key, miap.ContentName(id, n))
 	pipe.PExpireAt(ctx, key, time.UnixMilli(expiry).Add(24*time.Hour))
+	pipe.Set(ctx, keyRefsLive, 1, time.Until(time.UnixMilli(expiry).Add(24*time.Hour)))
+	b.refsLive.Store(true)
 	if _, err := pipe.Exec(ctx); err != nil {
 		b.log.Debug().Err(err).Msg("content by reference: name not noted (the object expires)")
 	}
@@ -39,7 +71,7 @@ func (b *Broker) noteContent(id []byte, n, expiry int64) {
 // is id, once it has its outcome; the queue is drained in batches
 // (dropContents), so that an acknowledgement waits for none of it.
 func (b *Broker) contentDone(id []byte) {
-	if b.content == nil || len(id) == 0 {
+	if b.content == nil || len(id) == 0 || !b.refsLive.Load() {
 		return
 	}
 	select {
