@@ -101,9 +101,11 @@ func (k *Kit) send(ctx context.Context, s *Submission) (*Result, error) {
 		}
 	}
 	imiOf := func(sealed *miap.Sealed) (schemas.IMI, []byte, [32]byte, []byte, error) {
-		wire, sum, how := s.Content, sha256.Sum256(s.Content), ""
+		wire, sum, how := s.Content, [32]byte{}, ""
 		if sealed != nil {
 			wire, sum, how = sealed.Content, sealed.SHA256, miap.SealScheme
+		} else {
+			sum = sha256.Sum256(s.Content) // only unsealed: the plaintext's digest
 		}
 		imi := schemas.IMI{V: schemas.Version, MsgID: s.MsgID, Gateway: k.cfg.Gateway, Instance: k.cfg.Instance,
 			From: s.From, To: s.To, Subject: s.Subject, InReplyTo: s.InReplyTo, Meta: s.Meta,
