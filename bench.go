@@ -70,6 +70,7 @@ func cmdBench(ctx context.Context, args []string) error {
 	audit := fs.String("audit", env("UIMS_AUDIT", "on"), "the brokers' audit trail, on (as uims run) or off (PROTOCOL.md §15)")
 	seal := fs.String("seal", "auto", "kit flow: content sealed from hop to hop, auto (on: the gateways have encryption keys) or off (PROTOCOL.md §14)")
 	fs.IntVar(&cfg.InboxShards, "inbox-shards", 0, "streams of the web inbox (0: the web gateway's default, 8)")
+	fs.IntVar(&cfg.ContentRef, "content-ref", 0, "kit flow: content of this many bytes or more goes by reference through the object store (0: the default, 262144, as uims run)")
 	fs.BoolVar(&cfg.InboxEachWrite, "inbox-each-write", false, "inbox streams (web and store-and-forward) fsync each write instead of group commit")
 	fs.StringVar(&cfg.Profile, "profile", "kit/fast/100B/64,kit/fast/1MB/64", "cells to profile with pprof, comma-separated flow/mode/size/senders; empty: none")
 	fs.IntVar(&cfg.MinMsgs, "min-msgs", 200, "measure each cell until at least this many messages completed (up to --max-duration)")

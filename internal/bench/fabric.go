@@ -275,7 +275,7 @@ func (f *fabric) useWeb(ctx context.Context, strict bool) error {
 			return err
 		}
 	}
-	g, err := web.New(web.Config{Addr: "127.0.0.1:0", InboxShards: f.cfg.InboxShards, InboxEachWrite: f.cfg.InboxEachWrite, Kit: kit.Config{Strict: strict, NoTrace: f.cfg.NoTrace, Seal: f.cfg.Seal}},
+	g, err := web.New(web.Config{Addr: "127.0.0.1:0", InboxShards: f.cfg.InboxShards, InboxEachWrite: f.cfg.InboxEachWrite, Kit: kit.Config{Strict: strict, NoTrace: f.cfg.NoTrace, Seal: f.cfg.Seal, ContentRef: f.cfg.ContentRef}},
 		f.webNC, keys, f.log)
 	if err != nil {
 		f.closeWebConns()

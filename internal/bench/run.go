@@ -71,6 +71,9 @@ type Config struct {
 	NoTrace bool
 	// NoAudit turns off the brokers' audit trail (on in `uims run`).
 	NoAudit bool
+	// ContentRef is the kit's threshold of content by reference (0: the
+	// kit's default, as uims run's UIMS_CONTENT_REF).
+	ContentRef int
 	// Seal is the web gateway's seal mode in the kit flow (PROTOCOL.md
 	// §14): auto (default, sealed: the gateway has an encryption key) or
 	// off.

@@ -127,18 +127,27 @@ func (c *Client) TransferWith(ctx context.Context, subject, loginSubject string,
 		m.Header[k] = v
 	}
 	ref := ""
+	hopSealed := len(extra[miap.HdrSealKey]) > 0
 	if c.Content != nil && (c.Content.ByReference(len(content)) || len(content)+len(ticket.Body)+headroom > int(c.NC.MaxPayload())) {
-		// Large: by reference through the object store, sealed (§10).
+		// Large: by reference through the object store, sealed (§10):
+		// content sealed to the next hop (§14) is ciphertext already and
+		// goes as it is; other content under the transfer's key.
 		ref = miap.ContentName(ticket.ID, int64(len(content)))
-		sealed, err := miap.SealContent(ticket.ID, ticket.CSHA, content)
-		if err != nil {
-			return nil, schemas.Errorf(schemas.CodeInternal, err, "seal content")
+		object := content
+		if !hopSealed {
+			var err error
+			if object, err = miap.SealContent(ticket.ID, ticket.CSHA, content); err != nil {
+				return nil, schemas.Errorf(schemas.CodeInternal, err, "seal content")
+			}
 		}
-		if err := c.Content.Put(ctx, ref, sealed); err != nil {
+		if err := c.Content.Put(ctx, ref, object); err != nil {
 			return nil, schemas.Errorf(schemas.CodeBusy, err, "content store")
 		}
 	}
 	m.Data = miap.AppendTransfer(m.Header, ticket, content, ref)
+	if ref != "" && hopSealed {
+		delete(m.Header, miap.HdrContentEnc) // the object is the hop's ciphertext (§10, §14)
+	}
 	if strict {
 		lm := nats.NewMsg(loginSubject)
 		ticket.PutHeader(lm.Header)
