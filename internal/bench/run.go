@@ -297,12 +297,14 @@ func (r *Result) matches(spec string) bool {
 
 // Report is the outcome of a run.
 type Report struct {
-	Machine  Machine      `json:"machine"`
-	Config   ReportConf   `json:"config"`
-	Started  time.Time    `json:"started"`
-	Results  []*Result    `json:"results"`
-	Targets  []Target     `json:"targets"`
-	Profiles []ProfileTop `json:"profiles,omitempty"`
+	Machine Machine    `json:"machine"`
+	Config  ReportConf `json:"config"`
+	Started time.Time  `json:"started"`
+	Results []*Result  `json:"results"`
+	Targets []Target   `json:"targets"`
+	// Targets19 are issue 19's targets.
+	Targets19 []Target     `json:"targets_19,omitempty"`
+	Profiles  []ProfileTop `json:"profiles,omitempty"`
 	// BrokerIdle is the broker side's background cost with no traffic
 	// (sweeper, heartbeats, keep-alives), measured before the cells.
 	BrokerIdle *Idle `json:"broker_idle,omitempty"`
@@ -321,7 +323,11 @@ type Idle struct {
 
 // ReportConf is the part of the configuration a reader needs.
 type ReportConf struct {
-	Args      []string  `json:"args"`
+	Args []string `json:"args"`
+	// Seal and Audit: the kit flow's sealing (PROTOCOL.md §14) and the
+	// brokers' audit trail (§15); empty in runs before them.
+	Seal      string    `json:"seal,omitempty"`
+	Audit     string    `json:"audit,omitempty"`
 	NATS      string    `json:"nats"`
 	Redis     string    `json:"redis"`
 	Sync      string    `json:"jetstream_sync"`
@@ -385,6 +391,7 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 			Sync: orDefault(cfg.Sync, "always"), Broker: "in the load generator's process", Trace: !cfg.NoTrace,
 			Warmup: cfg.Warmup.String(), Duration: cfg.Duration.String(), Bare: cfg.Bare, DataDir: f.dir, GoMaxProc: runtime.GOMAXPROCS(0), GCPercent: gcPercent()}}
 	rep.Config.Build = buildRevision()
+	rep.Config.Seal, rep.Config.Audit = string(orSeal(cfg.Seal)), map[bool]string{false: "on", true: "off"}[cfg.NoAudit]
 	if cfg.NATSURL != "" {
 		rep.Config.NATS = cfg.NATSURL
 	}
@@ -496,7 +503,7 @@ func Run(ctx context.Context, cfg Config, args []string) (*Report, error) {
 		fmt.Fprintf(cfg.Progress, "# accounting: %d messages delivered, %d records in %s (equal: %v, %.1f s after the last cell)\n",
 			a.Sent, a.Records, schemas.AccountingStream, a.Equal, a.Waited)
 	}
-	rep.Targets = Targets(rep.Results)
+	rep.Targets, rep.Targets19 = Targets(rep.Results), Targets19(rep.Results)
 	for _, p := range r.profiles {
 		if top, err := TopOfProfile(p.path, p.label, 25); err == nil {
 			rep.Profiles = append(rep.Profiles, *top)
@@ -980,4 +987,12 @@ func gcPercent() int {
 	p := debug.SetGCPercent(100)
 	debug.SetGCPercent(p)
 	return p
+}
+
+// orSeal is the seal mode a kit takes for m ("" is auto).
+func orSeal(m miap.SealMode) miap.SealMode {
+	if m == "" {
+		return miap.SealAuto
+	}
+	return m
 }
