@@ -143,14 +143,29 @@ func (b *Broker) planReroute(ctx context.Context, msgID string, t *txRecord, cod
 	tried := t.tried()
 	// the next medium as a first route would choose it, quiet hours
 	// included (hold.go): a quiet one waits, or gives way to one that is
-	// not (quiet: next)
-	dec, h, err := b.decide(ctx, &cur.IMI, cur.Sender, tried, now)
-	if err != nil {
-		if miap.CodeOf(err) == schemas.CodeStoreUnavailable {
-			return nil, err
+	// not (quiet: next). Sealed content goes only to a route whose every
+	// hop announces an encryption key (PROTOCOL.md §14.1): the originator
+	// cannot seal to the others, and its IMI binds the sealed bytes, so a
+	// medium without keys is passed over like one without a live gateway.
+	var dec *decision
+	var h *hold
+	for {
+		dec, h, err = b.decide(ctx, &cur.IMI, cur.Sender, tried, now)
+		if err != nil {
+			if miap.CodeOf(err) == schemas.CodeStoreUnavailable {
+				return nil, err
+			}
+			b.log.Info().Str("msg_id", msgID).Err(err).Msg("fallback: no medium left with a live gateway")
+			return nil, nil
 		}
-		b.log.Info().Str("msg_id", msgID).Err(err).Msg("fallback: no medium left with a live gateway")
-		return nil, nil
+		probe := schemas.RoutedIMI{IMI: cur.IMI, Dest: dec.dest, Conversions: dec.steps}
+		missing := b.sealKeys(&probe, now.UnixMilli())
+		if len(missing) == 0 || tried[dec.dest.Medium] {
+			break
+		}
+		b.log.Info().Str("msg_id", msgID).Str("medium", dec.dest.Medium).Strs("hops", missing).
+			Msg("fallback: sealed content, and this medium's hops announce no encryption key: the next one")
+		tried[dec.dest.Medium] = true
 	}
 	if dec.recipient == nil || dec.recipient.ID != p.ID || tried[dec.dest.Medium] {
 		return nil, nil

@@ -569,3 +569,47 @@ func TestFallbackLargeContent(t *testing.T) {
 		return err != nil
 	})
 }
+
+// Sealed content (PROTOCOL.md §14.1) falls back only to a medium whose
+// hops announce an encryption key: bob prefers e-mail, the web, then SMS;
+// the web gateway runs without sealing (no key), so when e-mail refuses
+// the message the brokers pass the web over and route it to SMS at once,
+// instead of a web attempt the originator cannot seal to and that would
+// end only at its deadline.
+func TestFallbackPassesOverAMediumWithoutKeys(t *testing.T) {
+	f := fabrictest.New(t)
+	f.StartBroker(fallbackCfg)
+	bob := &schemas.Profile{ID: "bob", Addresses: map[string]string{"email": "bob@example.test", "web": "bob", "sms": "+15550100"},
+		Prefer: []string{"email", "web", "sms"}}
+	f.PutProfiles(&schemas.Profile{ID: "alice", Addresses: map[string]string{"test": "alice"}}, bob)
+	x := &fallbackFabric{t: t, f: f, og: fabrictest.NewInbox()}
+	x.ogKit, x.ogRun = f.StartKit(x.og, kit.Config{Gateway: "test", Medium: "test", TransferTimeout: time.Second})
+	email, web, sms := permanent(schemas.CodeUnknownRecipient, "550 5.1.1 no such mailbox"), fabrictest.NewInbox(), fabrictest.NewInbox()
+	f.StartKit(email, kit.Config{Gateway: "email", Medium: "email"})
+	f.StartKit(web, kit.Config{Gateway: "web", Medium: "web", Seal: miap.SealOff})
+	f.StartKit(sms, kit.Config{Gateway: "sms", Medium: "sms"})
+	time.Sleep(1500 * time.Millisecond) // every gateway's announcement heard (they announce every second)
+	start := time.Now()
+	msgID, _, err := x.send("sealed")
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	st := x.final(msgID)
+	if st.State != schemas.StatusDelivered || st.Dest.Medium != "sms" || st.Attempt != 2 {
+		t.Fatalf("state %s on %+v attempt %d; history %+v", st.State, st.Dest, st.Attempt, st.History)
+	}
+	if d := sms.Get(msgID); d == nil || string(d.Content) != "sealed" || d.Routed.IMI.Content.Sealed == "" {
+		t.Fatalf("sms delivery %+v", d)
+	}
+	if web.Get(msgID) != nil {
+		t.Fatal("the web, which has no encryption key, got the sealed message")
+	}
+	for _, e := range entries(st, schemas.StatusRerouted) {
+		if e.Medium == "web" {
+			t.Fatalf("rerouted to the web: %+v", st.History)
+		}
+	}
+	if took := time.Since(start); took > fallbackCfg.Deadline {
+		t.Errorf("took %v: the message waited for a deadline (%v)", took, fallbackCfg.Deadline)
+	}
+}
