@@ -243,6 +243,13 @@ func (p *Publisher) publish(recs [][]byte, closing bool) {
 // there was when it started, and hands every message to fn in stream
 // order.
 func Read(ctx context.Context, js jetstream.JetStream, since time.Time, fn func(Msg)) error {
+	return ReadRange(ctx, js, since, time.Time{}, fn)
+}
+
+// ReadRange is Read that stops at the first message stored after until
+// (not zero): what one message's timeline needs, without reading the
+// stream to its end.
+func ReadRange(ctx context.Context, js jetstream.JetStream, since, until time.Time, fn func(Msg)) error {
 	s, err := js.Stream(ctx, schemas.AuditStream)
 	if err != nil {
 		return fmt.Errorf("audit: stream: %w", err)
@@ -276,6 +283,9 @@ func Read(ctx context.Context, js jetstream.JetStream, since time.Time, fn func(
 			if err != nil {
 				return fmt.Errorf("audit: metadata: %w", err)
 			}
+			if !until.IsZero() && md.Timestamp.After(until) {
+				return nil
+			}
 			fn(Msg{Seq: md.Sequence.Stream, Data: m.Data(), Sig: m.Headers().Get(schemas.HdrAuditSig)})
 			if md.Sequence.Stream >= last || md.NumPending == 0 {
 				return nil
@@ -299,6 +309,18 @@ func Verify(ctx context.Context, js jetstream.JetStream, v *Verifier, since time
 		v.Partial = true
 	}
 	if err := Read(ctx, js, since, v.Add); err != nil {
+		return nil, err
+	}
+	return v.Finish(), nil
+}
+
+// VerifyRange is Verify of the batches stored from since to until (see
+// ReadRange); v should be limited to the transactions of that span (Only).
+func VerifyRange(ctx context.Context, js jetstream.JetStream, v *Verifier, since, until time.Time) (*Report, error) {
+	if !since.IsZero() {
+		v.Partial = true
+	}
+	if err := ReadRange(ctx, js, since, until, v.Add); err != nil {
 		return nil, err
 	}
 	return v.Finish(), nil

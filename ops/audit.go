@@ -26,16 +26,22 @@ const auditLookback = time.Minute
 
 // auditOf verifies the audit chain of one message: the stream's batches
 // from a minute before the message's first step (first, Unix ms; 0: the
-// whole stream), checked with the brokers' public keys.
-func (s *Server) auditOf(ctx context.Context, msgID string, first int64) *AuditState {
-	var since time.Time
+// whole stream) to a minute after its last (last, for a message in a
+// final state; 0: to the stream's end), checked with the brokers' public
+// keys. Bounding both ends keeps an old message's timeline from reading
+// every batch stored since.
+func (s *Server) auditOf(ctx context.Context, msgID string, first, last int64) *AuditState {
+	var since, until time.Time
 	if first > 0 {
 		since = time.UnixMilli(first).Add(-auditLookback)
+	}
+	if last > 0 {
+		until = time.UnixMilli(last).Add(auditLookback)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	v := &audit.Verifier{Keys: s.cfg.AuditKeys, Only: msgID, ChainStart: true, Now: s.obs.cfg.Now(), Slack: 5 * time.Minute}
-	rep, err := audit.Verify(ctx, s.js, v, since)
+	rep, err := audit.VerifyRange(ctx, s.js, v, since, until)
 	if err != nil {
 		s.log.Warn().Err(err).Str("msg_id", msgID).Msg("audit stream")
 		return &AuditState{State: "unavailable", Summary: "unavailable: " + err.Error()}

@@ -222,7 +222,13 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		if s.js != nil {
-			tl.Audit = s.auditOf(r.Context(), tl.MsgID, tl.First)
+			var last int64
+			if schemas.Terminal(tl.State) {
+				// read to a minute past its last step (a later read
+				// receipt is a step of the timeline too)
+				last = tl.Last
+			}
+			tl.Audit = s.auditOf(r.Context(), tl.MsgID, tl.First, last)
 		}
 		writeJSON(w, http.StatusOK, tl)
 	}))
