@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/uims/uims/schemas"
 )
 
 // Record kinds (PROTOCOL.md §15.1).
@@ -151,7 +153,7 @@ func ParseRecord(line []byte) (*Record, error) {
 	if r.N < 1 {
 		return nil, fmt.Errorf("%w: record: n %d", ErrFormat, r.N)
 	}
-	if (r.N == 1) != (r.Prev == "") || (r.Prev != "" && !isHex64(r.Prev)) {
+	if (r.N == 1) != (r.Prev == "") || (r.Prev != "" && !schemas.LowerHex(r.Prev, 64)) {
 		return nil, fmt.Errorf("%w: record %d: prev %q", ErrFormat, r.N, r.Prev)
 	}
 	if len(r.B) == 0 || r.B[0] != '{' {
@@ -165,19 +167,6 @@ func ParseRecord(line []byte) (*Record, error) {
 	}
 	r.Hash = Hash(r.B)
 	return &r, nil
-}
-
-func isHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // BatchHeader is the first line of a batch.

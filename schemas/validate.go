@@ -7,21 +7,15 @@ import (
 )
 
 // ValidMsgID reports whether s is a message id: 32 lowercase hex digits.
-func ValidMsgID(s string) bool {
-	if len(s) != 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+func ValidMsgID(s string) bool { return LowerHex(s, 32) }
 
-func validSHA(s string) bool {
-	if len(s) != 64 {
+// validSHA reports whether s is a SHA-256 in lowercase hex.
+func validSHA(s string) bool { return LowerHex(s, 64) }
+
+// LowerHex reports whether s is n lowercase hex digits (a message id, a
+// SHA-256 in hex).
+func LowerHex(s string, n int) bool {
+	if len(s) != n {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
