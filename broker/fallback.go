@@ -147,25 +147,16 @@ func (b *Broker) planReroute(ctx context.Context, msgID string, t *txRecord, cod
 	// hop announces an encryption key (PROTOCOL.md §14.1): the originator
 	// cannot seal to the others, and its IMI binds the sealed bytes, so a
 	// medium without keys is passed over like one without a live gateway.
-	var dec *decision
-	var h *hold
-	for {
-		dec, h, err = b.decide(ctx, &cur.IMI, cur.Sender, tried, now)
-		if err != nil {
-			if miap.CodeOf(err) == schemas.CodeStoreUnavailable {
-				return nil, err
-			}
-			b.log.Info().Str("msg_id", msgID).Err(err).Msg("fallback: no medium left with a live gateway")
-			return nil, nil
+	dec, h, passed, err := b.decideSealable(ctx, &cur.IMI, cur.Sender, tried, now)
+	if len(passed) > 0 {
+		b.log.Info().Str("msg_id", msgID).Strs("media", passed).Msg("fallback: sealed content, passed over media whose hops announce no encryption key")
+	}
+	if err != nil {
+		if miap.CodeOf(err) == schemas.CodeStoreUnavailable {
+			return nil, err
 		}
-		probe := schemas.RoutedIMI{IMI: cur.IMI, Dest: dec.dest, Conversions: dec.steps}
-		missing := b.sealKeys(&probe, now.UnixMilli())
-		if len(missing) == 0 || tried[dec.dest.Medium] {
-			break
-		}
-		b.log.Info().Str("msg_id", msgID).Str("medium", dec.dest.Medium).Strs("hops", missing).
-			Msg("fallback: sealed content, and this medium's hops announce no encryption key: the next one")
-		tried[dec.dest.Medium] = true
+		b.log.Info().Str("msg_id", msgID).Err(err).Msg("fallback: no medium left with a live gateway")
+		return nil, nil
 	}
 	if dec.recipient == nil || dec.recipient.ID != p.ID || tried[dec.dest.Medium] {
 		return nil, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	_ "time/tzdata" // profiles name IANA zones; a host without zoneinfo still reads them
@@ -299,7 +300,10 @@ func (b *Broker) release(ctx context.Context, msgID string, now time.Time) {
 	for _, a := range t.Attempts {
 		skip[a.Medium] = true
 	}
-	dec, h, err := b.decide(ctx, &cur.IMI, cur.Sender, skip, now)
+	dec, h, passed, err := b.decideSealable(ctx, &cur.IMI, cur.Sender, skip, now)
+	if len(passed) > 0 {
+		log.Info().Strs("media", passed).Msg("release: sealed content, passed over media whose hops announce no encryption key")
+	}
 	if err != nil {
 		code := miap.CodeOf(err)
 		if code.Retryable() {
@@ -311,7 +315,11 @@ func (b *Broker) release(ctx context.Context, msgID string, now time.Time) {
 				return
 			}
 		}
-		b.endHold(ctx, "", msgID, code, "not routable when its hold ended: "+reasonOf(err), now)
+		reason := "not routable when its hold ended: " + reasonOf(err)
+		if len(passed) > 0 {
+			reason += " (passed over, no encryption keys for sealed content: " + strings.Join(passed, ", ") + ")"
+		}
+		b.endHold(ctx, "", msgID, code, reason, now)
 		return
 	}
 	if h != nil {

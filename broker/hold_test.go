@@ -423,3 +423,47 @@ func TestReleaseWaitsForTheOriginator(t *testing.T) {
 		t.Fatalf("history %+v: failed while its originator was away", got.History)
 	}
 }
+
+// A scheduled message, sealed (PROTOCOL.md §14), is released to a route
+// whose hops announce encryption keys: bob prefers the web, whose gateway
+// was down when the message was held (so it was held for SMS) and comes
+// back without a key before the release. The release passes the web over
+// and sends the message by SMS, rather than giving the originator a route
+// it cannot seal to.
+func TestReleasePassesOverAMediumWithoutKeys(t *testing.T) {
+	x := &holdFabric{t: t, f: fabrictest.New(t), clock: fabrictest.NewClock(time.Now()), og: fabrictest.NewInbox(),
+		sms: fabrictest.NewInbox(), web: fabrictest.NewInbox()}
+	x.cfg = fallbackCfg
+	x.cfg.Now = x.clock.Now
+	_, x.stopB = x.f.StartBroker(x.cfg)
+	x.f.PutProfiles(&schemas.Profile{ID: "alice", Addresses: map[string]string{"test": "alice"}},
+		&schemas.Profile{ID: "bob", Addresses: map[string]string{"sms": "+15550100", "web": "bob"}, Prefer: []string{"web", "sms"}})
+	x.startOG()
+	x.f.StartKit(x.sms, kit.Config{Gateway: "sms", Medium: "sms", Now: x.clock.Now})
+	s := submission("sealed and scheduled")
+	at := x.clock.Now().Add(4 * time.Second).Truncate(time.Millisecond)
+	s.SendAt = at.UnixMilli()
+	res, err := x.send(s)
+	if err != nil || res.Status != schemas.StatusHeld {
+		t.Fatalf("send: %+v %v, want held", res, err)
+	}
+	x.f.StartKit(x.web, kit.Config{Gateway: "web", Medium: "web", Now: x.clock.Now, Seal: miap.SealOff})
+	x.delivered(x.sms, s.MsgID)
+	if d := x.sms.Get(s.MsgID); string(d.Content) != "sealed and scheduled" || d.Routed.IMI.Content.Sealed == "" {
+		t.Fatalf("sms delivery %+v", d)
+	}
+	if x.web.Get(s.MsgID) != nil {
+		t.Fatal("the web, which has no encryption key, got the sealed message")
+	}
+	// released straight to SMS: no attempt on the web that could only
+	// have ended at its deadline
+	st := x.status(s.MsgID)
+	for _, e := range st.History {
+		if e.Medium == "web" || strings.Contains(e.Reason, "web") {
+			t.Fatalf("an attempt on the web: %+v", st.History)
+		}
+	}
+	if st.Attempt > 1 {
+		t.Fatalf("attempt %d; history %+v", st.Attempt, st.History)
+	}
+}

@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"context"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/uims/uims/schemas"
 )
@@ -47,6 +49,26 @@ func (b *Broker) sealKeys(routed *schemas.RoutedIMI, now int64) (missing []strin
 	}
 	sort.Strings(missing)
 	return missing
+}
+
+// decideSealable is decide for content that may be sealed (§14.1): a
+// medium whose route has a hop announcing no encryption key is passed over,
+// like one without a live gateway, since the originator cannot seal to it
+// and the IMI binds the sealed bytes. passed names the media passed over;
+// skip gets them too.
+func (b *Broker) decideSealable(ctx context.Context, imi *schemas.IMI, sender string, skip map[string]bool, now time.Time) (dec *decision, h *hold, passed []string, err error) {
+	for {
+		dec, h, err = b.decide(ctx, imi, sender, skip, now)
+		if err != nil || imi.Content.Sealed == "" || skip[dec.dest.Medium] {
+			return dec, h, passed, err
+		}
+		probe := schemas.RoutedIMI{IMI: *imi, Dest: dec.dest, Conversions: dec.steps}
+		if len(b.sealKeys(&probe, now.UnixMilli())) == 0 {
+			return dec, h, passed, nil
+		}
+		passed = append(passed, dec.dest.Medium)
+		skip[dec.dest.Medium] = true
+	}
 }
 
 // sealRefusal is the answer to sealed content whose route has hops
