@@ -128,7 +128,7 @@ func (b *Broker) startAccountingCommit(ctx context.Context) error {
 		return nil
 	}
 	w, err := groupcommit.New(ctx, b.nc, b.js, groupcommit.Config{Journal: acctJournal, Subject: acctJournalSubject,
-		Streams: []string{schemas.AccountingStream}, Log: b.log})
+		Streams: []string{schemas.AccountingStream}, Prefixes: []string{"uims.accounting."}, Log: b.log})
 	if err != nil {
 		return err
 	}

@@ -590,8 +590,7 @@ func TestFallbackPassesOverAMediumWithoutKeys(t *testing.T) {
 	f.StartKit(email, kit.Config{Gateway: "email", Medium: "email"})
 	f.StartKit(web, kit.Config{Gateway: "web", Medium: "web", Seal: miap.SealOff})
 	f.StartKit(sms, kit.Config{Gateway: "sms", Medium: "sms"})
-	time.Sleep(1500 * time.Millisecond) // every gateway's announcement heard (they announce every second)
-	start := time.Now()
+	time.Sleep(2 * time.Second) // every gateway's announcement heard (they announce every second)
 	msgID, _, err := x.send("sealed")
 	if err != nil {
 		t.Fatalf("Send: %v", err)
@@ -606,12 +605,10 @@ func TestFallbackPassesOverAMediumWithoutKeys(t *testing.T) {
 	if web.Get(msgID) != nil {
 		t.Fatal("the web, which has no encryption key, got the sealed message")
 	}
-	for _, e := range entries(st, schemas.StatusRerouted) {
-		if e.Medium == "web" {
-			t.Fatalf("rerouted to the web: %+v", st.History)
+	// no attempt on the web, which could only have ended at its deadline
+	for _, e := range st.History {
+		if e.Medium == "web" || strings.Contains(e.Reason, "web") {
+			t.Fatalf("an attempt on the web: %+v", st.History)
 		}
-	}
-	if took := time.Since(start); took > fallbackCfg.Deadline {
-		t.Errorf("took %v: the message waited for a deadline (%v)", took, fallbackCfg.Deadline)
 	}
 }

@@ -111,8 +111,11 @@ func (x *xkey) sharedKey(peer string) (*[32]byte, error) {
 	}
 	k := new([32]byte)
 	box.Precompute(k, (*[32]byte)(raw), &x.priv)
-	if x.nshared.Add(1) <= maxShared {
-		x.shared.Store(peer, k)
+	if x.nshared.Load() < maxShared {
+		if v, loaded := x.shared.LoadOrStore(peer, k); loaded {
+			return v.(*[32]byte), nil
+		}
+		x.nshared.Add(1)
 	}
 	return k, nil
 }

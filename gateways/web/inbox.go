@@ -171,6 +171,7 @@ func (in *inbox) startGroupCommit(ctx context.Context) error {
 	gc, err := groupcommit.New(ctx, in.nc, in.js, groupcommit.Config{
 		Journal: JournalStream, Subject: JournalSubject, Streams: names,
 		StreamOf: func(subject string) string { return InboxStreamName(shardOf(subject)) },
+		Prefixes: []string{"uims.inbox.", "uims.read."},
 		Log:      in.log,
 	})
 	if err != nil {

@@ -209,6 +209,7 @@ func ensureSFInbox(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, e
 		names = append(names, shardName(sfInboxStream, i))
 	}
 	return groupcommit.New(ctx, nc, js, groupcommit.Config{Journal: sfJournalStream, Subject: sfJournalSubject, Streams: names,
+		Prefixes: []string{sfInboxSubject},
 		StreamOf: func(subject string) string {
 			k, _, _ := strings.Cut(strings.TrimPrefix(subject, sfInboxSubject), ".")
 			return sfInboxStream + "_" + k

@@ -31,6 +31,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,6 +73,11 @@ type Config struct {
 	// at-least-once, such as accounting records).
 	Streams  []string
 	StreamOf func(subject string) string
+	// Prefixes are the subjects recovery may write back (a record of
+	// another subject is skipped and logged): the journal is only as
+	// trustworthy as whoever may publish to it, and recovery publishes
+	// with the writer's own permissions.
+	Prefixes []string
 	// MaxBytes is the largest journal record (default: the connection's
 	// max_payload less 4 KiB); a larger message is refused.
 	MaxBytes int
@@ -388,6 +395,10 @@ func (w *Writer) Recover(ctx context.Context) error {
 		}
 		for _, e := range entries {
 			checked++
+			if !w.restorable(e.Subject) {
+				w.cfg.Log.Warn().Str("subject", e.Subject).Uint64("seq", md.Sequence.Stream).Msg("groupcommit: journal entry for a subject this writer does not write, skipped")
+				continue
+			}
 			if w.cfg.StreamOf == nil {
 				m := nats.NewMsg(e.Subject)
 				m.Data = e.Data
@@ -437,6 +448,22 @@ func (w *Writer) Recover(ctx context.Context) error {
 			Msg("groupcommit: restored messages the target streams had lost")
 	}
 	return nil
+}
+
+// restorable reports whether recovery may write subject back: under one
+// of Prefixes, and, with StreamOf, in one of the target streams.
+func (w *Writer) restorable(subject string) bool {
+	ok := false
+	for _, p := range w.cfg.Prefixes {
+		if strings.HasPrefix(subject, p) {
+			ok = true
+			break
+		}
+	}
+	if !ok || w.cfg.StreamOf == nil {
+		return ok
+	}
+	return slices.Contains(w.cfg.Streams, w.cfg.StreamOf(subject))
 }
 
 // holds reports whether the target stream of subject holds a message on

@@ -37,7 +37,7 @@ func fixture(t *testing.T, ns interface{ ClientURL() string }) (*nats.Conn, jets
 		t.Fatal(err)
 	}
 	return nc, js, Config{Journal: "T_JOURNAL", Subject: "t-journal", Streams: []string{target},
-		StreamOf: func(string) string { return target }, Log: zerolog.Nop()}
+		StreamOf: func(string) string { return target }, Prefixes: []string{"t."}, Log: zerolog.Nop()}
 }
 
 func newWriter(t *testing.T, nc *nats.Conn, js jetstream.JetStream, cfg Config) *Writer {
@@ -312,7 +312,7 @@ func TestRecoverAtLeastOnceWithoutStreamOf(t *testing.T) {
 		Storage: jetstream.FileStorage, PersistMode: jetstream.AsyncPersistMode, Duplicates: 500 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Streams, cfg.StreamOf = []string{"T_SHARED"}, nil
+	cfg.Streams, cfg.StreamOf, cfg.Prefixes = []string{"T_SHARED"}, nil, []string{"s."}
 	w := newWriter(t, nc, js, cfg)
 	for i := range 5 {
 		if _, err := w.Publish(ctx, "s.web.web", []byte(fmt.Sprint(i)), fmt.Sprint("r", i)); err != nil {
@@ -339,5 +339,30 @@ func TestRecoverAtLeastOnceWithoutStreamOf(t *testing.T) {
 		if seen[fmt.Sprint("r", i)] < 1 {
 			t.Fatalf("record r%d missing after recovery: %v", i, seen)
 		}
+	}
+}
+
+// Recovery writes back only subjects the writer writes: an entry for any
+// other subject in the journal (from whoever could publish there) is
+// skipped, and the rest of the record is restored.
+func TestRecoverSkipsForeignSubjects(t *testing.T) {
+	ns := natstest.Run(t)
+	nc, js, cfg := fixture(t, ns)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T_OTHER", Subjects: []string{"u.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	newWriter(t, nc, js, cfg).Close() // the journal stream
+	rec := appendEntry(appendEntry(nil, "u.evil", "e1", []byte("injected")), "t.kept", "k1", []byte("kept"))
+	if _, err := js.Publish(ctx, cfg.Subject, rec); err != nil {
+		t.Fatal(err)
+	}
+	newWriter(t, nc, js, cfg)
+	if got := subjects(t, js); got["t.kept"] != 1 {
+		t.Fatalf("the writer's own entry not restored: %v", got)
+	}
+	other, _ := js.Stream(ctx, "T_OTHER")
+	if info, _ := other.Info(ctx); info.State.Msgs != 0 {
+		t.Fatalf("recovery wrote %d messages on a subject the writer does not write", info.State.Msgs)
 	}
 }

@@ -222,6 +222,22 @@ func TestPermissionMatrix(t *testing.T) {
 		{web, op{"pub", "$JS.API.DIRECT.GET.UIMS_ACCOUNTING.uims.accounting.web.web"}, false},
 		{bot, op{"pub", "uims.accounting.mybot.web"}, false},
 		{proc, op{"pub", "uims.accounting.web.fax"}, false},
+		// the group-commit journals (internal/groupcommit): recovery writes
+		// their records back, so only the stream's own writers may add to
+		// them, and only they read them
+		{brk, op{"pub", "uims.journal.accounting"}, true},
+		{brk, op{"pub", "$JS.API.STREAM.CREATE.UIMS_ACCOUNTING_JOURNAL"}, true},
+		{brk, op{"pub", "uims.journal.inbox"}, false},
+		{web, op{"pub", "uims.journal.accounting"}, false},
+		{web, op{"sub", "uims.journal.>"}, false},
+		{web, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_ACCOUNTING_JOURNAL.x"}, false},
+		{web, op{"pub", "uims.journal.inbox"}, true},
+		{web, op{"pub", "$JS.API.STREAM.CREATE.UIMS_INBOX_JOURNAL"}, true},
+		{email, op{"pub", "uims.journal.inbox"}, false},
+		{email, op{"pub", "$JS.API.DIRECT.GET.UIMS_INBOX_JOURNAL"}, false},
+		{email, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_INBOX_JOURNAL.x"}, false},
+		{bot, op{"pub", "uims.journal.inbox"}, false},
+		{proc, op{"pub", "uims.journal.accounting"}, false},
 		{cli, op{"pub", "uims.accounting.cli.web"}, false},
 		{observer, op{"sub", "uims.accounting.>"}, true},
 		{observer, op{"pub", "$JS.API.CONSUMER.CREATE.UIMS_ACCOUNTING.o1"}, true},
