@@ -50,8 +50,6 @@ const (
 	// default sync_interval (2 min) with room to spare: a record is needed
 	// until its messages' target stream has synced them.
 	DefaultMaxAge = 5 * time.Minute
-	// DefaultJournalBytes bounds the journal's size on disk.
-	DefaultJournalBytes = 1 << 30
 	// DefaultWindow is how far before a target stream's last message
 	// recovery starts reading the journal: more than the time a write may
 	// take (its journal record and its message are written side by side).
@@ -81,8 +79,12 @@ type Config struct {
 	// MaxBytes is the largest journal record (default: the connection's
 	// max_payload less 4 KiB); a larger message is refused.
 	MaxBytes int
-	// MaxAge and JournalBytes bound the journal (DefaultMaxAge,
-	// DefaultJournalBytes).
+	// MaxAge bounds the journal (DefaultMaxAge); JournalBytes too when
+	// set. It is not set by default: JetStream reserves a file stream's
+	// MaxBytes from the server's storage when the stream is created (a
+	// 1 GiB journal failed "insufficient storage" on a small disk), and a
+	// journal that dropped records by size before the target streams
+	// synced them would lose what it is there to keep.
 	MaxAge       time.Duration
 	JournalBytes int64
 	// Window is DefaultWindow when 0.
@@ -137,16 +139,13 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config)
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = DefaultMaxAge
 	}
-	if cfg.JournalBytes <= 0 {
-		cfg.JournalBytes = DefaultJournalBytes
-	}
 	if cfg.Window <= 0 {
 		cfg.Window = DefaultWindow
 	}
 	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: cfg.Journal, Description: "group-commit journal of " + fmt.Sprint(cfg.Streams) + " (internal/groupcommit)",
 		Subjects: []string{cfg.Subject}, Storage: jetstream.FileStorage,
-		MaxAge: cfg.MaxAge, MaxBytes: cfg.JournalBytes, Discard: jetstream.DiscardOld,
+		MaxAge: cfg.MaxAge, MaxBytes: journalBytes(cfg.JournalBytes), Discard: jetstream.DiscardOld,
 		MaxMsgSize: int32(cfg.MaxBytes + 4096),
 	})
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
@@ -160,6 +159,15 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config)
 	}
 	go w.run()
 	return w, nil
+}
+
+// journalBytes is the journal's MaxBytes: n, or -1 (no limit) when n is
+// not positive.
+func journalBytes(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 // Close stops the committer after the writes queued so far.
