@@ -56,6 +56,10 @@ const (
 	DefaultWindow = 10 * time.Second
 	// writeTimeout bounds one batch's writes.
 	writeTimeout = 5 * time.Second
+	// recoverWait bounds the wait for each journal record during
+	// recovery, and recoverResets the times its consumer is recreated.
+	recoverWait   = 5 * time.Second
+	recoverResets = 3
 )
 
 // Config configures a Writer.
@@ -103,6 +107,10 @@ type Writer struct {
 	stop  chan struct{}
 	done  chan struct{}
 	once  sync.Once
+	// halt cancels a recovery in progress at Close (a server that stays
+	// away must not hold Close for as long as recovery would wait).
+	halt       context.Context
+	cancelHalt context.CancelFunc
 
 	// reconnects is the connection's reconnect count at the last
 	// recovery (committer goroutine only).
@@ -153,6 +161,7 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config)
 	}
 	w := &Writer{nc: nc, js: js, cfg: cfg, queue: make(chan *write, 4096),
 		stop: make(chan struct{}), done: make(chan struct{})}
+	w.halt, w.cancelHalt = context.WithCancel(context.Background())
 	w.reconnects = nc.Stats().Reconnects
 	if err := w.Recover(ctx); err != nil {
 		return nil, err
@@ -170,9 +179,12 @@ func journalBytes(n int64) int64 {
 	return n
 }
 
-// Close stops the committer after the writes queued so far.
+// Close stops the committer: the batch being written is finished (its
+// writes are bounded by a timeout), a recovery in progress is abandoned
+// (the next start recovers), and what is still queued fails with
+// ErrClosed.
 func (w *Writer) Close() {
-	w.once.Do(func() { close(w.stop) })
+	w.once.Do(func() { close(w.stop); w.cancelHalt() })
 	<-w.done
 }
 
@@ -272,7 +284,7 @@ func (w *Writer) commit(batch []*write) {
 	if rc := w.nc.Stats().Reconnects; rc != w.reconnects {
 		// The server may have restarted and lost the unsynced tail of
 		// the target streams: put it back before writing more after it.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(w.halt, time.Minute)
 		if err := w.Recover(ctx); err != nil {
 			w.cfg.Log.Error().Err(err).Msg("groupcommit: recovery after reconnecting failed; will try again")
 		} else {
@@ -376,7 +388,10 @@ func (w *Writer) Recover(ctx context.Context) error {
 	if jinfo.State.Msgs == 0 || jinfo.State.LastTime.Before(from) {
 		return nil
 	}
-	occ := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	// One ordered consumer for the whole read, with few resets: its
+	// default is to recreate itself without end while the server is away,
+	// and ctx bounds each wait.
+	occ := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: recoverResets}
 	if !from.IsZero() {
 		occ.DeliverPolicy, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &from
 	}
@@ -384,11 +399,18 @@ func (w *Writer) Recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("groupcommit: read journal: %w", err)
 	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("groupcommit: read journal: %w", err)
+	}
+	defer it.Stop()
 	last := jinfo.State.LastSeq
 	var checked, restored int
 	streams := map[string]jetstream.Stream{}
 	for {
-		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		nctx, cancel := context.WithTimeout(ctx, recoverWait)
+		m, err := it.Next(jetstream.NextContext(nctx))
+		cancel()
 		if err != nil {
 			return fmt.Errorf("groupcommit: read journal: %w", err)
 		}

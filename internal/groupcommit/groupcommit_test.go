@@ -234,6 +234,56 @@ func TestRecoverAfterReconnect(t *testing.T) {
 	}
 }
 
+// A server that restarts and then stays away leaves the next write
+// recovering until it gives up; Close abandons that recovery and returns,
+// and the write fails instead of hanging (a broker stopping after its
+// server died once waited on Close for good: the journal's ordered
+// consumer recreated itself without end).
+func TestCloseAbandonsRecovery(t *testing.T) {
+	dir := t.TempDir()
+	ns := natstest.RunDir(t, dir)
+	nc, js, cfg := fixture(t, ns)
+	w, err := New(context.Background(), nc, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishAll(t, w, 5, "c")
+	ns = natstest.Restart(t, ns, dir, 100*time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for nc.Stats().Reconnects == 0 || !nc.IsConnected() {
+		if time.Now().After(deadline) {
+			t.Fatal("no reconnection")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ns.Shutdown()
+	ns.WaitForShutdown()
+
+	published := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err := w.Publish(ctx, "t.lost", []byte("x"), "lost")
+		published <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the committer is recovering now
+	closed := make(chan struct{})
+	go func() { w.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close still waiting on a recovery against a server that is gone")
+	}
+	select {
+	case err := <-published:
+		if err == nil {
+			t.Fatal("a write was reported stored with the server gone")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the write was not answered after Close")
+	}
+}
+
 // A write whose journal record cannot be stored fails: it is not
 // reported stored when it is not durably stored.
 func TestJournalFailureFailsTheWrite(t *testing.T) {
