@@ -59,6 +59,9 @@ func New(t testing.TB) *Fabric {
 	dir := t.TempDir()
 	f := &Fabric{T: t, NATS: natstest.RunDir(t, dir), natsDir: dir, Redis: srv, RDB: rdb, Keys: &miap.KeyFile{MIAP: 1},
 		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
+	// registered before any component: runs after they all stopped, on
+	// the server RestartNATS may have put in the first one's place
+	t.Cleanup(func() { f.NATS.Shutdown(); f.NATS.WaitForShutdown() })
 	f.AddParty(miap.BrokerParty, miap.Grant{})
 	for _, p := range Parties {
 		f.AddParty(p, Grants[p])
@@ -79,10 +82,12 @@ func (f *Fabric) AddParty(party string, g miap.Grant) {
 }
 
 // RestartNATS takes the NATS server down for down and brings it back on
-// the same address and data: a NATS outage for every component.
+// the same address and data: a NATS outage for every component. The
+// server it brings back is shut down after the components stop, as the
+// first one would have been.
 func (f *Fabric) RestartNATS(down time.Duration) {
 	f.T.Helper()
-	f.NATS = natstest.Restart(f.T, f.NATS, f.natsDir, down)
+	f.NATS = natstest.RestartKept(f.T, f.NATS, f.natsDir, down)
 }
 
 // Conn returns a new NATS connection.

@@ -31,15 +31,36 @@ func RunDir(t testing.TB, dir string) *server.Server {
 
 // Restart shuts ns down, waits down, and starts a server on the same
 // address and JetStream folder dir: what its clients see of a NATS outage.
-// Their connections reconnect by themselves.
+// Their connections reconnect by themselves. The new server is shut down
+// when the test ends.
 func Restart(t testing.TB, ns *server.Server, dir string, down time.Duration) *server.Server {
+	t.Helper()
+	ns2 := RestartKept(t, ns, dir, down)
+	t.Cleanup(func() { ns2.Shutdown(); ns2.WaitForShutdown() })
+	return ns2
+}
+
+// RestartKept is Restart for a caller that shuts the new server down
+// itself: a test's clean-ups run last registered first, so a server that
+// Restart brought back is shut down before the components the test
+// started earlier stop, which then stop against a server that is gone.
+func RestartKept(t testing.TB, ns *server.Server, dir string, down time.Duration) *server.Server {
 	t.Helper()
 	port := ns.Addr().(*net.TCPAddr).Port
 	ns.Shutdown()
 	ns.WaitForShutdown()
 	time.Sleep(down)
-	return start(t, &server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true,
+	ns2, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true,
 		JetStream: true, StoreDir: dir, MaxPayload: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns2.Start()
+	if !ns2.ReadyForConnections(10 * time.Second) {
+		ns2.Shutdown()
+		t.Fatal("natstest: server not ready after the restart")
+	}
+	return ns2
 }
 
 // start starts a server with opts and waits until it is ready; it is shut
