@@ -60,7 +60,7 @@ func startScene(t *testing.T) *scene {
 	srv, err := ops.New(ops.Config{Addr: "127.0.0.1:0", Token: opsToken,
 		Observer: ops.ObserverConfig{Poll: 250 * time.Millisecond, Query: func(ctx context.Context, id string) (*schemas.TxStatus, error) {
 			return s.sender.Query(ctx, id)
-		}}}, f.Conn("ops"), f.Log)
+		}}, AuditKeys: f.Keyring(miap.BrokerParty).AuditPublicKeys()}, f.Conn("ops"), f.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,5 +376,23 @@ func TestBrowserFallbackTimeline(t *testing.T) {
 		t.Errorf("attempts list %q", list)
 	}
 	p.WaitJS("the list's attempts", fmt.Sprintf(`(document.querySelector('#txs tr[data-msg=%q] td.attempts')||{}).textContent === '2 attempts: email ✗ → web ✓'`, id))
+	// the audit badge (PROTOCOL.md §15): the chain of both attempts'
+	// decisions verified against the brokers' audit keys; the records
+	// come in the publisher's batches, so the view may show fewer first
+	verified := `String((() => {
+		const a = document.getElementById('tl-audit');
+		return !!a && a.classList.contains('res-ok') && /^auditverified \(\d+ records\)$/.test(a.textContent);
+	})())`
+	for deadline := time.Now().Add(20 * time.Second); p.Eval(verified) != "true"; time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			p.Screenshot("FAILED-audit")
+			t.Fatalf("audit badge %q, want verified", p.Text("#tl-audit"))
+		}
+		p.Do("reload the timeline", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("app")))
+		p.WaitJS("the timeline reloaded", `(document.getElementById('tl-state')||{}).textContent === 'delivered'`)
+	}
+	if audit := p.Text("#tl-audit"); !strings.Contains(audit, "verified (") {
+		t.Errorf("audit badge %q", audit)
+	}
 	p.ScreenshotOf("#timeline", "operator-timeline-fallback")
 }
