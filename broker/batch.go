@@ -66,14 +66,24 @@ func (b *batcher) do(_ context.Context, queue func(redis.Pipeliner)) error {
 	return r.err
 }
 
-// waitReplicas waits until b.replicas replicas have this connection's
-// writes; run alone, after a command that could not go in a pipeline.
-func (b *batcher) waitReplicas(ctx context.Context) error {
-	if b.replicas <= 0 {
-		return nil
+// runScript runs script with its source, after Redis answered NOSCRIPT
+// (its script cache was flushed or it restarted), and, when replicas are
+// asked for, WAIT in the same pipeline: WAIT counts the writes of its own
+// connection, and another connection of the pool would not have made
+// them. werr says the replicas did not confirm the writes.
+func (b *batcher) runScript(ctx context.Context, script *redis.Script, keys []string, args []any) (res any, err, werr error) {
+	pipe := b.rdb.Pipeline()
+	cmd := script.Eval(ctx, pipe, keys, args...)
+	var wait *redis.Cmd
+	if b.replicas > 0 {
+		wait = pipe.Do(ctx, "WAIT", b.replicas, b.timeout.Milliseconds())
 	}
-	n, err := b.rdb.Do(ctx, "WAIT", b.replicas, b.timeout.Milliseconds()).Int64()
-	return replicated(n, b.replicas, err)
+	pipe.Exec(ctx) // results are read per command
+	if res, err = cmd.Result(); err != nil || wait == nil {
+		return res, err, nil
+	}
+	n, werr := wait.Int64()
+	return res, nil, replicated(n, b.replicas, werr)
 }
 
 func replicated(n int64, want int, err error) error {

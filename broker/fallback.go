@@ -320,10 +320,7 @@ func (b *Broker) evalClaim(ctx context.Context, f *miap.Frame, script *redis.Scr
 	}
 	res, err = cmd.Result()
 	if isNoScript(err) {
-		res, err = script.Run(ctx, b.rdb, keys, args...).Result()
-		if err == nil {
-			werr = b.batch.waitReplicas(ctx)
-		}
+		res, err, werr = b.batch.runScript(ctx, script, keys, args)
 	}
 	if err == nil && werr != nil {
 		// Not on enough replicas: the sender retries (a duplicate then,

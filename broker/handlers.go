@@ -308,10 +308,7 @@ func (b *Broker) storeIMI(ctx context.Context, in *imiRequest, r *imiRoute) erro
 	}
 	res, err := create.Result()
 	if isNoScript(err) {
-		res, err = createScript.Run(ctx, b.rdb, keys, args...).Result()
-		if err == nil {
-			werr = b.batch.waitReplicas(ctx)
-		}
+		res, err, werr = b.batch.runScript(ctx, createScript, keys, args)
 	}
 	if err == nil && werr != nil {
 		// Not on enough replicas: a failover could lose it. The client's

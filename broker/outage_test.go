@@ -262,3 +262,33 @@ func TestWaitReplicasRefusesUnreplicatedWrites(t *testing.T) {
 		t.Fatalf("send with no replica to wait for: %v, want STORE_UNAVAILABLE", err)
 	}
 }
+
+// A Redis that lost its script cache (restarted, or SCRIPT FLUSH) answers
+// NOSCRIPT to the pipelined EVALSHA: the broker runs the scripts again
+// with their source, and the messages go through.
+func TestScriptCacheFlushed(t *testing.T) {
+	f := fabrictest.New(t)
+	f.StartBroker(broker.Config{})
+	profiles(f)
+	ogKit, _ := f.StartKit(fabrictest.NewInbox(), kit.Config{Gateway: "test", Medium: "test"})
+	dest := fabrictest.NewInbox()
+	f.StartKit(dest, kit.Config{Gateway: "peer", Medium: "web"})
+	waitRoute(t, ogKit)
+	if err := f.RDB.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := submission("after the flush")
+	s.MsgID = kit.NewMsgID()
+	if _, err := ogKit.Send(context.Background(), s); err != nil {
+		t.Fatalf("send after SCRIPT FLUSH: %v", err)
+	}
+	var st *schemas.TxStatus
+	fabrictest.Eventually(t, 10*time.Second, "the outcome", func() bool {
+		var err error
+		st, err = ogKit.Query(context.Background(), s.MsgID)
+		return err == nil && schemas.Terminal(st.State)
+	})
+	if st.State != schemas.StatusDelivered || dest.Get(s.MsgID) == nil {
+		t.Fatalf("state %s after SCRIPT FLUSH, want delivered; history %+v", st.State, st.History)
+	}
+}
