@@ -256,15 +256,18 @@ func OpenBody(cek, sealed []byte) ([]byte, error) {
 }
 
 // Sealed is content sealed by a party: the bytes that travel (and that the
-// IMI or the conversion report describe), their CEK, and the sealer's key.
+// IMI or the conversion report describe), their CEK, the key whose secret
+// derived the CEK, and the key that wraps it (the sealer's current key: the
+// same one, but for content sealed again with an earlier key, §14.3).
 type Sealed struct {
 	Content []byte
 	SHA256  [32]byte
 	cek     []byte
+	derived *xkey
 	by      *xkey
 }
 
-// From is the sealer's public encryption key.
+// From is the sealer's public encryption key, the wrap's Miap-Seal-From.
 func (s *Sealed) From() string { return s.by.pub }
 
 // sealWith seals plain with x for message msgID.
@@ -274,7 +277,23 @@ func sealWith(x *xkey, msgID string, plain []byte) (*Sealed, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Sealed{Content: b, SHA256: sha256.Sum256(b), cek: cek, by: x}, nil
+	return &Sealed{Content: b, SHA256: sha256.Sum256(b), cek: cek, derived: x, by: x}, nil
+}
+
+// sealAgain seals plain as x sealed it before (the same bytes, a message
+// sealed before a rotation of party's key) but wraps with party's current
+// key when it has one: an earlier seed, which may have been retired because
+// it leaked, then only derives the CEK again and never opens a new wrap
+// (§14.3, §14.4).
+func (e *Engine) sealAgain(party string, x *xkey, msgID string, plain []byte) (*Sealed, error) {
+	s, err := sealWith(x, msgID, plain)
+	if err != nil {
+		return nil, err
+	}
+	if cur := e.Keys().sealKey(party, e.now()); cur != nil {
+		s.by = cur
+	}
+	return s, nil
 }
 
 // CanSeal reports whether party has an encryption key valid now.
@@ -301,10 +320,11 @@ func (e *Engine) Seal(party, msgID string, plain []byte) (*Sealed, error) {
 
 // Reseal seals content again as it was sealed before, to the SHA-256
 // want: with the key, among all of party's, that gives those bytes (a
-// message kept across a rotation, §6.15).
+// message kept across a rotation, §6.15); the wrap is made with party's
+// current key (sealAgain).
 func (e *Engine) Reseal(party, msgID string, plain, want []byte) (*Sealed, error) {
 	for _, x := range e.Keys().xkeys(party, time.Time{}) {
-		s, err := sealWith(x, msgID, plain)
+		s, err := e.sealAgain(party, x, msgID, plain)
 		if err != nil {
 			return nil, err
 		}
@@ -313,6 +333,30 @@ func (e *Engine) Reseal(party, msgID string, plain, want []byte) (*Sealed, error
 		}
 	}
 	return nil, fmt.Errorf("%w: no encryption key of %q seals the kept content to its digest", ErrNoKey, party)
+}
+
+// SealEarlier seals content of message msgID again with party's encryption
+// key next older than the one that derived prev's CEK, skipping keys of the
+// same seed; nil when party holds no older key (or no longer holds prev's).
+// An originator whose sealed IMI is DUPLICATE tries them in turn, newest
+// first: the first try of a client's retry may have been sealed before its
+// key rotated, and only that key seals the same bytes again (§14.3,
+// "Retries across a rotation"). The wrap is made with party's current key
+// (sealAgain).
+func (e *Engine) SealEarlier(party, msgID string, plain []byte, prev *Sealed) (*Sealed, error) {
+	keys := e.Keys().xkeys(party, time.Time{}) // newest first, retired ones too
+	tried := map[string]bool{}
+	found := false
+	for _, x := range keys {
+		switch {
+		case !found:
+			tried[x.pub] = true
+			found = x.pub == prev.derived.pub
+		case !tried[x.pub]:
+			return e.sealAgain(party, x, msgID, plain)
+		}
+	}
+	return nil, nil
 }
 
 // Wrap puts into h the CEK of s wrapped to the next hop's public

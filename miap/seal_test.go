@@ -319,6 +319,65 @@ func TestSealRotation(t *testing.T) {
 	}
 }
 
+// TestSealEarlier: a retry sealed after two rotations of the sealer's key
+// finds the first try's bytes among its earlier keys, newest first, each
+// seed once (PROTOCOL.md §14.3, "Retries across a rotation"); the wrap of
+// content sealed again is made with the current key and opens; a sealer
+// that no longer holds the first key never seals those bytes again.
+func TestSealEarlier(t *testing.T) {
+	const msgID = "0123456789abcdef0123456789abcdef"
+	plain := []byte("sent before two rotations")
+	a, b, c := fixedXKey(t, 11), fixedXKey(t, 12), fixedXKey(t, 13)
+	firstTry, _ := sealEngine(t, nil, "web", a).Seal("web", msgID, plain)
+	between, _ := sealEngine(t, nil, "web", b).Seal("web", msgID, plain)
+	og := sealEngine(t, nil, "web", a, b, c)
+	cur, err := og.Seal("web", msgID, plain)
+	if err != nil || bytes.Equal(cur.Content, firstTry.Content) {
+		t.Fatalf("after the rotations the current key seals the same bytes (%v)", err)
+	}
+	s1, err := og.SealEarlier("web", msgID, plain, cur)
+	if err != nil || s1 == nil || !bytes.Equal(s1.Content, between.Content) {
+		t.Fatalf("next older key: %v, want the bytes of key b", err)
+	}
+	s2, err := og.SealEarlier("web", msgID, plain, s1)
+	if err != nil || s2 == nil || !bytes.Equal(s2.Content, firstTry.Content) || s2.SHA256 != firstTry.SHA256 {
+		t.Fatalf("oldest key: %v, want the first try's bytes", err)
+	}
+	if s3, err := og.SealEarlier("web", msgID, plain, s2); s3 != nil || err != nil {
+		t.Fatalf("past the oldest key: %v %v, want none", s3, err)
+	}
+	if s2.From() != og.SealPublic("web") || s2.From() == firstTry.From() {
+		t.Fatalf("content sealed again wraps from %s, want the current key %s", s2.From(), og.SealPublic("web"))
+	}
+	id := bytes.Repeat([]byte{5}, 32)
+	recv := sealEngine(t, nil, "proc", fixedXKey(t, 14))
+	h := map[string][]string{}
+	if err := og.Wrap(h, s2, recv.SealPublic("proc"), id); err != nil {
+		t.Fatal(err)
+	}
+	tr := sealedTransfer(s2, id)
+	if err := recv.Unseal("proc", h, tr, true); err != nil || !bytes.Equal(tr.Content, plain) {
+		t.Fatalf("the wrap of content sealed again: %v", err)
+	}
+
+	// the first key's seed dropped from the key file: its bytes are gone
+	dropped := sealEngine(t, nil, "web", b, c)
+	for s, _ := dropped.Seal("web", msgID, plain); s != nil; s, _ = dropped.SealEarlier("web", msgID, plain, s) {
+		if bytes.Equal(s.Content, firstTry.Content) {
+			t.Fatal("a sealer without the first key sealed the first try's bytes")
+		}
+	}
+	// a seed in two entries is tried once
+	reused := sealEngine(t, nil, "web", a, b, a)
+	s, _ := reused.Seal("web", msgID, plain)
+	if s, _ = reused.SealEarlier("web", msgID, plain, s); s == nil || !bytes.Equal(s.Content, between.Content) {
+		t.Fatal("the key between the two entries of one seed is not tried")
+	}
+	if s, _ = reused.SealEarlier("web", msgID, plain, s); s != nil {
+		t.Fatal("a seed tried already is tried again")
+	}
+}
+
 // TestPublicKeyEntries: the registry's entries carry no seed; a rotated
 // key's seed travels sealed to the party's previous key and only the party
 // opens it.

@@ -87,10 +87,6 @@ func (k *Kit) send(ctx context.Context, s *Submission) (*Result, error) {
 	if s.MsgID == "" {
 		s.MsgID = NewMsgID()
 	}
-	ctype := s.Type
-	if ctype == "" {
-		ctype = "text/plain; charset=utf-8"
-	}
 	// Sealed from hop to hop (PROTOCOL.md §14) when we can: the IMI then
 	// describes the sealed bytes, which every ticket binds.
 	var sealed *miap.Sealed
@@ -100,68 +96,30 @@ func (k *Kit) send(ctx context.Context, s *Submission) (*Result, error) {
 			return nil, schemas.Errorf(schemas.CodeInternal, err, "seal content")
 		}
 	}
-	imiOf := func(sealed *miap.Sealed) (schemas.IMI, []byte, [32]byte, []byte, error) {
-		wire, sum, how := s.Content, [32]byte{}, ""
-		if sealed != nil {
-			wire, sum, how = sealed.Content, sealed.SHA256, miap.SealScheme
-		} else {
-			sum = sha256.Sum256(s.Content) // only unsealed: the plaintext's digest
-		}
-		imi := schemas.IMI{V: schemas.Version, MsgID: s.MsgID, Gateway: k.cfg.Gateway, Instance: k.cfg.Instance,
-			From: s.From, To: s.To, Subject: s.Subject, InReplyTo: s.InReplyTo, Meta: s.Meta,
-			Content: schemas.Content{Type: ctype, Length: int64(len(wire)), SHA256: hex.EncodeToString(sum[:]), Attachments: s.Attachments, Sealed: how},
-			Created: k.now().UnixMilli(), SendAt: s.SendAt, Expires: s.Expires, Urgent: s.Urgent}
-		if imi.From.Medium == "" {
-			imi.From.Medium = k.cfg.Medium
-		}
-		if err := imi.Validate(); err != nil {
-			return imi, nil, sum, nil, err
-		}
-		body, err := json.Marshal(&imi)
-		if err != nil {
-			return imi, nil, sum, nil, schemas.Errorf(schemas.CodeInternal, err, "encode imi")
-		}
-		if len(body) > schemas.MaxIMI {
-			return imi, nil, sum, nil, schemas.Errorf(schemas.CodeTooLarge, nil, fmt.Sprintf("meta information of %d bytes", len(body)))
-		}
-		return imi, body, sum, wire, nil
-	}
-	imi, body, sum, wire, err := imiOf(sealed)
+	o, err := k.newIMI(s, sealed)
 	if err != nil {
 		return nil, err
 	}
-	k.trace("accepted", imi.MsgID, "", "ok", schemas.TraceEvent{})
+	k.trace("accepted", s.MsgID, "", "ok", schemas.TraceEvent{})
 
-	// Set-up: in strict mode a TSCS login first (§6.1).
-	var session []byte
-	if k.cfg.Strict {
-		lf, _, err := k.request(ctx, schemas.SubjectBrokerLogin, &miap.Frame{Purpose: miap.PurposeLogin, Party: k.cfg.Gateway}, miap.PurposeLoginAck, nil)
-		if err != nil {
-			return nil, err
-		}
-		session = lf.Session
-		k.trace("login", imi.MsgID, "", "ok", schemas.TraceEvent{})
-	}
 	mode := map[string][]string{miap.HdrMode: {modeName(k.cfg.Strict)}}
-	rf, reply, err := k.request(ctx, schemas.SubjectBrokerIMI, &miap.Frame{Purpose: miap.PurposeIMI, Party: k.cfg.Gateway, Session: session, Body: body}, miap.PurposeRoute, mode)
-	if sealed != nil && k.cfg.Seal == miap.SealAuto && (miap.CodeOf(err) == schemas.CodeSealUnavailable || miap.CodeOf(err) == schemas.CodeDuplicate) {
+	rf, reply, err := k.askRoute(ctx, o, mode, true)
+	if o.sealed != nil && miap.CodeOf(err) == schemas.CodeDuplicate {
+		// A retry whose first try was sealed before our encryption key
+		// rotated (§14.3, "Retries across a rotation").
+		o, rf, reply, err = k.routeSealedEarlier(ctx, s, o, mode, err)
+	}
+	if o.sealed != nil && k.cfg.Seal == miap.SealAuto && (miap.CodeOf(err) == schemas.CodeSealUnavailable || miap.CodeOf(err) == schemas.CodeDuplicate) {
 		// A hop announces no encryption key (§14.1), or this message went
 		// unsealed before (a retry): unsealed, as to an implementation
 		// that does not seal.
-		k.log.Info().Err(err).Str("msg_id", imi.MsgID).Msg("content goes unsealed")
-		if imi, body, sum, wire, err = imiOf(nil); err != nil {
+		k.log.Info().Err(err).Str("msg_id", s.MsgID).Msg("content goes unsealed")
+		if o, err = k.newIMI(s, nil); err != nil {
 			return nil, err
 		}
-		sealed = nil
-		if k.cfg.Strict {
-			lf, _, err := k.request(ctx, schemas.SubjectBrokerLogin, &miap.Frame{Purpose: miap.PurposeLogin, Party: k.cfg.Gateway}, miap.PurposeLoginAck, nil)
-			if err != nil {
-				return nil, err
-			}
-			session = lf.Session
-		}
-		rf, reply, err = k.request(ctx, schemas.SubjectBrokerIMI, &miap.Frame{Purpose: miap.PurposeIMI, Party: k.cfg.Gateway, Session: session, Body: body}, miap.PurposeRoute, mode)
+		rf, reply, err = k.askRoute(ctx, o, mode, false)
 	}
+	imi, sum, wire, sealed := &o.imi, o.sum, o.wire, o.sealed
 	if miap.CodeOf(err) == schemas.CodeSettled {
 		return k.settled(ctx, imi.MsgID)
 	}
@@ -220,6 +178,104 @@ func (k *Kit) send(ctx context.Context, s *Submission) (*Result, error) {
 	}
 	k.trace("transfer", imi.MsgID, routed.Tx, res.Status, schemas.TraceEvent{})
 	return res, nil
+}
+
+// outIMI is an IMI ready to go: the document and its encoding, the content
+// as it travels (sealed or not) with its SHA-256, and its seal (nil:
+// unsealed).
+type outIMI struct {
+	imi    schemas.IMI
+	body   []byte
+	sum    [32]byte
+	wire   []byte
+	sealed *miap.Sealed
+}
+
+// newIMI extracts the IMI of a submission (patent step S2), describing the
+// sealed bytes when sealed is not nil and the content as it is otherwise.
+func (k *Kit) newIMI(s *Submission, sealed *miap.Sealed) (*outIMI, error) {
+	ctype := s.Type
+	if ctype == "" {
+		ctype = "text/plain; charset=utf-8"
+	}
+	o := &outIMI{wire: s.Content, sealed: sealed}
+	how := ""
+	if sealed != nil {
+		o.wire, o.sum, how = sealed.Content, sealed.SHA256, miap.SealScheme
+	} else {
+		o.sum = sha256.Sum256(s.Content) // only unsealed: the plaintext's digest
+	}
+	o.imi = schemas.IMI{V: schemas.Version, MsgID: s.MsgID, Gateway: k.cfg.Gateway, Instance: k.cfg.Instance,
+		From: s.From, To: s.To, Subject: s.Subject, InReplyTo: s.InReplyTo, Meta: s.Meta,
+		Content: schemas.Content{Type: ctype, Length: int64(len(o.wire)), SHA256: hex.EncodeToString(o.sum[:]), Attachments: s.Attachments, Sealed: how},
+		Created: k.now().UnixMilli(), SendAt: s.SendAt, Expires: s.Expires, Urgent: s.Urgent}
+	if o.imi.From.Medium == "" {
+		o.imi.From.Medium = k.cfg.Medium
+	}
+	if err := o.imi.Validate(); err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(&o.imi)
+	if err != nil {
+		return nil, schemas.Errorf(schemas.CodeInternal, err, "encode imi")
+	}
+	if len(body) > schemas.MaxIMI {
+		return nil, schemas.Errorf(schemas.CodeTooLarge, nil, fmt.Sprintf("meta information of %d bytes", len(body)))
+	}
+	o.body = body
+	return o, nil
+}
+
+// askRoute sends an IMI to the brokers and returns their verified route
+// reply (§6.2, §6.3); in strict mode after a TSCS login, since every
+// session key serves one request (§6.1). first traces the login, once per
+// message.
+func (k *Kit) askRoute(ctx context.Context, o *outIMI, mode map[string][]string, first bool) (*miap.Frame, *nats.Msg, error) {
+	var session []byte
+	if k.cfg.Strict {
+		lf, _, err := k.request(ctx, schemas.SubjectBrokerLogin, &miap.Frame{Purpose: miap.PurposeLogin, Party: k.cfg.Gateway}, miap.PurposeLoginAck, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		session = lf.Session
+		if first {
+			k.trace("login", o.imi.MsgID, "", "ok", schemas.TraceEvent{})
+		}
+	}
+	return k.request(ctx, schemas.SubjectBrokerIMI, &miap.Frame{Purpose: miap.PurposeIMI, Party: k.cfg.Gateway, Session: session, Body: o.body}, miap.PurposeRoute, mode)
+}
+
+// routeSealedEarlier answers a sealed IMI the brokers called DUPLICATE
+// (dup, refused with dupErr). Our content key derives from our current
+// encryption key, so a retry whose first try was sealed before that key
+// rotated is other bytes, another fingerprint: sealed again with each of
+// our earlier keys, newest first, the first try's key gives its bytes
+// again, and the brokers the same transaction (§14.3, "Retries across a
+// rotation"). It returns the first IMI that is not DUPLICATE with its
+// answer, or dup and dupErr when none: another message under this id, or
+// the first try's key is no longer in our key file (then the caller tries
+// unsealed, in mode auto, as before).
+func (k *Kit) routeSealedEarlier(ctx context.Context, s *Submission, dup *outIMI, mode map[string][]string, dupErr error) (*outIMI, *miap.Frame, *nats.Msg, error) {
+	prev := dup.sealed
+	for {
+		next, err := k.eng.SealEarlier(k.cfg.Gateway, s.MsgID, s.Content, prev)
+		if err != nil {
+			return dup, nil, nil, schemas.Errorf(schemas.CodeInternal, err, "seal content with an earlier key")
+		}
+		if next == nil {
+			return dup, nil, nil, dupErr
+		}
+		o, err := k.newIMI(s, next)
+		if err != nil {
+			return dup, nil, nil, err
+		}
+		rf, reply, err := k.askRoute(ctx, o, mode, false)
+		if miap.CodeOf(err) != schemas.CodeDuplicate {
+			k.log.Info().Err(err).Str("msg_id", s.MsgID).Msg("retry sealed again with an earlier encryption key")
+			return o, rf, reply, err
+		}
+		prev = next
+	}
 }
 
 // settled answers a retry of a message the brokers call settled (it has
