@@ -29,8 +29,14 @@ const (
 )
 
 // anchorTimeout bounds one anchor write: a store that does not answer
-// delays the next batch by at most this.
-const anchorTimeout = 2 * time.Second
+// delays the next batch by at most this. After a failed write the
+// anchorer pauses for anchorPause, so that a store away does not slow the
+// audit trail to a batch per timeout: each anchor supersedes the one
+// before, so the first written after the pause makes up for those skipped.
+const (
+	anchorTimeout = 2 * time.Second
+	anchorPause   = 5 * time.Second
+)
 
 // anchorScript records one boot's anchor (KEYS[1] the anchors, KEYS[2]
 // their index by time) unless the stored one is of the same or a later
@@ -83,11 +89,17 @@ func AuditAnchors(ctx context.Context, rdb redis.UniversalClient) (map[string]au
 }
 
 // anchorer returns the publisher's OnStored hook: it records each anchor
-// with the stream's retention, and logs when recording starts failing and
-// when it works again, not at every batch while the store is away.
+// with the stream's retention, pauses after a failure (anchorPause), and
+// logs when recording starts failing and when it works again, not at
+// every batch while the store is away.
 func (b *Broker) anchorer() func(audit.Anchor) {
-	failing := false // touched by the publisher's goroutine alone
+	// touched by the publisher's goroutine alone
+	failing := false
+	var pauseUntil time.Time
 	return func(a audit.Anchor) {
+		if time.Now().Before(pauseUntil) {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), anchorTimeout)
 		defer cancel()
 		_, err := putAnchor(ctx, b.rdb, a, schemas.AuditMaxAge)
@@ -98,5 +110,8 @@ func (b *Broker) anchorer() func(audit.Anchor) {
 			b.log.Info().Uint64("batch", a.Seq).Msg("audit anchors recorded again")
 		}
 		failing = err != nil
+		if failing {
+			pauseUntil = time.Now().Add(anchorPause)
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/uims/uims/audit"
 	"github.com/uims/uims/internal/redistest"
 )
@@ -67,5 +69,27 @@ func TestAuditAnchorStore(t *testing.T) {
 	}
 	if !put(anchor("cc", 1, t0+2*hour.Milliseconds())) || len(read()) != 2 {
 		t.Error("a malformed anchor not replaced")
+	}
+}
+
+// A store away does not stop the publisher: the anchorer fails within
+// its timeout, then skips the anchors of its pause without a round trip
+// (the first after the pause supersedes them).
+func TestAuditAnchorerPausesWhileTheStoreIsAway(t *testing.T) {
+	srv, rdb := redistest.Run(t)
+	b := &Broker{rdb: rdb, log: zerolog.New(zerolog.NewTestWriter(t))}
+	hook := b.anchorer()
+	a := audit.Anchor{Broker: "b1", Boot: "aa", Seq: 1, StreamSeq: 1, Digest: strings.Repeat("a", 64), At: time.Now().UnixMilli()}
+	srv.Server.Stop()
+	start := time.Now()
+	hook(a)
+	if d := time.Since(start); d > anchorTimeout+time.Second {
+		t.Errorf("the hook took %v with the store away", d)
+	}
+	srv.Restart(t)
+	a.Seq++
+	hook(a) // paused: not written
+	if got, err := AuditAnchors(context.Background(), rdb); err != nil || len(got) != 0 {
+		t.Errorf("written during the pause: %v %v", got, err)
 	}
 }
