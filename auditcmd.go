@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/uims/uims/audit"
+	"github.com/uims/uims/broker"
 	"github.com/uims/uims/miap"
 )
 
@@ -25,13 +26,16 @@ var errAuditFindings = errors.New("audit: the trail does not verify")
 
 // cmdAudit reads the brokers' audit trail (PROTOCOL.md §15):
 //
-//	uims audit verify [--since T] [--keys FILE | --pub FILE] [--slack D] [--json]
+//	uims audit verify [--since T] [--keys FILE | --pub FILE] [--slack D] [--redis URL] [--json]
 //	uims audit show ID [--since T]
 //	uims audit keys            the public audit keys, for --pub
 //
 // It reads the stream as the operator (the "ops" identity, an observer) or
 // as the administrator, and verifies with the brokers' public audit keys,
-// derived from the key file's K2 entries or read from a --pub file.
+// derived from the key file's K2 entries or read from a --pub file. verify
+// also checks the stream against the brokers' anchors in their store
+// (--redis, PROTOCOL.md §15.5), which alone show a deleted tail or a
+// deleted stream.
 func cmdAudit(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return errors.New("usage: uims audit verify [--since T] | show ID | keys")
@@ -44,6 +48,7 @@ func cmdAudit(ctx context.Context, args []string) error {
 	slack := o.fs.Duration("slack", 5*time.Minute, "a chain whose next decision is overdue by more than this misses its tail; 0: do not check")
 	asJSON := o.fs.Bool("json", false, "print the report as JSON")
 	who := o.fs.String("as", "ops", "the NATS identity to read the stream as: ops (an observer) or admin")
+	redisURL := o.fs.String("redis", env("UIMS_REDIS_URL", ""), "the brokers' Redis (as uims broker --redis), whose audit anchors show a stream or its last batches deleted; empty: not checked (UIMS_REDIS_URL)")
 	rest := o.parse(args)
 	keys, err := auditKeys(o, *pubFile)
 	if err != nil {
@@ -72,6 +77,17 @@ func cmdAudit(ctx context.Context, args []string) error {
 		v.Only = rest[0]
 	default:
 		return fmt.Errorf("uims audit %s: want verify, show or keys", sub)
+	}
+	// the anchors before the stream: each then names a batch stored before
+	// the read ends, so that a batch the read could not see is not missing
+	badAnchors := false
+	if sub == "verify" {
+		if v.Anchors, err = readAnchors(ctx, *redisURL); errors.Is(err, audit.ErrFormat) {
+			fmt.Fprintln(stderr, "uims audit verify: anchors that do not parse (edited in the store?):", err)
+			badAnchors = true
+		} else if err != nil {
+			return err
+		}
 	}
 	nc, err := o.connect(*who)
 	if err != nil {
@@ -103,12 +119,30 @@ func cmdAudit(ctx context.Context, args []string) error {
 	if *asJSON {
 		json.NewEncoder(stdout).Encode(rep)
 	} else {
-		printAuditReport(stdout, rep)
+		printAuditReport(stdout, rep, v.Anchors != nil)
 	}
-	if !rep.OK() {
+	if !rep.OK() || badAnchors {
 		return errAuditFindings
 	}
 	return nil
+}
+
+// readAnchors reads the brokers' audit anchors from the Redis at url (the
+// URL forms of uims broker --redis). Without a URL there are none, and
+// verify says once what it cannot see then.
+func readAnchors(ctx context.Context, url string) (map[string]audit.Anchor, error) {
+	if url == "" {
+		fmt.Fprintln(stderr, "uims audit verify: no --redis (UIMS_REDIS_URL): the brokers' anchors are not checked, so the last batches of a broker, or the whole stream, deleted go unseen")
+		return nil, nil
+	}
+	rdb, err := broker.OpenRedis(url)
+	if err != nil {
+		return nil, err
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return broker.AuditAnchors(ctx, rdb)
 }
 
 // auditKeys returns the public audit keys: from a --pub file, or derived
@@ -163,8 +197,21 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("--since %q: want RFC 3339 or a duration", s)
 }
 
-func printAuditReport(w io.Writer, rep *audit.Report) {
+// printAuditReport prints a verification's report; anchored says the
+// brokers' anchors were checked.
+func printAuditReport(w io.Writer, rep *audit.Report, anchored bool) {
 	fmt.Fprintf(w, "%d batches, %d records, %d transactions\n", rep.Batches, rep.Records, rep.Txs)
+	if anchored {
+		boots := "boots"
+		if rep.AnchorsChecked == 1 {
+			boots = "boot"
+		}
+		fmt.Fprintf(w, "%d broker %s checked against their anchors in the store", rep.AnchorsChecked, boots)
+		if rep.AnchorsUnchecked > 0 {
+			fmt.Fprintf(w, " (%d not: anchored before --since or past the retention)", rep.AnchorsUnchecked)
+		}
+		fmt.Fprintln(w)
+	}
 	for _, f := range rep.Findings {
 		fmt.Fprintln(w, f.String())
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/uims/uims/internal/fabrictest"
+	"github.com/uims/uims/internal/redistest"
 	"github.com/uims/uims/schemas"
 )
 
@@ -22,6 +24,7 @@ import (
 // verify fail.
 func TestAuditAgainstRun(t *testing.T) {
 	data := tempData(t)
+	t.Setenv("UIMS_REDIS_URL", "") // the embedded store: no anchors to read
 	a := runFabric(t, data)
 	t.Setenv("UIMS_NATS_URL", a.NATS)
 	var id string
@@ -74,5 +77,60 @@ func TestAuditAgainstRun(t *testing.T) {
 	out, err = capture(t, cmdAudit, "verify")
 	if !errors.Is(err, errAuditFindings) || !strings.Contains(out, "missing") {
 		t.Errorf("after a removal: %v\n%s", err, out)
+	}
+}
+
+// uims audit verify --redis against uims run on a real Redis: the whole
+// audit stream purged by the administrator verifies without the store's
+// anchors (nothing is left to find a gap in; verify says on stderr what it
+// cannot see) and fails with them, from --redis or UIMS_REDIS_URL.
+func TestAuditVerifyAnchorsAgainstRun(t *testing.T) {
+	data := tempData(t)
+	srv := redistest.Start(t)
+	redisURL := "redis://" + srv.Addr + "/0"
+	t.Setenv("UIMS_REDIS_URL", "")
+	a := runFabricOn(t, data, redisURL)
+	t.Setenv("UIMS_NATS_URL", a.NATS)
+	fabrictest.Eventually(t, 15*time.Second, "a message delivered", func() bool {
+		out, err := capture(t, cmdSend, "--from", "alice", "--to", "bob", "--wait", "5s", "anchored")
+		return err == nil && strings.Contains(out, "final: delivered")
+	})
+	fabrictest.Eventually(t, 10*time.Second, "the broker's anchor", func() bool {
+		out, err := capture(t, cmdAudit, "verify", "--redis", redisURL)
+		return err == nil && strings.Contains(out, "1 broker boot checked against their anchors")
+	})
+
+	nc, err := nats.Connect(a.NATS, nats.UserCredentials(filepath.Join(data, "creds", "admin.creds")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(context.Background(), schemas.AuditStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	var warned bytes.Buffer
+	old := stderr
+	stderr = &warned
+	out, err := capture(t, cmdAudit, "verify")
+	stderr = old
+	if err != nil || !strings.Contains(out, "verified") {
+		t.Errorf("purged, without --redis: %v\n%s", err, out)
+	}
+	if n := strings.Count(warned.String(), "no --redis"); n != 1 {
+		t.Errorf("stderr without --redis:\n%s", warned.String())
+	}
+	out, err = capture(t, cmdAudit, "verify", "--redis", redisURL)
+	if !errors.Is(err, errAuditFindings) || !strings.Contains(out, "missing") || !strings.Contains(out, "none of this boot") {
+		t.Errorf("purged, with --redis: %v\n%s", err, out)
+	}
+	t.Setenv("UIMS_REDIS_URL", redisURL)
+	if _, err := capture(t, cmdAudit, "verify"); !errors.Is(err, errAuditFindings) {
+		t.Errorf("purged, with UIMS_REDIS_URL: %v", err)
 	}
 }

@@ -16,6 +16,9 @@ import (
 // stdout is where the tool commands (keys, profile) print; tests replace it.
 var stdout io.Writer = os.Stdout
 
+// stderr is where they warn; tests replace it too.
+var stderr io.Writer = os.Stderr
+
 func cmdKeys(ctx context.Context, args []string) error {
 	o := newOpts("keys")
 	o.keyFlags()

@@ -26,9 +26,15 @@ import (
 // runFabric runs `uims run` on data in this process and returns its addresses.
 func runFabric(t *testing.T, data string) system.Addrs {
 	t.Helper()
+	return runFabricOn(t, data, "")
+}
+
+// runFabricOn is runFabric with the store at redisURL (empty: embedded).
+func runFabricOn(t *testing.T, data, redisURL string) system.Addrs {
+	t.Helper()
 	addrs := make(chan system.Addrs, 1)
 	cfg := system.Config{DataDir: data, HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", SMTPAddr: "off", SMPPAddr: "off",
-		Ready: func(a system.Addrs) { addrs <- a }}
+		RedisURL: redisURL, Ready: func(a system.Addrs) { addrs <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- system.Run(ctx, cfg, zerolog.Nop()) }()

@@ -52,6 +52,12 @@ type PublisherConfig struct {
 	MaxQueue int           // records waiting at most; beyond, new ones are dropped (and verify finds them missing)
 	Now      func() time.Time
 	Log      zerolog.Logger
+	// OnStored, if set, is called with the boot's anchor (§15.5) after
+	// JetStream acknowledged each batch, from the publisher's goroutine:
+	// it may take a round trip to a store without holding up any request,
+	// only the next batch. The broker records the anchor in Redis with it;
+	// this package knows no store.
+	OnStored func(Anchor)
 }
 
 // Publisher gathers a broker's records and publishes them as signed
@@ -222,9 +228,15 @@ func (p *Publisher) publish(recs [][]byte, closing bool) {
 	var err error
 	for attempt := 1; attempt <= tries; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err = p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
+		var ack *jetstream.PubAck
+		ack, err = p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
 		cancel()
 		if err == nil {
+			// a duplicate (a retry the stream had stored) is acknowledged
+			// with the stream sequence of the copy it kept
+			if p.cfg.OnStored != nil {
+				p.cfg.OnStored(AnchorOf(&h, data, ack.Sequence, p.cfg.Now()))
+			}
 			return
 		}
 		select {
@@ -303,10 +315,11 @@ func ReadRange(ctx context.Context, js jetstream.JetStream, since, until time.Ti
 	}
 }
 
-// Verify reads the stream as Read does and verifies it.
+// Verify reads the stream as Read does and verifies it. v.Anchors, if
+// any, must have been read before Verify is called.
 func Verify(ctx context.Context, js jetstream.JetStream, v *Verifier, since time.Time) (*Report, error) {
 	if !since.IsZero() {
-		v.Partial = true
+		v.Partial, v.Since = true, since
 	}
 	if err := Read(ctx, js, since, v.Add); err != nil {
 		return nil, err
@@ -316,9 +329,14 @@ func Verify(ctx context.Context, js jetstream.JetStream, v *Verifier, since time
 
 // VerifyRange is Verify of the batches stored from since to until (see
 // ReadRange); v should be limited to the transactions of that span (Only).
+// A read that stops at until cannot check anchors: their batches may lie
+// after it, so v.Anchors is dropped then.
 func VerifyRange(ctx context.Context, js jetstream.JetStream, v *Verifier, since, until time.Time) (*Report, error) {
 	if !since.IsZero() {
-		v.Partial = true
+		v.Partial, v.Since = true, since
+	}
+	if !until.IsZero() {
+		v.Anchors = nil
 	}
 	if err := ReadRange(ctx, js, since, until, v.Add); err != nil {
 		return nil, err

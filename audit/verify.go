@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/uims/uims/schemas"
 )
 
 // Finding kinds (PROTOCOL.md §15.4).
@@ -62,6 +64,23 @@ type Verifier struct {
 	// ChainStart reports a chain that does not start at record 1 even when
 	// Partial: the caller read from before the transaction began.
 	ChainStart bool
+	// Anchors are the brokers' anchors (PROTOCOL.md §15.5) by Anchor.Field,
+	// read from the store BEFORE the stream is read, so that each names a
+	// batch stored before the read's end. Finish reports a boot whose
+	// batches end before its anchored batch, or are absent, missing, and an
+	// anchored batch whose bytes differ altered. nil: no anchor check; the
+	// last batches of a boot, or all of them, may then be gone unseen.
+	Anchors map[string]Anchor
+	// Since is the time a Partial read began at (Verify sets it): an
+	// anchor recorded before Since plus AnchorSkew is not checked, since
+	// its batch may have been stored before the read began. Partial with
+	// a zero Since checks no anchor.
+	Since time.Time
+	// Retention is how long the stream keeps a batch; default
+	// schemas.AuditMaxAge. When Now is set, an anchor recorded before Now
+	// minus Retention plus AnchorSkew is not checked: its batch may have
+	// aged out of the stream.
+	Retention time.Duration
 
 	findings []Finding
 	boots    map[string]*boot
@@ -70,7 +89,18 @@ type Verifier struct {
 	records  int
 }
 
-type boot struct{ seq uint64 }
+// boot is what the walk keeps of one broker boot's batches.
+type boot struct {
+	seq      uint64 // the highest batch seq read
+	lo       uint64 // the lowest
+	anchored []seen // the batches read with the seq of the boot's anchor
+}
+
+// seen is a batch read at its anchored seq.
+type seen struct {
+	digest    string
+	streamSeq uint64
+}
 
 type chain struct {
 	recs  []located
@@ -115,7 +145,8 @@ func (v *Verifier) Add(m Msg) {
 		if h.Seq != 1 && !v.Partial {
 			v.add(Finding{Kind: Missing, Broker: h.Broker, StreamSeq: m.Seq, Detail: fmt.Sprintf("batches 1–%d of %s (boot %s)", h.Seq-1, h.Broker, h.Boot)})
 		}
-		v.boots[bk] = &boot{seq: h.Seq}
+		st = &boot{seq: h.Seq, lo: h.Seq}
+		v.boots[bk] = st
 	case h.Seq <= st.seq:
 		v.add(Finding{Kind: OutOfOrder, Broker: h.Broker, StreamSeq: m.Seq, Detail: fmt.Sprintf("batch %d of %s after its batch %d", h.Seq, h.Broker, st.seq)})
 	default:
@@ -123,6 +154,12 @@ func (v *Verifier) Add(m Msg) {
 			v.add(Finding{Kind: Missing, Broker: h.Broker, StreamSeq: m.Seq, Detail: fmt.Sprintf("batches %d–%d of %s (boot %s)", st.seq+1, h.Seq-1, h.Broker, h.Boot)})
 		}
 		st.seq = h.Seq
+	}
+	st.lo = min(st.lo, h.Seq)
+	if a, ok := v.Anchors[bk]; ok && a.Seq == h.Seq {
+		// every copy read, a replayed one too: one with the anchored
+		// bytes is the batch the broker had stored
+		st.anchored = append(st.anchored, seen{digest: Hash(m.Data), streamSeq: m.Seq})
 	}
 	for _, r := range b.Records {
 		v.records++
@@ -152,11 +189,16 @@ func (v *Verifier) Add(m Msg) {
 
 // Report is the outcome of a verification.
 type Report struct {
-	Batches  int       `json:"batches"`
-	Records  int       `json:"records"`
-	Txs      int       `json:"transactions"`
-	Findings []Finding `json:"findings"`
-	chains   map[string]*chain
+	Batches int `json:"batches"`
+	Records int `json:"records"`
+	Txs     int `json:"transactions"`
+	// AnchorsChecked counts the boots whose anchor was checked against
+	// the stream; AnchorsUnchecked those whose anchor was not, being older
+	// than the read (Since) or than the stream's retention.
+	AnchorsChecked   int       `json:"anchors_checked,omitempty"`
+	AnchorsUnchecked int       `json:"anchors_unchecked,omitempty"`
+	Findings         []Finding `json:"findings"`
+	chains           map[string]*chain
 }
 
 // OK reports whether nothing was found.
@@ -209,8 +251,95 @@ func (v *Verifier) Finish() *Report {
 	for _, tx := range txs {
 		v.checkChain(tx, v.txs[tx])
 	}
-	return &Report{Batches: v.batches, Records: v.records, Txs: len(v.txs), Findings: v.findings, chains: v.txs}
+	checked, unchecked := v.checkAnchors()
+	return &Report{Batches: v.batches, Records: v.records, Txs: len(v.txs), AnchorsChecked: checked, AnchorsUnchecked: unchecked,
+		Findings: v.findings, chains: v.txs}
 }
+
+// checkAnchors compares each boot's anchor with the batches read
+// (§15.5): the stream must hold the anchored batch, with the anchored
+// bytes. It returns how many anchors it checked and how many it could not.
+func (v *Verifier) checkAnchors() (checked, unchecked int) {
+	keys := make([]string, 0, len(v.Anchors))
+	for k := range v.Anchors {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		a := v.Anchors[k]
+		if !v.anchorInRange(a) {
+			unchecked++
+			continue
+		}
+		checked++
+		v.checkAnchor(a, v.boots[a.Field()])
+	}
+	return checked, unchecked
+}
+
+// anchorInRange reports whether an anchor's batch must be among those
+// read: recorded after the read's start (a partial read) and inside the
+// stream's retention, each with AnchorSkew to spare for the clocks. The
+// anchor is recorded after its batch was stored, and read before the
+// stream is, so its batch is never after the read's end.
+func (v *Verifier) anchorInRange(a Anchor) bool {
+	at := time.UnixMilli(a.At)
+	if v.Partial && (v.Since.IsZero() || at.Before(v.Since.Add(AnchorSkew))) {
+		return false
+	}
+	retention := v.Retention
+	if retention <= 0 {
+		retention = schemas.AuditMaxAge
+	}
+	return v.Now.IsZero() || !at.Before(v.Now.Add(-retention).Add(AnchorSkew))
+}
+
+// checkAnchor checks one boot's anchor against its batches read (st, nil
+// when none was): a boot without batches, or whose batches end before the
+// anchored one, lost its tail; an anchored batch read with other bytes was
+// replaced. A gap that hides the anchored batch is the walk's finding
+// already (Add), unless the read began after the boot's first batch.
+func (v *Verifier) checkAnchor(a Anchor, st *boot) {
+	where := fmt.Sprintf("the store anchors batch %d (stream seq %d, %s)", a.Seq, a.StreamSeq,
+		time.UnixMilli(a.At).UTC().Format(time.RFC3339))
+	switch {
+	case st == nil:
+		what := batchesText(1, a.Seq)
+		if v.Partial {
+			what = fmt.Sprintf("batches up to %d", a.Seq)
+		}
+		v.add(Finding{Kind: Missing, Broker: a.Broker, Detail: fmt.Sprintf("%s of %s (boot %s): %s; the stream holds none of this boot (deleted or purged)",
+			what, a.Broker, a.Boot, where)})
+	case st.seq < a.Seq:
+		v.add(Finding{Kind: Missing, Broker: a.Broker, Detail: fmt.Sprintf("%s of %s (boot %s): %s; the stream's last of this boot is %d (its tail deleted)",
+			batchesText(st.seq+1, a.Seq), a.Broker, a.Boot, where, st.seq)})
+	case len(st.anchored) == 0:
+		if v.Partial && a.Seq < st.lo {
+			v.add(Finding{Kind: Missing, Broker: a.Broker, Detail: fmt.Sprintf("batch %d of %s (boot %s): %s; the first read of this boot is %d",
+				a.Seq, a.Broker, a.Boot, where, st.lo)})
+		}
+	default:
+		for _, s := range st.anchored {
+			if s.digest == a.Digest {
+				return
+			}
+		}
+		s := st.anchored[0]
+		v.add(Finding{Kind: Altered, Broker: a.Broker, StreamSeq: s.streamSeq, Detail: fmt.Sprintf("batch %d of %s (boot %s) is not the one stored: SHA-256 %s, %s with SHA-256 %s",
+			a.Seq, a.Broker, a.Boot, short(s.digest), where, short(a.Digest))})
+	}
+}
+
+// batchesText names the batches a to b.
+func batchesText(a, b uint64) string {
+	if a == b {
+		return fmt.Sprintf("batch %d", a)
+	}
+	return fmt.Sprintf("batches %d–%d", a, b)
+}
+
+// short is a digest's first 12 digits, enough to tell two apart.
+func short(digest string) string { return digest[:min(12, len(digest))] }
 
 // checkChain checks one transaction's records (§15.4): numbered 1..N
 // without gaps, each linked to the one before, its tail not overdue.

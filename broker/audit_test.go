@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -276,10 +277,13 @@ func TestAuditVerifyFindsOutOfOrder(t *testing.T) {
 
 // UIMS_AUDIT=off: no records.
 func TestAuditOff(t *testing.T) {
-	_, js, _ := auditFabric(t, broker.Config{Instance: "b1", NoAudit: true}, 2)
+	f, js, _ := auditFabric(t, broker.Config{Instance: "b1", NoAudit: true}, 2)
 	time.Sleep(100 * time.Millisecond)
 	if msgs := streamMsgs(t, js); len(msgs) != 0 {
 		t.Errorf("%d audit batches with the audit trail off", len(msgs))
+	}
+	if anchors, err := broker.AuditAnchors(context.Background(), f.RDB); err != nil || len(anchors) != 0 {
+		t.Errorf("anchors with the audit trail off: %v %v", anchors, err)
 	}
 }
 
@@ -314,5 +318,138 @@ func TestAuditChainAcrossAReroute(t *testing.T) {
 	}
 	if b := tx.Records[4].Body; b.Status != schemas.StatusDelivered || b.Gateway != "web" || b.IDHash != tx.Records[2].Body.IDHash {
 		t.Errorf("second attempt's ack %+v", b)
+	}
+}
+
+// anchored waits until the store's anchor of the broker's boot names the
+// last batch in the stream, and returns the anchors.
+func anchored(t *testing.T, f *fabrictest.Fabric, js jetstream.JetStream) map[string]audit.Anchor {
+	t.Helper()
+	var anchors map[string]audit.Anchor
+	fabrictest.Eventually(t, 10*time.Second, "the anchor of the last batch", func() bool {
+		var err error
+		if anchors, err = broker.AuditAnchors(context.Background(), f.RDB); err != nil {
+			t.Fatal(err)
+		}
+		msgs := streamMsgs(t, js)
+		if len(msgs) == 0 || len(anchors) != 1 {
+			return false
+		}
+		last, err := audit.ParseBatch(msgs[len(msgs)-1].Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, ok := anchors["b1/"+last.Header.Boot]
+		return ok && a.Seq == last.Header.Seq && a.StreamSeq == msgs[len(msgs)-1].Sequence
+	})
+	return anchors
+}
+
+// verifyAnchored verifies the whole stream against anchors, read before.
+func verifyAnchored(t *testing.T, f *fabrictest.Fabric, js jetstream.JetStream, anchors map[string]audit.Anchor) *audit.Report {
+	t.Helper()
+	v := &audit.Verifier{Keys: f.Keyring(miap.BrokerParty).AuditPublicKeys(), Anchors: anchors, Now: time.Now()}
+	rep, err := audit.Verify(context.Background(), js, v, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// A stream nobody touched verifies against the broker's anchor.
+func TestAuditAnchorsUntouched(t *testing.T) {
+	f, js, ids := auditFabric(t, broker.Config{Instance: "b1"}, 3)
+	waitChains(t, f, js, ids)
+	anchors := anchored(t, f, js)
+	if rep := verifyAnchored(t, f, js, anchors); !rep.OK() || rep.AnchorsChecked != 1 {
+		t.Fatalf("untouched: %+v", rep)
+	}
+}
+
+// The whole stream purged (the NATS operator's right): the stream alone
+// verifies — nothing is left to find a gap in — but the anchor in Redis
+// names a batch it no longer holds. This is why `uims audit verify` wants
+// the store.
+func TestAuditAnchorsFindAPurgedStream(t *testing.T) {
+	f, js, ids := auditFabric(t, broker.Config{Instance: "b1"}, 2)
+	waitChains(t, f, js, ids)
+	anchors := anchored(t, f, js)
+	s, _ := js.Stream(context.Background(), schemas.AuditStream)
+	if err := s.Purge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verify(t, f, js); !rep.OK() || rep.Batches != 0 {
+		t.Fatalf("purged, without anchors: %+v", rep)
+	}
+	rep := verifyAnchored(t, f, js, anchors)
+	if !has(rep, audit.Missing) || len(rep.Findings) != 1 || rep.Findings[0].Broker != "b1" || !strings.Contains(rep.Findings[0].Detail, "none of this boot") {
+		t.Fatalf("purged, with anchors: %v", rep.Findings)
+	}
+}
+
+// The last batch deleted: no gap after it, every chain closed, so only the
+// anchor shows it.
+func TestAuditAnchorsFindADeletedTail(t *testing.T) {
+	f, js, s := manyBatches(t, 3)
+	anchors := anchored(t, f, js)
+	msgs := streamMsgs(t, js)
+	if err := s.DeleteMsg(context.Background(), msgs[len(msgs)-1].Sequence); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verify(t, f, js); !rep.OK() {
+		t.Fatalf("tail deleted, without anchors: %v", rep.Findings)
+	}
+	rep := verifyAnchored(t, f, js, anchors)
+	if !has(rep, audit.Missing) || len(rep.Findings) != 1 || !strings.Contains(rep.Findings[0].Detail, "tail deleted") {
+		t.Fatalf("tail deleted, with anchors: %v", rep.Findings)
+	}
+}
+
+// The anchored batch replaced by one validly signed (the test holds K2, as
+// an attacker with the brokers' key file would) that leaves a consistent
+// chain: signatures and chains verify, the anchor's digest does not.
+func TestAuditAnchorsFindAReplacedBatch(t *testing.T) {
+	f, js, s := manyBatches(t, 3)
+	anchors := anchored(t, f, js)
+	msgs := streamMsgs(t, js)
+	orig := msgs[len(msgs)-1]
+	b, err := audit.ParseBatch(orig.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the batch's last record says another thing: nothing follows it in
+	// its chain, so no prev gives it away
+	h := b.Header
+	recs := make([][]byte, len(b.Records))
+	for i, r := range b.Records {
+		body := r.B
+		if i == len(b.Records)-1 {
+			body = bytes.Replace(body, []byte(`"status":"delivered"`), []byte(`"status":"failed"`), 1)
+			if bytes.Equal(body, r.B) {
+				body = bytes.Replace(body, []byte(`"at":`), []byte(`"at":1`), 1)
+			}
+		}
+		recs[i] = audit.Link([][]byte{body}, r.N, r.Prev)[0]
+	}
+	_, key, ok := f.Keyring(miap.BrokerParty).AuditSigner(time.Now())
+	if !ok {
+		t.Fatal("no audit key")
+	}
+	data, sig := audit.EncodeBatch(h, recs, key)
+	m := nats.NewMsg(orig.Subject)
+	m.Data = data
+	m.Header.Set(schemas.HdrAuditSig, sig)
+	if _, err := js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMsg(context.Background(), orig.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verify(t, f, js); !rep.OK() {
+		t.Fatalf("replaced, without anchors: %v", rep.Findings)
+	}
+	rep := verifyAnchored(t, f, js, anchors)
+	if !has(rep, audit.Altered) || len(rep.Findings) != 1 || rep.Findings[0].Broker != "b1" {
+		t.Fatalf("replaced, with anchors: %v", rep.Findings)
 	}
 }

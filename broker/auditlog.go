@@ -88,14 +88,15 @@ func (b *Broker) auditAppend(r *auditRecs, first, prev string) {
 	b.audit.Add(audit.Link(r.bodies, n, prev)...)
 }
 
-// startAudit starts the publisher of the audit trail, unless it is off.
+// startAudit starts the publisher of the audit trail, unless it is off;
+// the publisher anchors each batch stored in the store (auditanchor.go).
 func (b *Broker) startAudit() {
 	if b.cfg.NoAudit {
 		return
 	}
 	b.audit = audit.NewPublisher(b.js, func() (string, ed25519.PrivateKey, bool) {
 		return b.guard.Keys().AuditSigner(b.cfg.Now())
-	}, audit.PublisherConfig{Broker: b.cfg.Instance, Now: b.cfg.Now, Log: b.log})
+	}, audit.PublisherConfig{Broker: b.cfg.Instance, Now: b.cfg.Now, Log: b.log, OnStored: b.anchorer()})
 }
 
 // stopAudit publishes the records still queued.
