@@ -543,7 +543,7 @@ func (b *Broker) handleAck(ctx context.Context, req micro.Request) error {
 	okN, okHead := okRecs.args()
 	badN, badHead := badRecs.args()
 	args := []any{f.Party, idHash(f.ID), ack.Status, nowMS, historyJSON(ack.Status, nowMS, ack.Code, ack.Reason, f.Party), ack.MsgID,
-		nowMS + b.cfg.DeliveryDeadline.Milliseconds(), keyUsage, ack.Code, keyAcct, okN, okHead, badN, badHead}
+		nowMS + b.cfg.DeliveryDeadline.Milliseconds(), ack.Code, keyAcct, okN, okHead, badN, badHead}
 	res, claimErr, err := b.evalClaim(ctx, claim, ackScript, keys, args)
 	if claimErr != nil {
 		return claimErr

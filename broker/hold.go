@@ -224,19 +224,17 @@ return {'held', redis.call('HGET', KEYS[1], 'rt')}
 
 // endHoldScript fails a held message (cancelled by its originator,
 // expired, or no longer routable): only if it is still held, and, for a
-// cancel (ARGV[1] = the party), by its originator. The sender's failed
-// messages are counted unless it cancelled. The outcome (ARGV[4], code
+// cancel (ARGV[1] = the party), by its originator. The outcome (ARGV[4], code
 // ARGV[5]) goes into the accounting outbox (ARGV[6], at ARGV[7]).
 var endHoldScript = redis.NewScript(auditLua + `
-local v = redis.call('HMGET', KEYS[1], 'state', 'og', 'note', 'sender', 'medium', 'att')
+local v = redis.call('HMGET', KEYS[1], 'state', 'og', 'note', 'att')
 if not v[1] then return {'gone'} end
 if ARGV[1] ~= '' and v[2] ~= ARGV[1] then return {'party'} end
 if v[1] ~= 'held' then return {'state', v[1]} end
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'failed')
 redis.call('RPUSH', KEYS[2], ARGV[3])
-if ARGV[1] == '' and v[4] and v[4] ~= '' then redis.call('HINCRBY', KEYS[4] .. v[4], (v[5] or '') .. '.failed', 1) end
-local m = ARGV[2] .. '|' .. (v[6] or '1') .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. '|' .. ARGV[7] .. '|f'
+local m = ARGV[2] .. '|' .. (v[4] or '1') .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. '|' .. ARGV[7] .. '|f'
 redis.call('ZADD', ARGV[6], tonumber(ARGV[7]), m)
 local an, ap = audit(KEYS[1], ARGV[8], ARGV[9])
 return {'failed', v[2] or '', v[3] or '', m, an, ap}
@@ -506,7 +504,7 @@ func (b *Broker) endHold(ctx context.Context, party, msgID string, code schemas.
 	recs := b.auditBodies(now.UnixMilli(), &audit.Body{Tx: msgID, Kind: kind, Gateway: party, Code: code.String()},
 		&audit.Body{Tx: msgID, Kind: audit.KindNotify, Status: schemas.StatusFailed, Code: code.String()})
 	an, ah := recs.args()
-	res, err := endHoldScript.Run(ctx, b.rdb, []string{keyTx + msgID, keyTxHistory + msgID, keyHolds, keyUsage},
+	res, err := endHoldScript.Run(ctx, b.rdb, []string{keyTx + msgID, keyTxHistory + msgID, keyHolds},
 		party, msgID, entry, outcome, code.String(), keyAcct, now.UnixMilli(), an, ah).Result()
 	if err != nil {
 		return nil, schemas.Errorf(schemas.CodeStoreUnavailable, err, "end hold")

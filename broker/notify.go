@@ -274,7 +274,7 @@ func (b *Broker) expire(ctx context.Context, msgID string, now int64) {
 	recs := b.auditBodies(now, &audit.Body{Tx: msgID, Kind: audit.KindExpire, Attempt: attempt, Code: schemas.CodeExpired.String()},
 		&audit.Body{Tx: msgID, Kind: audit.KindNotify, Attempt: attempt, Status: schemas.StatusFailed, Code: schemas.CodeExpired.String()})
 	an, ah := recs.args()
-	res, err := sweepScript.Run(ctx, b.rdb, []string{keyTx + msgID, keyTxHistory + msgID, keyDeadlines, keyUsage},
+	res, err := sweepScript.Run(ctx, b.rdb, []string{keyTx + msgID, keyTxHistory + msgID, keyDeadlines},
 		msgID, entry, keyAcct, now, an, ah).Result()
 	if err != nil {
 		b.log.Warn().Err(err).Str("msg_id", msgID).Msg("sweep")

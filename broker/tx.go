@@ -20,7 +20,6 @@ const (
 	keyTxHistory = keyPrefix + "txh:" // + msgid → list of HistoryEntry JSON
 	keyDeadlines = keyPrefix + "deadlines"
 	keyHolds     = keyPrefix + "holds"  // held messages (hold.go) by the Unix ms their hold ends
-	keyUsage     = keyPrefix + "usage:" // + client → hash "<medium>.<sent|received|failed>"
 	keyQuota     = keyPrefix + "quota:" // + client:yyyymmdd → count
 	// Accounting (accounting.go, docs/ACCOUNTING.md).
 	keyAcct      = keyPrefix + "acct"       // outbox: outcome marks (acctMark) not yet published, by Unix ms
@@ -181,28 +180,28 @@ var ackScript = redis.NewScript(auditLua + `
 local tx = KEYS[1]
 local function mark(n, outcome, code, flags)
   local m = ARGV[6] .. '|' .. n .. '|' .. outcome .. '|' .. code .. '|' .. ARGV[4] .. '|' .. flags
-  redis.call('ZADD', ARGV[10], tonumber(ARGV[4]), m)
+  redis.call('ZADD', ARGV[9], tonumber(ARGV[4]), m)
   return m
 end
-local v = redis.call('HMGET', tx, 'state', 'dg', 'idh', 'og', 'note', 'sender', 'recipient', 'medium', 'win', 'att', 'limit', 'fb')
+local v = redis.call('HMGET', tx, 'state', 'dg', 'idh', 'og', 'note', 'medium', 'win', 'att', 'limit', 'fb')
 local state = v[1]
 if not state then return {'unknown', ''} end
 local og, note = v[4] or '', v[5] or ''
-local medium = v[8] or ''
+local medium = v[6] or ''
 local att = ''
 if v[3] ~= ARGV[2] or v[2] ~= ARGV[1] then
   local p = false
-  if v[3] ~= ARGV[2] and v[10] then p = redis.call('HGET', tx, 'p:' .. ARGV[2]) end
+  if v[3] ~= ARGV[2] and v[8] then p = redis.call('HGET', tx, 'p:' .. ARGV[2]) end
   if not p then
     if v[2] ~= ARGV[1] then return {'party', v[2]} end
-    local an, ap = audit(tx, ARGV[13], ARGV[14])
+    local an, ap = audit(tx, ARGV[12], ARGV[13])
     return {'id', '', an, ap}
   end
   local n, gw, m = string.match(p, '^(%d+)|([^|]*)|([^|]*)|')
   if gw ~= ARGV[1] then return {'party', gw} end
   att, medium = p, m
-elseif v[10] then
-  att = v[10] .. '|' .. v[2] .. '|' .. medium .. '|'
+elseif v[8] then
+  att = v[8] .. '|' .. v[2] .. '|' .. medium .. '|'
 end
 local new = ARGV[3]
 local entry = ARGV[5]
@@ -210,35 +209,32 @@ if att ~= '' then
   local n = string.match(att, '^(%d+)|')
   entry = '{"attempt":' .. n .. ',"medium":' .. cjson.encode(medium) .. ',' .. string.sub(entry, 2)
 end
-local fb = v[12] or ''
-local live = (v[3] == ARGV[2] and not v[9]) or v[9] == ARGV[2]
+local fb = v[10] or ''
+local live = (v[3] == ARGV[2] and not v[7]) or v[7] == ARGV[2]
 local terminal = (state == 'delivered' or state == 'read' or state == 'failed')
 if not live then
   if (new == 'delivered' or new == 'read') and not terminal then
     redis.call('HSET', tx, 'state', new, 'win', ARGV[2])
     redis.call('RPUSH', KEYS[2], entry)
     redis.call('ZREM', KEYS[3], ARGV[6])
-    local sender, recipient = v[6] or '', v[7] or ''
-    if sender ~= '' then redis.call('HINCRBY', ARGV[8] .. sender, medium .. '.sent', 1) end
-    if recipient ~= '' then redis.call('HINCRBY', ARGV[8] .. recipient, medium .. '.received', 1) end
-    local m = mark(string.match(att, '^(%d+)|'), new, ARGV[9], 'lf') .. '\n' .. mark(v[10] or '1', 'cancelled', 'SETTLED', '')
-    local an, ap = audit(tx, ARGV[11], ARGV[12])
-    return {'late', state, og, note, att, fb, v[10] or '', m, an, ap}
+    local m = mark(string.match(att, '^(%d+)|'), new, ARGV[8], 'lf') .. '\n' .. mark(v[8] or '1', 'cancelled', 'SETTLED', '')
+    local an, ap = audit(tx, ARGV[10], ARGV[11])
+    return {'late', state, og, note, att, fb, v[8] or '', m, an, ap}
   end
-  return {'recorded', state, og, note, att, fb, v[10] or ''}
+  return {'recorded', state, og, note, att, fb, v[8] or ''}
 end
-if new == state then return {'duplicate', state, og, note, att, fb, v[10] or ''} end
+if new == state then return {'duplicate', state, og, note, att, fb, v[8] or ''} end
 -- "transferred" is a progress report: arriving after the outcome it changes nothing.
-if new == 'transferred' and state ~= 'routed' then return {'duplicate', state, og, note, att, fb, v[10] or ''} end
+if new == 'transferred' and state ~= 'routed' then return {'duplicate', state, og, note, att, fb, v[8] or ''} end
 local ok = false
 if state == 'routed' then ok = (new == 'transferred' or new == 'delivered' or new == 'read' or new == 'failed')
 elseif state == 'transferred' then ok = (new == 'delivered' or new == 'read' or new == 'failed')
 elseif state == 'delivered' then ok = (new == 'read') end
-if not ok then return {'refused', state, og, note, att, fb, v[10] or ''} end
+if not ok then return {'refused', state, og, note, att, fb, v[8] or ''} end
 redis.call('HSET', tx, 'state', new)
 redis.call('RPUSH', KEYS[2], entry)
 if new == 'transferred' then
-  local dd, lim = tonumber(ARGV[7]), tonumber(v[11] or '0')
+  local dd, lim = tonumber(ARGV[7]), tonumber(v[9] or '0')
   if lim > 0 and lim < dd then
     redis.call('ZADD', KEYS[3], lim, ARGV[6])
     redis.call('HSET', tx, 'dlv', dd)
@@ -248,19 +244,12 @@ if new == 'transferred' then
 else
   redis.call('ZREM', KEYS[3], ARGV[6])
 end
-local sender, recipient = v[6] or '', v[7] or ''
-if new == 'failed' then
-  if sender ~= '' then redis.call('HINCRBY', ARGV[8] .. sender, medium .. '.failed', 1) end
-elseif (new == 'delivered') or (new == 'read' and state ~= 'delivered') then
-  if sender ~= '' then redis.call('HINCRBY', ARGV[8] .. sender, medium .. '.sent', 1) end
-  if recipient ~= '' then redis.call('HINCRBY', ARGV[8] .. recipient, medium .. '.received', 1) end
-end
 local m = ''
 if new == 'failed' or new == 'delivered' or (new == 'read' and state ~= 'delivered') then
-  m = mark(v[10] or '1', new, ARGV[9], 'f')
+  m = mark(v[8] or '1', new, ARGV[8], 'f')
 end
-local an, ap = audit(tx, ARGV[11], ARGV[12])
-return {'applied', state, og, note, att, fb, v[10] or '', m, an, ap}
+local an, ap = audit(tx, ARGV[10], ARGV[11])
+return {'applied', state, og, note, att, fb, v[8] or '', m, an, ap}
 `)
 
 // rerouteScript routes a transaction to its next medium (PROTOCOL.md
@@ -377,17 +366,16 @@ return {'shifted', tostring(#open / 2), tostring(shift)}
 // at ARGV[4]).
 var sweepScript = redis.NewScript(auditLua + `
 if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return {'gone'} end
-local v = redis.call('HMGET', KEYS[1], 'state', 'note', 'og', 'sender', 'medium', 'dg', 'att')
+local v = redis.call('HMGET', KEYS[1], 'state', 'note', 'og', 'dg', 'att')
 local state = v[1]
 if not state then return {'gone'} end
 if state == 'delivered' or state == 'read' or state == 'failed' then return {'terminal'} end
 redis.call('HSET', KEYS[1], 'state', 'failed')
 redis.call('RPUSH', KEYS[2], ARGV[2])
-if v[4] and v[4] ~= '' then redis.call('HINCRBY', KEYS[4] .. v[4], (v[5] or '') .. '.failed', 1) end
-local m = ARGV[1] .. '|' .. (v[7] or '1') .. '|expired|EXPIRED|' .. ARGV[4] .. '|f'
+local m = ARGV[1] .. '|' .. (v[5] or '1') .. '|expired|EXPIRED|' .. ARGV[4] .. '|f'
 redis.call('ZADD', ARGV[3], tonumber(ARGV[4]), m)
 local an, ap = audit(KEYS[1], ARGV[5], ARGV[6])
-return {'failed', state, v[2] or '', v[3] or '', v[6] or '', m, an, ap}
+return {'failed', state, v[2] or '', v[3] or '', v[4] or '', m, an, ap}
 `)
 
 func historyJSON(status string, at int64, code, reason, party string) string {
