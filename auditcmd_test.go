@@ -57,16 +57,7 @@ func TestAuditAgainstRun(t *testing.T) {
 		t.Errorf("uims audit verify --pub:\n%s", out)
 	}
 
-	nc, err := nats.Connect(a.NATS, nats.UserCredentials(filepath.Join(data, "creds", "admin.creds")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	s, err := js.Stream(context.Background(), schemas.AuditStream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := adminAuditStream(t, a.NATS, data)
 	info, _ := s.Info(context.Background())
 	if info.State.Msgs < 2 {
 		t.Fatalf("%d audit batches", info.State.Msgs)
@@ -74,7 +65,7 @@ func TestAuditAgainstRun(t *testing.T) {
 	if err := s.DeleteMsg(context.Background(), info.State.FirstSeq); err != nil {
 		t.Fatal(err)
 	}
-	out, err = capture(t, cmdAudit, "verify")
+	out, err := capture(t, cmdAudit, "verify")
 	if !errors.Is(err, errAuditFindings) || !strings.Contains(out, "missing") {
 		t.Errorf("after a removal: %v\n%s", err, out)
 	}
@@ -100,16 +91,7 @@ func TestAuditVerifyAnchorsAgainstRun(t *testing.T) {
 		return err == nil && strings.Contains(out, "1 broker boot checked against their anchors")
 	})
 
-	nc, err := nats.Connect(a.NATS, nats.UserCredentials(filepath.Join(data, "creds", "admin.creds")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	s, err := js.Stream(context.Background(), schemas.AuditStream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := adminAuditStream(t, a.NATS, data)
 	if err := s.Purge(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -133,4 +115,21 @@ func TestAuditVerifyAnchorsAgainstRun(t *testing.T) {
 	if _, err := capture(t, cmdAudit, "verify"); !errors.Is(err, errAuditFindings) {
 		t.Errorf("purged, with UIMS_REDIS_URL: %v", err)
 	}
+}
+
+// adminAuditStream opens the audit stream of a uims run at natsURL with
+// the administrator's credentials under data (who may delete from it).
+func adminAuditStream(t *testing.T, natsURL, data string) jetstream.Stream {
+	t.Helper()
+	nc, err := nats.Connect(natsURL, nats.UserCredentials(filepath.Join(data, "creds", "admin.creds")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(context.Background(), schemas.AuditStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -87,6 +88,21 @@ func publishAll(t *testing.T, w *Writer, n int, prefix string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// restartAndReconnect restarts ns on its data in dir and waits until nc
+// has reconnected to the new server.
+func restartAndReconnect(t *testing.T, ns *server.Server, nc *nats.Conn, dir string) *server.Server {
+	t.Helper()
+	ns = natstest.Restart(t, ns, dir, 100*time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for nc.Stats().Reconnects == 0 || !nc.IsConnected() {
+		if time.Now().After(deadline) {
+			t.Fatal("no reconnection")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return ns
 }
 
 // Concurrent writes are all stored, each once, and share journal records.
@@ -199,14 +215,8 @@ func TestRecoverAfterReconnect(t *testing.T) {
 	w := newWriter(t, nc, js, cfg)
 	publishAll(t, w, 20, "b")
 
-	ns = natstest.Restart(t, ns, dir, 100*time.Millisecond)
+	ns = restartAndReconnect(t, ns, nc, dir)
 	deadline := time.Now().Add(10 * time.Second)
-	for nc.Stats().Reconnects == 0 || !nc.IsConnected() {
-		if time.Now().After(deadline) {
-			t.Fatal("no reconnection")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	// the restarted server "lost" b5 (delete it through another connection)
 	nc2 := natstest.Connect(t, ns, "other")
 	js2, _ := jetstream.New(nc2)
@@ -248,14 +258,7 @@ func TestCloseAbandonsRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishAll(t, w, 5, "c")
-	ns = natstest.Restart(t, ns, dir, 100*time.Millisecond)
-	deadline := time.Now().Add(10 * time.Second)
-	for nc.Stats().Reconnects == 0 || !nc.IsConnected() {
-		if time.Now().After(deadline) {
-			t.Fatal("no reconnection")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	ns = restartAndReconnect(t, ns, nc, dir)
 	ns.Shutdown()
 	ns.WaitForShutdown()
 
