@@ -84,16 +84,19 @@ end
 redis.call('HSET', tx, 'fp', ARGV[1], 'routed', ARGV[8], 'id', ARGV[9], 'idh', ARGV[10], 'kid2', ARGV[11],
   'sess', ARGV[12], 'og', ARGV[13], 'dg', ARGV[14], 'dest', ARGV[15], 'state', ARGV[16], 'sender', ARGV[17],
   'recipient', ARGV[18], 'medium', ARGV[19], 'note', ARGV[20], 'deadline', ARGV[21], 'created', ARGV[22],
-  'limit', ARGV[23])
+  'limit', ARGV[23], 'an', ARGV[24], 'ah', ARGV[25])
 redis.call('EXPIRE', tx, tonumber(ARGV[5]))
 redis.call('RPUSH', KEYS[2], ARGV[6], ARGV[7])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[2])
-local an, ap = audit(tx, ARGV[24], ARGV[25])
-return {'created', tostring(n), an, ap}
+-- The audit chain starts here (auditLua's audit on a new transaction, in
+-- the HSET above: its records are 1..an, the last hashing to ah).
+local an = ''
+if (tonumber(ARGV[24]) or 0) > 0 then an = '1' end
+return {'created', tostring(n), an, ''}
 `
 
-var createScript = redis.NewScript(auditLua + createSrc)
+var createScript = redis.NewScript(createSrc)
 
 // createArgs are createScript's arguments. The fields are in ARGV order;
 // argv() gives them by position and keys() gives KEYS. A tag says where the
@@ -128,8 +131,8 @@ type createArgs struct {
 	Created   int64  `argv:"22" hset:"created"`
 	Limit     int64  `argv:"23" hset:"limit"` // Unix ms the attempt's medium may take (Fallback.After); 0: none
 	// AuditCount and AuditHead append the route's record (auditlog.go).
-	AuditCount int64  `argv:"24" lua:"audit"`
-	AuditHead  string `argv:"25" lua:"audit"`
+	AuditCount int64  `argv:"24" hset:"an"`
+	AuditHead  string `argv:"25" hset:"ah"`
 
 	QuotaKey string // KEYS[4]: keyQuota + client:yyyymmdd, or any key when Quota is 0
 	Set      string // KEYS[3]: keyDeadlines, or keyHolds for a held message; default keyDeadlines
@@ -176,16 +179,26 @@ func (a *createArgs) argv() []any {
 // entry: the caller writes it), as is every acknowledgement of an attempt
 // that another one's late success superseded. A transferred attempt whose
 // limit (fLimit) comes before its delivery deadline waits for the limit.
-var ackScript = redis.NewScript(auditLua + `
+var ackScript = redis.NewScript(`
 local tx = KEYS[1]
 local function mark(n, outcome, code, flags)
   local m = ARGV[6] .. '|' .. n .. '|' .. outcome .. '|' .. code .. '|' .. ARGV[4] .. '|' .. flags
   redis.call('ZADD', ARGV[9], tonumber(ARGV[4]), m)
   return m
 end
-local v = redis.call('HMGET', tx, 'state', 'dg', 'idh', 'og', 'note', 'medium', 'win', 'att', 'limit', 'fb')
+local v = redis.call('HMGET', tx, 'state', 'dg', 'idh', 'og', 'note', 'medium', 'win', 'att', 'limit', 'fb', 'an', 'ah')
 local state = v[1]
 if not state then return {'unknown', ''} end
+-- chain appends m records whose last body hashes to head to the audit
+-- chain read above (auditLua's audit, without its round of commands): the
+-- fields for the step's own HSET, the number of the first record and the
+-- hash of the one before it.
+local function chain(m, head)
+  local k = tonumber(m) or 0
+  if k <= 0 then return {}, '', '' end
+  local n = tonumber(v[11] or '0') + k
+  return {'an', n, 'ah', head}, tostring(n - k + 1), v[12] or ''
+end
 local og, note = v[4] or '', v[5] or ''
 local medium = v[6] or ''
 local att = ''
@@ -194,7 +207,8 @@ if v[3] ~= ARGV[2] or v[2] ~= ARGV[1] then
   if v[3] ~= ARGV[2] and v[8] then p = redis.call('HGET', tx, 'p:' .. ARGV[2]) end
   if not p then
     if v[2] ~= ARGV[1] then return {'party', v[2]} end
-    local an, ap = audit(tx, ARGV[12], ARGV[13])
+    local af, an, ap = chain(ARGV[12], ARGV[13])
+    if #af > 0 then redis.call('HSET', tx, unpack(af)) end
     return {'id', '', an, ap}
   end
   local n, gw, m = string.match(p, '^(%d+)|([^|]*)|([^|]*)|')
@@ -214,11 +228,11 @@ local live = (v[3] == ARGV[2] and not v[7]) or v[7] == ARGV[2]
 local terminal = (state == 'delivered' or state == 'read' or state == 'failed')
 if not live then
   if (new == 'delivered' or new == 'read') and not terminal then
-    redis.call('HSET', tx, 'state', new, 'win', ARGV[2])
+    local af, an, ap = chain(ARGV[10], ARGV[11])
+    redis.call('HSET', tx, 'state', new, 'win', ARGV[2], unpack(af))
     redis.call('RPUSH', KEYS[2], entry)
     redis.call('ZREM', KEYS[3], ARGV[6])
     local m = mark(string.match(att, '^(%d+)|'), new, ARGV[8], 'lf') .. '\n' .. mark(v[8] or '1', 'cancelled', 'SETTLED', '')
-    local an, ap = audit(tx, ARGV[10], ARGV[11])
     return {'late', state, og, note, att, fb, v[8] or '', m, an, ap}
   end
   return {'recorded', state, og, note, att, fb, v[8] or ''}
@@ -231,7 +245,8 @@ if state == 'routed' then ok = (new == 'transferred' or new == 'delivered' or ne
 elseif state == 'transferred' then ok = (new == 'delivered' or new == 'read' or new == 'failed')
 elseif state == 'delivered' then ok = (new == 'read') end
 if not ok then return {'refused', state, og, note, att, fb, v[8] or ''} end
-redis.call('HSET', tx, 'state', new)
+local af, an, ap = chain(ARGV[10], ARGV[11])
+redis.call('HSET', tx, 'state', new, unpack(af))
 redis.call('RPUSH', KEYS[2], entry)
 if new == 'transferred' then
   local dd, lim = tonumber(ARGV[7]), tonumber(v[9] or '0')
@@ -248,7 +263,6 @@ local m = ''
 if new == 'failed' or new == 'delivered' or (new == 'read' and state ~= 'delivered') then
   m = mark(v[8] or '1', new, ARGV[8], 'f')
 end
-local an, ap = audit(tx, ARGV[10], ARGV[11])
 return {'applied', state, og, note, att, fb, v[8] or '', m, an, ap}
 `)
 

@@ -23,7 +23,7 @@ func TestCreateScriptFields(t *testing.T) {
 	id := "00112233445566778899aabbccddeeff"
 	keys := []string{keyTx + id, keyTxHistory + id, keyDeadlines, keyQuota + "-"}
 	args := []any{"fp-v", id, 1000, 0, 60, "h1", "h2", "routed-v", "id-v", "idh-v", "kid2-v", "sess-v", "og-v", "dg-v",
-		"dest-v", "state-v", "sender-v", "recipient-v", "medium-v", "note-v", "deadline-v", "created-v", "limit-v"}
+		"dest-v", "state-v", "sender-v", "recipient-v", "medium-v", "note-v", "deadline-v", "created-v", "limit-v", 2, "ah-v"}
 	if err := createScript.Run(ctx, rdb, keys, args...).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestCreateScriptFields(t *testing.T) {
 	want := map[string]string{fFingerprint: "fp-v", fRouted: "routed-v", fID: "id-v", fIDHash: "idh-v", fKid2: "kid2-v",
 		fSession: "sess-v", fOG: "og-v", fDG: "dg-v", fDest: "dest-v", fState: "state-v", fSender: "sender-v",
 		fRecipient: "recipient-v", fMedium: "medium-v", fNote: "note-v", fDeadline: "deadline-v", fCreated: "created-v",
-		fLimit: "limit-v"}
+		fLimit: "limit-v", fAuditN: "2", fAuditHead: "ah-v"}
 	if len(got) != len(want) {
 		t.Fatalf("fields %v, want %v", got, want)
 	}
@@ -80,7 +80,7 @@ func TestCreateArgsTags(t *testing.T) {
 		n, _ := strconv.Atoi(m[2])
 		hset[n] = m[1]
 	}
-	fields := map[string]bool{fFingerprint: true, fIDHash: true, fCreated: true}
+	fields := map[string]bool{fFingerprint: true, fIDHash: true, fCreated: true, fAuditN: true, fAuditHead: true}
 	for _, f := range txFields {
 		fields[f] = true
 	}
