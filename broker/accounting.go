@@ -233,9 +233,9 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 if redis.call('EXISTS', KEYS[2]) == 0 or redis.call('HSETNX', KEYS[2], ARGV[3], '1') == 0 then return 0 end
 local last = ''
 for i = 4, #ARGV, 3 do
-  redis.call('HINCRBY', ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]))
+  redis.call('HINCRBY', ARGV[i], ARGV[i + 1], ARGV[i + 2])
   if ARGV[i] ~= last then
-    redis.call('EXPIRE', ARGV[i], tonumber(ARGV[2]))
+    redis.call('EXPIRE', ARGV[i], ARGV[2])
     last = ARGV[i]
   end
 end

@@ -80,15 +80,17 @@ if limit > 0 then
 end
 -- Field names are written here, not passed: every argument costs Lua a
 -- string copy, and the call was 55 µs with 40 arguments (issue 7). The
--- names are the f* constants of tx.go.
+-- names are the f* constants of tx.go. Numbers go on to redis.call as the
+-- strings they came in as: a Lua number is formatted again with %.17g
+-- (number formatting was 4 % of Redis's CPU, docs/BENCHMARKS.md).
 redis.call('HSET', tx, 'fp', ARGV[1], 'routed', ARGV[8], 'id', ARGV[9], 'idh', ARGV[10], 'kid2', ARGV[11],
   'sess', ARGV[12], 'og', ARGV[13], 'dg', ARGV[14], 'dest', ARGV[15], 'state', ARGV[16], 'sender', ARGV[17],
   'recipient', ARGV[18], 'medium', ARGV[19], 'note', ARGV[20], 'deadline', ARGV[21], 'created', ARGV[22],
   'limit', ARGV[23], 'an', ARGV[24], 'ah', ARGV[25])
-redis.call('EXPIRE', tx, tonumber(ARGV[5]))
+redis.call('EXPIRE', tx, ARGV[5])
 redis.call('RPUSH', KEYS[2], ARGV[6], ARGV[7])
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
-redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
 -- The audit chain starts here (auditLua's audit on a new transaction, in
 -- the HSET above: its records are 1..an, the last hashing to ah).
 local an = ''
@@ -183,7 +185,7 @@ var ackScript = redis.NewScript(`
 local tx = KEYS[1]
 local function mark(n, outcome, code, flags)
   local m = ARGV[6] .. '|' .. n .. '|' .. outcome .. '|' .. code .. '|' .. ARGV[4] .. '|' .. flags
-  redis.call('ZADD', ARGV[9], tonumber(ARGV[4]), m)
+  redis.call('ZADD', ARGV[9], ARGV[4], m)
   return m
 end
 local v = redis.call('HMGET', tx, 'state', 'dg', 'idh', 'og', 'note', 'medium', 'win', 'att', 'limit', 'fb', 'an', 'ah')
@@ -251,10 +253,10 @@ redis.call('RPUSH', KEYS[2], entry)
 if new == 'transferred' then
   local dd, lim = tonumber(ARGV[7]), tonumber(v[9] or '0')
   if lim > 0 and lim < dd then
-    redis.call('ZADD', KEYS[3], lim, ARGV[6])
-    redis.call('HSET', tx, 'dlv', dd)
+    redis.call('ZADD', KEYS[3], v[9], ARGV[6])
+    redis.call('HSET', tx, 'dlv', ARGV[7])
   else
-    redis.call('ZADD', KEYS[3], dd, ARGV[6])
+    redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
   end
 else
   redis.call('ZREM', KEYS[3], ARGV[6])
