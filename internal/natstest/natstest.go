@@ -25,8 +25,7 @@ func Run(t testing.TB) *server.Server {
 // can restart it on the same data.
 func RunDir(t testing.TB, dir string) *server.Server {
 	t.Helper()
-	return start(t, &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: dir, MaxPayload: 8 << 20})
+	return shutDownAtEnd(t, launch(t, options(server.RANDOM_PORT, dir)))
 }
 
 // Restart shuts ns down, waits down, and starts a server on the same
@@ -35,9 +34,7 @@ func RunDir(t testing.TB, dir string) *server.Server {
 // when the test ends.
 func Restart(t testing.TB, ns *server.Server, dir string, down time.Duration) *server.Server {
 	t.Helper()
-	ns2 := RestartKept(t, ns, dir, down)
-	t.Cleanup(func() { ns2.Shutdown(); ns2.WaitForShutdown() })
-	return ns2
+	return shutDownAtEnd(t, RestartKept(t, ns, dir, down))
 }
 
 // RestartKept is Restart for a caller that shuts the new server down
@@ -50,22 +47,18 @@ func RestartKept(t testing.TB, ns *server.Server, dir string, down time.Duration
 	ns.Shutdown()
 	ns.WaitForShutdown()
 	time.Sleep(down)
-	ns2, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: dir, MaxPayload: 8 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns2.Start()
-	if !ns2.ReadyForConnections(10 * time.Second) {
-		ns2.Shutdown()
-		t.Fatal("natstest: server not ready after the restart")
-	}
-	return ns2
+	return launch(t, options(port, dir))
 }
 
-// start starts a server with opts and waits until it is ready; it is shut
-// down when the test ends.
-func start(t testing.TB, opts *server.Options) *server.Server {
+// options are the test servers' options: loopback, JetStream in dir,
+// 8 MiB payloads as under uims run.
+func options(port int, dir string) *server.Options {
+	return &server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: dir, MaxPayload: 8 << 20}
+}
+
+// launch starts a server with opts and waits until it is ready.
+func launch(t testing.TB, opts *server.Options) *server.Server {
 	t.Helper()
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -73,8 +66,14 @@ func start(t testing.TB, opts *server.Options) *server.Server {
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
 		t.Fatal("natstest: server not ready")
 	}
+	return ns
+}
+
+// shutDownAtEnd shuts ns down when the test ends.
+func shutDownAtEnd(t testing.TB, ns *server.Server) *server.Server {
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	return ns
 }
@@ -96,12 +95,11 @@ func Connect(t testing.TB, ns *server.Server, name string) *nats.Conn {
 func RunAuth(t testing.TB, a *natsauth.Authority) *server.Server {
 	t.Helper()
 	dir := t.TempDir()
-	opts := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: filepath.Join(dir, "js"), MaxPayload: 8 << 20}
+	opts := options(server.RANDOM_PORT, filepath.Join(dir, "js"))
 	if err := a.ServerOptions(opts, filepath.Join(dir, "resolver")); err != nil {
 		t.Fatal(err)
 	}
-	return start(t, opts)
+	return shutDownAtEnd(t, launch(t, opts))
 }
 
 // ConnectAs returns a connection of party name, issued by a with role and
